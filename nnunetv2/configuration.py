@@ -1,0 +1,63 @@
+"""Process-count defaults and planning constants, from the environment (read once, at import)."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+logger = logging.getLogger(__name__)
+
+ANISO_THRESHOLD = 3  # a spacing ratio above this makes resampling treat the out-of-plane axis separately
+
+
+def _int_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        logger.warning("Environment variable %s=%r is not an integer; using %d.", name, value, default)
+        return default
+
+
+# Data-augmentation workers per GPU for known hosts of the original authors' clusters (first rule that matches
+# wins), kept so that behaviour on those machines is unchanged. (kind, pattern, workers)
+_HOST_RULES = (
+    ("exact", "Fabian", 12), ("prefix", "isensee-", 12),
+    ("exact", "hdf19-gpu16", 16), ("exact", "hdf19-gpu17", 16), ("exact", "hdf19-gpu18", 16),
+    ("exact", "hdf19-gpu19", 16), ("exact", "e230-AMDworkstation", 16),
+    ("prefix", "e230-dgx1", 10),
+    ("prefix", "hdf18-gpu", 16), ("prefix", "e132-comp", 16),
+    ("prefix", "e230-dgx2", 6),
+    ("prefix", "e230-dgxa100-", 28),
+    ("prefix", "e230-thinka100-", 20),
+    ("prefix", "lsf22-gpu", 28),
+    ("prefix", "hdf19-gpu", 12), ("prefix", "e071-gpu", 12),
+    ("contains_ci", "superh200", 48),
+    ("contains", "superl40s", 28),
+)
+
+
+def _workers_for_host(hostname: str) -> int:
+    for kind, pattern, workers in _HOST_RULES:
+        if ((kind == "exact" and hostname == pattern)
+                or (kind == "prefix" and hostname.startswith(pattern))
+                or (kind == "contains" and pattern in hostname)
+                or (kind == "contains_ci" and pattern in hostname.lower())):
+            return workers
+    return 12
+
+
+def get_allowed_n_proc_DA() -> int:
+    """Number of data-augmentation worker processes: ``nnUNet_n_proc_DA`` or a per-host default, capped at the
+    CPU count."""
+    if "nnUNet_n_proc_DA" in os.environ:
+        n = _int_from_env("nnUNet_n_proc_DA", 12)
+    else:
+        n = _workers_for_host(socket.gethostname())
+    return min(n, os.cpu_count() or 1)
+
+
+default_num_processes = _int_from_env("nnUNet_def_n_proc", 8)
+default_n_proc_DA = get_allowed_n_proc_DA()

@@ -1,0 +1,101 @@
+"""Small deterministic raw datasets for the quick-start demo and the tests (no download needed).
+
+``make_synthetic_dataset`` writes ``<raw_root>/DatasetXXX_Name`` in the nnU-Net v2 raw format: 3D NIfTI volumes
+with anisotropic spacing, a non-zero origin and a non-identity direction (``kind='3d'``), or RGB PNG images
+(``kind='2d'``). Foreground objects are bright ellipsoids (label 1) with a darker core (label 2).
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from nnunetv2.file_io import maybe_mkdir_p, save_json
+
+_DIRECTION_3D = (0.0, 1.0, 0.0,
+                 -1.0, 0.0, 0.0,
+                 0.0, 0.0, 1.0)
+
+
+def _objects(rng: np.random.RandomState, shape: Sequence[int]) -> np.ndarray:
+    """Label map with one or two ellipsoids (1) each with a core (2)."""
+    grids = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
+    seg = np.zeros(shape, dtype=np.uint8)
+    for _ in range(rng.randint(1, 3)):
+        center = [rng.uniform(0.3 * s, 0.7 * s) for s in shape]
+        radii = [rng.uniform(0.12 * s, 0.22 * s) for s in shape]
+        dist = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii))
+        seg[dist <= 1] = 1
+        seg[dist <= 0.35] = 2
+    return seg
+
+
+def _image_from_seg(rng: np.random.RandomState, seg: np.ndarray, offset: float) -> np.ndarray:
+    means = np.array([offset, offset + 100.0, offset + 60.0], dtype=np.float32)
+    return (means[seg] + rng.normal(0, 15.0, seg.shape)).astype(np.float32)
+
+
+def make_synthetic_dataset(raw_root: str, dataset_id: int = 999, name: str = "Demo", kind: str = "3d",
+                           num_train: int = 8, num_test: int = 2, num_channels: int = 1,
+                           shape: Tuple[int, ...] = (20, 40, 36), seed: int = 1234) -> str:
+    """Write a synthetic dataset and return its folder."""
+    if kind not in ("3d", "2d"):
+        raise ValueError(f"kind must be '3d' or '2d', not {kind!r}")
+    folder = os.path.join(raw_root, f"Dataset{dataset_id:03d}_{name}")
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        maybe_mkdir_p(os.path.join(folder, sub))
+    ending = ".nii.gz" if kind == "3d" else ".png"
+    for i in range(num_train + num_test):
+        rng = np.random.RandomState([seed, i])
+        split = "Tr" if i < num_train else "Ts"
+        case = f"case_{i:03d}"
+        if kind == "3d":
+            seg = _objects(rng, shape)
+            spacing_xyz = (0.8 + 0.05 * rng.rand(), 0.8 + 0.05 * rng.rand(), 3.0)
+            origin = (-10.0 * rng.rand(), 5.0, 12.5)
+            for c in range(num_channels):
+                _write_nifti(_image_from_seg(rng, seg, 50.0 * c),
+                             os.path.join(folder, f"images{split}", f"{case}_{c:04d}.nii.gz"), spacing_xyz, origin)
+            _write_nifti(seg, os.path.join(folder, f"labels{split}", f"{case}.nii.gz"), spacing_xyz, origin)
+        else:
+            seg = _objects(rng, shape[-2:])
+            rgb = np.stack([np.clip(_image_from_seg(rng, seg, 40.0 * c), 0, 255) for c in range(3)], -1)
+            _write_png(rgb.astype(np.uint8), os.path.join(folder, f"images{split}", f"{case}_0000.png"))
+            _write_png(seg, os.path.join(folder, f"labels{split}", f"{case}.png"))
+    channel_names = {str(c): ("CT" if c == 0 else f"channel{c}") for c in range(num_channels)} \
+        if kind == "3d" else {"0": "R", "1": "G", "2": "B"}
+    dataset_json = {
+        "channel_names": channel_names,
+        "labels": {"background": 0, "object": 1, "core": 2},
+        "numTraining": num_train,
+        "file_ending": ending,
+        "name": name,
+        "description": "Synthetic nnU-Net v2 demo dataset",
+    }
+    save_json(dataset_json, os.path.join(folder, "dataset.json"), sort_keys=False)
+    return folder
+
+
+def _write_nifti(array_zyx: np.ndarray, path: str, spacing_xyz, origin) -> None:
+    import SimpleITK as sitk
+    img = sitk.GetImageFromArray(array_zyx)
+    img.SetSpacing(tuple(float(s) for s in spacing_xyz))
+    img.SetOrigin(tuple(float(o) for o in origin))
+    img.SetDirection(_DIRECTION_3D)
+    sitk.WriteImage(img, path, True)
+
+
+def _write_png(array: np.ndarray, path: str) -> None:
+    from PIL import Image
+    Image.fromarray(array).save(path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import argparse
+    p = argparse.ArgumentParser(description="Write a small synthetic nnU-Net v2 raw dataset.")
+    p.add_argument("raw_root")
+    p.add_argument("--id", type=int, default=999)
+    p.add_argument("--kind", choices=("3d", "2d"), default="3d")
+    a = p.parse_args()
+    print(make_synthetic_dataset(a.raw_root, a.id, kind=a.kind))

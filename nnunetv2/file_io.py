@@ -1,0 +1,63 @@
+"""Small, safe file helpers: every file written for the user goes to a temporary name first, then is renamed.
+
+A crash or a kill therefore never leaves a half-written file under its final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import uuid
+from typing import Any, Iterator
+
+TMP_PREFIX = ".nnunet_tmp_"
+
+
+def temporary_sibling(final_path: str) -> str:
+    """A unique temporary file name in the folder of ``final_path`` that keeps its full file name as suffix.
+
+    Keeping the suffix matters: writers such as SimpleITK pick the format from the file ending.
+    """
+    folder, name = os.path.split(os.path.abspath(final_path))
+    return os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}_{name}")
+
+
+@contextlib.contextmanager
+def atomic_path(final_path: str) -> Iterator[str]:
+    """Yield a temporary path to write to; on success it is renamed to ``final_path``, on failure removed."""
+    tmp = temporary_sibling(final_path)
+    try:
+        yield tmp
+        os.replace(tmp, final_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def save_json(obj: Any, file: str, indent: int = 4, sort_keys: bool = True) -> None:
+    """``json.dump`` with the reference's formatting (indent 4, sorted keys unless told otherwise), atomically."""
+    with atomic_path(file) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, sort_keys=sort_keys, indent=indent)
+
+
+def load_json(file: str) -> Any:
+    with open(file) as f:
+        return json.load(f)
+
+
+def save_pickle(obj: Any, file: str) -> None:
+    with atomic_path(file) as tmp:
+        with open(tmp, "wb") as f:
+            pickle.dump(obj, f)
+
+
+def load_pickle(file: str) -> Any:
+    with open(file, "rb") as f:
+        return pickle.load(f)
+
+
+def maybe_mkdir_p(directory: str) -> None:
+    os.makedirs(directory, exist_ok=True)

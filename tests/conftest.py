@@ -1,0 +1,46 @@
+"""Shared fixtures: isolated nnU-Net data folders, the optional ../shared reference outputs, CUDA skipping."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("NNUNET_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+
+@pytest.fixture
+def nnunet_dirs(tmp_path, monkeypatch):
+    """Point nnUNet_raw / nnUNet_preprocessed / nnUNet_results at fresh folders for one test."""
+    dirs = {}
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        d = tmp_path / name
+        d.mkdir()
+        monkeypatch.setenv(name, str(d))
+        dirs[name] = d
+    for v1 in ("nnUNet_raw_data_base", "RESULTS_FOLDER"):
+        monkeypatch.delenv(v1, raising=False)
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The reference's golden outputs (../shared). Tests that need them skip cleanly where it is absent."""
+    if not (SHARED_DIR / "reference").is_dir():
+        pytest.skip(f"golden reference outputs not found at {SHARED_DIR} (set NNUNET_SHARED_DIR)")
+    return SHARED_DIR
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch missing entirely
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
