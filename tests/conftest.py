@@ -44,3 +44,38 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+GOLDEN_DATASETS = ("Dataset901_SynthCT3D", "Dataset902_SynthMRRegions", "Dataset903_SynthNatural2D",
+                   "Dataset904_SynthSparse3D", "Dataset905_SynthBig3D")
+
+
+def _golden_cache_root() -> Path:
+    return Path(os.environ.get("NNUNET_TEST_CACHE", Path.home() / ".cache" / "nnunetv2_tests")) / "golden_raw"
+
+
+def generate_golden_raw(shared: Path, dataset: str) -> Path:
+    """Recreate one reference raw dataset with ../shared/tools (cached across test runs; file-locked)."""
+    import fcntl
+    import subprocess
+
+    root = _golden_cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / dataset
+    done_marker = root / f".{dataset}.done"
+    with open(root / f".{dataset}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done_marker.exists():
+            import shutil
+            shutil.rmtree(target, ignore_errors=True)
+            ref = shared / "reference" / dataset
+            subprocess.run(["bash", "generate.sh"], cwd=ref, check=True, env=dict(os.environ, nnUNet_raw=str(root)),
+                           capture_output=True)
+            done_marker.touch()
+    return target
+
+
+@pytest.fixture(scope="session")
+def golden_raw(shared_dir):
+    """Callable: golden_raw('Dataset901_SynthCT3D') -> Path of the regenerated raw dataset folder."""
+    return lambda dataset: generate_golden_raw(shared_dir, dataset)
