@@ -6,6 +6,7 @@ fix it. Everything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from typing import Callable, Optional, TypeVar
 
@@ -24,11 +25,19 @@ class UserError(RuntimeError):
         return " ".join(str(self).split())
 
 
+def setup_cli_logging(level: int = logging.INFO) -> None:
+    """Plain console logging for the commands (messages only), unless the application configured logging itself."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(message)s")
+
+
 def exit_on_user_error(func: F) -> F:
     """Decorate a console entry point: a ``UserError`` prints one line on stderr and exits with status 1."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        setup_cli_logging()
         try:
             return func(*args, **kwargs)
         except UserError as e:

@@ -1,0 +1,243 @@
+"""Check a raw dataset before planning: dataset.json, file names, readability, geometry and label values.
+
+Unlike the reference, which stops at the first failing check, every problem found is reported (file, what is wrong,
+how to fix it) and the check fails once at the end, listing them all.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Dict, List, Sequence, Type
+
+import numpy as np
+
+from nnunetv2.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+_MAX_LISTED = 50  # problems shown in the exception message; all of them are logged
+
+
+class DatasetIntegrityError(UserError):
+    """Raised when a dataset has problems; ``problems`` holds every one of them as a one-line message."""
+
+    def __init__(self, folder: str, problems: List[str]):
+        self.problems = list(problems)
+        listed = "\n".join(f"  - {p}" for p in problems[:_MAX_LISTED])
+        more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        super().__init__(f"Dataset integrity check failed for {folder}: {len(problems)} problem(s) found:\n"
+                         f"{listed}{more}", "Fix the files listed above and run the check again.")
+
+    def one_line(self) -> str:
+        return (f"Dataset integrity check failed: {len(self.problems)} problem(s) found (listed above); "
+                f"first: {self.problems[0]}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# per-case checks (run in worker processes)
+# --------------------------------------------------------------------------------------------------------------------
+def _label_problems(seg: np.ndarray, label_file: str, expected_labels: Sequence[int]) -> List[str]:
+    if np.isnan(seg).any():
+        return [f"{label_file}: the segmentation contains NaN values. Labels must be integers."]
+    found = np.unique(seg)
+    unexpected = [v for v in found if v not in set(expected_labels)]
+    if unexpected:
+        shown = ", ".join(str(int(v)) if float(v).is_integer() else str(v) for v in unexpected)
+        return [f"{label_file}: label value(s) {shown} are not declared in dataset.json (declared: "
+                f"{', '.join(str(int(v)) for v in expected_labels)}). Declare them under 'labels' or fix the file."]
+    return []
+
+
+def _geometry_problems(img_props: dict, seg_props: dict, image_files: Sequence[str], label_file: str) -> List[str]:
+    problems = []
+    if not np.allclose(img_props["spacing"], seg_props["spacing"]):
+        problems.append(f"{label_file}: spacing {list(seg_props['spacing'])} differs from that of its image(s) "
+                        f"{list(img_props['spacing'])} ({image_files[0]}). Image and label must share one geometry.")
+    if "sitk_stuff" in img_props and "sitk_stuff" in seg_props:
+        for key in ("origin", "direction"):
+            a, b = img_props["sitk_stuff"][key], seg_props["sitk_stuff"][key]
+            if not np.allclose(a, b):
+                problems.append(f"{label_file}: {key} {list(b)} differs from that of its image {list(a)} "
+                                f"({image_files[0]}). Fix the header of one of them (check alignment with "
+                                f"nnUNetv2_plot_overlay_pngs).")
+    if "nibabel_stuff" in img_props and "nibabel_stuff" in seg_props:
+        a, b = img_props["nibabel_stuff"]["original_affine"], seg_props["nibabel_stuff"]["original_affine"]
+        if not np.allclose(a, b):
+            problems.append(f"{label_file}: the affine differs from that of its image ({image_files[0]}). Fix the "
+                            f"header of one of them.")
+    return problems
+
+
+def case_problems(image_files: Sequence[str], label_file: str, expected_num_channels: int,
+                  readerclass: Type, expected_labels: Sequence[int]) -> List[str]:
+    """Every problem of one training case (images and label), as one-line messages."""
+    rw = readerclass()
+    problems = []
+    try:
+        images, img_props = rw.read_images(image_files)
+    except Exception as e:  # a UserError from the reader already names the file; anything else gets named here
+        return [_read_failure(image_files, e)]
+    try:
+        seg, seg_props = rw.read_seg(label_file)
+    except Exception as e:
+        return [_read_failure([label_file], e)]
+    if not np.isfinite(images).all():
+        kinds = [k for k, bad in (("NaN", np.isnan(images).any()), ("inf", np.isinf(images).any())) if bad]
+        problems.append(f"{', '.join(image_files)}: the image contains {' and '.join(kinds)} values. Replace them "
+                        f"(e.g. with 0) before training.")
+    problems += _label_problems(seg, label_file, expected_labels)
+    if images.shape[1:] != seg.shape[1:]:
+        problems.append(f"{label_file}: shape {tuple(seg.shape[1:])} differs from the shape of its image(s) "
+                        f"{tuple(images.shape[1:])} ({image_files[0]}). Image and label must have the same size.")
+    else:
+        problems += _geometry_problems(img_props, seg_props, image_files, label_file)
+    if images.shape[0] != expected_num_channels:
+        problems.append(f"{', '.join(image_files)}: {images.shape[0]} channel(s) found but dataset.json declares "
+                        f"{expected_num_channels} in 'channel_names'.")
+    return problems
+
+
+def _read_failure(files: Sequence[str], e: Exception) -> str:
+    text = e.one_line() if isinstance(e, UserError) else f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return f"cannot read {', '.join(files)}: {text}"
+
+
+def verify_labels(label_file: str, readerclass: Type, expected_labels: List[int]) -> bool:
+    """Reference-compatible single check: True if the label file holds only expected values."""
+    seg, _ = readerclass().read_seg(label_file)
+    problems = _label_problems(seg, label_file, expected_labels)
+    for p in problems:
+        logger.error(p)
+    return not problems
+
+
+def check_cases(image_files: List[str], label_file: str, expected_num_channels: int, readerclass: Type) -> bool:
+    """Reference-compatible single check of one case (labels not checked here): True if it is fine."""
+    rw = readerclass()
+    seg, _ = rw.read_seg(label_file)
+    expected = [int(v) for v in np.unique(seg) if not np.isnan(v)]
+    problems = case_problems(image_files, label_file, expected_num_channels, readerclass, expected)
+    for p in problems:
+        logger.error(p)
+    return not problems
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# dataset-level checks
+# --------------------------------------------------------------------------------------------------------------------
+def _file_name_problems(folder: str, dataset: Dict[str, dict], file_ending: str, num_channels: int) -> List[str]:
+    """Missing labels/channels, labels without images, files with the wrong ending or name (imagesTr/labelsTr form)."""
+    problems = []
+    images_dir, labels_dir = os.path.join(folder, "imagesTr"), os.path.join(folder, "labelsTr")
+    image_pattern = re.compile(r"^(.+)_(\d{4})" + re.escape(file_ending) + r"$")
+    for sub in (images_dir, labels_dir):
+        for f in sorted(os.listdir(sub)):
+            if f.startswith(".") or os.path.isdir(os.path.join(sub, f)):
+                continue
+            if not f.endswith(file_ending):
+                problems.append(f"{os.path.join(sub, f)}: does not end with '{file_ending}' (the file_ending of "
+                                f"dataset.json). Convert it or remove it.")
+            elif sub == images_dir and not image_pattern.match(f):
+                problems.append(f"{os.path.join(sub, f)}: image names must be CASE_XXXX{file_ending} with a 4-digit "
+                                f"channel index (e.g. case1_0000{file_ending}).")
+    for identifier, entry in dataset.items():
+        for c in range(num_channels):
+            expected = os.path.join(images_dir, f"{identifier}_{c:04d}{file_ending}")
+            if expected not in entry["images"]:
+                problems.append(f"{expected}: missing (case {identifier} needs one file per channel, "
+                                f"_0000.._{num_channels - 1:04d}).")
+        if not os.path.isfile(entry["label"]):
+            problems.append(f"{entry['label']}: missing; the image {entry['images'][0] if entry['images'] else identifier}"
+                            f" has no label. Add it or remove the image.")
+    for f in sorted(os.listdir(labels_dir)):
+        if f.endswith(file_ending) and not f.startswith("."):
+            identifier = f[:-len(file_ending)]
+            if identifier not in dataset:
+                problems.append(f"{os.path.join(labels_dir, f)}: a label without image (no {identifier}_0000"
+                                f"{file_ending} in imagesTr). Add the image or remove the label.")
+    return problems
+
+
+def _listed_file_problems(dataset: Dict[str, dict]) -> List[str]:
+    problems = []
+    for identifier, entry in dataset.items():
+        for f in list(entry["images"]) + [entry["label"]]:
+            if not os.path.isfile(f):
+                problems.append(f"{f}: listed for case {identifier} under 'dataset' in dataset.json but missing.")
+    return problems
+
+
+def _run_case_checks(jobs: List[tuple], num_processes: int) -> List[str]:
+    if num_processes <= 1 or len(jobs) <= 1:
+        return [p for job in jobs for p in case_problems(*job)]
+    from tqdm import tqdm
+    problems = []
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(num_processes, len(jobs)), mp_context=ctx) as pool:
+        futures = [pool.submit(case_problems, *job) for job in jobs]
+        for job, fut in tqdm(zip(jobs, futures), total=len(jobs), desc="Verifying cases", disable=None):
+            try:
+                problems += fut.result()
+            except BrokenProcessPool:
+                raise UserError(f"A worker process died while checking {job[1]} (probably killed for lack of memory).",
+                                "Run again with fewer processes (-np).") from None
+    return problems
+
+
+def dataset_problems(folder: str, num_processes: int = 8) -> List[str]:
+    """Every problem of the raw dataset in ``folder`` (empty list: the dataset is fine)."""
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+    from nnunetv2.utilities.dataset_json import dataset_json_problems, load_dataset_json
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    dj_file = os.path.join(folder, "dataset.json")
+    dataset_json = load_dataset_json(dj_file)
+    problems = dataset_json_problems(dataset_json, source=dj_file)
+    if problems:  # the rest of the checks rely on a sound dataset.json
+        return problems
+    if "dataset" not in dataset_json:
+        missing = [d for d in ("imagesTr", "labelsTr") if not os.path.isdir(os.path.join(folder, d))]
+        if missing:
+            return [f"{os.path.join(folder, d)}: folder missing (needed unless dataset.json lists the files under "
+                    f"'dataset')." for d in missing]
+    file_ending = dataset_json["file_ending"]
+    num_channels = len(dataset_json["channel_names"])
+    dataset = get_filenames_of_train_images_and_targets(folder, dataset_json)
+    if len(dataset) != dataset_json["numTraining"]:
+        problems.append(f"{dj_file}: numTraining is {dataset_json['numTraining']} but {len(dataset)} training "
+                        f"case(s) were found. Correct numTraining or add/remove cases.")
+    if "dataset" in dataset_json:
+        problems += _listed_file_problems(dataset)
+    else:
+        problems += _file_name_problems(folder, dataset, file_ending, num_channels)
+    complete = {k: v for k, v in dataset.items() if v["images"] and all(os.path.isfile(f) for f in v["images"])
+                and os.path.isfile(v["label"])}
+    if not complete:
+        return problems or [f"{folder}: no complete training case found."]
+
+    label_manager = LabelManager(dataset_json["labels"], regions_class_order=dataset_json.get("regions_class_order"))
+    expected_labels = [int(v) for v in label_manager.all_labels]
+    if label_manager.has_ignore_label:
+        expected_labels.append(int(label_manager.ignore_label))
+    first = next(iter(complete.values()))["images"][0]
+    try:
+        reader = determine_reader_writer_from_dataset_json(dataset_json, first, verbose=False)
+    except UserError as e:
+        return problems + [e.one_line()]
+    jobs = [(v["images"], v["label"], num_channels, reader, expected_labels) for v in complete.values()]
+    return problems + _run_case_checks(jobs, num_processes)
+
+
+def verify_dataset_integrity(folder: str, num_processes: int = 8) -> None:
+    """Raise ``DatasetIntegrityError`` listing every problem of the raw dataset in ``folder``; log all of them."""
+    problems = dataset_problems(folder, num_processes)
+    if problems:
+        for p in problems:
+            logger.error(p)
+        raise DatasetIntegrityError(folder, problems)
+    logger.info("Verified dataset %s: no problems found.", folder)
