@@ -1,0 +1,72 @@
+"""Instantiate the network a plans configuration describes (class and kwargs named by dotted strings)."""
+from __future__ import annotations
+
+import os
+import pydoc
+import warnings
+from typing import Optional, Tuple, Union
+
+import torch.nn as nn
+
+
+def _locate_network_class(arch_class_name: str):
+    """Class for a dotted path; if that path does not import, search dynamic_network_architectures by class name.
+
+    The fallback keeps old plans working whose class path no longer exists (e.g. ``...residual_unet.X``).
+    """
+    nw_class = pydoc.locate(arch_class_name)
+    if nw_class is not None:
+        return nw_class
+    warnings.warn(f"Network class {arch_class_name} not found by its dotted path. Searching "
+                  f"dynamic_network_architectures.architectures for a class of that name.")
+    import dynamic_network_architectures
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    short_name = arch_class_name.split('.')[-1]
+    nw_class = recursive_find_python_class(
+        os.path.join(dynamic_network_architectures.__path__[0], 'architectures'), short_name,
+        'dynamic_network_architectures.architectures')
+    if nw_class is None:
+        raise ImportError(f"Network class '{arch_class_name}' (named in the plans' architecture."
+                          f"network_class_name) could not be imported, and no class '{short_name}' exists in "
+                          f"dynamic_network_architectures.architectures. Fix the name or install the module "
+                          f"that defines it.")
+    print(f'FOUND IT: {nw_class}')
+    return nw_class
+
+
+def get_network_from_plans(arch_class_name: str, arch_kwargs: dict,
+                           arch_kwargs_req_import: Union[list, Tuple[str, ...]], input_channels: int,
+                           output_channels: int, allow_init: bool = True,
+                           deep_supervision: Optional[bool] = None) -> nn.Module:
+    """Build ``arch_class_name(input_channels=..., num_classes=output_channels, **arch_kwargs)``.
+
+    Entries of ``arch_kwargs`` listed in ``arch_kwargs_req_import`` are dotted names of objects (conv op, norm op,
+    nonlinearity, ...) and are replaced by the objects; ``deep_supervision`` is only passed when not None so the
+    class default applies otherwise.
+    """
+    network_class = arch_class_name
+    architecture_kwargs = dict(**arch_kwargs)
+    for ri in arch_kwargs_req_import:
+        if architecture_kwargs[ri] is not None:
+            located = pydoc.locate(architecture_kwargs[ri])
+            if located is None:
+                raise ImportError(f"Could not import '{architecture_kwargs[ri]}' (architecture argument '{ri}' in "
+                                  f"the plans). Fix the dotted name in the plans file.")
+            architecture_kwargs[ri] = located
+
+    nw_class = _locate_network_class(network_class)
+
+    if deep_supervision is not None:
+        architecture_kwargs['deep_supervision'] = deep_supervision
+
+    network = nw_class(
+        input_channels=input_channels,
+        num_classes=output_channels,
+        **architecture_kwargs
+    )
+
+    if hasattr(network, 'initialize') and allow_init:
+        network.apply(network.initialize)
+
+    return network

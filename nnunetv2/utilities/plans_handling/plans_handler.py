@@ -1,0 +1,287 @@
+"""Read access to a plans file: ``PlansManager`` (the whole file) and ``ConfigurationManager`` (one configuration).
+
+Plans handling sits on floor 3 (utilities). Everything it names by string -- reader/writer, preprocessor, label
+manager, resampling functions, the planner -- lives on a higher or sibling floor, so those classes are resolved
+by name only when a property asks for them (imports inside the properties). That keeps
+``plans handler <-> preprocessor <-> label handling`` free of import cycles.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from copy import deepcopy
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type, Union
+
+from nnunetv2.file_io import load_json
+
+if TYPE_CHECKING:  # only for annotations; never imported at run time from here
+    from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+
+from nnunetv2.utilities.plans_handling.legacy_plans import convert_legacy_configuration, is_legacy_configuration
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _find_class_in_package(subpackage: str, class_name: str, what: str):
+    """Look ``class_name`` up inside ``nnunetv2.<subpackage>`` (recursive module walk); RuntimeError if absent."""
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    found = recursive_find_python_class(os.path.join(_PACKAGE_ROOT, *subpackage.split('.')), class_name,
+                                        current_module='nnunetv2.' + subpackage)
+    if found is None:
+        from nnunetv2.errors import UserError
+        raise UserError(f"{what} class '{class_name}' named in the plans was not found in nnunetv2.{subpackage}.",
+                        hint=f"Place a module defining {class_name} inside the nnunetv2/{subpackage.replace('.', '/')} "
+                             f"folder, or fix the name in the plans file.")
+    return found
+
+
+class ConfigurationManager(object):
+    """Typed view of one entry of ``plans['configurations']`` (inheritance already resolved by PlansManager)."""
+
+    def __init__(self, configuration_dict: dict):
+        self.configuration = configuration_dict
+        if is_legacy_configuration(self.configuration):
+            warnings.warn("Detected old nnU-Net plans format (configuration without 'architecture'). Rebuilding the "
+                          "network architecture block from the old keys. If this fails, rerun "
+                          "nnUNetv2_plan_experiment for your dataset.")
+            convert_legacy_configuration(self.configuration)
+        self._cache: Dict[str, Any] = {}
+
+    def __repr__(self):
+        return self.configuration.__repr__()
+
+    # ----- plain keys ------------------------------------------------------------------------------------------
+    @property
+    def data_identifier(self) -> str:
+        return self.configuration['data_identifier']
+
+    @property
+    def preprocessor_name(self) -> str:
+        return self.configuration['preprocessor_name']
+
+    @property
+    def preprocessor_class(self) -> Type["DefaultPreprocessor"]:
+        if 'preprocessor_class' not in self._cache:
+            self._cache['preprocessor_class'] = _find_class_in_package('preprocessing', self.preprocessor_name,
+                                                                       'Preprocessor')
+        return self._cache['preprocessor_class']
+
+    @property
+    def batch_size(self) -> int:
+        return self.configuration['batch_size']
+
+    @property
+    def patch_size(self) -> List[int]:
+        return self.configuration['patch_size']
+
+    @property
+    def median_image_size_in_voxels(self) -> List[int]:
+        return self.configuration['median_image_size_in_voxels']
+
+    @property
+    def spacing(self) -> List[float]:
+        return self.configuration['spacing']
+
+    @property
+    def normalization_schemes(self) -> List[str]:
+        return self.configuration['normalization_schemes']
+
+    @property
+    def use_mask_for_norm(self) -> List[bool]:
+        return self.configuration['use_mask_for_norm']
+
+    @property
+    def batch_dice(self) -> bool:
+        return self.configuration['batch_dice']
+
+    # ----- architecture ----------------------------------------------------------------------------------------
+    @property
+    def network_arch_class_name(self) -> str:
+        return self.configuration['architecture']['network_class_name']
+
+    @property
+    def network_arch_init_kwargs(self) -> dict:
+        return self.configuration['architecture']['arch_kwargs']
+
+    @property
+    def network_arch_init_kwargs_req_import(self) -> Union[Tuple[str, ...], List[str]]:
+        return self.configuration['architecture']['_kw_requires_import']
+
+    @property
+    def pool_op_kernel_sizes(self) -> Tuple[Tuple[int, ...], ...]:
+        return self.configuration['architecture']['arch_kwargs']['strides']
+
+    # Pre-2.3 names, still read by third-party trainers that build their own networks (e.g. U-Mamba). Not in the
+    # reference 2.8.1; derived read-only from the architecture block.
+    @property
+    def conv_kernel_sizes(self) -> List[List[int]]:
+        return self.network_arch_init_kwargs['kernel_sizes']
+
+    @property
+    def n_conv_per_stage_encoder(self) -> List[int]:
+        kw = self.network_arch_init_kwargs
+        return kw['n_conv_per_stage'] if 'n_conv_per_stage' in kw else kw['n_blocks_per_stage']
+
+    @property
+    def n_conv_per_stage_decoder(self) -> List[int]:
+        return self.network_arch_init_kwargs['n_conv_per_stage_decoder']
+
+    @property
+    def UNet_base_num_features(self) -> int:
+        return self.network_arch_init_kwargs['features_per_stage'][0]
+
+    @property
+    def unet_max_num_features(self) -> int:
+        return max(self.network_arch_init_kwargs['features_per_stage'])
+
+    @property
+    def UNet_class_name(self) -> str:
+        return self.network_arch_class_name.split('.')[-1]
+
+    # ----- resampling ------------------------------------------------------------------------------------------
+    def _resampling_fn(self, key: str) -> Callable:
+        if key not in self._cache:
+            from nnunetv2.preprocessing.resampling.utils import recursive_find_resampling_fn_by_name
+            fn = recursive_find_resampling_fn_by_name(self.configuration[key])
+            self._cache[key] = partial(fn, **self.configuration[key + '_kwargs'])
+        return self._cache[key]
+
+    @property
+    def resampling_fn_data(self) -> Callable:
+        """Call as ``fn(data, new_shape, current_spacing, new_spacing)``."""
+        return self._resampling_fn('resampling_fn_data')
+
+    @property
+    def resampling_fn_seg(self) -> Callable:
+        return self._resampling_fn('resampling_fn_seg')
+
+    @property
+    def resampling_fn_probabilities(self) -> Callable:
+        return self._resampling_fn('resampling_fn_probabilities')
+
+    # ----- cascade ---------------------------------------------------------------------------------------------
+    @property
+    def next_stage_names(self) -> Optional[List[str]]:
+        ret = self.configuration.get('next_stage')
+        if ret is not None and isinstance(ret, str):
+            ret = [ret]
+        return ret
+
+    @property
+    def previous_stage_name(self) -> Optional[str]:
+        return self.configuration.get('previous_stage')
+
+
+class PlansManager(object):
+    """Wraps a plans dict (or the path of a plans JSON) and hands out ConfigurationManagers."""
+
+    def __init__(self, plans_file_or_dict: Union[str, dict]):
+        self.plans = plans_file_or_dict if isinstance(plans_file_or_dict, dict) else load_json(plans_file_or_dict)
+        self._configuration_managers: Dict[str, ConfigurationManager] = {}
+        self._cache: Dict[str, Any] = {}
+
+    def __repr__(self):
+        return self.plans.__repr__()
+
+    def _internal_resolve_configuration_inheritance(self, configuration_name: str,
+                                                    visited: Tuple[str, ...] = None) -> dict:
+        """Configuration dict with every ``inherits_from`` level merged in (child keys win)."""
+        if configuration_name not in self.plans['configurations'].keys():
+            raise ValueError(f"The configuration {configuration_name} does not exist in the plans I have. Valid "
+                             f"configuration names are {list(self.plans['configurations'].keys())}.")
+        configuration = deepcopy(self.plans['configurations'][configuration_name])
+        if 'inherits_from' in configuration:
+            parent_config_name = configuration['inherits_from']
+            visited = (configuration_name,) if visited is None else visited + (configuration_name,)
+            if parent_config_name in visited:
+                raise RuntimeError(f"Circular dependency detected in the plans: configuration "
+                                   f"{configuration_name} inherits from {parent_config_name}, which is already part "
+                                   f"of the inheritance chain {visited}. Fix 'inherits_from' in the plans file.")
+            base_config = self._internal_resolve_configuration_inheritance(parent_config_name, visited)
+            base_config.update(configuration)
+            configuration = base_config
+        return configuration
+
+    def get_configuration(self, configuration_name: str) -> ConfigurationManager:
+        """The ConfigurationManager of that name; repeated calls return the same object."""
+        if configuration_name in self._configuration_managers:
+            return self._configuration_managers[configuration_name]
+        if configuration_name not in self.plans['configurations'].keys():
+            from nnunetv2.errors import UserError
+            raise UserError(f"Requested configuration '{configuration_name}' not found in plans "
+                            f"'{self.plans.get('plans_name')}'.",
+                            hint=f"Available configurations: {list(self.plans['configurations'].keys())}.")
+        manager = ConfigurationManager(self._internal_resolve_configuration_inheritance(configuration_name))
+        self._configuration_managers[configuration_name] = manager
+        return manager
+
+    @property
+    def dataset_name(self) -> str:
+        return self.plans['dataset_name']
+
+    @property
+    def plans_name(self) -> str:
+        return self.plans['plans_name']
+
+    @property
+    def original_median_spacing_after_transp(self) -> List[float]:
+        return self.plans['original_median_spacing_after_transp']
+
+    @property
+    def original_median_shape_after_transp(self) -> List[float]:
+        return self.plans['original_median_shape_after_transp']
+
+    @property
+    def image_reader_writer_class(self) -> Type["BaseReaderWriter"]:
+        if 'image_reader_writer_class' not in self._cache:
+            from nnunetv2.imageio.reader_writer_registry import recursive_find_reader_writer_by_name
+            self._cache['image_reader_writer_class'] = recursive_find_reader_writer_by_name(
+                self.plans['image_reader_writer'])
+        return self._cache['image_reader_writer_class']
+
+    @property
+    def transpose_forward(self) -> List[int]:
+        return self.plans['transpose_forward']
+
+    @property
+    def transpose_backward(self) -> List[int]:
+        return self.plans['transpose_backward']
+
+    @property
+    def available_configurations(self) -> List[str]:
+        return list(self.plans['configurations'].keys())
+
+    @property
+    def experiment_planner_class(self) -> Type["ExperimentPlanner"]:
+        if 'experiment_planner_class' not in self._cache:
+            self._cache['experiment_planner_class'] = _find_class_in_package(
+                'experiment_planning', self.experiment_planner_name, 'Experiment planner')
+        return self._cache['experiment_planner_class']
+
+    @property
+    def experiment_planner_name(self) -> str:
+        return self.plans['experiment_planner_used']
+
+    @property
+    def label_manager_class(self) -> Type["LabelManager"]:
+        if 'label_manager_class' not in self._cache:
+            from nnunetv2.utilities.label_handling.label_handling import get_labelmanager_class_from_plans
+            self._cache['label_manager_class'] = get_labelmanager_class_from_plans(self.plans)
+        return self._cache['label_manager_class']
+
+    def get_label_manager(self, dataset_json: dict, **kwargs) -> "LabelManager":
+        return self.label_manager_class(label_dict=dataset_json['labels'],
+                                        regions_class_order=dataset_json.get('regions_class_order'),
+                                        **kwargs)
+
+    @property
+    def foreground_intensity_properties_per_channel(self) -> dict:
+        if 'foreground_intensity_properties_per_channel' not in self.plans.keys():
+            if 'foreground_intensity_properties_by_modality' in self.plans.keys():
+                return self.plans['foreground_intensity_properties_by_modality']
+        return self.plans['foreground_intensity_properties_per_channel']
