@@ -1,0 +1,59 @@
+"""2-D natural images (.png, .bmp, .tif) read with scikit-image.
+
+Grey images become one channel, RGB(A) images three (four) channels; every image gets the 2-D layout
+``(c, 1, X, Y)`` and the fixed spacing ``(999, 1, 1)`` (no physical spacing is known for such files).
+"""
+from __future__ import annotations
+
+from typing import List, Tuple, Union
+
+import numpy as np
+
+from nnunetv2.errors import UserError
+from nnunetv2.file_io import atomic_path
+from nnunetv2.imageio._helpers import seg_output_dtype, stack_channels_float32, unreadable_file_error
+from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+
+
+def _imread(fname: str) -> np.ndarray:
+    from skimage import io  # imported lazily: scikit-image is slow to import and only needed for these files
+    try:
+        return io.imread(fname)
+    except Exception as e:  # the plugins raise many different types for unreadable files
+        raise unreadable_file_error(fname, e) from None
+
+
+def _to_channels_first(img: np.ndarray, fname: str) -> np.ndarray:
+    if img.ndim == 2:
+        return img[None, None]
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        # RGB(A): colour channels become nnU-Net channels
+        return img.transpose((2, 0, 1))[:, None]
+    raise UserError(f"{fname} has shape {img.shape}, which NaturalImage2DIO cannot use: it reads only 2-D grey "
+                    f"images (H, W) and RGB/RGBA images (H, W, 3|4).",
+                    "For 3-D volumes use .tiff/.nii.gz (or set overwrite_image_reader_writer in dataset.json).")
+
+
+class NaturalImage2DIO(BaseReaderWriter):
+    # JPEG is deliberately unsupported: its lossy compression would corrupt segmentations
+    supported_file_endings = ['.png', '.bmp', '.tif']
+
+    def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]]) -> Tuple[np.ndarray, dict]:
+        arrays = [_to_channels_first(_imread(str(f)), str(f)) for f in image_fnames]
+        if len(arrays) > 1:
+            shapes = [a.shape[1:] for a in arrays]
+            if any(s != shapes[0] for s in shapes[1:]):
+                raise UserError(f"The channel files of one case have different image sizes "
+                                f"({[a.shape[2:] for a in arrays]}): {', '.join(map(str, image_fnames))}.",
+                                "All channels of a case must have the same height and width.")
+        return stack_channels_float32(arrays), {'spacing': (999, 1, 1)}
+
+    def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:
+        return self.read_images((seg_fname,))
+
+    def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
+        from skimage import io
+        if seg.ndim != 3 or seg.shape[0] != 1:
+            raise ValueError(f"NaturalImage2DIO.write_seg expects shape (1, X, Y), got {seg.shape} for {output_fname}")
+        with atomic_path(str(output_fname)) as tmp:
+            io.imsave(tmp, seg[0].astype(seg_output_dtype(seg), copy=False), check_contrast=False)

@@ -1,0 +1,175 @@
+"""Readers/writers backed by SimpleITK (.nii.gz, .nrrd, .mha, .gipl).
+
+SimpleITK's numpy arrays are in reverse ITK index order (z, y, x for 3-D), so nnU-Net spacings are the ITK
+spacings reversed; the ITK geometry itself is kept under ``properties['sitk_stuff']`` to be restored on writing.
+"""
+from __future__ import annotations
+
+import logging
+from typing import List, Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunetv2.errors import UserError
+from nnunetv2.file_io import atomic_path
+from nnunetv2.imageio._helpers import files_str, seg_output_dtype, stack_channels_float32, unreadable_file_error
+from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+
+logger = logging.getLogger(__name__)
+
+
+def _read_sitk(fname: str) -> sitk.Image:
+    try:
+        return sitk.ReadImage(fname)
+    except RuntimeError as e:
+        raise unreadable_file_error(fname, e) from None
+
+
+def _array_and_spacing(img: sitk.Image, fname: str) -> Tuple[np.ndarray, List[np.float64]]:
+    """numpy array with a leading channel axis and the nnU-Net spacing (array axis order, absolute values)."""
+    itk_spacing = img.GetSpacing()
+    # A view avoids one full copy when the float32 cast copies anyway (the caller keeps ``img`` alive until then).
+    # A float32 image would not be copied by the cast, so it must be copied here to outlive ``img``.
+    arr = sitk.GetArrayViewFromImage(img)
+    if arr.dtype == np.float32:
+        arr = sitk.GetArrayFromImage(img)
+    if arr.ndim == 2:
+        # 2-D: fake a huge out-of-plane spacing so that nothing is ever resampled across "slices"
+        arr = arr[None, None]
+        spacing = (999 * max(itk_spacing), *itk_spacing[::-1])
+    elif arr.ndim == 3:
+        arr = arr[None]
+        spacing = itk_spacing[::-1]
+    elif arr.ndim == 4:
+        # several channels in one file: the slowest numpy axis is the channel; its ITK spacing is meaningless
+        spacing = itk_spacing[::-1][1:]
+    else:
+        raise UserError(f"Image {fname} has {arr.ndim} dimensions (shape {arr.shape}); only 2-D, 3-D and 4-D "
+                        f"(channels in one file) images are supported.",
+                        "Convert it to one 2-D or 3-D file per channel.")
+    return arr, list(np.abs(np.asarray(spacing, dtype=np.float64)))
+
+
+class SimpleITKIO(BaseReaderWriter):
+    supported_file_endings = ['.nii.gz', '.nrrd', '.mha', '.gipl']
+
+    def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]]) -> Tuple[np.ndarray, dict]:
+        image_fnames = [str(f) for f in image_fnames]
+        images, arrays, spacings = [], [], []
+        for f in image_fnames:
+            img = _read_sitk(f)
+            arr, spacing = _array_and_spacing(img, f)
+            images.append(img)
+            arrays.append(arr)
+            spacings.append(spacing)
+        _check_case_consistency(image_fnames, images, arrays, spacings)
+        stacked = stack_channels_float32(arrays)
+        first = images[0]
+        props = {
+            'sitk_stuff': {
+                'spacing': first.GetSpacing(),
+                'origin': first.GetOrigin(),
+                'direction': first.GetDirection(),
+            },
+            'spacing': spacings[0],
+        }
+        return stacked, props
+
+    def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:
+        return self.read_images((seg_fname,))
+
+    def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
+        itk_img = _seg_to_sitk(seg, output_fname, properties)
+        _write_sitk(itk_img, output_fname)
+
+
+def _check_case_consistency(fnames: List[str], images, arrays, spacings) -> None:
+    """All channel files of a case must share shape and spacing; origin/direction differences only warn."""
+    if len(fnames) == 1:
+        return
+    shapes = [a.shape for a in arrays]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise UserError(f"The channel files of one case have different shapes ({shapes}): {files_str(fnames)}.",
+                        "All channels of a case must be co-registered and have the same size; resample them.")
+    itk_spacings = [im.GetSpacing() for im in images]
+    if not BaseReaderWriter._check_all_same(itk_spacings) or not BaseReaderWriter._check_all_same(spacings):
+        raise UserError(f"The channel files of one case have different spacings ({itk_spacings}): "
+                        f"{files_str(fnames)}.", "All channels of a case must share the same voxel spacing.")
+    origins = [im.GetOrigin() for im in images]
+    if not BaseReaderWriter._check_all_same(origins):
+        logger.warning("WARNING! Not all input images have the same origin! Origins: %s. Files: %s. It is up to "
+                       "you to decide whether that's a problem. You should run nnUNetv2_plot_overlay_pngs to verify "
+                       "that segmentations and data overlap.", origins, files_str(fnames))
+    directions = [im.GetDirection() for im in images]
+    if not BaseReaderWriter._check_all_same(directions):
+        logger.warning("WARNING! Not all input images have the same direction! Directions: %s. Files: %s. It is "
+                       "up to you to decide whether that's a problem. You should run nnUNetv2_plot_overlay_pngs to "
+                       "verify that segmentations and data overlap.", directions, files_str(fnames))
+
+
+def _seg_to_sitk(seg: np.ndarray, output_fname: str, properties: dict, dtype=None) -> sitk.Image:
+    if seg.ndim != 3:
+        raise ValueError(f"write_seg expects a 3-D segmentation (for 2-D data (1, X, Y)), got shape {seg.shape} "
+                         f"for {output_fname}")
+    stuff = properties['sitk_stuff']
+    out_dim = len(stuff['spacing'])
+    if out_dim not in (2, 3):
+        raise UserError(f"Cannot write {output_fname}: the case was read from a {out_dim}-D image and SimpleITKIO "
+                        f"writes only 2-D or 3-D segmentations.", "Use one 3-D file per channel for the input.")
+    if out_dim == 2:
+        seg = seg[0]
+    dtype = seg_output_dtype(seg) if dtype is None else dtype
+    itk_img = sitk.GetImageFromArray(seg.astype(dtype, copy=False))
+    itk_img.SetSpacing(stuff['spacing'])
+    itk_img.SetOrigin(stuff['origin'])
+    itk_img.SetDirection(stuff['direction'])
+    return itk_img
+
+
+def _write_sitk(itk_img: sitk.Image, output_fname: str) -> None:
+    # the temporary name keeps the full file name as suffix, so SimpleITK still picks the format from the ending
+    with atomic_path(str(output_fname)) as tmp:
+        sitk.WriteImage(itk_img, tmp, True)
+
+
+class SimpleITKIOWithReorient(SimpleITKIO):
+    """SimpleITKIO that reorients every image to ``orientation`` (default RAS) on reading and back on writing.
+
+    Not part of the automatic choice; select it with ``overwrite_image_reader_writer`` in dataset.json.
+    """
+
+    def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]], orientation: str = "RAS"
+                    ) -> Tuple[np.ndarray, dict]:
+        image_fnames = [str(f) for f in image_fnames]
+        images, arrays, spacings = [], [], []
+        original_orientation = None
+        for f in image_fnames:
+            img = _read_sitk(f)
+            original_orientation = sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(
+                img.GetDirection())
+            img = sitk.DICOMOrient(img, orientation)
+            arr, spacing = _array_and_spacing(img, f)
+            images.append(img)
+            arrays.append(arr)
+            spacings.append(spacing)
+        _check_case_consistency(image_fnames, images, arrays, spacings)
+        stacked = stack_channels_float32(arrays)
+        first = images[0]
+        props = {
+            'sitk_stuff': {
+                'spacing': first.GetSpacing(),
+                'origin': first.GetOrigin(),
+                'direction': first.GetDirection(),
+                # like the reference: the orientation of the last file
+                'original_orientation': original_orientation,
+            },
+            'spacing': spacings[0],
+        }
+        return stacked, props
+
+    def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
+        # deliberate: uint8/uint16 rule (the reference always wrote uint8, corrupting labels >= 255)
+        itk_img = _seg_to_sitk(seg, output_fname, properties)
+        itk_img = sitk.DICOMOrient(itk_img, properties['sitk_stuff']['original_orientation'])
+        _write_sitk(itk_img, output_fname)
