@@ -1,0 +1,193 @@
+"""Reading and checking a raw dataset's dataset.json, with one clear message per mistake (spec 01 §2.2–2.3).
+
+``load_dataset_json`` turns a missing file, broken JSON or a non-object into a ``UserError`` that names the file.
+``dataset_json_problems`` lists *all* problems of the content at once (so a user fixes them in one go);
+``validate_dataset_json`` raises them as one ``UserError``. verify_dataset_integrity and the commands use these.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from nnunetv2.errors import UserError
+
+REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
+_EXAMPLE = ('{"channel_names": {"0": "CT"}, "labels": {"background": 0, "tumor": 1}, '
+            '"numTraining": 10, "file_ending": ".nii.gz"}')
+
+
+def _dataset_json_file(path_or_folder: str) -> str:
+    path = os.fspath(path_or_folder)
+    return os.path.join(path, "dataset.json") if os.path.isdir(path) else path
+
+
+def load_dataset_json(path_or_folder: str, validate: bool = False) -> dict:
+    """Load ``dataset.json`` (a file, or a dataset folder containing one); optionally check its content."""
+    file = _dataset_json_file(path_or_folder)
+    try:
+        with open(file, "r", encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise UserError(f"dataset.json not found: {file}.",
+                        "Every raw dataset folder needs one; write it with "
+                        "nnunetv2.dataset_conversion.generate_dataset_json.") from None
+    except IsADirectoryError:
+        raise UserError(f"{file} is a folder, not a dataset.json file.") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{file} is not UTF-8 text ({e.reason} at byte {e.start}).",
+                        "Save it as UTF-8 JSON.") from None
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{file} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.",
+                        "Fix the syntax (quotes around keys and strings, no trailing commas, no comments).") from None
+    if not isinstance(content, dict):
+        raise UserError(f"{file} must contain a JSON object ({{...}}), not a {type(content).__name__}.",
+                        f"Example: {_EXAMPLE}")
+    if validate:
+        validate_dataset_json(content, file)
+    return content
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _label_problems(labels: Any, d: dict) -> List[str]:
+    if not isinstance(labels, dict):
+        return [f"'labels' must be an object mapping label names to integer values (or lists of integers for "
+                f"regions), not {type(labels).__name__}"]
+    problems: List[str] = []
+    if not labels:
+        return ["'labels' is empty; it needs at least \"background\": 0"]
+    values: List[int] = []
+    region_count = 0
+    has_regions = False
+    for name, v in labels.items():
+        if name == "ignore":
+            continue
+        if isinstance(v, list):
+            if not v or not all(_is_int(i) for i in v):
+                problems.append(f"label {name!r} has value {json.dumps(v)}: a region must be a non-empty list of "
+                                f"integers")
+                continue
+            values.extend(v)
+            has_regions = has_regions or len(v) > 1
+            if set(v) != {0}:
+                region_count += 1
+        elif _is_int(v):
+            values.append(v)
+            if v != 0:
+                region_count += 1
+        else:
+            problems.append(f"label {name!r} has value {json.dumps(v)}: must be an integer or a list of integers")
+
+    if "background" not in labels:
+        problems.append("'labels' has no \"background\" entry; add \"background\": 0")
+    else:
+        bg = labels["background"]
+        if isinstance(bg, list):
+            problems.append(f"\"background\" must be the integer 0, not a list ({json.dumps(bg)})")
+        elif _is_int(bg) and bg != 0:
+            problems.append(f"\"background\" must be 0, not {bg}")
+
+    ignore = labels.get("ignore")
+    if "ignore" in labels:
+        if not _is_int(ignore):
+            problems.append(f"\"ignore\" must be a single integer, not {json.dumps(ignore)}")
+            ignore = None
+        elif values and ignore != max(values) + 1:
+            problems.append(f"\"ignore\" is {ignore} but must be the highest label value, i.e. {max(values) + 1} "
+                            f"(highest other label + 1)")
+
+    expected = sorted(set(values) | ({ignore} if ignore is not None else set()))
+    gaps = [(a, b) for a, b in zip(expected[:-1], expected[1:]) if b - a != 1]
+    if gaps:
+        problems.append(f"label values {expected} are not consecutive (gap between "
+                        f"{', '.join(f'{a} and {b}' for a, b in gaps)}); renumber them 0, 1, 2, ...")
+    elif expected and expected[0] < 0:
+        problems.append(f"label values {expected} must not be negative")
+
+    if has_regions:
+        rco = d.get("regions_class_order")
+        if rco is None:
+            problems.append(f"'labels' declares regions (values that are lists) but 'regions_class_order' is "
+                            f"missing; add one output value per foreground region ({region_count})")
+        elif not isinstance(rco, list) or not all(_is_int(i) for i in rco):
+            problems.append(f"'regions_class_order' must be a list of integers, not {json.dumps(rco)}")
+        elif len(rco) != region_count:
+            problems.append(f"'regions_class_order' has {len(rco)} entries but 'labels' declares {region_count} "
+                            f"foreground regions; give one entry per region in the order of 'labels'")
+    return problems
+
+
+def _channel_problems(d: dict) -> List[str]:
+    key = "channel_names" if "channel_names" in d or "modality" not in d else "modality"
+    if key not in d:
+        return []
+    channels = d[key]
+    if not isinstance(channels, dict):
+        return [f"'{key}' must be an object like {{\"0\": \"CT\", \"1\": \"T2\"}}, not {type(channels).__name__}"]
+    if not channels:
+        return [f"'{key}' is empty; it needs one entry per input channel, e.g. {{\"0\": \"CT\"}}"]
+    bad = [k for k, v in channels.items() if not isinstance(v, str)]
+    if bad:
+        return [f"'{key}' values must be channel names (strings); not for key(s) {', '.join(map(repr, bad))}"]
+    return []
+
+
+def _dataset_entry_problems(dataset: Any) -> List[str]:
+    if not isinstance(dataset, dict):
+        return [f"'dataset' must be an object mapping case identifiers to {{\"images\": [...], \"label\": ...}}, "
+                f"not {type(dataset).__name__}"]
+    bad = [k for k, e in dataset.items()
+           if not (isinstance(e, dict) and isinstance(e.get("label"), str) and isinstance(e.get("images"), list)
+                   and e["images"] and all(isinstance(i, str) for i in e["images"]))]
+    if bad:
+        shown = ", ".join(map(repr, bad[:5])) + (" ..." if len(bad) > 5 else "")
+        return [f"'dataset' entries need \"images\" (a non-empty list of paths) and \"label\" (a path); wrong for "
+                f"case(s) {shown}"]
+    return []
+
+
+def _problems(d: Any) -> List[str]:
+    if not isinstance(d, dict):
+        return [f"must be a JSON object, not {type(d).__name__}"]
+    problems: List[str] = []
+    missing = [k for k in REQUIRED_KEYS if k not in d and not (k == "channel_names" and "modality" in d)]
+    if missing:
+        problems.append(f"missing required key(s) {', '.join(map(repr, missing))} (required: "
+                        f"{', '.join(REQUIRED_KEYS)})")
+    problems += _channel_problems(d)
+    if "labels" in d:
+        problems += _label_problems(d["labels"], d)
+    if "numTraining" in d and not _is_int(d["numTraining"]):
+        problems.append(f"'numTraining' must be an integer (the number of training cases), not "
+                        f"{json.dumps(d['numTraining'])}")
+    if "file_ending" in d:
+        fe = d["file_ending"]
+        if not isinstance(fe, str) or not fe.startswith(".") or len(fe) < 2:
+            problems.append(f"'file_ending' must be a string starting with '.', e.g. \".nii.gz\", not "
+                            f"{json.dumps(fe)}")
+    rw = d.get("overwrite_image_reader_writer")
+    if rw is not None and not isinstance(rw, str):
+        problems.append(f"'overwrite_image_reader_writer' must be the name of a reader/writer class (a string), "
+                        f"not {json.dumps(rw)}")
+    if "dataset" in d:
+        problems += _dataset_entry_problems(d["dataset"])
+    return problems
+
+
+def dataset_json_problems(dataset_json: Any, source: str = "dataset.json") -> List[str]:
+    """Every problem of a dataset.json's content, each as one line starting with ``source``; [] if it is fine."""
+    return [f"{source}: {p}" for p in _problems(dataset_json)]
+
+
+def validate_dataset_json(dataset_json: Any, source: str = "dataset.json") -> None:
+    """Raise one ``UserError`` listing all problems of ``dataset_json`` (nothing if it is fine)."""
+    problems = _problems(dataset_json)
+    if problems:
+        n = len(problems)
+        raise UserError(f"{source} has {n} problem{'s' if n > 1 else ''}: " + "; ".join(problems) + ".",
+                        "See documentation/dataset_format.md for the expected keys.")

@@ -1,0 +1,103 @@
+"""Find a class (or any attribute) by name in the modules of a folder, recursively (spec 01 §9.3).
+
+nnU-Net stores only class names in plans and on the command line (trainers, planners, preprocessors, readers,
+label managers); this resolves them. Modules are visited in ``pkgutil.iter_modules`` order (alphabetical):
+first the plain modules of a folder, then its sub-packages.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pkgutil
+import sys
+from typing import Any, Iterator, Optional
+
+
+@contextlib.contextmanager
+def temporarily_extend_syspath(path: str) -> Iterator[None]:
+    """Put ``abspath(path)`` at the front of ``sys.path``; take it out again afterwards if it was not there."""
+    path = os.path.abspath(path)
+    sys.path.insert(0, path)
+    try:
+        yield
+    finally:
+        # remove the entry we inserted (the first occurrence); one the caller already had stays where it was
+        try:
+            sys.path.remove(path)
+        except ValueError:
+            pass
+
+
+def _module_file_under(module: Any, root: str) -> bool:
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    try:
+        return os.path.commonpath([os.path.abspath(file), root]) == root
+    except ValueError:  # different drives on Windows
+        return False
+
+
+@contextlib.contextmanager
+def temporarily_cleanup_imports_from_path(path: str) -> Iterator[None]:
+    """Forget (remove from ``sys.modules``) the modules imported from files under ``path`` during the block.
+
+    Used for external trainer folders, whose modules are imported as top-level modules and would otherwise
+    shadow same-named modules imported later.
+    """
+    root = os.path.abspath(path)
+    before = set(sys.modules)
+    try:
+        yield
+    finally:
+        for name in [n for n in sys.modules if n not in before]:
+            if _module_file_under(sys.modules.get(name), root):
+                sys.modules.pop(name, None)
+
+
+def _import_or_skip(full_name: str) -> Optional[Any]:
+    """Import ``full_name``; None if exactly that module cannot be found, any other error propagates."""
+    try:
+        return importlib.import_module(full_name)
+    except ModuleNotFoundError as e:
+        if e.name == full_name:
+            return None
+        raise
+
+
+def _search(folder: str, class_name: str, current_module: Optional[str], verbose: bool) -> Optional[Any]:
+    modules = list(pkgutil.iter_modules([folder]))
+    for info in modules:
+        if info.ispkg:
+            continue
+        full_name = info.name if current_module is None else f"{current_module}.{info.name}"
+        if verbose:
+            print(f"Looking for {class_name} in {full_name}")
+        module = _import_or_skip(full_name)
+        if module is not None and hasattr(module, class_name):
+            return getattr(module, class_name)
+    for info in modules:
+        if not info.ispkg:
+            continue
+        sub_module = info.name if current_module is None else f"{current_module}.{info.name}"
+        found = _search(os.path.join(folder, info.name), class_name, sub_module, verbose)
+        if found is not None:
+            return found
+    return None
+
+
+def recursive_find_python_class(folder: str, class_name: str, current_module: Optional[str],
+                                base_folder: Optional[str] = None, verbose: bool = False,
+                                cleanup_imports_from_base_folder: bool = False) -> Optional[Any]:
+    """The attribute ``class_name`` of the first module under ``folder`` that has one, or None.
+
+    ``current_module`` is the dotted name of ``folder`` (None: its modules are imported as top-level modules,
+    which works because ``base_folder`` (default ``folder``) is put on ``sys.path`` during the search).
+    """
+    folder = os.fspath(folder)
+    base_folder = folder if base_folder is None else os.fspath(base_folder)
+    cleanup = (temporarily_cleanup_imports_from_path(base_folder) if cleanup_imports_from_base_folder
+               else contextlib.nullcontext())
+    with temporarily_extend_syspath(base_folder), cleanup:
+        return _search(folder, class_name, current_module, verbose)

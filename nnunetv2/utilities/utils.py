@@ -1,0 +1,121 @@
+"""How the list of training cases of a raw dataset is built (spec 01 §2.4).
+
+Images follow ``<CASE>_<CCCC><file_ending>``; the case identifier is the name without its last
+``len(file_ending) + 5`` characters. Listing a folder once and grouping its files by identifier gives the same
+result as matching every identifier against every file, in a fraction of the time.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+
+from nnunetv2.errors import UserError
+
+_CHANNEL_SUFFIX = re.compile(r"_\d\d\d\d")
+
+
+def _sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
+    """Names (not paths) of the plain files in ``folder`` ending with ``file_ending`` (case sensitive), sorted."""
+    try:
+        entries = os.listdir(folder)
+    except FileNotFoundError:
+        raise UserError(f"Folder {folder} does not exist.",
+                        "Check the dataset folder (training images go into imagesTr/).") from None
+    except NotADirectoryError:
+        raise UserError(f"{folder} is not a folder.", "Pass the folder that holds the image files.") from None
+    return sorted(e for e in entries if e.endswith(file_ending) and os.path.isfile(os.path.join(folder, e)))
+
+
+def _identifier_of(name: str, file_ending: str) -> Optional[str]:
+    """The case identifier of an image file name ``<id>_<4 digits><file_ending>``, or None if it does not fit."""
+    if not name.endswith(file_ending):
+        return None
+    stem = name[:len(name) - len(file_ending)]
+    if len(stem) < 5 or _CHANNEL_SUFFIX.fullmatch(stem[-5:]) is None:
+        return None
+    return stem[:-5]
+
+
+def get_identifiers_from_splitted_dataset_folder(folder: str, file_ending: str) -> np.ndarray:
+    """Sorted unique case identifiers of the files in ``folder`` ending with ``file_ending``.
+
+    Like the reference, the identifier is the name minus its last ``len(file_ending) + 5`` characters, whether or
+    not the file follows the ``_XXXX`` channel convention.
+    """
+    files = _sorted_files_with_ending(folder, file_ending)
+    crop = len(file_ending) + 5
+    return np.unique([f[:-crop] for f in files])
+
+
+def create_paths_fn(folder: str, files: List[str], file_ending: str, f: str) -> List[str]:
+    """Full paths of those ``files`` that are channel files of case ``f`` (``<f>_XXXX<file_ending>``)."""
+    pattern = re.compile(re.escape(f) + r"_\d\d\d\d" + re.escape(file_ending))
+    return [os.path.join(folder, i) for i in files if pattern.fullmatch(i)]
+
+
+def create_lists_from_splitted_dataset_folder(folder: str, file_ending: str, identifiers: Optional[Iterable[str]] = None,
+                                              num_processes: int = 12) -> List[List[str]]:
+    """One sorted list of channel files per identifier (in the order of ``identifiers``).
+
+    ``num_processes`` is kept for signature compatibility; a single pass over the folder listing is faster than
+    any process pool.
+    """
+    files = _sorted_files_with_ending(folder, file_ending)
+    if identifiers is None:
+        crop = len(file_ending) + 5
+        identifiers = np.unique([f[:-crop] for f in files])
+    groups: Dict[str, List[str]] = {}
+    for name in files:  # sorted, so every group is sorted too
+        ident = _identifier_of(name, file_ending)
+        if ident is not None:
+            groups.setdefault(ident, []).append(os.path.join(folder, name))
+    return [list(groups.get(str(i), [])) for i in identifiers]
+
+
+def _resolve_listed_path(raw_dataset_folder: str, path: str) -> str:
+    expanded = os.path.expandvars(path)
+    if os.path.isabs(expanded):
+        return expanded
+    return os.path.abspath(os.path.join(raw_dataset_folder, expanded))
+
+
+def get_filenames_of_train_images_and_targets(raw_dataset_folder: str, dataset_json: Optional[dict] = None) -> dict:
+    """``{identifier: {'images': [paths], 'label': path}}`` for the training cases of a raw dataset.
+
+    With a ``dataset`` key in dataset.json its entries are used (and updated in place, like the reference): paths
+    get environment variables expanded, relative ones are made absolute relative to the dataset folder.
+    Otherwise cases come from ``imagesTr/`` and labels are ``labelsTr/<id><file_ending>`` (not checked here).
+    """
+    raw_dataset_folder = os.fspath(raw_dataset_folder)
+    if dataset_json is None:
+        from nnunetv2.utilities.dataset_json import load_dataset_json
+        dataset_json = load_dataset_json(raw_dataset_folder)
+    if "dataset" in dataset_json:
+        dataset = dataset_json["dataset"]
+        if not isinstance(dataset, dict):
+            raise UserError(f"The 'dataset' entry of dataset.json in {raw_dataset_folder} must be an object "
+                            f"mapping case identifiers to {{'images': [...], 'label': ...}}, not "
+                            f"{type(dataset).__name__}.")
+        for case, entry in dataset.items():
+            if not isinstance(entry, dict) or "label" not in entry or not isinstance(entry.get("images"), list):
+                raise UserError(f"Case {case!r} of the 'dataset' entry of dataset.json in {raw_dataset_folder} "
+                                f"must be an object with 'images' (a list of paths) and 'label' (a path).")
+            entry["label"] = _resolve_listed_path(raw_dataset_folder, entry["label"])
+            entry["images"] = [_resolve_listed_path(raw_dataset_folder, i) for i in entry["images"]]
+        return dataset
+    if "file_ending" not in dataset_json:
+        raise UserError(f"dataset.json in {raw_dataset_folder} has no 'file_ending'.",
+                        "Add it, e.g. \"file_ending\": \".nii.gz\".")
+    file_ending = dataset_json["file_ending"]
+    images_folder = os.path.join(raw_dataset_folder, "imagesTr")
+    if not os.path.isdir(images_folder):
+        raise UserError(f"{images_folder} does not exist.",
+                        "Put the training images there, or list the cases under a 'dataset' key in dataset.json.")
+    identifiers = get_identifiers_from_splitted_dataset_folder(images_folder, file_ending)
+    images = create_lists_from_splitted_dataset_folder(images_folder, file_ending, identifiers)
+    labels_folder = os.path.join(raw_dataset_folder, "labelsTr")
+    return {str(i): {"images": im, "label": os.path.join(labels_folder, str(i) + file_ending)}
+            for i, im in zip(identifiers, images)}
