@@ -67,13 +67,13 @@ def _import_or_skip(full_name: str) -> Optional[Any]:
 
 
 def _search(folder: str, class_name: str, current_module: Optional[str], verbose: bool) -> Optional[Any]:
+    if verbose:
+        print(f"Searching for class {class_name} in folder {folder} with current module {current_module}")
     modules = list(pkgutil.iter_modules([folder]))
     for info in modules:
         if info.ispkg:
             continue
         full_name = info.name if current_module is None else f"{current_module}.{info.name}"
-        if verbose:
-            print(f"Looking for {class_name} in {full_name}")
         module = _import_or_skip(full_name)
         if module is not None and hasattr(module, class_name):
             return getattr(module, class_name)

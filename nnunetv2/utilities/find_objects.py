@@ -1,0 +1,76 @@
+"""Find a trainer class by name: first in nnunetv2.training.nnUNetTrainer, then in the ``nnUNet_extTrainer`` folders.
+
+The trainer package is imported inside the function (not at module import time) so that modules below the
+trainer (e.g. the predictor) can use this without an import cycle.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import sys
+from typing import List, Optional, Type
+
+from nnunetv2.errors import UserError
+from nnunetv2.paths import nnUNet_extTrainer
+from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+_TRAINER_PACKAGE = "nnunetv2.training.nnUNetTrainer"
+
+
+def _search_external_folders(trainer_name: str, ext_value: str) -> Optional[type]:
+    """Search each existing folder of the ``os.pathsep``-separated list; modules there import as top-level ones."""
+    print("Searching in external trainer paths from environment variable 'nnUNet_extTrainer'...")
+    for path in ext_value.split(os.pathsep):
+        path = path.strip()
+        if not path or not os.path.isdir(path):
+            continue
+        print(f"Searching in: {path}")
+        found = recursive_find_python_class(path, trainer_name, current_module=None, base_folder=path, verbose=True,
+                                            cleanup_imports_from_base_folder=True)
+        if found is not None:
+            print(f"Using trainer {trainer_name} from: {path}")
+            return found
+    return None
+
+
+def _known_trainer_names(base: type) -> List[str]:
+    """Names of the trainer classes in the already imported modules of the trainer package (the failed search
+    imported them all, so this costs nothing)."""
+    names = set()
+    for mod_name, module in list(sys.modules.items()):
+        if module is None or not mod_name.startswith(_TRAINER_PACKAGE):
+            continue
+        for attr, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, base):
+                names.add(attr)
+    return sorted(names)
+
+
+def close_matches(name: str, candidates: List[str], n: int = 5) -> List[str]:
+    """Up to ``n`` candidates similar to ``name`` (case-insensitive comparison)."""
+    lower = {c.lower(): c for c in candidates}
+    return [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.6)]
+
+
+def recursive_find_trainer_class_by_name(trainer_name: str) -> Type:
+    import nnunetv2
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    package_folder = os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer")
+    trainer_class = recursive_find_python_class(package_folder, trainer_name, _TRAINER_PACKAGE)
+    ext_value = nnUNet_extTrainer.get()
+    if trainer_class is None and ext_value:
+        trainer_class = _search_external_folders(trainer_name, ext_value)
+    if trainer_class is None:
+        similar = close_matches(trainer_name, _known_trainer_names(nnUNetTrainer))
+        hint = f"Did you mean: {', '.join(similar)}? " if similar else ""
+        raise UserError(
+            f"Could not find a trainer class named {trainer_name!r} in {package_folder} "
+            f"(nnUNet_extTrainer={ext_value!r}).",
+            f"{hint}A custom trainer must be in a module inside that folder or in a folder listed in "
+            f"nnUNet_extTrainer (separated by '{os.pathsep}').")
+    if not (inspect.isclass(trainer_class) and issubclass(trainer_class, nnUNetTrainer)):
+        raise UserError(f"{trainer_name!r} was found ({trainer_class!r}) but is not a subclass of nnUNetTrainer.",
+                        "Derive your trainer from nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer.")
+    return trainer_class
