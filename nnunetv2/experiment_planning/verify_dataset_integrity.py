@@ -188,9 +188,22 @@ def _run_case_checks(jobs: List[tuple], num_processes: int) -> List[str]:
     return problems
 
 
+def _determine_reader(dataset_json: dict, cases: Dict[str, dict], max_tries: int = 5):
+    """Reader class chosen from the first readable case's first image, and the cases whose first image could not be
+    read on the way (so that one corrupt file does not hide the checks of all others)."""
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    unreadable = {}
+    for identifier, entry in list(cases.items())[:max_tries]:
+        try:
+            return determine_reader_writer_from_dataset_json(dataset_json, entry["images"][0], verbose=False), unreadable
+        except UserError as e:
+            unreadable[identifier] = e
+    return None, unreadable
+
+
 def dataset_problems(folder: str, num_processes: int = 8) -> List[str]:
     """Every problem of the raw dataset in ``folder`` (empty list: the dataset is fine)."""
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.dataset_json import dataset_json_problems, load_dataset_json
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
@@ -215,8 +228,9 @@ def dataset_problems(folder: str, num_processes: int = 8) -> List[str]:
         problems += _listed_file_problems(dataset)
     else:
         problems += _file_name_problems(folder, dataset, file_ending, num_channels)
+    # cases with missing files are reported above already; reading them would only repeat that
     complete = {k: v for k, v in dataset.items() if v["images"] and all(os.path.isfile(f) for f in v["images"])
-                and os.path.isfile(v["label"])}
+                and os.path.isfile(v["label"]) and ("dataset" in dataset_json or len(v["images"]) == num_channels)}
     if not complete:
         return problems or [f"{folder}: no complete training case found."]
 
@@ -224,12 +238,12 @@ def dataset_problems(folder: str, num_processes: int = 8) -> List[str]:
     expected_labels = [int(v) for v in label_manager.all_labels]
     if label_manager.has_ignore_label:
         expected_labels.append(int(label_manager.ignore_label))
-    first = next(iter(complete.values()))["images"][0]
-    try:
-        reader = determine_reader_writer_from_dataset_json(dataset_json, first, verbose=False)
-    except UserError as e:
-        return problems + [e.one_line()]
-    jobs = [(v["images"], v["label"], num_channels, reader, expected_labels) for v in complete.values()]
+    reader, unreadable = _determine_reader(dataset_json, complete)
+    problems += [_read_failure([complete[k]["images"][0]], e) for k, e in unreadable.items()]
+    if reader is None:
+        return problems
+    jobs = [(v["images"], v["label"], num_channels, reader, expected_labels)
+            for k, v in complete.items() if k not in unreadable]
     return problems + _run_case_checks(jobs, num_processes)
 
 

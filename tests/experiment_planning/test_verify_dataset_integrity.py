@@ -108,14 +108,30 @@ def test_geometry_mismatch_between_image_and_label(dataset, what):
     assert any(p.startswith(label) and what in p for p in problems), problems
 
 
+def _as_nrrd(folder):
+    """Convert a .nii.gz dataset to .nrrd (SimpleITK's NIfTI reader silently turns NaN/inf into 0; NRRD keeps them)."""
+    for sub in ("imagesTr", "labelsTr"):
+        for f in os.listdir(os.path.join(folder, sub)):
+            src = os.path.join(folder, sub, f)
+            sitk.WriteImage(sitk.ReadImage(src), src[:-len(".nii.gz")] + ".nrrd")
+            os.remove(src)
+    dj = os.path.join(folder, "dataset.json")
+    content = json.load(open(dj))
+    content["file_ending"] = ".nrrd"
+    json.dump(content, open(dj, "w"))
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_or_inf_in_image(dataset, bad):
-    f = os.path.join(dataset, "imagesTr", "case_002_0001.nii.gz")
-    arr = sitk.GetArrayFromImage(sitk.ReadImage(f)).astype(np.float32)
+    _as_nrrd(dataset)
+    f = os.path.join(dataset, "imagesTr", "case_002_0001.nrrd")
+    img = sitk.ReadImage(f)
+    arr = sitk.GetArrayFromImage(img).astype(np.float32)
     arr[0, 0, 0] = bad
-    _rewrite(f, lambda img: _with_array(img, arr))
+    sitk.WriteImage(_with_array(img, arr), f)
     problems = _problems(dataset)
-    assert any("case_002_0001.nii.gz" in p and ("NaN" if np.isnan(bad) else "inf") in p for p in problems)
+    assert len(problems) == 1
+    assert "case_002_0001.nrrd" in problems[0] and ("NaN" if np.isnan(bad) else "inf") in problems[0]
 
 
 def test_channel_count_mismatch(dataset):
