@@ -100,6 +100,7 @@ def _label_problems(labels: Any, d: dict) -> List[str]:
         elif values and ignore != max(values) + 1:
             problems.append(f"\"ignore\" is {ignore} but must be the highest label value, i.e. {max(values) + 1} "
                             f"(highest other label + 1)")
+            ignore = None  # reported already; don't report it again as a gap
 
     expected = sorted(set(values) | ({ignore} if ignore is not None else set()))
     gaps = [(a, b) for a, b in zip(expected[:-1], expected[1:]) if b - a != 1]

@@ -1,0 +1,184 @@
+"""Class discovery by name (spec 01 §9.3) on temporary folders, and the trainer lookup."""
+import os
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+from nnunetv2.errors import UserError
+from nnunetv2.utilities.find_class_by_name import (recursive_find_python_class, temporarily_cleanup_imports_from_path,
+                                                   temporarily_extend_syspath)
+from nnunetv2.utilities.find_objects import _search_external_folders, close_matches
+
+
+def _write(path, text=""):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text))
+
+
+@pytest.fixture
+def package(tmp_path):
+    """A uniquely named package: pkg/{a.py, b.py, sub/{c.py, deeper/d.py}} on a temporary sys.path entry."""
+    name = f"engb_pkg_{uuid.uuid4().hex[:8]}"
+    root = tmp_path / name
+    _write(str(root / "__init__.py"))
+    _write(str(root / "a.py"), "class Alpha:\n    origin = 'a'\n")
+    _write(str(root / "b.py"), f"from {name}.a import Alpha\nclass Beta:\n    pass\n")
+    _write(str(root / "sub" / "__init__.py"))
+    _write(str(root / "sub" / "c.py"), "class Beta:\n    origin = 'sub.c'\nclass Gamma:\n    pass\n")
+    _write(str(root / "sub" / "deeper" / "__init__.py"))
+    _write(str(root / "sub" / "deeper" / "d.py"), "class Delta:\n    pass\n")
+    yield name, root
+    for m in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[m]
+
+
+def test_finds_in_modules_then_subpackages(package):
+    name, root = package
+    with temporarily_extend_syspath(str(root.parent)):
+        assert recursive_find_python_class(str(root), "Alpha", name).origin == "a"
+        # modules of a folder are searched before its sub-packages: b.Beta wins over sub.c.Beta
+        beta = recursive_find_python_class(str(root), "Beta", name)
+        assert beta.__module__ == f"{name}.b"
+        assert recursive_find_python_class(str(root), "Gamma", name).__module__ == f"{name}.sub.c"
+        assert recursive_find_python_class(str(root), "Delta", name).__module__ == f"{name}.sub.deeper.d"
+        assert recursive_find_python_class(str(root), "Nope", name) is None
+
+
+def test_imported_names_count(package):
+    name, root = package
+    os.remove(root / "a.py")
+    _write(str(root / "a.py"), "")  # Alpha now only exists as an import in b.py
+    _write(str(root / "b.py"), "from collections import OrderedDict as Alpha\n")
+    with temporarily_extend_syspath(str(root.parent)):
+        from collections import OrderedDict
+        assert recursive_find_python_class(str(root), "Alpha", name) is OrderedDict
+
+
+def test_other_import_errors_propagate(package):
+    name, root = package
+    _write(str(root / "aa_broken.py"), "import engb_this_module_does_not_exist\n")
+    with temporarily_extend_syspath(str(root.parent)):
+        with pytest.raises(ModuleNotFoundError, match="engb_this_module_does_not_exist"):
+            recursive_find_python_class(str(root), "Beta", name)
+
+
+def test_top_level_modules_with_cleanup(tmp_path):
+    folder = tmp_path / "ext"
+    mod = f"engb_ext_{uuid.uuid4().hex[:8]}"
+    _write(str(folder / f"{mod}.py"), "class ExtThing:\n    pass\n")
+    path_before = list(sys.path)
+    found = recursive_find_python_class(str(folder), "ExtThing", None, base_folder=str(folder),
+                                        cleanup_imports_from_base_folder=True)
+    assert found.__name__ == "ExtThing" and found.__module__ == mod
+    assert mod not in sys.modules  # cleaned up
+    assert sys.path == path_before  # restored
+    found2 = recursive_find_python_class(str(folder), "ExtThing", None)
+    assert found2.__module__ == mod and mod in sys.modules
+    del sys.modules[mod]
+
+
+def test_temporarily_extend_syspath_keeps_existing_entry(tmp_path):
+    p = os.path.abspath(str(tmp_path))
+    sys.path.append(p)
+    try:
+        with temporarily_extend_syspath(p):
+            assert sys.path[0] == p
+        assert sys.path.count(p) == 1 and sys.path[-1] == p
+    finally:
+        sys.path.remove(p)
+
+
+def test_temporarily_cleanup_imports_from_path(tmp_path):
+    mod = f"engb_clean_{uuid.uuid4().hex[:8]}"
+    _write(str(tmp_path / f"{mod}.py"), "X = 1\n")
+    with temporarily_extend_syspath(str(tmp_path)), temporarily_cleanup_imports_from_path(str(tmp_path)):
+        __import__(mod)
+        assert mod in sys.modules
+    assert mod not in sys.modules
+    assert "json" in sys.modules  # modules from elsewhere are kept
+
+
+def test_search_external_folders(tmp_path, capsys):
+    mod = f"engb_trainers_{uuid.uuid4().hex[:8]}"
+    good = tmp_path / "good"
+    _write(str(good / f"{mod}.py"), "class MyExtTrainer:\n    pass\n")
+    value = os.pathsep.join(["", str(tmp_path / "missing"), "  ", str(good)])
+    found = _search_external_folders("MyExtTrainer", value)
+    assert found.__name__ == "MyExtTrainer"
+    out = capsys.readouterr().out
+    assert f"Searching in: {good}" in out and f"Using trainer MyExtTrainer from: {good}" in out
+    assert "missing" not in out
+    assert _search_external_folders("Nothing", str(good)) is None
+
+
+def test_close_matches():
+    names = ["nnUNetTrainer", "nnUNetTrainerNoMirroring", "nnUNetTrainer_5epochs", "nnUNetTrainerDiceCELoss_noSmooth"]
+    assert close_matches("nnunettrainer", names)[0] == "nnUNetTrainer"
+    assert "nnUNetTrainer_5epochs" in close_matches("nnUNetTrainer_5epoch", names)
+    assert close_matches("xyz", names) == []
+
+
+def test_trainer_lookup_unknown_name(monkeypatch, tmp_path):
+    pytest.importorskip("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    assert recursive_find_trainer_class_by_name("nnUNetTrainer") is nnUNetTrainer
+    with pytest.raises(UserError) as e:
+        recursive_find_trainer_class_by_name("nnUNetTrainr")
+    assert "nnUNetTrainr" in str(e.value) and "Did you mean: nnUNetTrainer" in str(e.value)
+    assert "nnUNet_extTrainer=None" in str(e.value)
+
+
+def test_trainer_lookup_external(monkeypatch, tmp_path):
+    pytest.importorskip("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    mod = f"engb_ext_tr_{uuid.uuid4().hex[:8]}"
+    _write(str(tmp_path / f"{mod}.py"), "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n"
+                                        "class EngBExtTrainer(nnUNetTrainer):\n    pass\n"
+                                        "class EngBNotATrainer:\n    pass\n")
+    monkeypatch.setenv("nnUNet_extTrainer", str(tmp_path))
+    assert recursive_find_trainer_class_by_name("EngBExtTrainer").__name__ == "EngBExtTrainer"
+    with pytest.raises(UserError, match="not a subclass of nnUNetTrainer"):
+        recursive_find_trainer_class_by_name("EngBNotATrainer")
+
+
+def test_trainer_lookup_with_stand_in_package(monkeypatch, tmp_path, capsys):
+    """Until the real trainer package exists: the same checks against a stand-in nnunetv2.training package."""
+    import importlib.util
+    import nnunetv2
+    if importlib.util.find_spec("nnunetv2.training") is not None:
+        pytest.skip("the real trainer package exists; covered by the tests above")
+    pkg = tmp_path / "training" / "nnUNetTrainer"
+    _write(str(tmp_path / "training" / "__init__.py"))
+    _write(str(pkg / "__init__.py"))
+    _write(str(pkg / "nnUNetTrainer.py"), "class nnUNetTrainer:\n    pass\n")
+    _write(str(pkg / "variants" / "__init__.py"))
+    _write(str(pkg / "variants" / "v.py"), "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n"
+                                           "class nnUNetTrainer_5epochs(nnUNetTrainer):\n    pass\n")
+    ext = tmp_path / "ext"
+    mod = f"engb_ext_tr_{uuid.uuid4().hex[:8]}"
+    _write(str(ext / f"{mod}.py"), "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n"
+                                   "class EngBExtTrainer(nnUNetTrainer):\n    pass\nclass EngBNotATrainer:\n    pass\n")
+    monkeypatch.setattr(nnunetv2, "__path__", [str(tmp_path)] + list(nnunetv2.__path__))
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find
+    try:
+        monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+        assert find("nnUNetTrainer_5epochs").__module__ == "nnunetv2.training.nnUNetTrainer.variants.v"
+        with pytest.raises(UserError) as e:
+            find("nnUNetTrainer_5epoch")
+        assert "Did you mean: nnUNetTrainer_5epochs, nnUNetTrainer?" in str(e.value)
+        assert "nnUNet_extTrainer=None" in str(e.value)
+        monkeypatch.setenv("nnUNet_extTrainer", str(ext))
+        assert find("EngBExtTrainer").__name__ == "EngBExtTrainer"
+        assert f"Using trainer EngBExtTrainer from: {ext}" in capsys.readouterr().out
+        with pytest.raises(UserError, match="not a subclass of nnUNetTrainer"):
+            find("EngBNotATrainer")
+        with pytest.raises(UserError, match=f"nnUNet_extTrainer='{ext}'"):
+            find("Missing")
+    finally:
+        for m in [m for m in sys.modules if m.startswith("nnunetv2.training")]:
+            del sys.modules[m]
