@@ -55,10 +55,11 @@ def determine_reader_writer_from_dataset_json(dataset_json_content: dict, exampl
                                                     allow_nonmatching_filename, verbose)
 
 
-def _can_read(cls: Type[BaseReaderWriter], example_file: str, verbose: bool, matching: bool) -> bool:
+def _read_failure(cls: Type[BaseReaderWriter], example_file: str, verbose: bool, matching: bool) -> Optional[str]:
+    """None if ``cls`` can read ``example_file``, else a one-line reason."""
     try:
         cls().read_images((example_file,))
-        return True
+        return None
     except Exception as e:
         if verbose:
             if matching:
@@ -68,7 +69,8 @@ def _can_read(cls: Type[BaseReaderWriter], example_file: str, verbose: bool, mat
                 print(f'Reader {cls.__name__} failed to read {example_file}: {one_line(e)}')
         # the full traceback only helps when debugging a custom reader; keep it out of the normal output
         logger.debug('Traceback of %s reading %s:\n%s', cls.__name__, example_file, traceback.format_exc())
-        return False
+        # for our own errors the message alone (without the fix-it hint) says what is wrong
+        return f"{cls.__name__}: {one_line(e.message if isinstance(e, UserError) else e, 200).rstrip('.')}"
 
 
 def determine_reader_writer_from_file_ending(file_ending: str, example_file: str = None,
@@ -76,23 +78,24 @@ def determine_reader_writer_from_file_ending(file_ending: str, example_file: str
                                              verbose: bool = True) -> Type[BaseReaderWriter]:
     """First class of LIST_OF_IO_CLASSES that supports ``file_ending`` (and can read ``example_file`` if given)."""
     ending = file_ending.lower()
+    failures = []  # why the readers that claim this ending could not read the example file
     for cls in LIST_OF_IO_CLASSES:
         if ending in cls.supported_file_endings:
             if example_file is None:
                 return cls
-            if _can_read(cls, example_file, verbose, matching=True):
+            reason = _read_failure(cls, example_file, verbose, matching=True)
+            if reason is None:
                 return cls
+            failures.append(reason)
         elif allow_nonmatching_filename and example_file is not None:
-            if _can_read(cls, example_file, verbose, matching=False):
+            if _read_failure(cls, example_file, verbose, matching=False) is None:
                 return cls
     supported = sorted({e for c in LIST_OF_IO_CLASSES for e in c.supported_file_endings})
     where = f"file {example_file}" if example_file is not None else "no example file"
-    if example_file is not None and any(ending in c.supported_file_endings for c in LIST_OF_IO_CLASSES):
-        hint = (f"Readers for {file_ending} exist but none could read {example_file}; check that the file is a "
-                f"valid, uncorrupted image (run with verbose output to see why each reader failed).")
-    else:
-        hint = f"Supported file endings: {', '.join(supported)}. Set 'file_ending' in dataset.json accordingly."
-    raise UserError(f"Unable to determine a reader for file ending {file_ending} and {where}.", hint)
+    reasons = f" Readers tried: {'; '.join(failures)}." if failures else ""
+    raise UserError(f"Unable to determine a reader for file ending {file_ending} and {where}.{reasons}",
+                    f"Supported file endings: {', '.join(supported)}. Make sure 'file_ending' in dataset.json "
+                    f"matches the files and that the files are valid images.")
 
 
 def _iter_imageio_modules():
