@@ -219,7 +219,7 @@ def dataset_problems(folder: str, num_processes: int = 8) -> List[str]:
             return [f"{os.path.join(folder, d)}: folder missing (needed unless dataset.json lists the files under "
                     f"'dataset')." for d in missing]
     file_ending = dataset_json["file_ending"]
-    num_channels = len(dataset_json["channel_names"])
+    num_channels = len(dataset_json.get("channel_names", dataset_json.get("modality", {})))
     dataset = get_filenames_of_train_images_and_targets(folder, dataset_json)
     if len(dataset) != dataset_json["numTraining"]:
         problems.append(f"{dj_file}: numTraining is {dataset_json['numTraining']} but {len(dataset)} training "
