@@ -68,7 +68,7 @@ def test_unknown_ending_and_unreadable_example_are_user_errors(tmp_path, capsys)
     bad.write_bytes(b"garbage")
     with pytest.raises(UserError) as e:
         determine_reader_writer_from_file_ending(".nii.gz", str(bad), verbose=False)
-    assert str(bad) in str(e.value)
+    assert str(bad) in str(e.value) and "SimpleITKIO: Could not read image file" in str(e.value)
     out = capsys.readouterr()
     assert out.out == "" and "Traceback" not in out.err
     with pytest.raises(UserError):
@@ -101,7 +101,8 @@ def test_find_by_name_builtin_and_missing():
     assert "NoSuchReaderIO" in str(e.value) and "nnunetv2.imageio" in str(e.value)
 
 
-def test_custom_reader_in_package_is_found_by_name():
+def test_custom_reader_in_package_is_found_by_name(monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # leave no stray .pyc in the package
     pkg_dir = os.path.dirname(nnunetv2.imageio.__file__)
     suffix = uuid.uuid4().hex[:8]
     modname = f"zz_test_custom_{suffix}"
