@@ -1,0 +1,125 @@
+"""Sliding-window building blocks against the values of spec 04 §3.2 and numbers recorded from the reference."""
+import numpy as np
+import pytest
+import torch
+
+from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
+                                                          compute_steps_for_sliding_window,
+                                                          get_sliding_window_slicers, maybe_mirror_and_predict,
+                                                          mirror_axes_subsets, pad_to_patch_size)
+
+CPU = torch.device('cpu')
+
+
+@pytest.mark.parametrize("image, tile, step, expected", [
+    ((110,), (64,), 0.5, [[0, 23, 46]]),
+    ((64,), (64,), 0.5, [[0]]),
+    ((65,), (64,), 0.5, [[0, 1]]),
+    ((113,), (64,), 0.5, [[0, 24, 49]]),  # 24.5 rounds half to even
+    ((115,), (64,), 0.5, [[0, 26, 51]]),  # 25.5 rounds half to even
+    ((100,), (64,), 1.0, [[0, 36]]),
+    ((200, 130, 64), (128, 128, 64), 0.5, [[0, 36, 72], [0, 2], [0]]),
+    # recorded from the reference (nnU-Net 2.8.1)
+    ((61, 77, 59), (32, 32, 32), 0.37, [[0, 10, 19, 29], [0, 11, 22, 34, 45], [0, 9, 18, 27]]),
+])
+def test_steps(image, tile, step, expected):
+    assert compute_steps_for_sliding_window(image, tile, step) == expected
+
+
+@pytest.mark.parametrize("step", [0, -0.1, 1.01])
+def test_steps_reject_bad_step(step):
+    with pytest.raises(ValueError):
+        compute_steps_for_sliding_window((100,), (64,), step)
+
+
+# (patch, float64 sum of the fp16 map, min, count of min) recorded from the reference with value_scaling_factor 10
+@pytest.mark.parametrize("patch, total, minimum, n_min", [
+    ((32, 32, 32), 10077.422238707542, 5.960464477539063e-08, 321),
+    ((64, 64), 4020.725321471691, 1.1324882507324219e-06, 1),
+    ((20, 56, 40), 13778.12207043171, 5.960464477539063e-08, 425),
+    ((5, 160, 192), 47284.596976816654, 5.960464477539063e-08, 918),
+    ((7, 9), 61.843974351882935, 5.036592483520508e-05, 4),
+])
+def test_gaussian_matches_reference(patch, total, minimum, n_min):
+    g = compute_gaussian(patch, 1. / 8, 10, torch.float16, CPU)
+    assert g.dtype == torch.float16 and tuple(g.shape) == patch
+    assert float(g.max()) == 10.0
+    assert float(g.double().sum()) == total
+    assert float(g.min()) == minimum
+    assert int((g == g.min()).sum()) == n_min
+
+
+def test_gaussian_closed_form_and_cache():
+    patch = (20, 56, 40)
+    g = compute_gaussian(patch, 1. / 8, 10, torch.float16, CPU)
+    grids = np.meshgrid(*[np.arange(p) for p in patch], indexing='ij')
+    closed = np.ones(patch)
+    for d, (p, x) in enumerate(zip(patch, grids)):
+        sigma = p / 8
+        r = int(4 * sigma + 0.5)
+        c = p // 2
+        closed *= np.exp(-(x - c) ** 2 / (2 * sigma ** 2)) * (np.abs(x - c) <= r)
+    closed = torch.from_numpy(closed * 10).half()
+    closed[closed == 0] = closed[closed != 0].min()
+    assert torch.equal(closed, g)
+    assert compute_gaussian(patch, 1. / 8, 10, torch.float16, CPU) is g  # cached
+    compute_gaussian.cache_clear()
+    assert compute_gaussian(patch, 1. / 8, 10, torch.float16, CPU) is not g
+
+
+def test_padding_and_unpadding():
+    x = torch.arange(2 * 3 * 5 * 70, dtype=torch.float32).reshape(2, 3, 5, 70)
+    padded, unpad = pad_to_patch_size(x, (8, 64))  # 2D patch: last two axes
+    assert tuple(padded.shape) == (2, 3, 8, 70)
+    assert torch.equal(padded[unpad], x)
+    assert float(padded[:, :, 0].abs().sum()) == 0 and float(padded[:, :, -2:].abs().sum()) == 0  # 1 before, 2 after
+    same, unpad2 = pad_to_patch_size(x, (3, 5, 64))
+    assert same is x and torch.equal(same[unpad2], x)
+
+
+def test_slicer_order_3d_and_2d():
+    s3 = get_sliding_window_slicers((40, 32, 32), (32, 32, 32), 0.5)
+    assert [sl[1].start for sl in s3] == [0, 8] and all(sl[0] == slice(None) for sl in s3)
+    s2 = get_sliding_window_slicers((2, 96, 128), (64, 64), 0.5)
+    # slice index outermost, then x, then y
+    assert [(sl[1], sl[2].start, sl[3].start) for sl in s2][:7] == \
+        [(0, 0, 0), (0, 0, 32), (0, 0, 64), (0, 32, 0), (0, 32, 32), (0, 32, 64), (1, 0, 0)]
+    assert len(s2) == 12
+
+
+def test_mirror_subsets_order():
+    assert mirror_axes_subsets((0, 1, 2)) == [(2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
+    assert mirror_axes_subsets((0, 1)) == [(2,), (3,), (2, 3)]
+
+
+def test_mirroring_averages_logits():
+    calls = []
+
+    def net(x):
+        calls.append(x.clone())
+        return x * 2 + torch.arange(x.shape[-1], dtype=x.dtype)  # not mirror-symmetric
+
+    x = torch.rand(1, 1, 4, 5, 6)
+    out = maybe_mirror_and_predict(net, x.clone(), (0, 1, 2))
+    assert len(calls) == 8
+    expected = net(x)
+    for axes in mirror_axes_subsets((0, 1, 2)):
+        expected = expected + torch.flip(net(torch.flip(x, axes)), axes)
+    torch.testing.assert_close(out, expected / 8)
+    assert torch.equal(maybe_mirror_and_predict(lambda t: t * 3, x, None), x * 3)
+    with pytest.raises(ValueError):
+        maybe_mirror_and_predict(net, x, ())
+
+
+def test_accumulation_is_weighted_average_in_fp16():
+    data = torch.ones((2, 40, 36, 33))
+    slicers = get_sliding_window_slicers((40, 36, 33), (32, 32, 32), 0.5)
+    g = compute_gaussian((32, 32, 32), 1. / 8, 10, torch.float16, CPU)
+    out = accumulate_tiles(data, slicers, lambda t: torch.full((1, 3, *t.shape[2:]), 0.75), 3, g, CPU, CPU)
+    assert out.dtype == torch.float16 and tuple(out.shape) == (3, 40, 36, 33)
+    # where the weights are not tiny fp16 subnormals the average is exact; at the far corners fp16 rounding of
+    # products with ~6e-8 weights dominates (same in the reference); elsewhere fp16 sums are off by a few ulp
+    assert float(out[0, 20, 18, 16]) == 0.75
+    assert float((out[:, 8:32, 8:28, 8:25].float() - 0.75).abs().max()) <= 0.0025
+    out1 = accumulate_tiles(data, slicers, lambda t: t[:, :1] * 2, 1, 1, CPU, CPU)
+    assert torch.all(out1 == 2)
