@@ -1,6 +1,7 @@
 """Instantiate the network a plans configuration describes (class and kwargs named by dotted strings)."""
 from __future__ import annotations
 
+import importlib
 import os
 import pydoc
 import warnings
@@ -23,9 +24,13 @@ def _locate_network_class(arch_class_name: str):
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
     short_name = arch_class_name.split('.')[-1]
-    nw_class = recursive_find_python_class(
-        os.path.join(dynamic_network_architectures.__path__[0], 'architectures'), short_name,
-        'dynamic_network_architectures.architectures')
+    # Fast path for the U-Nets (the only classes nnU-Net itself writes): the full walk below imports every
+    # architecture module, some of which pull in timm (seconds).
+    nw_class = getattr(importlib.import_module('dynamic_network_architectures.architectures.unet'), short_name, None)
+    if nw_class is None:
+        nw_class = recursive_find_python_class(
+            os.path.join(dynamic_network_architectures.__path__[0], 'architectures'), short_name,
+            'dynamic_network_architectures.architectures')
     if nw_class is None:
         raise ImportError(f"Network class '{arch_class_name}' (named in the plans' architecture."
                           f"network_class_name) could not be imported, and no class '{short_name}' exists in "
