@@ -1,0 +1,1 @@
+"""Training: building blocks (data loading, augmentation, losses, schedules, logging) and the trainer."""
