@@ -106,10 +106,17 @@ class ExperimentPlanner(object):
         key = _estimate_key(patch_size, input_channels, output_channels, arch_class_name, arch_kwargs,
                             arch_kwargs_req_import)
         if key not in _ESTIMATE_MEMO:
-            with torch.device('meta'):
+            try:
+                with torch.device('meta'):
+                    net = get_network_from_plans(arch_class_name, arch_kwargs, arch_kwargs_req_import,
+                                                 input_channels, output_channels, allow_init=False)
+                    value = net.compute_conv_feature_map_size(patch_size)
+            except (NotImplementedError, RuntimeError):
+                # a custom architecture that computes with tensors while being built: build it for real
                 net = get_network_from_plans(arch_class_name, arch_kwargs, arch_kwargs_req_import, input_channels,
                                              output_channels, allow_init=False)
-            _ESTIMATE_MEMO[key] = net.compute_conv_feature_map_size(patch_size)
+                value = net.compute_conv_feature_map_size(patch_size)
+            _ESTIMATE_MEMO[key] = value
         return _ESTIMATE_MEMO[key]
 
     def determine_resampling(self, *args, **kwargs):
