@@ -1,0 +1,252 @@
+"""Preprocess prediction inputs in background processes and hand them out in input order (spec 04 §2.5).
+
+Every item is ``{'data': float32 torch tensor (C, ...), 'data_properties': dict, 'ofile': str or None}``. Worker
+``i`` of ``n`` handles cases ``i, i + n, ...`` and owns one queue of capacity 1; the consumer visits the queues
+round-robin, so items come out in input order. A worker that fails sends its exception through its queue, so a
+bad input file surfaces as that file's one-line error in the main process instead of "a worker died".
+"""
+from __future__ import annotations
+
+import queue as queue_module
+import traceback
+from typing import Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.multiprocessing as torch_mp
+
+from nnunetv2.errors import UserError
+
+
+class _WorkerFailure(object):
+    """Picklable stand-in for an exception raised in a preprocessing worker."""
+
+    def __init__(self, exc: BaseException):
+        self.is_user_error = isinstance(exc, UserError)
+        self.message = exc.one_line() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        self.traceback = traceback.format_exc()
+
+    def reraise(self):
+        if self.is_user_error:
+            raise UserError(self.message)
+        raise RuntimeError(f"Preprocessing of an input case failed in a background worker:\n{self.traceback}")
+
+
+def append_previous_stage_one_hot(data: np.ndarray, seg: Optional[np.ndarray], label_manager) -> np.ndarray:
+    """Cascade: append the previous stage's segmentation as one channel per foreground label (data's dtype).
+
+    Background and the -1 'outside the nonzero mask' marker become all-zero.
+    """
+    if seg is None:
+        return data
+    seg = np.asarray(seg)
+    if seg.ndim == data.ndim:
+        seg = seg[0]
+    one_hot = np.stack([seg == label for label in label_manager.foreground_labels]).astype(data.dtype)
+    return np.concatenate((data, one_hot))
+
+
+def _to_item(data: np.ndarray, properties: dict, ofile: Optional[str]) -> dict:
+    tensor = torch.from_numpy(np.ascontiguousarray(data)).to(dtype=torch.float32).contiguous()
+    return {'data': tensor, 'data_properties': properties, 'ofile': ofile}
+
+
+def _put(target_queue, item, abort_event) -> bool:
+    """Put with a short timeout so a worker notices an abort instead of blocking forever; False if aborted."""
+    while True:
+        if abort_event.is_set():
+            return False
+        try:
+            target_queue.put(item, timeout=0.01)
+            return True
+        except queue_module.Full:
+            continue
+
+
+def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
+                                       list_of_segs_from_prev_stage_files: Union[None, List[str]],
+                                       output_filenames_truncated: Union[None, List[str]],
+                                       plans_manager, dataset_json: dict, configuration_manager,
+                                       target_queue, done_event, abort_event, verbose: bool = False) -> None:
+    """Worker: read + preprocess each case with the configuration's preprocessor and queue it."""
+    try:
+        label_manager = plans_manager.get_label_manager(dataset_json)
+        preprocessor = configuration_manager.preprocessor_class(verbose=verbose)
+        for idx in range(len(list_of_lists)):
+            seg_file = None if list_of_segs_from_prev_stage_files is None else list_of_segs_from_prev_stage_files[idx]
+            data, seg, properties = preprocessor.run_case(list_of_lists[idx], seg_file, plans_manager,
+                                                          configuration_manager, dataset_json)
+            data = append_previous_stage_one_hot(data, seg if seg_file is not None else None, label_manager)
+            ofile = None if output_filenames_truncated is None else output_filenames_truncated[idx]
+            if not _put(target_queue, _to_item(data, properties, ofile), abort_event):
+                return
+        done_event.set()
+    except BaseException as e:  # noqa: B902 - forwarded to the consumer, which re-raises it
+        _put(target_queue, _WorkerFailure(e), abort_event)
+        abort_event.set()
+
+
+def preprocess_fromnpy_save_to_queue(list_of_images: List[np.ndarray],
+                                     list_of_segs_from_prev_stage: Union[List[np.ndarray], None],
+                                     list_of_image_properties: List[dict],
+                                     truncated_ofnames: Union[List[str], None],
+                                     plans_manager, dataset_json: dict, configuration_manager,
+                                     target_queue, done_event, abort_event, verbose: bool = False) -> None:
+    """Worker: preprocess in-memory images (``run_case_npy``) and queue them."""
+    try:
+        label_manager = plans_manager.get_label_manager(dataset_json)
+        preprocessor = configuration_manager.preprocessor_class(verbose=verbose)
+        for idx in range(len(list_of_images)):
+            prev = None if list_of_segs_from_prev_stage is None else list_of_segs_from_prev_stage[idx]
+            data, seg, properties = preprocessor.run_case_npy(list_of_images[idx], prev,
+                                                              list_of_image_properties[idx], plans_manager,
+                                                              configuration_manager, dataset_json)
+            data = append_previous_stage_one_hot(data, seg if prev is not None else None, label_manager)
+            ofile = None if truncated_ofnames is None else truncated_ofnames[idx]
+            if not _put(target_queue, _to_item(data, properties, ofile), abort_event):
+                return
+        done_event.set()
+    except BaseException as e:  # noqa: B902
+        _put(target_queue, _WorkerFailure(e), abort_event)
+        abort_event.set()
+
+
+def _split(seq: Optional[Sequence], i: int, n: int):
+    return None if seq is None else list(seq[i::n])
+
+
+def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases: int, shared_args: tuple,
+                 num_processes: int, pin_memory: bool, verbose: bool) -> Iterator[dict]:
+    num_processes = min(num_cases, num_processes)
+    if num_processes < 1:
+        raise UserError(f"Preprocessing needs at least one worker process (got {num_processes} for {num_cases} "
+                        f"cases).", "Use -npp >= 1.")
+    context = torch_mp.get_context('spawn')
+    abort_event = context.Event()
+    queues, processes = [], []
+    try:
+        for i in range(num_processes):
+            q = context.Queue(maxsize=1)
+            done = context.Event()
+            args = [_split(lst, i, num_processes) for lst in per_case_lists]
+            p = context.Process(target=worker_fn, args=(*args, *shared_args, q, done, abort_event, verbose),
+                                daemon=True)
+            p.start()
+            queues.append(q)
+            processes.append(p)
+        for case in range(num_cases):
+            w = case % num_processes
+            while True:
+                try:
+                    item = queues[w].get(timeout=0.01)
+                    break
+                except queue_module.Empty:
+                    if not processes[w].is_alive() and queues[w].empty():
+                        raise RuntimeError(f"Preprocessing worker {w} died unexpectedly (exit code "
+                                           f"{processes[w].exitcode}); maybe it ran out of memory.")
+            if isinstance(item, _WorkerFailure):
+                item.reraise()
+            if pin_memory:
+                item['data'] = item['data'].pin_memory()
+            yield item
+    finally:
+        abort_event.set()
+        for p in processes:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+
+
+def preprocessing_iterator_fromfiles(list_of_lists: List[List[str]],
+                                     list_of_segs_from_prev_stage_files: Union[None, List[str]],
+                                     output_filenames_truncated: Union[None, List[str]],
+                                     plans_manager, dataset_json: dict, configuration_manager,
+                                     num_processes: int, pin_memory: bool = False,
+                                     verbose: bool = False) -> Iterator[dict]:
+    return _round_robin(preprocess_fromfiles_save_to_queue,
+                        [list_of_lists, list_of_segs_from_prev_stage_files, output_filenames_truncated],
+                        len(list_of_lists), (plans_manager, dataset_json, configuration_manager),
+                        num_processes, pin_memory, verbose)
+
+
+def preprocessing_iterator_fromnpy(list_of_images: List[np.ndarray],
+                                   list_of_segs_from_prev_stage: Union[List[np.ndarray], None],
+                                   list_of_image_properties: List[dict],
+                                   truncated_ofnames: Union[List[str], None],
+                                   plans_manager, dataset_json: dict, configuration_manager,
+                                   num_processes: int, pin_memory: bool = False,
+                                   verbose: bool = False) -> Iterator[dict]:
+    return _round_robin(preprocess_fromnpy_save_to_queue,
+                        [list_of_images, list_of_segs_from_prev_stage, list_of_image_properties, truncated_ofnames],
+                        len(list_of_images), (plans_manager, dataset_json, configuration_manager),
+                        num_processes, pin_memory, verbose)
+
+
+class PreprocessAdapter(object):
+    """Single-process iterator over files with the same item format (no worker processes)."""
+
+    def __init__(self, list_of_lists: List[List[str]],
+                 list_of_segs_from_prev_stage_files: Union[None, List[str]], preprocessor,
+                 output_filenames_truncated: Union[None, List[str]], plans_manager, dataset_json: dict,
+                 configuration_manager, num_threads_in_multithreaded: int = 1):
+        self.preprocessor, self.plans_manager, self.configuration_manager, self.dataset_json = \
+            preprocessor, plans_manager, configuration_manager, dataset_json
+        self.label_manager = plans_manager.get_label_manager(dataset_json)
+        n = len(list_of_lists)
+        self.list_of_lists = list_of_lists
+        self.segs = list_of_segs_from_prev_stage_files or [None] * n
+        self.ofiles = output_filenames_truncated or [None] * n
+        self._next = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self._next >= len(self.list_of_lists):
+            raise StopIteration
+        return self.generate_train_batch()
+
+    def generate_train_batch(self) -> dict:
+        idx = self._next
+        self._next += 1
+        data, seg, properties = self.preprocessor.run_case(self.list_of_lists[idx], self.segs[idx],
+                                                           self.plans_manager, self.configuration_manager,
+                                                           self.dataset_json)
+        data = append_previous_stage_one_hot(data, seg if self.segs[idx] is not None else None, self.label_manager)
+        return _to_item(data, properties, self.ofiles[idx])
+
+
+class PreprocessAdapterFromNpy(object):
+    """Single-process iterator over in-memory images (``run_case_npy``)."""
+
+    def __init__(self, list_of_images: List[np.ndarray], list_of_segs_from_prev_stage: Union[List[np.ndarray], None],
+                 list_of_image_properties: List[dict], truncated_ofnames: Union[List[str], None], plans_manager,
+                 dataset_json: dict, configuration_manager, num_threads_in_multithreaded: int = 1,
+                 verbose: bool = False):
+        self.preprocessor = configuration_manager.preprocessor_class(verbose=verbose)
+        self.plans_manager, self.configuration_manager, self.dataset_json = \
+            plans_manager, configuration_manager, dataset_json
+        self.label_manager = plans_manager.get_label_manager(dataset_json)
+        n = len(list_of_images)
+        self.images = list_of_images
+        self.segs = list_of_segs_from_prev_stage or [None] * n
+        self.properties = list_of_image_properties
+        self.truncated_ofnames = truncated_ofnames or [None] * n
+        self._next = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self._next >= len(self.images):
+            raise StopIteration
+        return self.generate_train_batch()
+
+    def generate_train_batch(self) -> dict:
+        idx = self._next
+        self._next += 1
+        data, seg, properties = self.preprocessor.run_case_npy(self.images[idx], self.segs[idx],
+                                                               self.properties[idx], self.plans_manager,
+                                                               self.configuration_manager, self.dataset_json)
+        data = append_previous_stage_one_hot(data, seg if self.segs[idx] is not None else None, self.label_manager)
+        return _to_item(data, properties, self.truncated_ofnames[idx])

@@ -1,0 +1,160 @@
+"""Turn the user's input/output arguments into per-case lists, and check them up front (spec 04 §2.4).
+
+Every problem becomes one ``UserError`` line before any model work starts: missing or empty input folder, files
+that do not follow ``CASE_XXXX<ending>``, cases with missing channels, the wrong number of channels for the model,
+an output folder equal to the input folder, missing previous-stage predictions.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import List, Optional, Sequence, Tuple, Union
+
+from nnunetv2.errors import UserError
+
+_CHANNEL = re.compile(r"_(\d\d\d\d)$")
+
+
+def _case_id(first_file: str, file_ending: str) -> str:
+    return os.path.basename(first_file)[:-(len(file_ending) + 5)]
+
+
+def _channel_of(path: str, file_ending: str) -> Optional[int]:
+    name = os.path.basename(path)
+    if not name.endswith(file_ending):
+        return None
+    m = _CHANNEL.search(name[:len(name) - len(file_ending)])
+    return None if m is None else int(m.group(1))
+
+
+def list_cases_in_folder(folder: str, file_ending: str, num_channels: int) -> List[List[str]]:
+    """Sorted ``[[case_0000, case_0001, ...], ...]`` of ``folder``; UserError for anything that does not fit."""
+    if not os.path.isdir(folder):
+        raise UserError(f"Input folder not found: {folder}.", "Pass an existing folder with -i.")
+    names = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
+    images = [f for f in names if f.endswith(file_ending)]
+    if not images:
+        others = sorted({os.path.splitext(f)[1] or f for f in names if not f.startswith('.')})
+        if not others:
+            raise UserError(f"Input folder {folder} is empty.",
+                            f"Put the images to predict there, named CASE_XXXX{file_ending}.")
+        raise UserError(f"Input folder {folder} has no files ending with {file_ending} (the model's file ending); "
+                        f"found endings: {', '.join(others[:5])}.",
+                        f"Convert the images to {file_ending} and name them CASE_XXXX{file_ending}.")
+    bad = [f for f in images if _channel_of(f, file_ending) is None]
+    if bad:
+        raise UserError(f"Input file {os.path.join(folder, bad[0])} does not follow the naming CASE_XXXX{file_ending} "
+                        f"(XXXX = 4-digit channel index){f' ({len(bad)} such files)' if len(bad) > 1 else ''}.",
+                        f"Rename it, e.g. {bad[0][:-len(file_ending)]}_0000{file_ending}.")
+    cases = {}
+    for f in images:
+        cases.setdefault(_case_id(f, file_ending), []).append(os.path.join(folder, f))
+    return [cases[c] for c in sorted(cases)]
+
+
+def check_channels(list_of_lists: Sequence[Sequence[str]], file_ending: str, num_channels: int) -> None:
+    """Every file exists and every case has the same consecutive channel files _0000.._000k.
+
+    One file may hold several channels (an RGB .png is 3 channels), so the exact channel count is checked after
+    reading (``check_num_channels``); here a case with fewer files than the others, a gap, or more files than the
+    model has channels is reported.
+    """
+    channel_lists = []
+    for files in list_of_lists:
+        if len(files) == 0:
+            raise UserError("An input case has no files.", "Every case needs one file per channel.")
+        for f in files:
+            if not os.path.isfile(f):
+                raise UserError(f"Input file not found: {f}.")
+        channels = [_channel_of(f, file_ending) for f in files]
+        if None in channels:
+            bad = files[channels.index(None)]
+            raise UserError(f"Input file {bad} does not end with _XXXX{file_ending}.",
+                            "Name the files CASE_XXXX<ending> with the model's file ending.")
+        channel_lists.append(channels)
+    if not channel_lists:
+        return
+    n_files = max(max(len(c) for c in channel_lists), max(max(c) + 1 for c in channel_lists))
+    expected = list(range(n_files))
+    for files, channels in zip(list_of_lists, channel_lists):
+        if sorted(channels) == expected and n_files <= num_channels:
+            continue
+        case = _case_id(files[0], file_ending)
+        missing = [c for c in expected if c not in channels and c < num_channels]
+        extra = sorted(c for c in channels if c >= num_channels or c not in expected)
+        what = []
+        if missing:
+            what.append(f"missing channel file(s) {', '.join(f'_{c:04d}' for c in missing)}")
+        if extra:
+            what.append(f"unexpected channel file(s) {', '.join(f'_{c:04d}' for c in extra)}")
+        raise UserError(f"Case {case} ({os.path.dirname(files[0]) or '.'}): {'; '.join(what)}; the model expects "
+                        f"{num_channels} input channel(s).", "Provide one file per input channel (_0000, _0001, ...).")
+
+
+def check_num_channels(data_channels: int, expected: int, case: str) -> None:
+    """After preprocessing: the image has as many channels as the network's image inputs."""
+    if data_channels != expected:
+        raise UserError(f"Case {case} has {data_channels} image channel(s) but the model expects {expected}.",
+                        "Check the input files (one per channel, _0000, _0001, ...) against the model's "
+                        "dataset.json channel_names.")
+
+
+def check_output_not_input(input_folder: Optional[str], output_folder: Optional[str]) -> None:
+    if input_folder is None or output_folder is None:
+        return
+    if os.path.abspath(os.path.realpath(input_folder)) == os.path.abspath(os.path.realpath(output_folder)):
+        raise UserError(f"Output folder equals the input folder ({input_folder}).",
+                        "Choose a different -o; predictions would be mixed with the input images.")
+
+
+def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, List[List[str]]],
+                                  output_folder_or_list_of_truncated_output_files: Union[None, str, List[str]],
+                                  dataset_json: dict, num_input_image_channels: int,
+                                  folder_with_segs_from_prev_stage: Optional[str] = None, overwrite: bool = True,
+                                  part_id: int = 0, num_parts: int = 1, save_probabilities: bool = False) \
+        -> Tuple[List[List[str]], Optional[List[Optional[str]]], List[Optional[str]]]:
+    """(cases, truncated output names or None, previous-stage files) for this part, done cases dropped."""
+    file_ending = dataset_json['file_ending']
+    if isinstance(list_of_lists_or_source_folder, str):
+        if isinstance(output_folder_or_list_of_truncated_output_files, str):
+            check_output_not_input(list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files)
+        list_of_lists = list_cases_in_folder(list_of_lists_or_source_folder, file_ending, num_input_image_channels)
+    else:
+        list_of_lists = [list(c) for c in list_of_lists_or_source_folder]
+    check_channels(list_of_lists, file_ending, num_input_image_channels)
+    print(f'There are {len(list_of_lists)} cases in the source folder')
+    list_of_lists = list_of_lists[part_id::num_parts]
+    caseids = [_case_id(c[0], file_ending) for c in list_of_lists]
+    print(f'I am process {part_id} out of {num_parts} (max process ID is {num_parts - 1}, we start counting with 0!)')
+    print(f'There are {len(caseids)} cases that I would like to predict')
+
+    out = output_folder_or_list_of_truncated_output_files
+    if isinstance(out, str):
+        output_filenames_truncated = [os.path.join(out, i) for i in caseids]
+    elif out is not None:
+        output_filenames_truncated = list(out)[part_id::num_parts]
+    else:
+        output_filenames_truncated = None
+
+    if folder_with_segs_from_prev_stage is not None:
+        seg_files = [os.path.join(folder_with_segs_from_prev_stage, i + file_ending) for i in caseids]
+        missing = [f for f in seg_files if not os.path.isfile(f)]
+        if missing:
+            raise UserError(f"Previous-stage prediction {missing[0]} not found"
+                            f"{f' ({len(missing)} missing)' if len(missing) > 1 else ''}.",
+                            "Predict the previous stage into -prev_stage_predictions first.")
+    else:
+        seg_files = [None] * len(caseids)
+
+    if not overwrite and output_filenames_truncated is not None:
+        keep = []
+        for i, o in enumerate(output_filenames_truncated):
+            done = os.path.isfile(o + file_ending) and (not save_probabilities or os.path.isfile(o + '.npz'))
+            if not done:
+                keep.append(i)
+        output_filenames_truncated = [output_filenames_truncated[i] for i in keep]
+        list_of_lists = [list_of_lists[i] for i in keep]
+        seg_files = [seg_files[i] for i in keep]
+        print(f'overwrite was set to {overwrite}, so I am only working on cases that haven\'t been predicted yet. '
+              f'That\'s {len(keep)} cases.')
+    return list_of_lists, output_filenames_truncated, seg_files

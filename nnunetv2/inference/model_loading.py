@@ -1,0 +1,219 @@
+"""Read a trained model folder: folds, checkpoints, plans, dataset.json, and build the network (spec 04 §1).
+
+The trainer class named in the checkpoint is looked up lazily (the training package imports the predictor, so the
+predictor must not import training at import time). Its static ``build_network_architecture`` is called with
+arguments bound by parameter name, which supports every historical signature (spec 05 §3). When the trainer class
+cannot be found the network is built from the plans (same network for every trainer that does not override it).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from nnunetv2.errors import UserError
+from nnunetv2.file_io import load_json
+from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys, strip_state_dict_prefixes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    plans_manager: Any
+    configuration_manager: Any
+    parameters: List[Dict[str, torch.Tensor]]
+    network: nn.Module
+    dataset_json: dict
+    trainer_name: str
+    inference_allowed_mirroring_axes: Optional[Tuple[int, ...]]
+    label_manager: Any
+
+
+def auto_detect_available_folds(model_training_output_dir: str, checkpoint_name: str) -> List[int]:
+    """Integer folds ``fold_<k>`` (lexicographic folder order, ``fold_all`` excluded) that hold the checkpoint."""
+    print('use_folds is None, attempting to auto detect available folds')
+    subdirs = sorted(d for d in os.listdir(model_training_output_dir)
+                     if d.startswith('fold_') and os.path.isdir(os.path.join(model_training_output_dir, d)))
+    subdirs = [d for d in subdirs if d != 'fold_all']
+    subdirs = [d for d in subdirs if os.path.isfile(os.path.join(model_training_output_dir, d, checkpoint_name))]
+    folds = [int(d.split('_')[-1]) for d in subdirs if re.fullmatch(r'fold_\d+', d)]
+    print(f'found the following folds: {folds}')
+    return folds
+
+
+def normalize_folds(use_folds: Union[Sequence[Union[int, str]], int, str]) -> List[Union[int, str]]:
+    """Single value -> list; entries to int unless 'all'."""
+    if isinstance(use_folds, (str, int)):
+        use_folds = [use_folds]
+    out: List[Union[int, str]] = []
+    for f in use_folds:
+        if f == 'all':
+            out.append(f)
+            continue
+        try:
+            out.append(int(f))
+        except (TypeError, ValueError):
+            raise UserError(f"Invalid fold {f!r}: folds are integers or 'all'.") from None
+    return out
+
+
+def _describe_folds(model_dir: str) -> str:
+    found = []
+    for d in sorted(os.listdir(model_dir)):
+        if d.startswith('fold_') and os.path.isdir(os.path.join(model_dir, d)):
+            pths = sorted(f for f in os.listdir(os.path.join(model_dir, d)) if f.endswith('.pth'))
+            found.append(f"{d} ({', '.join(pths) if pths else 'no checkpoints'})")
+    return '; '.join(found) if found else 'no fold_X folders'
+
+
+def check_model_folder(model_dir: str, folds: List[Union[int, str]], checkpoint_name: str) -> List[str]:
+    """Checkpoint paths for ``folds``; UserError naming what is missing and what exists."""
+    if not os.path.isdir(model_dir):
+        raise UserError(f"Model folder not found: {model_dir}.",
+                        "Check -d/-tr/-p/-c (or -m) and $nnUNet_results, or install the model first.")
+    for f in ('dataset.json', 'plans.json'):
+        if not os.path.isfile(os.path.join(model_dir, f)):
+            raise UserError(f"Model folder {model_dir} has no {f}; it is not a complete trained model folder.")
+    if len(folds) == 0:
+        raise UserError(f"No folds with {checkpoint_name} in model folder {model_dir}. Found: "
+                        f"{_describe_folds(model_dir)}.", "Pass -f with existing folds or -chk with an existing file.")
+    files = []
+    for f in folds:
+        fname = os.path.join(model_dir, f'fold_{f}', checkpoint_name)
+        if not os.path.isfile(fname):
+            raise UserError(f"Checkpoint {fname} not found. Available in {model_dir}: {_describe_folds(model_dir)}.",
+                            "Pass -f with existing folds or -chk with an existing checkpoint name.")
+        files.append(fname)
+    return files
+
+
+def _find_trainer_class(trainer_name: str):
+    """The trainer class of that name, or None when it (or the training package) is not available."""
+    try:
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+        return recursive_find_trainer_class_by_name(trainer_name)
+    except (ImportError, RuntimeError, AssertionError) as e:
+        logger.debug("trainer lookup for %s failed: %s", trainer_name, e)
+        return None
+
+
+# parameter names of the three historical build_network_architecture signatures, plus common aliases
+_ALIASES = {'num_classes': 'num_output_channels', 'output_channels': 'num_output_channels',
+            'input_channels': 'num_input_channels', 'deep_supervision': 'enable_deep_supervision',
+            'network_class_name': 'architecture_class_name', 'arch_kwargs': 'arch_init_kwargs',
+            'arch_kwargs_req_import': 'arch_init_kwargs_req_import'}
+_CURRENT_ORDER = ('plans_manager', 'configuration_manager', 'num_input_channels', 'num_output_channels',
+                  'enable_deep_supervision')
+
+
+def call_build_network_architecture(build_fn, plans_manager, configuration_manager, dataset_json: dict,
+                                    num_input_channels: int, num_output_channels: int,
+                                    enable_deep_supervision: bool = False) -> nn.Module:
+    """Call a trainer's static ``build_network_architecture`` binding every argument by its parameter name."""
+    values = {
+        'plans_manager': plans_manager, 'configuration_manager': configuration_manager,
+        'dataset_json': dataset_json, 'num_input_channels': num_input_channels,
+        'num_output_channels': num_output_channels, 'enable_deep_supervision': enable_deep_supervision,
+        'architecture_class_name': configuration_manager.network_arch_class_name,
+        'arch_init_kwargs': configuration_manager.network_arch_init_kwargs,
+        'arch_init_kwargs_req_import': configuration_manager.network_arch_init_kwargs_req_import,
+    }
+    params = list(inspect.signature(build_fn).parameters.values())
+    if any(p.name == 'architecture_class_name' for p in params):
+        warnings.warn("The trainer's build_network_architecture uses the old (2.3-2.6) signature. Please update it "
+                      "to (plans_manager, configuration_manager, num_input_channels, num_output_channels, "
+                      "enable_deep_supervision).", DeprecationWarning)
+    kwargs, args, unknown = {}, [], []
+    for p in params:
+        name = _ALIASES.get(p.name, p.name)
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if name in values:
+            if p.kind == p.POSITIONAL_ONLY:
+                args.append(values[name])
+            else:
+                kwargs[p.name] = values[name]
+        elif p.default is p.empty:
+            unknown.append(p.name)
+    if unknown:
+        # names we do not recognise: fall back to the current positional form
+        return build_fn(*[values[n] for n in _CURRENT_ORDER])
+    return build_fn(*args, **kwargs)
+
+
+def build_network(trainer_name: str, plans_manager, configuration_manager, dataset_json: dict,
+                  num_input_channels: int, num_output_channels: int, trainer_class=None) -> nn.Module:
+    """Network for inference (deep supervision off) via the trainer class, or from the plans if it is unknown."""
+    if trainer_class is None:
+        trainer_class = _find_trainer_class(trainer_name)
+    if trainer_class is not None:
+        return call_build_network_architecture(trainer_class.build_network_architecture, plans_manager,
+                                               configuration_manager, dataset_json, num_input_channels,
+                                               num_output_channels, enable_deep_supervision=False)
+    logger.info("Trainer class %s not found; building the network from the plans' architecture instead.",
+                trainer_name)
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    return get_network_from_plans(configuration_manager.network_arch_class_name,
+                                  configuration_manager.network_arch_init_kwargs,
+                                  configuration_manager.network_arch_init_kwargs_req_import,
+                                  num_input_channels, num_output_channels, allow_init=True, deep_supervision=False)
+
+
+def maybe_compile(network: nn.Module) -> nn.Module:
+    if os.environ.get('nnUNet_compile', '').lower() in ('true', '1', 't') and not hasattr(network, '_orig_mod'):
+        print('Using torch.compile')
+        return torch.compile(network)
+    return network
+
+
+def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_name: str = 'checkpoint_final.pth',
+                       trainer_class=None, allow_unsafe: bool = False) -> LoadedModel:
+    """Everything the predictor needs from a trained model folder; first fold's weights already loaded."""
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    if use_folds is None:
+        if not os.path.isdir(model_training_output_dir):
+            raise UserError(f"Model folder not found: {model_training_output_dir}.")
+        use_folds = auto_detect_available_folds(model_training_output_dir, checkpoint_name)
+    folds = normalize_folds(use_folds)
+    files = check_model_folder(model_training_output_dir, folds, checkpoint_name)
+
+    dataset_json = load_json(os.path.join(model_training_output_dir, 'dataset.json'))
+    plans_manager = PlansManager(os.path.join(model_training_output_dir, 'plans.json'))
+
+    parameters, first = [], None
+    for fname in files:
+        checkpoint = load_checkpoint(fname, allow_unsafe=allow_unsafe)
+        require_keys(checkpoint, fname, ('network_weights',) if first is not None
+                     else ('network_weights', 'trainer_name', 'init_args'))
+        if first is None:
+            first = checkpoint
+        parameters.append(strip_state_dict_prefixes(checkpoint['network_weights']))
+
+    trainer_name = first['trainer_name']
+    configuration_name = first['init_args']['configuration']
+    mirror_axes = first.get('inference_allowed_mirroring_axes')
+    configuration_manager = plans_manager.get_configuration(configuration_name)
+    num_input_channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
+    label_manager = plans_manager.get_label_manager(dataset_json)
+    network = build_network(trainer_name, plans_manager, configuration_manager, dataset_json, num_input_channels,
+                            label_manager.num_segmentation_heads, trainer_class=trainer_class)
+    for fname, params in zip(files, parameters):
+        try:
+            network.load_state_dict(params)
+        except RuntimeError as e:
+            raise UserError(f"Could not load the weights of {fname} into the network built from the plans "
+                            f"({' '.join(str(e).split())[:200]}).",
+                            "Are the checkpoint, plans.json and dataset.json from the same model?") from e
+    network.load_state_dict(parameters[0])
+    return LoadedModel(plans_manager, configuration_manager, parameters, maybe_compile(network), dataset_json,
+                       trainer_name, mirror_axes, label_manager)

@@ -1,0 +1,171 @@
+"""Console entry points ``nnUNetv2_predict`` and ``nnUNetv2_predict_from_modelfolder`` (spec 01 §6.7/6.8, 04 §5).
+
+Re-exported by ``nnunetv2.inference.predict_from_raw_data`` (the registered module path). Thin: parse arguments,
+set up the device, build the predictor and call one prediction method.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import List, Optional
+
+from nnunetv2.errors import UserError, exit_on_user_error
+
+CITATION = ("\n#######################################################################\n"
+            "Please cite the following paper when using nnU-Net:\n"
+            "Isensee, F., Jaeger, P. F., Kohl, S. A., Petersen, J., & Maier-Hein, K. H. (2021). nnU-Net: a "
+            "self-configuring method for deep learning-based biomedical image segmentation. Nature methods, 18(2), "
+            "203-211.\n"
+            "#######################################################################\n")
+
+
+def _env_int(name: str, default: int) -> int:
+    """Integer value of an environment variable; unset, empty or not an integer -> default."""
+    try:
+        return int(os.environ.get(name, ''))
+    except ValueError:
+        return default
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser, npp_default: int, nps_default: int,
+                          continue_aliases: List[str]) -> None:
+    parser.add_argument('-f', nargs='+', type=str, required=False, default=(0, 1, 2, 3, 4),
+                        help='Folds of the trained model to use (ensembled), e.g. -f 0 1 2 or -f all. Default: 0 1 2 3 4')
+    parser.add_argument('-step_size', type=float, required=False, default=0.5,
+                        help='Sliding window step as a fraction of the patch size, in (0, 1]. Larger is faster but '
+                             'less accurate. Default: 0.5')
+    parser.add_argument('--disable_tta', action='store_true', required=False, default=False,
+                        help='Disable test time augmentation (mirroring). Faster but a bit less accurate.')
+    parser.add_argument('--verbose', action='store_true', help='Print more about what is happening.')
+    parser.add_argument('--save_probabilities', action='store_true',
+                        help='Also write CASE.npz (class probabilities) and CASE.pkl (image properties), needed for '
+                             'ensembling. Needs a lot of disk space.')
+    parser.add_argument('--continue_prediction', *continue_aliases, action='store_true',
+                        help='Skip cases whose output already exists (resume an aborted run).')
+    parser.add_argument('-chk', type=str, required=False, default='checkpoint_final.pth',
+                        help='Checkpoint file name inside each fold folder. Default: checkpoint_final.pth')
+    parser.add_argument('-npp', type=int, required=False, default=npp_default,
+                        help=f'Number of preprocessing processes. Default: {npp_default}')
+    parser.add_argument('-nps', type=int, required=False, default=nps_default,
+                        help=f'Number of segmentation export processes. Default: {nps_default}')
+    parser.add_argument('-prev_stage_predictions', type=str, required=False, default=None,
+                        help='Folder with the predictions of the previous stage (required for cascade '
+                             'configurations).')
+
+
+def _add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('-device', type=str, default='cuda', required=False,
+                        help="Device to predict on: 'cuda' (GPU), 'cpu' or 'mps' (Apple). Use "
+                             "CUDA_VISIBLE_DEVICES to pick a GPU. Default: cuda")
+    parser.add_argument('--disable_progress_bar', action='store_true', required=False, default=False,
+                        help='Disable the progress bar (recommended for non-interactive jobs).')
+    parser.add_argument('--not_on_device', action='store_true', required=False, default=False,
+                        help='Keep the result arrays on the CPU instead of the GPU (for very large images).')
+
+
+def _setup_device(name: str):
+    import torch
+    if name not in ('cpu', 'cuda', 'mps'):
+        raise UserError(f"-device must be 'cpu', 'cuda' or 'mps', got '{name}'.")
+    if name == 'cpu':
+        torch.set_num_threads(os.cpu_count() or 1)
+        return torch.device('cpu')
+    if name == 'cuda':
+        if not torch.cuda.is_available():
+            raise UserError("-device cuda was requested but no CUDA GPU is available.",
+                            "Use -device cpu (slow) or run on a machine with a GPU.")
+        torch.set_num_threads(1)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # only settable once per process
+            pass
+        return torch.device('cuda')
+    return torch.device('mps')
+
+
+def _make_predictor(args, device):
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    return nnUNetPredictor(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
+                           perform_everything_on_device=not args.not_on_device, device=device,
+                           verbose=args.verbose, verbose_preprocessing=args.verbose,
+                           allow_tqdm=not args.disable_progress_bar)
+
+
+def _parse_folds(values) -> list:
+    out = []
+    for i in values:
+        if i == 'all':
+            out.append(i)
+            continue
+        try:
+            out.append(int(i))
+        except ValueError:
+            raise UserError(f"Invalid fold '{i}' (-f): folds are integers or 'all'.") from None
+    return out
+
+
+@exit_on_user_error
+def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
+    print(CITATION)
+    parser = argparse.ArgumentParser(description='Predict images with a trained model folder (-m). Input files '
+                                                 'must be named CASE_XXXX<file_ending>.')
+    parser.add_argument('-i', type=str, required=True, help='Input folder (channel files CASE_0000, CASE_0001, ...).')
+    parser.add_argument('-o', type=str, required=True, help='Output folder; created if missing.')
+    parser.add_argument('-m', type=str, required=True,
+                        help='Trained model folder (with dataset.json, plans.json and fold_X subfolders).')
+    _add_common_arguments(parser, 3, 3, ['--c'])
+    _add_device_arguments(parser)
+    args = parser.parse_args(argv)
+
+    os.makedirs(args.o, exist_ok=True)
+    device = _setup_device(args.device)
+    predictor = _make_predictor(args, device)
+    predictor.initialize_from_trained_model_folder(args.m, _parse_folds(args.f), args.chk)
+    predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities,
+                                 overwrite=not args.continue_prediction,
+                                 num_processes_preprocessing=args.npp, num_processes_segmentation_export=args.nps,
+                                 folder_with_segs_from_prev_stage=args.prev_stage_predictions,
+                                 num_parts=1, part_id=0)
+
+
+@exit_on_user_error
+def predict_entry_point(argv: Optional[List[str]] = None):
+    print(CITATION)
+    parser = argparse.ArgumentParser(description='Predict images with a trained nnU-Net model from '
+                                                 '$nnUNet_results. Input files must be named CASE_XXXX<file_ending>.')
+    parser.add_argument('-i', type=str, required=True, help='Input folder (channel files CASE_0000, CASE_0001, ...).')
+    parser.add_argument('-o', type=str, required=True, help='Output folder; created if missing.')
+    parser.add_argument('-d', type=str, required=True, help='Dataset name or id.')
+    parser.add_argument('-p', type=str, required=False, default='nnUNetPlans',
+                        help='Plans identifier. Default: nnUNetPlans')
+    parser.add_argument('-tr', type=str, required=False, default='nnUNetTrainer',
+                        help='Trainer class used for training. Default: nnUNetTrainer')
+    parser.add_argument('-c', type=str, required=True, help='Configuration, e.g. 3d_fullres.')
+    _add_common_arguments(parser, _env_int('nnUNet_npp', 3), _env_int('nnUNet_nps', 3), [])
+    parser.add_argument('-num_parts', type=int, required=False, default=1,
+                        help='Number of nnUNetv2_predict calls sharing the input (e.g. one per GPU). Default: 1')
+    parser.add_argument('-part_id', type=int, required=False, default=0,
+                        help='Which of the -num_parts calls this is (0 .. num_parts-1). Default: 0')
+    _add_device_arguments(parser)
+    args = parser.parse_args(argv)
+
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    model_folder = get_output_folder(args.d, args.tr, args.p, args.c)
+    os.makedirs(args.o, exist_ok=True)
+    if not 0 <= args.part_id < args.num_parts:
+        raise UserError(f"-part_id must be in [0, -num_parts - 1]; got -part_id {args.part_id} with -num_parts "
+                        f"{args.num_parts}.", "Counting starts at 0.")
+    device = _setup_device(args.device)
+    predictor = _make_predictor(args, device)
+    predictor.initialize_from_trained_model_folder(model_folder, _parse_folds(args.f), checkpoint_name=args.chk)
+    if args.npp == 0 and args.nps == 0:
+        predictor.predict_from_files_sequential(args.i, args.o, save_probabilities=args.save_probabilities,
+                                                overwrite=not args.continue_prediction,
+                                                folder_with_segs_from_prev_stage=args.prev_stage_predictions)
+    else:
+        predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities,
+                                     overwrite=not args.continue_prediction,
+                                     num_processes_preprocessing=args.npp,
+                                     num_processes_segmentation_export=args.nps,
+                                     folder_with_segs_from_prev_stage=args.prev_stage_predictions,
+                                     num_parts=args.num_parts, part_id=args.part_id)

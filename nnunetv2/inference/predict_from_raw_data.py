@@ -1,0 +1,415 @@
+"""``nnUNetPredictor``: predict images with a trained model folder (spec 04 §1-§3).
+
+The class keeps every public and ``_internal_`` method of the reference (users subclass it); the work is done by
+small modules: ``model_loading`` (folder, checkpoints, network), ``input_handling`` (case lists and input checks),
+``sliding_window_prediction`` (tiles, Gaussian, TTA, accumulation), ``data_iterators`` (background preprocessing)
+and ``export_prediction`` (looked up through the module at call time because TotalSegmentator replaces its
+functions at run time). The console entry points live in ``predict_cli`` and are re-exported here.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from time import sleep
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+import nnunetv2.inference.export_prediction as _export
+from nnunetv2.configuration import default_num_processes
+from nnunetv2.errors import UserError
+from nnunetv2.file_io import maybe_mkdir_p, save_json
+from nnunetv2.inference import data_iterators, input_handling, model_loading
+from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
+                                                          get_sliding_window_slicers, maybe_mirror_and_predict,
+                                                          pad_to_patch_size)
+from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy
+from nnunetv2.utilities.helpers import dummy_context, empty_cache
+
+
+def _json_safe(obj):
+    """Arguments as JSON values: tuples -> lists, NumPy scalars/arrays -> Python values."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _output_folder_of(output) -> Optional[str]:
+    if isinstance(output, str):
+        return output
+    if output is not None and len(output) > 0:
+        return os.path.dirname(output[0]) or '.'
+    return None
+
+
+class nnUNetPredictor(object):
+    def __init__(self, tile_step_size: float = 0.5, use_gaussian: bool = True, use_mirroring: bool = True,
+                 perform_everything_on_device: bool = True, device: torch.device = torch.device('cuda'),
+                 verbose: bool = False, verbose_preprocessing: bool = False, allow_tqdm: bool = True,
+                 perform_everything_on_gpu: Optional[bool] = None):
+        if perform_everything_on_gpu is not None:  # keyword of releases before 2.2
+            perform_everything_on_device = perform_everything_on_gpu
+        if not 0 < tile_step_size <= 1:
+            raise UserError(f"tile_step_size must be in (0, 1], got {tile_step_size}.",
+                            "Use e.g. -step_size 0.5 (default).")
+        self.verbose = verbose
+        self.verbose_preprocessing = verbose_preprocessing
+        self.allow_tqdm = allow_tqdm
+
+        self.plans_manager, self.configuration_manager, self.list_of_parameters, self.network, self.dataset_json, \
+            self.trainer_name, self.allowed_mirroring_axes, self.label_manager = None, None, None, None, None, None, \
+            None, None
+
+        self.tile_step_size = tile_step_size
+        self.use_gaussian = use_gaussian
+        self.use_mirroring = use_mirroring
+        if device.type == 'cuda':
+            torch.backends.cudnn.benchmark = True
+        else:
+            print('perform_everything_on_device=True is only supported for cuda devices! Setting this to False')
+            perform_everything_on_device = False
+        self.device = device
+        self.perform_everything_on_device = perform_everything_on_device
+
+    # ----- initialisation --------------------------------------------------------------------------------------
+    def initialize_from_trained_model_folder(self, model_training_output_dir: str,
+                                             use_folds: Union[Tuple[Union[int, str]], None],
+                                             checkpoint_name: str = 'checkpoint_final.pth', trainer_class=None):
+        """Load plans, dataset.json and one checkpoint per fold. ``trainer_class`` overrides the checkpoint's
+        ``trainer_name`` lookup (extension used by e.g. Spinal Cord Toolbox)."""
+        m = model_loading.load_trained_model(model_training_output_dir, use_folds, checkpoint_name, trainer_class)
+        self.plans_manager, self.configuration_manager, self.list_of_parameters = \
+            m.plans_manager, m.configuration_manager, m.parameters
+        self.network, self.dataset_json, self.trainer_name = m.network, m.dataset_json, m.trainer_name
+        self.allowed_mirroring_axes, self.label_manager = m.inference_allowed_mirroring_axes, m.label_manager
+
+    def manual_initialization(self, network: nn.Module, plans_manager, configuration_manager,
+                              parameters: Optional[List[dict]], dataset_json: dict, trainer_name: str,
+                              inference_allowed_mirroring_axes: Optional[Tuple[int, ...]]):
+        """Use objects already in memory (the trainer's final validation). ``parameters`` may be None; then only
+        ``predict_sliding_window_return_logits`` works (with the network's current weights)."""
+        self.plans_manager = plans_manager
+        self.configuration_manager = configuration_manager
+        self.list_of_parameters = parameters
+        self.network = network
+        self.dataset_json = dataset_json
+        self.trainer_name = trainer_name
+        self.allowed_mirroring_axes = inference_allowed_mirroring_axes
+        self.label_manager = plans_manager.get_label_manager(dataset_json)
+        if os.environ.get('nnUNet_compile', '').lower() in ('true', '1', 't'):
+            inner = network.module if hasattr(network, 'module') and isinstance(network, nn.parallel.DistributedDataParallel) \
+                else network
+            from torch._dynamo import OptimizedModule
+            if inner is network and not isinstance(network, OptimizedModule):
+                print('Using torch.compile')
+                self.network = torch.compile(self.network)
+
+    @staticmethod
+    def auto_detect_available_folds(model_training_output_dir, checkpoint_name):
+        return model_loading.auto_detect_available_folds(model_training_output_dir, checkpoint_name)
+
+    # ----- inputs -----------------------------------------------------------------------------------------------
+    def _num_image_channels(self) -> int:
+        return len(self.dataset_json['modality'] if 'modality' in self.dataset_json
+                   else self.dataset_json['channel_names'])
+
+    def _manage_input_and_output_lists(self, list_of_lists_or_source_folder: Union[str, List[List[str]]],
+                                       output_folder_or_list_of_truncated_output_files: Union[None, str, List[str]],
+                                       folder_with_segs_from_prev_stage: str = None, overwrite: bool = True,
+                                       part_id: int = 0, num_parts: int = 1, save_probabilities: bool = False):
+        return input_handling.manage_input_and_output_lists(
+            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files, self.dataset_json,
+            self._num_image_channels(), folder_with_segs_from_prev_stage, overwrite, part_id, num_parts,
+            save_probabilities)
+
+    def _write_bookkeeping_files(self, output_folder: str, arguments: dict) -> None:
+        maybe_mkdir_p(output_folder)
+        save_json(_json_safe(arguments), os.path.join(output_folder, 'predict_from_raw_data_args.json'))
+        save_json(self.dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
+        save_json(self.plans_manager.plans, os.path.join(output_folder, 'plans.json'), sort_keys=False)
+
+    def _check_cascade_input(self, folder_with_segs_from_prev_stage) -> None:
+        if self.configuration_manager.previous_stage_name is not None and folder_with_segs_from_prev_stage is None:
+            raise UserError(f"The requested configuration is a cascaded network. It requires the segmentations of "
+                            f"the previous stage ({self.configuration_manager.previous_stage_name}) as input.",
+                            "Predict that stage first and pass its output folder with -prev_stage_predictions.")
+
+    def predict_from_files(self, list_of_lists_or_source_folder: Union[str, List[List[str]]],
+                           output_folder_or_list_of_truncated_output_files: Union[str, None, List[str]],
+                           save_probabilities: bool = False, overwrite: bool = True,
+                           num_processes_preprocessing: int = default_num_processes,
+                           num_processes_segmentation_export: int = default_num_processes,
+                           folder_with_segs_from_prev_stage: str = None, num_parts: int = 1, part_id: int = 0):
+        """Predict files (a folder or lists of channel files) with background preprocessing and export."""
+        if not 0 <= part_id < num_parts:
+            raise UserError(f"part_id must be in [0, num_parts - 1]; got part_id={part_id}, num_parts={num_parts}.",
+                            "Counting starts at 0: with -num_parts 3 use -part_id 0, 1 and 2.")
+        arguments = {'list_of_lists_or_source_folder': list_of_lists_or_source_folder,
+                     'output_folder_or_list_of_truncated_output_files':
+                         output_folder_or_list_of_truncated_output_files,
+                     'save_probabilities': save_probabilities, 'overwrite': overwrite,
+                     'num_processes_preprocessing': num_processes_preprocessing,
+                     'num_processes_segmentation_export': num_processes_segmentation_export,
+                     'folder_with_segs_from_prev_stage': folder_with_segs_from_prev_stage,
+                     'num_parts': num_parts, 'part_id': part_id}
+        output_folder = _output_folder_of(output_folder_or_list_of_truncated_output_files)
+        if isinstance(list_of_lists_or_source_folder, str):
+            input_handling.check_output_not_input(list_of_lists_or_source_folder, output_folder)
+        if output_folder is not None:
+            self._write_bookkeeping_files(output_folder, arguments)
+        self._check_cascade_input(folder_with_segs_from_prev_stage)
+
+        list_of_lists, output_filenames_truncated, seg_files = self._manage_input_and_output_lists(
+            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+            folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
+        if len(list_of_lists) == 0:
+            return
+        data_iterator = self._internal_get_data_iterator_from_lists_of_filenames(
+            list_of_lists, seg_files, output_filenames_truncated, num_processes_preprocessing)
+        return self.predict_from_data_iterator(data_iterator, save_probabilities, num_processes_segmentation_export)
+
+    def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists: List[List[str]],
+                                                            seg_from_prev_stage_files: Union[List[str], None],
+                                                            output_filenames_truncated: Union[List[str], None],
+                                                            num_processes: int):
+        if num_processes == 0:  # no worker processes: preprocess in this process (the reference crashes here)
+            preprocessor = self.configuration_manager.preprocessor_class(verbose=self.verbose_preprocessing)
+            return data_iterators.PreprocessAdapter(input_list_of_lists, seg_from_prev_stage_files, preprocessor,
+                                                    output_filenames_truncated, self.plans_manager,
+                                                    self.dataset_json, self.configuration_manager)
+        return data_iterators.preprocessing_iterator_fromfiles(
+            input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated, self.plans_manager,
+            self.dataset_json, self.configuration_manager, num_processes, self.device.type == 'cuda',
+            self.verbose_preprocessing)
+
+    def get_data_iterator_from_raw_npy_data(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
+                                            properties_or_list_of_properties, truncated_ofname, num_processes: int = 3):
+        images = image_or_list_of_images if isinstance(image_or_list_of_images, list) else [image_or_list_of_images]
+        segs = segs_from_prev_stage_or_list_of_segs_from_prev_stage
+        if isinstance(segs, np.ndarray):
+            segs = [segs]
+        if isinstance(truncated_ofname, str):
+            truncated_ofname = [truncated_ofname]
+        props = properties_or_list_of_properties
+        if isinstance(props, dict):
+            props = [props]
+        num_processes = min(num_processes, len(images))
+        return data_iterators.preprocessing_iterator_fromnpy(images, segs, props, truncated_ofname,
+                                                             self.plans_manager, self.dataset_json,
+                                                             self.configuration_manager, num_processes,
+                                                             self.device.type == 'cuda', self.verbose_preprocessing)
+
+    def predict_from_list_of_npy_arrays(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
+                                        properties_or_list_of_properties, truncated_ofname, num_processes: int = 3,
+                                        save_probabilities: bool = False,
+                                        num_processes_segmentation_export: int = default_num_processes):
+        iterator = self.get_data_iterator_from_raw_npy_data(image_or_list_of_images,
+                                                            segs_from_prev_stage_or_list_of_segs_from_prev_stage,
+                                                            properties_or_list_of_properties, truncated_ofname,
+                                                            num_processes)
+        return self.predict_from_data_iterator(iterator, save_probabilities, num_processes_segmentation_export)
+
+    # ----- the prediction loop ----------------------------------------------------------------------------------
+    def _check_input_channels(self, data, name: str) -> None:
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+        expected = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
+        input_handling.check_num_channels(int(data.shape[0]) - (expected - self._num_image_channels()),
+                                          self._num_image_channels(), name)
+
+    def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
+                                   num_processes_segmentation_export: int = default_num_processes):
+        """Predict every item of the iterator; export in background processes (in-process when 0 processes)."""
+        pool = None
+        if num_processes_segmentation_export > 0:
+            pool = multiprocessing.get_context('spawn').Pool(num_processes_segmentation_export)
+        try:
+            results, workers = [], ([] if pool is None else list(pool._pool))
+            for preprocessed in data_iterator:
+                data = preprocessed['data']
+                if isinstance(data, str):
+                    delfile = data
+                    data = torch.from_numpy(np.load(data))
+                    os.remove(delfile)
+                ofile = preprocessed['ofile']
+                name = os.path.basename(ofile) if ofile is not None else f'image of shape {tuple(data.shape)}'
+                print(f'\nPredicting {name}:')
+                print(f'perform_everything_on_device: {self.perform_everything_on_device}')
+                properties = preprocessed['data_properties']
+                self._check_input_channels(data, name)
+                if pool is not None:
+                    while check_workers_alive_and_busy(pool, workers, results, allowed_num_queued=2):
+                        sleep(0.1)
+                prediction = self.predict_logits_from_preprocessed_data(data).cpu().numpy()
+                del data
+                if ofile is not None:
+                    fn = _export.export_prediction_from_logits  # looked up now: may be replaced at run time
+                    args = (prediction, properties, self.configuration_manager, self.plans_manager,
+                            self.dataset_json, ofile, save_probabilities)
+                else:
+                    fn = _export.convert_predicted_logits_to_segmentation_with_correct_shape
+                    args = (prediction, self.plans_manager, self.configuration_manager, self.label_manager,
+                            properties, save_probabilities)
+                if pool is not None:
+                    print('sending off prediction to background worker for resampling and export')
+                    results.append(pool.starmap_async(fn, (args,)))
+                else:
+                    results.append(fn(*args))
+                del prediction
+                print(f'done with {name}')
+            if pool is not None:
+                ret = []
+                for r in tqdm(results, desc='Collecting results', disable=not self.allow_tqdm):
+                    while not r.ready():
+                        check_workers_alive_and_busy(pool, workers, [], allowed_num_queued=0)
+                        r.wait(0.1)
+                    ret.append(r.get()[0])
+                results = ret
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        compute_gaussian.cache_clear()
+        empty_cache(self.device)
+        return results
+
+    def predict_single_npy_array(self, input_image: np.ndarray, image_properties: dict,
+                                 segmentation_previous_stage: np.ndarray = None,
+                                 output_file_truncated: str = None, save_or_return_probabilities: bool = False):
+        """One image in memory, no worker processes. Writes files if ``output_file_truncated`` else returns the
+        segmentation (and probabilities). ``image_properties`` is completed in place by the preprocessor."""
+        adapter = data_iterators.PreprocessAdapterFromNpy(
+            [input_image], [segmentation_previous_stage], [image_properties], [output_file_truncated],
+            self.plans_manager, self.dataset_json, self.configuration_manager, num_threads_in_multithreaded=1,
+            verbose=self.verbose)
+        item = next(adapter)
+        self._check_input_channels(item['data'], 'the input image')
+        if self.verbose:
+            print('predicting')
+        logits = self.predict_logits_from_preprocessed_data(item['data']).cpu()
+        if output_file_truncated is not None:
+            _export.export_prediction_from_logits(logits, item['data_properties'], self.configuration_manager,
+                                                  self.plans_manager, self.dataset_json, output_file_truncated,
+                                                  save_or_return_probabilities)
+            return None
+        ret = _export.convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, self.plans_manager, self.configuration_manager, self.label_manager, item['data_properties'],
+            return_probabilities=save_or_return_probabilities)
+        if save_or_return_probabilities:
+            return ret[0], ret[1]
+        return ret
+
+    def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
+        """Fold ensemble: the average (fp16, CPU) of the folds' sliding-window logits."""
+        n_threads = torch.get_num_threads()
+        torch.set_num_threads(min(default_num_processes, n_threads))
+        try:
+            prediction = None
+            for params in self.list_of_parameters:
+                # a torch.compile'd network keeps the original module (plain state-dict keys) in _orig_mod
+                getattr(self.network, '_orig_mod', self.network).load_state_dict(params)
+                logits = self.predict_sliding_window_return_logits(data).to('cpu')
+                if prediction is None:
+                    prediction = logits
+                else:
+                    prediction += logits
+            if len(self.list_of_parameters) > 1:
+                prediction /= len(self.list_of_parameters)
+            if self.verbose:
+                print('Prediction done')
+            return prediction
+        finally:
+            torch.set_num_threads(n_threads)
+
+    # ----- sliding window ----------------------------------------------------------------------------------------
+    def _internal_get_sliding_window_slicers(self, image_size: Tuple[int, ...]):
+        slicers = get_sliding_window_slicers(tuple(image_size), self.configuration_manager.patch_size,
+                                             self.tile_step_size)
+        if self.verbose:
+            print(f'n_steps {len(slicers)}, image size is {image_size}, tile_size '
+                  f'{self.configuration_manager.patch_size}, tile_step_size {self.tile_step_size}')
+        return slicers
+
+    def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
+        mirror_axes = self.allowed_mirroring_axes if self.use_mirroring else None
+        return maybe_mirror_and_predict(self.network, x, mirror_axes)
+
+    def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers,
+                                                       do_on_device: bool = True):
+        results_device = self.device if do_on_device else torch.device('cpu')
+        if self.verbose:
+            print(f'move image to device {results_device}')
+        gaussian = compute_gaussian(tuple(self.configuration_manager.patch_size), sigma_scale=1. / 8,
+                                    value_scaling_factor=10, device=results_device) if self.use_gaussian else 1
+        progress = (lambda s: tqdm(s, disable=not self.allow_tqdm))
+        return accumulate_tiles(data, slicers, self._internal_maybe_mirror_and_predict,
+                                self.label_manager.num_segmentation_heads, gaussian, self.device, results_device,
+                                progress)
+
+    @torch.inference_mode()
+    def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> Union[np.ndarray, torch.Tensor]:
+        if not isinstance(input_image, torch.Tensor) or input_image.ndim != 4:
+            raise ValueError('input_image must be a 4D torch tensor (c, x, y, z); 2D images use a singleton x')
+        self.network = self.network.to(self.device)
+        self.network.eval()
+        empty_cache(self.device)
+        autocast = torch.autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context()
+        with autocast:
+            if self.verbose:
+                print(f'Input shape: {input_image.shape}\nstep_size: {self.tile_step_size}\n'
+                      f'mirror_axes: {self.allowed_mirroring_axes if self.use_mirroring else None}')
+            data, revert_padding = pad_to_patch_size(input_image, self.configuration_manager.patch_size)
+            slicers = self._internal_get_sliding_window_slicers(data.shape[1:])
+            if self.perform_everything_on_device and self.device.type != 'cpu':
+                try:
+                    predicted_logits = self._internal_predict_sliding_window_return_logits(data, slicers, True)
+                except RuntimeError:
+                    print('Prediction on device was unsuccessful, probably due to a lack of memory. Moving '
+                          'results arrays to CPU')
+                    empty_cache(self.device)
+                    predicted_logits = self._internal_predict_sliding_window_return_logits(data, slicers, False)
+            else:
+                predicted_logits = self._internal_predict_sliding_window_return_logits(
+                    data, slicers, self.perform_everything_on_device)
+            empty_cache(self.device)
+            predicted_logits = predicted_logits[revert_padding]
+        return predicted_logits
+
+    def predict_from_files_sequential(self, list_of_lists_or_source_folder: Union[str, List[List[str]]],
+                                      output_folder_or_list_of_truncated_output_files: Union[str, None, List[str]],
+                                      save_probabilities: bool = False, overwrite: bool = True,
+                                      folder_with_segs_from_prev_stage: str = None):
+        """Preprocess, predict and export case by case in this process (no multiprocessing at all)."""
+        arguments = {'list_of_lists_or_source_folder': list_of_lists_or_source_folder,
+                     'output_folder_or_list_of_truncated_output_files':
+                         output_folder_or_list_of_truncated_output_files,
+                     'save_probabilities': save_probabilities, 'overwrite': overwrite,
+                     'folder_with_segs_from_prev_stage': folder_with_segs_from_prev_stage}
+        output_folder = _output_folder_of(output_folder_or_list_of_truncated_output_files)
+        if isinstance(list_of_lists_or_source_folder, str):
+            input_handling.check_output_not_input(list_of_lists_or_source_folder, output_folder)
+        if output_folder is not None:
+            self._write_bookkeeping_files(output_folder, arguments)
+        self._check_cascade_input(folder_with_segs_from_prev_stage)
+        list_of_lists, output_filenames_truncated, seg_files = self._manage_input_and_output_lists(
+            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+            folder_with_segs_from_prev_stage, overwrite, 0, 1, save_probabilities)
+        if output_filenames_truncated is None:
+            output_filenames_truncated = [None] * len(list_of_lists)
+        preprocessor = self.configuration_manager.preprocessor_class(verbose=self.verbose_preprocessing)
+        adapter = data_iterators.PreprocessAdapter(list_of_lists, seg_files, preprocessor,
+                                                   output_filenames_truncated, self.plans_manager,
+                                                   self.dataset_json, self.configuration_manager)
+        results = self.predict_from_data_iterator(adapter, save_probabilities, 0)
+        return [r for r, o in zip(results, output_filenames_truncated) if o is None]
+
+
+from nnunetv2.inference.predict_cli import predict_entry_point, predict_entry_point_modelfolder  # noqa: E402,F401
