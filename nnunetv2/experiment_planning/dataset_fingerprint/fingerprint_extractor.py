@@ -1,0 +1,167 @@
+"""Dataset fingerprint: cropped shapes, spacings and foreground intensity statistics (spec 02 §2).
+
+Results equal the reference's. Faster because: cropping fills holes only inside the bounding box with a single
+labelling pass; the discarded per-case statistics are not computed in ``run``; the fingerprint percentiles use a
+windowed exact selection instead of partitioning ~1e8 values (see ``intensity_statistics``).
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Tuple, Type, Union
+
+import numpy as np
+
+from nnunetv2.errors import UserError
+from nnunetv2.experiment_planning.dataset_fingerprint.case_pool import run_cases
+from nnunetv2.experiment_planning.dataset_fingerprint.intensity_statistics import (
+    aggregate_channel, per_case_statistics, sample_foreground_intensities)
+from nnunetv2.file_io import load_json, maybe_mkdir_p, save_json
+from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
+from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+
+def _python_scalar(x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _read_and_crop(image_files: List[str], segmentation_file: str, reader_writer_class: Type[BaseReaderWriter]):
+    """Read one case, check it, crop it to the nonzero region: (images, seg, shape_before_crop, spacing)."""
+    rw = reader_writer_class()
+    try:
+        images, properties = rw.read_images(image_files)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"Could not read image file(s) {', '.join(map(str, image_files))} with "
+                        f"{reader_writer_class.__name__}: {type(e).__name__}: {e}",
+                        "Check that the files exist and are valid images of the dataset's file_ending.") from e
+    try:
+        segmentation, _ = rw.read_seg(segmentation_file)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"Could not read segmentation {segmentation_file} with {reader_writer_class.__name__}: "
+                        f"{type(e).__name__}: {e}", "Check that labelsTr holds a valid file for every case.") from e
+    if images.shape[1:] != segmentation.shape[1:]:
+        raise UserError(f"Image {image_files[0]} has spatial shape {tuple(images.shape[1:])} but its segmentation "
+                        f"{segmentation_file} has {tuple(segmentation.shape[1:])}.",
+                        "Images and labels of a case must have the same geometry.")
+    if np.isnan(images).any():
+        raise UserError(f"Image file(s) {', '.join(map(str, image_files))} contain NaN values.",
+                        "Replace NaNs (e.g. with 0) before running nnU-Net.")
+    if np.isnan(segmentation).any():
+        raise UserError(f"Segmentation {segmentation_file} contains NaN values.", "Labels must be integers.")
+    shape_before_crop = images.shape[1:]
+    images, segmentation, _ = crop_to_nonzero(images, segmentation)
+    return images, segmentation, shape_before_crop, properties['spacing']
+
+
+def _analyze_case_for_run(image_files: List[str], segmentation_file: str,
+                          reader_writer_class: Type[BaseReaderWriter], num_samples: int):
+    """``analyze_case`` without the per-case statistics the fingerprint discards (4-tuple)."""
+    images, seg, shape_before, spacing = _read_and_crop(image_files, segmentation_file, reader_writer_class)
+    shape_after = images.shape[1:]
+    samples = sample_foreground_intensities(seg, images, seed=1234, num_samples=num_samples)
+    return shape_after, spacing, samples, np.prod(shape_after) / np.prod(shape_before)
+
+
+def _analyze_case_via(analyze_case, image_files, segmentation_file, reader_writer_class, num_samples):
+    """Adapter for subclasses that override ``analyze_case``: drop its per-case statistics."""
+    shape_after, spacing, samples, _, relative_size = analyze_case(image_files, segmentation_file,
+                                                                   reader_writer_class, num_samples)
+    return shape_after, spacing, samples, relative_size
+
+
+class DatasetFingerprintExtractor(object):
+    def __init__(self, dataset_name_or_id: Union[str, int], num_processes: int = 8, verbose: bool = False):
+        from nnunetv2.utilities.dataset_json import load_dataset_json
+        from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+        self.dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
+        self.verbose = verbose
+        self.input_folder = os.path.join(nnUNet_raw, self.dataset_name)
+        self.num_processes = num_processes
+        self.dataset_json = load_dataset_json(self.input_folder)
+        self.dataset = get_filenames_of_train_images_and_targets(self.input_folder, self.dataset_json)
+        # 10e7 == 1e8 foreground intensity samples per channel in total (reference value, spec 02 §6.1)
+        self.num_foreground_voxels_for_intensitystats = 10e7
+        self.show_progress_bar = True
+
+    @staticmethod
+    def collect_foreground_intensities(segmentation: np.ndarray, images: np.ndarray, seed: int = 1234,
+                                       num_samples: int = 10000):
+        """(sampled intensities per channel, per-case statistics per channel) of one cropped case (4-D arrays)."""
+        assert images.ndim == 4 and segmentation.ndim == 4, "images and segmentation must be 4-D (c, x, y, z)"
+        assert not np.any(np.isnan(segmentation)), "Segmentation contains NaN values."
+        assert not np.any(np.isnan(images)), "Images contains NaN values."
+        return (sample_foreground_intensities(segmentation, images, seed, num_samples),
+                per_case_statistics(segmentation, images))
+
+    @staticmethod
+    def analyze_case(image_files: List[str], segmentation_file: str, reader_writer_class: Type[BaseReaderWriter],
+                     num_samples: int = 10000):
+        images, seg, shape_before, spacing = _read_and_crop(image_files, segmentation_file, reader_writer_class)
+        shape_after = images.shape[1:]
+        samples, stats = DatasetFingerprintExtractor.collect_foreground_intensities(seg, images,
+                                                                                    num_samples=num_samples)
+        return shape_after, spacing, samples, stats, np.prod(shape_after) / np.prod(shape_before)
+
+    def _num_channels(self) -> int:
+        key = 'channel_names' if 'channel_names' in self.dataset_json else 'modality'
+        return len(self.dataset_json[key].keys())
+
+    def run(self, overwrite_existing: bool = False) -> dict:
+        from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+        output_folder = os.path.join(nnUNet_preprocessed, self.dataset_name)
+        maybe_mkdir_p(output_folder)
+        properties_file = os.path.join(output_folder, 'dataset_fingerprint.json')
+        if os.path.isfile(properties_file) and not overwrite_existing:
+            return load_json(properties_file)
+        if len(self.dataset) == 0:
+            raise UserError(f"No training cases found for {self.dataset_name} in {self.input_folder}.",
+                            "Put images in imagesTr (and labels in labelsTr) or list them in dataset.json.")
+        identifiers = list(self.dataset.keys())
+        reader_writer_class = determine_reader_writer_from_dataset_json(
+            self.dataset_json, self.dataset[identifiers[0]]['images'][0])
+        num_samples = int(self.num_foreground_voxels_for_intensitystats // len(self.dataset))
+
+        if type(self).analyze_case is DatasetFingerprintExtractor.analyze_case:
+            tasks = [(self.dataset[k]['images'], self.dataset[k]['label'], reader_writer_class, num_samples)
+                     for k in identifiers]
+            func = _analyze_case_for_run
+        else:  # a subclass customised analyze_case: call it (in the workers) and drop its per-case stats
+            tasks = [(type(self).analyze_case, self.dataset[k]['images'], self.dataset[k]['label'],
+                      reader_writer_class, num_samples) for k in identifiers]
+            func = _analyze_case_via
+        results = run_cases(func, tasks, identifiers, self.num_processes, desc="Extracting dataset fingerprint",
+                            show_progress_bar=self.show_progress_bar)
+
+        fingerprint = self._aggregate(results, identifiers)
+        save_json(fingerprint, properties_file)  # atomic: a failed write leaves no partial file
+        return fingerprint
+
+    def _aggregate(self, results: list, identifiers: List[str]) -> dict:
+        shapes_after_crop = [[int(s) for s in r[0]] for r in results]
+        spacings = [[_python_scalar(s) for s in r[1]] for r in results]
+        samples = [list(r[2]) for r in results]  # per case, per channel; references only, no copies
+        intensity_properties = {}
+        for c in range(self._num_channels()):
+            per_case = [s[c] for s in samples]
+            if all(len(s) == 0 for s in per_case):
+                raise UserError(f"No foreground voxels (label > 0) in any training case of {self.dataset_name} "
+                                f"(channel {c}), so no intensity statistics can be computed.",
+                                "Check the segmentations in labelsTr.")
+            intensity_properties[str(c)] = aggregate_channel(per_case)
+            del per_case
+            for s in samples:  # free this channel's samples early (up to 400 MB per channel)
+                s[c] = None
+        relative_sizes = [r[3] for r in results]
+        return {
+            'spacings': spacings,
+            'shapes_after_crop': shapes_after_crop,
+            'foreground_intensity_properties_per_channel': intensity_properties,
+            'median_relative_size_after_cropping': float(np.median(relative_sizes)),
+        }
