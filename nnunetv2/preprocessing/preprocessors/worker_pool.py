@@ -1,17 +1,18 @@
 """Run ``run_case_save`` for many cases in spawned worker processes, with a progress bar and no hangs.
 
 A ``multiprocessing.Pool`` silently replaces a worker that was killed (e.g. by the kernel's out-of-memory killer)
-and then waits forever for its task. Here each worker reports which case it starts and finishes, the parent polls
-the workers' exit codes, and a worker that dies stops the whole run with a message that names the case and the
-likely cause. An exception inside a worker is re-raised in the parent, naming the case.
+and then waits forever for its task. Here each worker reports which case it starts and finishes over its own pipe
+(synchronous sends: a queue's feeder thread could lose the last messages of a killed process), the parent polls the
+workers' exit codes, and a worker that dies stops the whole run with a message that names the case and the likely
+cause. An exception inside a worker is re-raised in the parent, naming the case.
 """
 from __future__ import annotations
 
 import multiprocessing
 import pickle
-import queue
 import signal
 import traceback
+from multiprocessing.connection import wait
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
@@ -23,7 +24,7 @@ Task = Tuple[str, Tuple[str, List[str], Optional[str]]]  # (case, (output_filena
 
 
 def _worker_main(worker_id: int, preprocessor, plans: dict, configuration_name: str, dataset_json: dict,
-                 task_queue, result_queue) -> None:
+                 task_queue, connection) -> None:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     plans_manager = PlansManager(plans)
@@ -33,14 +34,15 @@ def _worker_main(worker_id: int, preprocessor, plans: dict, configuration_name: 
         if item is None:
             return
         case, (output_filename_truncated, image_files, seg_file) = item
-        result_queue.put(('start', worker_id, case, None))
+        connection.send(('start', worker_id, case, None))
         try:
             preprocessor.run_case_save(output_filename_truncated, image_files, seg_file, plans_manager,
                                        configuration_manager, dataset_json)
         except BaseException as e:  # report everything, including KeyboardInterrupt/SystemExit in the worker
-            result_queue.put(('error', worker_id, case, _pack_exception(e)))
+            connection.send(('error', worker_id, case, _pack_exception(e)))
             return
-        result_queue.put(('done', worker_id, case, None))
+        connection.send(('done', worker_id, case, None))
+
 
 
 def _pack_exception(e: BaseException) -> Dict[str, Any]:
@@ -60,10 +62,10 @@ def _describe_exit(exitcode: int) -> str:
         except ValueError:
             name = f"signal {-exitcode}"
         if -exitcode == signal.SIGKILL:
-            return (f"was killed by {name}, most likely by the operating system because it ran out of memory. "
+            return (f"it was killed by {name}, most likely by the operating system because it ran out of memory. "
                     f"Use fewer processes (-np) or free memory")
-        return f"was killed by {name}"
-    return f"exited unexpectedly with exit code {exitcode}"
+        return f"it was killed by {name}"
+    return f"it exited unexpectedly with exit code {exitcode}"
 
 
 def _raise_worker_error(case: str, packed: Dict[str, Any]) -> None:
@@ -98,12 +100,16 @@ class _RunState:
         else:
             _raise_worker_error(case, payload)
 
-    def drain(self, result_queue) -> None:
-        try:
-            while True:
-                self.handle(result_queue.get_nowait())
-        except queue.Empty:
-            pass
+    def receive(self, connections, timeout: float) -> None:
+        """Handle every message that arrives within ``timeout`` seconds (pipes of exited workers: until EOF)."""
+        for conn in wait(connections, timeout=timeout):
+            while conn.poll():
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    connections.remove(conn)
+                    break
+                self.handle(message)
 
 
 def run_cases_in_workers(preprocessor, tasks: Sequence[Task], plans: dict, configuration_name: str,
@@ -112,27 +118,27 @@ def run_cases_in_workers(preprocessor, tasks: Sequence[Task], plans: dict, confi
     if not tasks:
         return
     ctx = multiprocessing.get_context('spawn')
-    task_queue, result_queue = ctx.Queue(), ctx.Queue()
+    task_queue = ctx.Queue()
     n_workers = max(1, min(int(num_processes), len(tasks)))
     for task in tasks:
         task_queue.put(task)
     for _ in range(n_workers):
         task_queue.put(None)
+    pipes = [ctx.Pipe(duplex=False) for _ in range(n_workers)]
     workers = [ctx.Process(target=_worker_main, daemon=True,
-                           args=(i, preprocessor, plans, configuration_name, dataset_json, task_queue, result_queue))
+                           args=(i, preprocessor, plans, configuration_name, dataset_json, task_queue, pipes[i][1]))
                for i in range(n_workers)]
+    connections = [reader for reader, _ in pipes]
     try:
         for w in workers:
             w.start()
+        for _, writer in pipes:
+            writer.close()  # the parent keeps only the reading ends, so a dead worker's pipe reports EOF
         with tqdm(total=len(tasks), desc="Preprocessing cases", disable=not show_progress_bar) as bar:
             state = _RunState(n_workers, bar)
             while state.finished < len(tasks):
-                try:
-                    message = result_queue.get(timeout=POLL_SECONDS)
-                except queue.Empty:
-                    _check_workers_alive(workers, state, result_queue)
-                    continue
-                state.handle(message)
+                state.receive(connections, POLL_SECONDS)
+                _check_workers_alive(workers, state, connections)
         for w in workers:
             w.join()
     finally:
@@ -145,16 +151,15 @@ def run_cases_in_workers(preprocessor, tasks: Sequence[Task], plans: dict, confi
         task_queue.cancel_join_thread()
 
 
-def _check_workers_alive(workers, state: _RunState, result_queue) -> None:
+def _check_workers_alive(workers, state: _RunState, connections) -> None:
     """Raise if a worker died without reporting (a crash or a kill; exceptions are reported, not detected here)."""
     for worker_id, w in enumerate(workers):
         if w.exitcode is None:
             continue
-        # messages sent just before it exited may still be in the queue (a 'done', or an error that explains more)
-        state.drain(result_queue)
+        state.receive(connections, 0)  # whatever it sent before exiting
         if w.exitcode == 0 and state.current[worker_id] is None:
             continue  # finished its share normally
         case = state.current[worker_id]
-        what = f"while preprocessing case {case}" if case is not None else "between cases"
-        raise RuntimeError(f"A preprocessing worker process {_describe_exit(w.exitcode)} {what}. "
+        what = f"while preprocessing case {case}" if case is not None else "between two cases"
+        raise RuntimeError(f"A preprocessing worker process died {what}: {_describe_exit(w.exitcode)}. "
                            f"Preprocessing was stopped.")

@@ -1,0 +1,120 @@
+"""DefaultPreprocessor.run on a small synthetic dataset: output files, dead workers and bad cases."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from nnunetv2.demo.synthetic_dataset import make_synthetic_dataset
+from nnunetv2.errors import UserError
+from nnunetv2.file_io import load_json, save_json
+from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+
+DATASET = "Dataset987_PPTest"
+
+
+def _plans(spacing=(3.0, 0.8, 0.8)):
+    resampling = {'resampling_fn_data': 'resample_data_or_seg_to_shape',
+                  'resampling_fn_data_kwargs': {'is_seg': False, 'order': 3, 'order_z': 0, 'force_separate_z': None},
+                  'resampling_fn_seg': 'resample_data_or_seg_to_shape',
+                  'resampling_fn_seg_kwargs': {'is_seg': True, 'order': 1, 'order_z': 0, 'force_separate_z': None},
+                  'resampling_fn_probabilities': 'resample_data_or_seg_to_shape',
+                  'resampling_fn_probabilities_kwargs': {'is_seg': False, 'order': 1, 'order_z': 0,
+                                                         'force_separate_z': None}}
+    config = {'data_identifier': 'nnUNetPlans_3d_fullres', 'preprocessor_name': 'DefaultPreprocessor',
+              'batch_size': 2, 'patch_size': [8, 16, 16], 'median_image_size_in_voxels': [8, 16, 16],
+              'spacing': list(spacing), 'normalization_schemes': ['CTNormalization'], 'use_mask_for_norm': [False],
+              'batch_dice': True,
+              'architecture': {'network_class_name': 'x', 'arch_kwargs': {}, '_kw_requires_import': []},
+              **resampling}
+    return {'dataset_name': DATASET, 'plans_name': 'nnUNetPlans', 'original_median_spacing_after_transp': [3, .8, .8],
+            'original_median_shape_after_transp': [8, 16, 16], 'image_reader_writer': 'SimpleITKIO',
+            'transpose_forward': [0, 1, 2], 'transpose_backward': [0, 1, 2],
+            'configurations': {'3d_fullres': config}, 'experiment_planner_used': 'ExperimentPlanner',
+            'label_manager': 'LabelManager',
+            'foreground_intensity_properties_per_channel': {'0': {
+                'max': 300., 'mean': 130., 'median': 130., 'min': 0., 'percentile_00_5': 40.,
+                'percentile_99_5': 220., 'std': 40.}}}
+
+
+@pytest.fixture
+def dataset(nnunet_dirs):
+    raw = make_synthetic_dataset(str(nnunet_dirs['nnUNet_raw']), 987, 'PPTest', '3d', num_train=3, num_test=0,
+                                 shape=(8, 16, 14))
+    pre = nnunet_dirs['nnUNet_preprocessed'] / DATASET
+    pre.mkdir()
+    shutil.copy(os.path.join(raw, 'dataset.json'), pre / 'dataset.json')
+    save_json(_plans(), str(pre / 'nnUNetPlans.json'))
+    return raw, pre
+
+
+class KillingPreprocessor(DefaultPreprocessor):
+    """Simulates the out-of-memory killer: the worker dies on case_001 without a chance to report."""
+
+    def run_case_save(self, output_filename_truncated, *args, **kwargs):
+        if output_filename_truncated.endswith('case_001'):
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().run_case_save(output_filename_truncated, *args, **kwargs)
+
+
+def test_run_writes_every_case(dataset):
+    from nnunetv2.utilities.blosc2_storage import load_case
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    raw, pre = dataset
+    out = pre / 'nnUNetPlans_3d_fullres'
+    out.mkdir()
+    (out / 'stale.b2nd').write_text('old')  # the folder is recreated
+    pp = DefaultPreprocessor(verbose=False)
+    pp.show_progress_bar = False
+    pp.run(987, '3d_fullres', 'nnUNetPlans', 2)
+    assert sorted(os.listdir(out)) == sorted(f'case_00{i}{s}' for i in range(3) for s in ('.b2nd', '_seg.b2nd', '.pkl'))
+    pm = PlansManager(str(pre / 'nnUNetPlans.json'))
+    dj = load_json(str(pre / 'dataset.json'))
+    data, seg, props = load_case(str(out / 'case_002'))
+    d2, s2, p2 = pp.run_case([os.path.join(raw, 'imagesTr', 'case_002_0000.nii.gz')],
+                             os.path.join(raw, 'labelsTr', 'case_002.nii.gz'), pm, pm.get_configuration('3d_fullres'),
+                             dj)
+    np.testing.assert_array_equal(data, d2)
+    np.testing.assert_array_equal(seg, s2)
+    assert seg.dtype == np.int16 and data.dtype == np.float32
+    assert set(props['class_locations'].keys()) == {1, 2}
+    np.testing.assert_array_equal(props['class_locations'][1], p2['class_locations'][1])
+    assert props['spacing'] == p2['spacing'] and 'sitk_stuff' in props
+
+
+def test_dead_worker_stops_run_naming_the_case(dataset):
+    pp = KillingPreprocessor(verbose=False)
+    pp.show_progress_bar = False
+    with pytest.raises(RuntimeError, match=r"case_001.*|out of memory") as e:
+        pp.run(987, '3d_fullres', 'nnUNetPlans', 1)
+    assert 'case_001' in str(e.value) and 'out of memory' in str(e.value)
+
+
+def test_label_with_other_shape_is_a_user_error_naming_the_case(dataset):
+    import SimpleITK as sitk
+    raw, _ = dataset
+    label = os.path.join(raw, 'labelsTr', 'case_001.nii.gz')
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 16, 13), dtype=np.uint8)), label)
+    pp = DefaultPreprocessor(verbose=False)
+    pp.show_progress_bar = False
+    with pytest.raises(UserError, match=r"case_001\.nii\.gz.*\(8, 16, 13\)"):
+        pp.run(987, '3d_fullres', 'nnUNetPlans', 1)
+
+
+def test_missing_plans_is_a_user_error(dataset):
+    with pytest.raises(UserError, match="nnUNetPlansX.json"):
+        DefaultPreprocessor(verbose=False).run(987, '3d_fullres', 'nnUNetPlansX', 1)
+
+
+def test_inference_case_without_seg(dataset):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    raw, pre = dataset
+    pm = PlansManager(str(pre / 'nnUNetPlans.json'))
+    data, seg, props = DefaultPreprocessor(verbose=False).run_case(
+        [os.path.join(raw, 'imagesTr', 'case_000_0000.nii.gz')], None, pm, pm.get_configuration('3d_fullres'),
+        str(pre / 'dataset.json'))
+    assert 'class_locations' not in props and seg.dtype == np.int8 and set(np.unique(seg)) <= {-1, 0}
+    assert seg.shape[1:] == data.shape[1:]
+    assert props['shape_before_cropping'] == (8, 16, 14)
