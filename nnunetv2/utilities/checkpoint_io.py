@@ -59,13 +59,14 @@ def load_checkpoint(filename: str, map_location: Union[str, torch.device] = "cpu
             with torch.serialization.safe_globals(_numpy_safe_globals()):
                 checkpoint = torch.load(filename, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
-            msg = str(e)
-            if "Weights only load failed" in msg or "safe_globals" in msg or "allowlisted" in msg:
+            offending = _offending_global(str(e))
+            if offending is not None:
                 raise UserError(f"Checkpoint {filename} contains objects that are not on nnU-Net's safe list "
-                                f"({_offending_global(msg)}).",
+                                f"({offending}).",
                                 f"Only if you trust this file, load it with allow_unsafe=True or set "
                                 f"{UNSAFE_ENV_VAR}=1.") from e
-            raise UserError(f"{filename} is not a readable PyTorch checkpoint ({_short(e)}).") from e
+            raise UserError(f"{filename} is not a readable PyTorch checkpoint (corrupt, or not written by "
+                            f"torch.save).") from e
         except Exception as e:  # legacy (non-zip) loader raises KeyError/EOFError/... on non-checkpoints
             raise UserError(f"{filename} is not a readable PyTorch checkpoint ({_short(e)}).") from e
     if not isinstance(checkpoint, dict):
@@ -97,13 +98,14 @@ def strip_state_dict_prefixes(state_dict: Dict[str, Any]) -> "OrderedDict[str, A
     return out
 
 
-def _offending_global(message: str) -> str:
-    for marker in ("but got <class '", "GLOBAL ", "Unsupported global: "):
+def _offending_global(message: str) -> Optional[str]:
+    """The type name the weights-only unpickler refused, or None when the file is simply not a pickle."""
+    for marker in ("but got <class '", "Unsupported global: GLOBAL ", "Unsupported global: "):
         i = message.find(marker)
         if i >= 0:
             rest = message[i + len(marker):]
             return rest.split("'")[0].split(" ")[0].split("\n")[0].strip()
-    return "unknown type"
+    return None
 
 
 def _short(e: BaseException, limit: int = 160) -> str:

@@ -1,0 +1,231 @@
+"""Bad input gives one-line UserErrors; checkpoints load safely; trainer lookup binds by parameter name."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnunetv2.errors import UserError
+from _inference_golden import model_folder, safe_extract
+
+DS3 = 'Dataset902_SynthMRRegions'
+DS2 = 'Dataset903_SynthNatural2D'
+
+
+@pytest.fixture(scope="module")
+def results(shared_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("err_models")
+    mp = pytest.MonkeyPatch()
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / name).mkdir()
+        mp.setenv(name, str(root / name))
+    for ds in (DS3, DS2):
+        safe_extract(next((shared_dir / "reference" / "models" / ds).glob("*.zip")), root / "nnUNet_results")
+    yield root / "nnUNet_results"
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def predictor3d(results):
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    p = nnUNetPredictor(use_mirroring=False, device=torch.device('cpu'), allow_tqdm=False)
+    p.initialize_from_trained_model_folder(str(model_folder(results, DS3)), (0,))
+    return p
+
+
+def _copy_model(results: Path, tmp_path: Path, ds: str) -> Path:
+    dst = tmp_path / 'model'
+    shutil.copytree(model_folder(results, ds), dst)
+    return dst
+
+
+def test_model_folder_errors(results, tmp_path):
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    p = nnUNetPredictor(device=torch.device('cpu'))
+    with pytest.raises(UserError, match='Model folder not found'):
+        p.initialize_from_trained_model_folder(str(tmp_path / 'nope'), (0,))
+    m = _copy_model(results, tmp_path, DS2)
+    with pytest.raises(UserError, match=r'fold_1.*checkpoint_final.pth not found.*fold_0 \(checkpoint_final.pth\)'):
+        p.initialize_from_trained_model_folder(str(m), (0, 1))
+    with pytest.raises(UserError, match='checkpoint_best.pth not found.*fold_0 \\(checkpoint_final.pth\\)'):
+        p.initialize_from_trained_model_folder(str(m), (0,), 'checkpoint_best.pth')
+    with pytest.raises(UserError, match='No folds with checkpoint_best.pth'):
+        p.initialize_from_trained_model_folder(str(m), None, 'checkpoint_best.pth')
+    (m / 'fold_0' / 'checkpoint_final.pth').write_bytes(b'not a checkpoint')
+    with pytest.raises(UserError, match='not a readable PyTorch checkpoint'):
+        p.initialize_from_trained_model_folder(str(m), (0,))
+    torch.save({'hello': 1}, m / 'fold_0' / 'checkpoint_final.pth')
+    with pytest.raises(UserError, match='not an nnU-Net checkpoint'):
+        p.initialize_from_trained_model_folder(str(m), (0,))
+
+
+def test_auto_detect_folds(results, tmp_path):
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    m = _copy_model(results, tmp_path, DS2)
+    for f in ('fold_10', 'fold_2', 'fold_all'):
+        shutil.copytree(m / 'fold_0', m / f)
+    (m / 'fold_3').mkdir()
+    assert nnUNetPredictor.auto_detect_available_folds(str(m), 'checkpoint_final.pth') == [0, 10, 2]
+
+
+def test_input_errors(predictor3d, golden_raw, tmp_path):
+    images = golden_raw(DS3) / 'imagesTs'
+    out = str(tmp_path / 'out')
+    p = predictor3d
+    with pytest.raises(UserError, match='Input folder not found'):
+        p.predict_from_files_sequential(str(tmp_path / 'missing'), out)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(UserError, match='is empty'):
+        p.predict_from_files_sequential(str(tmp_path / 'empty'), out)
+    wrong = tmp_path / 'wrong'
+    wrong.mkdir()
+    (wrong / 'a_0000.nrrd').write_bytes(b'x')
+    with pytest.raises(UserError, match=r'no files ending with \.nii\.gz.*\.nrrd'):
+        p.predict_from_files_sequential(str(wrong), out)
+    nochan = tmp_path / 'nochan'
+    nochan.mkdir()
+    shutil.copy(images / 'mr_008_0000.nii.gz', nochan / 'mr_008.nii.gz')
+    with pytest.raises(UserError, match=r'mr_008\.nii\.gz does not follow the naming CASE_XXXX'):
+        p.predict_from_files_sequential(str(nochan), out)
+    missing = tmp_path / 'missing_channel'
+    missing.mkdir()
+    for f in ('mr_008_0000.nii.gz', 'mr_008_0001.nii.gz', 'mr_009_0000.nii.gz'):
+        shutil.copy(images / f, missing / f)
+    with pytest.raises(UserError, match=r'Case mr_009 .*missing channel file\(s\) _0001'):
+        p.predict_from_files_sequential(str(missing), out)
+    extra = tmp_path / 'extra'
+    extra.mkdir()
+    for i in range(3):
+        shutil.copy(images / 'mr_008_0000.nii.gz', extra / f'mr_008_000{i}.nii.gz')
+    with pytest.raises(UserError, match=r'unexpected channel file\(s\) _0002.*expects 2 input channel'):
+        p.predict_from_files_sequential(str(extra), out)
+    with pytest.raises(UserError, match='Output folder equals the input folder'):
+        p.predict_from_files(str(images), str(images))
+    with pytest.raises(UserError, match='part_id'):
+        p.predict_from_files(str(images), out, num_parts=2, part_id=2)
+
+
+def test_wrong_number_of_channels_after_reading(predictor3d, golden_raw):
+    p = predictor3d
+    img = np.zeros((1, 20, 20, 20), dtype=np.float32)
+    with pytest.raises(UserError, match=r'1 (image )?channel'):
+        p.predict_single_npy_array(img, {'spacing': [1., 1., 1.]})
+
+
+def test_continue_prediction_skips_only_complete_outputs(predictor3d, golden_raw, tmp_path):
+    images = golden_raw(DS3) / 'imagesTs'
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'mr_008.nii.gz').write_bytes(b'done')
+    (out / 'mr_009.nii.gz').write_bytes(b'done')
+    (out / 'mr_009.npz').write_bytes(b'done')
+    lists, outs, _ = predictor3d._manage_input_and_output_lists(str(images), str(out), None, False, 0, 1, True)
+    assert [os.path.basename(o) for o in outs] == ['mr_008']  # no .npz yet
+    lists, outs, _ = predictor3d._manage_input_and_output_lists(str(images), str(out), None, False, 0, 1, False)
+    assert outs == [] and lists == []
+    lists, outs, segs = predictor3d._manage_input_and_output_lists(str(images), str(out), None, True, 1, 2, False)
+    assert [os.path.basename(o) for o in outs] == ['mr_009'] and segs == [None]
+    assert [os.path.basename(f) for f in lists[0]] == ['mr_009_0000.nii.gz', 'mr_009_0001.nii.gz']
+
+
+def test_export_functions_are_looked_up_at_call_time(results, golden_raw, tmp_path, monkeypatch):
+    """TotalSegmentator replaces export_prediction's functions at run time."""
+    import nnunetv2.inference.export_prediction as ep
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    calls = []
+    monkeypatch.setattr(ep, 'export_prediction_from_logits', lambda *a, **k: calls.append(a[5]))
+    p = nnUNetPredictor(use_mirroring=False, device=torch.device('cpu'), allow_tqdm=False)
+    p.initialize_from_trained_model_folder(str(model_folder(results, DS2)), (0,))
+    images = golden_raw(DS2) / 'imagesTs'
+    p.predict_from_files_sequential([[str(images / 'nat_012_0000.png')]], [str(tmp_path / 'x')])
+    assert calls == [str(tmp_path / 'x')]
+
+
+def test_cli_user_errors(results, tmp_path, capsys):
+    from nnunetv2.inference.predict_from_raw_data import predict_entry_point
+    with pytest.raises(SystemExit) as e:
+        predict_entry_point(['-i', str(tmp_path), '-o', str(tmp_path / 'o'), '-d', '903', '-c', '2d', '-f', '0',
+                             '-tr', 'nnUNetTrainer_5epochs', '-p', 'nnUNetPlansTiny', '-device', 'cpu',
+                             '-num_parts', '2', '-part_id', '2'])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('nnU-Net error:') and 'part_id' in err[0]
+    with pytest.raises(SystemExit) as e:
+        predict_entry_point(['-i', str(tmp_path), '-o', str(tmp_path / 'o'), '-d', '903', '-c', '2d', '-f', '3',
+                             '-tr', 'nnUNetTrainer_5epochs', '-p', 'nnUNetPlansTiny', '-device', 'cpu'])
+    assert e.value.code == 1
+    assert 'fold_3' in capsys.readouterr().err
+
+
+# ----- checkpoint I/O -----------------------------------------------------------------------------------------
+def test_checkpoint_io(results, tmp_path, monkeypatch):
+    import fractions
+    from nnunetv2.utilities.checkpoint_io import load_checkpoint, strip_state_dict_prefixes
+    ck = load_checkpoint(str(model_folder(results, DS3) / 'fold_0' / 'checkpoint_final.pth'))
+    assert ck['trainer_name'] == 'nnUNetTrainer_5epochs' and isinstance(ck['_best_ema'], np.float32)
+    assert tuple(ck['inference_allowed_mirroring_axes']) == (0, 1, 2)
+    bad = tmp_path / 'bad.pth'
+    torch.save({'network_weights': {}, 'x': fractions.Fraction(1, 3)}, bad)
+    with pytest.raises(UserError, match=r'bad\.pth contains objects.*fractions\.Fraction.*allow_unsafe=True'):
+        load_checkpoint(str(bad))
+    assert load_checkpoint(str(bad), allow_unsafe=True)['x'] == fractions.Fraction(1, 3)
+    monkeypatch.setenv('nnUNet_allow_unsafe_checkpoints', '1')
+    assert load_checkpoint(str(bad))['x'] == fractions.Fraction(1, 3)
+    sd = OrderedDict([('module._orig_mod.a', 1), ('_orig_mod.b', 2), ('c', 3)])
+    assert list(strip_state_dict_prefixes(sd).items()) == [('a', 1), ('b', 2), ('c', 3)]
+
+
+# ----- trainer build_network_architecture binding ---------------------------------------------------------------
+class _Cfg:
+    network_arch_class_name = 'X'
+    network_arch_init_kwargs = {'k': 1}
+    network_arch_init_kwargs_req_import = ()
+
+
+@pytest.mark.parametrize("form", ['2.1', '2.3', '2.7'])
+def test_build_network_binds_by_name(form):
+    from nnunetv2.inference.model_loading import call_build_network_architecture
+    seen = {}
+    if form == '2.1':
+        def fn(plans_manager, dataset_json, configuration_manager, num_input_channels, enable_deep_supervision=True):
+            seen.update(pm=plans_manager, dj=dataset_json, cm=configuration_manager, n=num_input_channels,
+                        ds=enable_deep_supervision)
+    elif form == '2.3':
+        def fn(architecture_class_name, arch_init_kwargs, arch_init_kwargs_req_import, num_input_channels,
+               num_output_channels, enable_deep_supervision=True):
+            seen.update(a=architecture_class_name, k=arch_init_kwargs, n=num_input_channels, o=num_output_channels,
+                        ds=enable_deep_supervision)
+    else:
+        def fn(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+               enable_deep_supervision=True):
+            seen.update(pm=plans_manager, cm=configuration_manager, n=num_input_channels, o=num_output_channels,
+                        ds=enable_deep_supervision)
+    cfg = _Cfg()
+    if form == '2.3':
+        with pytest.warns(DeprecationWarning):
+            call_build_network_architecture(fn, 'PM', cfg, {'dj': 1}, 4, 3)
+        assert seen == {'a': 'X', 'k': {'k': 1}, 'n': 4, 'o': 3, 'ds': False}
+    else:
+        call_build_network_architecture(fn, 'PM', cfg, {'dj': 1}, 4, 3)
+        assert seen['pm'] == 'PM' and seen['cm'] is cfg and seen['n'] == 4 and seen['ds'] is False
+        if form == '2.1':
+            assert seen['dj'] == {'dj': 1}
+
+
+def test_unknown_trainer_falls_back_to_plans_with_one_log_line(results, tmp_path, caplog):
+    import nnunetv2.inference.model_loading as ml
+    m = _copy_model(results, tmp_path, DS2)
+    ck = torch.load(m / 'fold_0' / 'checkpoint_final.pth', weights_only=False)
+    ck['trainer_name'] = 'SomeTrainerThatDoesNotExist'
+    torch.save(ck, m / 'fold_0' / 'checkpoint_final.pth')
+    with caplog.at_level(logging.INFO, logger=ml.__name__):
+        loaded = ml.load_trained_model(str(m), [0])
+    lines = [r for r in caplog.records if 'SomeTrainerThatDoesNotExist' in r.getMessage()]
+    assert len(lines) == 1 and 'from the plans' in lines[0].getMessage()
+    assert loaded.network.__class__.__name__ == 'PlainConvUNet' and not loaded.network.decoder.deep_supervision
