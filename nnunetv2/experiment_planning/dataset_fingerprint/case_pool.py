@@ -85,9 +85,10 @@ def _raise_worker_died(dead: list, running: Dict[int, int], remaining: List[int]
         index: Optional[int] = running.get(p.pid)
         if index is not None and index in remaining:
             cases.append(case_names[index])
-    if not cases:  # the worker died before reporting its task: name what was still pending
-        cases = [case_names[i] for i in remaining[:3]]
     codes = ', '.join(str(p.exitcode) for p in dead)
+    if not cases:  # it died before taking a task: usually it could not start (its error is printed above)
+        raise UserError(f"A worker process exited (exit code {codes}) before it started on any case; see the error "
+                        f"printed above.", "Run with num_processes=1 to see the problem in the main process.")
     raise UserError(f"A worker process died (exit code {codes}) while processing case {', '.join(cases)}; most "
                     f"likely it ran out of memory (killed by the operating system).",
                     "Use fewer processes (-np / -npfp / num_processes) or free memory, then run again.")

@@ -1,0 +1,119 @@
+"""DatasetFingerprintExtractor on small synthetic datasets, and the exact-statistics helpers."""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from nnunetv2.demo.synthetic_dataset import make_synthetic_dataset
+from nnunetv2.errors import UserError
+from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
+from nnunetv2.experiment_planning.dataset_fingerprint.intensity_statistics import (aggregate_channel,
+                                                                                   percentiles_like_numpy)
+import nnunetv2.experiment_planning.dataset_fingerprint.intensity_statistics as stats_module
+
+
+def _numpy_stats(samples):
+    v = np.concatenate(samples)
+    p = np.percentile(v, [0.5, 50.0, 99.5])
+    return {'mean': float(np.mean(v)), 'median': float(p[1]), 'std': float(np.std(v)), 'min': float(np.min(v)),
+            'max': float(np.max(v)), 'percentile_99_5': float(p[2]), 'percentile_00_5': float(p[0])}
+
+
+def test_aggregate_channel_is_bitwise_numpy(monkeypatch):
+    rs = np.random.RandomState(0)
+    for it in range(60):
+        # small thresholds force the windowed selection and the pairwise-tree path on small inputs
+        monkeypatch.setattr(stats_module, "_SMALL", 10 if it % 2 else 2_000_000)
+        monkeypatch.setattr(stats_module, "_LEAF", int(rs.choice([128, 1000, 1 << 16])))
+        monkeypatch.setattr(stats_module, "_CHUNK", int(rs.choice([333, 1 << 20])))
+        samples = []
+        for size in rs.choice([0, 1, 7, 129, 5000, 70001], rs.randint(1, 5)):
+            if size == 0:
+                samples.append([])  # a case without foreground: promotes everything to float64 (reference quirk)
+                continue
+            a = (rs.randn(size) * 10 ** rs.uniform(-2, 3) + rs.uniform(-100, 100)).astype(np.float32)
+            samples.append(a.round() if rs.rand() < 0.5 else a)
+        if sum(len(s) for s in samples) == 0:
+            continue
+        assert aggregate_channel(samples) == _numpy_stats(samples)
+
+
+def test_percentiles_like_numpy_edge_sizes():
+    for v in (np.array([3.0], np.float32), np.array([1.0, -2.0]), np.arange(10, dtype=np.float32)[::-1]):
+        out = percentiles_like_numpy(v)
+        ref = np.percentile(v, [0.5, 50.0, 99.5])
+        assert out.dtype == ref.dtype and np.array_equal(out, ref)
+
+
+def test_collect_foreground_intensities_matches_seeded_choice():
+    rs = np.random.RandomState(3)
+    images = rs.rand(2, 4, 5, 6).astype(np.float32)
+    seg = np.zeros((1, 4, 5, 6), np.float32)
+    seg[0, 1:3, 2:4, 1:5] = 1
+    seg[0, 0, 0, 0] = -1  # outside-mask marker is not foreground
+    samples, per_case = DatasetFingerprintExtractor.collect_foreground_intensities(seg, images, num_samples=50)
+    expected_rs = np.random.RandomState(1234)  # one stream, continued from channel 0 to channel 1
+    fg = seg[0] > 0
+    for c in range(2):
+        np.testing.assert_array_equal(samples[c], expected_rs.choice(images[c][fg], 50, replace=True))
+        assert per_case[c]['max'] == images[c][fg].max()
+    empty, stats = DatasetFingerprintExtractor.collect_foreground_intensities(np.zeros_like(seg), images)
+    assert empty == [[], []] and np.isnan(stats[0]['mean'])
+
+
+@pytest.fixture
+def small_dataset(nnunet_dirs):
+    make_synthetic_dataset(str(nnunet_dirs["nnUNet_raw"]), 811, "FpSmall", kind="3d", num_train=4, num_test=0,
+                           num_channels=2, shape=(8, 16, 12))
+    return nnunet_dirs
+
+
+def _extractor(num_processes, cls=DatasetFingerprintExtractor):
+    e = cls(811, num_processes=num_processes)
+    e.show_progress_bar = False
+    e.num_foreground_voxels_for_intensitystats = 4000  # 1000 samples per case keeps this fast
+    return e
+
+
+def test_run_in_process_and_in_workers_agree_and_reuse_file(small_dataset):
+    fp1 = _extractor(1).run(overwrite_existing=True)
+    out = small_dataset["nnUNet_preprocessed"] / "Dataset811_FpSmall" / "dataset_fingerprint.json"
+    assert set(fp1) == {'foreground_intensity_properties_per_channel', 'median_relative_size_after_cropping',
+                        'shapes_after_crop', 'spacings'}
+    assert set(fp1['foreground_intensity_properties_per_channel']) == {'0', '1'}
+    assert len(fp1['shapes_after_crop']) == 4 and all(len(s) == 3 for s in fp1['shapes_after_crop'])
+    fp2 = _extractor(2).run(overwrite_existing=True)
+    assert fp2 == fp1 and json.loads(out.read_text()) == fp1
+    # an existing file is loaded, not recomputed
+    doctored = dict(fp1, median_relative_size_after_cropping=0.123)
+    out.write_text(json.dumps(doctored))
+    assert _extractor(2).run(overwrite_existing=False)['median_relative_size_after_cropping'] == 0.123
+    assert not [f for f in os.listdir(out.parent) if f.startswith(".nnunet_tmp_")]
+
+
+def test_unreadable_case_names_the_file(small_dataset):
+    bad = small_dataset["nnUNet_raw"] / "Dataset811_FpSmall" / "imagesTr" / "case_002_0001.nii.gz"
+    if not bad.exists():  # the demo's naming: find the second channel of the third case
+        bad = sorted((small_dataset["nnUNet_raw"] / "Dataset811_FpSmall" / "imagesTr").iterdir())[5]
+    bad.write_bytes(b"definitely not a nifti file")
+    with pytest.raises(UserError, match=bad.name):
+        _extractor(1).run(overwrite_existing=True)
+
+
+class _KillingExtractor(DatasetFingerprintExtractor):
+    """Simulates the out-of-memory killer hitting the worker that processes the second case."""
+
+    @staticmethod
+    def analyze_case(image_files, segmentation_file, reader_writer_class, num_samples=10000):
+        if "_001" in os.path.basename(segmentation_file):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return DatasetFingerprintExtractor.analyze_case(image_files, segmentation_file, reader_writer_class,
+                                                        num_samples)
+
+
+def test_dead_worker_stops_with_case_name(small_dataset):
+    case = sorted(_extractor(1).dataset)[1]
+    with pytest.raises(UserError, match=f"{case}.*out of memory"):
+        _extractor(2, _KillingExtractor).run(overwrite_existing=True)
