@@ -1,0 +1,305 @@
+"""Segmentation metrics (Dice, IoU, TP/FP/FN/TN) per case and per folder, and the ``summary.json`` format.
+
+Spec 04 §6. The summary JSON is written exactly like the reference's: label keys stringified with ``str()``
+(``1`` -> ``"1"``, region ``(1, 2)`` -> ``"(1, 2)"``), sorted keys, indent 4, NaN as the bare token ``NaN``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import warnings
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+
+from nnunetv2.configuration import default_num_processes
+from nnunetv2.errors import UserError, exit_on_user_error
+from nnunetv2.evaluation._counting import confusion_matrix, counts_from_confusion
+from nnunetv2.evaluation._parallel import starmap
+from nnunetv2.file_io import load_json, save_json
+from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.imageio.reader_writer_registry import (determine_reader_writer_from_dataset_json,
+                                                    determine_reader_writer_from_file_ending)
+
+logger = logging.getLogger(__name__)
+
+LabelOrRegion = Union[int, Tuple[int, ...]]
+METRIC_NAMES = ('Dice', 'IoU', 'FP', 'TP', 'FN', 'TN', 'n_pred', 'n_ref')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# summary.json keys
+def label_or_region_to_key(label_or_region: Union[int, Tuple[int, ...]]) -> str:
+    return str(label_or_region)
+
+
+def key_to_label_or_region(key: str):
+    """Inverse of label_or_region_to_key: ``"1"`` -> 1, ``"(1, 2)"`` -> (1, 2)."""
+    try:
+        return int(key)
+    except ValueError:
+        inner = key.strip().lstrip('(').rstrip(')')
+        try:
+            return tuple(int(i) for i in inner.split(',') if i.strip())
+        except ValueError:
+            raise UserError(f"'{key}' is not a label or region key of a summary.json.",
+                            "Expected an integer like \"1\" or a tuple like \"(1, 2)\".") from None
+
+
+def _to_python(value):
+    """NumPy scalars -> Python scalars, recursively in dicts/lists (JSON cannot hold NumPy types)."""
+    if isinstance(value, dict):
+        return {(int(k) if isinstance(k, np.integer) else k): _to_python(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_python(v) for v in value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def save_summary_json(results: dict, output_file: str) -> None:
+    """Write ``results`` with label/region keys stringified (the caller's dict is not modified)."""
+    results_converted = copy.deepcopy(_to_python(results))
+    results_converted['mean'] = {label_or_region_to_key(k): v for k, v in results_converted['mean'].items()}
+    for case in results_converted['metric_per_case']:
+        case['metrics'] = {label_or_region_to_key(k): v for k, v in case['metrics'].items()}
+    save_json(results_converted, output_file, sort_keys=True)
+
+
+def load_summary_json(filename: str) -> dict:
+    results = load_json(filename)
+    results['mean'] = {key_to_label_or_region(k): v for k, v in results['mean'].items()}
+    for case in results['metric_per_case']:
+        case['metrics'] = {key_to_label_or_region(k): v for k, v in case['metrics'].items()}
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# masks and counts
+def labels_to_list_of_regions(labels: List[int]) -> List[Tuple[int]]:
+    return [(i,) for i in labels]
+
+
+def region_or_label_to_mask(segmentation: np.ndarray, region_or_label) -> np.ndarray:
+    """Boolean mask of a label (``seg == label``) or of a region (union over its labels)."""
+    if np.isscalar(region_or_label):
+        return segmentation == region_or_label
+    mask = np.zeros_like(segmentation, dtype=bool)
+    for r in region_or_label:
+        mask |= segmentation == r
+    return mask
+
+
+def compute_tp_fp_fn_tn(mask_ref: np.ndarray, mask_pred: np.ndarray, ignore_mask: Optional[np.ndarray] = None):
+    """(tp, fp, fn, tn) of two boolean masks, counting only voxels outside ``ignore_mask``."""
+    if ignore_mask is None:
+        use = np.ones_like(mask_ref, dtype=bool)
+    else:
+        use = ~ignore_mask
+    tp = int(np.count_nonzero(mask_ref & mask_pred & use))
+    fp = int(np.count_nonzero(~mask_ref & mask_pred & use))
+    fn = int(np.count_nonzero(mask_ref & ~mask_pred & use))
+    tn = int(np.count_nonzero(~mask_ref & ~mask_pred & use))
+    return tp, fp, fn, tn
+
+
+def _metrics_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict:
+    if tp + fp + fn == 0:
+        dice = iou = np.nan
+    else:
+        # same operand order as the reference so the floats are bit-identical
+        dice = 2 * tp / (2 * tp + fp + fn)
+        iou = tp / (tp + fp + fn)
+    return {'Dice': dice, 'IoU': iou, 'FP': fp, 'TP': tp, 'FN': fn, 'TN': tn, 'n_pred': tp + fp, 'n_ref': tp + fn}
+
+
+def _metrics_of_arrays(seg_ref: np.ndarray, seg_pred: np.ndarray, labels_or_regions, ignore_label=None) -> dict:
+    """{label_or_region: metrics} for two label maps of equal shape."""
+    conf = confusion_matrix(seg_ref, seg_pred, ignore_label)
+    ignore_mask = None
+    if conf is None and ignore_label is not None:
+        ignore_mask = seg_ref == ignore_label
+    out = {}
+    for r in labels_or_regions:
+        if conf is not None:
+            counts = counts_from_confusion(conf, r)
+        else:
+            counts = compute_tp_fp_fn_tn(region_or_label_to_mask(seg_ref, r), region_or_label_to_mask(seg_pred, r),
+                                         ignore_mask)
+        out[r] = _metrics_from_counts(*counts)
+    return out
+
+
+def compute_metrics(reference_file: str, prediction_file: str, image_reader_writer: BaseReaderWriter,
+                    labels_or_regions: Union[List[int], List[Union[int, Tuple[int, ...]]]],
+                    ignore_label: int = None) -> dict:
+    seg_ref, _ = image_reader_writer.read_seg(reference_file)
+    seg_pred, _ = image_reader_writer.read_seg(prediction_file)
+    if seg_ref.shape != seg_pred.shape:
+        raise UserError(f"Prediction {prediction_file} has shape {tuple(seg_pred.shape[1:])} but reference "
+                        f"{reference_file} has shape {tuple(seg_ref.shape[1:])}.",
+                        "Predictions must be in the geometry of the reference segmentations.")
+    return {'reference_file': reference_file, 'prediction_file': prediction_file,
+            'metrics': _metrics_of_arrays(seg_ref, seg_pred, labels_or_regions, ignore_label)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# folders
+def _files_with_ending(folder: str, file_ending: str) -> List[str]:
+    return sorted(f for f in os.listdir(folder) if f.endswith(file_ending) and os.path.isfile(os.path.join(folder, f)))
+
+
+def _require_folder(folder: str, what: str) -> None:
+    if not os.path.isdir(folder):
+        raise UserError(f"The {what} folder {folder} does not exist.", "Check the path.")
+
+
+def _summarize(results: List[dict], regions_or_labels) -> dict:
+    """Per-label nanmeans over cases and their plain mean over foreground labels (NaN-propagating, like the
+    reference: one label that is NaN in every case makes the foreground mean NaN)."""
+    means = {}
+    if len(results) > 0:
+        for r in regions_or_labels:
+            means[r] = {}
+            for m in METRIC_NAMES:
+                values = [i['metrics'][r][m] for i in results]
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore', RuntimeWarning)  # "Mean of empty slice" for all-NaN labels
+                    means[r][m] = np.nanmean(values)
+    foreground_mean = {}
+    for m in METRIC_NAMES:
+        values = [means[k][m] for k in means.keys() if k != 0 and k != '0']
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)
+            foreground_mean[m] = np.mean(values)
+    return _to_python({'metric_per_case': results, 'mean': means, 'foreground_mean': foreground_mean})
+
+
+def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: str,
+                              image_reader_writer: BaseReaderWriter, file_ending: str,
+                              regions_or_labels: Union[List[int], List[Union[int, Tuple[int, ...]]]],
+                              ignore_label: int = None, num_processes: int = default_num_processes,
+                              chill: bool = True) -> dict:
+    """Evaluate every prediction in ``folder_pred`` against the same-named file in ``folder_ref``."""
+    if output_file is not None and not output_file.endswith('.json'):
+        raise UserError(f"The output file {output_file} must end with .json.", "Pass e.g. -o summary.json.")
+    _require_folder(folder_ref, 'reference')
+    _require_folder(folder_pred, 'prediction')
+    files_pred = _files_with_ending(folder_pred, file_ending)
+    if not chill:
+        present = set(files_pred)
+        missing = [f for f in _files_with_ending(folder_ref, file_ending) if f not in present]
+        if missing:
+            shown = ', '.join(missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
+            raise UserError(f"Not all files in folder_ref exist in folder_pred: {len(missing)} reference file(s) "
+                            f"have no prediction in {folder_pred} ({shown}).",
+                            "Predict them, or evaluate only the existing predictions with --chill.")
+    missing_ref = [f for f in files_pred if not os.path.isfile(os.path.join(folder_ref, f))]
+    if missing_ref:
+        raise UserError(f"No reference segmentation in {folder_ref} for prediction(s) {', '.join(missing_ref[:5])}.",
+                        "Remove those predictions or evaluate against the right reference folder.")
+    args = [(os.path.join(folder_ref, f), os.path.join(folder_pred, f), image_reader_writer, regions_or_labels,
+             ignore_label) for f in files_pred]
+    results = starmap(compute_metrics, args, num_processes)
+    result = _summarize(results, regions_or_labels)
+    if output_file is not None:
+        save_summary_json(result, output_file)
+    return result
+
+
+def _dataset_reader_writer(folder_ref: str, dataset_json: dict) -> BaseReaderWriter:
+    file_ending = dataset_json['file_ending']
+    _require_folder(folder_ref, 'reference')
+    files_ref = _files_with_ending(folder_ref, file_ending)
+    if not files_ref:
+        raise UserError(f"No reference files ending with {file_ending} in {folder_ref}.",
+                        "Check the folder and 'file_ending' in dataset.json.")
+    return determine_reader_writer_from_dataset_json(dataset_json, os.path.join(folder_ref, files_ref[0]),
+                                                     verbose=False)()
+
+
+def _load_json_arg(path: str, what: str) -> dict:
+    if not os.path.isfile(path):
+        raise UserError(f"The {what} file {path} does not exist.", "Check the path.")
+    return load_json(path)
+
+
+def compute_metrics_on_folder2(folder_ref: str, folder_pred: str, dataset_json_file: str, plans_file: str,
+                               output_file: str = None, num_processes: int = default_num_processes,
+                               chill: bool = False) -> dict:
+    """Folder evaluation with labels/regions, ignore label and reader taken from a dataset.json + plans."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # pulls in torch; only needed here
+
+    dataset_json = _load_json_arg(dataset_json_file, 'dataset.json')
+    rw = _dataset_reader_writer(folder_ref, dataset_json)
+    if output_file is None:
+        output_file = os.path.join(folder_pred, 'summary.json')
+    lm = PlansManager(_load_json_arg(plans_file, 'plans')).get_label_manager(dataset_json)
+    return compute_metrics_on_folder(folder_ref, folder_pred, output_file, rw, dataset_json['file_ending'],
+                                     lm.foreground_regions if lm.has_regions else lm.foreground_labels,
+                                     lm.ignore_label, num_processes, chill=chill)
+
+
+def compute_metrics_on_folder_simple(folder_ref: str, folder_pred: str, labels: Union[Tuple[int, ...], List[int]],
+                                     output_file: str = None, num_processes: int = default_num_processes,
+                                     ignore_label: int = None, chill: bool = False) -> None:
+    """Folder evaluation of the given integer labels; ending and reader come from the first reference file.
+
+    Like the reference, the ending is only the last extension (``.gz`` for ``.nii.gz``) and nothing is returned.
+    """
+    _require_folder(folder_ref, 'reference')
+    files_ref = sorted(f for f in os.listdir(folder_ref) if os.path.isfile(os.path.join(folder_ref, f)))
+    if not files_ref:
+        raise UserError(f"The reference folder {folder_ref} contains no files.", "Check the path.")
+    example_file = os.path.join(folder_ref, files_ref[0])
+    file_ending = os.path.splitext(example_file)[-1]
+    rw = determine_reader_writer_from_file_ending(file_ending, example_file, allow_nonmatching_filename=True,
+                                                  verbose=False)
+    if output_file is None:
+        output_file = os.path.join(folder_pred, 'summary.json')
+    compute_metrics_on_folder(folder_ref, folder_pred, output_file, rw(), file_ending, labels, ignore_label,
+                              num_processes, chill=chill)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# console entry points
+@exit_on_user_error
+def evaluate_folder_entry_point():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('gt_folder', type=str, help='folder with the reference segmentations')
+    parser.add_argument('pred_folder', type=str, help='folder with the predicted segmentations')
+    parser.add_argument('-djfile', type=str, required=True, help='dataset.json file')
+    parser.add_argument('-pfile', type=str, required=True, help='plans.json file')
+    parser.add_argument('-o', type=str, required=False, default=None,
+                        help='Output file. Optional. Default: pred_folder/summary.json')
+    parser.add_argument('-np', type=int, required=False, default=default_num_processes,
+                        help=f'number of processes used. Optional. Default: {default_num_processes}')
+    parser.add_argument('--chill', action='store_true',
+                        help="don't crash if folder_pred does not have all files that are present in folder_gt")
+    args = parser.parse_args()
+    compute_metrics_on_folder2(args.gt_folder, args.pred_folder, args.djfile, args.pfile, args.o, args.np,
+                               chill=args.chill)
+
+
+@exit_on_user_error
+def evaluate_simple_entry_point():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('gt_folder', type=str, help='folder with the reference segmentations')
+    parser.add_argument('pred_folder', type=str, help='folder with the predicted segmentations')
+    parser.add_argument('-l', type=int, nargs='+', required=True, help='list of labels')
+    parser.add_argument('-il', type=int, required=False, default=None, help='ignore label')
+    parser.add_argument('-o', type=str, required=False, default=None,
+                        help='Output file. Optional. Default: pred_folder/summary.json')
+    parser.add_argument('-np', type=int, required=False, default=default_num_processes,
+                        help=f'number of processes used. Optional. Default: {default_num_processes}')
+    parser.add_argument('--chill', action='store_true',
+                        help="don't crash if folder_pred does not have all files that are present in folder_gt")
+    args = parser.parse_args()
+    compute_metrics_on_folder_simple(args.gt_folder, args.pred_folder, args.l, args.o, args.np, args.il,
+                                     chill=args.chill)

@@ -1,0 +1,157 @@
+"""Metrics on hand-made arrays, folder evaluation errors, the CLIs, and the golden test summaries."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2.errors import UserError
+from nnunetv2.evaluation._counting import confusion_matrix, counts_from_confusion
+from nnunetv2.evaluation.evaluate_predictions import (_metrics_of_arrays, compute_metrics_on_folder,
+                                                      compute_metrics_on_folder2, compute_tp_fp_fn_tn,
+                                                      evaluate_folder_entry_point, evaluate_simple_entry_point,
+                                                      key_to_label_or_region, label_or_region_to_key,
+                                                      labels_to_list_of_regions, region_or_label_to_mask)
+from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+
+def test_tp_fp_fn_tn_by_hand():
+    ref = np.array([1, 1, 1, 0, 0, 0, 0, 1], dtype=bool)
+    pred = np.array([1, 1, 0, 1, 0, 0, 1, 1], dtype=bool)
+    assert compute_tp_fp_fn_tn(ref, pred) == (3, 2, 1, 2)
+    ignore = np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=bool)
+    assert compute_tp_fp_fn_tn(ref, pred, ignore) == (2, 1, 1, 2)
+
+
+def test_dice_iou_and_counts():
+    ref = np.array([[0, 1, 1, 2, 2, 0]])
+    pred = np.array([[0, 1, 0, 2, 1, 1]])
+    m = _metrics_of_arrays(ref, pred, [1, 2, (1, 2), 3])
+    assert m[1] == {'Dice': 2 * 1 / (2 + 1 + 2), 'IoU': 1 / 4, 'FP': 2, 'TP': 1, 'FN': 1, 'TN': 2, 'n_pred': 3,
+                    'n_ref': 2}
+    assert m[2]['TP'] == 1 and m[2]['FN'] == 1 and m[2]['FP'] == 0 and m[2]['Dice'] == 2 / 3
+    # region (1, 2): ref {1,2,3,4}, pred {1,3,4,5}
+    assert (m[(1, 2)]['TP'], m[(1, 2)]['FP'], m[(1, 2)]['FN'], m[(1, 2)]['TN']) == (3, 1, 1, 1)
+    # label absent from both: NaN Dice/IoU with zero counts
+    assert np.isnan(m[3]['Dice']) and np.isnan(m[3]['IoU']) and m[3]['TN'] == 6 and m[3]['n_ref'] == 0
+    assert list(m[1].keys()) == ['Dice', 'IoU', 'FP', 'TP', 'FN', 'TN', 'n_pred', 'n_ref']
+
+
+def test_reference_empty_prediction_not_gives_zero():
+    m = _metrics_of_arrays(np.zeros((1, 4)), np.array([[0, 1, 0, 0]]), [1])
+    assert m[1]['Dice'] == 0 and m[1]['IoU'] == 0 and m[1]['FP'] == 1
+
+
+def test_ignore_label_excluded():
+    ref = np.array([[1, 1, 3, 3, 0]], dtype=np.float32)
+    pred = np.array([[1, 0, 1, 1, 1]], dtype=np.float32)
+    m = _metrics_of_arrays(ref, pred, [1], ignore_label=3)
+    assert (m[1]['TP'], m[1]['FP'], m[1]['FN'], m[1]['TN']) == (1, 1, 1, 0)
+
+
+@pytest.mark.parametrize('ignore', [None, 2])
+def test_fast_counting_equals_masks(ignore):
+    rs = np.random.RandomState(1)
+    ref = rs.randint(0, 4, (7, 9, 11)).astype(np.float32)
+    pred = rs.randint(0, 5, (7, 9, 11)).astype(np.float32)
+    conf = confusion_matrix(ref, pred, ignore)
+    ignore_mask = None if ignore is None else ref == ignore
+    for r in [0, 1, 3, 4, 7, (1, 2), (1, 3, 4)]:
+        expected = compute_tp_fp_fn_tn(region_or_label_to_mask(ref, r), region_or_label_to_mask(pred, r), ignore_mask)
+        assert counts_from_confusion(conf, r) == expected
+
+
+def test_non_integer_maps_fall_back_to_masks():
+    ref = np.array([[0.5, 1, -1, 1]])
+    pred = np.array([[0.5, 1, 1, 0]])
+    assert confusion_matrix(ref, pred, None) is None
+    m = _metrics_of_arrays(ref, pred, [1, 0.5, -1])
+    assert (m[1]['TP'], m[1]['FP'], m[1]['FN']) == (1, 1, 1)
+    assert m[0.5]['Dice'] == 1.0 and m[-1]['FN'] == 1
+
+
+def test_keys():
+    assert label_or_region_to_key(1) == '1' and label_or_region_to_key((1, 2)) == '(1, 2)'
+    assert key_to_label_or_region('1') == 1 and key_to_label_or_region('(1, 2)') == (1, 2)
+    assert key_to_label_or_region('(3,)') == (3,)
+    assert labels_to_list_of_regions([1, 2]) == [(1,), (2,)]
+
+
+def _write(folder, name, arr):
+    folder.mkdir(exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(arr.astype(np.uint8)), str(folder / name))
+
+
+def test_folder_errors(tmp_path):
+    ref, pred = tmp_path / 'ref', tmp_path / 'pred'
+    for i in range(3):
+        _write(ref, f'c{i}.nii.gz', np.ones((2, 3, 4)))
+    _write(pred, 'c0.nii.gz', np.ones((2, 3, 4)))
+    rw = SimpleITKIO()
+    with pytest.raises(UserError, match=r'c1.nii.gz, c2.nii.gz'):
+        compute_metrics_on_folder(str(ref), str(pred), None, rw, '.nii.gz', [1], chill=False, num_processes=1)
+    res = compute_metrics_on_folder(str(ref), str(pred), None, rw, '.nii.gz', [1], chill=True, num_processes=1)
+    assert len(res['metric_per_case']) == 1 and res['mean'][1]['Dice'] == 1.0
+    with pytest.raises(UserError, match='does not exist'):
+        compute_metrics_on_folder(str(ref), str(tmp_path / 'nope'), None, rw, '.nii.gz', [1], num_processes=1)
+    with pytest.raises(UserError, match='must end with .json'):
+        compute_metrics_on_folder(str(ref), str(pred), 'x.txt', rw, '.nii.gz', [1], num_processes=1)
+    _write(pred, 'c1.nii.gz', np.ones((2, 3, 5)))
+    with pytest.raises(UserError, match=r'c1.nii.gz.*shape.*c1.nii.gz'):
+        compute_metrics_on_folder(str(ref), str(pred), None, rw, '.nii.gz', [1], num_processes=1)
+    _write(pred, 'extra.nii.gz', np.ones((2, 3, 4)))
+    with pytest.raises(UserError, match='extra.nii.gz'):
+        compute_metrics_on_folder(str(ref), str(pred), None, rw, '.nii.gz', [1], num_processes=1)
+
+
+def _cli(monkeypatch, capsys, which, *args):
+    """Run an entry point in-process; returns (exit code, stderr)."""
+    entry = {'folder': evaluate_folder_entry_point, 'simple': evaluate_simple_entry_point}[which]
+    monkeypatch.setattr(sys, 'argv', [which, *args])
+    try:
+        entry()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_evaluate_simple_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    ref, pred = tmp_path / 'ref', tmp_path / 'pred'
+    _write(ref, 'a.nii.gz', np.array([[[0, 1, 1, 2]]]))
+    _write(pred, 'a.nii.gz', np.array([[[0, 1, 2, 2]]]))
+    code, err = _cli(monkeypatch, capsys, 'simple', 'ref', 'pred', '-l', '1', '2', '-np', '1')
+    assert code == 0, err
+    summary = json.loads((pred / 'summary.json').read_text())
+    assert summary['mean']['1']['Dice'] == 2 / 3 and summary['mean']['2']['Dice'] == 2 / 3
+    _write(ref, 'b.nii.gz', np.array([[[0, 1, 1, 2]]]))
+    code, err = _cli(monkeypatch, capsys, 'simple', 'ref', 'pred', '-l', '1', '-np', '1')
+    assert code == 1 and err.strip().startswith('nnU-Net error:') and 'b.nii.gz' in err
+    assert len(err.strip().splitlines()) == 1
+    code, err = _cli(monkeypatch, capsys, 'simple', 'ref', 'pred', '-l', '1', '-np', '1', '--chill', '-o', 'out.json')
+    assert code == 0 and (tmp_path / 'out.json').is_file()
+    code, err = _cli(monkeypatch, capsys, 'folder', 'ref', 'pred')
+    assert code == 2 and '-djfile' in err
+
+
+@pytest.mark.parametrize('dataset,configuration', [('Dataset902_SynthMRRegions', '3d_fullres'),
+                                                   ('Dataset903_SynthNatural2D', '2d')])
+def test_golden_test_summary(tmp_path, shared_dir, golden_raw, dataset, configuration):
+    """The reference's test_summary_default.json recomputed from its predictions gives the same numbers."""
+    models = shared_dir / 'reference' / 'models' / dataset
+    raw = golden_raw(dataset)
+    expected = json.loads((models / 'test_summary_default.json').read_text())
+    out = tmp_path / 'summary.json'
+    compute_metrics_on_folder2(str(raw / 'labelsTs'), str(models / 'predictions' / 'default'),
+                               str(raw / 'dataset.json'), str(models / 'nnUNetPlansTiny.json'), str(out),
+                               num_processes=1, chill=False)
+    ours = json.loads(out.read_text())
+    assert ours['mean'] == expected['mean']
+    assert ours['foreground_mean'] == expected['foreground_mean']
+    for a, b in zip(ours['metric_per_case'], expected['metric_per_case']):
+        assert a['metrics'] == b['metrics']
+        assert a['prediction_file'].split('/')[-1] == b['prediction_file'].split('/')[-1]
