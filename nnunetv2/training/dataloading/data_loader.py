@@ -25,9 +25,11 @@ def crop_and_pad(arr, lbs: Sequence[int], ubs: Sequence[int], pad_value, dtype=N
     shape = arr.shape[-len(lbs):]
     src = tuple(slice(max(lo, 0), min(hi, s)) for lo, hi, s in zip(lbs, ubs, shape))
     inside = arr[(..., *src)]
-    if not isinstance(inside, np.ndarray) or isinstance(inside, np.memmap) or not inside.flags.writeable:
-        inside = np.array(inside)
-    if dtype is not None and inside.dtype != dtype:
+    # blosc2 slicing already returns a fresh array; views (memory maps, in-memory arrays) must be copied because
+    # the transforms work in place
+    if not isinstance(inside, np.ndarray) or not inside.flags.owndata or not inside.flags.writeable:
+        inside = np.array(inside, dtype=dtype)  # one copy, converting on the way
+    elif dtype is not None and inside.dtype != dtype:
         inside = inside.astype(dtype)
     out_shape = tuple(int(hi - lo) for lo, hi in zip(lbs, ubs))
     if inside.shape[len(lead):] == out_shape:

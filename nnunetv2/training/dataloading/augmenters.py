@@ -1,0 +1,249 @@
+"""Background augmentation workers that fail loudly (spec 03 §4.5, plus a robustness guarantee).
+
+batchgenerators' ``NonDetMultiThreadedAugmenter`` only says "One or more background workers are no longer alive"
+when a worker fails, and a worker killed by the OOM killer leaves no message at all. The subclass here keeps its
+interface (``generator``, ``num_processes``, ``transform``, ``_finish`` ...) but
+
+* sends a failing worker's own traceback to the main process and re-raises it there (a ``UserError`` raised in a
+  worker, e.g. a missing preprocessed file, stays a ``UserError``);
+* reports a worker that died without a traceback with its exit code / signal ("killed, probably out of memory");
+* never blocks on the shared queue after a failure: workers are terminated, not drained (a worker killed in the
+  middle of writing a batch leaves a half message in the pipe, and reading it would hang forever).
+"""
+from __future__ import annotations
+
+import logging
+import queue as queue_module
+import signal
+import threading
+import traceback
+from multiprocessing import Event, Process, Queue
+from queue import Empty, Full, Queue as ThreadQueue
+from time import sleep, time
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+from batchgenerators.dataloading.data_loader import DataLoader
+from batchgenerators.dataloading.nondet_multi_threaded_augmenter import (
+    NonDetMultiThreadedAugmenter, pin_memory_of_all_eligible_items_in_dict)
+from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
+from threadpoolctl import threadpool_limits
+
+from nnunetv2.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+# seconds the main process waits for a failed worker's traceback to arrive after the abort signal
+_ERROR_REPORT_GRACE_S = 5.0
+
+
+class AugmentationWorkerError(RuntimeError):
+    """A data-augmentation worker failed; the message carries the worker's traceback or its exit status."""
+
+
+def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread_id: int, seed,
+            abort_event: Event, pause_event: Event, wait_time: float) -> None:
+    """Produce batches forever; on an exception, report it (with traceback) before signalling the abort."""
+    torch.set_num_threads(1)
+    if seed is not None:
+        torch.manual_seed(seed)
+    np.random.seed(seed)  # None -> fresh OS entropy per worker (torch is deliberately not reseeded, spec 03 §4.6)
+    with threadpool_limits(1, None):
+        data_loader.set_thread_id(thread_id)
+        item = None
+        try:
+            while not abort_event.is_set():
+                if pause_event.is_set():
+                    sleep(wait_time)
+                    continue
+                if item is None:
+                    item = next(data_loader)
+                    if transform is not None:
+                        item = transform(**item)
+                try:
+                    out_queue.put(item, timeout=wait_time)
+                    item = None
+                except Full:
+                    pass
+        except KeyboardInterrupt:
+            abort_event.set()
+        except BaseException as e:
+            report = (thread_id, type(e).__name__, traceback.format_exc(),
+                      getattr(e, 'message', None) if isinstance(e, UserError) else None,
+                      getattr(e, 'hint', None) if isinstance(e, UserError) else None)
+            try:
+                error_queue.put(report)
+            except Exception:  # cannot report (e.g. unpicklable): at least leave it on stderr
+                print(f"Exception in data augmentation worker {thread_id}:\n{report[2]}", flush=True)
+            abort_event.set()
+
+
+def _results_loop(in_queue: Queue, out_queue: ThreadQueue, abort_event: Event, pin_memory: bool,
+                  workers: List[Process], gpu: Optional[int], wait_time: float) -> None:
+    """Move batches from the worker queue to the main thread (pinning memory if asked); watch worker liveness."""
+    do_pin_memory = pin_memory and gpu is not None and torch.cuda.is_available()
+    if do_pin_memory:
+        torch.cuda.set_device(gpu)
+    item = None
+    while not abort_event.is_set():
+        if not all(p.is_alive() for p in workers):
+            abort_event.set()
+            return
+        if item is None:
+            try:
+                item = in_queue.get(timeout=wait_time)
+            except Empty:
+                continue
+            except (OSError, EOFError, ValueError):  # queue closed under us during shutdown
+                abort_event.set()
+                return
+            if do_pin_memory:
+                item = pin_memory_of_all_eligible_items_in_dict(item)
+        try:
+            out_queue.put(item, timeout=wait_time)
+            item = None
+        except Full:
+            continue
+
+
+def _describe_exit(worker_id: int, p: Process) -> str:
+    code = p.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if -code == signal.SIGKILL:
+            return (f"data augmentation worker {worker_id} (pid {p.pid}) was killed ({name}), probably out of memory "
+                    f"(the system's OOM killer). Reduce nnUNet_n_proc_DA, the batch/patch size, or free RAM.")
+        return f"data augmentation worker {worker_id} (pid {p.pid}) was killed by {name}."
+    return f"data augmentation worker {worker_id} (pid {p.pid}) exited unexpectedly with exit code {code}."
+
+
+class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
+    """``NonDetMultiThreadedAugmenter`` whose failures raise the worker's own error instead of hanging or saying
+    only "background workers are no longer alive"."""
+
+    def __init__(self, data_loader, transform, num_processes, num_cached=2, seeds=None, pin_memory=False,
+                 wait_time=0.02):
+        super().__init__(data_loader, transform, num_processes, num_cached, seeds, pin_memory, wait_time)
+        self._error_queue = None
+
+    def _start(self):
+        if self.initialized:
+            return
+        self._finish()
+        self._queue = Queue(self.num_cached)
+        self._error_queue = Queue()
+        self.results_loop_queue = ThreadQueue(self.num_cached)
+        self.abort_event = Event()
+        self.pause_event = Event()
+        if isinstance(self.generator, DataLoader):
+            self.generator.was_initialized = False
+        for i in range(self.num_processes):
+            p = Process(target=_worker, args=(self._queue, self._error_queue, self.generator, self.transform, i,
+                                              self.seeds[i], self.abort_event, self.pause_event, self.wait_time))
+            p.daemon = True
+            self._processes.append(p)
+        for p in self._processes:
+            p.start()
+        gpu = torch.cuda.current_device() if torch.cuda.is_available() else None
+        self.results_loop_thread = threading.Thread(target=_results_loop, args=(
+            self._queue, self.results_loop_queue, self.abort_event, self.pin_memory, self._processes, gpu,
+            self.wait_time), daemon=True)
+        self.results_loop_thread.start()
+        self.initialized = True
+
+    def __next__(self):
+        if not self.initialized:
+            self._start()
+        while True:
+            if self.abort_event.is_set():
+                self._raise_worker_failure()
+            try:
+                item = self.results_loop_queue.get(timeout=self.wait_time)
+            except Empty:
+                continue
+            self.results_loop_queue.task_done()
+            return item
+
+    def _collect_failure(self) -> Tuple[Optional[tuple], List[str]]:
+        """The first reported worker exception (if any) and descriptions of workers that died silently."""
+        report = None
+        deadline = time() + _ERROR_REPORT_GRACE_S
+        while report is None and time() < deadline:
+            try:
+                report = self._error_queue.get(timeout=0.05)
+            except (Empty, OSError, EOFError, ValueError):
+                # a worker that died without reporting will never send anything; stop waiting once one is found
+                if any(not p.is_alive() and p.exitcode != 0 for p in self._processes):
+                    break
+        silent = [_describe_exit(i, p) for i, p in enumerate(self._processes)
+                  if not p.is_alive() and p.exitcode not in (0, None) and (report is None or report[0] != i)]
+        return report, silent
+
+    def _kill_workers(self) -> None:
+        """Stop everything without touching the shared queue (it may hold a half-written message)."""
+        self.abort_event.set()
+        for p in self._processes:
+            if p.is_alive():
+                p.terminate()
+        for p in self._processes:
+            p.join(timeout=2)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=2)
+        if self.results_loop_thread is not None:
+            self.results_loop_thread.join(timeout=1)  # a daemon thread: if stuck, it dies with the process
+        for q in (self._queue, self._error_queue):
+            if q is not None:
+                q.cancel_join_thread()
+                q.close()
+        self._queue = self._error_queue = None
+        self.results_loop_queue = None
+        self.results_loop_thread = None
+        self.abort_event = self.pause_event = None
+        self._processes = []
+        self.initialized = False
+
+    def _raise_worker_failure(self):
+        report, silent = self._collect_failure()
+        self._kill_workers()
+        if report is not None:
+            worker_id, exc_type, tb, user_message, hint = report
+            if user_message is not None:
+                raise UserError(user_message, hint) from AugmentationWorkerError(
+                    f"in data augmentation worker {worker_id}:\n{tb}")
+            raise AugmentationWorkerError(f"{exc_type} in data augmentation worker {worker_id}:\n{tb}")
+        if silent:
+            raise AugmentationWorkerError(' '.join(silent))
+        raise AugmentationWorkerError("data augmentation stopped: the workers were aborted without reporting an "
+                                      "error (was a worker interrupted?)")
+
+    def _finish(self, timeout=10, force=False):
+        super()._finish(timeout, force)
+        if self._error_queue is not None:
+            self._error_queue.cancel_join_thread()
+            self._error_queue.close()
+            self._error_queue = None
+
+
+def wrap_in_augmenter(data_loader, num_processes: int, num_cached: int, pin_memory: bool,
+                      wait_time: float = 0.002):
+    """``SingleThreadedAugmenter`` for 0 workers, else the fail-loud multi-process augmenter."""
+    if num_processes == 0:
+        return SingleThreadedAugmenter(data_loader, None)
+    return nnUNetNonDetMultiThreadedAugmenter(data_loader, None, num_processes, num_cached, seeds=None,
+                                              pin_memory=pin_memory, wait_time=wait_time)
+
+
+def get_train_val_augmenters(dl_tr, dl_val, allowed_num_processes: int, pin_memory: bool):
+    """The trainer's augmenters (spec 03 §2.4.9 step 8): training gets ``n`` workers and ``max(6, n // 2)`` cached
+    batches, validation ``max(1, n // 2)`` workers and ``max(3, n // 4)`` cached batches."""
+    n = allowed_num_processes
+    if n == 0:
+        return wrap_in_augmenter(dl_tr, 0, 0, pin_memory), wrap_in_augmenter(dl_val, 0, 0, pin_memory)
+    mt_gen_train = wrap_in_augmenter(dl_tr, n, max(6, n // 2), pin_memory)
+    mt_gen_val = wrap_in_augmenter(dl_val, max(1, n // 2), max(3, n // 4), pin_memory)
+    return mt_gen_train, mt_gen_val
