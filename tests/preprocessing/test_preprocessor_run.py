@@ -49,13 +49,18 @@ def dataset(nnunet_dirs):
 
 
 class KillingPreprocessor(DefaultPreprocessor):
-    """Simulates the out-of-memory killer: the worker dies on case_001 without a chance to report."""
+    """Simulates the out-of-memory killer: the worker dies on case_000 without a chance to report."""
 
     def run_case_save(self, output_filename_truncated, *args, **kwargs):
-        if output_filename_truncated.endswith('case_001'):
+        if output_filename_truncated.endswith('case_000'):
             import signal
             os.kill(os.getpid(), signal.SIGKILL)
         return super().run_case_save(output_filename_truncated, *args, **kwargs)
+
+
+class RaisingPreprocessor(DefaultPreprocessor):
+    def run_case_save(self, output_filename_truncated, *args, **kwargs):
+        raise UserError(f"bad input in {os.path.basename(output_filename_truncated)}")
 
 
 def test_run_writes_every_case(dataset):
@@ -87,20 +92,28 @@ def test_run_writes_every_case(dataset):
 def test_dead_worker_stops_run_naming_the_case(dataset):
     pp = KillingPreprocessor(verbose=False)
     pp.show_progress_bar = False
-    with pytest.raises(RuntimeError, match=r"case_001.*|out of memory") as e:
+    with pytest.raises(RuntimeError) as e:
         pp.run(987, '3d_fullres', 'nnUNetPlans', 1)
-    assert 'case_001' in str(e.value) and 'out of memory' in str(e.value)
+    assert 'case_000' in str(e.value) and 'out of memory' in str(e.value)
+
+
+def test_worker_exception_is_reraised(dataset):
+    pp = RaisingPreprocessor(verbose=False)
+    pp.show_progress_bar = False
+    with pytest.raises(UserError, match="bad input in case_000"):
+        pp.run(987, '3d_fullres', 'nnUNetPlans', 1)
 
 
 def test_label_with_other_shape_is_a_user_error_naming_the_case(dataset):
     import SimpleITK as sitk
-    raw, _ = dataset
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    raw, pre = dataset
     label = os.path.join(raw, 'labelsTr', 'case_001.nii.gz')
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 16, 13), dtype=np.uint8)), label)
-    pp = DefaultPreprocessor(verbose=False)
-    pp.show_progress_bar = False
+    pm = PlansManager(str(pre / 'nnUNetPlans.json'))
     with pytest.raises(UserError, match=r"case_001\.nii\.gz.*\(8, 16, 13\)"):
-        pp.run(987, '3d_fullres', 'nnUNetPlans', 1)
+        DefaultPreprocessor(verbose=False).run_case([os.path.join(raw, 'imagesTr', 'case_001_0000.nii.gz')], label,
+                                                    pm, pm.get_configuration('3d_fullres'), str(pre / 'dataset.json'))
 
 
 def test_missing_plans_is_a_user_error(dataset):
