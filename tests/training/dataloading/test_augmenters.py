@@ -1,0 +1,98 @@
+"""A failing augmentation worker stops training quickly with its own error (never a hang, never the bare
+"background workers are no longer alive")."""
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from batchgenerators.dataloading.data_loader import DataLoader
+from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
+
+from nnunetv2.errors import UserError
+from nnunetv2.training.dataloading.augmenters import (AugmentationWorkerError, get_train_val_augmenters,
+                                                      nnUNetNonDetMultiThreadedAugmenter, wrap_in_augmenter)
+
+pytestmark = pytest.mark.skipif(sys.platform == 'win32', reason='fork/SIGKILL semantics')
+
+
+class _Loader(DataLoader):
+    """Yields two good batches per worker, then fails the way ``mode`` says."""
+
+    def __init__(self, mode: str):
+        super().__init__(list(range(4)), 2, 1, None, True, False, True)
+        self.indices = list(range(4))
+        self.mode = mode
+        self.n = 0
+
+    def generate_train_batch(self):
+        self.n += 1
+        if self.n > 2:
+            if self.mode == 'raise':
+                raise ValueError('corrupt patch in case_007')
+            if self.mode == 'kill':
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self.mode == 'user':
+                raise UserError('Preprocessed case file x.b2nd is missing.', 'Re-run preprocessing.')
+        return {'data': torch.full((2, 1, 8, 8), float(self.n)), 'keys': np.array(['a', 'b'])}
+
+
+@pytest.fixture
+def deadline():
+    """Fail (instead of hanging the suite) if the augmenter does not raise within 60 s."""
+    def on_alarm(signum, frame):
+        raise TimeoutError('augmenter hung')
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _drain(aug):
+    for _ in range(1000):
+        next(aug)
+
+
+def test_worker_exception_carries_traceback(deadline):
+    aug = wrap_in_augmenter(_Loader('raise'), 2, 2, False)
+    t0 = time.time()
+    with pytest.raises(AugmentationWorkerError) as e:
+        _drain(aug)
+    msg = str(e.value)
+    assert 'ValueError' in msg and 'corrupt patch in case_007' in msg and 'Traceback' in msg
+    assert 'generate_train_batch' in msg
+    assert 'no longer alive' not in msg
+    assert time.time() - t0 < 30
+    assert aug._processes == [] and not aug.initialized
+
+
+def test_killed_worker_reports_out_of_memory(deadline):
+    aug = wrap_in_augmenter(_Loader('kill'), 2, 2, False)
+    with pytest.raises(AugmentationWorkerError, match=r'killed \(SIGKILL\), probably out of memory'):
+        _drain(aug)
+
+
+def test_user_error_in_worker_stays_user_error(deadline):
+    aug = wrap_in_augmenter(_Loader('user'), 1, 2, False)
+    with pytest.raises(UserError, match='x.b2nd is missing') as e:
+        _drain(aug)
+    assert 'Traceback' in str(e.value.__cause__)
+
+
+def test_healthy_augmenter_and_factory(deadline):
+    tr, val = get_train_val_augmenters(_Loader('none'), _Loader('none'), 2, False)
+    assert isinstance(tr, nnUNetNonDetMultiThreadedAugmenter) and tr.num_processes == 2 and tr.num_cached == 6
+    assert val.num_processes == 1 and val.num_cached == 3
+    try:
+        batch = next(tr)
+        assert batch['data'].shape == (2, 1, 8, 8)
+        assert next(val)['data'].shape == (2, 1, 8, 8)
+    finally:
+        tr._finish()
+        val._finish()
+    st_tr, _ = get_train_val_augmenters(_Loader('none'), _Loader('none'), 0, False)
+    assert isinstance(st_tr, SingleThreadedAugmenter)
+    assert next(st_tr)['data'][0, 0, 0, 0] == 1
