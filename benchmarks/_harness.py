@@ -1,0 +1,93 @@
+"""Shared benchmark plumbing: run a command, measure wall time and the peak RSS of its whole process tree, and find
+(or create) a virtual environment with the reference nnU-Net v2 2.8.1 for side-by-side runs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+REFERENCE_VERSION = "2.8.1"
+
+
+@dataclass
+class Measurement:
+    wall_s: float
+    peak_rss_mb: float
+    returncode: int
+
+
+def _children(pid: int) -> List[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def _tree_rss_kb(root: int) -> int:
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+        stack += _children(pid)
+    return total
+
+
+def measure(cmd: List[str], env: Dict[str, str], cwd: Optional[str] = None, poll_s: float = 0.05) -> Measurement:
+    """Run ``cmd``; report wall time and the peak summed RSS of the process and all its descendants."""
+    peak = 0
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = threading.Event()
+
+    def poll():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss_kb(proc.pid))
+            time.sleep(poll_s)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    _, err = proc.communicate()
+    done.set()
+    t.join()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.stderr.write(err.decode(errors="replace")[-3000:])
+    return Measurement(wall, peak / 1024, proc.returncode)
+
+
+def reference_python(explicit: Optional[str], venv_dir: str) -> str:
+    """Python of an environment with the reference installed: ``explicit`` if given, else ``venv_dir`` (created with
+    ``--system-site-packages`` and ``pip install nnunetv2==2.8.1`` on first use)."""
+    if explicit:
+        return explicit
+    python = os.path.join(venv_dir, "bin", "python")
+    if not os.path.isfile(python):
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv_dir], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", f"nnunetv2=={REFERENCE_VERSION}"], check=True)
+    return python
+
+
+def console_script(python: str, name: str) -> str:
+    """Path of console script ``name`` installed next to ``python``."""
+    return os.path.join(os.path.dirname(python), name)
+
+
+def report(rows: List[tuple]) -> None:
+    """Print a table: (label, ours Measurement, reference Measurement)."""
+    print(f"{'case':<34}{'ours s':>9}{'ref s':>9}{'ratio':>8}{'ours MB':>10}{'ref MB':>10}{'ratio':>8}")
+    for label, ours, ref in rows:
+        print(f"{label:<34}{ours.wall_s:>9.1f}{ref.wall_s:>9.1f}{ours.wall_s / ref.wall_s:>8.2f}"
+              f"{ours.peak_rss_mb:>10.0f}{ref.peak_rss_mb:>10.0f}{ours.peak_rss_mb / max(ref.peak_rss_mb, 1):>8.2f}")

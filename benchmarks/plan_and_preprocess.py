@@ -1,0 +1,79 @@
+"""Benchmark: nnUNetv2_plan_and_preprocess of ours vs the reference (2.8.1) on the same generated datasets.
+
+    python benchmarks/plan_and_preprocess.py [--datasets 901 905] [--np 2] [--reference-python PATH]
+
+Each dataset is generated with ../shared/tools/make_synthetic_dataset.py (the golden datasets' generate.sh), then both
+implementations plan and preprocess it into separate folders; the script prints wall time and peak RSS (whole process
+tree) of each and their ratios, and checks that the plans and fingerprints agree. Our target: time <= 0.5x the
+reference's, peak RAM no higher. Runs from the repository root; the reference is run from a temporary folder so that
+our package cannot shadow it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import console_script, measure, reference_python, report  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get("NNUNET_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
+NAMES = {901: "Dataset901_SynthCT3D", 902: "Dataset902_SynthMRRegions", 903: "Dataset903_SynthNatural2D",
+         904: "Dataset904_SynthSparse3D", 905: "Dataset905_SynthBig3D"}
+
+
+def _dirs(base: str, tag: str, raw: str) -> dict:
+    env = dict(os.environ, nnUNet_raw=raw, nnUNet_preprocessed=os.path.join(base, tag, "preprocessed"),
+               nnUNet_results=os.path.join(base, tag, "results"))
+    os.makedirs(env["nnUNet_preprocessed"])
+    os.makedirs(env["nnUNet_results"])
+    return env
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", type=int, nargs="+", default=[901, 902, 903, 904, 905])
+    p.add_argument("--np", type=int, default=2, help="worker processes for both (-np and -npfp)")
+    p.add_argument("--reference-python", default=None, help="python of an env with nnunetv2==2.8.1")
+    p.add_argument("--reference-venv", default=os.path.join(tempfile.gettempdir(), "nnunet_ref_venv"))
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = p.parse_args()
+
+    ref_python = reference_python(args.reference_python, args.reference_venv)
+    base = tempfile.mkdtemp(prefix="nnunet_bench_pp_")
+    raw = os.path.join(base, "raw")
+    os.makedirs(raw)
+    rows = []
+    try:
+        for d in args.datasets:
+            gen_dir = os.path.join(SHARED, "reference", NAMES[d])
+            subprocess.run(["bash", "generate.sh"], cwd=gen_dir, env=dict(os.environ, nnUNet_raw=raw), check=True,
+                           stdout=subprocess.DEVNULL)
+            flags = ["-d", str(d), "-np", str(args.np), "-npfp", str(args.np), "--no_pbar"]
+            ours_env, ref_env = _dirs(base, f"ours{d}", raw), _dirs(base, f"ref{d}", raw)
+            ref = measure([console_script(ref_python, "nnUNetv2_plan_and_preprocess")] + flags, ref_env, cwd=base)
+            ours = measure([shutil.which("nnUNetv2_plan_and_preprocess") or "nnUNetv2_plan_and_preprocess"] + flags,
+                           ours_env, cwd=REPO)
+            same = all(
+                json.load(open(os.path.join(ours_env["nnUNet_preprocessed"], NAMES[d], f))) ==
+                json.load(open(os.path.join(ref_env["nnUNet_preprocessed"], NAMES[d], f)))
+                for f in ("nnUNetPlans.json", "dataset_fingerprint.json"))
+            rows.append((f"{NAMES[d]}{'' if same else ' (DIFFERENT!)'}", ours, ref))
+            print(f"{NAMES[d]}: ours {ours.wall_s:.1f} s / reference {ref.wall_s:.1f} s", flush=True)
+        print()
+        report(rows)
+        total_ours = sum(r[1].wall_s for r in rows)
+        total_ref = sum(r[2].wall_s for r in rows)
+        print(f"\ntotal wall time ratio (ours / reference): {total_ours / total_ref:.2f}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
