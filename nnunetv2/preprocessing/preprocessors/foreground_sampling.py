@@ -11,7 +11,7 @@ are converted to (channel, x, y, z).
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
 
