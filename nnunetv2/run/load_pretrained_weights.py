@@ -1,0 +1,63 @@
+"""Initialise a network with the weights of another nnU-Net checkpoint (spec 03 §11).
+
+Only the network weights are taken; segmentation output layers (``.seg_layers.``) are never transferred, so the
+number of output classes may differ. Every other layer must exist with the same shape, else a UserError names the
+mismatched layers.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+from torch import distributed as dist
+
+from nnunetv2.errors import UserError
+
+
+def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    if isinstance(network, torch.nn.parallel.DistributedDataParallel):
+        network = network.module
+    if hasattr(network, "_orig_mod"):
+        network = network._orig_mod
+    return network
+
+
+def _mismatches(model_dict: Dict[str, torch.Tensor], pretrained: Dict[str, torch.Tensor]) -> List[str]:
+    problems = []
+    for key, value in model_dict.items():
+        if ".seg_layers." in key:
+            continue
+        if key not in pretrained:
+            problems.append(f"{key} missing")
+        elif tuple(pretrained[key].shape) != tuple(value.shape):
+            problems.append(f"{key} {tuple(pretrained[key].shape)} != {tuple(value.shape)}")
+    return problems
+
+
+def load_pretrained_weights(network, fname, verbose=False):
+    """Copy the matching weights of checkpoint ``fname`` into ``network`` (except segmentation heads)."""
+    from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys, strip_state_dict_prefixes
+    map_location = torch.device("cuda", dist.get_rank()) if dist.is_available() and dist.is_initialized() \
+        else torch.device("cpu")
+    saved = load_checkpoint(fname, map_location=map_location)
+    require_keys(saved, fname)
+    pretrained_dict = strip_state_dict_prefixes(saved["network_weights"])
+
+    mod = _unwrap(network)
+    model_dict = mod.state_dict()
+    problems = _mismatches(model_dict, pretrained_dict)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in total)" if len(problems) > 5 else "")
+        raise UserError(f"The pretrained weights in {fname} do not fit this network: {shown}.",
+                        "Pretrained weights must come from the same architecture (only the segmentation output "
+                        "layers may differ); use a plans file transferred with nnUNetv2_move_plans_between_datasets.")
+
+    pretrained_dict = {k: v for k, v in pretrained_dict.items() if k in model_dict and ".seg_layers." not in k}
+    model_dict.update(pretrained_dict)
+    print("################### Loading pretrained weights from file ", fname, "###################")
+    if verbose:
+        print("Below is the list of overlapping blocks in pretrained model and nnUNet architecture:")
+        for key, value in pretrained_dict.items():
+            print(key, "shape", value.shape)
+        print("################### Done ###################")
+    mod.load_state_dict(model_dict)

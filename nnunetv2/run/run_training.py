@@ -1,0 +1,304 @@
+"""``nnUNetv2_train``: train one fold of one configuration (spec 03 §1).
+
+``run_training_entry`` parses the command line; ``run_training`` is the Python API; ``get_trainer_from_args`` and
+``maybe_load_checkpoint`` are used by third-party code (MONAI) and keep their signatures. Multi-GPU training uses
+PyTorch distributed only: ``-num_gpus N`` spawns N processes with torch.multiprocessing, and a run started by
+``torchrun`` (one process per GPU) is detected from its environment variables.
+"""
+import multiprocessing
+import os
+import socket
+from typing import Optional, Union
+
+import torch
+import torch.cuda
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from nnunetv2.errors import UserError, exit_on_user_error
+from nnunetv2.file_io import load_json
+from nnunetv2.paths import nnUNet_preprocessed
+from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+
+def find_free_network_port() -> int:
+    """A TCP port the OS reports as free right now (for the DDP rendezvous)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _load_plans_and_dataset_json(dataset_name: str, plans_identifier: str, configuration: str):
+    """The plans and dataset.json of a preprocessed dataset, with one-line errors for what is missing."""
+    folder = os.path.join(nnUNet_preprocessed, dataset_name)
+    plans_file = os.path.join(folder, plans_identifier + ".json")
+    if not os.path.isfile(plans_file):
+        available = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".json") and "Plans" in f) \
+            if os.path.isdir(folder) else []
+        raise UserError(f"Plans file not found: {plans_file}.",
+                        (f"Available plans: {available}. " if available else "") +
+                        f"Run 'nnUNetv2_plan_and_preprocess -d {dataset_name}' (or nnUNetv2_plan_experiment and "
+                        f"nnUNetv2_preprocess) first, or pick another plans identifier with -p.")
+    plans = load_json(plans_file)
+    configurations = plans.get("configurations", {})
+    if configuration not in configurations:
+        raise UserError(f"Configuration {configuration!r} is not in {plans_file}.",
+                        f"Available configurations: {sorted(configurations)}.")
+    dataset_json_file = os.path.join(folder, "dataset.json")
+    if not os.path.isfile(dataset_json_file):
+        raise UserError(f"{dataset_json_file} is missing.",
+                        f"Run 'nnUNetv2_preprocess -d {dataset_name}' (it copies dataset.json there).")
+    return plans, load_json(dataset_json_file)
+
+
+def get_trainer_from_args(dataset_name_or_id: Union[int, str],
+                          configuration: str,
+                          fold: int,
+                          trainer_name: str = 'nnUNetTrainer',
+                          plans_identifier: str = 'nnUNetPlans',
+                          continue_training: bool = False,
+                          device: torch.device = torch.device('cuda')):
+    # load nnunet class and do sanity checks
+    nnunet_trainer = recursive_find_trainer_class_by_name(trainer_name)
+
+    # handle dataset input. If it's an ID we need to convert to int from string
+    if isinstance(dataset_name_or_id, str) and not dataset_name_or_id.startswith('Dataset'):
+        try:
+            dataset_name_or_id = int(dataset_name_or_id)
+        except ValueError:
+            raise UserError(f"Dataset {dataset_name_or_id!r} is neither an integer id nor a name starting with "
+                            f"'Dataset'.", "Pass e.g. 4 or Dataset004_Hippocampus.") from None
+    dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
+    plans, dataset_json = _load_plans_and_dataset_json(dataset_name, plans_identifier, configuration)
+    # the constructor pops this key again; it decides whether the logger resumes
+    plans['continue_training'] = bool(continue_training)
+    return nnunet_trainer(plans=plans, configuration=configuration, fold=fold, dataset_json=dataset_json,
+                          device=device)
+
+
+def maybe_load_checkpoint(nnunet_trainer, continue_training: bool, validation_only: bool,
+                          pretrained_weights_file: str = None):
+    if continue_training and pretrained_weights_file is not None:
+        raise UserError('Cannot both continue a training (--c) and start from pretrained weights '
+                        '(-pretrained_weights).', 'Use only one of the two.')
+    expected_checkpoint_file = None
+    if continue_training:
+        for name in ('checkpoint_final.pth', 'checkpoint_latest.pth', 'checkpoint_best.pth'):
+            candidate = os.path.join(nnunet_trainer.output_folder, name)
+            if os.path.isfile(candidate):
+                expected_checkpoint_file = candidate
+                break
+        if expected_checkpoint_file is None:
+            print(f"WARNING: Cannot continue training because there seems to be no checkpoint available to "
+                  f"continue from in {nnunet_trainer.output_folder}. Starting a new training...")
+    elif validation_only:
+        expected_checkpoint_file = os.path.join(nnunet_trainer.output_folder, 'checkpoint_final.pth')
+        if not os.path.isfile(expected_checkpoint_file):
+            raise UserError(f"Cannot run validation because the training is not finished yet: "
+                            f"{expected_checkpoint_file} does not exist.",
+                            "Finish the training first (use --c to continue it).")
+    elif pretrained_weights_file is not None:
+        if not os.path.isfile(pretrained_weights_file):
+            raise UserError(f"Pretrained weights file not found: {pretrained_weights_file}.")
+        if not nnunet_trainer.was_initialized:
+            nnunet_trainer.initialize()
+        load_pretrained_weights(nnunet_trainer.network, pretrained_weights_file, verbose=True)
+    if expected_checkpoint_file is not None:
+        nnunet_trainer.load_checkpoint(expected_checkpoint_file)
+
+
+def _parse_fold(fold: Union[int, str]):
+    """'all' or a non-negative int (the reference would silently map -1 to the last split)."""
+    if isinstance(fold, str) and fold == 'all':
+        return fold
+    try:
+        fold = int(fold)
+    except ValueError:
+        raise UserError(f"Fold must be an integer (0-4 for the default 5-fold split) or 'all', got {fold!r}.") \
+            from None
+    if fold < 0:
+        raise UserError(f"Fold must be 0 or larger (or 'all'), got {fold}.",
+                        "The default 5-fold cross-validation has folds 0, 1, 2, 3 and 4.")
+    return fold
+
+
+def _check_fold_in_split(dataset_name: str, fold) -> None:
+    """UserError for a fold the split does not have (the default split has 5 folds)."""
+    if fold == 'all':
+        return
+    splits_file = os.path.join(nnUNet_preprocessed, dataset_name, 'splits_final.json')
+    n_folds = len(load_json(splits_file)) if os.path.isfile(splits_file) else 5
+    if fold >= n_folds:
+        where = splits_file if os.path.isfile(splits_file) else "the default 5-fold split"
+        raise UserError(f"Fold {fold} does not exist: {where} has folds 0-{n_folds - 1}.",
+                        "Use one of those folds, 'all' (train on all cases), or add folds to splits_final.json.")
+
+
+def _check_device(device: torch.device) -> None:
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise UserError("-device cuda was requested but no CUDA GPU is available to PyTorch.",
+                        "Use -device cpu (slow) or check your GPU driver / CUDA_VISIBLE_DEVICES.")
+    if device.type == 'mps' and not (hasattr(torch.backends, 'mps') and torch.backends.mps.is_available()):
+        raise UserError("-device mps was requested but Apple MPS is not available.", "Use -device cpu.")
+
+
+def _started_by_torchrun() -> bool:
+    return 'TORCHELASTIC_RUN_ID' in os.environ and int(os.environ.get('WORLD_SIZE', '1')) > 1
+
+
+def _train_in_this_process(trainer, continue_training: bool, only_run_validation: bool,
+                           pretrained_weights: Optional[str], disable_checkpointing: bool,
+                           val_with_best: bool, export_validation_probabilities: bool) -> None:
+    """Steps 6.2-6.8 of spec 03 §1.2 (shared by the single-process, spawned-DDP and torchrun paths)."""
+    if disable_checkpointing:
+        trainer.disable_checkpointing = disable_checkpointing
+    if continue_training and only_run_validation:
+        raise UserError('Cannot set --c and --val flag at the same time.', 'Use one of them.')
+    maybe_load_checkpoint(trainer, continue_training, only_run_validation, pretrained_weights)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True
+    if not only_run_validation:
+        trainer.run_training()
+    if val_with_best:
+        trainer.load_checkpoint(os.path.join(trainer.output_folder, 'checkpoint_best.pth'))
+    trainer.perform_actual_validation(export_validation_probabilities)
+
+
+def run_ddp(rank, dataset_name_or_id, configuration, fold, tr, p, disable_checkpointing, c, val,
+            pretrained_weights, npz, val_with_best, world_size):
+    dist.init_process_group("nccl", rank=rank, world_size=world_size)
+    torch.cuda.set_device(torch.device('cuda', dist.get_rank()))
+    try:
+        trainer = get_trainer_from_args(dataset_name_or_id, configuration, fold, tr, p, c)
+        _train_in_this_process(trainer, c, val, pretrained_weights, disable_checkpointing, val_with_best, npz)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_training(dataset_name_or_id: Union[str, int],
+                 configuration: str, fold: Union[int, str],
+                 trainer_class_name: str = 'nnUNetTrainer',
+                 plans_identifier: str = 'nnUNetPlans',
+                 pretrained_weights: Optional[str] = None,
+                 num_gpus: int = 1,
+                 export_validation_probabilities: bool = False,
+                 continue_training: bool = False,
+                 only_run_validation: bool = False,
+                 disable_checkpointing: bool = False,
+                 val_with_best: bool = False,
+                 device: torch.device = torch.device('cuda')):
+    if plans_identifier == 'nnUNetPlans':
+        print("\n############################\n"
+              "INFO: You are using the old nnU-Net default plans. We have updated our recommendations. "
+              "Please consider using those instead! Read more here: "
+              "https://github.com/MIC-DKFZ/nnUNet/blob/master/documentation/resenc_presets.md"
+              "\n############################\n")
+    fold = _parse_fold(fold)
+    if val_with_best and disable_checkpointing:
+        raise UserError('--val_best is not compatible with --disable_checkpointing.', 'Drop one of the two flags.')
+    if isinstance(device, str):
+        device = torch.device(device)
+    _check_device(device)
+    dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
+    _check_fold_in_split(dataset_name, fold)
+
+    if num_gpus > 1:
+        if device.type != 'cuda':
+            raise UserError(f"Multi-GPU training (-num_gpus {num_gpus}) needs -device cuda, got {device.type}.")
+        if torch.cuda.device_count() < num_gpus:
+            raise UserError(f"-num_gpus {num_gpus} requested but only {torch.cuda.device_count()} GPU(s) are "
+                            f"visible.", "Lower -num_gpus or check CUDA_VISIBLE_DEVICES.")
+        os.environ['MASTER_ADDR'] = 'localhost'
+        if 'MASTER_PORT' not in os.environ:
+            port = str(find_free_network_port())
+            print(f"using port {port}")
+            os.environ['MASTER_PORT'] = port
+        mp.spawn(run_ddp,
+                 args=(dataset_name_or_id, configuration, fold, trainer_class_name, plans_identifier,
+                       disable_checkpointing, continue_training, only_run_validation, pretrained_weights,
+                       export_validation_probabilities, val_with_best, num_gpus),
+                 nprocs=num_gpus, join=True)
+        return
+
+    torchrun = _started_by_torchrun() and not dist.is_initialized()
+    if torchrun:
+        # torchrun sets RANK/WORLD_SIZE/MASTER_*; one process per GPU, the trainer detects DDP itself
+        dist.init_process_group("nccl")
+        torch.cuda.set_device(torch.device('cuda', int(os.environ.get('LOCAL_RANK', dist.get_rank()))))
+    try:
+        trainer = get_trainer_from_args(dataset_name_or_id, configuration, fold, trainer_class_name,
+                                        plans_identifier, continue_training, device=device)
+        _train_in_this_process(trainer, continue_training, only_run_validation, pretrained_weights,
+                               disable_checkpointing, val_with_best, export_validation_probabilities)
+    finally:
+        if torchrun:
+            dist.destroy_process_group()
+
+
+def _build_parser():
+    import argparse
+    parser = argparse.ArgumentParser(description="Train one fold of an nnU-Net configuration.")
+    parser.add_argument('dataset_name_or_id', type=str, help="Dataset name (DatasetXXX_Name) or integer id.")
+    parser.add_argument('configuration', type=str, help="Configuration to train, e.g. 2d or 3d_fullres.")
+    parser.add_argument('fold', type=str, help="Fold of the 5-fold cross-validation (0-4), or 'all'.")
+    parser.add_argument('-tr', type=str, required=False, default='nnUNetTrainer',
+                        help='[OPTIONAL] Trainer class name. Default: nnUNetTrainer')
+    parser.add_argument('-p', type=str, required=False, default='nnUNetPlans',
+                        help='[OPTIONAL] Plans identifier. Default: nnUNetPlans')
+    parser.add_argument('-pretrained_weights', type=str, required=False, default=None,
+                        help='[OPTIONAL] nnU-Net checkpoint (.pth) whose weights initialise the network (only '
+                             'when starting a new training).')
+    parser.add_argument('-num_gpus', type=int, default=1, required=False,
+                        help='Number of GPUs for (single-node DDP) training. Default: 1')
+    parser.add_argument('--npz', action='store_true', required=False,
+                        help='[OPTIONAL] Also save the softmax/sigmoid probabilities of the final validation '
+                             '(.npz + .pkl); needed to find the best ensemble.')
+    parser.add_argument('--c', action='store_true', required=False,
+                        help='[OPTIONAL] Continue from the latest checkpoint of this fold.')
+    parser.add_argument('--val', action='store_true', required=False,
+                        help='[OPTIONAL] Only run the final validation (needs checkpoint_final.pth).')
+    parser.add_argument('--val_best', action='store_true', required=False,
+                        help='[OPTIONAL] Validate with checkpoint_best.pth instead of the final weights. Writes into '
+                             'the same validation folder. Not compatible with --disable_checkpointing.')
+    parser.add_argument('--disable_checkpointing', action='store_true', required=False,
+                        help='[OPTIONAL] Write no checkpoints (for testing).')
+    parser.add_argument('-device', type=str, default='cuda', required=False,
+                        help="Device type: 'cuda' (GPU), 'cpu' or 'mps' (Apple). Select the GPU with "
+                             "CUDA_VISIBLE_DEVICES=X, not here.")
+    return parser
+
+
+@exit_on_user_error
+def run_training_entry():
+    args = _build_parser().parse_args()
+    if args.device not in ('cpu', 'cuda', 'mps'):
+        raise UserError(f"-device must be cpu, cuda or mps, got {args.device!r}.")
+    if args.device == 'cpu':
+        # use all cores for CPU training
+        torch.set_num_threads(multiprocessing.cpu_count())
+        device = torch.device('cpu')
+    elif args.device == 'cuda':
+        _check_device(torch.device('cuda'))
+        # multithreading in torch doesn't help nnU-Net if run on GPU
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+        device = torch.device('cuda')
+    else:
+        device = torch.device('mps')
+
+    run_training(args.dataset_name_or_id, args.configuration, args.fold, args.tr, args.p, args.pretrained_weights,
+                 args.num_gpus, args.npz, args.c, args.val, args.disable_checkpointing, args.val_best,
+                 device=device)
+
+
+if __name__ == '__main__':
+    os.environ['OMP_NUM_THREADS'] = '1'
+    os.environ['MKL_NUM_THREADS'] = '1'
+    os.environ['OPENBLAS_NUM_THREADS'] = '1'
+    os.environ['TORCHINDUCTOR_COMPILE_THREADS'] = '1'
+    run_training_entry()

@@ -1,0 +1,88 @@
+"""Checkpoint dict, atomic save and restore for nnUNetTrainer (spec 03 §8).
+
+The dict has exactly the reference's keys, and only builtin, NumPy and torch types, so checkpoints load in both
+implementations. Writing goes to a temporary sibling first, so a crash never leaves a truncated ``.pth``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Union
+
+import torch
+
+from nnunetv2.errors import UserError
+from nnunetv2.file_io import atomic_path
+
+CHECKPOINT_KEYS = ("network_weights", "optimizer_state", "grad_scaler_state", "logging", "_best_ema",
+                   "current_epoch", "init_args", "trainer_name", "inference_allowed_mirroring_axes")
+
+
+def build_checkpoint(trainer, network: torch.nn.Module) -> Dict[str, Any]:
+    """The checkpoint dict; ``current_epoch`` is the number of completed epochs (= the epoch to resume at)."""
+    return {
+        "network_weights": network.state_dict(),
+        "optimizer_state": trainer.optimizer.state_dict(),
+        "grad_scaler_state": trainer.grad_scaler.state_dict() if trainer.grad_scaler is not None else None,
+        "logging": trainer.logger.get_checkpoint(),
+        "_best_ema": trainer._best_ema,
+        "current_epoch": trainer.current_epoch + 1,
+        "init_args": trainer.my_init_kwargs,
+        "trainer_name": trainer.__class__.__name__,
+        "inference_allowed_mirroring_axes": trainer.inference_allowed_mirroring_axes,
+    }
+
+
+def save_checkpoint_atomically(checkpoint: Dict[str, Any], filename: str) -> None:
+    with atomic_path(filename) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def read_checkpoint(filename: str, device: torch.device) -> Dict[str, Any]:
+    """Load a training checkpoint safely; a missing, corrupt or foreign file gives a one-line UserError."""
+    from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys
+    if not os.path.isfile(filename):
+        raise UserError(f"Checkpoint file not found: {filename}.")
+    checkpoint = load_checkpoint(filename, map_location=device)
+    require_keys(checkpoint, filename, ("network_weights", "optimizer_state", "current_epoch", "logging"))
+    return checkpoint
+
+
+def fix_state_dict_keys(saved: Dict[str, Any], current_keys) -> Dict[str, Any]:
+    """Strip a ``module.`` prefix (DDP) from saved keys that the current network does not know."""
+    current_keys = set(current_keys)
+    out = {}
+    for key, value in saved.items():
+        if key not in current_keys and key.startswith("module."):
+            key = key[7:]
+        out[key] = value
+    return out
+
+
+def restore(trainer, checkpoint: Dict[str, Any], network: torch.nn.Module, source: str = "checkpoint") -> None:
+    """Put the state of ``checkpoint`` into ``trainer`` (which must be initialised); ``network`` is unwrapped."""
+    restore_weights_and_bookkeeping(trainer, checkpoint, network, source)
+    restore_optimizer(trainer, checkpoint)
+
+
+def restore_weights_and_bookkeeping(trainer, checkpoint: Dict[str, Any], network: torch.nn.Module,
+                                    source: str = "checkpoint") -> None:
+    """Epoch counter, logger, best EMA, mirroring axes, init args and the network weights."""
+    weights = fix_state_dict_keys(checkpoint["network_weights"], network.state_dict().keys())
+    trainer.my_init_kwargs = checkpoint.get("init_args", trainer.my_init_kwargs)
+    trainer.current_epoch = checkpoint["current_epoch"]
+    trainer.logger.load_checkpoint(checkpoint["logging"])
+    trainer._best_ema = checkpoint.get("_best_ema")
+    trainer.inference_allowed_mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes",
+                                                              trainer.inference_allowed_mirroring_axes)
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as e:
+        raise UserError(f"The network weights in {source} do not fit this trainer's network "
+                        f"({' '.join(str(e).split())[:300]}).",
+                        "Was it trained with another plans file, configuration or trainer?") from e
+
+
+def restore_optimizer(trainer, checkpoint: Dict[str, Any]) -> None:
+    trainer.optimizer.load_state_dict(checkpoint["optimizer_state"])
+    if trainer.grad_scaler is not None and checkpoint.get("grad_scaler_state") is not None:
+        trainer.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])

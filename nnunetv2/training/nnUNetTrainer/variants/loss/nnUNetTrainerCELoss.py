@@ -1,0 +1,25 @@
+"""Cross-entropy only (spec 03 §12.3)."""
+import torch
+
+from nnunetv2.errors import UserError
+from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
+from nnunetv2.training.nnUNetTrainer import _setup
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class nnUNetTrainerCELoss(nnUNetTrainer):
+    def _build_loss(self):
+        if self.label_manager.has_regions:
+            raise UserError("nnUNetTrainerCELoss does not support region-based training (the dataset defines "
+                            "regions).", "Use nnUNetTrainer or nnUNetTrainerDiceLoss.")
+        loss = RobustCrossEntropyLoss(
+            weight=None, ignore_index=self.label_manager.ignore_label if self.label_manager.has_ignore_label else -100)
+        # the lowest-resolution output always gets weight 0 here, also under DDP
+        return _setup.maybe_wrap_deep_supervision(self, loss, last_weight_always_zero=True)
+
+
+class nnUNetTrainerCELoss_5epochs(nnUNetTrainerCELoss):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 5

@@ -1,0 +1,31 @@
+"""nnUNetTrainer with BatchNorm instead of the planned normalisation (spec 03 §12.5)."""
+from pydoc import locate
+
+from dynamic_network_architectures.building_blocks.helper import get_matching_batchnorm
+from torch import nn
+
+from nnunetv2.errors import UserError
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+
+
+class nnUNetTrainerBN(nnUNetTrainer):
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        arch_kwargs = dict(configuration_manager.network_arch_init_kwargs)
+        if "norm_op" not in arch_kwargs:
+            raise UserError(f"nnUNetTrainerBN cannot replace the normalisation: the architecture "
+                            f"{configuration_manager.network_arch_class_name} has no 'norm_op' in its plans kwargs.")
+        conv_op = arch_kwargs["conv_op"] if isinstance(arch_kwargs["conv_op"], type) else locate(arch_kwargs["conv_op"])
+        if conv_op is None:
+            raise UserError(f"nnUNetTrainerBN: cannot import conv_op {arch_kwargs['conv_op']!r} from the plans.")
+        bn_class = get_matching_batchnorm(conv_op)
+        arch_kwargs["norm_op"] = bn_class.__module__ + "." + bn_class.__name__
+        arch_kwargs["norm_op_kwargs"] = {"eps": 1e-5, "affine": True}
+        return get_network_from_plans(configuration_manager.network_arch_class_name, arch_kwargs,
+                                      configuration_manager.network_arch_init_kwargs_req_import,
+                                      num_input_channels, num_output_channels, allow_init=True,
+                                      deep_supervision=enable_deep_supervision)
