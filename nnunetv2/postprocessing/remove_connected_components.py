@@ -1,0 +1,271 @@
+"""Connected-component postprocessing: keep only the largest component of the foreground or of single labels.
+
+Spec 04 §7. ``determine_postprocessing`` tries (1) keeping the largest foreground component and (2) keeping the
+largest component per label/region, keeps what improves Dice on the cross-validation predictions, and stores the
+chosen steps in ``postprocessing.pkl``. That pickle names ``remove_all_but_largest_component_from_segmentation`` of
+this module by qualified name, so the function must stay here under this name (reference-made files load here and
+ours load in the reference).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+from typing import Callable, List, Sequence, Tuple, Union
+
+import numpy as np
+
+from nnunetv2.configuration import default_num_processes
+from nnunetv2.errors import UserError, exit_on_user_error
+from nnunetv2.evaluation._parallel import shared_pool, starmap
+from nnunetv2.evaluation.evaluate_predictions import (compute_metrics_on_folder, load_summary_json,
+                                                      region_or_label_to_mask)
+from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p, save_json, save_pickle
+from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.postprocessing._components import largest_components
+from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
+
+logger = logging.getLogger(__name__)
+
+
+def remove_all_but_largest_component_from_segmentation(segmentation: np.ndarray,
+                                                       labels_or_regions: Union[int, Tuple[int, ...],
+                                                                                List[Union[int, Tuple[int, ...]]]],
+                                                       background_label: int = 0) -> np.ndarray:
+    """Copy of ``segmentation`` in which the union of ``labels_or_regions`` keeps only its largest component(s)."""
+    if not isinstance(labels_or_regions, (list, tuple, np.ndarray)):
+        labels_or_regions = [labels_or_regions]
+    mask = np.zeros_like(segmentation, dtype=bool)
+    for label_or_region in labels_or_regions:
+        mask |= region_or_label_to_mask(segmentation, label_or_region)
+    remove = mask & ~largest_components(mask)
+    ret = np.copy(segmentation)
+    ret[remove] = background_label
+    return ret
+
+
+def apply_postprocessing(segmentation: np.ndarray, pp_fns: List[Callable], pp_fn_kwargs: List[dict]) -> np.ndarray:
+    for fn, kwargs in zip(pp_fns, pp_fn_kwargs):
+        segmentation = fn(segmentation, **kwargs)
+    return segmentation
+
+
+def load_postprocess_save(segmentation_file: str, output_fname: str, image_reader_writer: BaseReaderWriter,
+                          pp_fns: List[Callable], pp_fn_kwargs: List[dict]) -> None:
+    seg, props = image_reader_writer.read_seg(segmentation_file)
+    seg = apply_postprocessing(seg[0], pp_fns, pp_fn_kwargs)
+    with atomic_path(output_fname) as tmp:
+        image_reader_writer.write_seg(seg, tmp, props)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _load_plans_and_dataset_json(folder: str, plans_file_or_dict, dataset_json_file_or_dict):
+    """(plans dict, dataset.json dict); missing arguments default to the copies inside ``folder``."""
+    out = []
+    for value, name, flag in ((plans_file_or_dict, 'plans.json', '-plans_json'),
+                              (dataset_json_file_or_dict, 'dataset.json', '-dataset_json')):
+        if value is None:
+            value = os.path.join(folder, name)
+            if not os.path.isfile(value):
+                raise UserError(f"{name} not found in {folder} and no {name} was given.", f"Pass it with {flag}.")
+        if not isinstance(value, dict):
+            if not os.path.isfile(value):
+                raise UserError(f"The {name} file {value} does not exist.", f"Check the {flag} path.")
+            value = load_json(value)
+        out.append(value)
+    return out[0], out[1]
+
+
+def _managers(plans: dict, dataset_json: dict):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    plans_manager = PlansManager(plans)
+    return plans_manager, plans_manager.get_label_manager(dataset_json)
+
+
+def _files_with_ending(folder: str, file_ending: str) -> List[str]:
+    return sorted(f for f in os.listdir(folder) if f.endswith(file_ending) and os.path.isfile(os.path.join(folder, f)))
+
+
+def _apply_to_files(files: Sequence[str], input_folder: str, output_folder: str, rw: BaseReaderWriter,
+                    pp_fns: List[Callable], pp_fn_kwargs: List[dict], num_processes: int) -> None:
+    maybe_mkdir_p(output_folder)
+    starmap(load_postprocess_save,
+            [(os.path.join(input_folder, f), os.path.join(output_folder, f), rw, pp_fns, pp_fn_kwargs) for f in files],
+            num_processes)
+
+
+def _atomic_copy(src: str, dst: str) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def determine_postprocessing(folder_predictions: str, folder_ref: str, plans_file_or_dict: Union[str, dict] = None,
+                             dataset_json_file_or_dict: Union[str, dict] = None,
+                             num_processes: int = default_num_processes, keep_postprocessed_files: bool = True):
+    """Find the connected-component steps that improve Dice; write postprocessing.pkl/.json. Spec 04 §7.2."""
+    with shared_pool(num_processes):  # one worker pool for the whole series of evaluations
+        return _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict, dataset_json_file_or_dict,
+                                         num_processes, keep_postprocessed_files)
+
+
+def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict, dataset_json_file_or_dict,
+                              num_processes, keep_postprocessed_files):
+    for folder, what in ((folder_predictions, 'prediction'), (folder_ref, 'reference')):
+        if not os.path.isdir(folder):
+            raise UserError(f"The {what} folder {folder} does not exist.", "Check the path.")
+    plans, dataset_json = _load_plans_and_dataset_json(folder_predictions, plans_file_or_dict,
+                                                       dataset_json_file_or_dict)
+    plans_manager, label_manager = _managers(plans, dataset_json)
+    rw = plans_manager.image_reader_writer_class()
+    file_ending = dataset_json['file_ending']
+    labels_or_regions = label_manager.foreground_regions if label_manager.has_regions \
+        else label_manager.foreground_labels
+    ignore_label = label_manager.ignore_label
+
+    def evaluate(folder: str) -> dict:
+        compute_metrics_on_folder(folder_ref, folder, os.path.join(folder, 'summary.json'), rw, file_ending,
+                                  labels_or_regions, ignore_label, num_processes, chill=True)
+        return load_summary_json(os.path.join(folder, 'summary.json'))
+
+    output_folder = os.path.join(folder_predictions, 'postprocessed')
+    temp = os.path.join(output_folder, 'temp')
+    shutil.rmtree(temp, ignore_errors=True)  # leftovers of an interrupted run would be evaluated as predictions
+    maybe_mkdir_p(output_folder)
+
+    files_predictions = _files_with_ending(folder_predictions, file_ending)
+    missing = set(_files_with_ending(folder_ref, file_ending)) - set(files_predictions)
+    if missing:
+        print(f'WARNING: Not all files in folder_ref were found in folder_predictions. Determining postprocessing '
+              f'should always be done on the entire dataset! {len(missing)} reference file(s) have no prediction.')
+
+    if os.path.isfile(os.path.join(folder_predictions, 'summary.json')):
+        baseline_results = load_summary_json(os.path.join(folder_predictions, 'summary.json'))
+    else:
+        baseline_results = evaluate(folder_predictions)
+
+    pp_fns, pp_fn_kwargs = [], []
+
+    # 1) keep only the largest foreground component (all non-background labels merged, also for regions)
+    foreground = [int(i) for i in label_manager.foreground_labels]
+    output_here = os.path.join(temp, 'keep_largest_fg')
+    kwargs = {'labels_or_regions': foreground}
+    _apply_to_files(files_predictions, folder_predictions, output_here, rw,
+                    [remove_all_but_largest_component_from_segmentation], [kwargs], num_processes)
+    pp_results = evaluate(output_here)
+    before, after = baseline_results['foreground_mean']['Dice'], pp_results['foreground_mean']['Dice']
+    # NaN compares False both ways: a NaN baseline never accepts, a NaN per-class value never vetoes
+    worse = any(pp_results['mean'][r]['Dice'] < baseline_results['mean'][r]['Dice'] for r in labels_or_regions)
+    if after > before and not worse:
+        print(f'Results were improved by removing all but the largest foreground region. '
+              f'Mean dice before: {round(before, 5)} after: {round(after, 5)}')
+        source = output_here
+        pp_fns.append(remove_all_but_largest_component_from_segmentation)
+        pp_fn_kwargs.append(kwargs)
+        baseline_results = pp_results
+    else:
+        print('Removing all but the largest foreground region did not improve results!')
+        source = folder_predictions
+
+    # 2) keep only the largest component of each label/region, one at a time, building on what was accepted
+    if len(labels_or_regions) > 1:
+        current_best = os.path.join(temp, 'keep_largest_perClassOrRegion_currentBest')
+        for label_or_region in labels_or_regions:
+            value = tuple(int(i) for i in label_or_region) if isinstance(label_or_region, (tuple, list)) \
+                else int(label_or_region)
+            kwargs = {'labels_or_regions': value}
+            output_here = os.path.join(temp, 'keep_largest_perClassOrRegion')
+            shutil.rmtree(output_here, ignore_errors=True)
+            _apply_to_files(files_predictions, source, output_here, rw,
+                            [remove_all_but_largest_component_from_segmentation], [kwargs], num_processes)
+            pp_results = evaluate(output_here)
+            before = baseline_results['mean'][label_or_region]['Dice']
+            after = pp_results['mean'][label_or_region]['Dice']
+            if after > before:
+                print(f'Results were improved by removing all but the largest component for {label_or_region}. '
+                      f'Dice before: {round(before, 5)} after: {round(after, 5)}')
+                shutil.rmtree(current_best, ignore_errors=True)
+                shutil.move(output_here, current_best)
+                source = current_best
+                baseline_results = pp_results
+                pp_fns.append(remove_all_but_largest_component_from_segmentation)
+                pp_fn_kwargs.append(kwargs)
+            else:
+                print(f'Removing all but the largest component for {label_or_region} did not improve results! '
+                      f'Dice before: {round(before, 5)} after: {round(after, 5)}')
+
+    # the chosen source (possibly the untouched predictions, with all their side files) becomes 'postprocessed'
+    for f in sorted(os.listdir(source)):
+        if os.path.isfile(os.path.join(source, f)):
+            _atomic_copy(os.path.join(source, f), os.path.join(output_folder, f))
+
+    save_pickle((pp_fns, pp_fn_kwargs), os.path.join(folder_predictions, 'postprocessing.pkl'))
+    baseline = load_summary_json(os.path.join(folder_predictions, 'summary.json'))
+    final = load_summary_json(os.path.join(output_folder, 'summary.json'))
+    save_json({'input_folder': _summary_for_json(baseline), 'postprocessed': _summary_for_json(final),
+               'postprocessing_fns': [fn.__name__ for fn in pp_fns], 'postprocessing_kwargs': pp_fn_kwargs},
+              os.path.join(folder_predictions, 'postprocessing.json'))
+
+    shutil.rmtree(temp, ignore_errors=True)
+    if not keep_postprocessed_files:
+        shutil.rmtree(output_folder, ignore_errors=True)
+    return pp_fns, pp_fn_kwargs
+
+
+def _summary_for_json(summary: dict) -> dict:
+    return {'foreground_mean': summary['foreground_mean'], 'mean': {str(k): v for k, v in summary['mean'].items()}}
+
+
+def apply_postprocessing_to_folder(input_folder: str, output_folder: str, pp_fns: List[Callable],
+                                   pp_fn_kwargs: List[dict], plans_file_or_dict: Union[str, dict] = None,
+                                   dataset_json_file_or_dict: Union[str, dict] = None, num_processes: int = 8) -> None:
+    """Apply the steps to every segmentation in ``input_folder``; same-named files in ``output_folder``."""
+    if not os.path.isdir(input_folder):
+        raise UserError(f"The input folder {input_folder} does not exist.", "Check the -i path.")
+    plans, dataset_json = _load_plans_and_dataset_json(input_folder, plans_file_or_dict, dataset_json_file_or_dict)
+    plans_manager, _ = _managers(plans, dataset_json)
+    rw = plans_manager.image_reader_writer_class()
+    files = _files_with_ending(input_folder, dataset_json['file_ending'])
+    _apply_to_files(files, input_folder, output_folder, rw, pp_fns, pp_fn_kwargs, num_processes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+@exit_on_user_error
+def entry_point_determine_postprocessing_folder():
+    # like the reference, the description is passed as the program name (it shows up in the usage line)
+    parser = argparse.ArgumentParser('Writes postprocessing.pkl and postprocessing.json in input_folder.')
+    parser.add_argument('-i', type=str, required=True, help='Input folder')
+    parser.add_argument('-ref', type=str, required=True, help='Folder with gt labels')
+    parser.add_argument('-plans_json', type=str, required=False, default=None,
+                        help='plans file to use. If not specified we will look for the plans.json file in the '
+                             'input folder (input_folder/plans.json)')
+    parser.add_argument('-dataset_json', type=str, required=False, default=None,
+                        help='dataset.json file to use. If not specified we will look for the dataset.json file '
+                             'in the input folder (input_folder/dataset.json)')
+    parser.add_argument('-np', type=int, required=False, default=default_num_processes,
+                        help=f'number of processes to use. Default: {default_num_processes}')
+    parser.add_argument('--remove_postprocessed', action='store_true', required=False,
+                        help='set this if you don\'t want to keep the postprocessed files')
+    args = parser.parse_args()
+    determine_postprocessing(args.i, args.ref, args.plans_json, args.dataset_json, args.np,
+                             not args.remove_postprocessed)
+
+
+@exit_on_user_error
+def entry_point_apply_postprocessing():
+    # the reference's description, typo included, doubles as the program name
+    parser = argparse.ArgumentParser('Apples postprocessing specified in pp_pkl_file to input folder.')
+    parser.add_argument('-i', type=str, required=True, help='Input folder')
+    parser.add_argument('-o', type=str, required=True, help='Output folder')
+    parser.add_argument('-pp_pkl_file', type=str, required=True, help='postprocessing.pkl file')
+    parser.add_argument('-np', type=int, required=False, default=default_num_processes,
+                        help=f'number of processes to use. Default: {default_num_processes}')
+    parser.add_argument('-plans_json', type=str, required=False, default=None,
+                        help='plans file to use. If not specified we will look for the plans.json file in the '
+                             'input folder (input_folder/plans.json)')
+    parser.add_argument('-dataset_json', type=str, required=False, default=None,
+                        help='dataset.json file to use. If not specified we will look for the dataset.json file '
+                             'in the input folder (input_folder/dataset.json)')
+    args = parser.parse_args()
+    pp_fns, pp_fn_kwargs = load_postprocessing_pickle(args.pp_pkl_file)
+    apply_postprocessing_to_folder(args.i, args.o, pp_fns, pp_fn_kwargs, args.plans_json, args.dataset_json, args.np)

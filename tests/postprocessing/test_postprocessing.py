@@ -1,0 +1,184 @@
+"""Connected-component postprocessing: the building block, determination, application and safe pkl loading."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from skimage import measure
+
+from _pp_reference_outputs import REFERENCE_PKL_B64, REFERENCE_POSTPROCESSING_JSON
+from nnunetv2.errors import UserError
+from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
+from nnunetv2.postprocessing.remove_connected_components import (
+    apply_postprocessing_to_folder, determine_postprocessing, entry_point_apply_postprocessing,
+    remove_all_but_largest_component_from_segmentation)
+
+PLANS = {  # just enough plans for the reader/writer and the label manager
+    "dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
+    "label_manager": "LabelManager", "configurations": {}, "transpose_forward": [0, 1, 2],
+    "transpose_backward": [0, 1, 2],
+}
+
+
+def make_case_folders(root, regions=False):
+    """gt/ and pred/ with two cases: a spurious label-1 blob far away and a label-2 blob touching label 1."""
+    for d in ('gt', 'pred'):
+        (root / d).mkdir()
+    for c in range(2):
+        ref = np.zeros((20, 20, 20), np.uint8)
+        ref[2:8, 2:8, 2:8] = 1
+        ref[8:12, 2:8, 2:8] = 2
+        pred = ref.copy()
+        pred[7, 7, 7] = 0
+        pred[15:17, 15:17, 2 + c:4 + c] = 1
+        pred[2:4, 8:10, 2:4] = 2
+        for arr, d in ((ref, 'gt'), (pred, 'pred')):
+            im = sitk.GetImageFromArray(arr)
+            im.SetSpacing((1.0, 1.0, 2.0))
+            sitk.WriteImage(im, str(root / d / f'case_{c}.nii.gz'))
+    labels = {'background': 0, 'whole': [1, 2], 'b': 2} if regions else {'background': 0, 'a': 1, 'b': 2}
+    dataset_json = {'channel_names': {'0': 'CT'}, 'labels': labels, 'numTraining': 2, 'file_ending': '.nii.gz'}
+    if regions:
+        dataset_json['regions_class_order'] = [1, 2]
+    (root / 'pred' / 'dataset.json').write_text(json.dumps(dataset_json))
+    (root / 'pred' / 'plans.json').write_text(json.dumps(PLANS))
+
+
+def _read(path):
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def test_spurious_component_removed_and_ties_kept():
+    seg = np.zeros((1, 10, 10), np.uint8)
+    seg[0, 1:4, 1:4] = 1  # 9 voxels
+    seg[0, 7:9, 7:9] = 1  # 4 voxels: removed
+    seg[0, 6, 1] = 2  # other label untouched
+    out = remove_all_but_largest_component_from_segmentation(seg, 1)
+    assert out[0, 7:9, 7:9].sum() == 0 and out[0, 1:4, 1:4].min() == 1 and out[0, 6, 1] == 2
+    assert seg[0, 7, 7] == 1  # works on a copy
+    seg[0, 7:10, 7:10] = 1  # now 9 voxels too: a tie keeps both
+    out = remove_all_but_largest_component_from_segmentation(seg, [1])
+    assert (out == seg).all()
+    assert (remove_all_but_largest_component_from_segmentation(seg, 5) == seg).all()  # empty mask
+    # diagonal neighbours are connected (full connectivity), so nothing is removed here
+    diag = np.zeros((1, 4, 4), np.uint8)
+    diag[0, 0, 0] = diag[0, 1, 1] = diag[0, 3, 3] = 1
+    out = remove_all_but_largest_component_from_segmentation(diag, 1, background_label=7)
+    assert out[0, 0, 0] == 1 and out[0, 1, 1] == 1 and out[0, 3, 3] == 7
+
+
+def test_same_as_skimage_full_connectivity():
+    rs = np.random.RandomState(3)
+    for _ in range(5):
+        seg = (rs.rand(12, 13, 14) > 0.7).astype(np.uint8) * rs.randint(1, 3, (12, 13, 14)).astype(np.uint8)
+        for lor in ([1, 2], 1, (1, 2)):
+            labels = lor if isinstance(lor, (list, tuple)) else [lor]
+            mask = np.isin(seg, labels)
+            comp = measure.label(mask, connectivity=3)
+            sizes = np.bincount(comp.ravel())[1:]
+            keep = np.isin(comp, np.flatnonzero(sizes == sizes.max()) + 1)
+            expected = seg.copy()
+            expected[mask & ~keep] = 0
+            assert (remove_all_but_largest_component_from_segmentation(seg, lor) == expected).all()
+
+
+def test_determine_postprocessing_matches_reference(tmp_path):
+    make_case_folders(tmp_path)
+    pred = tmp_path / 'pred'
+    fns, kwargs = determine_postprocessing(str(pred), str(tmp_path / 'gt'), None, None, num_processes=1)
+    assert [f.__name__ for f in fns] == ['remove_all_but_largest_component_from_segmentation'] * 2
+    assert kwargs == [{'labels_or_regions': [1, 2]}, {'labels_or_regions': 2}]
+    assert (pred / 'postprocessing.json').read_text() == REFERENCE_POSTPROCESSING_JSON
+    assert sorted(os.listdir(pred / 'postprocessed')) == ['case_0.nii.gz', 'case_1.nii.gz', 'summary.json']
+    for c in range(2):  # postprocessed predictions equal the reference segmentation here
+        assert (_read(pred / 'postprocessed' / f'case_{c}.nii.gz') == _read(tmp_path / 'gt' / f'case_{c}.nii.gz')
+                ).sum() == 20 ** 3 - 1
+    ours = load_postprocessing_pickle(str(pred / 'postprocessing.pkl'))
+    assert ours[1] == kwargs and ours[0][0] is remove_all_but_largest_component_from_segmentation
+
+    # the reference's pkl for the same input loads (safely) and applying it gives the same files
+    ref_pkl = tmp_path / 'ref_postprocessing.pkl'
+    ref_pkl.write_bytes(base64.b64decode(''.join(REFERENCE_PKL_B64)))
+    ref_fns, ref_kwargs = load_postprocessing_pickle(str(ref_pkl))
+    assert ref_fns == [remove_all_but_largest_component_from_segmentation] * 2 and ref_kwargs == kwargs
+    apply_postprocessing_to_folder(str(pred), str(tmp_path / 'applied'), ref_fns, ref_kwargs, num_processes=1)
+    assert sorted(os.listdir(tmp_path / 'applied')) == ['case_0.nii.gz', 'case_1.nii.gz']
+    for c in range(2):
+        assert (_read(tmp_path / 'applied' / f'case_{c}.nii.gz') ==
+                _read(pred / 'postprocessed' / f'case_{c}.nii.gz')).all()
+
+
+def test_region_dataset_and_remove_postprocessed(tmp_path):
+    make_case_folders(tmp_path, regions=True)
+    pred = tmp_path / 'pred'
+    # an existing summary.json is trusted as the baseline
+    fns, kwargs = determine_postprocessing(str(pred), str(tmp_path / 'gt'), str(pred / 'plans.json'),
+                                           str(pred / 'dataset.json'), 1, keep_postprocessed_files=False)
+    assert kwargs == [{'labels_or_regions': [1, 2]}, {'labels_or_regions': 2}]
+    assert not (pred / 'postprocessed').exists()
+    pp = json.loads((pred / 'postprocessing.json').read_text())
+    assert sorted(pp['input_folder']['mean']) == ['(1, 2)', '2']
+    assert pp['postprocessed']['foreground_mean']['Dice'] > pp['input_folder']['foreground_mean']['Dice']
+
+
+def test_nothing_helps_copies_everything(tmp_path):
+    make_case_folders(tmp_path)
+    pred = tmp_path / 'pred'
+    for c in range(2):  # perfect predictions: no step can improve them
+        shutil.copy(tmp_path / 'gt' / f'case_{c}.nii.gz', pred / f'case_{c}.nii.gz')
+    fns, kwargs = determine_postprocessing(str(pred), str(tmp_path / 'gt'), None, None, 1)
+    assert fns == [] and kwargs == []
+    assert sorted(os.listdir(pred / 'postprocessed')) == ['case_0.nii.gz', 'case_1.nii.gz', 'dataset.json',
+                                                          'plans.json', 'summary.json']
+    with open(pred / 'postprocessing.pkl', 'rb') as f:
+        assert pickle.load(f) == ([], [])
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+def test_unsafe_or_foreign_pickles_refused(tmp_path):
+    evil = tmp_path / 'evil.pkl'
+    evil.write_bytes(pickle.dumps(([_Evil()], [{}])))
+    with pytest.raises(UserError, match=r'(posix|os)\.system.*refusing'):
+        load_postprocessing_pickle(str(evil))
+    other = tmp_path / 'other.pkl'
+    other.write_bytes(pickle.dumps({'a': 1}))
+    with pytest.raises(UserError, match='not a postprocessing file'):
+        load_postprocessing_pickle(str(other))
+    garbage = tmp_path / 'garbage.pkl'
+    garbage.write_bytes(b'not a pickle')
+    with pytest.raises(UserError, match='not a postprocessing file'):
+        load_postprocessing_pickle(str(garbage))
+    with pytest.raises(UserError, match='does not exist'):
+        load_postprocessing_pickle(str(tmp_path / 'missing.pkl'))
+
+
+def test_apply_cli(tmp_path, monkeypatch, capsys):
+    make_case_folders(tmp_path)
+    pred = tmp_path / 'pred'
+    pkl = tmp_path / 'pp.pkl'
+    pkl.write_bytes(base64.b64decode(''.join(REFERENCE_PKL_B64)))
+    monkeypatch.setattr(sys, 'argv', ['x', '-i', str(pred), '-o', str(tmp_path / 'out'), '-pp_pkl_file', str(pkl),
+                                      '-np', '1'])
+    entry_point_apply_postprocessing()
+    assert sorted(os.listdir(tmp_path / 'out')) == ['case_0.nii.gz', 'case_1.nii.gz']
+    os.remove(pred / 'plans.json')  # like an nnUNetv2_ensemble output: -plans_json is needed
+    with pytest.raises(SystemExit) as e:
+        entry_point_apply_postprocessing()
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith('nnU-Net error:') and 'plans.json' in err and '-plans_json' in err
+    monkeypatch.setattr(sys, 'argv', ['x', '-h'])
+    with pytest.raises(SystemExit):
+        entry_point_apply_postprocessing()
+    assert capsys.readouterr().out.startswith('usage: Apples postprocessing specified in pp_pkl_file')
