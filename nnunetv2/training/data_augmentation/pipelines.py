@@ -5,7 +5,7 @@ exactly theirs so that the static methods stay one-liners and subclasses can sti
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
+from typing import List, Tuple, Union
 
 import numpy as np
 from batchgeneratorsv2.helpers.scalar_type import RandomScalar

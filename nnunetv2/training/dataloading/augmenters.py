@@ -13,7 +13,6 @@ interface (``generator``, ``num_processes``, ``transform``, ``_finish`` ...) but
 from __future__ import annotations
 
 import logging
-import queue as queue_module
 import signal
 import threading
 import traceback

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import List, Optional, Tuple, Type, Union
+from typing import List, Type, Union
 
 import numpy as np
 

@@ -13,8 +13,6 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from nnunetv2.file_io import atomic_path
-
 logger = logging.getLogger(__name__)
 
 LOCAL_KEYS = ('mean_fg_dice', 'ema_fg_dice', 'dice_per_class_or_region', 'train_losses', 'val_losses', 'lrs',
