@@ -8,15 +8,24 @@ Otherwise there is one softmax output per label, background included.
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence, Tuple, Type, Union
+import sys
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
-import torch
 
 from nnunetv2.errors import UserError
-from nnunetv2.utilities.helpers import softmax_helper_dim0
 
-Array = Union[np.ndarray, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported only when a tensor is handled: preprocessing workers use label managers on numpy arrays only and
+# should not pay torch's import time.
+Array = Union[np.ndarray, "torch.Tensor"]
+
+
+def _is_tensor(x) -> bool:
+    torch = sys.modules.get("torch")  # a tensor cannot exist unless torch was imported
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _is_sequence(v) -> bool:
@@ -50,10 +59,20 @@ class LabelManager(object):
                             f"{max(self.all_labels) + 1}, got {self.ignore_label} (dataset.json 'labels').",
                             "Give 'ignore' the value max(other labels) + 1.")
 
-        if inference_nonlin is None:
-            self.inference_nonlin = torch.sigmoid if self.has_regions else softmax_helper_dim0
-        else:
-            self.inference_nonlin = inference_nonlin
+        self._inference_nonlin = inference_nonlin
+
+    @property
+    def inference_nonlin(self):
+        """sigmoid per region with regions, else softmax over the channel axis (unless given to the constructor)."""
+        if self._inference_nonlin is None:
+            import torch
+            from nnunetv2.utilities.helpers import softmax_helper_dim0
+            self._inference_nonlin = torch.sigmoid if self.has_regions else softmax_helper_dim0
+        return self._inference_nonlin
+
+    @inference_nonlin.setter
+    def inference_nonlin(self, fn) -> None:
+        self._inference_nonlin = fn
 
     # --- construction helpers (overridable) ---
     def _sanity_check(self, label_dict: dict) -> None:
@@ -150,7 +169,8 @@ class LabelManager(object):
         return [i for i in classes_or_regions if not _only_background(i)]
 
     # --- conversions ---
-    def apply_inference_nonlin(self, logits: Array) -> torch.Tensor:
+    def apply_inference_nonlin(self, logits: Array) -> "torch.Tensor":
+        import torch
         if isinstance(logits, np.ndarray):
             logits = torch.from_numpy(logits)
         with torch.no_grad():
@@ -158,7 +178,7 @@ class LabelManager(object):
 
     def convert_probabilities_to_segmentation(self, predicted_probabilities: Array) -> Array:
         """(c, ...) probabilities → label map; regions: threshold 0.5 in ``regions_class_order``, else argmax."""
-        if not isinstance(predicted_probabilities, (np.ndarray, torch.Tensor)):
+        if not (isinstance(predicted_probabilities, np.ndarray) or _is_tensor(predicted_probabilities)):
             raise RuntimeError(f"Unexpected input type {type(predicted_probabilities)}: expected a numpy array or "
                                f"a torch tensor.")
         if predicted_probabilities.shape[0] != self.num_segmentation_heads:
@@ -169,6 +189,7 @@ class LabelManager(object):
         if isinstance(predicted_probabilities, np.ndarray):
             segmentation = np.zeros(predicted_probabilities.shape[1:], dtype=np.uint16)
         else:
+            import torch
             segmentation = torch.zeros(predicted_probabilities.shape[1:], dtype=torch.int16,
                                        device=predicted_probabilities.device)
         for i, c in enumerate(self.regions_class_order):
@@ -191,6 +212,7 @@ class LabelManager(object):
         if isinstance(predicted_probabilities, np.ndarray):
             reverted = np.zeros(shape, dtype=predicted_probabilities.dtype)
         else:
+            import torch
             reverted = torch.zeros(shape, dtype=predicted_probabilities.dtype, device=predicted_probabilities.device)
         if not self.has_regions:
             reverted[0] = 1
@@ -217,14 +239,15 @@ def get_labelmanager_class_from_plans(plans: dict) -> Type[LabelManager]:
     return cls
 
 
-def convert_labelmap_to_one_hot(segmentation: Array, all_labels: Union[List, torch.Tensor, np.ndarray],
+def convert_labelmap_to_one_hot(segmentation: Array, all_labels: Union[List, "torch.Tensor", np.ndarray],
                                 output_dtype=None) -> Array:
     """(len(all_labels), *seg.shape) one-hot encoding; channel i is ``segmentation == all_labels[i]``.
 
     numpy: compared label by label (dtype uint8, or uint16 if a label is ≥ 255, unless given). torch: scatter by
     label *value*, as in the reference, so only correct for consecutive labels 0..n-1; keeps the device.
     """
-    if isinstance(segmentation, torch.Tensor):
+    if _is_tensor(segmentation):
+        import torch
         if output_dtype is None:
             output_dtype = torch.uint8 if max(all_labels) < 255 else torch.uint16
         result = torch.zeros((len(all_labels), *segmentation.shape), dtype=output_dtype, device=segmentation.device)
