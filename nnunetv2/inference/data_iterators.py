@@ -63,6 +63,12 @@ def _put(target_queue, item, abort_event) -> bool:
             continue
 
 
+def _stay_alive_until_consumed(finished_event) -> None:
+    """Tensors travel as shared-memory file descriptors that this process hands out on request; exiting before
+    the consumer has fetched the last item would make that fetch fail. The consumer sets the event when done."""
+    finished_event.wait()
+
+
 def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
                                        list_of_segs_from_prev_stage_files: Union[None, List[str]],
                                        output_filenames_truncated: Union[None, List[str]],
@@ -81,6 +87,7 @@ def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
             if not _put(target_queue, _to_item(data, properties, ofile), abort_event):
                 return
         done_event.set()
+        _stay_alive_until_consumed(abort_event)
     except BaseException as e:  # noqa: B902 - forwarded to the consumer, which re-raises it
         _put(target_queue, _WorkerFailure(e), abort_event)
         abort_event.set()
@@ -106,6 +113,7 @@ def preprocess_fromnpy_save_to_queue(list_of_images: List[np.ndarray],
             if not _put(target_queue, _to_item(data, properties, ofile), abort_event):
                 return
         done_event.set()
+        _stay_alive_until_consumed(abort_event)
     except BaseException as e:  # noqa: B902
         _put(target_queue, _WorkerFailure(e), abort_event)
         abort_event.set()

@@ -110,19 +110,34 @@ def mirror_axes_subsets(mirror_axes: Sequence[int]) -> List[Tuple[int, ...]]:
 
 
 def maybe_mirror_and_predict(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                             mirror_axes: Optional[Sequence[int]]) -> torch.Tensor:
+                             mirror_axes: Optional[Sequence[int]], passes_per_batch: int = 1) -> torch.Tensor:
     """Network output for ``x`` (1, C, *P), averaged over all mirrorings of ``mirror_axes`` (None: no TTA).
 
     Logits are averaged; the sum is built in subset order and divided once (same rounding as the reference).
+    ``passes_per_batch`` > 1 runs that many mirrored copies through the network as one batch: much faster on CPU,
+    identical up to convolution rounding (~1e-6 relative), but not bit-identical to one pass at a time.
     """
-    prediction = network(x)
-    if mirror_axes is not None:
-        if len(mirror_axes) == 0 or max(mirror_axes) > x.ndim - 3:
-            raise ValueError(f"mirror_axes {tuple(mirror_axes)} are invalid for a tile of shape {tuple(x.shape)}")
-        subsets = mirror_axes_subsets(mirror_axes)
+    if mirror_axes is None:
+        return network(x)
+    if len(mirror_axes) == 0 or max(mirror_axes) > x.ndim - 3:
+        raise ValueError(f"mirror_axes {tuple(mirror_axes)} are invalid for a tile of shape {tuple(x.shape)}")
+    subsets = mirror_axes_subsets(mirror_axes)
+    if passes_per_batch <= 1:
+        prediction = network(x)
         for axes in subsets:
             prediction += torch.flip(network(torch.flip(x, axes)), axes)
-        prediction /= (len(subsets) + 1)
+    else:
+        variants = [()] + subsets
+        outputs = []
+        for start in range(0, len(variants), passes_per_batch):
+            group = variants[start:start + passes_per_batch]
+            batch = torch.cat([torch.flip(x, a) if a else x for a in group])
+            out = network(batch)
+            outputs += [torch.flip(out[i:i + 1], a) if a else out[i:i + 1] for i, a in enumerate(group)]
+        prediction = outputs[0].clone()
+        for o in outputs[1:]:
+            prediction += o
+    prediction /= (len(subsets) + 1)
     return prediction
 
 

@@ -123,3 +123,15 @@ def test_accumulation_is_weighted_average_in_fp16():
     assert float((out[:, 8:32, 8:28, 8:25].float() - 0.75).abs().max()) <= 0.0025
     out1 = accumulate_tiles(data, slicers, lambda t: t[:, :1] * 2, 1, 1, CPU, CPU)
     assert torch.all(out1 == 2)
+
+
+def test_batched_mirroring_matches_sequential():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(2, 3, 3, padding=1), torch.nn.InstanceNorm3d(3, affine=True),
+                              torch.nn.LeakyReLU(), torch.nn.Conv3d(3, 2, 1)).eval()
+    x = torch.rand(1, 2, 8, 9, 10)
+    with torch.no_grad():
+        ref = maybe_mirror_and_predict(net, x, (0, 1, 2))
+        for n in (2, 3, 8):
+            torch.testing.assert_close(maybe_mirror_and_predict(net, x, (0, 1, 2), passes_per_batch=n), ref,
+                                       rtol=1e-5, atol=1e-5)
