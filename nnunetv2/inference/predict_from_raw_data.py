@@ -365,7 +365,7 @@ class nnUNetPredictor(object):
                                 self.label_manager.num_segmentation_heads, gaussian, self.device, results_device,
                                 progress)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the trainer's validation may reuse the returned tensor
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> Union[np.ndarray, torch.Tensor]:
         if not isinstance(input_image, torch.Tensor) or input_image.ndim != 4:
             raise ValueError('input_image must be a 4D torch tensor (c, x, y, z); 2D images use a singleton x')

@@ -110,3 +110,20 @@ def test_other_step_size_matches_reference_numbers(installed, golden_raw):
     assert seg.shape == (1, 96, 128) and probs.shape == (3, 1, 96, 128)
     assert hashlib.md5(np.ascontiguousarray(seg, dtype=np.uint8).tobytes()).hexdigest() == STEP_03_SEG_MD5
     assert abs(float(probs[1].astype(np.float64).sum()) - STEP_03_PROB_SUM) < 1e-3
+
+
+def test_modelfolder_cli_one_case(installed, shared_dir, golden_raw, tmp_path):
+    from nnunetv2.inference.predict_from_raw_data import predict_entry_point_modelfolder
+    ds = 'Dataset903_SynthNatural2D'
+    inp = tmp_path / 'in'
+    inp.mkdir()
+    shutil.copy(golden_raw(ds) / 'imagesTs' / 'nat_013_0000.png', inp)
+    out = tmp_path / 'out'
+    argv = ['-i', str(inp), '-o', str(out), '-m', str(model_folder(installed / 'nnUNet_results', ds)), '-f', '0',
+            '--save_probabilities', '--disable_tta', '-device', 'cpu', '-npp', '0', '-nps', '0',
+            '--disable_progress_bar']
+    predict_entry_point_modelfolder(argv)
+    compare_case(out, _ref(shared_dir, ds, 'disable_tta'), 'nat_013', '.png')
+    mtime = (out / 'nat_013.png').stat().st_mtime_ns
+    predict_entry_point_modelfolder(argv + ['--c'])  # complete output: skipped, not rewritten
+    assert (out / 'nat_013.png').stat().st_mtime_ns == mtime
