@@ -1,0 +1,198 @@
+"""Ensembling of different models: average their exported probabilities (``.npz``) and re-segment. Spec 04 §8.
+
+Unlike fold ensembling inside the predictor (logits), this works on the probabilities in original image space that
+``nnUNetv2_predict --save_probabilities`` (or the trainer's validation with ``--npz``) wrote.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from typing import List, Sequence, Tuple, Union
+
+import numpy as np
+
+from nnunetv2.configuration import default_num_processes
+from nnunetv2.errors import UserError, exit_on_user_error
+from nnunetv2.evaluation._parallel import starmap
+from nnunetv2.file_io import atomic_path, load_json, load_pickle, maybe_mkdir_p, save_json, save_pickle
+from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+
+
+def _load_probabilities(npz_file: str) -> np.ndarray:
+    try:
+        with np.load(npz_file) as f:
+            return f['probabilities']
+    except KeyError:
+        raise UserError(f"{npz_file} has no 'probabilities' array.",
+                        "Use the .npz files written by nnUNetv2_predict --save_probabilities.") from None
+
+
+def average_probabilities(list_of_files: List[str]) -> np.ndarray:
+    """Mean of the ``probabilities`` arrays, accumulated in float32 in the given order."""
+    if len(list_of_files) == 0:
+        raise UserError("No probability files were given to average.", "Pass at least one .npz file.")
+    avg = _load_probabilities(list_of_files[0])
+    if avg.dtype != np.float32:
+        avg = avg.astype(np.float32)
+    for f in list_of_files[1:]:
+        other = _load_probabilities(f)
+        if other.shape != avg.shape:
+            raise UserError(f"Cannot average {f} (shape {other.shape}) with {list_of_files[0]} (shape {avg.shape}).",
+                            "Ensemble only predictions of the same images made with the same labels.")
+        avg += other
+    avg /= len(list_of_files)
+    return avg
+
+
+def _load_properties(npz_file: str) -> dict:
+    pkl = npz_file[:-4] + '.pkl'
+    if not os.path.isfile(pkl):
+        raise UserError(f"{pkl} (the properties belonging to {npz_file}) does not exist.",
+                        "Predict with --save_probabilities, which writes .npz and .pkl together.")
+    return load_pickle(pkl)
+
+
+def merge_files(list_of_files, output_filename_truncated: str, output_file_ending: str,
+                image_reader_writer: BaseReaderWriter, label_manager, save_probabilities: bool = False) -> None:
+    """Average one case over models and write its segmentation (and optionally the averaged .npz/.pkl)."""
+    properties = _load_properties(list_of_files[0])  # geometry is that of the first member
+    probabilities = average_probabilities(list_of_files)
+    segmentation = label_manager.convert_probabilities_to_segmentation(probabilities)
+    with atomic_path(output_filename_truncated + output_file_ending) as tmp:
+        image_reader_writer.write_seg(segmentation, tmp, properties)
+    if save_probabilities:
+        with atomic_path(output_filename_truncated + '.npz') as tmp:
+            with open(tmp, 'wb') as f:  # a file object: np.savez would append '.npz' to a name
+                np.savez_compressed(f, probabilities=probabilities)
+        save_pickle(properties, output_filename_truncated + '.pkl')
+
+
+def _json_arg(value: Union[str, dict, None], default_file: str, what: str) -> dict:
+    if isinstance(value, dict):
+        return value
+    path = default_file if value is None else value
+    if not os.path.isfile(path):
+        raise UserError(f"The {what} file {path} does not exist.",
+                        "The first input folder must contain it (nnUNetv2_predict writes it), or pass it explicitly.")
+    return load_json(path)
+
+
+def _managers(plans: dict, dataset_json: dict):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # torch-heavy; import when used
+    plans_manager = PlansManager(plans)
+    return plans_manager.image_reader_writer_class(), plans_manager.get_label_manager(dataset_json)
+
+
+def _npz_files(folder: str) -> List[str]:
+    return sorted(f for f in os.listdir(folder) if f.endswith('.npz') and os.path.isfile(os.path.join(folder, f)))
+
+
+def _few(names, n: int = 5) -> str:
+    names = sorted(names)
+    return ', '.join(names[:n]) + (f' and {len(names) - n} more' if len(names) > n else '')
+
+
+def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_merged_probabilities: bool = False,
+                     num_processes: int = default_num_processes, dataset_json_file_or_dict: Union[str, dict] = None,
+                     plans_json_file_or_dict: Union[str, dict] = None) -> None:
+    """Merge the same-named ``.npz`` of every input folder into ``output_folder``. Spec 04 §8.1."""
+    if len(list_of_input_folders) == 0:
+        raise UserError("No input folders were given to ensemble.", "Pass at least one folder with -i.")
+    for folder in list_of_input_folders:
+        if not os.path.isdir(folder):
+            raise UserError(f"The input folder {folder} does not exist.", "Check the -i paths.")
+    first = list_of_input_folders[0]
+    dataset_json = _json_arg(dataset_json_file_or_dict, os.path.join(first, 'dataset.json'), 'dataset.json')
+    plans = _json_arg(plans_json_file_or_dict, os.path.join(first, 'plans.json'), 'plans.json')
+
+    files_per_folder = [set(_npz_files(f)) for f in list_of_input_folders]
+    all_files = set().union(*files_per_folder)
+    if not all_files:
+        raise UserError(f"None of the input folders contains .npz probability files ({_few(list_of_input_folders)}).",
+                        "Predict with nnUNetv2_predict --save_probabilities first.")
+    for folder, files in zip(list_of_input_folders, files_per_folder):
+        if files != all_files:
+            raise UserError(f"The input folders do not contain the same cases: {folder} lacks "
+                            f"{_few(all_files - files)}.",
+                            "Every folder must hold the probabilities (.npz) of the same cases.")
+    rw, label_manager = _managers(plans, dataset_json)
+    maybe_mkdir_p(output_folder)
+    save_json(dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
+    cases = sorted(all_files)
+    starmap(merge_files,
+            [([os.path.join(folder, c) for folder in list_of_input_folders], os.path.join(output_folder, c[:-4]),
+              dataset_json['file_ending'], rw, label_manager, save_merged_probabilities) for c in cases],
+            num_processes)
+
+
+def _validation_files(model_folder: str, folds: Sequence[int]) -> dict:
+    """{case.npz: fold} over the folds of one trained model, with the errors the user can act on."""
+    owner = {}
+    for fold in folds:
+        validation = os.path.join(model_folder, f'fold_{fold}', 'validation')
+        if not os.path.isdir(validation):
+            raise UserError(f"Expected {validation} to exist: fold {fold} of {model_folder} has not been trained "
+                            f"(or validated).", "Train all folds before ensembling cross-validation results.")
+        files = _npz_files(validation)
+        if not files:
+            raise UserError(f"No .npz files in {validation}.",
+                            "Rerun the validation with the --npz flag (nnUNetv2_train ... --val --npz).")
+        for f in files:
+            if f in owner:
+                raise UserError(f"Case {f[:-4]} was predicted by folds {owner[f]} and {fold} of {model_folder}.",
+                                "Each case must be in exactly one validation fold (check splits_final.json).")
+            owner[f] = fold
+    return owner
+
+
+def _atomic_copy(src: str, dst: str) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def ensemble_crossvalidations(list_of_trained_model_folders: List[str], output_folder: str,
+                              folds: Union[Tuple[int, ...], List[int]] = (0, 1, 2, 3, 4),
+                              num_processes: int = default_num_processes, overwrite: bool = True) -> None:
+    """Ensemble the cross-validation predictions of several trained models. Spec 04 §8.2."""
+    first = list_of_trained_model_folders[0]
+    dataset_json = _json_arg(None, os.path.join(first, 'dataset.json'), 'dataset.json')
+    plans = _json_arg(None, os.path.join(first, 'plans.json'), 'plans.json')
+    rw, label_manager = _managers(plans, dataset_json)
+
+    owners = [_validation_files(m, folds) for m in list_of_trained_model_folders]
+    all_cases = set().union(*[set(o) for o in owners])
+    for model, owner in zip(list_of_trained_model_folders, owners):
+        missing = all_cases - set(owner)
+        if missing:
+            raise UserError(f"{model} has no validation prediction for {len(missing)} case(s) that other models have "
+                            f"({_few(c[:-4] for c in missing)}).",
+                            "All models must be trained on all folds of the same cases.")
+
+    maybe_mkdir_p(output_folder)
+    ending = dataset_json['file_ending']
+    jobs = []
+    for case in sorted(all_cases):
+        out = os.path.join(output_folder, case[:-4])
+        if not overwrite and os.path.isfile(out + ending):
+            continue
+        members = [os.path.join(m, f'fold_{o[case]}', 'validation', case)
+                   for m, o in zip(list_of_trained_model_folders, owners)]
+        jobs.append((members, out, ending, rw, label_manager, False))
+    starmap(merge_files, jobs, num_processes)
+    _atomic_copy(os.path.join(first, 'plans.json'), os.path.join(output_folder, 'plans.json'))
+    _atomic_copy(os.path.join(first, 'dataset.json'), os.path.join(output_folder, 'dataset.json'))
+
+
+@exit_on_user_error
+def entry_point_ensemble_folders():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('-i', nargs='+', type=str, required=True,
+                        help='list of input folders (prediction folders with .npz and .pkl files)')
+    parser.add_argument('-o', type=str, required=True, help='output folder')
+    parser.add_argument('-np', type=int, required=False, default=default_num_processes,
+                        help=f'Number of processes used for ensembling. Default: {default_num_processes}')
+    parser.add_argument('--save_npz', action='store_true', required=False,
+                        help='Set this flag to store output probabilities in separate .npz files')
+    args = parser.parse_args()
+    ensemble_folders(args.i, args.o, args.save_npz, args.np)

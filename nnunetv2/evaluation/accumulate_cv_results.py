@@ -1,0 +1,85 @@
+"""Collect the validation predictions of all folds of a model into one folder and evaluate them. Spec 04 §9.1."""
+from __future__ import annotations
+
+import os
+import shutil
+from typing import List, Sequence, Union
+
+from nnunetv2.configuration import default_num_processes
+from nnunetv2.errors import UserError
+from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
+from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p
+from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+
+
+def _atomic_copy(src: str, dst: str) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def reference_folder_for_dataset(dataset_name: str) -> str:
+    """``$nnUNet_raw/<ds>/labelsTr`` if it exists, else ``$nnUNet_preprocessed/<ds>/gt_segmentations``.
+
+    Unlike the reference, an unset nnUNet_raw also falls back to the preprocessed copy instead of failing.
+    """
+    if nnUNet_raw.is_set():
+        labels_tr = os.path.join(nnUNet_raw, dataset_name, 'labelsTr')
+        if os.path.isdir(labels_tr):
+            return labels_tr
+    return os.path.join(nnUNet_preprocessed, dataset_name, 'gt_segmentations')
+
+
+def evaluate_with_dataset_labels(folder_ref: str, folder_pred: str, plans: Union[str, dict], dataset_json: dict,
+                                 num_processes: int) -> dict:
+    """Evaluate ``folder_pred`` into its summary.json with the labels/regions/ignore label of the dataset."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # torch-heavy; import when used
+    plans_manager = PlansManager(plans)
+    lm = plans_manager.get_label_manager(dataset_json)
+    if not os.path.isdir(folder_ref):
+        raise UserError(f"The reference segmentation folder {folder_ref} does not exist.",
+                        "Run the preprocessing (it copies labelsTr to gt_segmentations) or set nnUNet_raw.")
+    return compute_metrics_on_folder(folder_ref, folder_pred, os.path.join(folder_pred, 'summary.json'),
+                                     plans_manager.image_reader_writer_class(), dataset_json['file_ending'],
+                                     lm.foreground_regions if lm.has_regions else lm.foreground_labels,
+                                     lm.ignore_label, num_processes)
+
+
+def accumulate_cv_results(trained_model_folder: str, merged_output_folder: str,
+                          folds: Union[List[int], Sequence[int]], num_processes: int = default_num_processes,
+                          overwrite: bool = True) -> None:
+    for name in ('dataset.json', 'plans.json'):
+        if not os.path.isfile(os.path.join(trained_model_folder, name)):
+            raise UserError(f"{os.path.join(trained_model_folder, name)} does not exist: {trained_model_folder} is "
+                            f"not a trained model folder.", "Check the dataset, trainer, plans and configuration.")
+    if overwrite and os.path.isdir(merged_output_folder):
+        shutil.rmtree(merged_output_folder)
+    maybe_mkdir_p(merged_output_folder)
+
+    dataset_json = load_json(os.path.join(trained_model_folder, 'dataset.json'))
+    plans = load_json(os.path.join(trained_model_folder, 'plans.json'))
+    for name in ('dataset.json', 'plans.json'):
+        _atomic_copy(os.path.join(trained_model_folder, name), os.path.join(merged_output_folder, name))
+
+    file_ending = dataset_json['file_ending']
+    copied_any = False
+    for fold in folds:
+        validation = os.path.join(trained_model_folder, f'fold_{fold}', 'validation')
+        if not os.path.isdir(validation):
+            raise UserError(f"fold {fold} of model {trained_model_folder} is missing ({validation} does not exist).",
+                            "Please train it (and run its validation) first.")
+        for f in sorted(os.listdir(validation)):
+            if not f.endswith(file_ending):
+                continue
+            target = os.path.join(merged_output_folder, f)
+            if overwrite and os.path.isfile(target):
+                raise UserError(f"More than one of your folds has a prediction for case {f} "
+                                f"(found again in {validation}).",
+                                "Each case must be in exactly one validation fold (check splits_final.json).")
+            if overwrite or not os.path.isfile(target):
+                _atomic_copy(os.path.join(validation, f), target)
+                copied_any = True
+
+    if copied_any or not os.path.isfile(os.path.join(merged_output_folder, 'summary.json')):
+        dataset_name = plans['dataset_name']
+        evaluate_with_dataset_labels(reference_folder_for_dataset(dataset_name), merged_output_folder, plans,
+                                     dataset_json, num_processes)

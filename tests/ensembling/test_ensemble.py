@@ -1,0 +1,113 @@
+"""Ensembling: probability averaging, merged segmentations, errors, and the reference's golden predictions."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2.errors import UserError
+from nnunetv2.ensembling.ensemble import average_probabilities, ensemble_folders, entry_point_ensemble_folders
+
+PLANS = {"dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
+         "label_manager": "LabelManager", "configurations": {}, "transpose_forward": [0, 1, 2],
+         "transpose_backward": [0, 1, 2]}
+DATASET_JSON = {'channel_names': {'0': 'CT'}, 'labels': {'background': 0, 'a': 1, 'b': 2}, 'numTraining': 1,
+                'file_ending': '.nii.gz'}
+PROPS = {'sitk_stuff': {'spacing': (1.0, 1.0, 2.0), 'origin': (0.0, 0.0, 0.0),
+                        'direction': (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)}, 'spacing': [2.0, 1.0, 1.0]}
+
+
+def _prediction_folder(folder, seed, cases=('c0', 'c1'), dtype=np.float32):
+    os.makedirs(folder)
+    rs = np.random.RandomState(seed)
+    for c in cases:
+        p = rs.rand(3, 4, 5, 6).astype(dtype)
+        p /= p.sum(0, keepdims=True)
+        np.savez_compressed(os.path.join(folder, f'{c}.npz'), probabilities=p)
+        with open(os.path.join(folder, f'{c}.pkl'), 'wb') as f:
+            pickle.dump(PROPS, f)
+    with open(os.path.join(folder, 'plans.json'), 'w') as f:
+        json.dump(PLANS, f)
+    with open(os.path.join(folder, 'dataset.json'), 'w') as f:
+        json.dump(DATASET_JSON, f)
+
+
+def test_average_and_merge(tmp_path):
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    _prediction_folder(a, 0)
+    _prediction_folder(b, 1, dtype=np.float16)
+    pa = np.load(os.path.join(a, 'c0.npz'))['probabilities']
+    pb = np.load(os.path.join(b, 'c0.npz'))['probabilities']
+    avg = average_probabilities([os.path.join(a, 'c0.npz'), os.path.join(b, 'c0.npz')])
+    assert avg.dtype == np.float32
+    expected = pa.copy()
+    expected += pb
+    expected /= 2
+    assert np.array_equal(avg, expected)
+    out = tmp_path / 'out'
+    ensemble_folders([a, b], str(out), save_merged_probabilities=True, num_processes=1)
+    assert sorted(os.listdir(out)) == ['c0.nii.gz', 'c0.npz', 'c0.pkl', 'c1.nii.gz', 'c1.npz', 'c1.pkl',
+                                       'dataset.json']  # no plans.json, like the reference
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(out / 'c0.nii.gz')))
+    assert np.array_equal(seg, expected.argmax(0)) and seg.dtype == np.uint8
+    assert np.array_equal(np.load(out / 'c0.npz')['probabilities'], expected)
+    assert json.loads((out / 'dataset.json').read_text()) == DATASET_JSON
+
+
+def test_errors(tmp_path, monkeypatch, capsys):
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    _prediction_folder(a, 0)
+    _prediction_folder(b, 1, cases=('c0', 'c2'))
+    with pytest.raises(UserError, match=r'do not contain the same cases.*lacks c2.npz'):
+        ensemble_folders([a, b], str(tmp_path / 'out'), num_processes=1)
+    with pytest.raises(UserError, match='does not exist'):
+        ensemble_folders([a, str(tmp_path / 'nope')], str(tmp_path / 'out'), num_processes=1)
+    os.remove(os.path.join(b, 'c2.npz'))
+    os.rename(os.path.join(b, 'c0.npz'), os.path.join(b, 'c1.npz'))
+    np.savez_compressed(os.path.join(b, 'c0.npz'), probabilities=np.zeros((3, 2, 2, 2), np.float32))
+    with pytest.raises(UserError, match='shape'):
+        ensemble_folders([a, b], str(tmp_path / 'out'), num_processes=1)
+    monkeypatch.setattr(sys, 'argv', ['x', '-i', a, str(tmp_path / 'empty'), '-o', str(tmp_path / 'o'), '-np', '1'])
+    os.makedirs(tmp_path / 'empty')
+    with pytest.raises(SystemExit) as e:
+        entry_point_ensemble_folders()
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.startswith('nnU-Net error:') and len(err.strip().splitlines()) == 1
+
+
+# sha256 of the decoded arrays the reference wrote for ensemble_folders([default, disable_tta], save npz)
+GOLDEN = {
+    'Dataset902_SynthMRRegions/mr_008.npz': 'ee53aef15a60e7460d4765866e2f9b07cef2a695af9b34ee5dd6425edc302967',
+    'Dataset902_SynthMRRegions/mr_009.npz': '941f71285b91ef548699a24f9c9553d4a8607a1eca8251a4246c806deb424cec',
+    'Dataset903_SynthNatural2D/nat_012.npz': '9262bf790958dfe6b4072cb20e09bd464c4b92e31ff260ee60196d303a600adc',
+    'Dataset903_SynthNatural2D/nat_013.npz': '5940aec36f9d653063bc015df7ce0d7fa8e81b199dcd5d54adb0bafde8bd3dc8',
+    'Dataset903_SynthNatural2D/nat_014.npz': 'da2e4cdafe0417ef02f62ce009a65958b4319b3caf718f7054d85718999661ba',
+    'Dataset902_SynthMRRegions/mr_008.nii.gz': 'e13a35933dd74164faec046ddf9b7258f57d2cd187e3ea42bc625124cf9c352d',
+    'Dataset902_SynthMRRegions/mr_009.nii.gz': '74f7b60d6dad39f10891cad5e2a119a1c1bc1ee47d963276f83521ec2ff42488',
+    'Dataset903_SynthNatural2D/nat_012.png': '2a6ca1869a1af4b2e5410f383e3ecce632a0c0feb95266e528a841a5a535c436',
+    'Dataset903_SynthNatural2D/nat_013.png': '5b7d2c787d597fa1ca6706a10173dbfb5209e7d3f93027dc79e54cf17f36b22c',
+    'Dataset903_SynthNatural2D/nat_014.png': '1b7990b1a9057b365b9373ddb636ccabd8bcb8e782b2e7edb0e71f49280012a1',
+}
+
+
+@pytest.mark.parametrize('dataset', ['Dataset902_SynthMRRegions', 'Dataset903_SynthNatural2D'])
+def test_golden_predictions_ensemble_like_reference(tmp_path, shared_dir, golden_raw, dataset):
+    models = shared_dir / 'reference' / 'models' / dataset
+    out = tmp_path / dataset
+    ensemble_folders([str(models / 'predictions' / 'default'), str(models / 'predictions' / 'disable_tta')], str(out),
+                     True, 1, str(golden_raw(dataset) / 'dataset.json'), str(models / 'nnUNetPlansTiny.json'))
+    for key, digest in GOLDEN.items():
+        if not key.startswith(dataset):
+            continue
+        f = tmp_path / key
+        if key.endswith('.npz'):
+            arr = np.load(f)['probabilities']
+        else:
+            arr = sitk.GetArrayFromImage(sitk.ReadImage(str(f)))
+        assert hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() == digest, key
