@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from golden_data import GOLDEN_DATASETS, generate_golden_raw  # noqa: F401 (tests/ is on sys.path)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("NNUNET_SHARED_DIR", REPO_ROOT.parent / "shared"))
 
@@ -44,35 +46,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
-
-
-GOLDEN_DATASETS = ("Dataset901_SynthCT3D", "Dataset902_SynthMRRegions", "Dataset903_SynthNatural2D",
-                   "Dataset904_SynthSparse3D", "Dataset905_SynthBig3D")
-
-
-def _golden_cache_root() -> Path:
-    return Path(os.environ.get("NNUNET_TEST_CACHE", Path.home() / ".cache" / "nnunetv2_tests")) / "golden_raw"
-
-
-def generate_golden_raw(shared: Path, dataset: str) -> Path:
-    """Recreate one reference raw dataset with ../shared/tools (cached across test runs; file-locked)."""
-    import fcntl
-    import subprocess
-
-    root = _golden_cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / dataset
-    done_marker = root / f".{dataset}.done"
-    with open(root / f".{dataset}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done_marker.exists():
-            import shutil
-            shutil.rmtree(target, ignore_errors=True)
-            ref = shared / "reference" / dataset
-            subprocess.run(["bash", "generate.sh"], cwd=ref, check=True, env=dict(os.environ, nnUNet_raw=str(root)),
-                           capture_output=True)
-            done_marker.touch()
-    return target
 
 
 @pytest.fixture(scope="session")

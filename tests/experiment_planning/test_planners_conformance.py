@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import GOLDEN_DATASETS
+from golden_data import GOLDEN_DATASETS
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
     nnUNetPlannerResEncL, nnUNetPlannerResEncM)

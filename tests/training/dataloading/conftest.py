@@ -4,23 +4,7 @@ import pytest
 
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetNumpy
 from nnunetv2.utilities.blosc2_storage import save_case
-
-
-def make_case(rs, shape, n_channels=2, with_ignore=False):
-    data = rs.randn(n_channels, *shape).astype(np.float32)
-    seg = np.zeros((1, *shape), np.int16)
-    x, y, z = shape
-    seg[0, x // 4:x // 4 + 2, y // 4:y // 4 + 3, z // 4:z // 4 + 2] = 1  # small objects
-    seg[0, -3:-1, -4:-1, -3:-1] = 2
-    seg[0, 0, 0, :2] = -1  # outside the nonzero mask
-    if with_ignore:
-        ign = rs.rand(*shape) < 0.7
-        seg[0][ign & (seg[0] == 0)] = 3
-    class_locations = {c: np.argwhere(seg == c) for c in (1, 2)}
-    if with_ignore:
-        class_locations[(-1, 0, 1, 2)] = np.argwhere((seg != 3) & (seg >= 0))
-    props = {'class_locations': class_locations, 'spacing': [1.0, 1.0, 1.0], 'shape_before_cropping': shape}
-    return data, seg, props
+from tests_training_helpers import make_case  # noqa: E402 (this folder is on sys.path)
 
 
 @pytest.fixture
