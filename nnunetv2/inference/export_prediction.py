@@ -8,7 +8,6 @@ therefore looks them up through the module when it calls them.
 from __future__ import annotations
 
 import os
-from copy import deepcopy
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np

@@ -65,6 +65,8 @@ class nnUNetPredictor(object):
                  perform_everything_on_gpu: Optional[bool] = None):
         if perform_everything_on_gpu is not None:  # keyword of releases before 2.2
             perform_everything_on_device = perform_everything_on_gpu
+        if isinstance(device, str):
+            device = torch.device(device)
         if not 0 < tile_step_size <= 1:
             raise UserError(f"tile_step_size must be in (0, 1], got {tile_step_size}.",
                             "Use e.g. -step_size 0.5 (default).")

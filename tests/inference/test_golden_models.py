@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from _inference_golden import MODELS, compare_case, model_folder, read_seg, safe_extract
+from _inference_golden import MODELS, compare_case, model_folder, safe_extract
 
 
 @pytest.fixture(scope="module")
