@@ -121,3 +121,28 @@ def test_checkpoint_of_another_architecture_is_a_user_error(t2, tmp_path):
     u = _initialized("nnUNetTrainer")
     with pytest.raises(UserError, match="do not fit this trainer's network"):
         u.load_checkpoint(str(tmp_path / "bn.pth"))
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerDA5", "nnUNetTrainer_onlyMirror01_DA5", "nnUNetTrainerNoDA",
+                                  "nnUNetTrainer_DASegOrd0", "nnUNetTrainer_noDummy2DDA"])
+def test_augmentation_variants_produce_batches(t2, name):
+    t = _initialized(name)
+    train, val = t.get_dataloaders()
+    batch = next(train)
+    assert tuple(batch["data"].shape) == (2, 1, 12, 24, 24)
+    assert [tuple(x.shape[2:]) for x in batch["target"]] == [(12, 24, 24), (12, 12, 12)]
+    if name == "nnUNetTrainer_onlyMirror01_DA5":
+        assert t.inference_allowed_mirroring_axes == (0, 1)
+    if name == "nnUNetTrainer_DASegOrd0":
+        from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+        loader = getattr(train, "generator", None) or train.data_loader  # nnUNet_n_proc_DA=0: single-threaded
+        spatial = [x for x in loader.transforms.transforms if isinstance(x, SpatialTransform)]
+        assert len(spatial) == 1 and spatial[0].mode_seg == "nearest"
+
+
+def test_primus_needs_patch_divisible_by_8(t2):
+    from nnunetv2.errors import UserError
+    trainer = get_trainer_from_args("321", "3d_fullres", 0, "nnUNet_PrimusV2S_Trainer", device=CPU)
+    assert trainer.initial_lr == 3e-4 and trainer.enable_deep_supervision is False
+    with pytest.raises(UserError, match="divisible by 8"):
+        trainer.initialize()

@@ -1,0 +1,223 @@
+"""Primus (vision-transformer) trainers (spec 03 §12.6).
+
+All use AdamW with the warm-up/poly two-stage schedule of nnUNetTrainer_warmup, no deep supervision and gradient
+clipping at norm 1. The networks need a patch size divisible by 8 (8x8x8 patch embedding).
+"""
+from abc import abstractmethod
+from typing import Callable
+
+import torch
+from dynamic_network_architectures.architectures.primus import Primus, PrimusV2B, PrimusV2L, PrimusV2M, PrimusV2S
+from torch import nn
+
+try:  # only in newer dynamic_network_architectures releases
+    from dynamic_network_architectures.architectures.primus import PrimusV3B, PrimusV3L, PrimusV3M, PrimusV3S
+except ImportError:
+    PrimusV3S = PrimusV3B = PrimusV3M = PrimusV3L = None
+
+from nnunetv2.errors import UserError
+from nnunetv2.training.nnUNetTrainer import _setup
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.training.nnUNetTrainer.variants.lr_schedule.nnUNetTrainer_warmup import nnUNetTrainer_warmup
+from nnunetv2.training.lr_scheduler.warmup import Lin_incr_LRScheduler, PolyLRScheduler_offset
+from nnunetv2.utilities.helpers import dummy_context, empty_cache
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+
+_COMMON = dict(drop_path_rate=0.2, scale_attn_inner=True, init_values=0.1)
+
+
+def _check_patch_size(patch_size) -> None:
+    if any(int(p) % 8 for p in patch_size):
+        raise UserError(f"Primus networks need a patch size divisible by 8, the plans have {list(patch_size)}.",
+                        "Edit the patch size in the plans (or use a _96_BS1 / _48_BS1 trainer).")
+
+
+def _primus_v1(embed_dim: int, depth: int, heads: int) -> staticmethod:
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        _check_patch_size(configuration_manager.patch_size)
+        return Primus(num_input_channels, embed_dim, (8, 8, 8), num_output_channels, depth, heads,
+                      configuration_manager.patch_size, **_COMMON)
+    return staticmethod(build_network_architecture)
+
+
+def _primus_preset(network_class: Callable, name: str) -> staticmethod:
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        if network_class is None:
+            raise UserError(f"{name} is not available in the installed dynamic_network_architectures.",
+                            "Upgrade it: pip install -U dynamic_network_architectures.")
+        _check_patch_size(configuration_manager.patch_size)
+        return network_class(num_input_channels, num_output_channels, patch_embed_size=(8, 8, 8),
+                             input_shape=configuration_manager.patch_size, **_COMMON)
+    return staticmethod(build_network_architecture)
+
+
+class AbstractPrimus(nnUNetTrainer_warmup):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 3e-4
+        self.weight_decay = 5e-2
+        self.enable_deep_supervision = False
+
+    @staticmethod
+    @abstractmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        raise NotImplementedError()
+
+    def _new_adamw(self):
+        return torch.optim.AdamW(_setup.unwrap_ddp_only(self.network).parameters(), self.initial_lr,
+                                 weight_decay=self.weight_decay, amsgrad=False, betas=(0.9, 0.98),
+                                 fused=self.device.type == "cuda")
+
+    def configure_optimizers(self, stage: str = "warmup_all"):
+        if stage not in ("warmup_all", "train"):
+            raise ValueError(f"stage must be 'warmup_all' or 'train', got {stage!r}")
+        if stage == self.training_stage:
+            return self.optimizer, self.lr_scheduler
+        if stage == "warmup_all":
+            self.print_to_log_file("train whole net, warmup")
+            optimizer = self._new_adamw()
+            lr_scheduler = Lin_incr_LRScheduler(optimizer, self.initial_lr, self.warmup_duration_whole_net)
+        else:
+            self.print_to_log_file("train whole net, default schedule")
+            optimizer = self.optimizer if self.training_stage == "warmup_all" else self._new_adamw()
+            lr_scheduler = PolyLRScheduler_offset(optimizer, self.initial_lr, self.num_epochs,
+                                                  self.warmup_duration_whole_net)
+        self.print_to_log_file(f"Initialized {stage} optimizer and lr_scheduler at epoch {self.current_epoch}")
+        self.training_stage = stage
+        empty_cache(self.device)
+        return optimizer, lr_scheduler
+
+    def train_step(self, batch: dict) -> dict:
+        from nnunetv2.training.nnUNetTrainer._epoch import to_device
+        data, target = to_device(batch["data"], self.device), to_device(batch["target"], self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            output = self.network(data)
+            l = self.loss(output, target)
+        # transformers need the tighter clipping (norm 1 instead of 12)
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(l).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 1)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            l.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 1)
+            self.optimizer.step()
+        return {"loss": l.detach().cpu().numpy()}
+
+    def set_deep_supervision_enabled(self, enabled: bool):
+        # Primus has a single output
+        pass
+
+
+class nnUNet_Primus_S_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_v1(396, 12, 6)
+
+
+class nnUNet_Primus_B_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_v1(792, 12, 12)
+
+
+class nnUNet_Primus_M_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_v1(864, 16, 12)
+
+
+class nnUNet_Primus_L_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_v1(1056, 24, 16)
+
+
+class nnUNet_Primus_M_Trainer_BS8(nnUNet_Primus_M_Trainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        # the configuration manager is cached per plans manager, so this edit is what initialize() sees
+        self.configuration_manager.configuration["batch_size"] = 8
+
+
+class nnUNet_Primus_M_Trainer_BS8_2e4(nnUNet_Primus_M_Trainer_BS8):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 2e-4
+
+
+class nnUNet_Trainer_BS8(nnUNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.configuration_manager.configuration["batch_size"] = 8
+
+
+class nnUNet_PrimusV2S_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_preset(PrimusV2S, "PrimusV2S")
+
+
+class nnUNet_PrimusV2B_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_preset(PrimusV2B, "PrimusV2B")
+
+
+class nnUNet_PrimusV2M_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_preset(PrimusV2M, "PrimusV2M")
+
+
+class nnUNet_PrimusV2L_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_preset(PrimusV2L, "PrimusV2L")
+
+
+class nnUNet_PrimusV3S_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_preset(PrimusV3S, "PrimusV3S")
+
+
+class nnUNet_PrimusV3B_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_preset(PrimusV3B, "PrimusV3B")
+
+
+class nnUNet_PrimusV3M_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_preset(PrimusV3M, "PrimusV3M")
+
+
+class nnUNet_PrimusV3L_Trainer(AbstractPrimus):
+    build_network_architecture = _primus_preset(PrimusV3L, "PrimusV3L")
+
+
+def _force_patch_and_batch(plans: dict, configuration: str, patch_size) -> None:
+    """Fixed patch size and batch size 1, written into the plans before the trainer reads them."""
+    plans["configurations"][configuration]["patch_size"] = tuple(patch_size)
+    plans["configurations"][configuration]["batch_size"] = 1
+
+
+class _Primus_S_96_BS1(nnUNet_Primus_S_Trainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        _force_patch_and_batch(plans, configuration, (96, 96, 96))
+        super().__init__(plans, configuration, fold, dataset_json, device)
+
+
+class _Primus_B_96_BS1(nnUNet_Primus_B_Trainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        _force_patch_and_batch(plans, configuration, (96, 96, 96))
+        super().__init__(plans, configuration, fold, dataset_json, device)
+
+
+class _Primus_M_96_BS1(nnUNet_Primus_M_Trainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        _force_patch_and_batch(plans, configuration, (96, 96, 96))
+        super().__init__(plans, configuration, fold, dataset_json, device)
+
+
+class _Primus_L_48_BS1(nnUNet_Primus_L_Trainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        _force_patch_and_batch(plans, configuration, (48, 48, 48))
+        super().__init__(plans, configuration, fold, dataset_json, device)
