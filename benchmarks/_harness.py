@@ -91,3 +91,12 @@ def report(rows: List[tuple]) -> None:
     for label, ours, ref in rows:
         print(f"{label:<34}{ours.wall_s:>9.1f}{ref.wall_s:>9.1f}{ours.wall_s / ref.wall_s:>8.2f}"
               f"{ours.peak_rss_mb:>10.0f}{ref.peak_rss_mb:>10.0f}{ours.peak_rss_mb / max(ref.peak_rss_mb, 1):>8.2f}")
+
+
+def default_reference_python() -> Optional[str]:
+    """The preinstalled reference environment (``$NNUNET_REFERENCE_PYTHON``, else /opt/nnunet_ref) if it exists;
+    None lets ``reference_python`` create a venv with ``pip install nnunetv2==2.8.1``."""
+    for candidate in (os.environ.get("NNUNET_REFERENCE_PYTHON"), "/opt/nnunet_ref/bin/python"):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
