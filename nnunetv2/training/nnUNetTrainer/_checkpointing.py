@@ -6,7 +6,7 @@ implementations. Writing goes to a temporary sibling first, so a crash never lea
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Union
+from typing import Any, Dict
 
 import torch
 
