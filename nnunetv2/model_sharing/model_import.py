@@ -1,0 +1,118 @@
+"""Install a model zip into ``nnUNet_results`` — safely, because such zips often come from strangers.
+
+Every member is checked before anything is written: it must be a plain file or folder below a
+``DatasetXXX_Name/`` folder, with a relative name without ``..`` (no absolute paths, drive letters, symlinks or
+device files). The archive is extracted into a temporary folder inside nnUNet_results and then moved into
+place (a whole model folder with one rename where it does not exist yet), so a crash never leaves a
+half-extracted model. Existing files with the same names are replaced, other existing files are kept (like
+the reference's ``extractall``). Checkpoints are only copied, never unpickled.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from typing import List
+
+from nnunetv2.errors import UserError
+from nnunetv2.paths import nnUNet_results
+
+logger = logging.getLogger(__name__)
+
+_DATASET_FOLDER = re.compile(r"^Dataset\d{3,}_[^/]+$")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_INSTALL_TMP_PREFIX = ".nnunet_install_"
+
+
+def check_member_name(info: zipfile.ZipInfo) -> None:
+    """Raise a ``UserError`` unless ``info`` is a plain file/folder that stays below a ``DatasetXXX_Name/`` folder."""
+    name = info.filename
+
+    def bad(why: str) -> UserError:
+        return UserError(f"Refusing to install: archive member {name!r} {why}; nothing was extracted.",
+                         "Only install model zips made with nnUNetv2_export_model_to_zip from a source you trust.")
+
+    if not name:
+        raise bad("has an empty name")
+    if "\x00" in name or "\\" in name:
+        raise bad("contains a backslash or NUL character")
+    if name.startswith("/") or _DRIVE.match(name):
+        raise bad("is an absolute path")
+    parts = name.rstrip("/").split("/")
+    if any(p in ("..", "") for p in parts):
+        raise bad("contains '..' or an empty path component")
+    if not _DATASET_FOLDER.match(parts[0]) or (len(parts) == 1 and not info.is_dir()):
+        raise bad("is not inside a DatasetXXX_Name/ folder")
+    mode = info.external_attr >> 16
+    # No file-type bits (archives made without unix attributes, e.g. on Windows): a plain file or folder.
+    if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "a special file (device, fifo or socket)"
+        raise bad(f"is {kind}")
+
+
+def _open_zip(zip_file: str) -> zipfile.ZipFile:
+    if not os.path.isfile(zip_file):
+        raise UserError(f"Model archive {zip_file} does not exist or is not a file.", "Check the path.")
+    try:
+        return zipfile.ZipFile(zip_file)
+    except zipfile.BadZipFile:
+        raise UserError(f"{zip_file} is not a zip archive (or it is damaged).",
+                        "Model archives are made with nnUNetv2_export_model_to_zip; download it again.") from None
+
+
+def _check_conflicts(names: List[str], results: str) -> None:
+    """A file must not replace an existing folder and no existing file may stand where a folder is needed."""
+    for name in names:
+        parts = name.rstrip("/").split("/")
+        for i in range(1, len(parts)):
+            parent = os.path.join(results, *parts[:i])
+            if os.path.lexists(parent) and not os.path.isdir(parent):
+                raise UserError(f"Cannot install {name}: {parent} exists and is not a folder; nothing was extracted.",
+                                "Move that file away and try again.")
+        target = os.path.join(results, *parts)
+        if not name.endswith("/") and os.path.isdir(target):
+            raise UserError(f"Cannot install {name}: {target} is an existing folder; nothing was extracted.",
+                            "Move that folder away and try again.")
+
+
+def _move_into_place(src: str, dst: str) -> None:
+    """Merge folder ``src`` into ``dst``: whole subtrees that are new are moved with one rename."""
+    for entry in sorted(os.listdir(src)):
+        s, d = os.path.join(src, entry), os.path.join(dst, entry)
+        if not os.path.lexists(d):
+            os.rename(s, d)
+        elif os.path.isdir(s):
+            _move_into_place(s, d)
+        else:
+            os.replace(s, d)
+
+
+def install_model_from_zip_file(zip_file: str) -> None:
+    """Extract a model zip (members ``DatasetXXX_Name/...``) into ``nnUNet_results``."""
+    results = nnUNet_results.require()
+    with _open_zip(zip_file) as zf:
+        infos = zf.infolist()
+        if not infos:
+            raise UserError(f"{zip_file} is an empty archive.", "Download or export the model again.")
+        for info in infos:
+            check_member_name(info)
+        names = [i.filename for i in infos]
+        os.makedirs(results, exist_ok=True)
+        _check_conflicts(names, results)
+        tmp = tempfile.mkdtemp(prefix=_INSTALL_TMP_PREFIX, dir=results)
+        try:
+            for info in infos:
+                try:
+                    zf.extract(info, tmp)
+                except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
+                    raise UserError(f"{zip_file} is damaged: cannot extract {info.filename!r} ({e}); "
+                                    f"nothing was installed.", "Download or export the model again.") from None
+            _move_into_place(tmp, results)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    datasets = sorted({n.split("/")[0] for n in names})
+    logger.info(f"Installed {sum(not i.is_dir() for i in infos)} files of {', '.join(datasets)} into {results}")

@@ -1,0 +1,131 @@
+"""install_model_from_zip_file: round trip, refusal of unsafe archives (nothing written), golden zips."""
+from __future__ import annotations
+
+import os
+import sys
+import zipfile
+
+import pytest
+
+from _model_sharing_helpers import DATASET, MODEL, SPEC_EXAMPLE, all_files, make_fake_results_tree, make_zip
+from nnunetv2.errors import UserError
+from nnunetv2.model_sharing.entry_points import install_from_zip_entry_point
+from nnunetv2.model_sharing.model_export import export_pretrained_model
+from nnunetv2.model_sharing.model_import import install_model_from_zip_file
+
+GOOD = f"{DATASET}/{MODEL}/plans.json"
+
+
+def test_round_trip_export_install(nnunet_dirs, tmp_path, monkeypatch):
+    src = tmp_path / "src_results"
+    src.mkdir()
+    make_fake_results_tree(str(src))
+    monkeypatch.setenv("nnUNet_results", str(src))
+    zip_file = tmp_path / "m.zip"
+    export_pretrained_model(5, str(zip_file), configurations=("3d_fullres",), folds=(0, 1))
+
+    dst = nnunet_dirs["nnUNet_results"]
+    monkeypatch.setenv("nnUNet_results", str(dst))
+    # an existing file of the same model is kept, one with the same name is replaced
+    (dst / DATASET / MODEL / "fold_0").mkdir(parents=True)
+    (dst / DATASET / MODEL / "fold_0" / "keep.txt").write_text("keep")
+    (dst / DATASET / MODEL / "plans.json").write_text("old")
+    install_model_from_zip_file(str(zip_file))
+    expected = sorted(os.path.relpath(n, ".") for n in SPEC_EXAMPLE) + [f"{DATASET}/{MODEL}/fold_0/keep.txt"]
+    assert all_files(str(dst)) == sorted(expected)
+    for n in SPEC_EXAMPLE:
+        assert (dst / n).read_bytes() == (src / n).read_bytes()
+    assert not any(n.startswith(".nnunet_install_") for n in os.listdir(dst))  # temporary folder removed
+
+
+@pytest.mark.parametrize("members,symlinks,fragment", [
+    ({"../evil.txt": b"x"}, None, "'..'"),
+    ({f"{DATASET}/../../evil.txt": b"x"}, None, "'..'"),
+    ({"/tmp/evil_abs.txt": b"x"}, None, "absolute"),
+    ({"C:/evil.txt": b"x"}, None, "absolute"),
+    ({"evil.txt": b"x"}, None, "DatasetXXX_Name"),
+    ({"NotADataset/evil.txt": b"x"}, None, "DatasetXXX_Name"),
+    ({f"{DATASET}\\..\\evil.txt": b"x"}, None, "backslash"),
+    ({}, {f"{DATASET}/link": "/etc/passwd"}, "symbolic link"),
+])
+def test_malicious_zips_rejected_nothing_written(nnunet_dirs, tmp_path, members, symlinks, fragment):
+    results = nnunet_dirs["nnUNet_results"]
+    # a harmless first member: proves that nothing at all is extracted when a later one is bad
+    zip_file = make_zip(str(tmp_path / "evil.zip"), {GOOD: b"{}", **members}, symlinks)
+    bad_name = next(iter(members or symlinks))
+    with pytest.raises(UserError, match=fragment) as e:
+        install_model_from_zip_file(zip_file)
+    assert repr(bad_name) in str(e.value)
+    assert os.listdir(results) == []
+    assert not (tmp_path / "evil.txt").exists() and not os.path.exists("/tmp/evil_abs.txt")
+
+
+def test_device_file_member_rejected(nnunet_dirs, tmp_path):
+    import stat
+    zip_file = tmp_path / "dev.zip"
+    with zipfile.ZipFile(zip_file, "w") as zf:
+        info = zipfile.ZipInfo(f"{DATASET}/dev")
+        info.external_attr = (stat.S_IFCHR | 0o666) << 16
+        zf.writestr(info, b"")
+    with pytest.raises(UserError, match="special file"):
+        install_model_from_zip_file(str(zip_file))
+    assert os.listdir(nnunet_dirs["nnUNet_results"]) == []
+
+
+def test_not_a_zip_and_missing_file(nnunet_dirs, tmp_path):
+    fake = tmp_path / "model.zip"
+    fake.write_text("this is not a zip")
+    with pytest.raises(UserError, match="not a zip archive"):
+        install_model_from_zip_file(str(fake))
+    with pytest.raises(UserError, match="does not exist"):
+        install_model_from_zip_file(str(tmp_path / "missing.zip"))
+
+
+def test_damaged_member_leaves_nothing(nnunet_dirs, tmp_path):
+    zip_file = make_zip(str(tmp_path / "d.zip"), {GOOD: b"{}" * 100, f"{DATASET}/{MODEL}/dataset.json": b"a" * 1000})
+    raw = bytearray(open(zip_file, "rb").read())
+    i = raw.index(b"a" * 100)  # stored uncompressed: corrupt the data, the CRC check fails on extraction
+    raw[i:i + 10] = b"b" * 10
+    open(zip_file, "wb").write(bytes(raw))
+    with pytest.raises(UserError, match="damaged"):
+        install_model_from_zip_file(zip_file)
+    assert os.listdir(nnunet_dirs["nnUNet_results"]) == []
+
+
+def test_file_over_existing_folder_is_refused(nnunet_dirs, tmp_path):
+    results = nnunet_dirs["nnUNet_results"]
+    (results / DATASET / MODEL / "plans.json").mkdir(parents=True)
+    zip_file = make_zip(str(tmp_path / "c.zip"), {GOOD: b"{}"})
+    with pytest.raises(UserError, match="existing folder"):
+        install_model_from_zip_file(zip_file)
+
+
+def test_entry_point_one_line_error(nnunet_dirs, tmp_path, monkeypatch, capsys):
+    zip_file = make_zip(str(tmp_path / "e.zip"), {"../evil": b"x"})
+    monkeypatch.setattr(sys, "argv", ["nnUNetv2_install_pretrained_model_from_zip", zip_file])
+    with pytest.raises(SystemExit) as e:
+        install_from_zip_entry_point()
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nnU-Net error: Refusing to install") and err.count("\n") == 1
+
+
+def test_unset_results_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("nnUNet_results", raising=False)
+    with pytest.raises(UserError, match="nnUNet_results"):
+        install_model_from_zip_file(make_zip(str(tmp_path / "a.zip"), {GOOD: b"{}"}))
+
+
+@pytest.mark.parametrize("model", ["Dataset902_SynthMRRegions", "Dataset903_SynthNatural2D"])
+def test_golden_model_zips_install(shared_dir, nnunet_dirs, model):
+    zips = sorted((shared_dir / "reference" / "models" / model).glob("*.zip"))
+    if not zips:
+        pytest.skip(f"no golden zip for {model}")
+    results = nnunet_dirs["nnUNet_results"]
+    install_model_from_zip_file(str(zips[0]))
+    with zipfile.ZipFile(zips[0]) as zf:
+        names = sorted(i.filename for i in zf.infolist() if not i.is_dir())
+        assert all_files(str(results)) == names
+        for n in names:
+            assert (results / n).read_bytes() == zf.read(n)
+    assert any(n.endswith("fold_0/checkpoint_final.pth") for n in names)
