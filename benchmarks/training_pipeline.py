@@ -1,0 +1,219 @@
+"""Benchmark: training input pipeline (and train_step) of ours vs the reference (2.8.1) on the same preprocessed data.
+
+    python benchmarks/training_pipeline.py [--dataset 902] [--configuration 3d_fullres] [--workers 2]
+                                           [--batches 40] [--warmup 5] [--steps 5] [--device cpu]
+                                           [--preprocessed PATH] [--reference-python PATH] [--keep]
+
+The golden dataset is generated (../shared/reference/<dataset>/generate.sh) and preprocessed once with the
+reference (``nnUNetv2_plan_and_preprocess -c <configuration>``); both implementations then read that same folder
+(``--preprocessed`` reuses an existing nnUNet_preprocessed). This script re-runs itself with each implementation's
+python (the reference from a temporary folder so that our package cannot shadow it) and measures, in that process:
+
+* single-process: batches/s of ``nnUNetDataLoader`` (``nnUNetDatasetBlosc2`` + the full training augmentation) drawn
+  in the main process (no worker noise; 1 torch/BLAS thread);
+* ``--workers`` processes: batches/s of the multi-process augmenter the trainer uses (ours:
+  ``augmenters.nnUNetNonDetMultiThreadedAugmenter``; reference: batchgenerators' ``NonDetMultiThreadedAugmenter``),
+  after ``--warmup`` batches; plus the time to the first batch;
+* train_step: seconds per ``nnUNetTrainer.train_step`` on one fixed batch after ``initialize()`` (``--steps`` timed
+  steps after one warm-up; skipped with ``--steps 0``).
+
+All parameters (patch sizes, rotation, dummy-2D, mirroring, deep-supervision scales, oversampling, regions) come from
+each implementation's own ``nnUNetTrainer`` for the same plans; the transforms from its ``get_training_transforms``
+(ours delegates to ``data_augmentation.pipelines.build_training_transforms``). Target: throughput >= the reference's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SHARED = os.environ.get("NNUNET_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
+NAMES = {901: "Dataset901_SynthCT3D", 902: "Dataset902_SynthMRRegions", 903: "Dataset903_SynthNatural2D",
+         904: "Dataset904_SynthSparse3D"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# driver: runs inside the implementation's own python (ours or the reference), imports only public nnunetv2 names
+# ---------------------------------------------------------------------------------------------------------------------
+def _batches_per_s(gen, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        next(gen)
+    return n / (time.perf_counter() - start)
+
+
+def drive(args) -> dict:
+    import torch
+    from threadpoolctl import threadpool_limits
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    if args.impl == "ours":
+        from nnunetv2.training.dataloading.augmenters import nnUNetNonDetMultiThreadedAugmenter as Augmenter
+    else:
+        from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter as Augmenter
+
+    name = NAMES[args.dataset]
+    pp = os.path.join(os.environ["nnUNet_preprocessed"], name)
+    with open(os.path.join(pp, "nnUNetPlans.json")) as f:
+        plans = json.load(f)
+    with open(os.path.join(pp, "dataset.json")) as f:
+        dataset_json = json.load(f)
+    plans["continue_training"] = False  # the reference's trainer pops this key (run_training sets it)
+    trainer = nnUNetTrainer(plans, args.configuration, 0, dataset_json, device=torch.device(args.device))
+    trainer.initialize()  # batch size, oversampling, network, loss, optimizer
+    cm, lm = trainer.configuration_manager, trainer.label_manager
+    patch_size = cm.patch_size
+    rotation, dummy_2d, initial_patch_size, mirror_axes = \
+        trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    transforms = trainer.get_training_transforms(
+        patch_size, rotation, trainer._get_deep_supervision_scales(), mirror_axes, dummy_2d,
+        use_mask_for_norm=cm.use_mask_for_norm, is_cascaded=False, foreground_labels=lm.foreground_labels,
+        regions=lm.foreground_regions if lm.has_regions else None, ignore_label=lm.ignore_label)
+    tr_keys, _ = trainer.do_split()
+    dataset = nnUNetDatasetBlosc2(os.path.join(pp, cm.data_identifier), tr_keys)
+
+    def loader():
+        return nnUNetDataLoader(dataset, trainer.batch_size, initial_patch_size, patch_size, lm,
+                                oversample_foreground_percent=trainer.oversample_foreground_percent,
+                                sampling_probabilities=None, pad_sides=None, transforms=transforms,
+                                probabilistic_oversampling=trainer.probabilistic_oversampling)
+
+    import nnunetv2
+    out = {"impl": args.impl, "package": os.path.dirname(nnunetv2.__file__), "batch_size": trainer.batch_size, "patch_size": [int(i) for i in patch_size],
+           "augmenter": Augmenter.__module__ + "." + Augmenter.__name__}
+    torch.manual_seed(1)
+    import numpy as np
+    np.random.seed(1)
+    with threadpool_limits(1, None):
+        n_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        dl = loader()
+        next(dl)
+        out["single_process_batches_per_s"] = _batches_per_s(dl, args.batches_single)
+        torch.set_num_threads(n_threads)
+
+    start = time.perf_counter()
+    aug = Augmenter(loader(), None, args.workers, max(6, args.workers // 2), None,
+                    pin_memory=args.device.startswith("cuda"), wait_time=0.002)
+    batch = next(aug)
+    out["first_batch_s"] = time.perf_counter() - start
+    _batches_per_s(aug, args.warmup)
+    out["workers_batches_per_s"] = _batches_per_s(aug, args.batches)
+    aug._finish()
+
+    if args.steps > 0:
+        trainer.network.train()
+        trainer.train_step(batch)  # warm-up (allocations, cudnn autotuning)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            trainer.train_step(batch)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        out["train_step_s"] = (time.perf_counter() - start) / args.steps
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# orchestration: runs in our python
+# ---------------------------------------------------------------------------------------------------------------------
+def _prepare(args, base: str) -> str:
+    """nnUNet_preprocessed with the dataset preprocessed by the reference (or ``--preprocessed``)."""
+    if args.preprocessed:
+        return args.preprocessed
+    raw, pre = os.path.join(base, "raw"), os.path.join(base, "preprocessed")
+    os.makedirs(raw)
+    os.makedirs(pre)
+    subprocess.run(["bash", "generate.sh"], cwd=os.path.join(SHARED, "reference", NAMES[args.dataset]),
+                   env=dict(os.environ, nnUNet_raw=raw), check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, nnUNet_raw=raw, nnUNet_preprocessed=pre, nnUNet_results=os.path.join(base, "unused"))
+    from _harness import console_script
+    print(f"preprocessing {NAMES[args.dataset]} {args.configuration} with the reference ...", flush=True)
+    subprocess.run([console_script(args.ref_python, "nnUNetv2_plan_and_preprocess"), "-d", str(args.dataset), "-c",
+                    args.configuration, "-np", "2", "-npfp", "2", "--no_pbar"], env=env, cwd=base, check=True,
+                   stdout=subprocess.DEVNULL)
+    return pre
+
+
+def _run_driver(impl: str, python: str, args, pre: str, base: str):
+    from _harness import measure
+    result = os.path.join(base, f"{impl}.json")
+    cmd = [python, os.path.abspath(__file__), "--driver", impl, "--result", result]
+    for flag in ("dataset", "configuration", "workers", "batches", "batches_single", "warmup", "steps", "device"):
+        cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    results = os.path.join(base, impl + "_results")
+    os.makedirs(results, exist_ok=True)
+    env = dict(os.environ, nnUNet_preprocessed=pre, nnUNet_results=results, nnUNet_raw=os.path.join(base, "raw"),
+               nnUNet_compile="f", nnUNet_n_proc_DA=str(args.workers))
+    m = measure(cmd, env, cwd=base if impl == "ref" else REPO)
+    if m.returncode != 0:
+        raise SystemExit(f"{impl} driver failed (exit {m.returncode})")
+    with open(result) as f:
+        return json.load(f), m
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", type=int, default=902, choices=sorted(NAMES))
+    p.add_argument("--configuration", default="3d_fullres")
+    p.add_argument("--workers", type=int, default=2, help="augmentation worker processes (nnUNet_n_proc_DA)")
+    p.add_argument("--batches", type=int, default=40, help="timed batches with workers")
+    p.add_argument("--batches-single", type=int, default=10, help="timed batches in the main process")
+    p.add_argument("--warmup", type=int, default=5, help="untimed batches with workers before timing")
+    p.add_argument("--steps", type=int, default=5, help="timed train_step calls (0: skip)")
+    p.add_argument("--device", default="cpu", help="device for train_step (cpu, cuda)")
+    p.add_argument("--preprocessed", default=None, help="existing nnUNet_preprocessed holding the dataset")
+    p.add_argument("--reference-python", default=None, help="python of an env with nnunetv2==2.8.1")
+    p.add_argument("--reference-venv", default=os.path.join(tempfile.gettempdir(), "nnunet_ref_venv"))
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--driver", choices=["ours", "ref"], help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.driver:
+        args.impl = args.driver
+        res = drive(args)
+        with open(args.result, "w") as f:
+            json.dump(res, f)
+        return
+
+    sys.path.insert(0, HERE)
+    from _harness import default_reference_python, reference_python
+    args.ref_python = reference_python(args.reference_python or default_reference_python(), args.reference_venv)
+    base = tempfile.mkdtemp(prefix="nnunet_bench_train_")
+    try:
+        pre = _prepare(args, base)
+        ref, m_ref = _run_driver("ref", args.ref_python, args, pre, base)  # first: it writes splits_final.json
+        ours, m_ours = _run_driver("ours", sys.executable, args, pre, base)
+        print(f"\n{NAMES[args.dataset]} {args.configuration}: batch size {ours['batch_size']}, patch {ours['patch_size']}, "
+              f"{args.workers} workers, train_step on {args.device}")
+        print(f"ours: {ours['package']} ({ours['augmenter']})\nreference: {ref['package']} ({ref['augmenter']})")
+        print(f"{'metric':<34}{'ours':>10}{'reference':>11}{'ours/ref':>10}")
+        rows = [("single-process batches/s", "single_process_batches_per_s"),
+                (f"{args.workers}-worker batches/s", "workers_batches_per_s"),
+                ("time to first batch (s)", "first_batch_s"), ("train_step (s/iteration)", "train_step_s")]
+        for label, key in rows:
+            if key in ours and key in ref:
+                print(f"{label:<34}{ours[key]:>10.3f}{ref[key]:>11.3f}{ours[key] / ref[key]:>10.2f}")
+        print(f"{'whole driver wall time (s)':<34}{m_ours.wall_s:>10.1f}{m_ref.wall_s:>11.1f}"
+              f"{m_ours.wall_s / m_ref.wall_s:>10.2f}")
+        print(f"{'peak RSS, process tree (MB)':<34}{m_ours.peak_rss_mb:>10.0f}{m_ref.peak_rss_mb:>11.0f}"
+              f"{m_ours.peak_rss_mb / max(m_ref.peak_rss_mb, 1):>10.2f}")
+    finally:
+        if args.keep:
+            print(f"work folder kept: {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
