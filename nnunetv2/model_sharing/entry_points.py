@@ -21,7 +21,8 @@ def print_license_warning() -> None:
 @exit_on_user_error
 def download_by_url() -> None:
     parser = argparse.ArgumentParser(
-        description="Download a pretrained model zip from a URL and install it into nnUNet_results.")
+        description="Download a pretrained model zip from a URL and install it into nnUNet_results. Existing files "
+                    "with the same names (e.g. an older version of the same model) are overwritten.")
     parser.add_argument("url", type=str, help="URL of the model zip")
     args = parser.parse_args()
     from nnunetv2.model_sharing.model_download import download_and_install_from_url

@@ -77,6 +77,9 @@ def _check_conflicts(names: List[str], results: str) -> None:
         if not name.endswith("/") and os.path.isdir(target):
             raise UserError(f"Cannot install {name}: {target} is an existing folder; nothing was extracted.",
                             "Move that folder away and try again.")
+        if name.endswith("/") and os.path.lexists(target) and not os.path.isdir(target):
+            raise UserError(f"Cannot install {name}: {target} exists and is not a folder; nothing was extracted.",
+                            "Move that file away and try again.")
 
 
 def _move_into_place(src: str, dst: str) -> None:

@@ -98,6 +98,11 @@ def test_file_over_existing_folder_is_refused(nnunet_dirs, tmp_path):
     zip_file = make_zip(str(tmp_path / "c.zip"), {GOOD: b"{}"})
     with pytest.raises(UserError, match="existing folder"):
         install_model_from_zip_file(zip_file)
+    (results / DATASET / "afile").write_text("x")
+    zip_file = make_zip(str(tmp_path / "d.zip"), {f"{DATASET}/afile/": b"", f"{DATASET}/afile/x.json": b"{}"})
+    with pytest.raises(UserError, match="exists and is not a folder"):
+        install_model_from_zip_file(zip_file)
+    assert (results / DATASET / "afile").read_text() == "x"
 
 
 def test_entry_point_one_line_error(nnunet_dirs, tmp_path, monkeypatch, capsys):
