@@ -100,3 +100,56 @@ def default_reference_python() -> Optional[str]:
         if candidate and os.path.isfile(candidate):
             return candidate
     return None
+
+
+@dataclass
+class TreeMeasurement(Measurement):
+    peak_pss_mb: float = 0.0  # proportional set size: shared pages (torch libraries, forked memory) counted once
+
+
+def _tree_pids(root: int) -> List[int]:
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack += _children(pid)
+    return out
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def measure_tree(cmd: List[str], env: Dict[str, str], cwd: Optional[str] = None,
+                 poll_s: float = 0.05) -> TreeMeasurement:
+    """Like ``measure`` but also the peak summed PSS of the process tree. Summed RSS counts pages shared between the
+    processes (e.g. torch's libraries in every worker) once per process; PSS splits them, so it is the better
+    estimate of the RAM a run really needs when it spawns workers."""
+    peak_rss = peak_pss = 0
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = threading.Event()
+
+    def poll():
+        nonlocal peak_rss, peak_pss
+        while not done.is_set():
+            peak_rss = max(peak_rss, _tree_rss_kb(proc.pid))
+            peak_pss = max(peak_pss, sum(_pss_kb(p) for p in _tree_pids(proc.pid)))
+            time.sleep(poll_s)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    _, err = proc.communicate()
+    done.set()
+    t.join()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.stderr.write(err.decode(errors="replace")[-3000:])
+    return TreeMeasurement(wall, peak_rss / 1024, proc.returncode, peak_pss / 1024)

@@ -7,7 +7,7 @@ Both implementations get their own nnUNet_results with the golden export zips of
 installed (unzipped), and predict the same test images (regenerated with the datasets' generate.sh) with
 ``--save_probabilities``. For every model and mode the script prints wall time per case and the peak RSS of the whole
 process tree (ours, reference, ratios) and whether the outputs agree: segmentations voxel-identical, max |delta| of the
-probabilities. "large" mode upsamples the test image mr_008 of Dataset902 by ``--large-factor`` per axis (spacing
+probabilities. Memory is reported as summed RSS and summed PSS (shared pages split) of the tree. "large" mode upsamples the test image mr_008 of Dataset902 by ``--large-factor`` per axis (spacing
 divided by the same factor, so the network sees the same data after resampling but the export resamples the
 probabilities back to a volume ``factor**3`` times larger) and predicts it with ``--disable_tta``: this isolates the
 RAM of preprocessing/export of a large image. Issue targets: time <= 0.67x the reference, peak RAM well below it.
@@ -28,7 +28,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import Measurement, console_script, default_reference_python, measure, reference_python  # noqa: E402
+from _harness import Measurement, console_script, default_reference_python, measure_tree, reference_python  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("NNUNET_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
@@ -160,7 +160,7 @@ def main() -> None:
             for tag, exe, cwd in (("ref", ref_exe, base), ("ours", ours_exe, REPO)):
                 for r in range(args.repeats):
                     out = os.path.join(base, tag, "pred", label.replace(" ", "_"), str(r))
-                    m = measure(_predict_cmd(exe, inp, out, d, args, no_tta), envs[tag], cwd=cwd)
+                    m = measure_tree(_predict_cmd(exe, inp, out, d, args, no_tta), envs[tag], cwd=cwd)
                     if m.returncode != 0:
                         print(f"{label}: {tag} failed (exit {m.returncode})", flush=True)
                     if tag not in best or m.wall_s < best[tag].wall_s:
@@ -170,11 +170,13 @@ def main() -> None:
             print(f"{label}: ours {best['ours'].wall_s:.1f} s / reference {best['ref'].wall_s:.1f} s, "
                   f"seg identical: {same}, max |dp| {delta:.2e}", flush=True)
         print()
+        print("MB = peak summed RSS of the process tree; PSS = the same with shared pages split between processes")
         print(f"{'run':<26}{'ours s/case':>12}{'ref s/case':>11}{'ratio':>7}{'ours MB':>9}{'ref MB':>8}{'ratio':>7}"
-              f"{'seg same':>10}{'max|dp|':>10}")
+              f"{'ours PSS':>9}{'ref PSS':>8}{'ratio':>7}{'seg same':>10}{'max|dp|':>10}")
         for label, n, o, r, same, delta, n_diff in rows:
             print(f"{label:<26}{o.wall_s / n:>12.2f}{r.wall_s / n:>11.2f}{o.wall_s / r.wall_s:>7.2f}"
                   f"{o.peak_rss_mb:>9.0f}{r.peak_rss_mb:>8.0f}{o.peak_rss_mb / max(r.peak_rss_mb, 1):>7.2f}"
+                  f"{o.peak_pss_mb:>9.0f}{r.peak_pss_mb:>8.0f}{o.peak_pss_mb / max(r.peak_pss_mb, 1):>7.2f}"
                   f"{('yes' if same else f'NO ({n_diff})'):>10}{delta:>10.1e}")
         tot_o, tot_r = sum(r[2].wall_s for r in rows), sum(r[3].wall_s for r in rows)
         print(f"\ntotal wall time ratio (ours / reference): {tot_o / tot_r:.2f}")
