@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import console_script, measure, reference_python, report  # noqa: E402
+from _harness import console_script, default_reference_python, measure, reference_python, report  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("NNUNET_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
@@ -35,11 +35,23 @@ def _dirs(base: str, tag: str, raw: str) -> dict:
     return env
 
 
+def _close(a, b, rel: float = 1e-6) -> bool:
+    """JSON values equal, floats to ``rel`` relative tolerance."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+    return a == b
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", type=int, nargs="+", default=[901, 902, 903, 904, 905])
     p.add_argument("--np", type=int, default=2, help="worker processes for both (-np and -npfp)")
-    p.add_argument("--reference-python", default=None, help="python of an env with nnunetv2==2.8.1")
+    p.add_argument("--reference-python", default=default_reference_python(),
+                   help="python of an env with nnunetv2==2.8.1 (default: $NNUNET_REFERENCE_PYTHON or /opt/nnunet_ref)")
     p.add_argument("--reference-venv", default=os.path.join(tempfile.gettempdir(), "nnunet_ref_venv"))
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
@@ -60,8 +72,8 @@ def main() -> None:
             ours = measure([shutil.which("nnUNetv2_plan_and_preprocess") or "nnUNetv2_plan_and_preprocess"] + flags,
                            ours_env, cwd=REPO)
             same = all(
-                json.load(open(os.path.join(ours_env["nnUNet_preprocessed"], NAMES[d], f))) ==
-                json.load(open(os.path.join(ref_env["nnUNet_preprocessed"], NAMES[d], f)))
+                _close(json.load(open(os.path.join(ours_env["nnUNet_preprocessed"], NAMES[d], f))),
+                       json.load(open(os.path.join(ref_env["nnUNet_preprocessed"], NAMES[d], f))))
                 for f in ("nnUNetPlans.json", "dataset_fingerprint.json"))
             rows.append((f"{NAMES[d]}{'' if same else ' (DIFFERENT!)'}", ours, ref))
             print(f"{NAMES[d]}: ours {ours.wall_s:.1f} s / reference {ref.wall_s:.1f} s", flush=True)
