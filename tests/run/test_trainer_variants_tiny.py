@@ -146,3 +146,18 @@ def test_primus_needs_patch_divisible_by_8(t2):
     assert trainer.initial_lr == 3e-4 and trainer.enable_deep_supervision is False
     with pytest.raises(UserError, match="divisible by 8"):
         trainer.initialize()
+
+
+def test_primus_warmup_then_poly_keeps_its_adamw(t2):
+    from nnunetv2.training.lr_scheduler.warmup import Lin_incr_LRScheduler, PolyLRScheduler_offset
+    trainer = get_trainer_from_args("321", "3d_fullres", 0, "nnUNet_PrimusV2S_Trainer", device=CPU)
+    trainer.network = torch.nn.Linear(2, 2)
+    trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers("warmup_all")
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    assert isinstance(trainer.lr_scheduler, Lin_incr_LRScheduler) and trainer.training_stage == "warmup_all"
+    warmup_optimizer = trainer.optimizer
+    optimizer, scheduler = trainer.configure_optimizers("train")
+    assert optimizer is warmup_optimizer and isinstance(scheduler, PolyLRScheduler_offset)
+    assert trainer.configure_optimizers("train") == (trainer.optimizer, trainer.lr_scheduler)
+    with pytest.raises(ValueError):
+        trainer.configure_optimizers("later")

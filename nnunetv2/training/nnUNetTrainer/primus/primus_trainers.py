@@ -18,9 +18,9 @@ except ImportError:
 from nnunetv2.errors import UserError
 from nnunetv2.training.nnUNetTrainer import _setup
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.lr_schedule.nnUNetTrainer_warmup import nnUNetTrainer_warmup
-from nnunetv2.training.lr_scheduler.warmup import Lin_incr_LRScheduler, PolyLRScheduler_offset
-from nnunetv2.utilities.helpers import dummy_context, empty_cache
+from nnunetv2.training.nnUNetTrainer.variants.lr_schedule.nnUNetTrainer_warmup import (configure_warmup_stage,
+                                                                                      nnUNetTrainer_warmup)
+from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 _COMMON = dict(drop_path_rate=0.2, scale_attn_inner=True, init_values=0.1)
@@ -76,23 +76,7 @@ class AbstractPrimus(nnUNetTrainer_warmup):
                                  fused=self.device.type == "cuda")
 
     def configure_optimizers(self, stage: str = "warmup_all"):
-        if stage not in ("warmup_all", "train"):
-            raise ValueError(f"stage must be 'warmup_all' or 'train', got {stage!r}")
-        if stage == self.training_stage:
-            return self.optimizer, self.lr_scheduler
-        if stage == "warmup_all":
-            self.print_to_log_file("train whole net, warmup")
-            optimizer = self._new_adamw()
-            lr_scheduler = Lin_incr_LRScheduler(optimizer, self.initial_lr, self.warmup_duration_whole_net)
-        else:
-            self.print_to_log_file("train whole net, default schedule")
-            optimizer = self.optimizer if self.training_stage == "warmup_all" else self._new_adamw()
-            lr_scheduler = PolyLRScheduler_offset(optimizer, self.initial_lr, self.num_epochs,
-                                                  self.warmup_duration_whole_net)
-        self.print_to_log_file(f"Initialized {stage} optimizer and lr_scheduler at epoch {self.current_epoch}")
-        self.training_stage = stage
-        empty_cache(self.device)
-        return optimizer, lr_scheduler
+        return configure_warmup_stage(self, stage, self._new_adamw)
 
     def train_step(self, batch: dict) -> dict:
         from nnunetv2.training.nnUNetTrainer._epoch import to_device

@@ -9,6 +9,29 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import empty_cache
 
 
+def configure_warmup_stage(trainer: nnUNetTrainer, stage: str, new_optimizer):
+    """Optimizer and lr scheduler for ``stage`` of a warm-up-then-poly schedule ('warmup_all': linear rise to
+    initial_lr over ``warmup_duration_whole_net`` epochs; 'train': poly decay afterwards). The warm-up optimizer is
+    kept across the switch: its momentum already points somewhere useful."""
+    if stage not in ("warmup_all", "train"):
+        raise ValueError(f"stage must be 'warmup_all' or 'train', got {stage!r}")
+    if stage == trainer.training_stage:
+        return trainer.optimizer, trainer.lr_scheduler
+    if stage == "warmup_all":
+        trainer.print_to_log_file("train whole net, warmup")
+        optimizer = new_optimizer()
+        lr_scheduler = Lin_incr_LRScheduler(optimizer, trainer.initial_lr, trainer.warmup_duration_whole_net)
+    else:
+        trainer.print_to_log_file("train whole net, default schedule")
+        optimizer = trainer.optimizer if trainer.training_stage == "warmup_all" else new_optimizer()
+        lr_scheduler = PolyLRScheduler_offset(optimizer, trainer.initial_lr, trainer.num_epochs,
+                                              trainer.warmup_duration_whole_net)
+    trainer.print_to_log_file(f"Initialized {stage} optimizer and lr_scheduler at epoch {trainer.current_epoch}")
+    trainer.training_stage = stage
+    empty_cache(trainer.device)
+    return optimizer, lr_scheduler
+
+
 class nnUNetTrainer_warmup(nnUNetTrainer):
     """Epochs 0..warmup-1: lr rises linearly to initial_lr; afterwards poly decay over the remaining epochs. The SGD
     optimiser (and its momentum) is kept across the switch."""
@@ -26,24 +49,7 @@ class nnUNetTrainer_warmup(nnUNetTrainer):
                                nesterov=True)
 
     def configure_optimizers(self, stage: str = "warmup_all"):
-        if stage not in ("warmup_all", "train"):
-            raise ValueError(f"stage must be 'warmup_all' or 'train', got {stage!r}")
-        if stage == self.training_stage:
-            return self.optimizer, self.lr_scheduler
-        if stage == "warmup_all":
-            self.print_to_log_file("train whole net, warmup")
-            optimizer = self._new_sgd()
-            lr_scheduler = Lin_incr_LRScheduler(optimizer, self.initial_lr, self.warmup_duration_whole_net)
-        else:
-            self.print_to_log_file("train whole net, default schedule")
-            # keep the warm-up optimiser: its momentum already points somewhere useful
-            optimizer = self.optimizer if self.training_stage == "warmup_all" else self._new_sgd()
-            lr_scheduler = PolyLRScheduler_offset(optimizer, self.initial_lr, self.num_epochs,
-                                                  self.warmup_duration_whole_net)
-        self.print_to_log_file(f"Initialized {stage} optimizer and lr_scheduler at epoch {self.current_epoch}")
-        self.training_stage = stage
-        empty_cache(self.device)
-        return optimizer, lr_scheduler
+        return configure_warmup_stage(self, stage, self._new_sgd)
 
     def _stage_for_epoch(self) -> str:
         return "warmup_all" if self.current_epoch < self.warmup_duration_whole_net else "train"
