@@ -6,7 +6,7 @@ spacings reversed; the ITK geometry itself is kept under ``properties['sitk_stuf
 from __future__ import annotations
 
 import logging
-from typing import List, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -55,26 +55,7 @@ class SimpleITKIO(BaseReaderWriter):
     supported_file_endings = ['.nii.gz', '.nrrd', '.mha', '.gipl']
 
     def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]]) -> Tuple[np.ndarray, dict]:
-        image_fnames = [str(f) for f in image_fnames]
-        images, arrays, spacings = [], [], []
-        for f in image_fnames:
-            img = _read_sitk(f)
-            arr, spacing = _array_and_spacing(img, f)
-            images.append(img)
-            arrays.append(arr)
-            spacings.append(spacing)
-        _check_case_consistency(image_fnames, images, arrays, spacings)
-        stacked = stack_channels_float32(arrays)
-        first = images[0]
-        props = {
-            'sitk_stuff': {
-                'spacing': first.GetSpacing(),
-                'origin': first.GetOrigin(),
-                'direction': first.GetDirection(),
-            },
-            'spacing': spacings[0],
-        }
-        return stacked, props
+        return _read_case(image_fnames)
 
     def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:
         return self.read_images((seg_fname,))
@@ -82,6 +63,33 @@ class SimpleITKIO(BaseReaderWriter):
     def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
         itk_img = _seg_to_sitk(seg, output_fname, properties)
         _write_sitk(itk_img, output_fname)
+
+
+def _read_case(image_fnames, transform: Optional[Callable[[sitk.Image], sitk.Image]] = None
+               ) -> Tuple[np.ndarray, dict]:
+    """Read the channel files of one case (each optionally transformed after reading), check that they agree and
+    stack them; properties come from the first file."""
+    image_fnames = [str(f) for f in image_fnames]
+    images, arrays, spacings = [], [], []
+    for f in image_fnames:
+        img = _read_sitk(f)
+        if transform is not None:
+            img = transform(img)
+        arr, spacing = _array_and_spacing(img, f)
+        images.append(img)
+        arrays.append(arr)
+        spacings.append(spacing)
+    _check_case_consistency(image_fnames, images, arrays, spacings)
+    first = images[0]
+    props = {
+        'sitk_stuff': {
+            'spacing': first.GetSpacing(),
+            'origin': first.GetOrigin(),
+            'direction': first.GetDirection(),
+        },
+        'spacing': spacings[0],
+    }
+    return stack_channels_float32(arrays), props
 
 
 def _check_case_consistency(fnames: List[str], images, arrays, spacings) -> None:
@@ -141,31 +149,15 @@ class SimpleITKIOWithReorient(SimpleITKIO):
 
     def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]], orientation: str = "RAS"
                     ) -> Tuple[np.ndarray, dict]:
-        image_fnames = [str(f) for f in image_fnames]
-        images, arrays, spacings = [], [], []
-        original_orientation = None
-        for f in image_fnames:
-            img = _read_sitk(f)
-            original_orientation = sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(
-                img.GetDirection())
-            img = sitk.DICOMOrient(img, orientation)
-            arr, spacing = _array_and_spacing(img, f)
-            images.append(img)
-            arrays.append(arr)
-            spacings.append(spacing)
-        _check_case_consistency(image_fnames, images, arrays, spacings)
-        stacked = stack_channels_float32(arrays)
-        first = images[0]
-        props = {
-            'sitk_stuff': {
-                'spacing': first.GetSpacing(),
-                'origin': first.GetOrigin(),
-                'direction': first.GetDirection(),
-                # like the reference: the orientation of the last file
-                'original_orientation': original_orientation,
-            },
-            'spacing': spacings[0],
-        }
+        original_orientations = []
+
+        def reorient(img: sitk.Image) -> sitk.Image:
+            original_orientations.append(
+                sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(img.GetDirection()))
+            return sitk.DICOMOrient(img, orientation)
+
+        stacked, props = _read_case(image_fnames, reorient)
+        props['sitk_stuff']['original_orientation'] = original_orientations[-1]  # like the reference: the last file
         return stacked, props
 
     def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
