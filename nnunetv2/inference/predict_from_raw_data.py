@@ -150,6 +150,20 @@ class nnUNetPredictor(object):
         save_json(self.dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
         save_json(self.plans_manager.plans, os.path.join(output_folder, 'plans.json'), sort_keys=False)
 
+    def _prepare_prediction(self, arguments: dict, list_of_lists_or_source_folder,
+                            output_folder_or_list_of_truncated_output_files, folder_with_segs_from_prev_stage,
+                            overwrite: bool, part_id: int, num_parts: int, save_probabilities: bool):
+        """Checks and bookkeeping shared by the parallel and the sequential path; returns the cases to predict."""
+        output_folder = _output_folder_of(output_folder_or_list_of_truncated_output_files)
+        if isinstance(list_of_lists_or_source_folder, str):
+            input_handling.check_output_not_input(list_of_lists_or_source_folder, output_folder)
+        if output_folder is not None:
+            self._write_bookkeeping_files(output_folder, arguments)
+        self._check_cascade_input(folder_with_segs_from_prev_stage)
+        return self._manage_input_and_output_lists(
+            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+            folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
+
     def _check_cascade_input(self, folder_with_segs_from_prev_stage) -> None:
         if self.configuration_manager.previous_stage_name is not None and folder_with_segs_from_prev_stage is None:
             raise UserError(f"The requested configuration is a cascaded network. It requires the segmentations of "
@@ -174,15 +188,8 @@ class nnUNetPredictor(object):
                      'num_processes_segmentation_export': num_processes_segmentation_export,
                      'folder_with_segs_from_prev_stage': folder_with_segs_from_prev_stage,
                      'num_parts': num_parts, 'part_id': part_id}
-        output_folder = _output_folder_of(output_folder_or_list_of_truncated_output_files)
-        if isinstance(list_of_lists_or_source_folder, str):
-            input_handling.check_output_not_input(list_of_lists_or_source_folder, output_folder)
-        if output_folder is not None:
-            self._write_bookkeeping_files(output_folder, arguments)
-        self._check_cascade_input(folder_with_segs_from_prev_stage)
-
-        list_of_lists, output_filenames_truncated, seg_files = self._manage_input_and_output_lists(
-            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+        list_of_lists, output_filenames_truncated, seg_files = self._prepare_prediction(
+            arguments, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
             folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
         if len(list_of_lists) == 0:
             return
@@ -406,14 +413,8 @@ class nnUNetPredictor(object):
                          output_folder_or_list_of_truncated_output_files,
                      'save_probabilities': save_probabilities, 'overwrite': overwrite,
                      'folder_with_segs_from_prev_stage': folder_with_segs_from_prev_stage}
-        output_folder = _output_folder_of(output_folder_or_list_of_truncated_output_files)
-        if isinstance(list_of_lists_or_source_folder, str):
-            input_handling.check_output_not_input(list_of_lists_or_source_folder, output_folder)
-        if output_folder is not None:
-            self._write_bookkeeping_files(output_folder, arguments)
-        self._check_cascade_input(folder_with_segs_from_prev_stage)
-        list_of_lists, output_filenames_truncated, seg_files = self._manage_input_and_output_lists(
-            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+        list_of_lists, output_filenames_truncated, seg_files = self._prepare_prediction(
+            arguments, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
             folder_with_segs_from_prev_stage, overwrite, 0, 1, save_probabilities)
         if output_filenames_truncated is None:
             output_filenames_truncated = [None] * len(list_of_lists)
