@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import os
-import pkgutil
+import sys
 from typing import List, Optional, Type
 
 import nnunetv2
@@ -20,17 +19,23 @@ def package_folder(dotted_package: str) -> str:
 
 
 def available_subclasses(dotted_package: str, base: Type) -> List[str]:
-    """Names of all classes derived from ``base`` (itself included) defined in modules of ``dotted_package``."""
+    """Names of the classes derived from ``base`` (itself included) in the already imported modules of
+    ``dotted_package``. Call it after a failed ``recursive_find_python_class`` over that package: the search
+    imported every module, so this costs nothing."""
     names = set()
-    for info in pkgutil.walk_packages([package_folder(dotted_package)], prefix=dotted_package + "."):
-        try:
-            module = importlib.import_module(info.name)
-        except Exception:  # a broken optional module must not hide the rest of the list
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not (module_name == dotted_package or module_name.startswith(dotted_package + ".")):
             continue
         for name, obj in vars(module).items():
             if inspect.isclass(obj) and issubclass(obj, base):
                 names.add(name)
     return sorted(names)
+
+
+def close_matches(name: str, candidates: List[str], n: int = 5) -> List[str]:
+    """Up to ``n`` candidates similar to ``name`` (case-insensitive comparison)."""
+    lower = {c.lower(): c for c in candidates}
+    return [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.6)]
 
 
 def find_class_or_explain(dotted_package: str, class_name: str, base: Type, what: str, flag: str) -> Type:
@@ -43,7 +48,7 @@ def find_class_or_explain(dotted_package: str, class_name: str, base: Type, what
     if cls is not None:
         return cls
     available = available_subclasses(dotted_package, base)
-    close = difflib.get_close_matches(class_name, available, n=3)
+    close = close_matches(class_name, available, n=3)
     hint = f"Did you mean {', '.join(close)}? " if close else ""
     raise UserError(f"Unknown {what} '{class_name}' ({flag}).",
                     f"{hint}Available: {', '.join(available)}. Custom classes must live inside the "

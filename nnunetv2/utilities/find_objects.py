@@ -5,14 +5,13 @@ trainer (e.g. the predictor) can use this without an import cycle.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
-import sys
-from typing import List, Optional, Type
+from typing import Optional, Type
 
 from nnunetv2.errors import UserError
 from nnunetv2.paths import nnUNet_extTrainer
+from nnunetv2.utilities.class_lookup import available_subclasses, close_matches  # noqa: F401 (close_matches: public)
 from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
 _TRAINER_PACKAGE = "nnunetv2.training.nnUNetTrainer"
@@ -34,25 +33,6 @@ def _search_external_folders(trainer_name: str, ext_value: str) -> Optional[type
     return None
 
 
-def _known_trainer_names(base: type) -> List[str]:
-    """Names of the trainer classes in the already imported modules of the trainer package (the failed search
-    imported them all, so this costs nothing)."""
-    names = set()
-    for mod_name, module in list(sys.modules.items()):
-        if module is None or not mod_name.startswith(_TRAINER_PACKAGE):
-            continue
-        for attr, obj in vars(module).items():
-            if inspect.isclass(obj) and issubclass(obj, base):
-                names.add(attr)
-    return sorted(names)
-
-
-def close_matches(name: str, candidates: List[str], n: int = 5) -> List[str]:
-    """Up to ``n`` candidates similar to ``name`` (case-insensitive comparison)."""
-    lower = {c.lower(): c for c in candidates}
-    return [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.6)]
-
-
 def recursive_find_trainer_class_by_name(trainer_name: str) -> Type:
     import nnunetv2
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -63,7 +43,7 @@ def recursive_find_trainer_class_by_name(trainer_name: str) -> Type:
     if trainer_class is None and ext_value:
         trainer_class = _search_external_folders(trainer_name, ext_value)
     if trainer_class is None:
-        similar = close_matches(trainer_name, _known_trainer_names(nnUNetTrainer))
+        similar = close_matches(trainer_name, available_subclasses(_TRAINER_PACKAGE, nnUNetTrainer))
         hint = f"Did you mean: {', '.join(similar)}? " if similar else ""
         raise UserError(
             f"Could not find a trainer class named {trainer_name!r} in {package_folder} "
