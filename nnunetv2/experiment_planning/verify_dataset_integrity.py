@@ -6,11 +6,8 @@ how to fix it) and the check fails once at the end, listing them all.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Dict, List, Sequence, Type
 
 import numpy as np
@@ -172,20 +169,10 @@ def _listed_file_problems(dataset: Dict[str, dict]) -> List[str]:
 
 
 def _run_case_checks(jobs: List[tuple], num_processes: int) -> List[str]:
-    if num_processes <= 1 or len(jobs) <= 1:
-        return [p for job in jobs for p in case_problems(*job)]
-    from tqdm import tqdm
-    problems = []
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(num_processes, len(jobs)), mp_context=ctx) as pool:
-        futures = [pool.submit(case_problems, *job) for job in jobs]
-        for job, fut in tqdm(zip(jobs, futures), total=len(jobs), desc="Verifying cases", disable=None):
-            try:
-                problems += fut.result()
-            except BrokenProcessPool:
-                raise UserError(f"A worker process died while checking {job[1]} (probably killed for lack of memory).",
-                                "Run again with fewer processes (-np).") from None
-    return problems
+    from nnunetv2.utilities.case_pool import run_cases
+    per_case = run_cases(case_problems, jobs, [job[1] for job in jobs], num_processes, desc="Verifying cases",
+                         show_progress_bar=num_processes > 1)
+    return [p for problems in per_case for p in problems]
 
 
 def _determine_reader(dataset_json: dict, cases: Dict[str, dict], max_tries: int = 5):

@@ -12,7 +12,7 @@ from typing import List, Tuple, Type, Union
 import numpy as np
 
 from nnunetv2.errors import UserError
-from nnunetv2.experiment_planning.dataset_fingerprint.case_pool import run_cases
+from nnunetv2.utilities.case_pool import run_cases
 from nnunetv2.experiment_planning.dataset_fingerprint.intensity_statistics import (
     aggregate_channel, per_case_statistics, sample_foreground_intensities)
 from nnunetv2.file_io import load_json, maybe_mkdir_p, save_json
