@@ -23,7 +23,7 @@ from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import maybe_mkdir_p, save_json
 from nnunetv2.inference import data_iterators, input_handling, model_loading
-from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
+from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian, concurrent_cpu_passes,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
                                                           pad_to_patch_size)
 from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy
@@ -92,6 +92,10 @@ class nnUNetPredictor(object):
         # (env nnUNet_tta_batch, e.g. 8) are several times faster on CPU (batched convolutions take a faster
         # kernel) but change the last bits of the logits (fp16 accumulators then differ by ~1 ulp at a few voxels).
         self.tta_passes_per_batch = max(1, _env_int('nnUNet_tta_batch', 1))
+        # CPU only: forward passes run this many at a time in threads, torch's threads split between them (same
+        # logits bit for bit, faster when a single pass cannot use all cores). 0 = choose (at most 4), 1 = off.
+        self.cpu_concurrent_passes = max(0, _env_int('nnUNet_cpu_concurrent_passes', 0))
+        self._pass_pool = None
 
     # ----- initialisation --------------------------------------------------------------------------------------
     def initialize_from_trained_model_folder(self, model_training_output_dir: str,
@@ -245,6 +249,11 @@ class nnUNetPredictor(object):
         input_handling.check_num_channels(int(data.shape[0]) - (expected - self._num_image_channels()),
                                           self._num_image_channels(), name)
 
+    def _segmentation_export_function(self):
+        """What writes one case's files from its logits (a subclass may write another layout, e.g. JHUPredictor).
+        Looked up at call time: clients replace export_prediction's functions at run time."""
+        return _export.export_prediction_from_logits
+
     def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
                                    num_processes_segmentation_export: int = default_num_processes):
         """Predict every item of the iterator; export in background processes (in-process when 0 processes)."""
@@ -271,7 +280,7 @@ class nnUNetPredictor(object):
                 prediction = self.predict_logits_from_preprocessed_data(data).cpu().numpy()
                 del data
                 if ofile is not None:
-                    fn = _export.export_prediction_from_logits  # looked up now: may be replaced at run time
+                    fn = self._segmentation_export_function()
                     args = (prediction, properties, self.configuration_manager, self.plans_manager,
                             self.dataset_json, ofile, save_probabilities)
                 else:
@@ -360,7 +369,15 @@ class nnUNetPredictor(object):
 
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
         mirror_axes = self.allowed_mirroring_axes if self.use_mirroring else None
-        return maybe_mirror_and_predict(self.network, x, mirror_axes, getattr(self, 'tta_passes_per_batch', 1))
+        return maybe_mirror_and_predict(self.network, x, mirror_axes, getattr(self, 'tta_passes_per_batch', 1),
+                                        getattr(self, '_pass_pool', None))
+
+    def _concurrent_pass_workers(self) -> int:
+        """How many forward passes may run at once: CPU, eager (not compiled) networks only."""
+        if self.device.type != 'cpu' or hasattr(self.network, '_orig_mod'):
+            return 1
+        requested = getattr(self, 'cpu_concurrent_passes', 1)
+        return requested if requested > 0 else min(4, torch.get_num_threads())
 
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers,
                                                        do_on_device: bool = True):
@@ -370,9 +387,16 @@ class nnUNetPredictor(object):
         gaussian = compute_gaussian(tuple(self.configuration_manager.patch_size), sigma_scale=1. / 8,
                                     value_scaling_factor=10, device=results_device) if self.use_gaussian else 1
         progress = (lambda s: tqdm(s, disable=not self.allow_tqdm))
-        return accumulate_tiles(data, slicers, self._internal_maybe_mirror_and_predict,
-                                self.label_manager.num_segmentation_heads, gaussian, self.device, results_device,
-                                progress)
+        with concurrent_cpu_passes(self._concurrent_pass_workers()) as pool:
+            # several tiles: tiles run concurrently; a single tile: its mirrored passes do
+            tile_pool = pool if len(slicers) > 1 else None
+            self._pass_pool = pool if tile_pool is None else None
+            try:
+                return accumulate_tiles(data, slicers, self._internal_maybe_mirror_and_predict,
+                                        self.label_manager.num_segmentation_heads, gaussian, self.device,
+                                        results_device, progress, tile_pool)
+            finally:
+                self._pass_pool = None
 
     @torch.no_grad()  # not inference_mode: the trainer's validation may reuse the returned tensor
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> Union[np.ndarray, torch.Tensor]:

@@ -7,14 +7,19 @@ operation happens in the reference's order so CPU results are bit-identical.
 from __future__ import annotations
 
 import itertools
+from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
 Slicer = Tuple[slice, ...]
+_T = TypeVar('_T')
+_R = TypeVar('_R')
 
 
 @lru_cache(maxsize=2)
@@ -110,22 +115,34 @@ def mirror_axes_subsets(mirror_axes: Sequence[int]) -> List[Tuple[int, ...]]:
 
 
 def maybe_mirror_and_predict(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                             mirror_axes: Optional[Sequence[int]], passes_per_batch: int = 1) -> torch.Tensor:
+                             mirror_axes: Optional[Sequence[int]], passes_per_batch: int = 1,
+                             pool: Optional[Executor] = None) -> torch.Tensor:
     """Network output for ``x`` (1, C, *P), averaged over all mirrorings of ``mirror_axes`` (None: no TTA).
 
     Logits are averaged; the sum is built in subset order and divided once (same rounding as the reference).
     ``passes_per_batch`` > 1 runs that many mirrored copies through the network as one batch: much faster on CPU,
     identical up to convolution rounding (~1e-6 relative), but not bit-identical to one pass at a time.
+    ``pool`` (from :func:`concurrent_cpu_passes`) runs the single-copy passes concurrently; the outputs are still
+    summed in subset order, so the result is bit-identical to running them one after the other.
     """
     if mirror_axes is None:
         return network(x)
     if len(mirror_axes) == 0 or max(mirror_axes) > x.ndim - 3:
         raise ValueError(f"mirror_axes {tuple(mirror_axes)} are invalid for a tile of shape {tuple(x.shape)}")
     subsets = mirror_axes_subsets(mirror_axes)
-    if passes_per_batch <= 1:
+    if passes_per_batch <= 1 and pool is None:
         prediction = network(x)
         for axes in subsets:
             prediction += torch.flip(network(torch.flip(x, axes)), axes)
+    elif passes_per_batch <= 1:
+        def mirrored_pass(axes: Tuple[int, ...]) -> torch.Tensor:
+            if not axes:
+                return network(x)
+            return torch.flip(network(torch.flip(x, axes)), axes)
+        outputs = list(pool.map(_without_grad(mirrored_pass), [()] + subsets))
+        prediction = outputs[0]
+        for o in outputs[1:]:
+            prediction += o
     else:
         variants = [()] + subsets
         outputs = []
@@ -141,22 +158,75 @@ def maybe_mirror_and_predict(network: Callable[[torch.Tensor], torch.Tensor], x:
     return prediction
 
 
+def _without_grad(fn: Callable[[_T], _R]) -> Callable[[_T], _R]:
+    """``fn`` run under no_grad: grad mode is per thread, so pool threads do not inherit the caller's."""
+    def wrapped(item: _T) -> _R:
+        with torch.no_grad():
+            return fn(item)
+    return wrapped
+
+
+@contextmanager
+def concurrent_cpu_passes(workers: int) -> Iterator[Optional[Executor]]:
+    """A thread pool running ``workers`` CPU forward passes at once, torch's threads split between them.
+
+    Why: one pass of a small tile cannot keep several cores busy (OpenMP start-up and barriers dominate, and spinning
+    threads collapse when other processes - our own preprocessing and export workers - share the cores). Passes in
+    parallel threads with fewer torch threads each do the same arithmetic (oneDNN convolutions do not depend on the
+    thread count), so the logits stay bit-identical. Yields None when ``workers`` <= 1.
+    """
+    if workers <= 1:
+        yield None
+        return
+    total_threads = torch.get_num_threads()
+    per_worker = max(1, total_threads // workers)
+    torch.set_num_threads(per_worker)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix='nnunet_pass',
+                                initializer=torch.set_num_threads, initargs=(per_worker,)) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(total_threads)
+
+
+def ordered_map(pool: Optional[Executor], fn: Callable[[_T], _R], items: Iterable[_T], lookahead: int) -> Iterator[_R]:
+    """``map(fn, items)`` computed on ``pool`` (None: in this thread), in order, at most ``lookahead`` items ahead."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    fn = _without_grad(fn)
+    items = iter(items)
+    pending = deque(pool.submit(fn, item) for item in itertools.islice(items, max(1, lookahead)))
+    try:
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(items, 1):
+                pending.append(pool.submit(fn, item))
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
+
+
 def accumulate_tiles(data: torch.Tensor, slicers: List[Slicer], predict_tile: Callable[[torch.Tensor], torch.Tensor],
                      num_heads: int, gaussian: Union[torch.Tensor, float], compute_device: torch.device,
-                     results_device: torch.device, progress: Optional[Callable] = None) -> torch.Tensor:
+                     results_device: torch.device, progress: Optional[Callable] = None,
+                     pool: Optional[Executor] = None, lookahead: int = 8) -> torch.Tensor:
     """Gaussian-weighted average of the tile predictions over the (padded) image, as fp16 (num_heads, *spatial).
 
     ``predict_tile`` maps a (1, C, *P) tile on ``compute_device`` to (1, num_heads, *P) logits. ``gaussian`` is
-    the fp16 map on ``results_device`` or the scalar 1 (no weighting).
+    the fp16 map on ``results_device`` or the scalar 1 (no weighting). With a ``pool`` (CPU only), tiles are
+    predicted concurrently (at most ``lookahead`` ahead) but accumulated in tile order, so the fp16 sums round
+    exactly as without it.
     """
     data = data.to(results_device)
     spatial = data.shape[1:]
     predicted = torch.zeros((num_heads, *spatial), dtype=torch.half, device=results_device)
     n_predictions = torch.zeros(spatial, dtype=torch.half, device=results_device)
     iterator = slicers if progress is None else progress(slicers)
-    for sl in iterator:
-        tile = data[sl][None].to(compute_device, non_blocking=False)
-        prediction = predict_tile(tile)[0].to(results_device)
+    tiles = (data[sl][None].to(compute_device, non_blocking=False) for sl in slicers)
+    for sl, prediction in zip(iterator, ordered_map(pool, predict_tile, tiles, lookahead)):
+        prediction = prediction[0].to(results_device)
         if isinstance(gaussian, torch.Tensor):
             prediction *= gaussian
         # in-place adds into fp16 buffers: computed in the promoted dtype, rounded once (reference recipe)

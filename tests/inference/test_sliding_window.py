@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
-                                                          compute_steps_for_sliding_window,
+                                                          compute_steps_for_sliding_window, concurrent_cpu_passes,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
                                                           mirror_axes_subsets, pad_to_patch_size)
 
@@ -135,3 +135,41 @@ def test_batched_mirroring_matches_sequential():
         for n in (2, 3, 8):
             torch.testing.assert_close(maybe_mirror_and_predict(net, x, (0, 1, 2), passes_per_batch=n), ref,
                                        rtol=1e-5, atol=1e-5)
+
+
+def _small_unet() -> torch.nn.Module:
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    torch.manual_seed(0)
+    return PlainConvUNet(2, 3, (8, 16, 32), torch.nn.Conv3d, 3, (1, 2, 2), (2, 2, 2), 3, (2, 2),
+                         conv_bias=True, norm_op=torch.nn.InstanceNorm3d, norm_op_kwargs={'eps': 1e-5, 'affine': True},
+                         nonlin=torch.nn.LeakyReLU, nonlin_kwargs={'inplace': True}).eval()
+
+
+def test_concurrent_passes_are_bit_identical_and_restore_threads():
+    """Tiles (and mirrored copies) predicted in parallel threads must give exactly the sequential fp16 sums."""
+    net = _small_unet()
+    data = torch.rand((2, 24, 20, 20))
+    patch = (16, 16, 16)
+    slicers = get_sliding_window_slicers(tuple(data.shape[1:]), patch, 0.5)
+    assert len(slicers) == 8
+    g = compute_gaussian(patch, 1. / 8, 10, torch.float16, CPU)
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        predict = lambda t: maybe_mirror_and_predict(net, t, None)  # noqa: E731
+        sequential = accumulate_tiles(data, slicers, predict, 3, g, CPU, CPU)
+        with concurrent_cpu_passes(2) as pool:
+            assert pool is not None
+            tiles_parallel = accumulate_tiles(data, slicers, predict, 3, g, CPU, CPU, pool=pool, lookahead=3)
+            tile = data[:, :16, :16, :16][None]
+            mirrors_parallel = maybe_mirror_and_predict(net, tile, (0, 1, 2), pool=pool)
+        mirrors_sequential = maybe_mirror_and_predict(net, tile, (0, 1, 2))
+    assert torch.get_num_threads() == threads
+    assert torch.equal(tiles_parallel, sequential)
+    assert torch.equal(mirrors_parallel, mirrors_sequential)
+    # grad mode is per thread: pool threads must not record autograd graphs
+    assert not mirrors_parallel.requires_grad
+
+
+def test_concurrent_passes_off_for_one_worker():
+    with concurrent_cpu_passes(1) as pool:
+        assert pool is None
