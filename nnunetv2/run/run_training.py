@@ -150,6 +150,38 @@ def _started_by_torchrun() -> bool:
     return 'TORCHELASTIC_RUN_ID' in os.environ and int(os.environ.get('WORLD_SIZE', '1')) > 1
 
 
+def ddp_backend(device: torch.device) -> str:
+    """The torch.distributed backend for ``device``: NCCL between GPUs, gloo between CPU processes."""
+    return 'nccl' if torch.device(device).type == 'cuda' else 'gloo'
+
+
+def _check_ddp_device(device: torch.device, how: str) -> None:
+    if device.type == 'mps':
+        raise UserError(f"Distributed training ({how}) does not support -device mps.",
+                        "Use -device cuda (one process per GPU) or -device cpu.")
+
+
+def cpu_threads_per_process(n_processes_on_node: int) -> int:
+    """Torch threads for each of ``n_processes_on_node`` CPU training processes: the cores shared out, at least 1
+    (every process taking all cores would oversubscribe the CPU)."""
+    return max(1, multiprocessing.cpu_count() // max(1, n_processes_on_node))
+
+
+def _init_ddp_process(device: torch.device, rank: Optional[int] = None, world_size: Optional[int] = None) -> None:
+    """Join the process group (env:// rendezvous: MASTER_ADDR/MASTER_PORT, plus RANK/WORLD_SIZE under torchrun)
+    and bind this process to its GPU (CUDA) or its share of the cores (CPU)."""
+    from nnunetv2.training.nnUNetTrainer._setup import ddp_gpu_index
+    if rank is None:
+        dist.init_process_group(ddp_backend(device))
+    else:
+        dist.init_process_group(ddp_backend(device), rank=rank, world_size=world_size)
+    if device.type == 'cuda':
+        torch.cuda.set_device(torch.device('cuda', ddp_gpu_index(dist.get_rank())))
+    else:
+        local_world_size = int(os.environ.get('LOCAL_WORLD_SIZE', dist.get_world_size()))
+        torch.set_num_threads(cpu_threads_per_process(local_world_size))
+
+
 def _train_in_this_process(trainer, continue_training: bool, only_run_validation: bool,
                            pretrained_weights: Optional[str], disable_checkpointing: bool,
                            val_with_best: bool, export_validation_probabilities: bool) -> None:
@@ -170,11 +202,13 @@ def _train_in_this_process(trainer, continue_training: bool, only_run_validation
 
 
 def run_ddp(rank, dataset_name_or_id, configuration, fold, tr, p, disable_checkpointing, c, val,
-            pretrained_weights, npz, val_with_best, world_size):
-    dist.init_process_group("nccl", rank=rank, world_size=world_size)
-    torch.cuda.set_device(torch.device('cuda', dist.get_rank()))
+            pretrained_weights, npz, val_with_best, world_size, device: torch.device = torch.device('cuda')):
+    """One process of ``-num_gpus N`` (started by torch.multiprocessing.spawn). ``device`` (appended to the
+    reference's arguments) is cuda (NCCL, one GPU per process) or cpu (gloo)."""
+    device = torch.device(device)
+    _init_ddp_process(device, rank, world_size)
     try:
-        trainer = get_trainer_from_args(dataset_name_or_id, configuration, fold, tr, p, c)
+        trainer = get_trainer_from_args(dataset_name_or_id, configuration, fold, tr, p, c, device=device)
         _train_in_this_process(trainer, c, val, pretrained_weights, disable_checkpointing, val_with_best, npz)
     finally:
         dist.destroy_process_group()
@@ -207,10 +241,13 @@ def run_training(dataset_name_or_id: Union[str, int],
     dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
     _check_fold_in_split(dataset_name, fold)
 
+    torchrun = _started_by_torchrun() and not dist.is_initialized()
     if num_gpus > 1:
-        if device.type != 'cuda':
-            raise UserError(f"Multi-GPU training (-num_gpus {num_gpus}) needs -device cuda, got {device.type}.")
-        if torch.cuda.device_count() < num_gpus:
+        if torchrun or dist.is_initialized():
+            raise UserError(f"-num_gpus {num_gpus} cannot be combined with torchrun (or an existing process group).",
+                            "Leave -num_gpus at 1: torchrun --nproc_per_node sets the number of processes.")
+        _check_ddp_device(device, f"-num_gpus {num_gpus}")
+        if device.type == 'cuda' and torch.cuda.device_count() < num_gpus:
             raise UserError(f"-num_gpus {num_gpus} requested but only {torch.cuda.device_count()} GPU(s) are "
                             f"visible.", "Lower -num_gpus or check CUDA_VISIBLE_DEVICES.")
         os.environ['MASTER_ADDR'] = 'localhost'
@@ -218,18 +255,19 @@ def run_training(dataset_name_or_id: Union[str, int],
             port = str(find_free_network_port())
             print(f"using port {port}")
             os.environ['MASTER_PORT'] = port
+        # with -device cpu the N processes share the cores and talk over gloo (mostly useful for testing)
         mp.spawn(run_ddp,
                  args=(dataset_name_or_id, configuration, fold, trainer_class_name, plans_identifier,
                        disable_checkpointing, continue_training, only_run_validation, pretrained_weights,
-                       export_validation_probabilities, val_with_best, num_gpus),
+                       export_validation_probabilities, val_with_best, num_gpus, device),
                  nprocs=num_gpus, join=True)
         return
 
-    torchrun = _started_by_torchrun() and not dist.is_initialized()
     if torchrun:
-        # torchrun sets RANK/WORLD_SIZE/MASTER_*; one process per GPU, the trainer detects DDP itself
-        dist.init_process_group("nccl")
-        torch.cuda.set_device(torch.device('cuda', int(os.environ.get('LOCAL_RANK', dist.get_rank()))))
+        # torchrun sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*; one process per GPU (or CPU share), the trainer
+        # detects DDP itself
+        _check_ddp_device(device, "torchrun")
+        _init_ddp_process(device)
     try:
         trainer = get_trainer_from_args(dataset_name_or_id, configuration, fold, trainer_class_name,
                                         plans_identifier, continue_training, device=device)

@@ -34,12 +34,31 @@ def sort_out_device_argument(device: Any, unpack_dataset: Any) -> torch.device:
 
 
 def select_device(device: torch.device, is_ddp: bool, local_rank: int) -> torch.device:
-    """DDP: ``cuda:<rank>``; otherwise CUDA always means ``cuda:0`` (the GPU is chosen with CUDA_VISIBLE_DEVICES)."""
-    if is_ddp:
-        return torch.device(type="cuda", index=local_rank)
+    """DDP on CUDA: ``cuda:<GPU index of this process on its node>``; DDP on CPU (gloo): the CPU. Without DDP, CUDA
+    always means ``cuda:0`` (the GPU is chosen with CUDA_VISIBLE_DEVICES)."""
     if device.type == "cuda":
-        return torch.device(type="cuda", index=0)
+        return torch.device(type="cuda", index=ddp_gpu_index(local_rank) if is_ddp else 0)
     return device
+
+
+def ddp_gpu_index(rank: int) -> int:
+    """The GPU of this DDP process: torchrun's ``LOCAL_RANK`` (the rank within the node, so multi-node runs work),
+    else the rank (``-num_gpus`` spawns all processes on one node, where both agree)."""
+    local = os.environ.get("LOCAL_RANK")
+    return int(local) if local is not None and local.isdigit() else rank
+
+
+def wrap_for_ddp(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``DistributedDataParallel`` around ``network`` (already on ``device``).
+
+    On CUDA: SyncBatchNorm first (a no-op for nnU-Net's instance norms) and ``device_ids=[index]``. On the CPU
+    (gloo) SyncBatchNorm is skipped, because its forward only runs on accelerators, and DDP must get no device ids.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+    if device.type == "cuda":
+        network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        return DistributedDataParallel(network, device_ids=[device.index])
+    return DistributedDataParallel(network)
 
 
 def collect_init_kwargs(init_fn, base_locals: Dict[str, Any]) -> Dict[str, Any]:

@@ -181,8 +181,7 @@ class nnUNetTrainer(object):
             self.network = torch.compile(self.network)
         self.optimizer, self.lr_scheduler = self.configure_optimizers()
         if self.is_ddp:
-            self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.network)
-            self.network = DDP(self.network, device_ids=[self.local_rank])
+            self.network = _setup.wrap_for_ddp(self.network, self.device)
         self.loss = self._build_loss()
         _setup.check_preprocessed_folder(self.preprocessed_dataset_folder, self.plans_manager.dataset_name,
                                          self.configuration_name, self.plans_manager.plans_name)
