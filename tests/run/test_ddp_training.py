@@ -227,3 +227,24 @@ def test_num_gpus_2_on_cpu_spawns_two_gloo_ranks(t2, tmp_path):
     name = "T2DDPSpawnTrainer"
     out, recs = _run_two_ranks(t2, tmp_path, name, "spawn", epochs=1, validate=False)
     _check_ddp_run(t2, out, recs, name, epochs=1, validated=False)
+
+
+def test_num_gpus_under_torchrun_is_a_user_error(t2, monkeypatch):
+    from nnunetv2.errors import UserError
+    from nnunetv2.run.run_training import run_training
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "t2")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="torchrun --nproc_per_node sets the number of processes"):
+        run_training("321", "3d_fullres", "0", num_gpus=2, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("num_gpus, torchrun", [(2, False), (1, True)])
+def test_distributed_mps_is_a_user_error(t2, monkeypatch, num_gpus, torchrun):
+    from nnunetv2.errors import UserError
+    from nnunetv2.run import run_training as rt
+    monkeypatch.setattr(rt, "_check_device", lambda device: None)  # pretend this machine has MPS
+    if torchrun:
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "t2")
+        monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="does not support -device mps"):
+        rt.run_training("321", "3d_fullres", "0", num_gpus=num_gpus, device=torch.device("mps"))
