@@ -28,7 +28,9 @@ from batchgeneratorsv2.transforms.utils.nnunet_masking import MaskImageTransform
 from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform, Convert3DTo2DTransform
 from batchgeneratorsv2.transforms.utils.random import RandomTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
-from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
+
+# same name and a subclass of batchgeneratorsv2's transform, identical output, without torch.isin's cost
+from nnunetv2.training.data_augmentation._fast_label_transforms import ConvertSegmentationToRegionsTransform
 
 
 def _regions_with_ignore(regions, ignore_label):
