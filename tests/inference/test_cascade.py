@@ -168,3 +168,40 @@ def test_cascade_input_errors(cascade, capsys):
         p.predict_from_files_sequential(str(images), str(out), folder_with_segs_from_prev_stage=str(wrong))
     assert "\n" not in e.value.one_line() and f"{cm.CASES[0]}.nii.gz" in e.value.one_line()
     assert not any(f.endswith(".nii.gz") for f in os.listdir(out))
+
+
+def test_continue_prediction_redoes_cases_left_as_temporary_files(cascade):
+    """A kill during export leaves only a temporary file (atomic writes); --continue_prediction must redo that case
+    and skip the complete one."""
+    from nnunetv2.file_io import temporary_sibling
+    root, images = cascade["root"], cascade["images"]
+    out = root / "out_continue"
+    _predict(["-i", str(images), "-o", str(out), "-c", "3d_lowres", "-npp", "0", "-nps", "0",
+              "--save_probabilities"])
+    reference = {c: _read(out / f"{c}.nii.gz")[0] for c in cm.CASES}
+    done, interrupted = cm.CASES
+    (out / f"{done}.nii.gz").write_bytes(b"complete, must not be touched")
+    os.replace(out / f"{interrupted}.nii.gz", temporary_sibling(str(out / f"{interrupted}.nii.gz")))
+    _predict(["-i", str(images), "-o", str(out), "-c", "3d_lowres", "-npp", "0", "-nps", "0",
+              "--save_probabilities", "--continue_prediction"])
+    assert (out / f"{done}.nii.gz").read_bytes() == b"complete, must not be touched"
+    assert np.array_equal(_read(out / f"{interrupted}.nii.gz")[0], reference[interrupted])
+
+    # with probabilities, a segmentation whose .npz exists only as a temporary file is redone as well
+    os.replace(out / f"{done}.npz", temporary_sibling(str(out / f"{done}.npz")))
+    _predict(["-i", str(images), "-o", str(out), "-c", "3d_lowres", "-npp", "0", "-nps", "0",
+              "--save_probabilities", "--continue_prediction"])
+    assert np.array_equal(_read(out / f"{done}.nii.gz")[0], reference[done])
+    assert np.load(out / f"{done}.npz")["probabilities"].shape == (3, *cm.SHAPE_ZYX)
+
+
+def test_base_trainer_network_needs_no_trainer_lookup(cascade, monkeypatch):
+    """Checkpoints of nnUNetTrainer itself are built from the plans without importing the training package (fast
+    start-up); any other trainer name is looked up (and falls back to the plans when unknown)."""
+    import nnunetv2.inference.model_loading as ml
+    looked_up = []
+    monkeypatch.setattr(ml, "_find_trainer_class", lambda name: looked_up.append(name))
+    p = _predictor(cascade["models"]["3d_lowres"])
+    assert looked_up == [] and type(p.network).__name__ == "PlainConvUNet"
+    net = ml.build_network("nnUNetTrainer_5epochs", p.plans_manager, p.configuration_manager, p.dataset_json, 1, 3)
+    assert looked_up == ["nnUNetTrainer_5epochs"] and net.state_dict().keys() == p.network.state_dict().keys()
