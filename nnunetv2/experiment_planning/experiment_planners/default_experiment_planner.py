@@ -13,19 +13,17 @@ from copy import deepcopy
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
-import torch
-from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
 from nnunetv2.configuration import ANISO_THRESHOLD
 from nnunetv2.errors import UserError
 from nnunetv2.experiment_planning.experiment_planners import planning_rules as rules
+from nnunetv2.experiment_planning.experiment_planners.feature_map_size import unet_feature_map_size
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
 from nnunetv2.experiment_planning.experiment_planners.planner_setup import (
     check_overwrite_target_spacing, load_fingerprint_or_fail, sync_raw_splits_file)
 from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p, save_json
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 _KW_REQUIRES_IMPORT = ('conv_op', 'norm_op', 'dropout_op', 'nonlin')
 
@@ -36,6 +34,20 @@ _ESTIMATE_MEMO: dict = {}
 
 def _estimate_key(*args) -> str:
     return json.dumps(args, default=str)
+
+
+# The U-Net classes are named, not imported, until someone asks for the class object: importing
+# dynamic_network_architectures imports torch (seconds of CPU), and planning the default U-Nets never needs it.
+PLAIN_CONV_UNET = 'dynamic_network_architectures.architectures.unet.PlainConvUNet'
+RESIDUAL_ENCODER_UNET = 'dynamic_network_architectures.architectures.unet.ResidualEncoderUNet'
+# what _architecture needs to know of these two without importing them: the name of the per-stage counts argument
+_KNOWN_COUNTS_KEY = {PLAIN_CONV_UNET: 'n_conv_per_stage', RESIDUAL_ENCODER_UNET: 'n_blocks_per_stage'}
+
+
+def _import_dotted(name: str):
+    import importlib
+    module, _, attr = name.rpartition('.')
+    return getattr(importlib.import_module(module), attr)
 
 
 class ExperimentPlanner(object):
@@ -61,7 +73,7 @@ class ExperimentPlanner(object):
         self.anisotropy_threshold = ANISO_THRESHOLD
 
         self.UNet_base_num_features = 32
-        self.UNet_class = PlainConvUNet
+        self.UNet_class = PLAIN_CONV_UNET  # the property below turns the name into the class when read
         # reference values: feature-map element counts that fit a given GPU at the reference batch size
         self.UNet_reference_val_3d = 560000000
         self.UNet_reference_val_2d = 85000000
@@ -88,6 +100,25 @@ class ExperimentPlanner(object):
 
         sync_raw_splits_file(self.raw_dataset_folder, preprocessed_folder)
 
+    @property
+    def UNet_class(self):
+        """The network class (a subclass may assign a class or its dotted name; reading gives the class)."""
+        spec = self._UNet_class
+        if isinstance(spec, str):
+            spec = self._UNet_class = _import_dotted(spec)
+        return spec
+
+    @UNet_class.setter
+    def UNet_class(self, value) -> None:
+        self._UNet_class = value
+
+    def _unet_class_name(self) -> str:
+        spec = self.__dict__.get('_UNet_class')
+        if isinstance(spec, str):
+            return spec
+        cls = self.UNet_class
+        return cls.__module__ + '.' + cls.__name__
+
     # ----- hooks ---------------------------------------------------------------------------------------------------
     def determine_reader_writer(self):
         from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
@@ -100,12 +131,19 @@ class ExperimentPlanner(object):
                                    arch_kwargs_req_import: Tuple[str, ...]):
         """Feature-map element count of the network at ``patch_size`` (dynamic_network_architectures' own count).
 
-        Built on torch's 'meta' device: no weights are allocated or initialised, the count depends only on the
+        nnU-Net's own U-Nets are counted arithmetically (``feature_map_size``, no torch needed); other networks are
+        built on torch's 'meta' device: no weights are allocated or initialised, the count depends only on the
         layer structure, so this is fast and gives the same number.
         """
         key = _estimate_key(patch_size, input_channels, output_channels, arch_class_name, arch_kwargs,
                             arch_kwargs_req_import)
         if key not in _ESTIMATE_MEMO:
+            value = unet_feature_map_size(arch_class_name, arch_kwargs, patch_size, output_channels)
+            if value is not None:
+                _ESTIMATE_MEMO[key] = value
+                return value
+            import torch
+            from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
             try:
                 with torch.device('meta'):
                     net = get_network_from_plans(arch_class_name, arch_kwargs, arch_kwargs_req_import,
@@ -169,10 +207,13 @@ class ExperimentPlanner(object):
     def _architecture(self, n_stages: int, kernel_sizes, strides, dim: int) -> dict:
         """The plans' ``architecture`` block (key order as the reference writes it)."""
         max_features = self.UNet_max_features_2d if dim == 2 else self.UNet_max_features_3d
-        counts_key = 'n_blocks_per_stage' if 'n_blocks_per_stage' in _init_parameters(self.UNet_class) \
-            else 'n_conv_per_stage'
+        class_name = self._unet_class_name()
+        counts_key = _KNOWN_COUNTS_KEY.get(class_name)
+        if counts_key is None:
+            counts_key = 'n_blocks_per_stage' if 'n_blocks_per_stage' in _init_parameters(self.UNet_class) \
+                else 'n_conv_per_stage'
         return {
-            'network_class_name': self.UNet_class.__module__ + '.' + self.UNet_class.__name__,
+            'network_class_name': class_name,
             'arch_kwargs': {
                 'n_stages': n_stages,
                 'features_per_stage': tuple(min(max_features, self.UNet_base_num_features * 2 ** i)

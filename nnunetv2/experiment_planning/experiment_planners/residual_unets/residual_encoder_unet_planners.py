@@ -10,9 +10,8 @@ from __future__ import annotations
 import warnings
 from typing import List, Tuple, Union
 
-from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
-
-from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import (
+    RESIDUAL_ENCODER_UNET, ExperimentPlanner)
 
 
 class ResEncUNetPlanner(ExperimentPlanner):
@@ -23,7 +22,7 @@ class ResEncUNetPlanner(ExperimentPlanner):
                  suppress_transpose: bool = False):
         super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name, plans_name,
                          overwrite_target_spacing, suppress_transpose)
-        self.UNet_class = ResidualEncoderUNet
+        self.UNet_class = RESIDUAL_ENCODER_UNET  # imported only if read
         self.UNet_reference_val_3d = 680000000
         self.UNet_reference_val_2d = 135000000
         self.UNet_blocks_per_stage_encoder = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)
