@@ -206,6 +206,8 @@ def run_ddp(rank, dataset_name_or_id, configuration, fold, tr, p, disable_checkp
     """One process of ``-num_gpus N`` (started by torch.multiprocessing.spawn). ``device`` (appended to the
     reference's arguments) is cuda (NCCL, one GPU per process) or cpu (gloo)."""
     device = torch.device(device)
+    # all spawned processes are on this node: the rank is the node-local rank (overrides an inherited LOCAL_RANK)
+    os.environ['LOCAL_RANK'], os.environ['LOCAL_WORLD_SIZE'] = str(rank), str(world_size)
     _init_ddp_process(device, rank, world_size)
     try:
         trainer = get_trainer_from_args(dataset_name_or_id, configuration, fold, tr, p, c, device=device)

@@ -65,6 +65,7 @@ class {name}(nnUNetTrainer):
         self.rec = dict(rank=self.local_rank, is_ddp=self.is_ddp, device=str(self.device),
                         world_size=dist.get_world_size() if self.is_ddp else 1,
                         backend=dist.get_backend() if self.is_ddp else None, threads=torch.get_num_threads(),
+                        local_rank_env=os.environ.get("LOCAL_RANK"),
                         train_batches=[], train_losses=[], val=[], plots=0)
         plot = self.logger.plot_progress_png
 
@@ -156,6 +157,7 @@ def _check_ddp_run(t2, out: Path, recs, name: str, epochs: int, validated: bool)
     assert [r["rank"] for r in recs] == [0, 1] and all(r["is_ddp"] and r["world_size"] == 2 for r in recs)
     assert all(r["backend"] == "gloo" and r["device"] == "cpu" for r in recs)
     assert all(r["threads"] == max(1, os.cpu_count() // 2) for r in recs)
+    assert [r["local_rank_env"] for r in recs] == ["0", "1"]  # set by torchrun, or by run_ddp for -num_gpus
     assert all(r["network_type"] == "DistributedDataParallel" for r in recs)
 
     # -- global batch 2 split 1 + 1; the forced-foreground sample (the last of the global batch) is rank 1's
