@@ -1,9 +1,9 @@
 """nnU-Net's default resampling of images and segmentations (spec 02 §4.5.1-4.5.2, §4.5.5).
 
 Numerically the reference's: images are resized like ``skimage.transform.resize(order, mode='edge',
-anti_aliasing=False)``, segmentations with batchgenerators' ``resize_segmentation`` (per-label argmax with the
-nearest-neighbour tie-break of batchgenerators 0.25.5), and strongly anisotropic data is resampled in-plane first,
-then along the low-resolution axis with ``map_coordinates(order_z, mode='nearest')``.
+anti_aliasing=False)``, segmentations like batchgenerators' ``resize_segmentation`` (per-label argmax with the
+nearest-neighbour tie-break of batchgenerators 0.25.5; see ``segmentation_resize``), and strongly anisotropic data
+is resampled in-plane first, then along the low-resolution axis with ``map_coordinates(order_z, mode='nearest')``.
 
 Faster than the reference where that changes nothing but rounding: the image path uses a separable spline zoom
 (``separable_zoom``) over all slices at once instead of one skimage call per slice, and the default order-0 step
@@ -17,6 +17,7 @@ import numpy as np
 from scipy.ndimage import map_coordinates
 
 from nnunetv2.configuration import ANISO_THRESHOLD
+from nnunetv2.preprocessing.resampling.segmentation_resize import resize_segmentation
 from nnunetv2.preprocessing.resampling.separable_zoom import resize_like_skimage
 
 Spacing = Union[Tuple[float, ...], List[float], np.ndarray]
@@ -131,7 +132,6 @@ def _resize_channel(img: np.ndarray, new_shape: Tuple[int, ...], is_seg: bool, o
     img = img.astype(np.float64, copy=False)
     if not is_seg:
         return resize_like_skimage(img, new_shape, order, batch_axes=batch_axes)
-    from batchgenerators.augmentations.utils import resize_segmentation
     if not batch_axes:
         return resize_segmentation(img, new_shape, order)
     # per slice, like the reference: the label set and the tie-break are decided per 2-D image
