@@ -16,7 +16,7 @@ import logging
 import signal
 import threading
 import traceback
-from multiprocessing import Event, Process, Queue
+from multiprocessing import Event, Process, Queue, Semaphore
 from queue import Empty, Full, Queue as ThreadQueue
 from time import sleep, time
 from typing import List, Optional, Tuple
@@ -30,11 +30,21 @@ from batchgenerators.dataloading.single_threaded_augmenter import SingleThreaded
 from threadpoolctl import threadpool_limits
 
 from nnunetv2.errors import UserError
+from nnunetv2.training.dataloading._batch_transport import (SlotReader, SlotWriter, make_slot_semaphores,
+                                                            slots_per_worker)
 
 logger = logging.getLogger(__name__)
 
 # seconds the main process waits for a failed worker's traceback to arrive after the abort signal
 _ERROR_REPORT_GRACE_S = 5.0
+# Shortest timeout of the blocking queue calls. They return as soon as an item or a free place arrives; the timeout
+# only bounds how late an abort or a dead worker is noticed. The trainer's wait_time of 2 ms made every waiting
+# thread wake 500 times a second (~6 ms of main-process CPU per Dataset902 batch, competing with training).
+_MIN_BLOCK_S = 0.05
+
+
+def _block_s(wait_time: float) -> float:
+    return max(wait_time, _MIN_BLOCK_S)
 
 
 class AugmentationWorkerError(RuntimeError):
@@ -42,14 +52,17 @@ class AugmentationWorkerError(RuntimeError):
 
 
 def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread_id: int, seed,
-            abort_event: Event, pause_event: Event, wait_time: float) -> None:
-    """Produce batches forever; on an exception, report it (with traceback) before signalling the abort."""
+            abort_event: Event, pause_event: Event, wait_time: float, free_slots=None, n_slots: int = 0) -> None:
+    """Produce batches forever; on an exception, report it (with traceback) before signalling the abort.
+
+    With ``free_slots`` (a semaphore), arrays travel through this worker's shared-memory ring (_batch_transport)."""
     torch.set_num_threads(1)
     if seed is not None:
         torch.manual_seed(seed)
     np.random.seed(seed)  # None -> fresh OS entropy per worker (torch is deliberately not reseeded, spec 03 §4.6)
     with threadpool_limits(1, None):
         data_loader.set_thread_id(thread_id)
+        writer = SlotWriter(thread_id, free_slots, n_slots) if free_slots is not None else None
         item = None
         try:
             while not abort_event.is_set():
@@ -60,8 +73,12 @@ def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread
                     item = next(data_loader)
                     if transform is not None:
                         item = transform(**item)
+                    if writer is not None:
+                        item = writer.wrap(item, abort_event.is_set)
+                        if item is None:  # aborted while waiting for a free slot
+                            break
                 try:
-                    out_queue.put(item, timeout=wait_time)
+                    out_queue.put(item, timeout=_block_s(wait_time))
                     item = None
                 except Full:
                     pass
@@ -79,8 +96,10 @@ def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread
 
 
 def _results_loop(in_queue: Queue, out_queue: ThreadQueue, abort_event: Event, pin_memory: bool,
-                  workers: List[Process], gpu: Optional[int], wait_time: float) -> None:
-    """Move batches from the worker queue to the main thread (pinning memory if asked); watch worker liveness."""
+                  workers: List[Process], gpu: Optional[int], wait_time: float,
+                  reader: Optional[SlotReader] = None) -> None:
+    """Move batches from the worker queue to the main thread (copying them out of the workers' shared-memory
+    slots, pinning memory if asked); watch worker liveness."""
     do_pin_memory = pin_memory and gpu is not None and torch.cuda.is_available()
     if do_pin_memory:
         torch.cuda.set_device(gpu)
@@ -91,16 +110,18 @@ def _results_loop(in_queue: Queue, out_queue: ThreadQueue, abort_event: Event, p
             return
         if item is None:
             try:
-                item = in_queue.get(timeout=wait_time)
+                item = in_queue.get(timeout=_block_s(wait_time))
             except Empty:
                 continue
             except (OSError, EOFError, ValueError):  # queue closed under us during shutdown
                 abort_event.set()
                 return
-            if do_pin_memory:
+            if reader is not None:
+                item = reader.unwrap(item, pin_memory=do_pin_memory)
+            if do_pin_memory:  # whatever did not travel through a slot (already pinned tensors stay as they are)
                 item = pin_memory_of_all_eligible_items_in_dict(item)
         try:
-            out_queue.put(item, timeout=wait_time)
+            out_queue.put(item, timeout=_block_s(wait_time))
             item = None
         except Full:
             continue
@@ -122,7 +143,13 @@ def _describe_exit(worker_id: int, p: Process) -> str:
 
 class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
     """``NonDetMultiThreadedAugmenter`` whose failures raise the worker's own error instead of hanging or saying
-    only "background workers are no longer alive"."""
+    only "background workers are no longer alive".
+
+    Batches travel through per-worker shared-memory slots instead of torch's per-tensor shared-memory files
+    (see _batch_transport); set ``share_batches_via_slots = False`` (class or instance) for the plain queue.
+    """
+
+    share_batches_via_slots = True
 
     def __init__(self, data_loader, transform, num_processes, num_cached=2, seeds=None, pin_memory=False,
                  wait_time=0.02):
@@ -140,9 +167,14 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
         self.pause_event = Event()
         if isinstance(self.generator, DataLoader):
             self.generator.was_initialized = False
+        n_slots = slots_per_worker(self.num_cached, self.num_processes)
+        free_slots = make_slot_semaphores(Semaphore, self.num_processes, n_slots) \
+            if self.share_batches_via_slots else [None] * self.num_processes
+        reader = SlotReader(free_slots, n_slots) if self.share_batches_via_slots else None
         for i in range(self.num_processes):
             p = Process(target=_worker, args=(self._queue, self._error_queue, self.generator, self.transform, i,
-                                              self.seeds[i], self.abort_event, self.pause_event, self.wait_time))
+                                              self.seeds[i], self.abort_event, self.pause_event, self.wait_time,
+                                              free_slots[i], n_slots))
             p.daemon = True
             self._processes.append(p)
         for p in self._processes:
@@ -150,7 +182,7 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
         gpu = torch.cuda.current_device() if torch.cuda.is_available() else None
         self.results_loop_thread = threading.Thread(target=_results_loop, args=(
             self._queue, self.results_loop_queue, self.abort_event, self.pin_memory, self._processes, gpu,
-            self.wait_time), daemon=True)
+            self.wait_time, reader), daemon=True)
         self.results_loop_thread.start()
         self.initialized = True
 
@@ -161,7 +193,7 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
             if self.abort_event.is_set():
                 self._raise_worker_failure()
             try:
-                item = self.results_loop_queue.get(timeout=self.wait_time)
+                item = self.results_loop_queue.get(timeout=_block_s(self.wait_time))
             except Empty:
                 continue
             self.results_loop_queue.task_done()
