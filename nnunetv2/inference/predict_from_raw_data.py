@@ -173,6 +173,12 @@ class nnUNetPredictor(object):
             raise UserError(f"The requested configuration is a cascaded network. It requires the segmentations of "
                             f"the previous stage ({self.configuration_manager.previous_stage_name}) as input.",
                             "Predict that stage first and pass its output folder with -prev_stage_predictions.")
+        if self.configuration_manager.previous_stage_name is None and folder_with_segs_from_prev_stage is not None:
+            # the reference appends the maps anyway and fails later with a confusing channel-count error
+            raise UserError(f"Previous-stage predictions were given ({folder_with_segs_from_prev_stage}) but the "
+                            f"model's configuration is not a cascade stage (its plans name no previous_stage).",
+                            "Leave out -prev_stage_predictions, or predict with the cascade configuration "
+                            "(e.g. -c 3d_cascade_fullres).")
 
     def predict_from_files(self, list_of_lists_or_source_folder: Union[str, List[List[str]]],
                            output_folder_or_list_of_truncated_output_files: Union[str, None, List[str]],

@@ -205,3 +205,10 @@ def test_base_trainer_network_needs_no_trainer_lookup(cascade, monkeypatch):
     assert looked_up == [] and type(p.network).__name__ == "PlainConvUNet"
     net = ml.build_network("nnUNetTrainer_5epochs", p.plans_manager, p.configuration_manager, p.dataset_json, 1, 3)
     assert looked_up == ["nnUNetTrainer_5epochs"] and net.state_dict().keys() == p.network.state_dict().keys()
+
+
+def test_previous_stage_for_a_non_cascade_configuration_is_refused(cascade):
+    p = _predictor(cascade["models"]["3d_lowres"])
+    with pytest.raises(UserError, match="not a cascade stage"):
+        p.predict_from_files_sequential(str(cascade["images"]), None,
+                                        folder_with_segs_from_prev_stage=str(cascade["prev"]))
