@@ -45,7 +45,6 @@ from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from torch import autocast, nn
 from torch import distributed as dist
-from torch._dynamo import OptimizedModule
 from torch.cuda import device_count
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -497,3 +496,15 @@ class nnUNetTrainer(object):
 
             self.on_epoch_end()
         self.on_train_end()
+
+
+def __getattr__(name: str):
+    # importing torch._dynamo costs ~2.5 s of CPU per process; only code that names OptimizedModule pays for it
+    if name == 'OptimizedModule':
+        from torch._dynamo import OptimizedModule
+        return OptimizedModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# what `from ...nnUNetTrainer import *` gives custom trainers (spec 05): every public name, OptimizedModule lazily
+__all__ = sorted({name for name in globals() if not name.startswith('_')} | {'OptimizedModule'})
