@@ -14,7 +14,9 @@ python (the reference from a temporary folder so that our package cannot shadow 
   other load on a shared machine);
 * ``--workers`` processes: batches/s of the multi-process augmenter the trainer uses (ours:
   ``augmenters.nnUNetNonDetMultiThreadedAugmenter``; reference: batchgenerators' ``NonDetMultiThreadedAugmenter``),
-  after ``--warmup`` batches; plus the time to the first batch;
+  after ``--warmup`` batches; plus the time to the first batch; and the CPU time of the whole process tree (main
+  process with its threads + workers) per batch over another ``--batches`` batches, taken between moments at which
+  the queues are full and the workers idle (the number to compare on a shared machine);
 * train_step: seconds per ``nnUNetTrainer.train_step`` on one fixed batch after ``initialize()`` (``--steps`` timed
   steps after one warm-up, in the first repeat only; skipped with ``--steps 0``).
 
@@ -51,6 +53,46 @@ def _batches_per_s(gen, n: int) -> float:
     for _ in range(n):
         next(gen)
     return n / (time.perf_counter() - start)
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """utime + stime of one process (all its threads), from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(worker_pids) -> float:
+    return time.process_time() + sum(_proc_cpu_s(p) for p in worker_pids)
+
+
+def _wait_until_workers_idle(worker_pids, timeout_s: float = 20.0) -> None:
+    """Return once the workers have filled every queue and stopped computing (their CPU time stands still)."""
+    deadline = time.perf_counter() + timeout_s
+    last = sum(_proc_cpu_s(p) for p in worker_pids)
+    while time.perf_counter() < deadline:
+        time.sleep(0.3)
+        now = sum(_proc_cpu_s(p) for p in worker_pids)
+        if now - last < 0.03:  # < 10 % of one core in all: only idle polling left
+            return
+        last = now
+
+
+def _workers_cpu_ms_per_batch(aug, n: int):
+    """CPU time of the whole process tree (this process with all its threads + the workers) per batch consumed.
+
+    Measured between two moments at which every queue is full and the workers idle, so that exactly the consumed
+    batches were produced in between (robust to other load on the machine, unlike batches/s). Includes what idle
+    polling happens while the queues refill. None where /proc is unavailable."""
+    pids = [p.pid for p in getattr(aug, "_processes", [])]
+    if not pids or not os.path.isdir(f"/proc/{pids[0]}"):
+        return None
+    _wait_until_workers_idle(pids)
+    start = _tree_cpu_s(pids)
+    for _ in range(n):
+        next(aug)
+    _wait_until_workers_idle(pids)
+    return (_tree_cpu_s(pids) - start) * 1000 / n
 
 
 def drive(args) -> dict:
@@ -114,6 +156,9 @@ def drive(args) -> dict:
     out["first_batch_s"] = time.perf_counter() - start
     _batches_per_s(aug, args.warmup)
     out["workers_batches_per_s"] = _batches_per_s(aug, args.batches)
+    cpu_ms = _workers_cpu_ms_per_batch(aug, args.batches)
+    if cpu_ms is not None:
+        out["workers_tree_cpu_ms_per_batch"] = cpu_ms
     aug._finish()
 
     if args.steps > 0:
@@ -222,6 +267,7 @@ def main() -> None:
         rows = [("single-process batches/s", "single_process_batches_per_s", True),
                 ("single-process CPU ms/batch", "single_process_cpu_ms_per_batch", False),
                 (f"{args.workers}-worker batches/s", "workers_batches_per_s", True),
+                (f"{args.workers}-worker CPU ms/batch, tree", "workers_tree_cpu_ms_per_batch", False),
                 ("time to first batch (s)", "first_batch_s", False),
                 ("train_step (s/iteration)", "train_step_s", False),
                 ("whole driver wall time (s)", "wall_s", False),
