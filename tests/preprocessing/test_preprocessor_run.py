@@ -131,3 +131,46 @@ def test_inference_case_without_seg(dataset):
     assert 'class_locations' not in props and seg.dtype == np.int8 and set(np.unique(seg)) <= {-1, 0}
     assert seg.shape[1:] == data.shape[1:]
     assert props['shape_before_cropping'] == (8, 16, 14)
+
+
+def test_worker_session_reuses_workers_and_drops_them_after_a_failure(dataset):
+    from nnunetv2.preprocessing.preprocessors import worker_pool
+
+    raw, pre = dataset
+    out = pre / 'nnUNetPlans_3d_fullres'
+    pp = DefaultPreprocessor(verbose=False)
+    pp.show_progress_bar = False
+    pp.run(987, '3d_fullres', 'nnUNetPlans', 2)
+    expected = _decoded(out)
+    with worker_pool.worker_session():
+        pp.run(987, '3d_fullres', 'nnUNetPlans', 2)
+        first = worker_pool._session['workers']
+        pids = [w.pid for w in first.processes]
+        pp.run(987, '3d_fullres', 'nnUNetPlans', 2)  # a second configuration: same processes
+        assert worker_pool._session['workers'] is first and [w.pid for w in first.processes] == pids
+        assert all(w.is_alive() for w in first.processes)
+        _assert_same(_decoded(out), expected)
+        bad = RaisingPreprocessor(verbose=False)
+        bad.show_progress_bar = False
+        with pytest.raises(UserError, match="bad input in case_00"):
+            bad.run(987, '3d_fullres', 'nnUNetPlans', 2)
+        assert worker_pool._session['workers'] is None and not any(w.is_alive() for w in first.processes)
+        pp.run(987, '3d_fullres', 'nnUNetPlans', 2)  # fresh workers after the failure
+        second = worker_pool._session['workers']
+        assert second is not first and all(w.is_alive() for w in second.processes)
+    assert worker_pool._session is None and not any(w.is_alive() for w in second.processes)
+    _assert_same(_decoded(out), expected)
+
+
+def _decoded(folder):
+    from nnunetv2.utilities.blosc2_storage import load_case
+    return {f[:-4]: load_case(str(folder / f[:-4])) for f in sorted(os.listdir(folder)) if f.endswith('.pkl')}
+
+
+def _assert_same(got, expected):
+    assert got.keys() == expected.keys()
+    for case in expected:
+        (d1, s1, p1), (d2, s2, p2) = got[case], expected[case]
+        np.testing.assert_array_equal(d1, d2)
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(p1['class_locations'][1], p2['class_locations'][1])

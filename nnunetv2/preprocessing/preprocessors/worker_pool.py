@@ -8,6 +8,8 @@ cause. An exception inside a worker is re-raised in the parent, naming the case.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import multiprocessing
 import pickle
 import signal
@@ -23,19 +25,25 @@ POLL_SECONDS = 0.1
 Task = Tuple[str, Tuple[str, List[str], Optional[str]]]  # (case, (output_filename_truncated, image_files, seg_file))
 
 
-def _worker_main(worker_id: int, preprocessor, plans: dict, configuration_name: str, dataset_json: dict,
-                 task_queue, connection) -> None:
+def _worker_main(worker_id: int, task_queue, connection) -> None:
+    """Process tasks until a ``None`` arrives. A task names its run; the run's setup (preprocessor, plans,
+    configuration, dataset.json; pickled once by the parent) is unpacked when the run changes, so one preprocessor
+    instance serves all cases of a run, as before, and a worker can serve several runs (configurations)."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    plans_manager = PlansManager(plans)
-    configuration_manager = plans_manager.get_configuration(configuration_name)
+    current_run = None
     while True:
         item = task_queue.get()
         if item is None:
             return
-        case, (output_filename_truncated, image_files, seg_file) = item
+        run_id, setup, case, (output_filename_truncated, image_files, seg_file) = item
         connection.send(('start', worker_id, case, None))
         try:
+            if run_id != current_run:
+                preprocessor, plans, configuration_name, dataset_json = pickle.loads(setup)
+                plans_manager = PlansManager(plans)
+                configuration_manager = plans_manager.get_configuration(configuration_name)
+                current_run = run_id
             preprocessor.run_case_save(output_filename_truncated, image_files, seg_file, plans_manager,
                                        configuration_manager, dataset_json)
         except BaseException as e:  # report everything, including KeyboardInterrupt/SystemExit in the worker
@@ -43,6 +51,66 @@ def _worker_main(worker_id: int, preprocessor, plans: dict, configuration_name: 
             return
         connection.send(('done', worker_id, case, None))
 
+
+class _Workers:
+    """``n`` spawned worker processes sharing one task queue, each reporting on its own pipe."""
+
+    def __init__(self, n: int):
+        ctx = multiprocessing.get_context('spawn')
+        self.n = n
+        self.task_queue = ctx.Queue()
+        pipes = [ctx.Pipe(duplex=False) for _ in range(n)]
+        self.processes = [ctx.Process(target=_worker_main, daemon=True, args=(i, self.task_queue, pipes[i][1]))
+                          for i in range(n)]
+        self.connections = [reader for reader, _ in pipes]
+        try:
+            for w in self.processes:
+                w.start()
+        finally:
+            for _, writer in pipes:
+                writer.close()  # the parent keeps only the reading ends, so a dead worker's pipe reports EOF
+
+    def close(self, graceful: bool) -> None:
+        """Let the workers finish (``graceful``) or stop them now; always waits for them to exit."""
+        if graceful:
+            for _ in self.processes:
+                self.task_queue.put(None)
+            for w in self.processes:
+                if w.pid is not None:
+                    w.join(timeout=60)
+        for w in self.processes:
+            if w.is_alive():
+                w.terminate()
+        for w in self.processes:
+            if w.pid is not None:
+                w.join(timeout=5)
+        if graceful and all(w.exitcode == 0 for w in self.processes):
+            self.task_queue.close()  # everything was consumed: flush and stop the feeder thread
+            self.task_queue.join_thread()
+        else:
+            self.task_queue.cancel_join_thread()
+
+
+_session: Optional[Dict[str, Any]] = None  # {'workers': _Workers or None} while a worker_session is open
+_run_counter = itertools.count()
+
+
+@contextlib.contextmanager
+def worker_session():
+    """Keep the worker processes alive between ``run_cases_in_workers`` calls made inside this block (e.g. the
+    configurations of one dataset), so each configuration does not pay for starting processes and importing
+    numpy/scipy/SimpleITK/blosc2 again. Outside a session every call starts and stops its own workers."""
+    global _session
+    if _session is not None:  # nested: the outer session owns the workers
+        yield
+        return
+    _session = {'workers': None}
+    try:
+        yield
+    finally:
+        workers, _session = _session['workers'], None
+        if workers is not None:
+            workers.close(graceful=True)
 
 
 def _pack_exception(e: BaseException) -> Dict[str, Any]:
@@ -117,38 +185,36 @@ def run_cases_in_workers(preprocessor, tasks: Sequence[Task], plans: dict, confi
     """Process ``tasks`` with ``num_processes`` spawned workers; returns when all are done, raises on failure."""
     if not tasks:
         return
-    ctx = multiprocessing.get_context('spawn')
-    task_queue = ctx.Queue()
     n_workers = max(1, min(int(num_processes), len(tasks)))
-    for task in tasks:
-        task_queue.put(task)
-    for _ in range(n_workers):
-        task_queue.put(None)
-    pipes = [ctx.Pipe(duplex=False) for _ in range(n_workers)]
-    workers = [ctx.Process(target=_worker_main, daemon=True,
-                           args=(i, preprocessor, plans, configuration_name, dataset_json, task_queue, pipes[i][1]))
-               for i in range(n_workers)]
-    connections = [reader for reader, _ in pipes]
+    setup = pickle.dumps((preprocessor, plans, configuration_name, dataset_json))
+    run_id = next(_run_counter)
+    workers = None
+    if _session is not None and _session['workers'] is not None and _session['workers'].n == n_workers:
+        workers = _session['workers']
+    else:
+        if _session is not None and _session['workers'] is not None:
+            _session['workers'].close(graceful=True)
+            _session['workers'] = None
+        workers = _Workers(n_workers)
+        if _session is not None:
+            _session['workers'] = workers
+    succeeded = False
     try:
-        for w in workers:
-            w.start()
-        for _, writer in pipes:
-            writer.close()  # the parent keeps only the reading ends, so a dead worker's pipe reports EOF
+        for case, task in tasks:
+            workers.task_queue.put((run_id, setup, case, task))
+        connections = list(workers.connections)
         with tqdm(total=len(tasks), desc="Preprocessing cases", disable=not show_progress_bar) as bar:
             state = _RunState(n_workers, bar)
             while state.finished < len(tasks):
                 state.receive(connections, POLL_SECONDS)
-                _check_workers_alive(workers, state, connections)
-        for w in workers:
-            w.join()
+                _check_workers_alive(workers.processes, state, connections)
+        succeeded = True
     finally:
-        for w in workers:
-            if w.is_alive():
-                w.terminate()
-        for w in workers:
-            if w.pid is not None:
-                w.join(timeout=5)
-        task_queue.cancel_join_thread()
+        if _session is None or not succeeded:
+            # a failed run leaves tasks or a broken worker behind: never reuse those workers
+            if _session is not None and _session['workers'] is workers:
+                _session['workers'] = None
+            workers.close(graceful=succeeded)
 
 
 def _check_workers_alive(workers, state: _RunState, connections) -> None:
