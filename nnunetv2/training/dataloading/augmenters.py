@@ -97,7 +97,20 @@ def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread
 
 def _results_loop(in_queue: Queue, out_queue: ThreadQueue, abort_event: Event, pin_memory: bool,
                   workers: List[Process], gpu: Optional[int], wait_time: float,
-                  reader: Optional[SlotReader] = None) -> None:
+                  reader: Optional[SlotReader] = None, failure: Optional[list] = None) -> None:
+    """``_move_batches``; an exception there (e.g. a batch that cannot be rebuilt) is kept in ``failure`` and
+    aborts, so that the main thread raises it instead of waiting forever for a thread that is gone."""
+    try:
+        _move_batches(in_queue, out_queue, abort_event, pin_memory, workers, gpu, wait_time, reader)
+    except Exception:
+        if failure is not None:
+            failure.append(traceback.format_exc())
+        abort_event.set()
+
+
+def _move_batches(in_queue: Queue, out_queue: ThreadQueue, abort_event: Event, pin_memory: bool,
+                  workers: List[Process], gpu: Optional[int], wait_time: float,
+                  reader: Optional[SlotReader]) -> None:
     """Move batches from the worker queue to the main thread (copying them out of the workers' shared-memory
     slots, pinning memory if asked); watch worker liveness."""
     do_pin_memory = pin_memory and gpu is not None and torch.cuda.is_available()
@@ -155,6 +168,7 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
                  wait_time=0.02):
         super().__init__(data_loader, transform, num_processes, num_cached, seeds, pin_memory, wait_time)
         self._error_queue = None
+        self._results_failure: List[str] = []  # traceback of a failed results thread
 
     def _start(self):
         if self.initialized:
@@ -162,6 +176,7 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
         self._finish()
         self._queue = Queue(self.num_cached)
         self._error_queue = Queue()
+        self._results_failure = []
         self.results_loop_queue = ThreadQueue(self.num_cached)
         self.abort_event = Event()
         self.pause_event = Event()
@@ -182,7 +197,7 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
         gpu = torch.cuda.current_device() if torch.cuda.is_available() else None
         self.results_loop_thread = threading.Thread(target=_results_loop, args=(
             self._queue, self.results_loop_queue, self.abort_event, self.pin_memory, self._processes, gpu,
-            self.wait_time, reader), daemon=True)
+            self.wait_time, reader, self._results_failure), daemon=True)
         self.results_loop_thread.start()
         self.initialized = True
 
@@ -202,7 +217,8 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
     def _collect_failure(self) -> Tuple[Optional[tuple], List[str]]:
         """The first reported worker exception (if any) and descriptions of workers that died silently."""
         report = None
-        deadline = time() + _ERROR_REPORT_GRACE_S
+        # a failed results thread is its own report; a worker's, if any, would already be on its way
+        deadline = time() + (0.2 if self._results_failure else _ERROR_REPORT_GRACE_S)
         while report is None and time() < deadline:
             try:
                 report = self._error_queue.get(timeout=0.05)
@@ -249,6 +265,9 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
             raise AugmentationWorkerError(f"{exc_type} in data augmentation worker {worker_id}:\n{tb}")
         if silent:
             raise AugmentationWorkerError(' '.join(silent))
+        if self._results_failure:
+            raise AugmentationWorkerError("receiving a batch from the data augmentation workers failed:\n"
+                                          + self._results_failure[0])
         raise AugmentationWorkerError("data augmentation stopped: the workers were aborted without reporting an "
                                       "error (was a worker interrupted?)")
 

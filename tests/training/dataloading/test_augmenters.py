@@ -96,3 +96,26 @@ def test_healthy_augmenter_and_factory(deadline):
     st_tr, _ = get_train_val_augmenters(_Loader('none'), _Loader('none'), 0, False)
     assert isinstance(st_tr, SingleThreadedAugmenter)
     assert next(st_tr)['data'][0, 0, 0, 0] == 1
+
+
+def _explode():
+    raise RuntimeError('this object cannot be rebuilt in the main process')
+
+
+class _BadOnArrival:
+    def __reduce__(self):
+        return _explode, ()
+
+
+class _UnreceivableLoader(_Loader):
+    def generate_train_batch(self):
+        return {'data': torch.zeros((2, 1, 4, 4)), 'bad': _BadOnArrival()}
+
+
+def test_batch_that_cannot_be_received_raises_instead_of_hanging(deadline):
+    aug = wrap_in_augmenter(_UnreceivableLoader('none'), 2, 2, False)
+    t0 = time.time()
+    with pytest.raises(AugmentationWorkerError, match='cannot be rebuilt in the main process') as e:
+        _drain(aug)
+    assert 'receiving a batch' in str(e.value) and 'Traceback' in str(e.value)
+    assert time.time() - t0 < 10 and aug._processes == []
