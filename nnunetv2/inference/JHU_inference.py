@@ -18,7 +18,7 @@ import torch
 
 import nnunetv2.inference.export_prediction as _export
 from nnunetv2.errors import UserError, exit_on_user_error
-from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p, save_pickle
+from nnunetv2.file_io import load_json, maybe_mkdir_p
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 JHU_IMAGE_NAME = 'ct.nii.gz'
@@ -59,11 +59,8 @@ def export_prediction_from_logits_singleFiles(predicted_array_or_file: Union[np.
     del predicted_array_or_file
     if save_probabilities:
         segmentation, probabilities = result
-        with atomic_path(output_file_truncated + '.npz') as tmp:
-            with open(tmp, 'wb') as f:
-                np.savez_compressed(f, probabilities=probabilities)
+        _export.write_probabilities(probabilities, properties_dict, output_file_truncated)
         del probabilities
-        save_pickle(properties_dict, output_file_truncated + '.pkl')
     else:
         segmentation = result
     del result

@@ -7,7 +7,6 @@ therefore looks them up through the module when it calls them.
 """
 from __future__ import annotations
 
-import os
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -109,6 +108,14 @@ def convert_predicted_logits_to_segmentation_with_correct_shape(predicted_logits
         torch.set_num_threads(old_threads)
 
 
+def write_probabilities(probabilities: np.ndarray, properties_dict: dict, output_file_truncated: str) -> None:
+    """``<output>.npz`` (key 'probabilities') and ``<output>.pkl`` (the properties), each written atomically."""
+    with atomic_path(output_file_truncated + '.npz') as tmp:
+        with open(tmp, 'wb') as f:  # a file object: np.savez would append '.npz' to a name
+            np.savez_compressed(f, probabilities=probabilities)
+    save_pickle(properties_dict, output_file_truncated + '.pkl')
+
+
 def export_prediction_from_logits(predicted_array_or_file: Union[np.ndarray, torch.Tensor], properties_dict: dict,
                                   configuration_manager, plans_manager, dataset_json_dict_or_file: Union[dict, str],
                                   output_file_truncated: str, save_probabilities: bool = False,
@@ -129,11 +136,8 @@ def export_prediction_from_logits(predicted_array_or_file: Union[np.ndarray, tor
 
     if save_probabilities:
         segmentation, probabilities = result
-        with atomic_path(output_file_truncated + '.npz') as tmp:
-            with open(tmp, 'wb') as f:  # a file object: np.savez would append '.npz' to a name
-                np.savez_compressed(f, probabilities=probabilities)
+        write_probabilities(probabilities, properties_dict, output_file_truncated)
         del probabilities
-        save_pickle(properties_dict, output_file_truncated + '.pkl')
     else:
         segmentation = result
     del result

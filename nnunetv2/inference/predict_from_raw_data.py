@@ -25,7 +25,8 @@ from nnunetv2.file_io import maybe_mkdir_p, save_json
 from nnunetv2.inference import data_iterators, input_handling, model_loading
 from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian, concurrent_cpu_passes,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
-                                                          pad_to_patch_size)
+                                                          mirror_axes_subsets, pad_to_patch_size,
+                                                          thread_count_changes_result)
 from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
 
@@ -378,12 +379,25 @@ class nnUNetPredictor(object):
         return maybe_mirror_and_predict(self.network, x, mirror_axes, getattr(self, 'tta_passes_per_batch', 1),
                                         getattr(self, '_pass_pool', None))
 
-    def _concurrent_pass_workers(self) -> int:
-        """How many forward passes may run at once: CPU, eager (not compiled) networks only."""
+    def _concurrent_pass_workers(self, tile_shape: Tuple[int, ...], n_passes: int) -> int:
+        """How many forward passes may run at once: CPU and eager (not compiled) networks only. Chosen
+        automatically (0), it is used only where it pays and leaves the logits bit-identical (checked once per
+        network and tile shape); a number set by the user is taken as is."""
         if self.device.type != 'cpu' or hasattr(self.network, '_orig_mod'):
             return 1
         requested = getattr(self, 'cpu_concurrent_passes', 1)
-        return requested if requested > 0 else min(4, torch.get_num_threads())
+        if requested > 0:
+            return requested
+        total = torch.get_num_threads()
+        workers = min(4, total)
+        if workers <= 1 or n_passes < 2 * workers:
+            return 1
+        key = (id(self.network), tuple(tile_shape), total, workers)
+        verdicts = self.__dict__.setdefault('_concurrency_verdicts', {})
+        if key not in verdicts:
+            verdicts[key] = not thread_count_changes_result(self.network, tuple(tile_shape), total,
+                                                            max(1, total // workers))
+        return workers if verdicts[key] else 1
 
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers,
                                                        do_on_device: bool = True):
@@ -393,7 +407,10 @@ class nnUNetPredictor(object):
         gaussian = compute_gaussian(tuple(self.configuration_manager.patch_size), sigma_scale=1. / 8,
                                     value_scaling_factor=10, device=results_device) if self.use_gaussian else 1
         progress = (lambda s: tqdm(s, disable=not self.allow_tqdm))
-        with concurrent_cpu_passes(self._concurrent_pass_workers()) as pool:
+        n_passes = len(slicers) * (len(mirror_axes_subsets(self.allowed_mirroring_axes)) + 1
+                                   if self.use_mirroring and self.allowed_mirroring_axes else 1)
+        tile_shape = (1, data.shape[0], *self.configuration_manager.patch_size)
+        with concurrent_cpu_passes(self._concurrent_pass_workers(tile_shape, n_passes)) as pool:
             # several tiles: tiles run concurrently; a single tile: its mirrored passes do
             tile_pool = pool if len(slicers) > 1 else None
             self._pass_pool = pool if tile_pool is None else None

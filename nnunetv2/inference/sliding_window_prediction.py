@@ -172,8 +172,9 @@ def concurrent_cpu_passes(workers: int) -> Iterator[Optional[Executor]]:
 
     Why: one pass of a small tile cannot keep several cores busy (OpenMP start-up and barriers dominate, and spinning
     threads collapse when other processes - our own preprocessing and export workers - share the cores). Passes in
-    parallel threads with fewer torch threads each do the same arithmetic (oneDNN convolutions do not depend on the
-    thread count), so the logits stay bit-identical. Yields None when ``workers`` <= 1.
+    parallel threads with fewer torch threads each do the same arithmetic where the kernels do not depend on the
+    thread count (check with :func:`thread_count_changes_result`), so the logits stay bit-identical. Yields None
+    when ``workers`` <= 1.
     """
     if workers <= 1:
         yield None
@@ -187,6 +188,27 @@ def concurrent_cpu_passes(workers: int) -> Iterator[Optional[Executor]]:
             yield pool
     finally:
         torch.set_num_threads(total_threads)
+
+
+def thread_count_changes_result(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
+                                threads_a: int, threads_b: int) -> bool:
+    """Whether one CPU pass over a (random) tile of ``tile_shape`` differs in any bit between two torch thread counts.
+
+    Some oneDNN kernels (seen with 2D convolutions) pick their loop blocking by thread count and so sum in another
+    order. The order depends only on shapes and threads, so a random tile reveals it with near certainty.
+    """
+    x = torch.randn(tile_shape, generator=torch.Generator().manual_seed(1234))
+    previous = torch.get_num_threads()
+    outputs = []
+    try:
+        with torch.no_grad():
+            for threads in (threads_a, threads_b):
+                torch.set_num_threads(threads)
+                out = network(x)
+                outputs.append(out[0] if isinstance(out, (list, tuple)) else out)
+    finally:
+        torch.set_num_threads(previous)
+    return not torch.equal(outputs[0], outputs[1])
 
 
 def ordered_map(pool: Optional[Executor], fn: Callable[[_T], _R], items: Iterable[_T], lookahead: int) -> Iterator[_R]:

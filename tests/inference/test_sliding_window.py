@@ -5,6 +5,7 @@ import torch
 
 from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
                                                           compute_steps_for_sliding_window, concurrent_cpu_passes,
+                                                          thread_count_changes_result,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
                                                           mirror_axes_subsets, pad_to_patch_size)
 
@@ -173,3 +174,32 @@ def test_concurrent_passes_are_bit_identical_and_restore_threads():
 def test_concurrent_passes_off_for_one_worker():
     with concurrent_cpu_passes(1) as pool:
         assert pool is None
+
+
+def test_thread_count_probe_detects_thread_dependent_results():
+    threads = torch.get_num_threads()
+    depends = lambda x: x * torch.get_num_threads()  # noqa: E731
+    assert thread_count_changes_result(depends, (1, 2, 4, 4), 2, 1)
+    assert not thread_count_changes_result(lambda x: (x * 2, x), (1, 2, 4, 4), 2, 1)
+    assert torch.get_num_threads() == threads
+
+
+def test_predictor_uses_concurrency_only_when_bit_identical(monkeypatch):
+    from types import SimpleNamespace
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: 4)
+    monkeypatch.setattr(torch, 'set_num_threads', lambda n: None)
+    predictor = nnUNetPredictor(device=CPU)
+    predictor.network = lambda x: x + 1
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 4
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=3) == 1  # too few passes to pay
+    predictor = nnUNetPredictor(device=CPU)
+    predictor.network = SimpleNamespace(__call__=None)
+    calls = []
+    import nnunetv2.inference.predict_from_raw_data as module
+    monkeypatch.setattr(module, 'thread_count_changes_result', lambda *a: calls.append(a) or True)
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 1
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 1
+    assert len(calls) == 1  # checked once per network and tile shape
+    predictor.cpu_concurrent_passes = 3  # set by the user: taken as is
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 3
