@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import os
 import pkgutil
+import re
 import sys
 from typing import Any, Iterator, Optional
 
@@ -66,12 +67,27 @@ def _import_or_skip(full_name: str) -> Optional[Any]:
         raise
 
 
-def _search(folder: str, class_name: str, current_module: Optional[str], verbose: bool) -> Optional[Any]:
+def _may_define(module_file: Optional[str], class_name: str) -> bool:
+    """False only if the module's source provably never spells ``class_name`` (so cannot bind it by name)."""
+    if not module_file or not module_file.endswith('.py'):
+        return True
+    try:
+        with open(module_file, encoding='utf-8', errors='replace') as f:
+            source = f.read()
+    except OSError:
+        return True
+    return re.search(r'\b' + re.escape(class_name) + r'\b', source) is not None
+
+
+def _search(folder: str, class_name: str, current_module: Optional[str], verbose: bool,
+            only_mentioning: bool = False) -> Optional[Any]:
     if verbose:
         print(f"Searching for class {class_name} in folder {folder} with current module {current_module}")
     modules = list(pkgutil.iter_modules([folder]))
     for info in modules:
         if info.ispkg:
+            continue
+        if only_mentioning and not _may_define(os.path.join(folder, info.name + '.py'), class_name):
             continue
         full_name = info.name if current_module is None else f"{current_module}.{info.name}"
         module = _import_or_skip(full_name)
@@ -81,7 +97,7 @@ def _search(folder: str, class_name: str, current_module: Optional[str], verbose
         if not info.ispkg:
             continue
         sub_module = info.name if current_module is None else f"{current_module}.{info.name}"
-        found = _search(os.path.join(folder, info.name), class_name, sub_module, verbose)
+        found = _search(os.path.join(folder, info.name), class_name, sub_module, verbose, only_mentioning)
         if found is not None:
             return found
     return None
@@ -100,4 +116,8 @@ def recursive_find_python_class(folder: str, class_name: str, current_module: Op
     cleanup = (temporarily_cleanup_imports_from_path(base_folder) if cleanup_imports_from_base_folder
                else contextlib.nullcontext())
     with temporarily_extend_syspath(base_folder), cleanup:
-        return _search(folder, class_name, current_module, verbose)
+        # first only the modules whose source spells the name (in the same order), so a lookup does not import
+        # every trainer module with its dependencies; then, if that finds nothing (a class made dynamically),
+        # every module as before
+        found = _search(folder, class_name, current_module, verbose, only_mentioning=True)
+        return found if found is not None else _search(folder, class_name, current_module, verbose)

@@ -61,6 +61,13 @@ def test_other_import_errors_propagate(package):
     name, root = package
     _write(str(root / "aa_broken.py"), "import engb_this_module_does_not_exist\n")
     with temporarily_extend_syspath(str(root.parent)):
+        # modules whose source never names the class are not imported while a module naming it exists ...
+        assert recursive_find_python_class(str(root), "Beta", name).__name__ == "Beta"
+        # ... but when nothing names it, every module is imported and a broken one's error surfaces
+        with pytest.raises(ModuleNotFoundError, match="engb_this_module_does_not_exist"):
+            recursive_find_python_class(str(root), "NoSuchClassAnywhere", name)
+    _write(str(root / "ab_broken_naming_beta.py"), "import engb_this_module_does_not_exist  # Beta\n")
+    with temporarily_extend_syspath(str(root.parent)):
         with pytest.raises(ModuleNotFoundError, match="engb_this_module_does_not_exist"):
             recursive_find_python_class(str(root), "Beta", name)
 

@@ -4,16 +4,10 @@ All use AdamW with the warm-up/poly two-stage schedule of nnUNetTrainer_warmup, 
 clipping at norm 1. The networks need a patch size divisible by 8 (8x8x8 patch embedding).
 """
 from abc import abstractmethod
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
-from dynamic_network_architectures.architectures.primus import Primus, PrimusV2B, PrimusV2L, PrimusV2M, PrimusV2S
 from torch import nn
-
-try:  # only in newer dynamic_network_architectures releases
-    from dynamic_network_architectures.architectures.primus import PrimusV3B, PrimusV3L, PrimusV3M, PrimusV3S
-except ImportError:
-    PrimusV3S = PrimusV3B = PrimusV3M = PrimusV3L = None
 
 from nnunetv2.errors import UserError
 from nnunetv2.training.nnUNetTrainer import _setup
@@ -24,6 +18,21 @@ from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 _COMMON = dict(drop_path_rate=0.2, scale_attn_inner=True, init_values=0.1)
+_NETWORK_NAMES = ('Primus', 'PrimusV2S', 'PrimusV2B', 'PrimusV2M', 'PrimusV2L',
+                  'PrimusV3S', 'PrimusV3B', 'PrimusV3M', 'PrimusV3L')
+
+
+def _network_class(name: str) -> Optional[Callable]:
+    # imported on use: the primus module pulls in timm and torchvision (~5 s of CPU), and every trainer lookup by
+    # name imports this module; None where the installed dynamic_network_architectures lacks the class
+    from dynamic_network_architectures.architectures import primus
+    return getattr(primus, name, None)
+
+
+def __getattr__(name: str):
+    if name in _NETWORK_NAMES:
+        return _network_class(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_patch_size(patch_size) -> None:
@@ -37,15 +46,16 @@ def _primus_v1(embed_dim: int, depth: int, heads: int) -> staticmethod:
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
         _check_patch_size(configuration_manager.patch_size)
-        return Primus(num_input_channels, embed_dim, (8, 8, 8), num_output_channels, depth, heads,
-                      configuration_manager.patch_size, **_COMMON)
+        return _network_class('Primus')(num_input_channels, embed_dim, (8, 8, 8), num_output_channels, depth, heads,
+                                        configuration_manager.patch_size, **_COMMON)
     return staticmethod(build_network_architecture)
 
 
-def _primus_preset(network_class: Callable, name: str) -> staticmethod:
+def _primus_preset(name: str) -> staticmethod:
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
+        network_class = _network_class(name)
         if network_class is None:
             raise UserError(f"{name} is not available in the installed dynamic_network_architectures.",
                             "Upgrade it: pip install -U dynamic_network_architectures.")
@@ -142,35 +152,35 @@ class nnUNet_Trainer_BS8(nnUNetTrainer):
 
 
 class nnUNet_PrimusV2S_Trainer(AbstractPrimus):
-    build_network_architecture = _primus_preset(PrimusV2S, "PrimusV2S")
+    build_network_architecture = _primus_preset("PrimusV2S")
 
 
 class nnUNet_PrimusV2B_Trainer(AbstractPrimus):
-    build_network_architecture = _primus_preset(PrimusV2B, "PrimusV2B")
+    build_network_architecture = _primus_preset("PrimusV2B")
 
 
 class nnUNet_PrimusV2M_Trainer(AbstractPrimus):
-    build_network_architecture = _primus_preset(PrimusV2M, "PrimusV2M")
+    build_network_architecture = _primus_preset("PrimusV2M")
 
 
 class nnUNet_PrimusV2L_Trainer(AbstractPrimus):
-    build_network_architecture = _primus_preset(PrimusV2L, "PrimusV2L")
+    build_network_architecture = _primus_preset("PrimusV2L")
 
 
 class nnUNet_PrimusV3S_Trainer(AbstractPrimus):
-    build_network_architecture = _primus_preset(PrimusV3S, "PrimusV3S")
+    build_network_architecture = _primus_preset("PrimusV3S")
 
 
 class nnUNet_PrimusV3B_Trainer(AbstractPrimus):
-    build_network_architecture = _primus_preset(PrimusV3B, "PrimusV3B")
+    build_network_architecture = _primus_preset("PrimusV3B")
 
 
 class nnUNet_PrimusV3M_Trainer(AbstractPrimus):
-    build_network_architecture = _primus_preset(PrimusV3M, "PrimusV3M")
+    build_network_architecture = _primus_preset("PrimusV3M")
 
 
 class nnUNet_PrimusV3L_Trainer(AbstractPrimus):
-    build_network_architecture = _primus_preset(PrimusV3L, "PrimusV3L")
+    build_network_architecture = _primus_preset("PrimusV3L")
 
 
 def _force_patch_and_batch(plans: dict, configuration: str, patch_size) -> None:
