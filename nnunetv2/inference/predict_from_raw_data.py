@@ -93,10 +93,10 @@ class nnUNetPredictor(object):
         # (env nnUNet_tta_batch, e.g. 8) are several times faster on CPU (batched convolutions take a faster
         # kernel) but change the last bits of the logits (fp16 accumulators then differ by ~1 ulp at a few voxels).
         self.tta_passes_per_batch = max(1, _env_int('nnUNet_tta_batch', 1))
-        # CPU only: forward passes run this many at a time in threads, torch's threads split between them (same
-        # logits bit for bit, faster when a single pass cannot use all cores). 0 = choose (at most 4), 1 = off.
+        # CPU only: forward passes of different tiles run this many at a time in threads, torch's threads split
+        # between them (faster when one pass cannot use all cores). 0 = choose (default: at most 4, and only where
+        # a probe shows bit-identical logits), 1 = off, N = N.
         self.cpu_concurrent_passes = max(0, _env_int('nnUNet_cpu_concurrent_passes', 0))
-        self._pass_pool = None
 
     # ----- initialisation --------------------------------------------------------------------------------------
     def initialize_from_trained_model_folder(self, model_training_output_dir: str,
@@ -376,8 +376,7 @@ class nnUNetPredictor(object):
 
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
         mirror_axes = self.allowed_mirroring_axes if self.use_mirroring else None
-        return maybe_mirror_and_predict(self.network, x, mirror_axes, getattr(self, 'tta_passes_per_batch', 1),
-                                        getattr(self, '_pass_pool', None))
+        return maybe_mirror_and_predict(self.network, x, mirror_axes, getattr(self, 'tta_passes_per_batch', 1))
 
     def _concurrent_pass_workers(self, tile_shape: Tuple[int, ...], n_passes: int) -> int:
         """How many forward passes may run at once: CPU and eager (not compiled) networks only. Chosen
@@ -410,16 +409,12 @@ class nnUNetPredictor(object):
         n_passes = len(slicers) * (len(mirror_axes_subsets(self.allowed_mirroring_axes)) + 1
                                    if self.use_mirroring and self.allowed_mirroring_axes else 1)
         tile_shape = (1, data.shape[0], *self.configuration_manager.patch_size)
-        with concurrent_cpu_passes(self._concurrent_pass_workers(tile_shape, n_passes)) as pool:
-            # several tiles: tiles run concurrently; a single tile: its mirrored passes do
-            tile_pool = pool if len(slicers) > 1 else None
-            self._pass_pool = pool if tile_pool is None else None
-            try:
-                return accumulate_tiles(data, slicers, self._internal_maybe_mirror_and_predict,
-                                        self.label_manager.num_segmentation_heads, gaussian, self.device,
-                                        results_device, progress, tile_pool)
-            finally:
-                self._pass_pool = None
+        # tiles run concurrently; a single tile's mirrored passes stay sequential
+        workers = self._concurrent_pass_workers(tile_shape, n_passes) if len(slicers) > 1 else 1
+        with concurrent_cpu_passes(workers) as pool:
+            return accumulate_tiles(data, slicers, self._internal_maybe_mirror_and_predict,
+                                    self.label_manager.num_segmentation_heads, gaussian, self.device,
+                                    results_device, progress, pool)
 
     @torch.no_grad()  # not inference_mode: the trainer's validation may reuse the returned tensor
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> Union[np.ndarray, torch.Tensor]:

@@ -115,34 +115,22 @@ def mirror_axes_subsets(mirror_axes: Sequence[int]) -> List[Tuple[int, ...]]:
 
 
 def maybe_mirror_and_predict(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                             mirror_axes: Optional[Sequence[int]], passes_per_batch: int = 1,
-                             pool: Optional[Executor] = None) -> torch.Tensor:
+                             mirror_axes: Optional[Sequence[int]], passes_per_batch: int = 1) -> torch.Tensor:
     """Network output for ``x`` (1, C, *P), averaged over all mirrorings of ``mirror_axes`` (None: no TTA).
 
     Logits are averaged; the sum is built in subset order and divided once (same rounding as the reference).
     ``passes_per_batch`` > 1 runs that many mirrored copies through the network as one batch: much faster on CPU,
     identical up to convolution rounding (~1e-6 relative), but not bit-identical to one pass at a time.
-    ``pool`` (from :func:`concurrent_cpu_passes`) runs the single-copy passes concurrently; the outputs are still
-    summed in subset order, so the result is bit-identical to running them one after the other.
     """
     if mirror_axes is None:
         return network(x)
     if len(mirror_axes) == 0 or max(mirror_axes) > x.ndim - 3:
         raise ValueError(f"mirror_axes {tuple(mirror_axes)} are invalid for a tile of shape {tuple(x.shape)}")
     subsets = mirror_axes_subsets(mirror_axes)
-    if passes_per_batch <= 1 and pool is None:
+    if passes_per_batch <= 1:
         prediction = network(x)
         for axes in subsets:
             prediction += torch.flip(network(torch.flip(x, axes)), axes)
-    elif passes_per_batch <= 1:
-        def mirrored_pass(axes: Tuple[int, ...]) -> torch.Tensor:
-            if not axes:
-                return network(x)
-            return torch.flip(network(torch.flip(x, axes)), axes)
-        outputs = list(pool.map(_without_grad(mirrored_pass), [()] + subsets))
-        prediction = outputs[0]
-        for o in outputs[1:]:
-            prediction += o
     else:
         variants = [()] + subsets
         outputs = []

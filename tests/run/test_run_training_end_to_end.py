@@ -42,6 +42,12 @@ def test_train_continue_and_validate(t2):
     import os
     os.environ["nnUNet_extTrainer"] = str(ext)  # undone by the tiny_env monkeypatch (delenv at setup)
     try:
+        # seeded: about one unseeded run in three never predicts label 1 after these 90 iterations (seen before and
+        # after the 2026-11-23 changes alike); augmentation runs in this process, so the seeds fix the whole run
+        import random
+        random.seed(1)
+        np.random.seed(1)
+        torch.manual_seed(1)
         run_training("321", "3d_fullres", "0", "T2TinyTrainer", device=torch.device("cpu"))
         out = t2.fold_folder(t2.env["results"], "T2TinyTrainer")
         base = out.parent
