@@ -39,17 +39,6 @@ class _Loader(DataLoader):
         return {'data': torch.full((2, 1, 8, 8), float(self.n)), 'keys': np.array(['a', 'b'])}
 
 
-@pytest.fixture
-def deadline():
-    """Fail (instead of hanging the suite) if the augmenter does not raise within 60 s."""
-    def on_alarm(signum, frame):
-        raise TimeoutError('augmenter hung')
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
-
 
 def _drain(aug):
     for _ in range(1000):

@@ -1,6 +1,5 @@
 """Batches that travel through the workers' shared-memory slots arrive unchanged: every dtype, nesting, rings that
 grow with the batch size, and things that cannot use a slot (strings, non-contiguous tensors) by plain pickling."""
-import signal
 import sys
 
 import numpy as np
@@ -49,16 +48,6 @@ def _same(a, b):
         return type(b) is type(a) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return a == b
 
-
-@pytest.fixture
-def deadline():
-    def on_alarm(signum, frame):
-        raise TimeoutError('augmenter hung')
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 @pytest.mark.parametrize('slots', [True, False])
