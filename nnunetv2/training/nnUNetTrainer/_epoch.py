@@ -84,6 +84,15 @@ def validation_summary(val_outputs: List[dict], is_ddp: bool) -> Tuple[float, Li
     return mean_fg_dice, dice_per_class, loss_here
 
 
+def log_epoch_summary(get_value, log) -> None:
+    """The reference's four end-of-epoch log lines (losses, pseudo Dice, epoch time) from the logger's last values."""
+    log('train_loss', np.round(get_value('train_losses', step=-1), decimals=4))
+    log('val_loss', np.round(get_value('val_losses', step=-1), decimals=4))
+    log('Pseudo dice', [float(np.round(i, decimals=4)) for i in get_value('dice_per_class_or_region', step=-1)])
+    seconds = get_value('epoch_end_timestamps', step=-1) - get_value('epoch_start_timestamps', step=-1)
+    log(f"Epoch time: {np.round(seconds, decimals=2)} s")
+
+
 def debug_information(trainer) -> Dict[str, str]:
     """Contents of debug.json: every non-callable attribute as text plus a few environment facts."""
     dct = {}

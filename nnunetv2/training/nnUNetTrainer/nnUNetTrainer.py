@@ -157,9 +157,7 @@ class nnUNetTrainer(object):
 
         self.dataloader_train = self.dataloader_val = None  # see on_train_start
         self._best_ema = None
-        self.inference_allowed_mirroring_axes = None  # this variable is set in
-        # self.configure_rotation_dummyDA_mirroring_and_inital_patch_size and will be saved in checkpoints
-
+        self.inference_allowed_mirroring_axes = None  # set by configure_rotation_dummyDA_..., saved in checkpoints
         self.save_every = 50
         self.disable_checkpointing = False
         self.was_initialized = False
@@ -430,13 +428,8 @@ class nnUNetTrainer(object):
 
     def on_epoch_end(self):
         self.logger.log('epoch_end_timestamps', time(), self.current_epoch)
+        _epoch.log_epoch_summary(self.logger.get_value, self.print_to_log_file)
         get = self.logger.get_value
-        self.print_to_log_file('train_loss', np.round(get('train_losses', step=-1), decimals=4))
-        self.print_to_log_file('val_loss', np.round(get('val_losses', step=-1), decimals=4))
-        self.print_to_log_file('Pseudo dice', [float(np.round(i, decimals=4)) for i in
-                                               get('dice_per_class_or_region', step=-1)])
-        self.print_to_log_file(
-            f"Epoch time: {np.round(get('epoch_end_timestamps', step=-1) - get('epoch_start_timestamps', step=-1), decimals=2)} s")
 
         # handling periodic checkpointing
         current_epoch = self.current_epoch
@@ -467,9 +460,9 @@ class nnUNetTrainer(object):
     def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
         if not self.was_initialized:
             self.initialize()
-        source = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else 'the checkpoint dict'
-        checkpoint = _checkpointing.read_checkpoint(filename_or_checkpoint, self.device) \
-            if isinstance(filename_or_checkpoint, str) else filename_or_checkpoint
+        from_file = isinstance(filename_or_checkpoint, str)
+        source = filename_or_checkpoint if from_file else 'the checkpoint dict'
+        checkpoint = _checkpointing.read_checkpoint(source, self.device) if from_file else filename_or_checkpoint
         _checkpointing.restore(self, checkpoint, _setup.unwrap_network(self.network), source)
 
     # ------------------------------------------------------------------ validation and the loop
@@ -480,31 +473,27 @@ class nnUNetTrainer(object):
         self.on_train_start()
         for epoch in range(self.current_epoch, self.num_epochs):
             self.on_epoch_start()
-
             self.on_train_epoch_start()
             train_outputs = []
             for batch_id in range(self.num_iterations_per_epoch):
                 train_outputs.append(self.train_step(next(self.dataloader_train)))
             self.on_train_epoch_end(train_outputs)
-
             with torch.no_grad():
                 self.on_validation_epoch_start()
                 val_outputs = []
                 for batch_id in range(self.num_val_iterations_per_epoch):
                     val_outputs.append(self.validation_step(next(self.dataloader_val)))
                 self.on_validation_epoch_end(val_outputs)
-
             self.on_epoch_end()
         self.on_train_end()
 
 
+# star import (spec 05): all public names; OptimizedModule lazily (importing torch._dynamo costs ~2.5 s CPU)
 def __getattr__(name: str):
-    # importing torch._dynamo costs ~2.5 s of CPU per process; only code that names OptimizedModule pays for it
-    if name == 'OptimizedModule':
-        from torch._dynamo import OptimizedModule
-        return OptimizedModule
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name != 'OptimizedModule':
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from torch._dynamo import OptimizedModule
+    return OptimizedModule
 
 
-# what `from ...nnUNetTrainer import *` gives custom trainers (spec 05): every public name, OptimizedModule lazily
 __all__ = sorted({name for name in globals() if not name.startswith('_')} | {'OptimizedModule'})
