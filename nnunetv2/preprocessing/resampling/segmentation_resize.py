@@ -15,16 +15,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
-
-def skimage_resize(image: np.ndarray, new_shape: Sequence[int], order: int) -> np.ndarray:
-    """``skimage.transform.resize(image, new_shape, order, mode='edge', clip=True, anti_aliasing=False)`` for a
-    float64 ``image`` without NaNs: scipy's grid-mode zoom, clipped to the input's range."""
-    factors = np.divide(image.shape, tuple(new_shape))
-    out = ndimage.zoom(image, [1 / f for f in factors], order=order, mode='nearest', cval=0, grid_mode=True)
-    np.clip(out, np.asarray(np.min(image)), np.asarray(np.max(image)), out=out)
-    return out
+from nnunetv2.preprocessing.resampling.separable_zoom import skimage_resize
 
 
 def resize_segmentation(segmentation: np.ndarray, new_shape: Sequence[int], order: int = 3) -> np.ndarray:

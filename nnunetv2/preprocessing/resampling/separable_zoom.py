@@ -114,16 +114,25 @@ def resize_like_skimage(img: np.ndarray, new_shape: Sequence[int], order: int,
     return out
 
 
+def skimage_resize(image: np.ndarray, new_shape: Sequence[int], order: int) -> np.ndarray:
+    """``skimage.transform.resize(image, new_shape, order, mode='edge', clip=True, anti_aliasing=False)`` for a
+    float64 ``image`` without NaNs, bit for bit (any order): scipy's grid-mode zoom, clipped to the input's range.
+    Spares importing skimage's transform module."""
+    factors = np.divide(image.shape, tuple(new_shape))
+    out = ndimage.zoom(image, [1 / f for f in factors], order=order, mode='nearest', cval=0, grid_mode=True)
+    np.clip(out, np.asarray(np.min(image)), np.asarray(np.max(image)), out=out)
+    return out
+
+
 def _resize_with_scipy(img: np.ndarray, new_shape: Tuple[int, ...], order: int,
                        batch_axes: Sequence[int]) -> np.ndarray:
     """The unoptimised path for other spline orders: one scipy zoom per independent image."""
-    from skimage.transform import resize
     if not batch_axes:
-        return resize(img, new_shape, order, mode='edge', anti_aliasing=False)
+        return skimage_resize(img, new_shape, order)
     batch_axes = tuple(batch_axes)
     moved = np.moveaxis(img, batch_axes, range(len(batch_axes)))
     inner = tuple(new_shape[a] for a in range(img.ndim) if a not in batch_axes)
     out = np.empty(moved.shape[:len(batch_axes)] + inner, dtype=np.float64)
     for index in np.ndindex(*moved.shape[:len(batch_axes)]):
-        out[index] = resize(moved[index], inner, order, mode='edge', anti_aliasing=False)
+        out[index] = skimage_resize(moved[index], inner, order)
     return np.moveaxis(out, range(len(batch_axes)), batch_axes)
