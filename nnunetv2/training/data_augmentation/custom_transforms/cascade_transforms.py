@@ -9,6 +9,18 @@ from scipy.ndimage import binary_closing, binary_dilation, binary_erosion, binar
 from skimage.morphology import ball, disk
 
 
+def _chosen_samples_and_channels(n_samples: int, channels: List[int], p_per_sample: float, p_per_label: float):
+    """(sample, channel) pairs to perturb. A generator, so the caller's own random draws for one pair happen before
+    the draws that choose the next pair: the same random sequence as the reference's nested loops."""
+    for b in range(n_samples):
+        if np.random.uniform() >= p_per_sample:
+            continue
+        for c in np.random.permutation(channels):
+            if np.random.uniform() >= p_per_label:
+                continue
+            yield b, c
+
+
 class MoveSegAsOneHotToData(AbstractTransform):
     """Append channel ``index_in_origin`` of ``key_origin`` to ``key_target`` as one channel per label (one-hot)."""
 
@@ -47,31 +59,27 @@ class RemoveRandomConnectedComponentFromOneHotEncodingTransform(AbstractTransfor
 
     def __call__(self, **data_dict):
         data = data_dict.get(self.key)
-        for b in range(data.shape[0]):
-            if np.random.uniform() >= self.p_per_sample:
+        for b, c in _chosen_samples_and_channels(data.shape[0], self.channel_idx, self.p_per_sample,
+                                                 self.p_per_label):
+            workon = data[b, c].astype(bool)
+            if not np.any(workon):
                 continue
-            for c in np.random.permutation(self.channel_idx):
-                if np.random.uniform() >= self.p_per_label:
-                    continue
-                workon = data[b, c].astype(bool)
-                if not np.any(workon):
-                    continue
-                num_voxels = np.prod(workon.shape, dtype=np.int64)
-                lab, num_comp = cc_label(workon, structure=np.ones([3] * workon.ndim))
-                if num_comp == 0:
-                    continue
-                sizes = np.bincount(lab.ravel())[1:]
-                valid = [i + 1 for i, s in enumerate(sizes)
-                         if s < num_voxels * self.dont_do_if_covers_more_than_x_percent]
-                if not valid:
-                    continue
-                chosen = valid[np.random.choice(len(valid))]
-                mask = lab == chosen
-                data[b, c][mask] = 0
-                if np.random.uniform() < self.fill_with_other_class_p:
-                    others = [i for i in self.channel_idx if i != c]
-                    if others:
-                        data[b, np.random.choice(others)][mask] = 1
+            num_voxels = np.prod(workon.shape, dtype=np.int64)
+            lab, num_comp = cc_label(workon, structure=np.ones([3] * workon.ndim))
+            if num_comp == 0:
+                continue
+            sizes = np.bincount(lab.ravel())[1:]
+            valid = [i + 1 for i, s in enumerate(sizes)
+                     if s < num_voxels * self.dont_do_if_covers_more_than_x_percent]
+            if not valid:
+                continue
+            chosen = valid[np.random.choice(len(valid))]
+            mask = lab == chosen
+            data[b, c][mask] = 0
+            if np.random.uniform() < self.fill_with_other_class_p:
+                others = [i for i in self.channel_idx if i != c]
+                if others:
+                    data[b, np.random.choice(others)][mask] = 1
         data_dict[self.key] = data
         return data_dict
 
@@ -91,21 +99,17 @@ class ApplyRandomBinaryOperatorTransform(AbstractTransform):
 
     def __call__(self, **data_dict):
         data = data_dict.get(self.key)
-        for b in range(data.shape[0]):
-            if np.random.uniform() >= self.p_per_sample:
-                continue
-            for c in np.random.permutation(self.channel_idx):
-                if np.random.uniform() >= self.p_per_label:
-                    continue
-                operation = self.any_of_these[np.random.choice(len(self.any_of_these))]
-                size = np.random.uniform(*self.strel_size)
-                workon = data[b, c].astype(bool)
-                strel = ball(size) if workon.ndim == 3 else disk(size)
-                res = operation(workon, strel).astype(data.dtype)
-                data[b, c] = res
-                added = (res > 0) & ~workon
-                for oc in self.channel_idx:
-                    if oc != c:
-                        data[b, oc][added] = 0
+        for b, c in _chosen_samples_and_channels(data.shape[0], self.channel_idx, self.p_per_sample,
+                                                 self.p_per_label):
+            operation = self.any_of_these[np.random.choice(len(self.any_of_these))]
+            size = np.random.uniform(*self.strel_size)
+            workon = data[b, c].astype(bool)
+            strel = ball(size) if workon.ndim == 3 else disk(size)
+            res = operation(workon, strel).astype(data.dtype)
+            data[b, c] = res
+            added = (res > 0) & ~workon
+            for oc in self.channel_idx:
+                if oc != c:
+                    data[b, oc][added] = 0
         data_dict[self.key] = data
         return data_dict
