@@ -144,19 +144,19 @@ def test_worker_session_reuses_workers_and_drops_them_after_a_failure(dataset):
     expected = _decoded(out)
     with worker_pool.worker_session():
         pp.run(987, '3d_fullres', 'nnUNetPlans', 2)
-        first = worker_pool._session['workers']
+        first = worker_pool._session.workers
         pids = [w.pid for w in first.processes]
         pp.run(987, '3d_fullres', 'nnUNetPlans', 2)  # a second configuration: same processes
-        assert worker_pool._session['workers'] is first and [w.pid for w in first.processes] == pids
+        assert worker_pool._session.workers is first and [w.pid for w in first.processes] == pids
         assert all(w.is_alive() for w in first.processes)
         _assert_same(_decoded(out), expected)
         bad = RaisingPreprocessor(verbose=False)
         bad.show_progress_bar = False
         with pytest.raises(UserError, match="bad input in case_00"):
             bad.run(987, '3d_fullres', 'nnUNetPlans', 2)
-        assert worker_pool._session['workers'] is None and not any(w.is_alive() for w in first.processes)
+        assert worker_pool._session.workers is None and not any(w.is_alive() for w in first.processes)
         pp.run(987, '3d_fullres', 'nnUNetPlans', 2)  # fresh workers after the failure
-        second = worker_pool._session['workers']
+        second = worker_pool._session.workers
         assert second is not first and all(w.is_alive() for w in second.processes)
     assert worker_pool._session is None and not any(w.is_alive() for w in second.processes)
     _assert_same(_decoded(out), expected)

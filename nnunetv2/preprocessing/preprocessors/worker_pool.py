@@ -91,7 +91,25 @@ class _Workers:
             self.task_queue.cancel_join_thread()
 
 
-_session: Optional[Dict[str, Any]] = None  # {'workers': _Workers or None} while a worker_session is open
+class _Session:
+    """The workers kept alive between runs of one ``worker_session`` block."""
+
+    def __init__(self):
+        self.workers: Optional[_Workers] = None
+
+    def workers_for(self, n: int) -> _Workers:
+        if self.workers is None or self.workers.n != n:
+            self.drop(graceful=True)
+            self.workers = _Workers(n)
+        return self.workers
+
+    def drop(self, graceful: bool) -> None:
+        if self.workers is not None:
+            self.workers.close(graceful)
+            self.workers = None
+
+
+_session: Optional[_Session] = None  # set while a worker_session block is open
 _run_counter = itertools.count()
 
 
@@ -104,13 +122,12 @@ def worker_session():
     if _session is not None:  # nested: the outer session owns the workers
         yield
         return
-    _session = {'workers': None}
+    _session = _Session()
     try:
         yield
     finally:
-        workers, _session = _session['workers'], None
-        if workers is not None:
-            workers.close(graceful=True)
+        session, _session = _session, None
+        session.drop(graceful=True)
 
 
 def _pack_exception(e: BaseException) -> Dict[str, Any]:
@@ -188,16 +205,8 @@ def run_cases_in_workers(preprocessor, tasks: Sequence[Task], plans: dict, confi
     n_workers = max(1, min(int(num_processes), len(tasks)))
     setup = pickle.dumps((preprocessor, plans, configuration_name, dataset_json))
     run_id = next(_run_counter)
-    workers = None
-    if _session is not None and _session['workers'] is not None and _session['workers'].n == n_workers:
-        workers = _session['workers']
-    else:
-        if _session is not None and _session['workers'] is not None:
-            _session['workers'].close(graceful=True)
-            _session['workers'] = None
-        workers = _Workers(n_workers)
-        if _session is not None:
-            _session['workers'] = workers
+    session = _session
+    workers = session.workers_for(n_workers) if session is not None else _Workers(n_workers)
     succeeded = False
     try:
         for case, task in tasks:
@@ -210,11 +219,10 @@ def run_cases_in_workers(preprocessor, tasks: Sequence[Task], plans: dict, confi
                 _check_workers_alive(workers.processes, state, connections)
         succeeded = True
     finally:
-        if _session is None or not succeeded:
-            # a failed run leaves tasks or a broken worker behind: never reuse those workers
-            if _session is not None and _session['workers'] is workers:
-                _session['workers'] = None
+        if session is None:
             workers.close(graceful=succeeded)
+        elif not succeeded:
+            session.drop(graceful=False)  # a failed run leaves tasks or a broken worker behind: never reuse them
 
 
 def _check_workers_alive(workers, state: _RunState, connections) -> None:
