@@ -17,7 +17,8 @@ import numpy as np
 from nnunetv2.configuration import ANISO_THRESHOLD
 from nnunetv2.errors import UserError
 from nnunetv2.experiment_planning.experiment_planners import planning_rules as rules
-from nnunetv2.experiment_planning.experiment_planners.feature_map_size import unet_feature_map_size
+from nnunetv2.experiment_planning.experiment_planners.feature_map_size import (COUNTS_KEY, PLAIN_CONV_UNET,
+                                                                                unet_feature_map_size)
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
 from nnunetv2.experiment_planning.experiment_planners.planner_setup import (
     check_overwrite_target_spacing, load_fingerprint_or_fail, sync_raw_splits_file)
@@ -36,12 +37,9 @@ def _estimate_key(*args) -> str:
     return json.dumps(args, default=str)
 
 
-# The U-Net classes are named, not imported, until someone asks for the class object: importing
-# dynamic_network_architectures imports torch (seconds of CPU), and planning the default U-Nets never needs it.
-PLAIN_CONV_UNET = 'dynamic_network_architectures.architectures.unet.PlainConvUNet'
-RESIDUAL_ENCODER_UNET = 'dynamic_network_architectures.architectures.unet.ResidualEncoderUNet'
-# what _architecture needs to know of these two without importing them: the name of the per-stage counts argument
-_KNOWN_COUNTS_KEY = {PLAIN_CONV_UNET: 'n_conv_per_stage', RESIDUAL_ENCODER_UNET: 'n_blocks_per_stage'}
+# The U-Net classes are named (feature_map_size.PLAIN_CONV_UNET, ...), not imported, until someone asks for the
+# class object: importing dynamic_network_architectures imports torch (seconds of CPU), and planning the default
+# U-Nets never needs it.
 
 
 def _import_dotted(name: str):
@@ -208,7 +206,7 @@ class ExperimentPlanner(object):
         """The plans' ``architecture`` block (key order as the reference writes it)."""
         max_features = self.UNet_max_features_2d if dim == 2 else self.UNet_max_features_3d
         class_name = self._unet_class_name()
-        counts_key = _KNOWN_COUNTS_KEY.get(class_name)
+        counts_key = COUNTS_KEY.get(class_name)
         if counts_key is None:
             counts_key = 'n_blocks_per_stage' if 'n_blocks_per_stage' in _init_parameters(self.UNet_class) \
                 else 'n_conv_per_stage'

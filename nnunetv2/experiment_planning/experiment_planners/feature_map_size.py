@@ -14,13 +14,14 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-_PLAIN = 'dynamic_network_architectures.architectures.unet.PlainConvUNet'
-_RESENC = 'dynamic_network_architectures.architectures.unet.ResidualEncoderUNet'
+PLAIN_CONV_UNET = 'dynamic_network_architectures.architectures.unet.PlainConvUNet'
+RESIDUAL_ENCODER_UNET = 'dynamic_network_architectures.architectures.unet.ResidualEncoderUNet'
 _SUPPORTED_VERSION = '0.4.4'
 # keyword arguments that do not change the count (they pick ops, not sizes); any other key -> build the network
 _NEUTRAL = {'n_stages', 'features_per_stage', 'conv_op', 'kernel_sizes', 'strides', 'n_conv_per_stage_decoder',
             'conv_bias', 'norm_op', 'norm_op_kwargs', 'dropout_op', 'dropout_op_kwargs', 'nonlin', 'nonlin_kwargs'}
-_COUNTS_KEY = {_PLAIN: 'n_conv_per_stage', _RESENC: 'n_blocks_per_stage'}
+# the name of the per-stage block counts argument of each
+COUNTS_KEY = {PLAIN_CONV_UNET: 'n_conv_per_stage', RESIDUAL_ENCODER_UNET: 'n_blocks_per_stage'}
 
 _version_ok: Optional[bool] = None
 
@@ -49,7 +50,7 @@ def _int_list(x) -> Optional[List[int]]:
 def unet_feature_map_size(arch_class_name: str, arch_kwargs: dict, patch_size: Sequence[int],
                           num_classes: int) -> Optional[np.int64]:
     """``network.compute_conv_feature_map_size(patch_size)`` of the described U-Net, or None if not covered."""
-    counts_key = _COUNTS_KEY.get(arch_class_name)
+    counts_key = COUNTS_KEY.get(arch_class_name)
     if counts_key is None or set(arch_kwargs) - _NEUTRAL - {counts_key} or not _library_version_supported():
         return None
     n = arch_kwargs.get('n_stages')
@@ -68,12 +69,12 @@ def unet_feature_map_size(arch_class_name: str, arch_kwargs: dict, patch_size: S
 
     total = np.int64(0)
     stage_sizes = []  # spatial size after each encoder stage
-    if arch_class_name == _RESENC:
+    if arch_class_name == RESIDUAL_ENCODER_UNET:
         total += _prod(features[0], size)  # the stem: one conv, stride 1, features[0] channels
         in_channels = features[0]
     for s in range(n):
         after = [i // j for i, j in zip(size, strides[s])]
-        if arch_class_name == _PLAIN:
+        if arch_class_name == PLAIN_CONV_UNET:
             total += counts[s] * _prod(features[s], after)
         else:
             # first residual block: two convs, plus a 1x1 projection on the skip path when the channels or the

@@ -10,8 +10,8 @@ from __future__ import annotations
 import warnings
 from typing import List, Tuple, Union
 
-from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import (
-    RESIDUAL_ENCODER_UNET, ExperimentPlanner)
+from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+from nnunetv2.experiment_planning.experiment_planners.feature_map_size import RESIDUAL_ENCODER_UNET
 
 
 class ResEncUNetPlanner(ExperimentPlanner):
