@@ -18,7 +18,7 @@ import torch
 
 import nnunetv2.inference.export_prediction as _export
 from nnunetv2.errors import UserError, exit_on_user_error
-from nnunetv2.file_io import load_json, maybe_mkdir_p
+from nnunetv2.file_io import maybe_mkdir_p
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 JHU_IMAGE_NAME = 'ct.nii.gz'
@@ -48,23 +48,10 @@ def export_prediction_from_logits_singleFiles(predicted_array_or_file: Union[np.
     With ``save_probabilities`` also ``<output_file_truncated>.npz`` / ``.pkl`` (next to the case folder, as for a
     normal export). Every file is written under a temporary name and renamed.
     """
-    dataset_json = load_json(dataset_json_dict_or_file) if isinstance(dataset_json_dict_or_file, str) \
-        else dataset_json_dict_or_file
+    dataset_json, segmentation = _export.segmentation_writing_probabilities(
+        predicted_array_or_file, properties_dict, configuration_manager, plans_manager, dataset_json_dict_or_file,
+        output_file_truncated, save_probabilities)
     label_manager = plans_manager.get_label_manager(dataset_json)
-    if isinstance(predicted_array_or_file, str):
-        predicted_array_or_file = np.load(predicted_array_or_file)
-    result = _export.convert_predicted_logits_to_segmentation_with_correct_shape(
-        predicted_array_or_file, plans_manager, configuration_manager, label_manager, properties_dict,
-        return_probabilities=save_probabilities)
-    del predicted_array_or_file
-    if save_probabilities:
-        segmentation, probabilities = result
-        _export.write_probabilities(probabilities, properties_dict, output_file_truncated)
-        del probabilities
-    else:
-        segmentation = result
-    del result
-
     folder = os.path.join(output_file_truncated, 'predictions')
     maybe_mkdir_p(folder)
     writer = plans_manager.image_reader_writer_class()

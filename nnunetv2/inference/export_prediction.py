@@ -124,6 +124,21 @@ def export_prediction_from_logits(predicted_array_or_file: Union[np.ndarray, tor
 
     The segmentation is written last, so an existing segmentation implies complete probability files.
     """
+    dataset_json, segmentation = segmentation_writing_probabilities(
+        predicted_array_or_file, properties_dict, configuration_manager, plans_manager, dataset_json_dict_or_file,
+        output_file_truncated, save_probabilities, num_threads_torch)
+    writer = plans_manager.image_reader_writer_class()
+    write_segmentation_atomically(writer, segmentation, output_file_truncated + dataset_json['file_ending'],
+                                  properties_dict)
+
+
+def segmentation_writing_probabilities(predicted_array_or_file: Union[np.ndarray, torch.Tensor, str],
+                                       properties_dict: dict, configuration_manager, plans_manager,
+                                       dataset_json_dict_or_file: Union[dict, str], output_file_truncated: str,
+                                       save_probabilities: bool = False,
+                                       num_threads_torch: int = default_num_processes) -> Tuple[dict, np.ndarray]:
+    """(dataset.json dict, segmentation in the original geometry) of one case's logits; with
+    ``save_probabilities`` the ``.npz`` + ``.pkl`` files are written first (shared by the export functions)."""
     dataset_json = load_json(dataset_json_dict_or_file) if isinstance(dataset_json_dict_or_file, str) \
         else dataset_json_dict_or_file
     label_manager = plans_manager.get_label_manager(dataset_json)
@@ -133,18 +148,11 @@ def export_prediction_from_logits(predicted_array_or_file: Union[np.ndarray, tor
         predicted_array_or_file, plans_manager, configuration_manager, label_manager, properties_dict,
         return_probabilities=save_probabilities, num_threads_torch=num_threads_torch)
     del predicted_array_or_file
-
-    if save_probabilities:
-        segmentation, probabilities = result
-        write_probabilities(probabilities, properties_dict, output_file_truncated)
-        del probabilities
-    else:
-        segmentation = result
-    del result
-
-    writer = plans_manager.image_reader_writer_class()
-    write_segmentation_atomically(writer, segmentation, output_file_truncated + dataset_json['file_ending'],
-                                  properties_dict)
+    if not save_probabilities:
+        return dataset_json, result
+    segmentation, probabilities = result
+    write_probabilities(probabilities, properties_dict, output_file_truncated)
+    return dataset_json, segmentation
 
 
 def write_segmentation_atomically(writer, segmentation: np.ndarray, output_file: str, properties: dict) -> None:
