@@ -46,17 +46,6 @@ def append_previous_stage_one_hot(data: np.ndarray, seg: Optional[np.ndarray], l
     return np.concatenate((data, one_hot))
 
 
-def previous_stage_as_signed(seg):
-    """In-memory previous-stage maps may come as uint8/bool; preprocessing marks voxels outside the nonzero mask
-    with -1, which an unsigned array cannot hold (NumPy raises OverflowError), so widen them to a signed type."""
-    if seg is None:
-        return None
-    seg = np.asarray(seg)
-    if seg.dtype.kind in 'ub':
-        return seg.astype(np.int16 if seg.dtype.itemsize == 1 else np.int32)
-    return seg
-
-
 def _to_item(data: np.ndarray, properties: dict, ofile: Optional[str]) -> dict:
     tensor = torch.from_numpy(np.ascontiguousarray(data)).to(dtype=torch.float32).contiguous()
     return {'data': tensor, 'data_properties': properties, 'ofile': ofile}
@@ -115,8 +104,7 @@ def preprocess_fromnpy_save_to_queue(list_of_images: List[np.ndarray],
         label_manager = plans_manager.get_label_manager(dataset_json)
         preprocessor = configuration_manager.preprocessor_class(verbose=verbose)
         for idx in range(len(list_of_images)):
-            prev = None if list_of_segs_from_prev_stage is None else \
-                previous_stage_as_signed(list_of_segs_from_prev_stage[idx])
+            prev = None if list_of_segs_from_prev_stage is None else list_of_segs_from_prev_stage[idx]
             data, seg, properties = preprocessor.run_case_npy(list_of_images[idx], prev,
                                                               list_of_image_properties[idx], plans_manager,
                                                               configuration_manager, dataset_json)
@@ -265,7 +253,7 @@ class PreprocessAdapterFromNpy(object):
     def generate_train_batch(self) -> dict:
         idx = self._next
         self._next += 1
-        prev = previous_stage_as_signed(self.segs[idx])
+        prev = self.segs[idx]
         data, seg, properties = self.preprocessor.run_case_npy(self.images[idx], prev,
                                                                self.properties[idx], self.plans_manager,
                                                                self.configuration_manager, self.dataset_json)

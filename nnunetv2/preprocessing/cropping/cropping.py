@@ -86,7 +86,8 @@ def crop_to_nonzero(data: np.ndarray, seg: Optional[np.ndarray] = None,
     """Crop ``data`` (C, X, Y[, Z]) and ``seg`` to the bounding box of the hole-filled nonzero mask.
 
     Returns ``(data_cropped, seg_cropped, bbox)``. Like the reference, the crops are *views*: with a ``seg``, its
-    voxels that are 0 and outside the mask are set to ``nonzero_label`` in place (the caller's array changes too).
+    voxels that are 0 and outside the mask are set to ``nonzero_label`` in place (the caller's array changes too;
+    an unsigned or bool ``seg`` is widened to a signed copy first, where the reference fails).
     Without a ``seg``, an int8 map (1, ...) is returned: 0 inside the mask, ``nonzero_label`` outside.
     """
     filled, bbox = _filled_mask_and_bbox(data)
@@ -94,6 +95,10 @@ def crop_to_nonzero(data: np.ndarray, seg: Optional[np.ndarray] = None,
     data = data[slicer]
     if seg is not None:
         seg = seg[slicer]
+        if nonzero_label < 0 and seg.dtype.kind in 'ub':
+            # an unsigned/bool map (e.g. an in-memory previous-stage prediction) cannot hold the negative label
+            # (NumPy raises OverflowError): widen it, which makes the crop a copy
+            seg = seg.astype(np.int16 if seg.dtype.itemsize == 1 else np.int32)
         seg[(seg == 0) & ~filled] = nonzero_label
     else:
         seg = np.where(filled, np.int8(0), np.int8(nonzero_label))[None]
