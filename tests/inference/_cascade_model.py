@@ -142,6 +142,19 @@ def _save_checkpoint(model_dir: Path, plans: dict, configuration: str, num_input
                 "logging": {}, "_best_ema": None}, str(fold / "checkpoint_final.pth"))
 
 
+def model_environment(root: Path, monkeypatch) -> Dict[str, Path]:
+    """Fresh nnUNet_raw/_preprocessed/_results under ``root`` (set with ``monkeypatch``, no torch.compile or batched
+    TTA from the caller's environment), the model folders built in it and the test images in ``root/imagesTs``."""
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / name).mkdir()
+        monkeypatch.setenv(name, str(root / name))
+    for name in ("nnUNet_compile", "nnUNet_tta_batch"):
+        monkeypatch.delenv(name, raising=False)
+    models = build_model_folders(root / "nnUNet_results")
+    write_images(root / "imagesTs")
+    return models
+
+
 def build_model_folders(results: Path) -> Dict[str, Path]:
     """``<results>/Dataset323_TinyCascade/nnUNetTrainer__nnUNetPlans__{3d_lowres,3d_cascade_fullres}``."""
     plans = tiny_cascade_plans()

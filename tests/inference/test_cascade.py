@@ -24,13 +24,7 @@ CPU = torch.device("cpu")
 def cascade(tmp_path_factory):
     root = tmp_path_factory.mktemp("cascade")
     mp = pytest.MonkeyPatch()
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (root / name).mkdir()
-        mp.setenv(name, str(root / name))
-    for name in ("nnUNet_compile", "nnUNet_tta_batch"):
-        mp.delenv(name, raising=False)
-    models = cm.build_model_folders(root / "nnUNet_results")
-    cm.write_images(root / "imagesTs")
+    models = cm.model_environment(root, mp)
     prev = root / "handmade_prev"
     prev.mkdir()
     for i, case in enumerate(cm.CASES):

@@ -17,12 +17,7 @@ import _cascade_model as cm
 def jhu(tmp_path_factory):
     root = tmp_path_factory.mktemp("jhu")
     mp = pytest.MonkeyPatch()
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (root / name).mkdir()
-        mp.setenv(name, str(root / name))
-    mp.delenv("nnUNet_tta_batch", raising=False)
-    models = cm.build_model_folders(root / "nnUNet_results")
-    cm.write_images(root / "imagesTs")
+    models = cm.model_environment(root, mp)
     jhu_in = root / "AbdomenAtlasTest"
     for case in cm.CASES:
         (jhu_in / case).mkdir(parents=True)
