@@ -5,10 +5,11 @@
 PyTorch distributed only: ``-num_gpus N`` spawns N processes with torch.multiprocessing, and a run started by
 ``torchrun`` (one process per GPU) is detected from its environment variables.
 """
+import gc
 import multiprocessing
 import os
 import socket
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 import torch.cuda
@@ -209,10 +210,26 @@ def run_ddp(rank, dataset_name_or_id, configuration, fold, tr, p, disable_checkp
     # all spawned processes are on this node: the rank is the node-local rank (overrides an inherited LOCAL_RANK)
     os.environ['LOCAL_RANK'], os.environ['LOCAL_WORLD_SIZE'] = str(rank), str(world_size)
     _init_ddp_process(device, rank, world_size)
+    _train_in_process_group(lambda: get_trainer_from_args(dataset_name_or_id, configuration, fold, tr, p, c,
+                                                          device=device),
+                            (c, val, pretrained_weights, disable_checkpointing, val_with_best, npz))
+
+
+def _train_in_process_group(build_trainer: Callable[[], object], train_args: tuple) -> None:
+    """Train in a process that has joined the DDP group, then leave the group cleanly: all ranks meet at a
+    barrier, the trainer (whose DDP reducer holds the group) is freed while the interpreter is fully alive, and
+    only then the group is destroyed. Freeing a gloo group during interpreter shutdown, or while a peer still
+    talks to it, can abort a rank at exit ('terminate called without an active exception')."""
+    finished = False
     try:
-        trainer = get_trainer_from_args(dataset_name_or_id, configuration, fold, tr, p, c, device=device)
-        _train_in_this_process(trainer, c, val, pretrained_weights, disable_checkpointing, val_with_best, npz)
+        trainer = build_trainer()
+        _train_in_this_process(trainer, *train_args)
+        finished = True
     finally:
+        if finished:
+            dist.barrier()
+        trainer = None
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -265,19 +282,19 @@ def run_training(dataset_name_or_id: Union[str, int],
                  nprocs=num_gpus, join=True)
         return
 
+    def build_trainer():
+        return get_trainer_from_args(dataset_name_or_id, configuration, fold, trainer_class_name, plans_identifier,
+                                     continue_training, device=device)
+    train_args = (continue_training, only_run_validation, pretrained_weights, disable_checkpointing, val_with_best,
+                  export_validation_probabilities)
     if torchrun:
         # torchrun sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*; one process per GPU (or CPU share), the trainer
         # detects DDP itself
         _check_ddp_device(device, "torchrun")
         _init_ddp_process(device)
-    try:
-        trainer = get_trainer_from_args(dataset_name_or_id, configuration, fold, trainer_class_name,
-                                        plans_identifier, continue_training, device=device)
-        _train_in_this_process(trainer, continue_training, only_run_validation, pretrained_weights,
-                               disable_checkpointing, val_with_best, export_validation_probabilities)
-    finally:
-        if torchrun:
-            dist.destroy_process_group()
+        _train_in_process_group(build_trainer, train_args)
+    else:
+        _train_in_this_process(build_trainer(), *train_args)
 
 
 def _build_parser():

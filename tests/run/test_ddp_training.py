@@ -250,3 +250,42 @@ def test_distributed_mps_is_a_user_error(t2, monkeypatch, num_gpus, torchrun):
         monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(UserError, match="does not support -device mps"):
         rt.run_training("321", "3d_fullres", "0", num_gpus=num_gpus, device=torch.device("mps"))
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_leaving_the_process_group_frees_the_trainer_first(monkeypatch, fails):
+    """A rank leaves the group only after all ranks met (success only: a failed peer never arrives) and after
+    its trainer, which holds the DDP reducer and so the group, was freed; freeing a gloo group at interpreter
+    shutdown aborted a rank now and then ('terminate called without an active exception', seen in CI)."""
+    import weakref
+
+    from nnunetv2.run import run_training as rt
+
+    class CyclicTrainer:  # a reference cycle, like the trainer's logger callbacks: only gc frees it
+        def __init__(self):
+            self.me = self
+
+    events, alive = [], []
+
+    def build():
+        trainer = CyclicTrainer()
+        alive.append(weakref.ref(trainer))
+        return trainer
+
+    def train(trainer, *args):
+        events.append(("train", args))
+        if fails:
+            raise RuntimeError("rank failed")
+
+    monkeypatch.setattr(rt, "_train_in_this_process", train)
+    monkeypatch.setattr(rt.dist, "barrier", lambda: events.append(("barrier", alive[0]() is None)))
+    monkeypatch.setattr(rt.dist, "destroy_process_group", lambda: events.append(("destroy", alive[0]() is None)))
+    if fails:
+        with pytest.raises(RuntimeError, match="rank failed"):
+            rt._train_in_process_group(build, (1, 2))
+    else:
+        rt._train_in_process_group(build, (1, 2))
+    if fails:  # no barrier; the exception's traceback references the trainer until it is handled
+        assert [e[0] for e in events] == ["train", "destroy"]
+    else:
+        assert events == [("train", (1, 2)), ("barrier", False), ("destroy", True)]
