@@ -289,3 +289,53 @@ def test_leaving_the_process_group_frees_the_trainer_first(monkeypatch, fails):
         assert [e[0] for e in events] == ["train", "destroy"]
     else:
         assert events == [("train", (1, 2)), ("barrier", False), ("destroy", True)]
+
+
+def test_a_real_ddp_trainer_is_freed_before_its_group_is_destroyed(t2, tmp_path, monkeypatch):
+    """The same order with nnUNetTrainer itself (a one-rank gloo group in this process): nothing (loggers,
+    data loaders, hooks) keeps the trainer or its DDP network alive once the run is over."""
+    import weakref
+
+    from torch import distributed as dist
+
+    from nnunetv2.run import run_training as rt
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    class OneStepTrainer(nnUNetTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 1, 1, 1
+
+        def perform_actual_validation(self, save_probabilities=False):
+            pass
+
+    refs = {}
+
+    def build():
+        from nnunetv2.run.run_training import _load_plans_and_dataset_json
+        plans, dataset_json = _load_plans_and_dataset_json(t2.dataset_name, "nnUNetPlans", "3d_fullres")
+        trainer = OneStepTrainer(plans, "3d_fullres", 0, dataset_json, torch.device("cpu"))
+        refs["trainer"] = weakref.ref(trainer)
+        return trainer
+
+    destroy = dist.destroy_process_group
+    alive_at_destroy = []
+
+    def spying_destroy(*args, **kwargs):
+        alive_at_destroy.append({k: r() is not None for k, r in refs.items()})
+        destroy(*args, **kwargs)
+
+    def remember_network(trainer, *args):
+        trainer.run_training()
+        refs["ddp_network"] = weakref.ref(trainer.network)
+        assert type(trainer.network).__name__ == "DistributedDataParallel"
+
+    monkeypatch.setattr(rt.dist, "destroy_process_group", spying_destroy)
+    monkeypatch.setattr(rt, "_train_in_this_process", remember_network)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        rt._train_in_process_group(build, ())
+    finally:
+        if dist.is_initialized():
+            destroy()
+    assert alive_at_destroy == [{"trainer": False, "ddp_network": False}]
