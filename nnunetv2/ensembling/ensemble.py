@@ -1,4 +1,4 @@
-"""Ensembling of different models: average their exported probabilities (``.npz``) and re-segment. Spec 04 §8.
+"""Ensembling of different models: average their exported probabilities (``.npz``) and re-segment.
 
 Unlike fold ensembling inside the predictor (logits), this works on the probabilities in original image space that
 ``nnUNetv2_predict --save_probabilities`` (or the trainer's validation with ``--npz``) wrote.
@@ -96,7 +96,7 @@ def _few(names, n: int = 5) -> str:
 def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_merged_probabilities: bool = False,
                      num_processes: int = default_num_processes, dataset_json_file_or_dict: Union[str, dict] = None,
                      plans_json_file_or_dict: Union[str, dict] = None) -> None:
-    """Merge the same-named ``.npz`` of every input folder into ``output_folder``. Spec 04 §8.1."""
+    """Merge the same-named ``.npz`` of every input folder into ``output_folder``."""
     if len(list_of_input_folders) == 0:
         raise UserError("No input folders were given to ensemble.", "Pass at least one folder with -i.")
     for folder in list_of_input_folders:
@@ -154,7 +154,7 @@ def _atomic_copy(src: str, dst: str) -> None:
 def ensemble_crossvalidations(list_of_trained_model_folders: List[str], output_folder: str,
                               folds: Union[Tuple[int, ...], List[int]] = (0, 1, 2, 3, 4),
                               num_processes: int = default_num_processes, overwrite: bool = True) -> None:
-    """Ensemble the cross-validation predictions of several trained models. Spec 04 §8.2."""
+    """Ensemble the cross-validation predictions of several trained models."""
     first = list_of_trained_model_folders[0]
     dataset_json = _json_arg(None, os.path.join(first, 'dataset.json'), 'dataset.json')
     plans = _json_arg(None, os.path.join(first, 'plans.json'), 'plans.json')

@@ -1,4 +1,4 @@
-"""Collect the validation predictions of all folds of a model into one folder and evaluate them. Spec 04 §9.1."""
+"""Collect the validation predictions of all folds of a model into one folder and evaluate them."""
 from __future__ import annotations
 
 import os

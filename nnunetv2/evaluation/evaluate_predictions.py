@@ -1,6 +1,6 @@
 """Segmentation metrics (Dice, IoU, TP/FP/FN/TN) per case and per folder, and the ``summary.json`` format.
 
-Spec 04 §6. The summary JSON is written exactly like the reference's: label keys stringified with ``str()``
+The summary JSON is written exactly like the reference's: label keys stringified with ``str()``
 (``1`` -> ``"1"``, region ``(1, 2)`` -> ``"(1, 2)"``), sorted keys, indent 4, NaN as the bare token ``NaN``.
 """
 from __future__ import annotations

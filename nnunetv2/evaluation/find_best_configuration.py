@@ -1,4 +1,4 @@
-"""Pick the best trained configuration (or pair ensemble) from cross-validation Dice. Spec 04 §9.2-9.5.
+"""Pick the best trained configuration (or pair ensemble) from cross-validation Dice.
 
 Writes ``$nnUNet_results/<dataset>/inference_information.json`` and ``inference_instructions.txt``.
 """

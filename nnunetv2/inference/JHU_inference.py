@@ -1,4 +1,4 @@
-"""Prediction in the output layout of the JHU abdominal benchmark (AbdomenAtlas), spec 04 §4.4.
+"""Prediction in the output layout of the JHU abdominal benchmark (AbdomenAtlas).
 
 ``JHUPredictor`` predicts like ``nnUNetPredictor`` but writes, for every case, one binary uint8 mask per foreground
 class, ``<output>/<case>/predictions/<label name><file_ending>``, instead of one label map; the "truncated output

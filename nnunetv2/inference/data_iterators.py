@@ -1,4 +1,4 @@
-"""Preprocess prediction inputs in background processes and hand them out in input order (spec 04 §2.5).
+"""Preprocess prediction inputs in background processes and hand them out in input order.
 
 Every item is ``{'data': float32 torch tensor (C, ...), 'data_properties': dict, 'ofile': str or None}``. Worker
 ``i`` of ``n`` handles cases ``i, i + n, ...`` and owns one queue of capacity 1; the consumer visits the queues

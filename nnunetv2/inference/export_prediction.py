@@ -1,6 +1,6 @@
 """Bring predicted logits back to the geometry of the input image and write segmentation / probabilities.
 
-Spec 04 §4. Memory: the full-resolution float32 probabilities exist only once. The nonlinearity is applied slab by
+Memory: the full-resolution float32 probabilities exist only once. The nonlinearity is applied slab by
 slab (along the first spatial axis) straight into the un-cropped output array, so no second (C, X, Y, Z) float32
 copy is ever made. TotalSegmentator replaces the two public functions of this module at run time; the predictor
 therefore looks them up through the module when it calls them.

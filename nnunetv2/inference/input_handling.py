@@ -1,4 +1,4 @@
-"""Turn the user's input/output arguments into per-case lists, and check them up front (spec 04 §2.4).
+"""Turn the user's input/output arguments into per-case lists, and check them up front.
 
 Every problem becomes one ``UserError`` line before any model work starts: missing or empty input folder, files
 that do not follow ``CASE_XXXX<ending>``, cases with missing channels, the wrong number of channels for the model,

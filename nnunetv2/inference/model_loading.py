@@ -1,8 +1,8 @@
-"""Read a trained model folder: folds, checkpoints, plans, dataset.json, and build the network (spec 04 §1).
+"""Read a trained model folder: folds, checkpoints, plans, dataset.json, and build the network.
 
 The trainer class named in the checkpoint is looked up lazily (the training package imports the predictor, so the
 predictor must not import training at import time). Its static ``build_network_architecture`` is called with
-arguments bound by parameter name, which supports every historical signature (spec 05 §3). When the trainer class
+arguments bound by parameter name, which supports every historical signature. When the trainer class
 cannot be found the network is built from the plans (same network for every trainer that does not override it).
 """
 from __future__ import annotations

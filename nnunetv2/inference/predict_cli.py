@@ -1,4 +1,4 @@
-"""Console entry points ``nnUNetv2_predict`` and ``nnUNetv2_predict_from_modelfolder`` (spec 01 §6.7/6.8, 04 §5).
+"""Console entry points ``nnUNetv2_predict`` and ``nnUNetv2_predict_from_modelfolder`` and their flags.
 
 Re-exported by ``nnunetv2.inference.predict_from_raw_data`` (the registered module path). Thin: parse arguments,
 set up the device, build the predictor and call one prediction method.

@@ -1,4 +1,4 @@
-"""``nnUNetPredictor``: predict images with a trained model folder (spec 04 §1-§3).
+"""``nnUNetPredictor``: predict images with a trained model folder.
 
 The class keeps every public and ``_internal_`` method of the reference (users subclass it); the work is done by
 small modules: ``model_loading`` (folder, checkpoints, network), ``input_handling`` (case lists and input checks),

@@ -1,7 +1,7 @@
 """Sliding-window building blocks: tile positions, the Gaussian importance map, padding, TTA, accumulation.
 
-Spec 04 §3.2. Everything here is a plain function so the predictor (and tests) can call it directly. The numeric
-recipe (spec 04 §3.3) matters: accumulators are fp16 even on CPU, network outputs stay fp32 on CPU, and every
+Everything here is a plain function so the predictor (and tests) can call it directly. The numeric
+recipe matters: accumulators are fp16 even on CPU, network outputs stay fp32 on CPU, and every
 operation happens in the reference's order so CPU results are bit-identical.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Download a model zip from a URL and install it (spec 01 §7.3)."""
+"""Download a model zip from a URL and install it."""
 from __future__ import annotations
 
 import contextlib

@@ -1,6 +1,6 @@
 """Pack trained models of one dataset into a zip whose member names are relative to ``nnUNet_results``.
 
-The archive content and member order follow the reference (spec 01 §7.1). Everything to include is collected
+The archive content and member order follow the reference. Everything to include is collected
 and checked first, so a missing fold or checkpoint is reported before anything is written; the zip is written
 under a temporary name and renamed at the end, so an interrupted export never leaves a half-zip behind.
 """

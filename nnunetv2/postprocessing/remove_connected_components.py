@@ -1,6 +1,6 @@
 """Connected-component postprocessing: keep only the largest component of the foreground or of single labels.
 
-Spec 04 §7. ``determine_postprocessing`` tries (1) keeping the largest foreground component and (2) keeping the
+``determine_postprocessing`` tries (1) keeping the largest foreground component and (2) keeping the
 largest component per label/region, keeps what improves Dice on the cross-validation predictions, and stores the
 chosen steps in ``postprocessing.pkl``. That pickle names ``remove_all_but_largest_component_from_segmentation`` of
 this module by qualified name, so the function must stay here under this name (reference-made files load here and
@@ -103,7 +103,7 @@ def _atomic_copy(src: str, dst: str) -> None:
 def determine_postprocessing(folder_predictions: str, folder_ref: str, plans_file_or_dict: Union[str, dict] = None,
                              dataset_json_file_or_dict: Union[str, dict] = None,
                              num_processes: int = default_num_processes, keep_postprocessed_files: bool = True):
-    """Find the connected-component steps that improve Dice; write postprocessing.pkl/.json. Spec 04 §7.2."""
+    """Find the connected-component steps that improve Dice; write postprocessing.pkl/.json."""
     with shared_pool(num_processes):  # one worker pool for the whole series of evaluations
         return _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict, dataset_json_file_or_dict,
                                          num_processes, keep_postprocessed_files)

@@ -1,4 +1,4 @@
-"""Initialise a network with the weights of another nnU-Net checkpoint (spec 03 §11).
+"""Initialise a network with the weights of another nnU-Net checkpoint.
 
 Only the network weights are taken; segmentation output layers (``.seg_layers.``) are never transferred, so the
 number of output classes may differ. Every other layer must exist with the same shape, else a UserError names the

@@ -1,4 +1,4 @@
-"""``nnUNetv2_train``: train one fold of one configuration (spec 03 §1).
+"""``nnUNetv2_train``: train one fold of one configuration.
 
 ``run_training_entry`` parses the command line; ``run_training`` is the Python API; ``get_trainer_from_args`` and
 ``maybe_load_checkpoint`` are used by third-party code (MONAI) and keep their signatures. Multi-GPU training uses
@@ -186,7 +186,8 @@ def _init_ddp_process(device: torch.device, rank: Optional[int] = None, world_si
 def _train_in_this_process(trainer, continue_training: bool, only_run_validation: bool,
                            pretrained_weights: Optional[str], disable_checkpointing: bool,
                            val_with_best: bool, export_validation_probabilities: bool) -> None:
-    """Steps 6.2-6.8 of spec 03 §1.2 (shared by the single-process, spawned-DDP and torchrun paths)."""
+    """Create the trainer, optionally load weights or a checkpoint, train and validate
+    (shared by the single-process, spawned-DDP and torchrun paths)."""
     if disable_checkpointing:
         trainer.disable_checkpointing = disable_checkpointing
     if continue_training and only_run_validation:

@@ -1,4 +1,4 @@
-"""The on-disk format of one preprocessed case (spec 02 §4.7), identical to nnU-Net 2.8.1's.
+"""The on-disk format of one preprocessed case, identical to nnU-Net 2.8.1's.
 
 Per case ``k`` in ``nnUNet_preprocessed/<dataset>/<data_identifier>/``:
 

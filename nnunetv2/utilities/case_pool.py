@@ -1,5 +1,5 @@
-"""Run one task per case in ``spawn`` worker processes, noticing dead workers instead of hanging (spec 02 §2.5;
-used by fingerprint extraction and the dataset integrity check).
+"""Run one task per case in ``spawn`` worker processes, noticing dead workers instead of hanging
+(used by fingerprint extraction and the dataset integrity check).
 
 ``multiprocessing.Pool`` silently replaces a worker that was killed (e.g. by the out-of-memory killer) and the
 task it was running never finishes. Every worker therefore reports ``(pid, task index)`` on a synchronous queue

@@ -1,4 +1,4 @@
-"""Reading and checking a raw dataset's dataset.json, with one clear message per mistake (spec 01 §2.2–2.3).
+"""Reading and checking a raw dataset's dataset.json, with one clear message per mistake.
 
 ``load_dataset_json`` turns a missing file, broken JSON or a non-object into a ``UserError`` that names the file.
 ``dataset_json_problems`` lists *all* problems of the content at once (so a user fixes them in one go);

@@ -1,4 +1,4 @@
-"""Find a class (or any attribute) by name in the modules of a folder, recursively (spec 01 §9.3).
+"""Find a class (or any attribute) by name in the modules of a folder, recursively.
 
 nnU-Net stores only class names in plans and on the command line (trainers, planners, preprocessors, readers,
 label managers); this resolves them. Modules are visited in ``pkgutil.iter_modules`` order (alphabetical):

@@ -1,4 +1,4 @@
-"""How the list of training cases of a raw dataset is built (spec 01 §2.4).
+"""How the list of training cases of a raw dataset is built.
 
 Images follow ``<CASE>_<CCCC><file_ending>``; the case identifier is the name without its last
 ``len(file_ending) + 5`` characters. Listing a folder once and grouping its files by identifier gives the same

@@ -1,4 +1,4 @@
-"""Dataset fingerprint: cropped shapes, spacings and foreground intensity statistics (spec 02 §2).
+"""Dataset fingerprint: cropped shapes, spacings and foreground intensity statistics.
 
 Results equal the reference's. Faster because: cropping fills holes only inside the bounding box with a single
 labelling pass; the discarded per-case statistics are not computed in ``run``; the fingerprint percentiles use a
@@ -85,7 +85,7 @@ class DatasetFingerprintExtractor(object):
         self.num_processes = num_processes
         self.dataset_json = load_dataset_json(self.input_folder)
         self.dataset = get_filenames_of_train_images_and_targets(self.input_folder, self.dataset_json)
-        # 10e7 == 1e8 foreground intensity samples per channel in total (reference value, spec 02 §6.1)
+        # 10e7 == 1e8 foreground intensity samples per channel in total (reference value)
         self.num_foreground_voxels_for_intensitystats = 10e7
         self.show_progress_bar = True
 

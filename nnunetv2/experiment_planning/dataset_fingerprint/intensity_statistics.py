@@ -1,4 +1,4 @@
-"""Foreground intensity statistics of the dataset fingerprint (spec 02 §2.2 step 4, §2.3).
+"""Foreground intensity statistics of the dataset fingerprint.
 
 The aggregated numbers must equal the reference's bit for bit, i.e. numpy's ``mean``/``std``/``percentile`` of
 the concatenation of ~1e8 per-case samples. That concatenation is never built here (it costs 400 MB per channel

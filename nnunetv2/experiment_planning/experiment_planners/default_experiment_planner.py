@@ -1,8 +1,8 @@
-"""The default experiment planner (spec 02 §3): turns a dataset fingerprint into ``nnUNetPlans.json``.
+"""The default experiment planner: turns a dataset fingerprint into ``nnUNetPlans.json``.
 
 Subclass ``ExperimentPlanner`` and override its hooks (``determine_*``, ``get_plans_for_configuration``,
-``generate_data_identifier``, ...) for custom planning; the constants of spec 02 §3.2 are plain attributes set in
-``__init__`` so a subclass can change them after ``super().__init__``.
+``generate_data_identifier``, ...) for custom planning; the planning constants (VRAM target, feature limits, ...)
+are plain attributes set in ``__init__`` so a subclass can change them after ``super().__init__``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""U-Net topology from spacing and patch size: how often to pool each axis and which kernels to use (spec 02 §3.8).
+"""U-Net topology from spacing and patch size: how often to pool each axis and which kernels to use.
 
 The rule: pool an axis only while its feature map is at least ``2 * min_feature_map_size`` long and its (current)
 spacing is less than twice the finest spacing among the poolable axes, so anisotropic axes are pooled later; use a

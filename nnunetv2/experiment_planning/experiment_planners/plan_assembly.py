@@ -1,4 +1,4 @@
-"""``ExperimentPlanner.plan_experiment`` step by step (spec 02 §3.4, §3.9, §3.13): which configurations to plan
+"""``ExperimentPlanner.plan_experiment`` step by step: which configurations to plan
 and how they are put together. Each step calls the planner's overridable hooks."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure planning rules (spec 02 §3.4-3.9) used by ExperimentPlanner; typed inputs/outputs so tests call them directly.
+"""Pure planning rules used by ExperimentPlanner; typed inputs/outputs so tests call them directly.
 
 Float operations are written in the reference's order on purpose: plans must match it to the last bit (rounding
 of patch and batch sizes depends on it).

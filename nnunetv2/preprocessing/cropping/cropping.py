@@ -1,4 +1,4 @@
-"""Cropping to the nonzero region of an image (spec 02 §4.3 step 4).
+"""Cropping to the nonzero region of an image.
 
 The nonzero mask is the union over channels of ``data[c] != 0`` with its holes filled (identical to
 ``scipy.ndimage.binary_fill_holes`` with its default structuring element). Holes are filled only inside the bounding

@@ -1,4 +1,4 @@
-"""Intensity normalisation schemes (spec 02 §4.4).
+"""Intensity normalisation schemes.
 
 Each scheme normalises one channel of the cropped (not yet resampled) image. Arithmetic is float32 numpy with
 numpy >= 2 promotion rules (Python floats from the plans do not up-cast), and happens in place where the input is

@@ -1,4 +1,4 @@
-"""Channel name (from dataset.json) -> normalisation scheme class (spec 02 §3.10)."""
+"""Channel name (from dataset.json) -> normalisation scheme class."""
 from __future__ import annotations
 
 from typing import Type

@@ -1,4 +1,4 @@
-"""nnU-Net's default preprocessing of one case and of a whole dataset (spec 02 §4.2-4.8).
+"""nnU-Net's default preprocessing of one case and of a whole dataset.
 
 Per case: transpose -> crop to the nonzero region -> normalise (on the cropped, not yet resampled data) ->
 resample to the configuration's spacing -> sample foreground locations (training cases only). The hooks users

@@ -1,4 +1,4 @@
-"""Foreground voxel locations stored with each training case (spec 02 §4.6).
+"""Foreground voxel locations stored with each training case.
 
 The data loader oversamples foreground by drawing patch centres from these locations, so they must be the very
 voxels the reference samples: one ``RandomState(seed)`` per case shared by all classes in list order,

@@ -1,4 +1,4 @@
-"""nnU-Net's default resampling of images and segmentations (spec 02 §4.5.1-4.5.2, §4.5.5).
+"""nnU-Net's default resampling of images and segmentations.
 
 Numerically the reference's: images are resized like ``skimage.transform.resize(order, mode='edge',
 anti_aliasing=False)``, segmentations like batchgenerators' ``resize_segmentation`` (per-label argmax with the
@@ -46,7 +46,7 @@ def compute_new_shape(old_shape: Shape, old_spacing: Spacing, new_spacing: Spaci
 def determine_do_sep_z_and_axis(force_separate_z: bool, current_spacing, new_spacing,
                                 separate_z_anisotropy_threshold: float = ANISO_THRESHOLD
                                 ) -> Tuple[bool, Optional[int]]:
-    """Whether to resample the low-resolution axis separately, and which axis (spec 02 §4.5.1)."""
+    """Whether to resample the low-resolution axis separately, and which axis."""
     if force_separate_z is not None:
         do_separate_z = bool(force_separate_z)
         axis = get_lowres_axis(current_spacing) if do_separate_z else None

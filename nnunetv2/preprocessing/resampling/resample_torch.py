@@ -1,4 +1,4 @@
-"""Resampling with ``torch.nn.functional.interpolate`` (spec 02 §4.5.4), used by the *_torchres planners."""
+"""Resampling with ``torch.nn.functional.interpolate``, used by the *_torchres planners."""
 from __future__ import annotations
 
 import contextlib

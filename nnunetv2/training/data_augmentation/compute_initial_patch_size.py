@@ -1,4 +1,4 @@
-"""Size of the larger patch the data loader crops before rotation/scaling (spec 03 §3.2)."""
+"""Size of the larger patch the data loader crops before rotation/scaling."""
 from __future__ import annotations
 
 from typing import Sequence, Tuple, Union

@@ -1,4 +1,4 @@
-"""nnU-Net's per-sample augmentation pipelines built from batchgeneratorsv2 transforms (spec 03 §3.3, §3.5).
+"""nnU-Net's per-sample augmentation pipelines built from batchgeneratorsv2 transforms.
 
 ``nnUNetTrainer.get_training_transforms`` / ``get_validation_transforms`` delegate here; the parameters are
 exactly theirs so that the static methods stay one-liners and subclasses can still override them.
@@ -80,7 +80,7 @@ def build_training_transforms(
         regions: List[Union[List[int], Tuple[int, ...], int]] = None,
         ignore_label: int = None,
 ) -> BasicTransform:
-    """nnU-Net's default training augmentation for one sample (spec 03 §3.3, in that order)."""
+    """nnU-Net's default training augmentation for one sample, transforms in the reference's order."""
     transforms: List[BasicTransform] = []
     if do_dummy_2d_data_aug:
         ignore_axes = (0,)
@@ -141,6 +141,6 @@ def build_validation_transforms(
         regions: List[Union[List[int], Tuple[int, ...], int]] = None,
         ignore_label: int = None,
 ) -> BasicTransform:
-    """Validation: no spatial/intensity augmentation, only the label preparation (spec 03 §3.5)."""
+    """Validation: no spatial/intensity augmentation, only the label preparation."""
     return ComposeTransforms(_label_transforms(deep_supervision_scales, is_cascaded, foreground_labels, regions,
                                                ignore_label, perturb_cascade=False))

@@ -1,4 +1,4 @@
-"""Background augmentation workers that fail loudly (spec 03 §4.5, plus a robustness guarantee).
+"""Background augmentation workers that fail loudly: a dead or failing worker is reported, never waited on forever.
 
 batchgenerators' ``NonDetMultiThreadedAugmenter`` only says "One or more background workers are no longer alive"
 when a worker fails, and a worker killed by the OOM killer leaves no message at all. The subclass here keeps its
@@ -59,7 +59,7 @@ def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread
     torch.set_num_threads(1)
     if seed is not None:
         torch.manual_seed(seed)
-    np.random.seed(seed)  # None -> fresh OS entropy per worker (torch is deliberately not reseeded, spec 03 §4.6)
+    np.random.seed(seed)  # None -> fresh OS entropy per worker (torch is deliberately not reseeded)
     with threadpool_limits(1, None):
         data_loader.set_thread_id(thread_id)
         writer = SlotWriter(thread_id, free_slots, n_slots) if free_slots is not None else None
@@ -289,7 +289,7 @@ def wrap_in_augmenter(data_loader, num_processes: int, num_cached: int, pin_memo
 
 
 def get_train_val_augmenters(dl_tr, dl_val, allowed_num_processes: int, pin_memory: bool):
-    """The trainer's augmenters (spec 03 §2.4.9 step 8): training gets ``n`` workers and ``max(6, n // 2)`` cached
+    """The trainer's augmenters: training gets ``n`` workers and ``max(6, n // 2)`` cached
     batches, validation ``max(1, n // 2)`` workers and ``max(3, n // 4)`` cached batches."""
     n = allowed_num_processes
     if n == 0:

@@ -1,4 +1,4 @@
-"""Patch sampling with foreground oversampling: the training/validation batch generator (spec 03 §4.2-4.4)."""
+"""Patch sampling with foreground oversampling: the training/validation batch generator."""
 from __future__ import annotations
 
 import warnings

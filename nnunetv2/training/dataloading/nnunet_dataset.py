@@ -1,4 +1,4 @@
-"""Preprocessed-case datasets: where a case's image, segmentation and properties live on disk (spec 03 §4.1).
+"""Preprocessed-case datasets: where a case's image, segmentation and properties live on disk.
 
 ``nnUNetDatasetBlosc2`` reads the current format (``.b2nd`` + ``.pkl``, written by
 :mod:`nnunetv2.utilities.blosc2_storage`); ``nnUNetDatasetNumpy`` reads the legacy ``.npz``/``.npy`` one.

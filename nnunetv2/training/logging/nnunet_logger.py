@@ -1,4 +1,4 @@
-"""Per-epoch training bookkeeping: local lists of metrics, progress plot, optional Weights & Biases (spec 03 §7.2).
+"""Per-epoch training bookkeeping: local lists of metrics, progress plot, optional Weights & Biases.
 
 ``MetaLogger`` is what the trainer uses. ``LocalLogger`` holds the eight per-epoch lists that go into checkpoints.
 ``nnUNetLogger`` is the pre-2.6 name of the local logger (still imported by MONAI); it computes the EMA itself.

@@ -1,4 +1,4 @@
-"""progress.png: loss + pseudo Dice, epoch duration and learning rate over epochs (spec 03 §7.2)."""
+"""progress.png: loss + pseudo Dice, epoch duration and learning rate over epochs."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Dice + cross-entropy style compound losses (spec 03 §5.3)."""
+"""Dice + cross-entropy style compound losses."""
 from __future__ import annotations
 
 import torch
@@ -51,7 +51,7 @@ class DC_and_CE_loss(nn.Module):
 
 
 class DC_and_BCE_loss(nn.Module):
-    """Region-based: ``weight_ce * BCE + weight_dice * (-soft Dice)`` with sigmoid (spec 03 §5.3).
+    """Region-based: ``weight_ce * BCE + weight_dice * (-soft Dice)`` with sigmoid.
 
     With ``use_ignore_label`` the last target channel marks ignored voxels. The masked BCE divides the sum over
     all region channels by the number of valid *voxels* (not elements), exactly as the reference does.

@@ -1,4 +1,4 @@
-"""Weighted sum of a loss over the deep-supervision outputs (spec 03 §5.5)."""
+"""Weighted sum of a loss over the deep-supervision outputs."""
 from __future__ import annotations
 
 from torch import nn

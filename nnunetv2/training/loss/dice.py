@@ -1,4 +1,4 @@
-"""Soft Dice losses and the tp/fp/fn/tn helper (spec 03 §5.2, §5.4)."""
+"""Soft Dice losses and the tp/fp/fn/tn helper."""
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Tuple
@@ -68,7 +68,7 @@ def get_tp_fp_fn_tn(net_output: torch.Tensor, gt: torch.Tensor, axes: Optional[S
 
 
 class SoftDiceLoss(nn.Module):
-    """Soft Dice via :func:`get_tp_fp_fn_tn`; returns ``-mean(dice)`` (spec 03 §5.2)."""
+    """Soft Dice via :func:`get_tp_fp_fn_tn`; returns ``-mean(dice)``."""
 
     def __init__(self, apply_nonlin: Callable = None, batch_dice: bool = False, do_bg: bool = True,
                  smooth: float = 1., ddp: bool = True, clip_tp: float = None):
@@ -103,7 +103,7 @@ class SoftDiceLoss(nn.Module):
 
 
 class MemoryEfficientSoftDiceLoss(nn.Module):
-    """Soft Dice computed from three spatial sums instead of four full-size tensors (spec 03 §5.2).
+    """Soft Dice computed from three spatial sums instead of four full-size tensors.
 
     Numerically the same as :class:`SoftDiceLoss`; this is the one the default trainer uses.
     """

@@ -1,4 +1,4 @@
-"""Polynomial learning-rate decay, nnU-Net's default schedule (spec 03 §6)."""
+"""Polynomial learning-rate decay, nnU-Net's default schedule."""
 from __future__ import annotations
 
 from torch.optim.lr_scheduler import _LRScheduler

@@ -1,4 +1,4 @@
-"""Warm-up and offset schedules used by the warm-up / Primus trainer variants (spec 03 §6)."""
+"""Warm-up and offset schedules used by the warm-up / Primus trainer variants."""
 from __future__ import annotations
 
 import math

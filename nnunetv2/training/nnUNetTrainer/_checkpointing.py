@@ -1,4 +1,4 @@
-"""Checkpoint dict, atomic save and restore for nnUNetTrainer (spec 03 §8).
+"""Checkpoint dict, atomic save and restore for nnUNetTrainer.
 
 The dict has exactly the reference's keys, and only builtin, NumPy and torch types, so checkpoints load in both
 implementations. Writing goes to a temporary sibling first, so a crash never leaves a truncated ``.pth``.

@@ -1,4 +1,4 @@
-"""Per-step and per-epoch computations of nnUNetTrainer (spec 03 §2.4.14-§2.4.19, §7.3), as plain functions."""
+"""Per-step and per-epoch computations of nnUNetTrainer, as plain functions."""
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,4 @@
-"""Pure helpers behind nnUNetTrainer's constructor and ``initialize`` (spec 03 §2.1, §2.4.1-§2.4.6).
+"""Pure helpers behind nnUNetTrainer's constructor and ``initialize``.
 
 They take plain values (shapes, sizes, devices) and return plain values, so they can be tested without a trainer.
 """
@@ -15,7 +15,7 @@ import torch
 
 from nnunetv2.errors import UserError
 
-# legacy names a subclass may still pass to the base constructor; accepted and ignored (spec 05 §3)
+# legacy names a subclass may still pass to the base constructor; accepted and ignored
 IGNORED_INIT_ARGUMENTS = ("unpack_dataset",)
 
 
@@ -108,7 +108,7 @@ def trainer_folders(dataset_name: str, trainer_name: str, plans_name: str, confi
 
 def ddp_batch_size_and_oversampling(global_batch_size: int, world_size: int, rank: int,
                                     oversample_percent: float) -> Tuple[int, float]:
-    """Per-rank batch size and foreground-oversampling fraction (spec 03 §2.4.3).
+    """Per-rank batch size and foreground-oversampling fraction.
 
     The global rule forces samples ``j >= round(B * (1 - p))``; each rank gets the fraction of those forced
     samples that fall into its slice of the global batch.
@@ -146,7 +146,7 @@ def deep_supervision_weights(n: int, is_ddp: bool, compiled: bool) -> np.ndarray
 
 def rotation_dummy2d_mirroring(patch_size: Sequence[int], aniso_threshold: float
                                ) -> Tuple[Tuple[float, float], bool, Tuple[int, ...]]:
-    """(rotation range in radians, do_dummy_2d_data_aug, mirror_axes) for a patch size (spec 03 §2.4.6)."""
+    """(rotation range in radians, do_dummy_2d_data_aug, mirror_axes) for a patch size."""
     dim = len(patch_size)
     if dim == 2:
         do_dummy_2d = False
@@ -192,7 +192,7 @@ def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
 
 
 def build_network(trainer) -> torch.nn.Module:
-    """Call ``trainer.build_network_architecture`` binding arguments by parameter name (spec 05 §3).
+    """Call ``trainer.build_network_architecture`` binding arguments by parameter name.
 
     All three historical signatures work (2.1-2.2 with dataset_json, 2.3-2.6 with class name and kwargs, 2.7+
     with plans and configuration managers).

@@ -1,5 +1,4 @@
-"""Data side of nnUNetTrainer: split, data loaders and augmenters, bookkeeping files, the text log (spec 03
-§2.4.8, §2.4.9, §2.4.11, §2.4.21, §2.4.23)."""
+"""Data side of nnUNetTrainer: split, data loaders and augmenters, bookkeeping files, the text log."""
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,4 @@
-"""The final validation of nnUNetTrainer (spec 03 §9): predict every validation case with the sliding window,
+"""The final validation of nnUNetTrainer: predict every validation case with the sliding window,
 export segmentations (and probabilities) in a process pool, hand over to next stages, compute summary.json.
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""``nnUNetTrainer``: the training life cycle of nnU-Net (spec 03 §2).
+"""``nnUNetTrainer``: the training life cycle of nnU-Net.
 
 Every hook users override keeps its name and signature; the work behind most hooks lives in small modules next to
 this file (``_setup``, ``_epoch``, ``_checkpointing``, ``_validation``). The module-level names below are part of
 the compatibility surface: custom trainers start with ``from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import *``
-and use them directly (spec 05 §1), so they are imported here even where this file does not need them.
+and use them directly, so they are imported here even where this file does not need them.
 """
 import inspect
 import multiprocessing
@@ -488,7 +488,7 @@ class nnUNetTrainer(object):
         self.on_train_end()
 
 
-# star import (spec 05): all public names; OptimizedModule lazily (importing torch._dynamo costs ~2.5 s CPU)
+# star import: all public names; OptimizedModule lazily (importing torch._dynamo costs ~2.5 s CPU)
 def __getattr__(name: str):
     if name != 'OptimizedModule':
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Labels, regions and the ignore label of a dataset, and the conversions between network outputs and label maps.
 
-Spec 01 §2.3/§2.5, 02 §5.4. A dataset is region-based iff some ``labels`` value in dataset.json is a list with more
+A dataset is region-based iff some ``labels`` value in dataset.json is a list with more
 than one entry (BraTS style: ``"whole tumor": [1, 2, 3]``); then the network has one sigmoid output per foreground
 region and ``regions_class_order`` says which value each region writes into the label map (later regions win).
 Otherwise there is one softmax output per label, background included.

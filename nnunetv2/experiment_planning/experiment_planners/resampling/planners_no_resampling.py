@@ -1,4 +1,4 @@
-"""A planner whose plans keep every image at its cropped size (no resampling at all; spec 02 §3.11)."""
+"""A planner whose plans keep every image at its cropped size (no resampling at all)."""
 from __future__ import annotations
 
 from typing import List, Tuple, Union

@@ -1,4 +1,4 @@
-"""Planners that write the torch resampling function into the plans (spec 02 §3.1, §3.11, §3.12).
+"""Planners that write the torch resampling function into the plans.
 
 Same planning as their bases; only the resampling entries change, and their data is not shared with the default
 planner's (own data identifiers ``<plans>_<configuration>``).

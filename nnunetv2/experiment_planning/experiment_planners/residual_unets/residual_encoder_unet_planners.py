@@ -1,4 +1,4 @@
-"""Residual-encoder U-Net planners: ResEncUNetPlanner and the M / L / XL presets (spec 02 §3.1, §3.2).
+"""Residual-encoder U-Net planners: ResEncUNetPlanner and the M / L / XL presets.
 
 They differ from the default planner in the network (ResidualEncoderUNet with 1,3,4,6,6,... blocks per stage and
 one conv per decoder stage), the reference VRAM values, the shrink test (the estimate is compared directly with the

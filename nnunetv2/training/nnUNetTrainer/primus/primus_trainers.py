@@ -1,4 +1,4 @@
-"""Primus (vision-transformer) trainers (spec 03 §12.6).
+"""Primus (vision-transformer) trainers.
 
 All use AdamW with the warm-up/poly two-stage schedule of nnUNetTrainer_warmup, no deep supervision and gradient
 clipping at norm 1. The networks need a patch size divisible by 8 (8x8x8 patch embedding).

@@ -1,4 +1,4 @@
-"""5-epoch speed benchmark (spec 03 §12.5): records the fastest epoch in <output_folder>/benchmark_result.json."""
+"""5-epoch speed benchmark: records the fastest epoch in <output_folder>/benchmark_result.json."""
 import os
 import socket
 

@@ -1,4 +1,4 @@
-"""Benchmark without data loading: trains and validates on one fixed random batch (spec 03 §12.5)."""
+"""Benchmark without data loading: trains and validates on one fixed random batch."""
 import torch
 
 from nnunetv2.errors import UserError

@@ -1,4 +1,4 @@
-"""The heavier "DA5" augmentation pipeline (spec 03 §12.2), built from batchgeneratorsv2 transforms."""
+"""The heavier "DA5" augmentation pipeline, built from batchgeneratorsv2 transforms."""
 from collections import Counter
 from typing import List, Tuple, Union
 

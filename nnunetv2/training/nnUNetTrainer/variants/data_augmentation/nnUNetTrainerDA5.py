@@ -1,4 +1,4 @@
-"""nnUNetTrainer with the heavier DA5 augmentation (spec 03 §12.2)."""
+"""nnUNetTrainer with the heavier DA5 augmentation."""
 from typing import List, Tuple, Union
 
 import numpy as np

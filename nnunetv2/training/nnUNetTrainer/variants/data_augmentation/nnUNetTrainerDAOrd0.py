@@ -1,4 +1,4 @@
-"""Default augmentation, but the segmentation is resampled with nearest neighbour (spec 03 §12.2)."""
+"""Default augmentation, but the segmentation is resampled with nearest neighbour."""
 from typing import List, Tuple, Union
 
 import numpy as np

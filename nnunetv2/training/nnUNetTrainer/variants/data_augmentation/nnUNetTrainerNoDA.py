@@ -1,4 +1,4 @@
-"""No data augmentation: training batches get the validation transforms (spec 03 §12.2)."""
+"""No data augmentation: training batches get the validation transforms."""
 from typing import List, Tuple, Union
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Trainers with restricted mirroring, in training and at test time (spec 03 §12.2)."""
+"""Trainers with restricted mirroring, in training and at test time."""
 import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer

@@ -1,4 +1,4 @@
-"""Never use dummy-2D augmentation; 3D data always gets ±30° rotations (spec 03 §12.2)."""
+"""Never use dummy-2D augmentation; 3D data always gets ±30° rotations."""
 import numpy as np
 
 from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size

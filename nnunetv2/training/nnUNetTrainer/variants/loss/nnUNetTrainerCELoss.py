@@ -1,4 +1,4 @@
-"""Cross-entropy only (spec 03 §12.3)."""
+"""Cross-entropy only."""
 import torch
 
 from nnunetv2.errors import UserError

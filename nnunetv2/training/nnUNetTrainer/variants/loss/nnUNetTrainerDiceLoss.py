@@ -1,4 +1,4 @@
-"""Dice-only loss and the default compound loss without smoothing (spec 03 §12.3)."""
+"""Dice-only loss and the default compound loss without smoothing."""
 import torch
 
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss

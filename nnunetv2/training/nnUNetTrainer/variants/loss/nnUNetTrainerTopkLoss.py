@@ -1,4 +1,4 @@
-"""Top-k cross-entropy losses (spec 03 §12.3)."""
+"""Top-k cross-entropy losses."""
 from nnunetv2.errors import UserError
 from nnunetv2.training.loss.compound_losses import DC_and_topk_loss
 from nnunetv2.training.loss.robust_ce_loss import TopKLoss

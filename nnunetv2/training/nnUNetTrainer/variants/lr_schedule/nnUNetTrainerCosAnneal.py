@@ -1,4 +1,4 @@
-"""SGD with cosine annealing instead of the poly schedule (spec 03 §12.4)."""
+"""SGD with cosine annealing instead of the poly schedule."""
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 

@@ -1,4 +1,4 @@
-"""Linear warm-up of the whole network, then poly decay (spec 03 §12.4)."""
+"""Linear warm-up of the whole network, then poly decay."""
 from typing import Union
 
 import torch

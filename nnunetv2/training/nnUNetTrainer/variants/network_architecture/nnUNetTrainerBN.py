@@ -1,4 +1,4 @@
-"""nnUNetTrainer with BatchNorm instead of the planned normalisation (spec 03 §12.5)."""
+"""nnUNetTrainer with BatchNorm instead of the planned normalisation."""
 from pydoc import locate
 
 from dynamic_network_architectures.building_blocks.helper import get_matching_batchnorm

@@ -1,4 +1,4 @@
-"""nnUNetTrainer without deep supervision: one network output, no downsampled targets (spec 03 §12.5)."""
+"""nnUNetTrainer without deep supervision: one network output, no downsampled targets."""
 import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer

@@ -1,4 +1,4 @@
-"""Adam / AdamW optimisers with the default poly schedule (spec 03 §12.4)."""
+"""Adam / AdamW optimisers with the default poly schedule."""
 import torch
 from torch.optim import Adam, AdamW
 

@@ -1,4 +1,4 @@
-"""Adan optimiser (optional ``adan_pytorch`` package), spec 03 §12.4."""
+"""Adan optimiser (optional ``adan_pytorch`` package)."""
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 

@@ -1,4 +1,4 @@
-"""Foreground oversampling drawn per sample instead of forcing the last samples of a batch (spec 03 §12.5)."""
+"""Foreground oversampling drawn per sample instead of forcing the last samples of a batch."""
 import numpy as np
 import torch
 from torch import distributed as dist

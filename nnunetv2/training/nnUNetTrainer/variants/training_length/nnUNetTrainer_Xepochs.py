@@ -1,4 +1,4 @@
-"""nnUNetTrainer with a different number of epochs (spec 03 §12.1)."""
+"""nnUNetTrainer with a different number of epochs."""
 import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer

@@ -1,4 +1,4 @@
-"""Longer/shorter trainings without mirroring (training and test time), spec 03 §12.1."""
+"""Longer/shorter trainings without mirroring (training and test time)."""
 import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
