@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Dict, List
 
 import torch
-from torch import distributed as dist
 
 from nnunetv2.errors import UserError
 
@@ -20,6 +19,12 @@ def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
     if hasattr(network, "_orig_mod"):
         network = network._orig_mod
     return network
+
+
+def _device_of(network: torch.nn.Module) -> torch.device:
+    for tensor in network.parameters():
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _mismatches(model_dict: Dict[str, torch.Tensor], pretrained: Dict[str, torch.Tensor]) -> List[str]:
@@ -37,13 +42,13 @@ def _mismatches(model_dict: Dict[str, torch.Tensor], pretrained: Dict[str, torch
 def load_pretrained_weights(network, fname, verbose=False):
     """Copy the matching weights of checkpoint ``fname`` into ``network`` (except segmentation heads)."""
     from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys, strip_state_dict_prefixes
-    map_location = torch.device("cuda", dist.get_rank()) if dist.is_available() and dist.is_initialized() \
-        else torch.device("cpu")
-    saved = load_checkpoint(fname, map_location=map_location)
+    mod = _unwrap(network)
+    # straight onto the network's own device: under DDP the global rank is no GPU index (gloo ranks run on the
+    # CPU, and a multi-node run has ranks beyond the node's GPU count)
+    saved = load_checkpoint(fname, map_location=_device_of(mod))
     require_keys(saved, fname)
     pretrained_dict = strip_state_dict_prefixes(saved["network_weights"])
 
-    mod = _unwrap(network)
     model_dict = mod.state_dict()
     problems = _mismatches(model_dict, pretrained_dict)
     if problems:
