@@ -1,6 +1,7 @@
 """5-epoch speed benchmark: records the fastest epoch in <output_folder>/benchmark_result.json."""
 import os
 import socket
+import traceback
 
 import numpy as np
 import torch
@@ -29,10 +30,17 @@ class nnUNetTrainerBenchmark_5epochs(nnUNetTrainer):
     def run_training(self):
         try:
             super().run_training()
-        except RuntimeError:
-            # e.g. out of GPU memory: recorded in the result file instead of a number
-            self.crashed_with_runtime_error = True
-            self.on_train_end()
+        except RuntimeError as e:
+            self._record_crash(e)
+
+    def _record_crash(self, e: RuntimeError) -> None:
+        """A RuntimeError (typically out of GPU memory) is recorded as 'Not enough VRAM!' in the result file; the
+        exception itself goes to the training log, since it may as well be something else."""
+        self.print_to_log_file("Benchmark stopped by an exception; recorded as 'Not enough VRAM!':\n" +
+                               ''.join(traceback.format_exception(type(e), e, e.__traceback__)),
+                               also_print_to_console=True)
+        self.crashed_with_runtime_error = True
+        self.on_train_end()
 
     def _result_key_and_values(self):
         gpu_name = torch.cuda.get_device_name()

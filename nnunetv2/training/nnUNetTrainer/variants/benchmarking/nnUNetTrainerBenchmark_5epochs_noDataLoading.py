@@ -42,6 +42,5 @@ class nnUNetTrainerBenchmark_5epochs_noDataLoading(nnUNetTrainerBenchmark_5epoch
                     self.on_validation_epoch_end(val_outputs)
                 self.on_epoch_end()
             self.on_train_end()
-        except RuntimeError:
-            self.crashed_with_runtime_error = True
-            self.on_train_end()
+        except RuntimeError as e:
+            self._record_crash(e)
