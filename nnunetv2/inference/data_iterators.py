@@ -131,16 +131,19 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
                         f"cases).", "Use -npp >= 1.")
     context = torch_mp.get_context('spawn')
     abort_event = context.Event()
-    queues, processes = [], []
+    # Everything handed to a spawned worker must stay referenced here until the workers are gone: start() returns
+    # before the child has unpickled its arguments, and Process drops its own reference to them on start. A
+    # spawn-context Event or Queue is backed by a named semaphore that is unlinked when the parent's object is
+    # freed, so a worker still starting up would find it gone and die while unpickling.
+    queues, done_events, processes = [], [], []
     try:
         for i in range(num_processes):
-            q = context.Queue(maxsize=1)
-            done = context.Event()
+            queues.append(context.Queue(maxsize=1))
+            done_events.append(context.Event())
             args = [_split(lst, i, num_processes) for lst in per_case_lists]
-            p = context.Process(target=worker_fn, args=(*args, *shared_args, q, done, abort_event, verbose),
-                                daemon=True)
+            p = context.Process(target=worker_fn, args=(*args, *shared_args, queues[i], done_events[i], abort_event,
+                                                        verbose), daemon=True)
             p.start()
-            queues.append(q)
             processes.append(p)
         for case in range(num_cases):
             w = case % num_processes

@@ -1,0 +1,56 @@
+"""Background preprocessing workers start reliably: everything handed to a spawned worker outlives its start-up.
+
+Regression: the per-worker ``done`` event was rebound on each loop pass, so a worker that had not yet unpickled its
+arguments found the event's named semaphore unlinked and died ("Preprocessing worker 0 died unexpectedly"): the
+default ``nnUNetv2_predict`` (3 preprocessing workers) crashed on any folder of two or more images.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from _slow_unpickle import SlowToUnpickle
+
+
+def _plans() -> dict:
+    resampling = {'resampling_fn_data': 'resample_data_or_seg_to_shape',
+                  'resampling_fn_data_kwargs': {'is_seg': False, 'order': 3, 'order_z': 0, 'force_separate_z': None},
+                  'resampling_fn_seg': 'resample_data_or_seg_to_shape',
+                  'resampling_fn_seg_kwargs': {'is_seg': True, 'order': 1, 'order_z': 0, 'force_separate_z': None},
+                  'resampling_fn_probabilities': 'resample_data_or_seg_to_shape',
+                  'resampling_fn_probabilities_kwargs': {'is_seg': False, 'order': 1, 'order_z': 0,
+                                                         'force_separate_z': None}}
+    config = {'data_identifier': 'nnUNetPlans_3d_fullres', 'preprocessor_name': 'DefaultPreprocessor',
+              'batch_size': 2, 'patch_size': [8, 16, 16], 'median_image_size_in_voxels': [8, 16, 16],
+              'spacing': [3.0, 0.8, 0.8], 'normalization_schemes': ['ZScoreNormalization'],
+              'use_mask_for_norm': [False], 'batch_dice': True,
+              'architecture': {'network_class_name': 'x', 'arch_kwargs': {}, '_kw_requires_import': []},
+              **resampling}
+    return {'dataset_name': 'Dataset986_Lifetime', 'plans_name': 'nnUNetPlans',
+            'original_median_spacing_after_transp': [3, .8, .8], 'original_median_shape_after_transp': [8, 16, 16],
+            'image_reader_writer': 'SimpleITKIO', 'transpose_forward': [0, 1, 2], 'transpose_backward': [0, 1, 2],
+            'configurations': {'3d_fullres': config}, 'experiment_planner_used': 'ExperimentPlanner',
+            'label_manager': 'LabelManager', 'foreground_intensity_properties_per_channel': {'0': {
+                'max': 1., 'mean': .5, 'median': .5, 'min': 0., 'percentile_00_5': 0., 'percentile_99_5': 1., 'std': .3}}}
+
+
+def test_workers_survive_a_slow_start():
+    """Each worker unpickles a slow object before its queue and events, so it reaches them long after the parent
+    has started the next worker. Deterministic: before the fix worker 0's event was always gone by then."""
+    num_processes = 3
+    from nnunetv2.inference.data_iterators import preprocessing_iterator_fromnpy
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans_manager = PlansManager(_plans())
+    configuration_manager = plans_manager.get_configuration('3d_fullres')
+    dataset_json = {'labels': {'background': 0, 'thing': 1}, 'channel_names': {'0': 'MR'}, 'file_ending': '.nii.gz'}
+    rng = np.random.default_rng(0)
+    images = [rng.random((1, 8, 16, 14), dtype=np.float32) * (i + 1) for i in range(num_processes)]
+    properties = [{'spacing': [3.0, 0.8, 0.8], 'slow': SlowToUnpickle(1.0)} for _ in images]
+    names = [f'case_{i}' for i in range(num_processes)]
+    items = list(preprocessing_iterator_fromnpy(images, None, properties, names, plans_manager, dataset_json,
+                                                configuration_manager, num_processes=num_processes))
+    assert [item['ofile'] for item in items] == names
+    for image, item in zip(images, items):
+        assert tuple(item['data'].shape) == (1, 8, 16, 14)
+        expected = (image - image.mean()) / max(image.std(), 1e-8)  # ZScore over the whole image, no resampling
+        np.testing.assert_allclose(item['data'].numpy(), expected, rtol=1e-5, atol=1e-5)
