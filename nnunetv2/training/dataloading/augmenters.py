@@ -185,6 +185,9 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
         n_slots = slots_per_worker(self.num_cached, self.num_processes)
         free_slots = make_slot_semaphores(Semaphore, self.num_processes, n_slots) \
             if self.share_batches_via_slots else [None] * self.num_processes
+        # held for the workers' lifetime: under spawn/forkserver a worker unpickles its semaphore after start()
+        # returns, and a semaphore freed here by then would already be unlinked
+        self._free_slots = free_slots
         reader = SlotReader(free_slots, n_slots) if self.share_batches_via_slots else None
         for i in range(self.num_processes):
             p = Process(target=_worker, args=(self._queue, self._error_queue, self.generator, self.transform, i,
