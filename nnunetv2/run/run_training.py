@@ -20,6 +20,7 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.file_io import load_json
 from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+from nnunetv2.training.nnUNetTrainer import _ddp_sync
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -176,6 +177,8 @@ def _init_ddp_process(device: torch.device, rank: Optional[int] = None, world_si
         dist.init_process_group(ddp_backend(device))
     else:
         dist.init_process_group(ddp_backend(device), rank=rank, world_size=world_size)
+    # waits that may outlast the NCCL timeout (rank 0 unpacking or computing metrics) go through a gloo group
+    _ddp_sync.open_side_group()
     if device.type == 'cuda':
         torch.cuda.set_device(torch.device('cuda', ddp_gpu_index(dist.get_rank())))
     else:
@@ -220,7 +223,10 @@ def _train_in_process_group(build_trainer: Callable[[], object], train_args: tup
     """Train in a process that has joined the DDP group, then leave the group cleanly: all ranks meet at a
     barrier, the trainer (whose DDP reducer holds the group) is freed while the interpreter is fully alive, and
     only then the group is destroyed. Freeing a gloo group during interpreter shutdown, or while a peer still
-    talks to it, can abort a rank at exit ('terminate called without an active exception')."""
+    talks to it, can abort a rank at exit ('terminate called without an active exception').
+
+    The other ranks reach that barrier while rank 0 still computes the validation metrics, which can take longer
+    than the NCCL timeout: the barrier is on the gloo side group, whose timeout does not fire."""
     finished = False
     try:
         trainer = build_trainer()
@@ -228,10 +234,10 @@ def _train_in_process_group(build_trainer: Callable[[], object], train_args: tup
         finished = True
     finally:
         if finished:
-            dist.barrier()
+            _ddp_sync.wait_for_all_ranks()
         trainer = None
         gc.collect()
-        dist.destroy_process_group()
+        _ddp_sync.destroy_process_groups()
 
 
 def run_training(dataset_name_or_id: Union[str, int],

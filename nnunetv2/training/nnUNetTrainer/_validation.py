@@ -15,6 +15,7 @@ from torch import distributed as dist
 
 from nnunetv2 import configuration as _configuration
 from nnunetv2.file_io import maybe_mkdir_p
+from nnunetv2.training.nnUNetTrainer import _ddp_sync
 
 
 def _wait_for_export_capacity(pool, results: List, allowed_num_queued: int = 2) -> None:
@@ -125,12 +126,13 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
                           trainer.configuration_manager, properties, trainer.dataset_json, n_proc,
                           next_dataset_class),)))
             if trainer.is_ddp and i < last_barrier_at_idx and (i + 1) % 20 == 0:
-                dist.barrier()
+                _ddp_sync.wait_for_all_ranks()
 
         _ = [r.get() for r in results]
 
     if trainer.is_ddp:
-        dist.barrier()
+        # rank 0 waits for the others' predictions (no NCCL timeout applies, see _ddp_sync)
+        _ddp_sync.wait_for_all_ranks()
 
     if trainer.local_rank == 0:
         metrics = compute_metrics_on_folder(

@@ -71,7 +71,7 @@ from nnunetv2.training.loss.compound_losses import DC_and_CE_loss, DC_and_BCE_lo
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn, MemoryEfficientSoftDiceLoss
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-from nnunetv2.training.nnUNetTrainer import _checkpointing, _epoch, _setup, _training_data, _validation
+from nnunetv2.training.nnUNetTrainer import _checkpointing, _ddp_sync, _epoch, _setup, _training_data, _validation
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
@@ -349,8 +349,8 @@ class nnUNetTrainer(object):
             self.dataset_class.unpack_dataset(self.preprocessed_dataset_folder, overwrite_existing=False,
                                               num_processes=max(1, round(get_allowed_n_proc_DA() // 2)),
                                               verify=True)
-        if self.is_ddp:
-            dist.barrier()
+        if self.is_ddp:  # the others wait while rank 0 unpacks, however long it takes
+            _ddp_sync.wait_for_all_ranks()
         _training_data.copy_bookkeeping_files(self)
         # produces a pdf in output folder
         self.plot_network_architecture()

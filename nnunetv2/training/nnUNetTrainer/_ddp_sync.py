@@ -1,0 +1,57 @@
+"""Waits and votes between DDP ranks that no collective timeout may cut short.
+
+Under NCCL every collective has a timeout (10 minutes by default) after which a watchdog aborts the process. Some
+waits are legitimately longer: the other ranks wait while rank 0 unpacks the dataset or computes the validation
+metrics. Those waits go through a gloo group opened next to the default one, whose timeout is long enough never to
+fire in practice; the watchdog only watches NCCL work, and a rank waiting on gloo has none pending. The same small
+CPU group carries the per-iteration stop vote of preemption-safe training.
+
+A process group created by someone else (a user's own launcher) has no side group: then the default group is used,
+with its own timeout.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Optional
+
+import torch
+from torch import distributed as dist
+
+# long enough for any unpacking or metric computation; gloo counts milliseconds in 32 bits (at most ~24 days)
+LONG_WAIT = timedelta(days=7)
+
+_side_group: Optional[object] = None
+
+
+def open_side_group(timeout: timedelta = LONG_WAIT) -> None:
+    """Create the gloo side group; every rank must call this right after ``init_process_group``."""
+    global _side_group
+    _side_group = dist.new_group(backend="gloo", timeout=timeout)
+
+
+def destroy_process_groups() -> None:
+    """Destroy the default group and the side group (after which this process is no longer in a DDP run)."""
+    global _side_group
+    _side_group = None
+    dist.destroy_process_group()
+
+
+def wait_for_all_ranks() -> None:
+    """A barrier of all ranks that no NCCL watchdog aborts, however long one rank takes."""
+    if _side_group is not None:
+        dist.barrier(group=_side_group)
+    else:
+        dist.barrier()
+
+
+def max_over_ranks(value: int) -> int:
+    """The largest ``value`` of all ranks (all ranks must call this at the same point)."""
+    if _side_group is not None:
+        tensor = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_side_group)
+        return int(tensor.item())
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" \
+        else torch.device("cpu")
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
