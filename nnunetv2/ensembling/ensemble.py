@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import shutil
+import zipfile
+import zlib
 from typing import List, Sequence, Tuple, Union
 
 import numpy as np
@@ -17,6 +20,9 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import starmap
 from nnunetv2.file_io import atomic_path, load_json, load_pickle, maybe_mkdir_p, save_json, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.utilities.output_guard import check_output_files, claim_output_folder, refuse_input_as_output
+
+_COMMAND = 'nnUNetv2_ensemble'
 
 
 def _load_probabilities(npz_file: str) -> np.ndarray:
@@ -26,6 +32,12 @@ def _load_probabilities(npz_file: str) -> np.ndarray:
     except KeyError:
         raise UserError(f"{npz_file} has no 'probabilities' array.",
                         "Use the .npz files written by nnUNetv2_predict --save_probabilities.") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if isinstance(e, OSError) and e.filename is not None:
+            raise  # the file could not be opened at all: the central one-line report names it and the reason
+        raise UserError(f"Could not read the probabilities in {npz_file}: it is truncated or corrupt "
+                        f"({type(e).__name__}: {' '.join(str(e).split())}).",
+                        "Predict that case again with --save_probabilities.") from None
 
 
 def average_probabilities(list_of_files: List[str]) -> np.ndarray:
@@ -50,7 +62,11 @@ def _load_properties(npz_file: str) -> dict:
     if not os.path.isfile(pkl):
         raise UserError(f"{pkl} (the properties belonging to {npz_file}) does not exist.",
                         "Predict with --save_probabilities, which writes .npz and .pkl together.")
-    return load_pickle(pkl)
+    try:
+        return load_pickle(pkl)
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError) as e:
+        raise UserError(f"Could not read {pkl}: it is truncated or corrupt ({type(e).__name__}).",
+                        "Predict that case again with --save_probabilities.") from None
 
 
 def merge_files(list_of_files, output_filename_truncated: str, output_file_ending: str,
@@ -117,13 +133,25 @@ def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_
                             f"{_few(all_files - files)}.",
                             "Every folder must hold the probabilities (.npz) of the same cases.")
     rw, label_manager = _managers(plans, dataset_json)
-    maybe_mkdir_p(output_folder)
-    save_json(dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
     cases = sorted(all_files)
+    _guard_output_folder(output_folder, list_of_input_folders, cases, dataset_json['file_ending'],
+                         save_merged_probabilities)
+    save_json(dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
     starmap(merge_files,
             [([os.path.join(folder, c) for folder in list_of_input_folders], os.path.join(output_folder, c[:-4]),
               dataset_json['file_ending'], rw, label_manager, save_merged_probabilities) for c in cases],
             num_processes)
+
+
+def _guard_output_folder(output_folder: str, input_folders: List[str], cases: List[str], file_ending: str,
+                         save_probabilities: bool) -> None:
+    """Stop before writing if an output would replace an input or a file an earlier ensemble did not write."""
+    refuse_input_as_output(output_folder, input_folders, _COMMAND)
+    names = ['dataset.json'] + [c[:-4] + file_ending for c in cases]
+    if save_probabilities:
+        names += cases + [c[:-4] + '.pkl' for c in cases]
+    check_output_files(output_folder, names, _COMMAND)
+    claim_output_folder(output_folder, _COMMAND, {'input_folders': [os.path.abspath(f) for f in input_folders]})
 
 
 def _validation_files(model_folder: str, folds: Sequence[int]) -> dict:

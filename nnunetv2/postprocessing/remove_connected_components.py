@@ -25,8 +25,11 @@ from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p, save_json, s
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.postprocessing._components import largest_components
 from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
+from nnunetv2.utilities.output_guard import check_output_files, claim_output_folder, refuse_input_as_output
 
 logger = logging.getLogger(__name__)
+
+_APPLY_COMMAND = 'nnUNetv2_apply_postprocessing'
 
 
 def remove_all_but_largest_component_from_segmentation(segmentation: np.ndarray,
@@ -140,7 +143,7 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
               f'should always be done on the entire dataset! {len(missing)} reference file(s) have no prediction.')
 
     if os.path.isfile(os.path.join(folder_predictions, 'summary.json')):
-        baseline_results = load_summary_json(os.path.join(folder_predictions, 'summary.json'))
+        baseline_results = _existing_summary(os.path.join(folder_predictions, 'summary.json'), labels_or_regions)
     else:
         baseline_results = evaluate(folder_predictions)
 
@@ -212,6 +215,24 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
     return pp_fns, pp_fn_kwargs
 
 
+def _existing_summary(summary_file: str, labels_or_regions) -> dict:
+    """The summary.json already in the prediction folder, reused as the baseline; one that does not fit the labels
+    (from another dataset or label set, edited by hand) would give meaningless comparisons or a KeyError."""
+    hint = "Delete it; it is then computed anew from the predictions and the reference folder."
+    try:
+        summary = load_summary_json(summary_file)
+        missing = [r for r in labels_or_regions if r not in summary['mean'] or 'Dice' not in summary['mean'][r]]
+        summary['foreground_mean']['Dice']
+    except KeyError as e:
+        raise UserError(f"{summary_file} is not a complete evaluation summary: it lacks the key {e}.", hint) from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{summary_file} is not an evaluation summary ({type(e).__name__}: {e}).", hint) from None
+    if missing:
+        raise UserError(f"{summary_file} holds no Dice for label/region(s) {', '.join(map(str, missing))} of this "
+                        f"dataset: it is stale (from other labels or predictions).", hint)
+    return summary
+
+
 def _summary_for_json(summary: dict) -> dict:
     return {'foreground_mean': summary['foreground_mean'], 'mean': {str(k): v for k, v in summary['mean'].items()}}
 
@@ -226,6 +247,11 @@ def apply_postprocessing_to_folder(input_folder: str, output_folder: str, pp_fns
     plans_manager, _ = _managers(plans, dataset_json)
     rw = plans_manager.image_reader_writer_class()
     files = _files_with_ending(input_folder, dataset_json['file_ending'])
+    # the segmentations keep their names: writing into the input folder (or over files another command wrote)
+    # would replace what the user still has no other copy of
+    refuse_input_as_output(output_folder, [input_folder], _APPLY_COMMAND)
+    check_output_files(output_folder, files, _APPLY_COMMAND)
+    claim_output_folder(output_folder, _APPLY_COMMAND, {'input_folder': os.path.abspath(input_folder)})
     _apply_to_files(files, input_folder, output_folder, rw, pp_fns, pp_fn_kwargs, num_processes)
 
 

@@ -109,7 +109,8 @@ def test_determine_postprocessing_matches_reference(tmp_path):
     ref_fns, ref_kwargs = load_postprocessing_pickle(str(ref_pkl))
     assert ref_fns == [remove_all_but_largest_component_from_segmentation] * 2 and ref_kwargs == kwargs
     apply_postprocessing_to_folder(str(pred), str(tmp_path / 'applied'), ref_fns, ref_kwargs, num_processes=1)
-    assert sorted(os.listdir(tmp_path / 'applied')) == ['case_0.nii.gz', 'case_1.nii.gz']
+    assert sorted(os.listdir(tmp_path / 'applied')) == ['.nnUNetv2_apply_postprocessing.json', 'case_0.nii.gz',
+                                                        'case_1.nii.gz']
     for c in range(2):
         assert (_read(tmp_path / 'applied' / f'case_{c}.nii.gz') ==
                 _read(pred / 'postprocessed' / f'case_{c}.nii.gz')).all()
@@ -171,7 +172,8 @@ def test_apply_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, 'argv', ['x', '-i', str(pred), '-o', str(tmp_path / 'out'), '-pp_pkl_file', str(pkl),
                                       '-np', '1'])
     entry_point_apply_postprocessing()
-    assert sorted(os.listdir(tmp_path / 'out')) == ['case_0.nii.gz', 'case_1.nii.gz']
+    assert sorted(os.listdir(tmp_path / 'out')) == ['.nnUNetv2_apply_postprocessing.json', 'case_0.nii.gz',
+                                                    'case_1.nii.gz']
     os.remove(pred / 'plans.json')  # like an nnUNetv2_ensemble output: -plans_json is needed
     with pytest.raises(SystemExit) as e:
         entry_point_apply_postprocessing()
