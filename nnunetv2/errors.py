@@ -5,8 +5,10 @@ fix it. Everything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import os
 import sys
 from typing import Callable, Optional, TypeVar
 
@@ -25,6 +27,37 @@ class UserError(RuntimeError):
         return " ".join(str(self).split())
 
 
+# errnos that describe the user's file system or the paths they gave, not a mistake in our code: a read-only or
+# full disk, missing permission, a file where a folder must be (or the other way round), a name too long, a link loop
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
+                errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EFBIG, errno.ENOTEMPTY}
+_HINTS = {
+    errno.ENOSPC: "Free disk space (or point the output to another disk) and run again.",
+    errno.EDQUOT: "Free space within your disk quota (or point the output to another disk) and run again.",
+    errno.EROFS: "Write to a folder on a writable disk.",
+    errno.EACCES: "Check the permissions of the path, or write somewhere you may write.",
+    errno.EPERM: "Check the permissions of the path, or write somewhere you may write.",
+    errno.ENOTDIR: "A part of the path is a file where a folder is needed; check the path (and the nnUNet_* "
+                   "environment variables).",
+    errno.EISDIR: "The path is a folder where a file is needed; check the path.",
+    errno.EEXIST: "Move the existing file away or choose another path.",
+}
+
+
+def os_error_line(e: BaseException) -> Optional[str]:
+    """One line (path and the errno's meaning, plus a hint) for an ``OSError`` caused by the user's paths or disk,
+    or None where the error more likely comes from a bug (it then keeps its traceback)."""
+    if not isinstance(e, OSError) or e.errno not in _USER_ERRNOS:
+        return None
+    meaning = f"{os.strerror(e.errno)} [{errno.errorcode.get(e.errno, e.errno)}]"
+    if e.filename is None:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):  # a full disk is never a bug, even without a path
+            return None
+        return f"{meaning}. {_HINTS[e.errno]}"
+    where = f"{e.filename} -> {e.filename2}" if getattr(e, "filename2", None) else f"{e.filename}"
+    return f"{where}: {meaning}. {_HINTS.get(e.errno, 'Check the path.')}"
+
+
 def setup_cli_logging(level: int = logging.INFO) -> None:
     """Plain console logging for the commands (messages only), unless the application configured logging itself."""
     root = logging.getLogger()
@@ -33,7 +66,8 @@ def setup_cli_logging(level: int = logging.INFO) -> None:
 
 
 def exit_on_user_error(func: F) -> F:
-    """Decorate a console entry point: a ``UserError`` prints one line on stderr and exits with status 1."""
+    """Decorate a console entry point: a ``UserError`` (or an ``OSError`` from the user's paths or disk, see
+    ``os_error_line``) prints one line on stderr and exits with status 1."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -42,6 +76,12 @@ def exit_on_user_error(func: F) -> F:
             return func(*args, **kwargs)
         except UserError as e:
             print(f"nnU-Net error: {e.one_line()}", file=sys.stderr)
+            sys.exit(1)
+        except OSError as e:
+            line = os_error_line(e)
+            if line is None:
+                raise
+            print(f"nnU-Net error: {line}", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt:
             print("nnU-Net: interrupted.", file=sys.stderr)

@@ -11,6 +11,8 @@ import pickle
 import uuid
 from typing import Any, Iterator
 
+from nnunetv2.errors import UserError
+
 TMP_PREFIX = ".nnunet_tmp_"
 
 
@@ -30,9 +32,12 @@ def atomic_path(final_path: str) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, final_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
+            # name the file the user asked for (a full disk reports no name; the temporary name means nothing)
+            raise OSError(e.errno, e.strerror, final_path) from e
         raise
 
 
@@ -44,8 +49,17 @@ def save_json(obj: Any, file: str, indent: int = 4, sort_keys: bool = True) -> N
 
 
 def load_json(file: str) -> Any:
-    with open(file) as f:
-        return json.load(f)
+    """``json.load``; a file that is not JSON (edited by hand, cut off by another tool) is a ``UserError`` naming it."""
+    with open(file, "rb") as f:
+        raw = f.read()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f": line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        reason = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+        raise UserError(f"{file} is not valid JSON ({reason}{where}).",
+                        "Fix it by hand (quotes around keys and strings, no trailing commas, no comments) or "
+                        "recreate it with the command that wrote it.") from None
 
 
 def save_pickle(obj: Any, file: str) -> None:
