@@ -13,6 +13,8 @@ from typing import Dict, List, Sequence, Type
 import numpy as np
 
 from nnunetv2.errors import UserError
+from nnunetv2.utilities.input_checks import (broken_link_problem, channel_count_problem, is_nifti,
+                                             non_integer_label_values, nonfinite_voxels_in_nifti)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,11 @@ class DatasetIntegrityError(UserError):
 def _label_problems(seg: np.ndarray, label_file: str, expected_labels: Sequence[int]) -> List[str]:
     if np.isnan(seg).any():
         return [f"{label_file}: the segmentation contains NaN values. Labels must be integers."]
+    fractional = non_integer_label_values(seg)
+    if fractional:
+        return [f"{label_file}: label values that are not whole numbers (e.g. "
+                f"{', '.join(f'{v:g}' for v in fractional)}) would be truncated. Round the label map and save it "
+                f"with an integer pixel type."]
     found = np.unique(seg)
     unexpected = [v for v in found if v not in set(expected_labels)]
     if unexpected:
@@ -49,21 +56,35 @@ def _label_problems(seg: np.ndarray, label_file: str, expected_labels: Sequence[
     return []
 
 
+def _spatial_part(value: Sequence[float], key: str) -> List[float]:
+    """Origin/direction of the first three image axes: a 4-D file (channels along the 4th ITK axis) carries a 4th
+    origin entry and a 4x4 direction that have no counterpart in its 3-D label."""
+    value = list(value)
+    if key == "direction" and len(value) == 16:
+        return [value[r * 4 + c] for r in range(3) for c in range(3)]
+    if key == "origin" and len(value) == 4:
+        return value[:3]
+    return value
+
+
 def _geometry_problems(img_props: dict, seg_props: dict, image_files: Sequence[str], label_file: str) -> List[str]:
     problems = []
+    if len(img_props["spacing"]) != len(seg_props["spacing"]):
+        return [f"{label_file}: has {len(seg_props['spacing'])} spatial dimensions, its image(s) "
+                f"{len(img_props['spacing'])} ({image_files[0]}). Image and label must share one geometry."]
     if not np.allclose(img_props["spacing"], seg_props["spacing"]):
         problems.append(f"{label_file}: spacing {list(seg_props['spacing'])} differs from that of its image(s) "
                         f"{list(img_props['spacing'])} ({image_files[0]}). Image and label must share one geometry.")
     if "sitk_stuff" in img_props and "sitk_stuff" in seg_props:
         for key in ("origin", "direction"):
-            a, b = img_props["sitk_stuff"][key], seg_props["sitk_stuff"][key]
-            if not np.allclose(a, b):
+            a, b = _spatial_part(img_props["sitk_stuff"][key], key), _spatial_part(seg_props["sitk_stuff"][key], key)
+            if len(a) != len(b) or not np.allclose(a, b):
                 problems.append(f"{label_file}: {key} {list(b)} differs from that of its image {list(a)} "
                                 f"({image_files[0]}). Fix the header of one of them (check alignment with "
                                 f"nnUNetv2_plot_overlay_pngs).")
     if "nibabel_stuff" in img_props and "nibabel_stuff" in seg_props:
         a, b = img_props["nibabel_stuff"]["original_affine"], seg_props["nibabel_stuff"]["original_affine"]
-        if not np.allclose(a, b):
+        if np.shape(a) != np.shape(b) or not np.allclose(a, b):
             problems.append(f"{label_file}: the affine differs from that of its image ({image_files[0]}). Fix the "
                             f"header of one of them.")
     return problems
@@ -86,15 +107,33 @@ def case_problems(image_files: Sequence[str], label_file: str, expected_num_chan
         kinds = [k for k, bad in (("NaN", np.isnan(images).any()), ("inf", np.isinf(images).any())) if bad]
         problems.append(f"{', '.join(image_files)}: the image contains {' and '.join(kinds)} values. Replace them "
                         f"(e.g. with 0) before training.")
+    problems += _hidden_nonfinite_problems(image_files, rw)
+    if seg.shape[0] != 1:
+        return problems + [f"{label_file}: holds {seg.shape[0]} volumes (a 4-D file), but a label file must hold "
+                           f"one label map. Save it as one 3-D (or 2-D) image."]
     problems += _label_problems(seg, label_file, expected_labels)
     if images.shape[1:] != seg.shape[1:]:
         problems.append(f"{label_file}: shape {tuple(seg.shape[1:])} differs from the shape of its image(s) "
                         f"{tuple(images.shape[1:])} ({image_files[0]}). Image and label must have the same size.")
     else:
         problems += _geometry_problems(img_props, seg_props, image_files, label_file)
-    if images.shape[0] != expected_num_channels:
-        problems.append(f"{', '.join(image_files)}: {images.shape[0]} channel(s) found but dataset.json declares "
-                        f"{expected_num_channels} in 'channel_names'.")
+    channels = channel_count_problem(images.shape[0], image_files, expected_num_channels)
+    if channels is not None:
+        problems.append(channels + ".")
+    return problems
+
+
+def _hidden_nonfinite_problems(image_files: Sequence[str], rw) -> List[str]:
+    """NaN/inf in float NIfTI files read by SimpleITK, which turns them into 0 (invisible in the array)."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    if not isinstance(rw, SimpleITKIO):
+        return []
+    problems = []
+    for f in image_files:
+        n = nonfinite_voxels_in_nifti(f) if is_nifti(f) else 0
+        if n:
+            problems.append(f"{f}: {n} NaN/inf voxel(s) in the file (SimpleITK reads them as 0). Replace them "
+                            f"(e.g. with 0) before training.")
     return problems
 
 
@@ -142,18 +181,25 @@ def _file_name_problems(folder: str, dataset: Dict[str, dict], file_ending: str,
                 problems.append(f"{os.path.join(sub, f)}: image names must be CASE_XXXX{file_ending} with a 4-digit "
                                 f"channel index (e.g. case1_0000{file_ending}).")
     for identifier, entry in dataset.items():
+        if len(entry["images"]) > num_channels:
+            problems.append(channel_count_problem(len(entry["images"]), entry["images"], num_channels) + ".")
         for c in range(num_channels):
             expected = os.path.join(images_dir, f"{identifier}_{c:04d}{file_ending}")
             if expected not in entry["images"]:
                 problems.append(f"{expected}: missing (case {identifier} needs one file per channel, "
                                 f"_0000.._{num_channels - 1:04d}).")
-        if not os.path.isfile(entry["label"]):
+        if broken_link_problem(entry["label"]):
+            problems.append(f"{broken_link_problem(entry['label'])}. Point the link to the real file, or remove it.")
+        elif not os.path.isfile(entry["label"]):
             problems.append(f"{entry['label']}: missing; the image {entry['images'][0] if entry['images'] else identifier}"
                             f" has no label. Add it or remove the image.")
     for f in sorted(os.listdir(labels_dir)):
         if f.endswith(file_ending) and not f.startswith("."):
             identifier = f[:-len(file_ending)]
-            if identifier not in dataset:
+            link_problem = broken_link_problem(os.path.join(labels_dir, f))
+            if identifier not in dataset and link_problem:
+                problems.append(f"{link_problem}. Point the link to the real file, or remove it.")
+            elif identifier not in dataset:
                 problems.append(f"{os.path.join(labels_dir, f)}: a label without image (no {identifier}_0000"
                                 f"{file_ending} in imagesTr). Add the image or remove the label.")
     return problems
@@ -163,7 +209,10 @@ def _listed_file_problems(dataset: Dict[str, dict]) -> List[str]:
     problems = []
     for identifier, entry in dataset.items():
         for f in list(entry["images"]) + [entry["label"]]:
-            if not os.path.isfile(f):
+            if broken_link_problem(f):
+                problems.append(f"{broken_link_problem(f)} (listed for case {identifier} under 'dataset' in "
+                                f"dataset.json).")
+            elif not os.path.isfile(f):
                 problems.append(f"{f}: listed for case {identifier} under 'dataset' in dataset.json but missing.")
     return problems
 

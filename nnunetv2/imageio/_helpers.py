@@ -34,6 +34,10 @@ def one_line(text: str, max_len: int = 300) -> str:
 
 def unreadable_file_error(fname: str, reason: BaseException, what: str = "image") -> UserError:
     """UserError for a file that is missing or that the reading library rejects."""
+    if os.path.islink(fname) and not os.path.exists(fname):
+        from nnunetv2.utilities.input_checks import broken_link_problem  # utilities sit above imageio
+        return UserError(f"The {what} file {broken_link_problem(fname)}.", "Point the link to the real file, or "
+                                                                          "remove it.")
     if not os.path.exists(fname):
         return UserError(f"The {what} file {fname} does not exist.",
                          "Check the path and the file naming (CASE_XXXX<ending> for images, CASE<ending> for labels).")

@@ -29,6 +29,11 @@ def _read_sitk(fname: str) -> sitk.Image:
 def _array_and_spacing(img: sitk.Image, fname: str) -> Tuple[np.ndarray, List[np.float64]]:
     """numpy array with a leading channel axis and the nnU-Net spacing (array axis order, absolute values)."""
     itk_spacing = img.GetSpacing()
+    if img.GetNumberOfComponentsPerPixel() > 1:
+        # reading the components as channels or slices would silently scramble the image
+        raise UserError(f"Image {fname} has {img.GetNumberOfComponentsPerPixel()} components per voxel (a vector or "
+                        f"colour image); SimpleITKIO reads images with one value per voxel.",
+                        "Save each component as its own channel file (CASE_0000, CASE_0001, ...).")
     # A view avoids one full copy when the float32 cast copies anyway (the caller keeps ``img`` alive until then).
     # A float32 image would not be copied by the cast, so it must be copied here to outlive ``img``.
     arr = sitk.GetArrayViewFromImage(img)

@@ -13,6 +13,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from nnunetv2.errors import UserError
+from nnunetv2.utilities.input_checks import broken_link_problem
 
 _CHANNEL_SUFFIX = re.compile(r"_\d\d\d\d")
 
@@ -26,7 +27,18 @@ def _sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
                         "Check the dataset folder (training images go into imagesTr/).") from None
     except NotADirectoryError:
         raise UserError(f"{folder} is not a folder.", "Pass the folder that holds the image files.") from None
-    return sorted(e for e in entries if e.endswith(file_ending) and os.path.isfile(os.path.join(folder, e)))
+    files = []
+    for e in entries:
+        if not e.endswith(file_ending):
+            continue
+        path = os.path.join(folder, e)
+        if os.path.isfile(path):
+            files.append(e)
+            continue
+        problem = broken_link_problem(path)
+        if problem is not None:  # skipping it would silently drop a case
+            raise UserError(problem + ".", "Point the link to the real file, or remove it.")
+    return sorted(files)
 
 
 def _identifier_of(name: str, file_ending: str) -> Optional[str]:

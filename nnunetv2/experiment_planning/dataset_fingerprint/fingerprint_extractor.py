@@ -6,8 +6,9 @@ windowed exact selection instead of partitioning ~1e8 values (see ``intensity_st
 """
 from __future__ import annotations
 
+import logging
 import os
-from typing import List, Tuple, Type, Union
+from typing import List, Optional, Tuple, Type, Union
 
 import numpy as np
 
@@ -20,13 +21,30 @@ from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+from nnunetv2.utilities.input_checks import (check_channel_count, check_integer_labels, check_single_channel_label,
+                                             is_nifti, nonfinite_counts, nonfinite_voxels_in_nifti)
+
+logger = logging.getLogger(__name__)
 
 
 def _python_scalar(x):
     return x.item() if isinstance(x, np.generic) else x
 
 
-def _read_and_crop(image_files: List[str], segmentation_file: str, reader_writer_class: Type[BaseReaderWriter]):
+def _warn_hidden_nonfinite(image_files: List[str], rw: BaseReaderWriter) -> None:
+    """SimpleITK reads NaN/inf of NIfTI files as 0 without a word (the reference trains on those zeros): say so."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    if not isinstance(rw, SimpleITKIO):
+        return
+    for f in image_files:
+        n = nonfinite_voxels_in_nifti(f) if is_nifti(f) else 0
+        if n:
+            logger.warning("WARNING: %s holds %d NaN/inf voxel(s); SimpleITK reads them as 0, so nnU-Net sees 0 there "
+                           "(in training and prediction). Replace them in the file if 0 is not what you mean.", f, n)
+
+
+def _read_and_crop(image_files: List[str], segmentation_file: str, reader_writer_class: Type[BaseReaderWriter],
+                   expected_num_channels: Optional[int] = None):
     """Read one case, check it, crop it to the nonzero region: (images, seg, shape_before_crop, spacing)."""
     rw = reader_writer_class()
     try:
@@ -44,24 +62,30 @@ def _read_and_crop(image_files: List[str], segmentation_file: str, reader_writer
     except Exception as e:
         raise UserError(f"Could not read segmentation {segmentation_file} with {reader_writer_class.__name__}: "
                         f"{type(e).__name__}: {e}", "Check that labelsTr holds a valid file for every case.") from e
+    if expected_num_channels is not None:
+        check_channel_count(images.shape[0], image_files, expected_num_channels)
+    check_single_channel_label(segmentation, segmentation_file)
     if images.shape[1:] != segmentation.shape[1:]:
         raise UserError(f"Image {image_files[0]} has spatial shape {tuple(images.shape[1:])} but its segmentation "
                         f"{segmentation_file} has {tuple(segmentation.shape[1:])}.",
                         "Images and labels of a case must have the same geometry.")
-    if np.isnan(images).any():
-        raise UserError(f"Image file(s) {', '.join(map(str, image_files))} contain NaN values.",
-                        "Replace NaNs (e.g. with 0) before running nnU-Net.")
-    if np.isnan(segmentation).any():
-        raise UserError(f"Segmentation {segmentation_file} contains NaN values.", "Labels must be integers.")
+    nan, inf = nonfinite_counts(images)
+    if nan or inf:
+        raise UserError(f"Image file(s) {', '.join(map(str, image_files))} contain {nan} NaN and {inf} inf values.",
+                        "Replace them (e.g. with 0) before running nnU-Net.")
+    _warn_hidden_nonfinite(image_files, rw)
+    check_integer_labels(segmentation, segmentation_file)  # NaN included; cheap next to reading the file
     shape_before_crop = images.shape[1:]
     images, segmentation, _ = crop_to_nonzero(images, segmentation)
     return images, segmentation, shape_before_crop, properties['spacing']
 
 
 def _analyze_case_for_run(image_files: List[str], segmentation_file: str,
-                          reader_writer_class: Type[BaseReaderWriter], num_samples: int):
+                          reader_writer_class: Type[BaseReaderWriter], num_samples: int,
+                          expected_num_channels: Optional[int] = None):
     """``analyze_case`` without the per-case statistics the fingerprint discards (4-tuple)."""
-    images, seg, shape_before, spacing = _read_and_crop(image_files, segmentation_file, reader_writer_class)
+    images, seg, shape_before, spacing = _read_and_crop(image_files, segmentation_file, reader_writer_class,
+                                                        expected_num_channels)
     shape_after = images.shape[1:]
     samples = sample_foreground_intensities(seg, images, seed=1234, num_samples=num_samples)
     return shape_after, spacing, samples, np.prod(shape_after) / np.prod(shape_before)
@@ -124,13 +148,17 @@ class DatasetFingerprintExtractor(object):
             raise UserError(f"No training cases found for {self.dataset_name} in {self.input_folder}.",
                             "Put images in imagesTr (and labels in labelsTr) or list them in dataset.json.")
         identifiers = list(self.dataset.keys())
+        num_channels = self._num_channels()
+        for k in identifiers:  # a stray channel file (e.g. _0001 of a 1-channel dataset) shows without reading
+            if len(self.dataset[k]['images']) > num_channels:
+                check_channel_count(len(self.dataset[k]['images']), self.dataset[k]['images'], num_channels)
         reader_writer_class = determine_reader_writer_from_dataset_json(
             self.dataset_json, self.dataset[identifiers[0]]['images'][0])
         num_samples = int(self.num_foreground_voxels_for_intensitystats // len(self.dataset))
 
         if type(self).analyze_case is DatasetFingerprintExtractor.analyze_case:
-            tasks = [(self.dataset[k]['images'], self.dataset[k]['label'], reader_writer_class, num_samples)
-                     for k in identifiers]
+            tasks = [(self.dataset[k]['images'], self.dataset[k]['label'], reader_writer_class, num_samples,
+                      num_channels) for k in identifiers]
             func = _analyze_case_for_run
         else:  # a subclass customised analyze_case: call it (in the workers) and drop its per-case stats
             tasks = [(type(self).analyze_case, self.dataset[k]['images'], self.dataset[k]['label'],

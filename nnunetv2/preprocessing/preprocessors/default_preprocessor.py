@@ -18,6 +18,7 @@ from nnunetv2.file_io import load_json
 from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
 from nnunetv2.preprocessing.preprocessors.foreground_sampling import sample_foreground_locations
 from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+from nnunetv2.utilities.input_checks import check_channel_count, check_integer_labels, check_single_channel_label
 
 if TYPE_CHECKING:
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -126,8 +127,12 @@ class DefaultPreprocessor(object):
             dataset_json = load_json(dataset_json)
         rw = plans_manager.image_reader_writer_class()
         data, data_properties = rw.read_images(image_files)
+        check_channel_count(data.shape[0], image_files, len(configuration_manager.normalization_schemes),
+                            "the plans (normalization_schemes)")
         if seg_file is not None:
             seg, seg_properties = rw.read_seg(seg_file)
+            check_single_channel_label(seg, seg_file)
+            check_integer_labels(seg, seg_file)  # stored as int8/int16 below: 0.9999 would silently become 0
             _check_same_geometry(data, seg, data_properties, seg_properties, image_files, seg_file)
         else:
             seg = None

@@ -1,0 +1,131 @@
+"""Cheap checks of the arrays and files every run reads anyway, so that a wrong input is named instead of being
+silently altered (labels truncated to integers, a case dropped, NaN read as 0) or failing deep inside.
+
+Each check works on data already in memory (one pass, in bounded blocks) or on file metadata; none reads an image
+a second time, except ``nonfinite_voxels_in_nifti`` for float NIfTI files, whose NaN/inf SimpleITK hides.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from typing import Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from nnunetv2.errors import UserError
+
+_BLOCK_VOXELS = 1 << 24  # ~64 MB of float32 per block: bounded extra memory for the checks below
+
+
+def _blocks(a: np.ndarray) -> Iterator[np.ndarray]:
+    """Views of ``a`` along its largest leading axis, each about ``_BLOCK_VOXELS`` elements."""
+    if a.ndim == 0 or a.size <= _BLOCK_VOXELS:
+        yield a
+        return
+    flat = a.reshape(-1) if a.flags.c_contiguous else None
+    if flat is not None:
+        for i in range(0, flat.size, _BLOCK_VOXELS):
+            yield flat[i:i + _BLOCK_VOXELS]
+        return
+    step = max(1, a.shape[0] * _BLOCK_VOXELS // a.size)
+    for i in range(0, a.shape[0], step):
+        yield a[i:i + step]
+
+
+def broken_link_problem(path: str) -> Optional[str]:
+    """Why ``path`` is a symbolic link that leads nowhere (a loop or a missing target), or None if it is not one."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{path} is a symbolic link loop (it leads back to itself through links), not a file"
+        return f"{path} is a symbolic link to {os.readlink(path)}, which does not exist"
+    return None
+
+
+def non_integer_label_values(seg: np.ndarray, max_shown: int = 5) -> List[float]:
+    """Up to ``max_shown`` label values that are not whole numbers (a label map saved as float and then resampled,
+    e.g. 0.9999). Integer arrays pass at no cost."""
+    if seg.dtype.kind in "iub":
+        return []
+    found: List[float] = []
+    for block in _blocks(seg):
+        bad = block[np.trunc(block) != block]  # NaN is caught here too (NaN != NaN)
+        if bad.size:
+            found.extend(float(v) for v in np.unique(bad)[:max_shown])
+            if len(found) >= max_shown:
+                break
+    return sorted(set(found))[:max_shown]
+
+
+def check_integer_labels(seg: np.ndarray, label_file: str) -> None:
+    """UserError if the label map holds values that are not whole numbers (storing them as integers would
+    truncate 0.9999 to 0 and 1.9999 to 1 without a word)."""
+    bad = non_integer_label_values(seg)
+    if bad:
+        raise UserError(f"{label_file} holds label values that are not whole numbers (e.g. "
+                        f"{', '.join(f'{v:g}' for v in bad)}); nnU-Net stores labels as integers and would truncate "
+                        f"them.", "Round the label map (e.g. np.round) and save it with an integer pixel type.")
+
+
+def check_single_channel_label(seg: np.ndarray, label_file: str) -> None:
+    """A label file holds one map; a 4-D file (several volumes) is read as several channels."""
+    if seg.shape[0] != 1:
+        raise UserError(f"{label_file} holds {seg.shape[0]} volumes (a 4-D file), but a label file must hold one "
+                        f"label map.", "Save the labels of a case as one 3-D (or 2-D) image.")
+
+
+def channel_count_problem(num_channels: int, image_files: Sequence[str], expected: int,
+                          what: str = "dataset.json's channel_names") -> Optional[str]:
+    """Why a case's images do not give ``expected`` channels (naming the case's files), or None."""
+    if num_channels == expected:
+        return None
+    files = ", ".join(str(f) for f in image_files)
+    if len(image_files) > expected:
+        why = (f"{len(image_files)} image files were found for the case but {what} declares {expected} channel(s) "
+               f"(a stray file such as _{expected:04d}?)")
+    elif len(image_files) == 1 and num_channels > expected:
+        kind = "an RGBA image" if num_channels == 4 and expected == 3 else "a 4-D or colour image"
+        why = f"the file holds {num_channels} channels ({kind}), but {what} declares {expected}"
+    else:
+        why = f"the image files give {num_channels} channel(s), but {what} declares {expected}"
+    return f"{files}: {why}"
+
+
+def check_channel_count(num_channels: int, image_files: Sequence[str], expected: int,
+                        what: str = "dataset.json's channel_names") -> None:
+    problem = channel_count_problem(num_channels, image_files, expected, what)
+    if problem is not None:
+        raise UserError(problem + ".", "Each case needs exactly one image file per declared channel "
+                                       "(CASE_0000, CASE_0001, ...), each holding one channel (RGB: 3 for a .png).")
+
+
+def nonfinite_counts(images: np.ndarray) -> tuple:
+    """(number of NaN, number of +-inf) values in a float array (in blocks: no full-size temporaries)."""
+    if images.dtype.kind not in "fc":
+        return 0, 0
+    nan = inf = 0
+    for block in _blocks(images):
+        finite = np.isfinite(block)
+        if not finite.all():
+            n_nan = int(np.isnan(block).sum())
+            nan += n_nan
+            inf += int(finite.size - finite.sum()) - n_nan
+    return nan, inf
+
+
+def is_nifti(path: str) -> bool:
+    return str(path).endswith((".nii", ".nii.gz"))
+
+
+def nonfinite_voxels_in_nifti(path: str) -> int:
+    """NaN and inf voxels stored in a float NIfTI file. SimpleITK's NIfTI reader replaces them by 0 without a
+    word, so they can only be seen in the file itself; integer files cannot hold them and cost nothing here."""
+    import nibabel
+    img = nibabel.load(str(path))
+    if img.get_data_dtype().kind not in "fc":
+        return 0
+    nan, inf = nonfinite_counts(img.dataobj.get_unscaled())
+    return nan + inf
