@@ -7,7 +7,9 @@ is resampled in-plane first, then along the low-resolution axis with ``map_coord
 
 Faster than the reference where that changes nothing but rounding: the image path uses a separable spline zoom
 (``separable_zoom``) over all slices at once instead of one skimage call per slice, and the default order-0 step
-along z is an index selection instead of a full ``map_coordinates`` over the volume.
+along z is an index selection instead of a full ``map_coordinates`` over the volume. Order-1 results (the
+predicted logits at export) are stored exactly as the reference stores them: ``separable_zoom`` recomputes the
+samples whose rounding to the output type its last bits could change.
 """
 from __future__ import annotations
 
@@ -119,19 +121,20 @@ def resample_data_or_seg(data: np.ndarray, new_shape: Union[Tuple[float, ...], L
         if axis is None:
             raise ValueError("do_separate_z needs the index of the low-resolution axis")
         for c in range(data.shape[0]):
-            out[c] = _resample_channel_separate_z(data[c], new_shape, is_seg, int(axis), order, order_z)
+            out[c] = _resample_channel_separate_z(data[c], new_shape, is_seg, int(axis), order, order_z, out.dtype)
     else:
         for c in range(data.shape[0]):
-            out[c] = _resize_channel(data[c], new_shape, is_seg, order)
+            out[c] = _resize_channel(data[c], new_shape, is_seg, order, out_dtype=out.dtype)
     return out
 
 
 def _resize_channel(img: np.ndarray, new_shape: Tuple[int, ...], is_seg: bool, order: int,
-                    batch_axes: Tuple[int, ...] = ()) -> np.ndarray:
-    """One channel, all non-batch axes resized at once (batch axes: independent images)."""
+                    batch_axes: Tuple[int, ...] = (), out_dtype=None) -> np.ndarray:
+    """One channel, all non-batch axes resized at once (batch axes: independent images). ``out_dtype``: the type
+    the result is stored in (order-1 images then round exactly like skimage's result)."""
     img = img.astype(np.float64, copy=False)
     if not is_seg:
-        return resize_like_skimage(img, new_shape, order, batch_axes=batch_axes)
+        return resize_like_skimage(img, new_shape, order, batch_axes=batch_axes, out_dtype=out_dtype)
     if not batch_axes:
         return resize_segmentation(img, new_shape, order)
     # per slice, like the reference: the label set and the tie-break are decided per 2-D image
@@ -142,10 +145,13 @@ def _resize_channel(img: np.ndarray, new_shape: Tuple[int, ...], is_seg: bool, o
 
 
 def _resample_channel_separate_z(img: np.ndarray, new_shape: Tuple[int, ...], is_seg: bool, axis: int,
-                                 order: int, order_z: int) -> np.ndarray:
+                                 order: int, order_z: int, out_dtype=None) -> np.ndarray:
     """In-plane resize of every slice perpendicular to ``axis``, then ``axis`` alone with ``order_z``."""
     inplane_shape = tuple(img.shape[axis] if i == axis else s for i, s in enumerate(new_shape))
-    vol = _resize_channel(img, inplane_shape, is_seg, order, batch_axes=(axis,))
+    # the reference stores the in-plane result in float64, so only a plain slice selection along z (order_z 0)
+    # passes it on unchanged to the output type
+    vol = _resize_channel(img, inplane_shape, is_seg, order, batch_axes=(axis,),
+                          out_dtype=out_dtype if order_z == 0 else np.float64)
     if vol.shape[axis] == new_shape[axis]:
         return vol
     in_len, out_len = vol.shape[axis], new_shape[axis]

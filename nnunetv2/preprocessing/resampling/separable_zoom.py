@@ -8,11 +8,19 @@ evaluates all 4^3 = 64 taps of an order-3 spline per output voxel. Doing the sam
 voxel and gives the same numbers up to floating-point rounding (~1e-13 relative).
 
 Orders 1 and 3 (what nnU-Net uses) take this path; other orders call ``scipy.ndimage.zoom`` directly.
+
+Rounding: the separable result differs from scipy's in the last bits of float64. That is harmless unless the
+result is then rounded to a narrower type and scipy's value sits exactly on (or within those last bits of) a
+rounding boundary. For order 1 this is common, not rare: resampling float16 logits, an output sample halfway
+between two input samples that differ by one float16 step is an exact tie. Given the type the caller stores the
+result in (``out_dtype``), order-1 results are therefore made to round exactly as scipy's would: samples whose
+rounding the last bits could change are recomputed with scipy's own order of operations (``linear_zoom_at``).
 """
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -86,12 +94,16 @@ def zoom_axes(x: np.ndarray, new_shape: Sequence[int], order: int, axes: Sequenc
 
 
 def resize_like_skimage(img: np.ndarray, new_shape: Sequence[int], order: int,
-                        batch_axes: Sequence[int] = ()) -> np.ndarray:
+                        batch_axes: Sequence[int] = (), out_dtype: Optional[np.dtype] = None) -> np.ndarray:
     """skimage ``resize(img, new_shape, order, mode='edge', anti_aliasing=False, clip=True)`` as float64.
 
     ``batch_axes`` are axes that are not resampled: each sub-image across them is an independent image (clipped to
     its own value range), exactly as if resize were called once per sub-image. May return ``img`` itself when
     nothing changes.
+
+    ``out_dtype``: the type the caller will store the result in. For order 1 the result then converts to exactly
+    the values skimage's would (float64 itself: skimage's own numbers, computed by scipy at its speed); without it,
+    or for order 3, values agree with skimage's to ~1e-13 relative.
     """
     img = np.asarray(img, dtype=np.float64)
     new_shape = tuple(int(s) for s in new_shape)
@@ -102,7 +114,8 @@ def resize_like_skimage(img: np.ndarray, new_shape: Sequence[int], order: int,
     axes = tuple(a for a in range(img.ndim) if a not in batch_axes)
     if img.size == 0 or any(s == 0 for s in new_shape):
         raise ValueError(f"cannot resize an image of shape {img.shape} to {new_shape}")
-    if order not in (1, 3):
+    exact_order_1 = order == 1 and out_dtype is not None
+    if order not in (1, 3) or (exact_order_1 and np.finfo(np.float64).resolution >= _resolution(out_dtype)):
         return _resize_with_scipy(img, new_shape, order, batch_axes)
     out = zoom_axes(img, new_shape, order, axes)
     if out is img:
@@ -111,7 +124,109 @@ def resize_like_skimage(img: np.ndarray, new_shape: Sequence[int], order: int,
     lo = np.min(img, axis=axes, keepdims=True)
     hi = np.max(img, axis=axes, keepdims=True)
     np.clip(out, lo, hi, out=out)
+    if exact_order_1:
+        _round_like_scipy(out, img, axes, lo, hi, np.dtype(out_dtype))
     return out
+
+
+def _resolution(dtype) -> float:
+    """Relative precision of ``dtype``; 1 for integer types (rounding to them is coarser than to any float)."""
+    dtype = np.dtype(dtype)
+    return float(np.finfo(dtype).resolution) if dtype.kind == 'f' else 1.0
+
+
+# The separable and scipy's order-1 sums differ by a few float64 rounding errors of the largest input magnitude:
+# each is bounded by (2**d taps + d axis passes) * eps * max|img|; this factor leaves a wide margin on top.
+_ROUNDING_MARGIN = 8
+_CHUNK = 2 ** 20  # values per slab of the boundary check (bounds its temporaries)
+
+
+def _round_like_scipy(out: np.ndarray, img: np.ndarray, axes: Sequence[int], lo: np.ndarray, hi: np.ndarray,
+                      out_dtype: np.dtype) -> None:
+    """Recompute, in place, the samples of the clipped separable order-1 result ``out`` whose conversion to
+    ``out_dtype`` could differ from that of scipy's (clipped) result.
+
+    scipy's unclipped sum lies within ``tol`` of ours, and clipping cannot widen that gap, so the clipped results
+    are within ``tol`` too. Conversion is monotone: where both ends of [v - tol, v + tol] convert to the same
+    value, scipy's does as well. Everywhere else (ties and near-ties) scipy's sum is recomputed with its own
+    arithmetic.
+    """
+    magnitude = max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))))
+    tol = _ROUNDING_MARGIN * (2 ** len(axes) + len(axes)) * np.finfo(np.float64).eps * magnitude
+    if tol == 0:
+        return  # an all-zero image: every sum is exactly zero
+    step = max(1, _CHUNK // max(1, int(np.prod(out.shape[1:]))))
+    for start in range(0, out.shape[0], step):
+        block = out[start:start + step]
+        if out_dtype == np.float16:
+            points = np.argwhere(_float16_boundary_candidates(block, tol))
+        else:
+            points = np.argwhere((block - tol).astype(out_dtype) != (block + tol).astype(out_dtype))
+        if len(points) == 0:
+            continue
+        points[:, 0] += start
+        exact = linear_zoom_at(img, out.shape, points, axes)
+        bounds = tuple(points[:, a] if lo.shape[a] > 1 else 0 for a in range(out.ndim))
+        out[tuple(points.T)] = np.clip(exact, lo[bounds], hi[bounds])
+
+
+def _float16_boundary_candidates(values: np.ndarray, tol: float) -> np.ndarray:
+    """Mask that includes every value within ``tol`` of a float16 rounding boundary (and a few more), four times
+    cheaper than converting ``values -+ tol`` to float16.
+
+    A boundary (the midpoint of two neighbouring float16 values) has 12 significant bits, so in float32 its 13 bits
+    below float16's mantissa read 0x1000. Where ``tol`` is at most half a float32 step, a value within ``tol`` of a
+    boundary rounds to float32 within one step of it, so those bits read 0x1000 +- 1. Magnitudes where that does
+    not hold (float16 subnormals, steps finer than ``tol``) and near float16's overflow are all included.
+    """
+    bits = values.astype(np.float32).view(np.uint32)
+    low = bits & np.uint32(0x1FFF)
+    mask = (low - np.uint32(0x1000 - 2)) <= np.uint32(4)  # unsigned: values below 0x0FFE wrap to large numbers
+    magnitude = bits & np.uint32(0x7FFFFFFF)  # ordered like |value| (NaNs at the top)
+    small = 2.0 * max(2.0 ** -14, tol * 2.0 ** 25)  # twice max(smallest normal float16, where tol = step / 2)
+    mask |= magnitude < np.float32(small).view(np.uint32)
+    mask |= magnitude >= np.float32(65000).view(np.uint32)  # largest finite float16: 65504
+    return mask
+
+
+@lru_cache(maxsize=64)
+def _scipy_linear_taps(in_len: int, out_len: int) -> Tuple[Tuple[np.ndarray, np.ndarray],
+                                                            Tuple[np.ndarray, np.ndarray]]:
+    """((first tap, second tap), (their weights)) per output sample, computed as scipy's order-1 grid-mode zoom
+    with mode 'nearest' computes them: the coordinate is not clamped, taps outside the line take its edge value,
+    and the second weight is 1 minus the first (not the fraction itself)."""
+    zoom = np.float64(in_len) / np.float64(out_len)
+    coordinate = (np.arange(out_len, dtype=np.float64) + 0.5) * zoom - 0.5
+    floor = np.floor(coordinate)
+    w_first = 1.0 - (coordinate - floor)
+    w_second = 1.0 - w_first
+    first = floor.astype(np.int64)
+    taps = (np.clip(first, 0, in_len - 1), np.clip(first + 1, 0, in_len - 1)), (w_first, w_second)
+    for arr in (*taps[0], *taps[1]):
+        arr.setflags(write=False)
+    return taps
+
+
+def linear_zoom_at(img: np.ndarray, new_shape: Sequence[int], points: np.ndarray,
+                   axes: Sequence[int]) -> np.ndarray:
+    """scipy's order-1 zoom (grid mode, mode 'nearest') of float64 ``img`` to ``new_shape`` along ``axes``, bit for
+    bit, at the output indices ``points`` (n, ndim) only; not clipped. Axes not in ``axes`` are batch axes.
+
+    scipy's order of operations: the 2**len(axes) taps in C order (last axis fastest), each tap's value multiplied
+    by the weights of the axes in increasing order, added one by one to a sum that starts at 0.0.
+    """
+    axes = sorted(axes)
+    taps = {a: _scipy_linear_taps(img.shape[a], int(new_shape[a])) for a in axes}
+    total = np.zeros(len(points), dtype=np.float64)
+    for combo in itertools.product((0, 1), repeat=len(axes)):
+        index = [points[:, a] for a in range(img.ndim)]
+        for a, c in zip(axes, combo):
+            index[a] = taps[a][0][c][points[:, a]]
+        term = img[tuple(index)]
+        for a, c in zip(axes, combo):
+            term = term * taps[a][1][c][points[:, a]]
+        total = total + term
+    return total
 
 
 def skimage_resize(image: np.ndarray, new_shape: Sequence[int], order: int) -> np.ndarray:
