@@ -21,6 +21,8 @@ from nnunetv2.file_io import load_json
 from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 from nnunetv2.training.nnUNetTrainer import _ddp_sync
+from nnunetv2.training.nnUNetTrainer._preemption import TrainingInterrupted, forward_stop_signals, \
+    stop_signal_of_exit_status
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -226,11 +228,16 @@ def _train_in_process_group(build_trainer: Callable[[], object], train_args: tup
     talks to it, can abort a rank at exit ('terminate called without an active exception').
 
     The other ranks reach that barrier while rank 0 still computes the validation metrics, which can take longer
-    than the NCCL timeout: the barrier is on the gloo side group, whose timeout does not fire."""
+    than the NCCL timeout: the barrier is on the gloo side group, whose timeout does not fire. A training stopped by
+    a signal leaves the same way (all ranks stopped at the same iteration), then ends with its exit status."""
     finished = False
+    interrupted_by = None
     try:
         trainer = build_trainer()
-        _train_in_this_process(trainer, *train_args)
+        try:
+            _train_in_this_process(trainer, *train_args)
+        except TrainingInterrupted as e:
+            interrupted_by = e.signum  # leaving this block drops the traceback, and with it the trainer
         finished = True
     finally:
         if finished:
@@ -238,6 +245,22 @@ def _train_in_process_group(build_trainer: Callable[[], object], train_args: tup
         trainer = None
         gc.collect()
         _ddp_sync.destroy_process_groups()
+    if interrupted_by is not None:
+        raise TrainingInterrupted(interrupted_by)
+
+
+def _join_spawned_ranks(context) -> None:
+    """Wait for the ``-num_gpus`` processes. Stop signals sent to this process are passed on to them, and ranks
+    that stopped because of one end this process with the same status (128 + signal number)."""
+    with forward_stop_signals([p.pid for p in context.processes]):
+        try:
+            while not context.join():
+                pass
+        except mp.ProcessExitedException as e:
+            signum = stop_signal_of_exit_status(e.exit_code)
+            if signum is None:
+                raise
+            raise TrainingInterrupted(signum) from None
 
 
 def run_training(dataset_name_or_id: Union[str, int],
@@ -282,11 +305,12 @@ def run_training(dataset_name_or_id: Union[str, int],
             print(f"using port {port}")
             os.environ['MASTER_PORT'] = port
         # with -device cpu the N processes share the cores and talk over gloo (mostly useful for testing)
-        mp.spawn(run_ddp,
-                 args=(dataset_name_or_id, configuration, fold, trainer_class_name, plans_identifier,
-                       disable_checkpointing, continue_training, only_run_validation, pretrained_weights,
-                       export_validation_probabilities, val_with_best, num_gpus, device),
-                 nprocs=num_gpus, join=True)
+        context = mp.spawn(run_ddp,
+                           args=(dataset_name_or_id, configuration, fold, trainer_class_name, plans_identifier,
+                                 disable_checkpointing, continue_training, only_run_validation, pretrained_weights,
+                                 export_validation_probabilities, val_with_best, num_gpus, device),
+                           nprocs=num_gpus, join=False)
+        _join_spawned_ranks(context)
         return
 
     def build_trainer():

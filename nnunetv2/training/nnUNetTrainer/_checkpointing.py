@@ -1,7 +1,9 @@
 """Checkpoint dict, atomic save and restore for nnUNetTrainer.
 
 The dict has exactly the reference's keys, and only builtin, NumPy and torch types, so checkpoints load in both
-implementations. Writing goes to a temporary sibling first, so a crash never leaves a truncated ``.pth``.
+implementations. A checkpoint_latest.pth written in the middle of an epoch (see _preemption) has one more key,
+RESUME_KEY, which the reference's load_checkpoint does not read. Writing goes to a temporary sibling first, which
+is flushed to disk before it takes the final name, so a crash never leaves a truncated ``.pth``.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from nnunetv2.file_io import atomic_path
 
 CHECKPOINT_KEYS = ("network_weights", "optimizer_state", "grad_scaler_state", "logging", "_best_ema",
                    "current_epoch", "init_args", "trainer_name", "inference_allowed_mirroring_axes")
+# the position in an interrupted epoch (mid-epoch checkpoint_latest.pth only)
+RESUME_KEY = "nnunet_resume_in_epoch"
 
 
 def build_checkpoint(trainer, network: torch.nn.Module) -> Dict[str, Any]:
@@ -34,7 +38,11 @@ def build_checkpoint(trainer, network: torch.nn.Module) -> Dict[str, Any]:
 
 def save_checkpoint_atomically(checkpoint: Dict[str, Any], filename: str) -> None:
     with atomic_path(filename) as tmp:
-        torch.save(checkpoint, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            # on disk before the rename: a node that goes down right after must not leave an empty final file
+            os.fsync(f.fileno())
 
 
 def read_checkpoint(filename: str, device: torch.device) -> Dict[str, Any]:
@@ -72,6 +80,7 @@ def restore_weights_and_bookkeeping(trainer, checkpoint: Dict[str, Any], network
     trainer.current_epoch = checkpoint["current_epoch"]
     trainer.logger.load_checkpoint(checkpoint["logging"])
     trainer._best_ema = checkpoint.get("_best_ema")
+    trainer._resume_in_epoch = checkpoint.get(RESUME_KEY)
     trainer.inference_allowed_mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes",
                                                               trainer.inference_allowed_mirroring_axes)
     try:

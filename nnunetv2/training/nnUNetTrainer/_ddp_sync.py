@@ -3,8 +3,7 @@
 Under NCCL every collective has a timeout (10 minutes by default) after which a watchdog aborts the process. Some
 waits are legitimately longer: the other ranks wait while rank 0 unpacks the dataset or computes the validation
 metrics. Those waits go through a gloo group opened next to the default one, whose timeout is long enough never to
-fire in practice; the watchdog only watches NCCL work, and a rank waiting on gloo has none pending. The same small
-CPU group carries the per-iteration stop vote of preemption-safe training.
+fire in practice; the watchdog only watches NCCL work, and a rank waiting on gloo has none pending.
 
 A process group created by someone else (a user's own launcher) has no side group: then the default group is used,
 with its own timeout.
@@ -45,11 +44,8 @@ def wait_for_all_ranks() -> None:
 
 
 def max_over_ranks(value: int) -> int:
-    """The largest ``value`` of all ranks (all ranks must call this at the same point)."""
-    if _side_group is not None:
-        tensor = torch.tensor([value], dtype=torch.int64)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_side_group)
-        return int(tensor.item())
+    """The largest ``value`` of all ranks (all ranks must call this at the same point). On the default group: a
+    rank that hangs instead of reaching this point still ends the run after the default timeout."""
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" \
         else torch.device("cpu")
     tensor = torch.tensor([value], dtype=torch.int64, device=device)

@@ -158,6 +158,17 @@ def shut_down_augmenters(*augmenters) -> None:
                 a._finish()
 
 
+def stop_augmenters_now(*augmenters) -> None:
+    """Stop the workers without draining their queues: the signal that stops a training may have killed some of
+    them in the middle of writing a batch, and draining a half-written message blocks forever."""
+    for a in augmenters:
+        kill = getattr(a, '_kill_workers', None)
+        if kill is not None and getattr(a, 'initialized', False):
+            kill()
+        else:
+            shut_down_augmenters(a)
+
+
 def plot_network_architecture(trainer) -> None:
     """network_architecture.pdf via the optional hiddenlayer package; any failure is only logged."""
     from nnunetv2.utilities.helpers import empty_cache

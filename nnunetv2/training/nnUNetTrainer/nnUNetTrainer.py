@@ -71,7 +71,8 @@ from nnunetv2.training.loss.compound_losses import DC_and_CE_loss, DC_and_BCE_lo
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn, MemoryEfficientSoftDiceLoss
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-from nnunetv2.training.nnUNetTrainer import _checkpointing, _ddp_sync, _epoch, _setup, _training_data, _validation
+from nnunetv2.training.nnUNetTrainer import _checkpointing, _ddp_sync, _epoch, _loop, _setup, _training_data, \
+    _validation
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
@@ -470,22 +471,11 @@ class nnUNetTrainer(object):
         _validation.perform_actual_validation(self, save_probabilities)
 
     def run_training(self):
-        self.on_train_start()
-        for epoch in range(self.current_epoch, self.num_epochs):
-            self.on_epoch_start()
-            self.on_train_epoch_start()
-            train_outputs = []
-            for batch_id in range(self.num_iterations_per_epoch):
-                train_outputs.append(self.train_step(next(self.dataloader_train)))
-            self.on_train_epoch_end(train_outputs)
-            with torch.no_grad():
-                self.on_validation_epoch_start()
-                val_outputs = []
-                for batch_id in range(self.num_val_iterations_per_epoch):
-                    val_outputs.append(self.validation_step(next(self.dataloader_val)))
-                self.on_validation_epoch_end(val_outputs)
-            self.on_epoch_end()
-        self.on_train_end()
+        """on_train_start, then per epoch: on_epoch_start, on_train_epoch_start, train_step per iteration,
+        on_train_epoch_end, on_validation_epoch_start, validation_step per iteration, on_validation_epoch_end,
+        on_epoch_end; finally on_train_end. SIGTERM/SIGUSR1/SIGINT stop it between two iterations with
+        checkpoint_latest.pth written (see documentation/preemption.md)."""
+        _loop.run_training(self)
 
 
 # star import: all public names; OptimizedModule lazily (importing torch._dynamo costs ~2.5 s CPU)
