@@ -18,28 +18,43 @@ _DIRECTION_3D = (0.0, 1.0, 0.0,
                  0.0, 0.0, 1.0)
 
 
-def _objects(rng: np.random.RandomState, shape: Sequence[int]) -> np.ndarray:
-    """Label map with one or two ellipsoids (1) each with a core (2)."""
+def _objects(rng: np.random.RandomState, shape: Sequence[int], max_objects: int = 2,
+             radius: Tuple[float, float] = (0.12, 0.22), core: float = 0.35) -> np.ndarray:
+    """Label map with 1..max_objects ellipsoids (1) each with a core (2).
+
+    Radii are drawn as fractions ``radius`` of the image size per axis; a voxel is core where its normalised
+    squared distance from the centre is at most ``core`` (0.35: core radii about 0.6 of the ellipsoid's).
+    """
     grids = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
     seg = np.zeros(shape, dtype=np.uint8)
-    for _ in range(rng.randint(1, 3)):
+    for _ in range(rng.randint(1, max_objects + 1)):
         center = [rng.uniform(0.3 * s, 0.7 * s) for s in shape]
-        radii = [rng.uniform(0.12 * s, 0.22 * s) for s in shape]
+        radii = [rng.uniform(radius[0] * s, radius[1] * s) for s in shape]
         dist = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii))
         seg[dist <= 1] = 1
-        seg[dist <= 0.35] = 2
+        seg[dist <= core] = 2
     return seg
 
 
-def _image_from_seg(rng: np.random.RandomState, seg: np.ndarray, offset: float) -> np.ndarray:
-    means = np.array([offset, offset + 100.0, offset + 60.0], dtype=np.float32)
-    return (means[seg] + rng.normal(0, 15.0, seg.shape)).astype(np.float32)
+def _image_from_seg(rng: np.random.RandomState, seg: np.ndarray, offset: float,
+                    intensities: Tuple[float, float, float] = (0.0, 100.0, 60.0), noise: float = 15.0) -> np.ndarray:
+    means = np.array([offset + i for i in intensities], dtype=np.float32)
+    return (means[seg] + rng.normal(0, noise, seg.shape)).astype(np.float32)
 
 
 def make_synthetic_dataset(raw_root: str, dataset_id: int = 999, name: str = "Demo", kind: str = "3d",
                            num_train: int = 8, num_test: int = 2, num_channels: int = 1,
-                           shape: Tuple[int, ...] = (20, 40, 36), seed: int = 1234) -> str:
-    """Write a synthetic dataset and return its folder."""
+                           shape: Tuple[int, ...] = (20, 40, 36), seed: int = 1234, *, max_objects: int = 2,
+                           radius: Tuple[float, float] = (0.12, 0.22), core: float = 0.35,
+                           intensities: Tuple[float, float, float] = (0.0, 100.0, 60.0),
+                           noise: float = 15.0) -> str:
+    """Write a synthetic dataset and return its folder.
+
+    The keyword-only arguments shape the objects (see ``_objects``) and their mean intensities (background,
+    label 1, label 2) plus Gaussian noise; the defaults give the dataset the tests were written against.
+    """
+    shape_kw = dict(max_objects=max_objects, radius=radius, core=core)
+    image_kw = dict(intensities=intensities, noise=noise)
     if kind not in ("3d", "2d"):
         raise ValueError(f"kind must be '3d' or '2d', not {kind!r}")
     folder = os.path.join(raw_root, f"Dataset{dataset_id:03d}_{name}")
@@ -51,16 +66,16 @@ def make_synthetic_dataset(raw_root: str, dataset_id: int = 999, name: str = "De
         split = "Tr" if i < num_train else "Ts"
         case = f"case_{i:03d}"
         if kind == "3d":
-            seg = _objects(rng, shape)
+            seg = _objects(rng, shape, **shape_kw)
             spacing_xyz = (0.8 + 0.05 * rng.rand(), 0.8 + 0.05 * rng.rand(), 3.0)
             origin = (-10.0 * rng.rand(), 5.0, 12.5)
             for c in range(num_channels):
-                _write_nifti(_image_from_seg(rng, seg, 50.0 * c),
+                _write_nifti(_image_from_seg(rng, seg, 50.0 * c, **image_kw),
                              os.path.join(folder, f"images{split}", f"{case}_{c:04d}.nii.gz"), spacing_xyz, origin)
             _write_nifti(seg, os.path.join(folder, f"labels{split}", f"{case}.nii.gz"), spacing_xyz, origin)
         else:
-            seg = _objects(rng, shape[-2:])
-            rgb = np.stack([np.clip(_image_from_seg(rng, seg, 40.0 * c), 0, 255) for c in range(3)], -1)
+            seg = _objects(rng, shape[-2:], **shape_kw)
+            rgb = np.stack([np.clip(_image_from_seg(rng, seg, 40.0 * c, **image_kw), 0, 255) for c in range(3)], -1)
             _write_png(rgb.astype(np.uint8), os.path.join(folder, f"images{split}", f"{case}_0000.png"))
             _write_png(seg, os.path.join(folder, f"labels{split}", f"{case}.png"))
     channel_names = {str(c): ("CT" if c == 0 else f"channel{c}") for c in range(num_channels)} \
