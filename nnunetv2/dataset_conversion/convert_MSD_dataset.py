@@ -109,8 +109,10 @@ def _check_labels(folder: str, files: List[str]) -> None:
 
 
 def convert_msd_dataset(source_folder: str, overwrite_target_id: Optional[int] = None,
-                        num_processes: int = default_num_processes) -> None:
+                        num_processes: Optional[int] = default_num_processes) -> None:
     """Convert the MSD task folder ``source_folder`` into ``nnUNet_raw/Dataset%03d_<Name>``.
+
+    ``num_processes=None`` uses one process per CPU, as the reference's pool does (MONAI's runner passes None).
 
     Everything is checked before anything is written (a bad input raises ``UserError`` and changes nothing);
     the dataset is built in a hidden sibling folder and renamed into place at the end.
@@ -121,6 +123,8 @@ def convert_msd_dataset(source_folder: str, overwrite_target_id: Optional[int] =
     task_id, task_name = parse_task_folder_name(source_folder)
     dataset_json_file = os.path.join(source_folder, "dataset.json")
     old_json = load_source_dataset_json(source_folder, "MSD")
+    if num_processes is None:
+        num_processes = os.cpu_count() or 1
     if num_processes < 1:
         raise UserError(f"The number of processes must be at least 1 (got {num_processes}).", "Use e.g. -np 4.")
 

@@ -71,6 +71,20 @@ def test_overwrite_id_and_name_with_underscores(nnunet_dirs, msd_task_factory):
     assert listing(nnunet_dirs["nnUNet_raw"]) == ["Dataset208_Hepatic_Vessel"]
 
 
+def test_num_processes_none_means_one_per_cpu(nnunet_dirs, msd_task_factory, monkeypatch):
+    """MONAI's nnUNetV2Runner.convert_msd_dataset passes overwrite_target_id=None and num_processes=None by
+    default; the reference's pool then uses one process per CPU."""
+    task = msd_task_factory("Task05_Prostate", modalities=("T2", "ADC"), n_train=1, n_test=1)
+    used = []
+    real_run_jobs = msd._run_jobs
+    monkeypatch.setattr(msd, "_run_jobs", lambda jobs, n: (used.append(n), real_run_jobs(jobs, 1)))
+    monkeypatch.setattr(msd.os, "cpu_count", lambda: 3)
+    convert_msd_dataset(str(task), overwrite_target_id=None, num_processes=None)
+    assert used == [3]
+    out = nnunet_dirs["nnUNet_raw"] / "Dataset005_Prostate"
+    assert listing(out / "imagesTr") == ["toy_000_0000.nii.gz", "toy_000_0001.nii.gz"]
+
+
 def test_missing_imagests_is_tolerated(nnunet_dirs, msd_task_factory):
     task = msd_task_factory("Task09_Spleen", modalities=("CT",), n_train=1, n_test=0)
     for f in (task / "imagesTs").iterdir():
