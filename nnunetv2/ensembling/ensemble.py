@@ -20,6 +20,7 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import starmap
 from nnunetv2.file_io import atomic_path, load_json, load_pickle, maybe_mkdir_p, save_json, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
 from nnunetv2.utilities.output_guard import check_output_files, claim_output_folder, refuse_input_as_output
 
 _COMMAND = 'nnUNetv2_ensemble'
@@ -94,6 +95,11 @@ def _json_arg(value: Union[str, dict, None], default_file: str, what: str) -> di
     return load_json(path)
 
 
+def _dataset_json_arg(value: Union[str, dict, None], default_file: str) -> dict:
+    source = value if isinstance(value, str) else default_file if value is None else 'the dataset.json given'
+    return check_dataset_json_for_use(_json_arg(value, default_file, 'dataset.json'), source)
+
+
 def _managers(plans: dict, dataset_json: dict):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # torch-heavy; import when used
     plans_manager = PlansManager(plans)
@@ -119,7 +125,7 @@ def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_
         if not os.path.isdir(folder):
             raise UserError(f"The input folder {folder} does not exist.", "Check the -i paths.")
     first = list_of_input_folders[0]
-    dataset_json = _json_arg(dataset_json_file_or_dict, os.path.join(first, 'dataset.json'), 'dataset.json')
+    dataset_json = _dataset_json_arg(dataset_json_file_or_dict, os.path.join(first, 'dataset.json'))
     plans = _json_arg(plans_json_file_or_dict, os.path.join(first, 'plans.json'), 'plans.json')
 
     files_per_folder = [set(_npz_files(f)) for f in list_of_input_folders]
@@ -184,7 +190,7 @@ def ensemble_crossvalidations(list_of_trained_model_folders: List[str], output_f
                               num_processes: int = default_num_processes, overwrite: bool = True) -> None:
     """Ensemble the cross-validation predictions of several trained models."""
     first = list_of_trained_model_folders[0]
-    dataset_json = _json_arg(None, os.path.join(first, 'dataset.json'), 'dataset.json')
+    dataset_json = _dataset_json_arg(None, os.path.join(first, 'dataset.json'))
     plans = _json_arg(None, os.path.join(first, 'plans.json'), 'plans.json')
     rw, label_manager = _managers(plans, dataset_json)
 

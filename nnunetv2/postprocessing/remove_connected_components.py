@@ -25,6 +25,7 @@ from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p, save_json, s
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.postprocessing._components import largest_components
 from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
+from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
 from nnunetv2.utilities.output_guard import check_output_files, claim_output_folder, refuse_input_as_output
 
 logger = logging.getLogger(__name__)
@@ -72,12 +73,13 @@ def _load_plans_and_dataset_json(folder: str, plans_file_or_dict, dataset_json_f
             value = os.path.join(folder, name)
             if not os.path.isfile(value):
                 raise UserError(f"{name} not found in {folder} and no {name} was given.", f"Pass it with {flag}.")
+        source = 'the dataset.json given'
         if not isinstance(value, dict):
             if not os.path.isfile(value):
                 raise UserError(f"The {name} file {value} does not exist.", f"Check the {flag} path.")
-            value = load_json(value)
+            source, value = value, load_json(value)
         out.append(value)
-    return out[0], out[1]
+    return out[0], check_dataset_json_for_use(out[1], source)
 
 
 def _managers(plans: dict, dataset_json: dict):

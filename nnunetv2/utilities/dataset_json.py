@@ -192,3 +192,33 @@ def validate_dataset_json(dataset_json: Any, source: str = "dataset.json") -> No
         n = len(problems)
         raise UserError(f"{source} has {n} problem{'s' if n > 1 else ''}: " + "; ".join(problems) + ".",
                         "See documentation/dataset_format.md for the expected keys.")
+
+
+def file_ending_problem(dataset_json: dict) -> Optional[str]:
+    """Why ``dataset_json['file_ending']`` cannot be used as a file ending (missing, no leading dot), or None."""
+    if "file_ending" not in dataset_json:
+        return "has no 'file_ending' (e.g. \".nii.gz\")"
+    fe = dataset_json["file_ending"]
+    if not isinstance(fe, str) or not fe.startswith(".") or len(fe) < 2:
+        return f"has 'file_ending' {json.dumps(fe)}, which must start with a dot (e.g. \".nii.gz\")"
+    return None
+
+
+def check_dataset_json_for_use(dataset_json: Any, source: str) -> dict:
+    """The keys every command needs from a dataset.json it is handed (a model folder's or a prediction folder's
+    copy, which users also edit): 'labels', a 'file_ending' with its dot, and the channels. UserError naming the
+    file and what is wrong; the content itself is returned unchanged."""
+    if not isinstance(dataset_json, dict):
+        raise UserError(f"{source} must contain a JSON object ({{...}}), not a {type(dataset_json).__name__}.")
+    problems = []
+    if not isinstance(dataset_json.get("labels"), dict):
+        problems.append("has no 'labels' object")
+    if "channel_names" not in dataset_json and "modality" not in dataset_json:
+        problems.append("has no 'channel_names'")
+    ending = file_ending_problem(dataset_json)
+    if ending:
+        problems.append(ending)
+    if problems:
+        raise UserError(f"{source} {'; '.join(problems)}.",
+                        "Restore the dataset.json the model was trained with (it is a copy of the raw dataset's).")
+    return dataset_json

@@ -118,9 +118,10 @@ def get_filenames_of_train_images_and_targets(raw_dataset_folder: str, dataset_j
             entry["label"] = _resolve_listed_path(raw_dataset_folder, entry["label"])
             entry["images"] = [_resolve_listed_path(raw_dataset_folder, i) for i in entry["images"]]
         return dataset
-    if "file_ending" not in dataset_json:
-        raise UserError(f"dataset.json in {raw_dataset_folder} has no 'file_ending'.",
-                        "Add it, e.g. \"file_ending\": \".nii.gz\".")
+    from nnunetv2.utilities.dataset_json import file_ending_problem
+    problem = file_ending_problem(dataset_json)
+    if problem is not None:
+        raise UserError(f"dataset.json in {raw_dataset_folder} {problem}.", "Fix it in dataset.json.")
     file_ending = dataset_json["file_ending"]
     images_folder = os.path.join(raw_dataset_folder, "imagesTr")
     if not os.path.isdir(images_folder):

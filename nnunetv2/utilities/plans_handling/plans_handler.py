@@ -40,6 +40,17 @@ def _find_class_in_package(subpackage: str, class_name: str, what: str):
     return found
 
 
+def _required(mapping: Any, key: str, where: str) -> Any:
+    """``mapping[key]``; a key missing from hand-edited plans is a UserError naming the key and where it belongs."""
+    try:
+        return mapping[key]
+    except (KeyError, TypeError):
+        from nnunetv2.errors import UserError
+        raise UserError(f"The {where} lacks the key '{key}'.",
+                        "Restore it (compare with the plans nnUNetv2_plan_experiment writes) or fix the plans file.") \
+            from None
+
+
 class ConfigurationManager(object):
     """Typed view of one entry of ``plans['configurations']`` (inheritance already resolved by PlansManager)."""
 
@@ -51,18 +62,22 @@ class ConfigurationManager(object):
                           "nnUNetv2_plan_experiment for your dataset.")
             convert_legacy_configuration(self.configuration)
         self._cache: Dict[str, Any] = {}
+        self._where = "plans configuration"  # PlansManager names the configuration and the plans
 
     def __repr__(self):
         return self.configuration.__repr__()
 
+    def _get(self, key: str) -> Any:
+        return _required(self.configuration, key, self._where)
+
     # ----- plain keys ------------------------------------------------------------------------------------------
     @property
     def data_identifier(self) -> str:
-        return self.configuration['data_identifier']
+        return self._get('data_identifier')
 
     @property
     def preprocessor_name(self) -> str:
-        return self.configuration['preprocessor_name']
+        return self._get('preprocessor_name')
 
     @property
     def preprocessor_class(self) -> Type["DefaultPreprocessor"]:
@@ -73,48 +88,48 @@ class ConfigurationManager(object):
 
     @property
     def batch_size(self) -> int:
-        return self.configuration['batch_size']
+        return self._get('batch_size')
 
     @property
     def patch_size(self) -> List[int]:
-        return self.configuration['patch_size']
+        return self._get('patch_size')
 
     @property
     def median_image_size_in_voxels(self) -> List[int]:
-        return self.configuration['median_image_size_in_voxels']
+        return self._get('median_image_size_in_voxels')
 
     @property
     def spacing(self) -> List[float]:
-        return self.configuration['spacing']
+        return self._get('spacing')
 
     @property
     def normalization_schemes(self) -> List[str]:
-        return self.configuration['normalization_schemes']
+        return self._get('normalization_schemes')
 
     @property
     def use_mask_for_norm(self) -> List[bool]:
-        return self.configuration['use_mask_for_norm']
+        return self._get('use_mask_for_norm')
 
     @property
     def batch_dice(self) -> bool:
-        return self.configuration['batch_dice']
+        return self._get('batch_dice')
 
     # ----- architecture ----------------------------------------------------------------------------------------
     @property
     def network_arch_class_name(self) -> str:
-        return self.configuration['architecture']['network_class_name']
+        return _required(self._get('architecture'), 'network_class_name', self._where + " ('architecture')")
 
     @property
     def network_arch_init_kwargs(self) -> dict:
-        return self.configuration['architecture']['arch_kwargs']
+        return _required(self._get('architecture'), 'arch_kwargs', self._where + " ('architecture')")
 
     @property
     def network_arch_init_kwargs_req_import(self) -> Union[Tuple[str, ...], List[str]]:
-        return self.configuration['architecture']['_kw_requires_import']
+        return _required(self._get('architecture'), '_kw_requires_import', self._where + " ('architecture')")
 
     @property
     def pool_op_kernel_sizes(self) -> Tuple[Tuple[int, ...], ...]:
-        return self.configuration['architecture']['arch_kwargs']['strides']
+        return _required(self._get('architecture'), 'arch_kwargs', self._where + " ('architecture')")['strides']
 
     # Pre-2.3 names, still read by third-party trainers that build their own networks (e.g. U-Mamba). Not in the
     # reference 2.8.1; derived read-only from the architecture block.
@@ -147,8 +162,8 @@ class ConfigurationManager(object):
     def _resampling_fn(self, key: str) -> Callable:
         if key not in self._cache:
             from nnunetv2.preprocessing.resampling.utils import recursive_find_resampling_fn_by_name
-            fn = recursive_find_resampling_fn_by_name(self.configuration[key])
-            self._cache[key] = partial(fn, **self.configuration[key + '_kwargs'])
+            fn = recursive_find_resampling_fn_by_name(self._get(key))
+            self._cache[key] = partial(fn, **self._get(key + '_kwargs'))
         return self._cache[key]
 
     @property
@@ -182,6 +197,12 @@ class PlansManager(object):
 
     def __init__(self, plans_file_or_dict: Union[str, dict]):
         self.plans = plans_file_or_dict if isinstance(plans_file_or_dict, dict) else load_json(plans_file_or_dict)
+        if not isinstance(self.plans, dict):
+            from nnunetv2.errors import UserError
+            raise UserError(f"The plans {plans_file_or_dict} must be a JSON object ({{...}}), not a "
+                            f"{type(self.plans).__name__}.")
+        self._where = f"plans file {plans_file_or_dict}" if not isinstance(plans_file_or_dict, dict) else \
+            f"plans '{self.plans.get('plans_name', '?')}' of {self.plans.get('dataset_name', '?')}"
         self._configuration_managers: Dict[str, ConfigurationManager] = {}
         self._cache: Dict[str, Any] = {}
 
@@ -211,46 +232,47 @@ class PlansManager(object):
         """The ConfigurationManager of that name; repeated calls return the same object."""
         if configuration_name in self._configuration_managers:
             return self._configuration_managers[configuration_name]
-        if configuration_name not in self.plans['configurations'].keys():
+        if configuration_name not in _required(self.plans, 'configurations', self._where).keys():
             from nnunetv2.errors import UserError
             raise UserError(f"Requested configuration '{configuration_name}' not found in plans "
                             f"'{self.plans.get('plans_name')}'.",
                             hint=f"Available configurations: {list(self.plans['configurations'].keys())}.")
         manager = ConfigurationManager(self._internal_resolve_configuration_inheritance(configuration_name))
+        manager._where = f"configuration '{configuration_name}' of the {self._where}"
         self._configuration_managers[configuration_name] = manager
         return manager
 
     @property
     def dataset_name(self) -> str:
-        return self.plans['dataset_name']
+        return _required(self.plans, 'dataset_name', self._where)
 
     @property
     def plans_name(self) -> str:
-        return self.plans['plans_name']
+        return _required(self.plans, 'plans_name', self._where)
 
     @property
     def original_median_spacing_after_transp(self) -> List[float]:
-        return self.plans['original_median_spacing_after_transp']
+        return _required(self.plans, 'original_median_spacing_after_transp', self._where)
 
     @property
     def original_median_shape_after_transp(self) -> List[float]:
-        return self.plans['original_median_shape_after_transp']
+        return _required(self.plans, 'original_median_shape_after_transp', self._where)
 
     @property
     def image_reader_writer_class(self) -> Type["BaseReaderWriter"]:
         if 'image_reader_writer_class' not in self._cache:
             from nnunetv2.imageio.reader_writer_registry import recursive_find_reader_writer_by_name
             self._cache['image_reader_writer_class'] = recursive_find_reader_writer_by_name(
-                self.plans['image_reader_writer'])
+                _required(self.plans, 'image_reader_writer', self._where))
         return self._cache['image_reader_writer_class']
 
     @property
     def transpose_forward(self) -> List[int]:
-        return self.plans['transpose_forward']
+        return _required(self.plans, 'transpose_forward', self._where)
 
     @property
     def transpose_backward(self) -> List[int]:
-        return self.plans['transpose_backward']
+        return _required(self.plans, 'transpose_backward', self._where)
 
     @property
     def available_configurations(self) -> List[str]:
@@ -265,7 +287,7 @@ class PlansManager(object):
 
     @property
     def experiment_planner_name(self) -> str:
-        return self.plans['experiment_planner_used']
+        return _required(self.plans, 'experiment_planner_used', self._where)
 
     @property
     def label_manager_class(self) -> Type["LabelManager"]:
@@ -284,4 +306,4 @@ class PlansManager(object):
         if 'foreground_intensity_properties_per_channel' not in self.plans.keys():
             if 'foreground_intensity_properties_by_modality' in self.plans.keys():
                 return self.plans['foreground_intensity_properties_by_modality']
-        return self.plans['foreground_intensity_properties_per_channel']
+        return _required(self.plans, 'foreground_intensity_properties_per_channel', self._where)
