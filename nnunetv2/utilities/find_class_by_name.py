@@ -12,7 +12,9 @@ import os
 import pkgutil
 import re
 import sys
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, List, Optional
+
+from nnunetv2.errors import UserError
 
 
 @contextlib.contextmanager
@@ -57,14 +59,57 @@ def temporarily_cleanup_imports_from_path(path: str) -> Iterator[None]:
                 sys.modules.pop(name, None)
 
 
+class MissingDependencyError(UserError, ModuleNotFoundError):
+    """A module of a searched folder imports a module that is not installed (still a ModuleNotFoundError)."""
+
+
+def import_failure_line(e: BaseException, module_name: str) -> Optional[str]:
+    """One line for a module that cannot be imported because of its source (a SyntaxError: file and line) or a
+    missing dependency; None for other errors, which keep their traceback (a bug inside the module)."""
+    if isinstance(e, SyntaxError):
+        where = f"{e.filename}, line {e.lineno}" if e.filename else module_name
+        return f"Cannot import module {module_name}: {type(e).__name__} in {where}: {e.msg}"
+    if isinstance(e, ModuleNotFoundError) and e.name and e.name != module_name:
+        return f"Cannot import module {module_name}: it needs the module '{e.name}', which is not installed"
+    return None
+
+
 def _import_or_skip(full_name: str) -> Optional[Any]:
-    """Import ``full_name``; None if exactly that module cannot be found, any other error propagates."""
+    """Import ``full_name``; None if exactly that module cannot be found. A module with a syntax error or a missing
+    dependency is a UserError naming it; any other error propagates."""
     try:
         return importlib.import_module(full_name)
     except ModuleNotFoundError as e:
         if e.name == full_name:
             return None
-        raise
+        line = import_failure_line(e, full_name)
+        if line is None:
+            raise
+        raise MissingDependencyError(line + ".", "Install it, or fix or remove the module.") from e
+    except SyntaxError as e:
+        raise UserError(import_failure_line(e, full_name) + ".", "Fix the file, or move it out of the folder.") \
+            from None
+
+
+def files_defining_class(folders: Iterable[str], class_name: str) -> List[str]:
+    """The .py files under ``folders`` whose source has a ``class <class_name>`` statement (text search only, no
+    import: used to tell the user which of several same-named classes a lookup picked)."""
+    pattern = re.compile(r"^[ \t]*class[ \t]+" + re.escape(class_name) + r"\b", re.MULTILINE)
+    found = []
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(('.', '__pycache__')))
+            for name in sorted(files):
+                if not name.endswith('.py'):
+                    continue
+                path = os.path.join(root, name)
+                try:
+                    with open(path, encoding='utf-8', errors='replace') as f:
+                        if pattern.search(f.read()):
+                            found.append(os.path.abspath(path))
+                except OSError:
+                    continue
+    return found
 
 
 def _may_define(module_file: Optional[str], class_name: str) -> bool:

@@ -6,13 +6,16 @@ trainer (e.g. the predictor) can use this without an import cycle.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from typing import Optional, Type
 
 from nnunetv2.errors import UserError
 from nnunetv2.paths import nnUNet_extTrainer
 from nnunetv2.utilities.class_lookup import available_subclasses, close_matches  # noqa: F401 (close_matches: public)
-from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+from nnunetv2.utilities.find_class_by_name import files_defining_class, recursive_find_python_class
+
+logger = logging.getLogger(__name__)
 
 _TRAINER_PACKAGE = "nnunetv2.training.nnUNetTrainer"
 
@@ -53,4 +56,32 @@ def recursive_find_trainer_class_by_name(trainer_name: str) -> Type:
     if not (inspect.isclass(trainer_class) and issubclass(trainer_class, nnUNetTrainer)):
         raise UserError(f"{trainer_name!r} was found ({trainer_class!r}) but is not a subclass of nnUNetTrainer.",
                         "Derive your trainer from nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer.")
+    _warn_if_defined_twice(trainer_class, trainer_name, package_folder, ext_value)
     return trainer_class
+
+
+def _defining_file(cls: type, ext_folders: list) -> str:
+    try:
+        return os.path.abspath(inspect.getfile(cls))
+    except (TypeError, OSError):
+        pass  # modules of nnUNet_extTrainer folders are forgotten after the lookup: find the file by module name
+    for folder in ext_folders:
+        base = os.path.join(folder, *cls.__module__.split('.'))
+        for candidate in (base + '.py', os.path.join(base, '__init__.py')):
+            if os.path.isfile(candidate):
+                return os.path.abspath(candidate)
+    return f"module {cls.__module__}"
+
+
+def _warn_if_defined_twice(trainer_class: type, trainer_name: str, package_folder: str, ext_value: str) -> None:
+    """Several files defining a class of that name: the lookup takes the first in search order; say which."""
+    folders = [package_folder] + [p.strip() for p in (ext_value or "").split(os.pathsep)
+                                  if p.strip() and os.path.isdir(p.strip())]
+    files = files_defining_class(folders, trainer_name)
+    if len(files) < 2:
+        return
+    used = _defining_file(trainer_class, folders[1:])
+    others = [f for f in files if f != used]
+    logger.warning("WARNING: trainer class %s is defined in %d files; using the one in %s (the first found: "
+                   "nnunetv2/training/nnUNetTrainer first, then nnUNet_extTrainer in order). Also defined in: %s. "
+                   "Rename one of them to choose explicitly.", trainer_name, len(files), used, ", ".join(others))

@@ -9,13 +9,49 @@ from typing import Optional, Tuple, Union
 
 import torch.nn as nn
 
+from nnunetv2.errors import UserError
+from nnunetv2.utilities.find_class_by_name import import_failure_line
+
+
+class NetworkImportError(UserError, ImportError):
+    """A class or object named in the plans' architecture cannot be imported (an ImportError, as in the reference,
+    and a UserError: one line at the command line)."""
+
+
+def _locate(dotted_name: str, what: str):
+    """``pydoc.locate``; a module that exists but fails to import (syntax error, missing dependency) is named."""
+    try:
+        return pydoc.locate(dotted_name)
+    except pydoc.ErrorDuringImport as e:
+        line = import_failure_line(e.value, dotted_name.rsplit('.', 1)[0])
+        if line is None:
+            raise e.value from None  # a bug inside that module: keep its own traceback
+        raise NetworkImportError(f"{line} (needed for {what} '{dotted_name}' in the plans).",
+                                 "Fix or install that module, or fix the name in the plans file.") from None
+
+
+def _why_not_importable(dotted_name: str) -> str:
+    """Which part of a dotted name fails: the first module that is missing, or the missing attribute."""
+    parts = dotted_name.split('.')
+    for i in range(1, len(parts)):
+        module = '.'.join(parts[:i])
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            return f"there is no module '{module}'"
+        except Exception:  # noqa: BLE001 - _locate reported real import failures already
+            break
+        if pydoc.locate('.'.join(parts[:i + 1])) is None:
+            return f"module '{module}' has no attribute '{parts[i]}'"
+    return "it cannot be imported"
+
 
 def _locate_network_class(arch_class_name: str):
     """Class for a dotted path; if that path does not import, search dynamic_network_architectures by class name.
 
     The fallback keeps old plans working whose class path no longer exists (e.g. ``...residual_unet.X``).
     """
-    nw_class = pydoc.locate(arch_class_name)
+    nw_class = _locate(arch_class_name, 'network class')
     if nw_class is not None:
         return nw_class
     warnings.warn(f"Network class {arch_class_name} not found by its dotted path. Searching "
@@ -32,10 +68,10 @@ def _locate_network_class(arch_class_name: str):
             os.path.join(dynamic_network_architectures.__path__[0], 'architectures'), short_name,
             'dynamic_network_architectures.architectures')
     if nw_class is None:
-        raise ImportError(f"Network class '{arch_class_name}' (named in the plans' architecture."
-                          f"network_class_name) could not be imported, and no class '{short_name}' exists in "
-                          f"dynamic_network_architectures.architectures. Fix the name or install the module "
-                          f"that defines it.")
+        raise NetworkImportError(f"Network class '{arch_class_name}' (architecture.network_class_name in the plans) "
+                                 f"cannot be imported: {_why_not_importable(arch_class_name)}; and no class "
+                                 f"'{short_name}' exists in dynamic_network_architectures.architectures.",
+                                 "Fix the name in the plans file, or install the module that defines the class.")
     print(f'FOUND IT: {nw_class}')
     return nw_class
 
@@ -54,10 +90,11 @@ def get_network_from_plans(arch_class_name: str, arch_kwargs: dict,
     architecture_kwargs = dict(**arch_kwargs)
     for ri in arch_kwargs_req_import:
         if architecture_kwargs[ri] is not None:
-            located = pydoc.locate(architecture_kwargs[ri])
+            located = _locate(architecture_kwargs[ri], f"architecture argument '{ri}'")
             if located is None:
-                raise ImportError(f"Could not import '{architecture_kwargs[ri]}' (architecture argument '{ri}' in "
-                                  f"the plans). Fix the dotted name in the plans file.")
+                raise NetworkImportError(f"Could not import '{architecture_kwargs[ri]}' (architecture argument "
+                                         f"'{ri}' in the plans): {_why_not_importable(architecture_kwargs[ri])}.",
+                                         "Fix the dotted name in the plans file.")
             architecture_kwargs[ri] = located
 
     nw_class = _locate_network_class(network_class)
