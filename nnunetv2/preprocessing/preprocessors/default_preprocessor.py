@@ -18,6 +18,7 @@ from nnunetv2.file_io import load_json
 from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
 from nnunetv2.preprocessing.preprocessors.foreground_sampling import sample_foreground_locations
 from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+from nnunetv2.utilities.plans_handling.plans_checks import check_resampled_size
 from nnunetv2.utilities.input_checks import check_channel_count, check_integer_labels, check_single_channel_label
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class DefaultPreprocessor(object):
             # 2d configuration: the first (slice) axis is never resampled
             target_spacing = [original_spacing[0]] + target_spacing
         new_shape = compute_new_shape(data.shape[1:], original_spacing, target_spacing)
+        check_resampled_size(new_shape, data.shape[0], target_spacing,
+                             getattr(configuration_manager, '_where', 'plans configuration'))
 
         data = self._normalize(data, seg, configuration_manager,
                                plans_manager.foreground_intensity_properties_per_channel)

@@ -198,6 +198,8 @@ def build_network(trainer) -> torch.nn.Module:
     with plans and configuration managers).
     """
     from nnunetv2.inference.model_loading import call_build_network_architecture
+    from nnunetv2.utilities.plans_handling.plans_checks import check_patch_size
+    check_patch_size(trainer.configuration_manager)  # else a tensor-size error only at the first iteration
     with warnings.catch_warnings():
         warnings.simplefilter("default", DeprecationWarning)
         return call_build_network_architecture(

@@ -1,0 +1,63 @@
+"""Checks of values in (possibly hand-edited) plans that would otherwise fail late and obscurely: a patch size the
+U-Net cannot divide (a tensor-size error at the first iteration) and a target spacing that resamples an image to
+more voxels than the machine can hold (an allocation of terabytes, e.g. a spacing in metres instead of mm)."""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from nnunetv2.errors import UserError
+
+
+def patch_size_problem(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> Optional[str]:
+    """Why ``patch_size`` does not fit a U-Net with these per-stage ``strides`` (each axis must be divisible by
+    the product of the strides along it, or encoder and decoder sizes disagree), or None."""
+    if not strides:
+        return None
+    per_stage = [[s] * len(patch_size) if np.isscalar(s) else list(s) for s in strides]
+    if any(len(s) != len(patch_size) for s in per_stage):
+        return (f"patch_size {list(patch_size)} has {len(patch_size)} axes but the network's strides "
+                f"{[list(s) for s in per_stage]} have {len(per_stage[0])}")
+    divisors = [int(np.prod([s[axis] for s in per_stage])) for axis in range(len(patch_size))]
+    bad = [axis for axis, (p, d) in enumerate(zip(patch_size, divisors)) if int(p) % d != 0]
+    if not bad:
+        return None
+    suggestion = [int(max(d, round(p / d) * d)) for p, d in zip(patch_size, divisors)]
+    return (f"patch_size {list(patch_size)} is not divisible by {divisors} (the product of the network's strides "
+            f"per axis; axis {', '.join(map(str, bad))}); e.g. {suggestion} would be")
+
+
+def check_patch_size(configuration_manager) -> None:
+    """UserError if the configuration's patch size does not fit its U-Net (nothing to check for networks that
+    have no 'strides' in their arch_kwargs)."""
+    arch_kwargs = configuration_manager.network_arch_init_kwargs
+    strides = arch_kwargs.get('strides') if isinstance(arch_kwargs, dict) else None
+    problem = patch_size_problem(configuration_manager.patch_size, strides or [])
+    if problem is not None:
+        where = getattr(configuration_manager, '_where', 'plans configuration')
+        raise UserError(f"The {where}: {problem}.", "Fix patch_size in the plans file (or replan).")
+
+
+def physical_memory_bytes() -> Optional[int]:
+    try:
+        return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError):  # not available on this platform
+        return None
+
+
+def check_resampled_size(new_shape: Sequence[int], num_channels: int, target_spacing: Sequence[float],
+                         where: str, memory_bytes: Optional[int] = None) -> None:
+    """UserError before resampling to ``new_shape`` if the float32 result alone would exceed the machine's memory."""
+    memory_bytes = physical_memory_bytes() if memory_bytes is None else memory_bytes
+    if memory_bytes is None:
+        return
+    needed = float(np.prod([float(s) for s in new_shape])) * max(1, num_channels) * 4
+    if needed <= memory_bytes:
+        return
+    metres = " Is it in metres instead of millimetres?" if min(target_spacing) < 0.05 else ""
+    raise UserError(f"Resampling to the target spacing {[float(s) for s in target_spacing]} of the {where} would "
+                    f"give an image of shape {[int(s) for s in new_shape]} ({needed / 2 ** 30:.3g} GiB), more than "
+                    f"this machine's memory ({memory_bytes / 2 ** 30:.3g} GiB).{metres}",
+                    "Fix 'spacing' in the plans file (nnU-Net spacings are in mm).")
