@@ -1,7 +1,7 @@
 """The default 5-fold cross-validation split (written to splits_final.json by the trainer)."""
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -24,3 +24,36 @@ def generate_crossval_split(train_identifiers: Sequence, seed: int = 12345, n_sp
     kfold = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [{"train": list(identifiers[tr]), "val": list(identifiers[va])}
             for tr, va in kfold.split(identifiers)]
+
+
+def splits_problem(splits, known_identifiers: Optional[Iterable[str]] = None) -> Optional[str]:
+    """What is wrong with a splits_final.json's content (structure, or case ids that the preprocessed dataset does
+    not have), or None. The structure is a list with one {'train': [ids], 'val': [ids]} object per fold."""
+    if not isinstance(splits, list) or not splits:
+        return (f"must be a non-empty list of folds [{{\"train\": [...], \"val\": [...]}}, ...], not a "
+                f"{type(splits).__name__}")
+    for fold, split in enumerate(splits):
+        if not isinstance(split, dict):
+            return f"fold {fold} must be an object {{\"train\": [...], \"val\": [...]}}, not a {type(split).__name__}"
+        for key in ('train', 'val'):
+            if key not in split:
+                return f"fold {fold} lacks the key '{key}' (it has {sorted(split)})"
+            if not isinstance(split[key], list) or not all(isinstance(i, str) for i in split[key]):
+                return f"fold {fold}: '{key}' must be a list of case identifiers (strings)"
+    if known_identifiers is not None:
+        known = set(known_identifiers)
+        for fold, split in enumerate(splits):
+            unknown = sorted({i for key in ('train', 'val') for i in split[key]} - known)
+            if unknown:
+                shown = ', '.join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+                return f"fold {fold} names case(s) that the preprocessed dataset does not have: {shown}"
+    return None
+
+
+def check_splits(splits, splits_file: str, known_identifiers: Optional[Iterable[str]] = None) -> None:
+    """UserError naming the splits file and its problem (see ``splits_problem``)."""
+    problem = splits_problem(splits, known_identifiers)
+    if problem is not None:
+        raise UserError(f"{splits_file}: {problem}.",
+                        "Fix the file (case identifiers are the file names without _0000 and ending), or delete it "
+                        "to get the default 5-fold split.")

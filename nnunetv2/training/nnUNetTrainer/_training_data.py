@@ -61,6 +61,8 @@ def do_split(trainer) -> Tuple[List[str], List[str]]:
     else:
         trainer.print_to_log_file("Using splits from existing split file:", splits_file)
         splits = load_json(splits_file)
+        from nnunetv2.utilities.crossval_split import check_splits
+        check_splits(splits, splits_file, dataset.identifiers)  # else an unknown id is blamed on preprocessing
         trainer.print_to_log_file(f"The split file contains {len(splits)} splits.")
 
     trainer.print_to_log_file("Desired fold for training: %d" % trainer.fold)

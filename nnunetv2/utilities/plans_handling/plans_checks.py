@@ -32,6 +32,9 @@ def patch_size_problem(patch_size: Sequence[int], strides: Sequence[Sequence[int
 def check_patch_size(configuration_manager) -> None:
     """UserError if the configuration's patch size does not fit its U-Net (nothing to check for networks that
     have no 'strides' in their arch_kwargs)."""
+    from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
+    if not isinstance(configuration_manager, ConfigurationManager):
+        return  # a stand-in object (tests, third-party code) need not carry plans at all
     arch_kwargs = configuration_manager.network_arch_init_kwargs
     strides = arch_kwargs.get('strides') if isinstance(arch_kwargs, dict) else None
     problem = patch_size_problem(configuration_manager.patch_size, strides or [])
