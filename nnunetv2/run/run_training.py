@@ -9,6 +9,7 @@ import gc
 import multiprocessing
 import os
 import socket
+import time
 from typing import Callable, Optional, Union
 
 import torch
@@ -249,10 +250,23 @@ def _train_in_process_group(build_trainer: Callable[[], object], train_args: tup
         raise TrainingInterrupted(interrupted_by)
 
 
+def _let_stopping_ranks_exit(processes, grace_s: float = 300) -> None:
+    """Ranks stopped by a signal all stop at the same iteration, but not at the same instant: once the first has
+    exited, ``context.join`` would terminate the others in the middle of leaving the process group. When the first
+    one to end ended because of a stop signal, wait (up to ``grace_s``) for the others to end by themselves."""
+    from multiprocessing.connection import wait
+    wait([p.sentinel for p in processes])
+    if any(stop_signal_of_exit_status(p.exitcode) is not None for p in processes if p.exitcode is not None):
+        deadline = time.monotonic() + grace_s
+        for p in processes:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
 def _join_spawned_ranks(context) -> None:
     """Wait for the ``-num_gpus`` processes. Stop signals sent to this process are passed on to them, and ranks
     that stopped because of one end this process with the same status (128 + signal number)."""
     with forward_stop_signals([p.pid for p in context.processes]):
+        _let_stopping_ranks_exit(context.processes)
         try:
             while not context.join():
                 pass

@@ -29,7 +29,9 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
-def _maybe_signal(kind, count):
+def _maybe_signal(trainer, kind, count):
+    if os.environ.get("T2_SIGNAL_RANK", str(trainer.local_rank)) != str(trainer.local_rank):
+        return
     if os.environ.get(f"T2_SIGNAL_AT_{{kind}}") == str(count):
         os.kill(os.getpid(), getattr(signal, os.environ.get("T2_SIGNAL", "SIGTERM")))
 
@@ -46,7 +48,7 @@ class {name}(nnUNetTrainer):
         out = super().train_step(batch)
         self.steps += 1
         time.sleep(float(os.environ.get("T2_STEP_SLEEP", "0")))
-        _maybe_signal("TRAIN_STEP", self.steps)
+        _maybe_signal(self, "TRAIN_STEP", self.steps)
         if os.environ.get("T2_CRASH_AT_TRAIN_STEP") == str(self.steps):
             raise RuntimeError("simulated crash")
         return out
@@ -54,7 +56,7 @@ class {name}(nnUNetTrainer):
     def validation_step(self, batch):
         out = super().validation_step(batch)
         self.val_steps += 1
-        _maybe_signal("VAL_STEP", self.val_steps)
+        _maybe_signal(self, "VAL_STEP", self.val_steps)
         return out
 
     def perform_actual_validation(self, save_probabilities=False):
@@ -69,7 +71,8 @@ def _install_trainer(t2, monkeypatch, name: str) -> Path:
         name=name, epochs=EPOCHS, iterations=ITERATIONS, val_iterations=VAL_ITERATIONS)))
     monkeypatch.setenv("nnUNet_extTrainer", str(ext))
     monkeypatch.setenv(CHECKPOINT_MINUTES_ENV, "0")  # only the checkpoints under test
-    for v in ("T2_SIGNAL_AT_TRAIN_STEP", "T2_SIGNAL_AT_VAL_STEP", "T2_CRASH_AT_TRAIN_STEP", "T2_STEP_SLEEP"):
+    for v in ("T2_SIGNAL_AT_TRAIN_STEP", "T2_SIGNAL_AT_VAL_STEP", "T2_CRASH_AT_TRAIN_STEP", "T2_STEP_SLEEP",
+              "T2_SIGNAL_RANK", "T2_SIGNAL"):
         monkeypatch.delenv(v, raising=False)
     return t2.fold_folder(t2.env["results"], name)
 
@@ -190,4 +193,30 @@ def test_sigterm_to_the_whole_process_group_from_outside(t2, monkeypatch):
     assert latest["current_epoch"] in (1, 2)  # where exactly the signal landed depends on the machine's load
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
     _train("T2GroupTrainer", continue_training=True)
+    _assert_complete(out)
+
+
+@pytest.mark.slow
+def test_ddp_ranks_stop_together_when_one_is_signalled(t2, monkeypatch):
+    """-num_gpus 2 -device cpu (gloo); only rank 1 gets SIGTERM, in epoch 1: both ranks stop after the same
+    iteration, rank 0 writes the checkpoint, the launcher exits with 143; --c completes the training."""
+    import socket
+    out = _install_trainer(t2, monkeypatch, "T2DDPPreemptTrainer")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, nnUNet_n_proc_DA="0", OMP_NUM_THREADS="1", MASTER_PORT=str(port),
+               T2_SIGNAL_AT_TRAIN_STEP=str(ITERATIONS + 2), T2_SIGNAL_RANK="1",
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "MASTER_ADDR"):
+        env.pop(v, None)
+    proc = subprocess.run([sys.executable, "-m", "nnunetv2.run.run_training", "321", "3d_fullres", "0", "-tr",
+                           "T2DDPPreemptTrainer", "-device", "cpu", "-num_gpus", "2"], env=env, cwd=str(REPO_ROOT),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 143, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "Terminating process" not in proc.stderr  # the launcher let the ranks leave the group by themselves
+    _assert_mid_epoch_checkpoint(out, epoch=1, iteration=2)
+    assert "Received SIGTERM: stopped in epoch 1 after 2 of 4 training iterations" in t2.read_log(out)
+    _train("T2DDPPreemptTrainer", continue_training=True)
     _assert_complete(out)
