@@ -69,8 +69,13 @@ def save_pickle(obj: Any, file: str) -> None:
 
 
 def load_pickle(file: str) -> Any:
+    """``pickle.load``; a truncated or garbled file is a ``UserError`` naming it."""
     with open(file, "rb") as f:
-        return pickle.load(f)
+        try:
+            return pickle.load(f)
+        except (EOFError, pickle.UnpicklingError) as e:
+            raise UserError(f"{file} cannot be read: it is truncated or not a pickle file ({type(e).__name__}: "
+                            f"{e}).", "Recreate it with the command that wrote it.") from None
 
 
 def maybe_mkdir_p(directory: str) -> None:

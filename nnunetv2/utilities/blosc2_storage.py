@@ -165,10 +165,25 @@ def save_case(data: np.ndarray, seg: np.ndarray, properties: dict, output_filena
     save_pickle(properties, output_filename_truncated + '.pkl')
 
 
+def open_b2nd(path: str, **kwargs):
+    """``blosc2.open(path, mode='r')``; a file blosc2 cannot open (cut off by a full disk or a killed copy, or
+    not a b2nd file) is a UserError naming it, instead of blosc2's "returned NULL"."""
+    blosc2 = _blosc2()
+    try:
+        return blosc2.open(urlpath=path, mode='r', **kwargs)
+    except (RuntimeError, ValueError, OSError) as e:
+        if isinstance(e, OSError) and not os.path.isfile(path):
+            raise
+        from nnunetv2.errors import UserError
+        raise UserError(f"The preprocessed file {path} cannot be read: it is truncated or corrupt "
+                        f"({type(e).__name__}: {' '.join(str(e).split())[:200]}).",
+                        "Run nnUNetv2_preprocess (or nnUNetv2_plan_and_preprocess) for this configuration again.") \
+            from None
+
+
 def load_case(output_filename_truncated: str, mmap: bool = False) -> Tuple[np.ndarray, np.ndarray, dict]:
     """Read a case written by ``save_case`` (either implementation): ``(data, seg, properties)`` as numpy arrays
     (or blosc2 NDArrays opened read-only with ``mmap=True``)."""
-    blosc2 = _blosc2()
     files = [output_filename_truncated + s for s in ('.b2nd', '_seg.b2nd', '.pkl')]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
@@ -176,8 +191,8 @@ def load_case(output_filename_truncated: str, mmap: bool = False) -> Tuple[np.nd
         raise UserError(f"Preprocessed case files missing: {', '.join(missing)}.",
                         hint="Run nnUNetv2_preprocess (or nnUNetv2_plan_and_preprocess) for this dataset again.")
     kwargs = {'mmap_mode': 'r'} if mmap else {}
-    data = blosc2.open(urlpath=files[0], mode='r', **kwargs)
-    seg = blosc2.open(urlpath=files[1], mode='r', **kwargs)
+    data = open_b2nd(files[0], **kwargs)
+    seg = open_b2nd(files[1], **kwargs)
     if not mmap:
         data, seg = data[:], seg[:]
     return data, seg, load_pickle(files[2])

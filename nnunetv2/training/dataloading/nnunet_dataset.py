@@ -132,11 +132,11 @@ class nnUNetDatasetNumpy(nnUNetBaseDataset):
 
 
 def _open_b2nd(path: str):
-    import blosc2
+    from nnunetv2.utilities.blosc2_storage import open_b2nd  # names a truncated file instead of "returned NULL"
     # One decompression thread: parallelism comes from the augmentation workers. Memory-mapping lets the loader
     # decompress only the chunks its patch touches (mmap is unreliable on Windows).
     kwargs = {'mmap_mode': 'r'} if os.name != 'nt' else {}
-    return blosc2.open(urlpath=path, mode='r', dparams={'nthreads': 1}, **kwargs)
+    return open_b2nd(path, dparams={'nthreads': 1}, **kwargs)
 
 
 class nnUNetDatasetBlosc2(nnUNetBaseDataset):
