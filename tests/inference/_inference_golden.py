@@ -52,6 +52,26 @@ def _plain(obj):
     return obj
 
 
+# Probabilities of the same model differ between machines, the reference's own included: oneDNN picks its
+# convolution blocking, and so the summation order, by the CPU's vector width and the thread count, and the fp16
+# logit accumulation turns a last-bit difference at a rounding tie into a whole fp16 step of a logit. Measured: the
+# golden files (reference, Zen 3 / AVX2) against the reference rerun on a Zen 4 (AVX-512), and ours there at 1-16
+# torch threads: 2-D model max |dp| 9.2e-4, at most 6 of 36864 values per case off by more than 1e-5; 3-D model
+# max |dp| 3e-17; segmentations identical. Hence max |dp| <= 5e-3 (5x the largest drift measured) and at most 0.1%
+# of the values off by more than 1e-5 (6x the largest share measured), which a real error would exceed.
+PROB_ATOL = 5e-3
+PROB_MAX_SHARE_ABOVE_1E5 = 1e-3
+
+
+def assert_probabilities_close(a: np.ndarray, b: np.ndarray) -> None:
+    """Probabilities of the same model computed on two machines agree within the measured cross-CPU drift."""
+    assert a.shape == b.shape
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    assert float(diff.max()) <= PROB_ATOL, f"max |dp| {float(diff.max()):.3g}"
+    share = float((diff > 1e-5).mean())
+    assert share <= PROB_MAX_SHARE_ABOVE_1E5, f"{share:.3%} of the values differ by more than 1e-5"
+
+
 def compare_case(ours: Path, ref: Path, case: str, ending: str, with_probabilities: bool = True) -> None:
     seg_a, geo_a = read_seg(ours / f"{case}{ending}")
     seg_b, geo_b = read_seg(ref / f"{case}{ending}")
@@ -64,7 +84,7 @@ def compare_case(ours: Path, ref: Path, case: str, ending: str, with_probabiliti
         assert list(pa.keys()) == ['probabilities']
         a, b = pa['probabilities'], pb['probabilities']
         assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
-        assert float(np.abs(a - b).max()) <= 1e-4
+        assert_probabilities_close(a, b)
         with open(ours / f"{case}.pkl", 'rb') as f:
             props_a = pickle.load(f)
         with open(ref / f"{case}.pkl", 'rb') as f:

@@ -95,6 +95,8 @@ def test_3d_regions_tta_one_case(installed, shared_dir, golden_raw, tmp_path):
 
 # Recorded once with the reference (nnUNetv2_predict ... -step_size 0.3 --disable_tta, model 903, case nat_012):
 # md5 of the uint8 segmentation array bytes and float64 sum of the 'disc' probabilities (15 tiles instead of 6).
+# The sum drifts between machines (see _inference_golden): measured 7.8e-7 (Zen 3 vs Zen 4, 1-8 threads); single
+# values of this model drift by up to 9.2e-4, so the sum is allowed 1e-3.
 STEP_03_SEG_MD5 = 'f5a52585f07147eed4cd5c97a73e937c'
 STEP_03_PROB_SUM = 913.1784624121582
 
