@@ -60,9 +60,10 @@ def load_checkpoint(filename: str, map_location: Union[str, torch.device] = "cpu
                 checkpoint = torch.load(filename, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
             offending = _offending_global(str(e))
-            if offending is not None:
-                raise UserError(f"Checkpoint {filename} contains objects that are not on nnU-Net's safe list "
-                                f"({offending}).",
+            if offending is not None or "Weights only load failed" in str(e):
+                what = f" ({offending})" if offending else ""
+                raise UserError(f"Checkpoint {filename} was refused for safety: it contains objects that are not on "
+                                f"nnU-Net's safe list{what}, and unpickling them could run code.",
                                 f"Only if you trust this file, load it with allow_unsafe=True or set "
                                 f"{UNSAFE_ENV_VAR}=1.") from e
             raise UserError(f"{filename} is not a readable PyTorch checkpoint (corrupt, or not written by "
@@ -100,7 +101,7 @@ def strip_state_dict_prefixes(state_dict: Dict[str, Any]) -> "OrderedDict[str, A
 
 def _offending_global(message: str) -> Optional[str]:
     """The type name the weights-only unpickler refused, or None when the file is simply not a pickle."""
-    for marker in ("but got <class '", "Unsupported global: GLOBAL ", "Unsupported global: "):
+    for marker in ("but got <class '", "Unsupported global: GLOBAL ", "Unsupported global: ", "unsupported GLOBAL "):
         i = message.find(marker)
         if i >= 0:
             rest = message[i + len(marker):]
