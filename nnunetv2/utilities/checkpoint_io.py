@@ -62,8 +62,8 @@ def load_checkpoint(filename: str, map_location: Union[str, torch.device] = "cpu
             offending = _offending_global(str(e))
             if offending is not None or "Weights only load failed" in str(e):
                 what = f" ({offending})" if offending else ""
-                raise UserError(f"Checkpoint {filename} was refused for safety: it contains objects that are not on "
-                                f"nnU-Net's safe list{what}, and unpickling them could run code.",
+                raise UserError(f"Checkpoint {filename} contains objects that are not on nnU-Net's safe "
+                                f"list{what}: refused for safety, since unpickling them could run code.",
                                 f"Only if you trust this file, load it with allow_unsafe=True or set "
                                 f"{UNSAFE_ENV_VAR}=1.") from e
             raise UserError(f"{filename} is not a readable PyTorch checkpoint (corrupt, or not written by "
