@@ -26,9 +26,10 @@ def _v1_hint() -> str:
 class _EnvPath(os.PathLike):
     """A path taken from environment variable ``env_var_name`` whenever it is used."""
 
-    def __init__(self, env_var_name: str, missing_message: str):
+    def __init__(self, env_var_name: str, missing_message: str, is_folder: bool = True):
         self.env_var_name = env_var_name
         self.missing_message = missing_message
+        self.is_folder = is_folder
 
     def get(self) -> Optional[str]:
         return os.environ.get(self.env_var_name)
@@ -44,6 +45,10 @@ class _EnvPath(os.PathLike):
                 "Set it with 'source setup_paths.sh [BASE_DIR]' or export it yourself; "
                 "see documentation/setting_up_paths.md.",
             )
+        if self.is_folder and os.path.exists(value) and not os.path.isdir(value):
+            # else every command fails later with a 'Not a directory' or 'File exists' about some path below it
+            raise UserError(f"{self.env_var_name}={value} is a file, not a folder.",
+                            f"Point {self.env_var_name} to a folder (see documentation/setting_up_paths.md).")
         return value
 
     def __fspath__(self) -> str:
@@ -81,4 +86,4 @@ nnUNet_results = _EnvPath(
     "nnU-Net cannot be used for training or inference.")
 nnUNet_extTrainer = _EnvPath(
     "nnUNet_extTrainer",
-    "nnU-Net cannot locate custom trainer classes from external directories.")
+    "nnU-Net cannot locate custom trainer classes from external directories.", is_folder=False)
