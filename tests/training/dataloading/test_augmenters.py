@@ -3,7 +3,6 @@
 import os
 import signal
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from batchgenerators.dataloading.data_loader import DataLoader
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 
 from nnunetv2.errors import UserError
+from nnunetv2.training.dataloading import augmenters
 from nnunetv2.training.dataloading.augmenters import (AugmentationWorkerError, get_train_val_augmenters,
                                                       nnUNetNonDetMultiThreadedAugmenter, wrap_in_augmenter)
 
@@ -47,14 +47,12 @@ def _drain(aug):
 
 def test_worker_exception_carries_traceback(deadline):
     aug = wrap_in_augmenter(_Loader('raise'), 2, 2, False)
-    t0 = time.time()
-    with pytest.raises(AugmentationWorkerError) as e:
+    with pytest.raises(AugmentationWorkerError) as e:  # the deadline fixture fails the test if this hangs
         _drain(aug)
     msg = str(e.value)
     assert 'ValueError' in msg and 'corrupt patch in case_007' in msg and 'Traceback' in msg
     assert 'generate_train_batch' in msg
     assert 'no longer alive' not in msg
-    assert time.time() - t0 < 30
     assert aug._processes == [] and not aug.initialized
 
 
@@ -101,10 +99,12 @@ class _UnreceivableLoader(_Loader):
         return {'data': torch.zeros((2, 1, 4, 4)), 'bad': _BadOnArrival()}
 
 
-def test_batch_that_cannot_be_received_raises_instead_of_hanging(deadline):
+def test_batch_that_cannot_be_received_raises_instead_of_hanging(deadline, monkeypatch):
+    # no worker failed, so no worker report may be waited for: with an endless grace period such a wait would hit
+    # the deadline (instead of a wall-clock limit, which a loaded machine can exceed)
+    monkeypatch.setattr(augmenters, '_ERROR_REPORT_GRACE_S', 3600.0)
     aug = wrap_in_augmenter(_UnreceivableLoader('none'), 2, 2, False)
-    t0 = time.time()
     with pytest.raises(AugmentationWorkerError, match='cannot be rebuilt in the main process') as e:
         _drain(aug)
     assert 'receiving a batch' in str(e.value) and 'Traceback' in str(e.value)
-    assert time.time() - t0 < 10 and aug._processes == []
+    assert aug._processes == []
