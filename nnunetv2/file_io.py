@@ -5,6 +5,7 @@ A crash or a kill therefore never leaves a half-written file under its final nam
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pickle
@@ -35,10 +36,21 @@ def atomic_path(final_path: str) -> Iterator[str]:
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
+        if isinstance(e, OSError) and e.errno is not None and (e.filename in (None, tmp) or e.filename2 == tmp):
             # name the file the user asked for (a full disk reports no name; the temporary name means nothing)
             raise OSError(e.errno, e.strerror, final_path) from e
         raise
+
+
+def raise_if_disk_full(path: str, min_free_bytes: int = 1 << 20) -> None:
+    """``OSError(ENOSPC)`` naming ``path`` if the disk holding it has (almost) no space left. For libraries that
+    report a failed write without an errno (blosc2: "Error while creating the NDArray")."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except (OSError, AttributeError):  # no statvfs on this platform, or the folder is gone
+        return
+    if st.f_bavail * st.f_frsize < min_free_bytes:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
 
 def save_json(obj: Any, file: str, indent: int = 4, sort_keys: bool = True) -> None:

@@ -114,6 +114,10 @@ def install_model_from_zip_file(zip_file: str) -> None:
                 except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
                     raise UserError(f"{zip_file} is damaged: cannot extract {info.filename!r} ({e}); "
                                     f"nothing was installed.", "Download or export the model again.") from None
+                except OSError as e:
+                    if e.filename is None:  # a full disk reports no name: name the file being extracted
+                        raise OSError(e.errno, e.strerror, os.path.join(results, info.filename)) from e
+                    raise
             _move_into_place(tmp, results)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2.file_io import atomic_path, load_pickle, save_pickle
+from nnunetv2.file_io import atomic_path, load_pickle, raise_if_disk_full, save_pickle
 
 BLOSC2_CODEC_NAME = 'LZ4HC'
 BLOSC2_CLEVEL = 5
@@ -138,7 +138,11 @@ def write_b2nd(arr: np.ndarray, filename: str, blocks: Sequence[int], chunks: Se
         filters = [select_filter(arr, blocks, chunks, codec, clevel)]
     cparams = {'codec': codec, 'filters': list(filters), 'nthreads': BLOSC2_NTHREADS, 'clevel': clevel}
     with atomic_path(filename) as tmp:
-        blosc2.asarray(arr, urlpath=tmp, chunks=tuple(chunks), blocks=tuple(blocks), cparams=cparams)
+        try:
+            blosc2.asarray(arr, urlpath=tmp, chunks=tuple(chunks), blocks=tuple(blocks), cparams=cparams)
+        except RuntimeError:
+            raise_if_disk_full(filename)  # blosc2 says only "Error while creating the NDArray"
+            raise
 
 
 def save_case(data: np.ndarray, seg: np.ndarray, properties: dict, output_filename_truncated: str,

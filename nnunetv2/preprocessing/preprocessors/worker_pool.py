@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from nnunetv2.errors import UserError
+from nnunetv2.errors import UserError, os_error_line
 
 POLL_SECONDS = 0.1
 Task = Tuple[str, Tuple[str, List[str], Optional[str]]]  # (case, (output_filename_truncated, image_files, seg_file))
@@ -160,7 +160,7 @@ def _raise_worker_error(case: str, packed: Dict[str, Any]) -> None:
             original = pickle.loads(packed['pickled'])
         except Exception:
             original = None
-    if isinstance(original, UserError):
+    if isinstance(original, UserError) or os_error_line(original) is not None:  # a full disk etc.: one line
         raise original
     raise RuntimeError(f"Preprocessing case {case} failed with {packed['type']}: {packed['message']}\n"
                        f"Traceback in the worker process:\n{packed['traceback']}") from original
