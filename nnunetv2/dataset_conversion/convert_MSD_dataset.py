@@ -171,8 +171,7 @@ def _run_jobs(jobs: List[Tuple[str, str]], num_processes: int) -> None:
         progress.close()
 
 
-@exit_on_user_error
-def entry_point() -> None:
+def entry_point_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Convert a Medical Segmentation Decathlon task folder "
                                                  "(TaskNN_Name) into the nnU-Net v2 raw dataset DatasetNNN_Name.")
     parser.add_argument("-i", type=str, required=True,
@@ -183,7 +182,12 @@ def entry_point() -> None:
                              "id is already taken.")
     parser.add_argument("-np", type=int, required=False, default=default_num_processes,
                         help=f"Number of worker processes. Default: {default_num_processes}")
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def entry_point() -> None:
+    args = entry_point_parser().parse_args()
     convert_msd_dataset(args.i, args.overwrite_id, args.np)
 
 

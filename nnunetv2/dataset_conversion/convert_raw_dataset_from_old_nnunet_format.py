@@ -58,8 +58,7 @@ def convert(source_folder: str, target_dataset_name: str) -> None:
         save_json(new_json, os.path.join(staging, "dataset.json"), sort_keys=False)
 
 
-@exit_on_user_error
-def convert_entry_point() -> None:
+def convert_entry_point_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Convert an nnU-Net v1 raw task into an nnU-Net v2 raw dataset "
                                                  "(written to $nnUNet_raw/<output_dataset_name>).")
     parser.add_argument("input_folder", type=str,
@@ -68,7 +67,12 @@ def convert_entry_point() -> None:
     parser.add_argument("output_dataset_name", type=str,
                         help="Name (not path) of the new dataset, following the DatasetXXX_Name convention, "
                              "e.g. Dataset005_Prostate.")
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def convert_entry_point() -> None:
+    args = convert_entry_point_parser().parse_args()
     convert(args.input_folder, args.output_dataset_name)
 
 

@@ -218,8 +218,7 @@ def ensemble_crossvalidations(list_of_trained_model_folders: List[str], output_f
     _atomic_copy(os.path.join(first, 'dataset.json'), os.path.join(output_folder, 'dataset.json'))
 
 
-@exit_on_user_error
-def entry_point_ensemble_folders():
+def entry_point_ensemble_folders_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument('-i', nargs='+', type=str, required=True,
                         help='list of input folders (prediction folders with .npz and .pkl files)')
@@ -228,5 +227,10 @@ def entry_point_ensemble_folders():
                         help=f'Number of processes used for ensembling. Default: {default_num_processes}')
     parser.add_argument('--save_npz', action='store_true', required=False,
                         help='Set this flag to store output probabilities in separate .npz files')
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def entry_point_ensemble_folders():
+    args = entry_point_ensemble_folders_parser().parse_args()
     ensemble_folders(args.i, args.o, args.save_npz, args.np)

@@ -269,8 +269,7 @@ def compute_metrics_on_folder_simple(folder_ref: str, folder_pred: str, labels: 
 
 # ---------------------------------------------------------------------------------------------------------------
 # console entry points
-@exit_on_user_error
-def evaluate_folder_entry_point():
+def evaluate_folder_entry_point_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument('gt_folder', type=str, help='folder with the reference segmentations')
     parser.add_argument('pred_folder', type=str, help='folder with the predicted segmentations')
@@ -282,13 +281,17 @@ def evaluate_folder_entry_point():
                         help=f'number of processes used. Optional. Default: {default_num_processes}')
     parser.add_argument('--chill', action='store_true',
                         help="don't crash if folder_pred does not have all files that are present in folder_gt")
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def evaluate_folder_entry_point():
+    args = evaluate_folder_entry_point_parser().parse_args()
     compute_metrics_on_folder2(args.gt_folder, args.pred_folder, args.djfile, args.pfile, args.o, args.np,
                                chill=args.chill)
 
 
-@exit_on_user_error
-def evaluate_simple_entry_point():
+def evaluate_simple_entry_point_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument('gt_folder', type=str, help='folder with the reference segmentations')
     parser.add_argument('pred_folder', type=str, help='folder with the predicted segmentations')
@@ -300,6 +303,11 @@ def evaluate_simple_entry_point():
                         help=f'number of processes used. Optional. Default: {default_num_processes}')
     parser.add_argument('--chill', action='store_true',
                         help="don't crash if folder_pred does not have all files that are present in folder_gt")
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def evaluate_simple_entry_point():
+    args = evaluate_simple_entry_point_parser().parse_args()
     compute_metrics_on_folder_simple(args.gt_folder, args.pred_folder, args.l, args.o, args.np, args.il,
                                      chill=args.chill)

@@ -206,8 +206,7 @@ def dumb_trainer_config_plans_to_trained_models_dict(trainers: List[str], config
 
 
 # ---------------------------------------------------------------------------------------------------------------
-@exit_on_user_error
-def find_best_configuration_entry_point():
+def find_best_configuration_entry_point_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument('dataset_name_or_id', type=str, help='Dataset Name or id')
     parser.add_argument('-p', nargs='+', required=False, default=['nnUNetPlans'],
@@ -226,15 +225,19 @@ def find_best_configuration_entry_point():
                         help='If set we will not overwrite already ensembled files etc. May speed up consecutive '
                              'runs of this command (why would you want to do that?) at the risk of not updating '
                              'outdated results.')
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def find_best_configuration_entry_point():
+    args = find_best_configuration_entry_point_parser().parse_args()
     models = dumb_trainer_config_plans_to_trained_models_dict(args.tr, args.c, args.p)
     dataset_name = maybe_convert_to_dataset_name(args.dataset_name_or_id)
     find_best_configuration(dataset_name, models, allow_ensembling=not args.disable_ensembling,
                             num_processes=args.np, overwrite=not args.no_overwrite, folds=args.f, strict=False)
 
 
-@exit_on_user_error
-def accumulate_crossval_results_entry_point():
+def accumulate_crossval_results_entry_point_parser() -> argparse.ArgumentParser:
     # like the reference, the description is passed as the program name (it shows up in the usage line)
     parser = argparse.ArgumentParser('Copies all predicted segmentations from the individual folds into one joint '
                                      'folder and evaluates them')
@@ -249,7 +252,12 @@ def accumulate_crossval_results_entry_point():
                         help='Plan identifier in which to search for the specified configuration. Default: nnUNetPlans')
     parser.add_argument('-tr', type=str, required=False, default='nnUNetTrainer',
                         help='Trainer class. Default: nnUNetTrainer')
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def accumulate_crossval_results_entry_point():
+    args = accumulate_crossval_results_entry_point_parser().parse_args()
     trained_model_folder = get_output_folder(args.dataset_name_or_id, args.tr, args.p, args.c)
     if args.o is None:
         merged_output_folder = os.path.join(trained_model_folder,

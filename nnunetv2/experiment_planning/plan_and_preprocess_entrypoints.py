@@ -57,47 +57,63 @@ def _float_spacing(values):
                         "Example: -overwrite_target_spacing 3 0.8 0.8") from None
 
 
-@exit_on_user_error
-def extract_fingerprint_entry() -> None:
+def extract_fingerprint_entry_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Extract the dataset fingerprint (nnUNet_preprocessed/<ds>/"
                                                  "dataset_fingerprint.json).")
     _add_common(parser)
     _add_fingerprint_args(parser, "-np", default_num_processes)
-    args, _ = parser.parse_known_args()
+    return parser
+
+
+@exit_on_user_error
+def extract_fingerprint_entry() -> None:
+    args, _ = extract_fingerprint_entry_parser().parse_known_args()
     api.extract_fingerprints(args.d, args.fpe, args.np, args.verify_dataset_integrity, args.clean, args.verbose,
                              not args.no_pbar)
 
 
-@exit_on_user_error
-def plan_experiment_entry() -> None:
+def plan_experiment_entry_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Plan the experiment (writes the plans file).")
     parser.add_argument("-d", nargs="+", type=int, required=True, help="Dataset id(s)")
     _add_planning_args(parser)
-    args, _ = parser.parse_known_args()
+    return parser
+
+
+@exit_on_user_error
+def plan_experiment_entry() -> None:
+    args, _ = plan_experiment_entry_parser().parse_known_args()
     api.plan_experiments(args.d, args.pl, args.gpu_memory_target, args.preprocessor_name,
                          _float_spacing(args.overwrite_target_spacing), args.overwrite_plans_name)
 
 
-@exit_on_user_error
-def preprocess_entry() -> None:
+def preprocess_entry_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Preprocess the dataset(s) for the given configurations.")
     _add_common(parser)
     parser.add_argument("-plans_name", default="nnUNetPlans", required=False,
                         help="Plans identifier. Default: nnUNetPlans")
     _add_preprocessing_args(parser)
-    args, _ = parser.parse_known_args()
-    api.preprocess(args.d, args.plans_name, args.c, args.np, args.verbose, not args.no_pbar)
+    return parser
 
 
 @exit_on_user_error
-def plan_and_preprocess_entry() -> None:
+def preprocess_entry() -> None:
+    args, _ = preprocess_entry_parser().parse_known_args()
+    api.preprocess(args.d, args.plans_name, args.c, args.np, args.verbose, not args.no_pbar)
+
+
+def plan_and_preprocess_entry_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Fingerprint extraction, experiment planning and preprocessing.")
     _add_common(parser)
     _add_fingerprint_args(parser, "-npfp", 8)
     parser.add_argument("--no_pp", action="store_true", help="Only fingerprint and planning, no preprocessing.")
     _add_planning_args(parser)
     _add_preprocessing_args(parser)
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def plan_and_preprocess_entry() -> None:
+    args = plan_and_preprocess_entry_parser().parse_args()
     print("Fingerprint extraction...")
     api.extract_fingerprints(args.d, args.fpe, args.npfp, args.verify_dataset_integrity, args.clean, args.verbose,
                              not args.no_pbar)

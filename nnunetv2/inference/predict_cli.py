@@ -104,9 +104,7 @@ def _parse_folds(values) -> list:
     return out
 
 
-@exit_on_user_error
-def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
-    print(CITATION)
+def predict_entry_point_modelfolder_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Predict images with a trained model folder (-m). Input files '
                                                  'must be named CASE_XXXX<file_ending>.')
     parser.add_argument('-i', type=str, required=True, help='Input folder (channel files CASE_0000, CASE_0001, ...).')
@@ -115,7 +113,13 @@ def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
                         help='Trained model folder (with dataset.json, plans.json and fold_X subfolders).')
     _add_common_arguments(parser, 3, 3, ['--c'])
     _add_device_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+@exit_on_user_error
+def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
+    print(CITATION)
+    args = predict_entry_point_modelfolder_parser().parse_args(argv)
 
     os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
@@ -128,9 +132,7 @@ def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
                                  num_parts=1, part_id=0)
 
 
-@exit_on_user_error
-def predict_entry_point(argv: Optional[List[str]] = None):
-    print(CITATION)
+def predict_entry_point_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Predict images with a trained nnU-Net model from '
                                                  '$nnUNet_results. Input files must be named CASE_XXXX<file_ending>.')
     parser.add_argument('-i', type=str, required=True, help='Input folder (channel files CASE_0000, CASE_0001, ...).')
@@ -147,7 +149,13 @@ def predict_entry_point(argv: Optional[List[str]] = None):
     parser.add_argument('-part_id', type=int, required=False, default=0,
                         help='Which of the -num_parts calls this is (0 .. num_parts-1). Default: 0')
     _add_device_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+@exit_on_user_error
+def predict_entry_point(argv: Optional[List[str]] = None):
+    print(CITATION)
+    args = predict_entry_point_parser().parse_args(argv)
 
     from nnunetv2.utilities.file_path_utilities import get_output_folder
     model_folder = get_output_folder(args.d, args.tr, args.p, args.c)

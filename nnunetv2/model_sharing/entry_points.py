@@ -18,30 +18,37 @@ def print_license_warning() -> None:
     print("")
 
 
-@exit_on_user_error
-def download_by_url() -> None:
+def download_by_url_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Download a pretrained model zip from a URL and install it into nnUNet_results. Existing files "
                     "with the same names (e.g. an older version of the same model) are overwritten.")
     parser.add_argument("url", type=str, help="URL of the model zip")
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def download_by_url() -> None:
+    args = download_by_url_parser().parse_args()
     from nnunetv2.model_sharing.model_download import download_and_install_from_url
     download_and_install_from_url(args.url)
 
 
-@exit_on_user_error
-def install_from_zip_entry_point() -> None:
+def install_from_zip_entry_point_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Install a pretrained model zip (made with nnUNetv2_export_model_to_zip) into nnUNet_results. "
                     "Members outside a DatasetXXX_Name/ folder, absolute paths, '..' and links are refused.")
     parser.add_argument("zip", type=str, help="zip file")
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def install_from_zip_entry_point() -> None:
+    args = install_from_zip_entry_point_parser().parse_args()
     from nnunetv2.model_sharing.model_import import install_model_from_zip_file
     install_model_from_zip_file(args.zip)
 
 
-@exit_on_user_error
-def export_pretrained_model_entry() -> None:
+def export_pretrained_model_entry_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Export the trained models of a dataset (checkpoints, plans, dataset.json, fingerprint, "
                     "validation summaries) to a zip that nnUNetv2_install_pretrained_model_from_zip installs.")
@@ -65,7 +72,12 @@ def export_pretrained_model_entry() -> None:
                              "instead of failing")
     parser.add_argument("--exp_cv_preds", action="store_true", required=False,
                         help="also export the cross-validation predictions (validation folders)")
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def export_pretrained_model_entry() -> None:
+    args = export_pretrained_model_entry_parser().parse_args()
     from nnunetv2.model_sharing.model_export import export_pretrained_model
     export_pretrained_model(dataset_name_or_id=args.d, output_file=args.o, configurations=args.c,
                             trainer=args.tr, plans_identifier=args.p, folds=args.f,

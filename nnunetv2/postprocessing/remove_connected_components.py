@@ -258,8 +258,7 @@ def apply_postprocessing_to_folder(input_folder: str, output_folder: str, pp_fns
 
 
 # ---------------------------------------------------------------------------------------------------------------
-@exit_on_user_error
-def entry_point_determine_postprocessing_folder():
+def entry_point_determine_postprocessing_folder_parser() -> argparse.ArgumentParser:
     # like the reference, the description is passed as the program name (it shows up in the usage line)
     parser = argparse.ArgumentParser('Writes postprocessing.pkl and postprocessing.json in input_folder.')
     parser.add_argument('-i', type=str, required=True, help='Input folder')
@@ -274,13 +273,17 @@ def entry_point_determine_postprocessing_folder():
                         help=f'number of processes to use. Default: {default_num_processes}')
     parser.add_argument('--remove_postprocessed', action='store_true', required=False,
                         help='set this if you don\'t want to keep the postprocessed files')
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def entry_point_determine_postprocessing_folder():
+    args = entry_point_determine_postprocessing_folder_parser().parse_args()
     determine_postprocessing(args.i, args.ref, args.plans_json, args.dataset_json, args.np,
                              not args.remove_postprocessed)
 
 
-@exit_on_user_error
-def entry_point_apply_postprocessing():
+def entry_point_apply_postprocessing_parser() -> argparse.ArgumentParser:
     # the reference's description, typo included, doubles as the program name
     parser = argparse.ArgumentParser('Apples postprocessing specified in pp_pkl_file to input folder.')
     parser.add_argument('-i', type=str, required=True, help='Input folder')
@@ -294,6 +297,11 @@ def entry_point_apply_postprocessing():
     parser.add_argument('-dataset_json', type=str, required=False, default=None,
                         help='dataset.json file to use. If not specified we will look for the dataset.json file '
                              'in the input folder (input_folder/dataset.json)')
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def entry_point_apply_postprocessing():
+    args = entry_point_apply_postprocessing_parser().parse_args()
     pp_fns, pp_fn_kwargs = load_postprocessing_pickle(args.pp_pkl_file)
     apply_postprocessing_to_folder(args.i, args.o, pp_fns, pp_fn_kwargs, args.plans_json, args.dataset_json, args.np)

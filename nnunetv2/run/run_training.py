@@ -342,7 +342,7 @@ def run_training(dataset_name_or_id: Union[str, int],
         _train_in_this_process(build_trainer(), *train_args)
 
 
-def _build_parser():
+def run_training_entry_parser():
     import argparse
     parser = argparse.ArgumentParser(description="Train one fold of an nnU-Net configuration.")
     parser.add_argument('dataset_name_or_id', type=str, help="Dataset name (DatasetXXX_Name) or integer id.")
@@ -377,7 +377,7 @@ def _build_parser():
 
 @exit_on_user_error
 def run_training_entry():
-    args = _build_parser().parse_args()
+    args = run_training_entry_parser().parse_args()
     if args.device not in ('cpu', 'cuda', 'mps'):
         raise UserError(f"-device must be cpu, cuda or mps, got {args.device!r}.")
     if args.device == 'cpu':

@@ -210,8 +210,7 @@ def generate_overlays_from_preprocessed(dataset_name_or_id: Union[int, str], out
     multiprocessing_plot_overlay_preprocessed(dataset, output_folder, overlay_intensity, num_processes, channel_idx)
 
 
-@exit_on_user_error
-def entry_point_generate_overlay() -> None:
+def entry_point_generate_overlay_parser() -> argparse.ArgumentParser:
     # The description is passed as the first positional argument (the program name), like the reference.
     parser = argparse.ArgumentParser("Plots png overlays of the slice with the most foreground. Note that this "
                                      "disregards spacing information!")
@@ -230,7 +229,12 @@ def entry_point_generate_overlay() -> None:
                              "3d_fullres if available, else 2d")
     parser.add_argument("-overlay_intensity", type=float, required=False, default=0.6,
                         help="overlay intensity. Higher = brighter/less transparent")
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def entry_point_generate_overlay() -> None:
+    args = entry_point_generate_overlay_parser().parse_args()
 
     if args.use_raw:
         generate_overlays_from_raw(args.d, args.o, args.np, args.channel_idx, overlay_intensity=args.overlay_intensity)

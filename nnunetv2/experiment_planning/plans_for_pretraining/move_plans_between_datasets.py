@@ -56,8 +56,7 @@ def move_plans_between_datasets(source_dataset_name_or_id: Union[int, str], targ
     save_json(plans, os.path.join(target_folder, target_plans_identifier + ".json"), sort_keys=False)
 
 
-@exit_on_user_error
-def entry_point_move_plans_between_datasets() -> None:
+def entry_point_move_plans_between_datasets_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Transfer the plans of a source dataset to a target dataset. "
                                                  "Preprocess the target afterwards with -plans_name TARGET_PLANS.")
     parser.add_argument("-s", type=str, required=True, help="Source dataset name or id")
@@ -65,7 +64,12 @@ def entry_point_move_plans_between_datasets() -> None:
     parser.add_argument("-sp", type=str, required=True, help="Source plans identifier (e.g. nnUNetPlans)")
     parser.add_argument("-tp", type=str, required=False, default=None,
                         help="Target plans identifier. Default: same as the source's")
-    args = parser.parse_args()
+    return parser
+
+
+@exit_on_user_error
+def entry_point_move_plans_between_datasets() -> None:
+    args = entry_point_move_plans_between_datasets_parser().parse_args()
     move_plans_between_datasets(args.s, args.t, args.sp, args.tp)
 
 
