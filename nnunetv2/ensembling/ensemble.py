@@ -219,14 +219,17 @@ def ensemble_crossvalidations(list_of_trained_model_folders: List[str], output_f
 
 
 def entry_point_ensemble_folders_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description='Ensemble predictions: average the class probabilities of the cases found in all input '
+                    'folders and write the resulting segmentations. The input folders come from nnUNetv2_predict '
+                    '--save_probabilities (they hold CASE.npz and CASE.pkl).')
     parser.add_argument('-i', nargs='+', type=str, required=True,
-                        help='list of input folders (prediction folders with .npz and .pkl files)')
-    parser.add_argument('-o', type=str, required=True, help='output folder')
+                        help='Input folders (predictions with .npz and .pkl files), two or more.')
+    parser.add_argument('-o', type=str, required=True, help='Output folder')
     parser.add_argument('-np', type=int, required=False, default=default_num_processes,
                         help=f'Number of processes used for ensembling. Default: {default_num_processes}')
     parser.add_argument('--save_npz', action='store_true', required=False,
-                        help='Set this flag to store output probabilities in separate .npz files')
+                        help='Also write the averaged probabilities (CASE.npz and CASE.pkl).')
     return parser
 
 

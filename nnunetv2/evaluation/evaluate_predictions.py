@@ -270,17 +270,23 @@ def compute_metrics_on_folder_simple(folder_ref: str, folder_pred: str, labels: 
 # ---------------------------------------------------------------------------------------------------------------
 # console entry points
 def evaluate_folder_entry_point_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    parser.add_argument('gt_folder', type=str, help='folder with the reference segmentations')
-    parser.add_argument('pred_folder', type=str, help='folder with the predicted segmentations')
-    parser.add_argument('-djfile', type=str, required=True, help='dataset.json file')
-    parser.add_argument('-pfile', type=str, required=True, help='plans.json file')
+    parser = argparse.ArgumentParser(
+        description='Compare predicted segmentations with reference segmentations (matched by file name): Dice, '
+                    'IoU and voxel counts per case and label/region, and their means, written to summary.json. '
+                    'The labels come from dataset.json, the file reader from plans.json.')
+    parser.add_argument('gt_folder', type=str, help='Folder with the reference (ground truth) segmentations.')
+    parser.add_argument('pred_folder', type=str, help='Folder with the predicted segmentations.')
+    parser.add_argument('-djfile', type=str, required=True,
+                        help='dataset.json with the labels (nnUNetv2_predict copies it into its output folder).')
+    parser.add_argument('-pfile', type=str, required=True,
+                        help='plans.json of the model (nnUNetv2_predict copies it into its output folder).')
     parser.add_argument('-o', type=str, required=False, default=None,
-                        help='Output file. Optional. Default: pred_folder/summary.json')
+                        help='Output file. Default: pred_folder/summary.json')
     parser.add_argument('-np', type=int, required=False, default=default_num_processes,
-                        help=f'number of processes used. Optional. Default: {default_num_processes}')
+                        help=f'Number of processes. Default: {default_num_processes}')
     parser.add_argument('--chill', action='store_true',
-                        help="don't crash if folder_pred does not have all files that are present in folder_gt")
+                        help="Evaluate only the reference files that have a prediction instead of failing when "
+                             "some are missing.")
     return parser
 
 
@@ -292,17 +298,22 @@ def evaluate_folder_entry_point():
 
 
 def evaluate_simple_entry_point_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    parser.add_argument('gt_folder', type=str, help='folder with the reference segmentations')
-    parser.add_argument('pred_folder', type=str, help='folder with the predicted segmentations')
-    parser.add_argument('-l', type=int, nargs='+', required=True, help='list of labels')
-    parser.add_argument('-il', type=int, required=False, default=None, help='ignore label')
+    parser = argparse.ArgumentParser(
+        description='Compare predicted segmentations with reference segmentations (matched by file name) for the '
+                    'given labels, without dataset.json or plans.json (the file type is taken from the file '
+                    'ending): Dice, IoU and voxel counts, written to summary.json.')
+    parser.add_argument('gt_folder', type=str, help='Folder with the reference (ground truth) segmentations.')
+    parser.add_argument('pred_folder', type=str, help='Folder with the predicted segmentations.')
+    parser.add_argument('-l', type=int, nargs='+', required=True, help='Labels to evaluate, e.g. -l 1 2')
+    parser.add_argument('-il', type=int, required=False, default=None,
+                        help='Ignore label: reference voxels with this value are left out. Default: none')
     parser.add_argument('-o', type=str, required=False, default=None,
-                        help='Output file. Optional. Default: pred_folder/summary.json')
+                        help='Output file. Default: pred_folder/summary.json')
     parser.add_argument('-np', type=int, required=False, default=default_num_processes,
-                        help=f'number of processes used. Optional. Default: {default_num_processes}')
+                        help=f'Number of processes. Default: {default_num_processes}')
     parser.add_argument('--chill', action='store_true',
-                        help="don't crash if folder_pred does not have all files that are present in folder_gt")
+                        help="Evaluate only the reference files that have a prediction instead of failing when "
+                             "some are missing.")
     return parser
 
 

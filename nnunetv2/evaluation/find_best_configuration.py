@@ -207,24 +207,29 @@ def dumb_trainer_config_plans_to_trained_models_dict(trainers: List[str], config
 
 # ---------------------------------------------------------------------------------------------------------------
 def find_best_configuration_entry_point_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    parser.add_argument('dataset_name_or_id', type=str, help='Dataset Name or id')
+    parser = argparse.ArgumentParser(
+        description='Pick the best of the trained models (and of the ensembles of two of them) by their '
+                    'cross-validation Dice, determine its postprocessing, and write the inference commands to '
+                    '$nnUNet_results/<dataset>/inference_instructions.txt (and inference_information.json). '
+                    'Configurations that the plans lack are skipped; the others must be trained (all folds of -f, '
+                    'with --npz for ensembling).')
+    parser.add_argument('dataset_name_or_id', type=str, help='Dataset name or id')
     parser.add_argument('-p', nargs='+', required=False, default=['nnUNetPlans'],
-                        help='List of plan identifiers. Default: nnUNetPlans')
+                        help='Plans identifiers. Default: nnUNetPlans')
     parser.add_argument('-c', nargs='+', required=False, default=['2d', '3d_fullres', '3d_lowres', '3d_cascade_fullres'],
-                        help="List of configurations. Default: ['2d', '3d_fullres', '3d_lowres', '3d_cascade_fullres']")
+                        help="Configurations. Default: 2d 3d_fullres 3d_lowres 3d_cascade_fullres")
     parser.add_argument('-tr', nargs='+', required=False, default=['nnUNetTrainer'],
-                        help='List of trainers. Default: nnUNetTrainer')
+                        help='Trainer classes. Default: nnUNetTrainer')
     parser.add_argument('-np', required=False, default=default_num_processes, type=int,
-                        help='Number of processes to use for ensembling, postprocessing etc')
+                        help=f'Number of processes for ensembling, postprocessing etc. '
+                             f'Default: {default_num_processes}')
     parser.add_argument('-f', nargs='+', type=int, default=(0, 1, 2, 3, 4),
                         help='Folds to use. Default: 0 1 2 3 4')
     parser.add_argument('--disable_ensembling', action='store_true', required=False,
-                        help='Set this flag to disable ensembling')
+                        help='Do not try ensembles of two models.')
     parser.add_argument('--no_overwrite', action='store_true',
-                        help='If set we will not overwrite already ensembled files etc. May speed up consecutive '
-                             'runs of this command (why would you want to do that?) at the risk of not updating '
-                             'outdated results.')
+                        help='Reuse the ensembles and accumulated cross-validation results of an earlier run instead '
+                             'of recomputing them (faster, but they may be outdated).')
     return parser
 
 
@@ -238,11 +243,10 @@ def find_best_configuration_entry_point():
 
 
 def accumulate_crossval_results_entry_point_parser() -> argparse.ArgumentParser:
-    # like the reference, the description is passed as the program name (it shows up in the usage line)
-    parser = argparse.ArgumentParser('Copies all predicted segmentations from the individual folds into one joint '
-                                     'folder and evaluates them')
-    parser.add_argument('dataset_name_or_id', type=str, help='Dataset Name or id')
-    parser.add_argument('-c', type=str, required=True, default='3d_fullres', help='Configuration')
+    parser = argparse.ArgumentParser(description='Copy the validation predictions of the individual folds into one '
+                                                 'joint folder and evaluate them (summary.json).')
+    parser.add_argument('dataset_name_or_id', type=str, help='Dataset name or id')
+    parser.add_argument('-c', type=str, required=True, default='3d_fullres', help='Configuration, e.g. 3d_fullres')
     parser.add_argument('-o', type=str, required=False, default=None,
                         help='Output folder. If not specified, the output folder will be located in the trained '
                              'model directory (named crossval_results_folds_XXX).')

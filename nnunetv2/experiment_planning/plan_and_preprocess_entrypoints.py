@@ -10,7 +10,8 @@ from nnunetv2.experiment_planning import plan_and_preprocess_api as api
 
 def _add_fingerprint_args(parser: argparse.ArgumentParser, np_flag: str, np_default: int) -> None:
     parser.add_argument("-fpe", type=str, default="DatasetFingerprintExtractor",
-                        help="Name of the fingerprint extractor class (inside nnunetv2.experiment_planning).")
+                        help="Fingerprint extractor class (inside nnunetv2.experiment_planning). "
+                             "Default: DatasetFingerprintExtractor")
     parser.add_argument(np_flag, type=int, default=np_default,
                         help=f"Processes for fingerprint extraction. Default: {np_default}")
     parser.add_argument("--verify_dataset_integrity", action="store_true",

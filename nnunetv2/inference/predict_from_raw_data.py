@@ -23,6 +23,7 @@ from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import maybe_mkdir_p, save_json
 from nnunetv2.inference import data_iterators, input_handling, model_loading
+from nnunetv2.inference.out_of_memory import on_device_else_results_on_cpu
 from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian, concurrent_cpu_passes,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
                                                           mirror_axes_subsets, pad_to_patch_size,
@@ -376,7 +377,10 @@ class nnUNetPredictor(object):
 
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
         mirror_axes = self.allowed_mirroring_axes if self.use_mirroring else None
-        return maybe_mirror_and_predict(self.network, x, mirror_axes, getattr(self, 'tta_passes_per_batch', 1))
+        # batched mirrored passes are a CPU speed option: on an accelerator they multiply the activation memory and
+        # change the logits for nothing
+        passes_per_batch = getattr(self, 'tta_passes_per_batch', 1) if self.device.type == 'cpu' else 1
+        return maybe_mirror_and_predict(self.network, x, mirror_axes, passes_per_batch)
 
     def _concurrent_pass_workers(self, tile_shape: Tuple[int, ...], n_passes: int) -> int:
         """How many forward passes may run at once: CPU and eager (not compiled) networks only. Chosen
@@ -430,17 +434,13 @@ class nnUNetPredictor(object):
                       f'mirror_axes: {self.allowed_mirroring_axes if self.use_mirroring else None}')
             data, revert_padding = pad_to_patch_size(input_image, self.configuration_manager.patch_size)
             slicers = self._internal_get_sliding_window_slicers(data.shape[1:])
-            if self.perform_everything_on_device and self.device.type != 'cpu':
-                try:
-                    predicted_logits = self._internal_predict_sliding_window_return_logits(data, slicers, True)
-                except RuntimeError:
-                    print('Prediction on device was unsuccessful, probably due to a lack of memory. Moving '
-                          'results arrays to CPU')
-                    empty_cache(self.device)
-                    predicted_logits = self._internal_predict_sliding_window_return_logits(data, slicers, False)
+            if self.perform_everything_on_device:  # only ever True on CUDA unless set by hand
+                # out of memory with the results on the device: free that attempt, then keep them on the CPU
+                predicted_logits = on_device_else_results_on_cpu(
+                    lambda: self._internal_predict_sliding_window_return_logits(data, slicers, True),
+                    lambda: self._internal_predict_sliding_window_return_logits(data, slicers, False), self.device)
             else:
-                predicted_logits = self._internal_predict_sliding_window_return_logits(
-                    data, slicers, self.perform_everything_on_device)
+                predicted_logits = self._internal_predict_sliding_window_return_logits(data, slicers, False)
             empty_cache(self.device)
             predicted_logits = predicted_logits[revert_padding]
         return predicted_logits

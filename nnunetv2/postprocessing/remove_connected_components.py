@@ -259,10 +259,15 @@ def apply_postprocessing_to_folder(input_folder: str, output_folder: str, pp_fns
 
 # ---------------------------------------------------------------------------------------------------------------
 def entry_point_determine_postprocessing_folder_parser() -> argparse.ArgumentParser:
-    # like the reference, the description is passed as the program name (it shows up in the usage line)
-    parser = argparse.ArgumentParser('Writes postprocessing.pkl and postprocessing.json in input_folder.')
-    parser.add_argument('-i', type=str, required=True, help='Input folder')
-    parser.add_argument('-ref', type=str, required=True, help='Folder with gt labels')
+    parser = argparse.ArgumentParser(
+        description='Find out whether keeping only the largest connected component (of the foreground, and per '
+                    'label) improves the Dice of a folder of predictions; writes postprocessing.pkl and '
+                    'postprocessing.json into the input folder (and the postprocessed predictions into '
+                    'input_folder/postprocessed).')
+    parser.add_argument('-i', type=str, required=True,
+                        help='Folder with the predictions, e.g. the crossval_results_folds_0_1_2_3_4 folder of '
+                             'nnUNetv2_accumulate_crossval_results.')
+    parser.add_argument('-ref', type=str, required=True, help='Folder with the reference (ground truth) segmentations')
     parser.add_argument('-plans_json', type=str, required=False, default=None,
                         help='plans file to use. If not specified we will look for the plans.json file in the '
                              'input folder (input_folder/plans.json)')
@@ -272,7 +277,7 @@ def entry_point_determine_postprocessing_folder_parser() -> argparse.ArgumentPar
     parser.add_argument('-np', type=int, required=False, default=default_num_processes,
                         help=f'number of processes to use. Default: {default_num_processes}')
     parser.add_argument('--remove_postprocessed', action='store_true', required=False,
-                        help='set this if you don\'t want to keep the postprocessed files')
+                        help='Delete input_folder/postprocessed afterwards (keep only postprocessing.pkl/.json).')
     return parser
 
 
@@ -284,11 +289,12 @@ def entry_point_determine_postprocessing_folder():
 
 
 def entry_point_apply_postprocessing_parser() -> argparse.ArgumentParser:
-    # the reference's description, typo included, doubles as the program name
-    parser = argparse.ArgumentParser('Apples postprocessing specified in pp_pkl_file to input folder.')
-    parser.add_argument('-i', type=str, required=True, help='Input folder')
-    parser.add_argument('-o', type=str, required=True, help='Output folder')
-    parser.add_argument('-pp_pkl_file', type=str, required=True, help='postprocessing.pkl file')
+    parser = argparse.ArgumentParser(description='Apply the postprocessing chosen by nnUNetv2_determine_postprocessing '
+                                                 '(postprocessing.pkl) to every segmentation in a folder.')
+    parser.add_argument('-i', type=str, required=True, help='Folder with the segmentations to postprocess')
+    parser.add_argument('-o', type=str, required=True, help='Output folder (not the input folder)')
+    parser.add_argument('-pp_pkl_file', type=str, required=True,
+                        help='postprocessing.pkl written by nnUNetv2_determine_postprocessing')
     parser.add_argument('-np', type=int, required=False, default=default_num_processes,
                         help=f'number of processes to use. Default: {default_num_processes}')
     parser.add_argument('-plans_json', type=str, required=False, default=None,

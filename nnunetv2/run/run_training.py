@@ -371,7 +371,7 @@ def run_training_entry_parser():
                         help='[OPTIONAL] Write no checkpoints (for testing).')
     parser.add_argument('-device', type=str, default='cuda', required=False,
                         help="Device type: 'cuda' (GPU), 'cpu' or 'mps' (Apple). Select the GPU with "
-                             "CUDA_VISIBLE_DEVICES=X, not here.")
+                             "CUDA_VISIBLE_DEVICES=X, not here. Default: cuda")
     return parser
 
 

@@ -211,9 +211,8 @@ def generate_overlays_from_preprocessed(dataset_name_or_id: Union[int, str], out
 
 
 def entry_point_generate_overlay_parser() -> argparse.ArgumentParser:
-    # The description is passed as the first positional argument (the program name), like the reference.
-    parser = argparse.ArgumentParser("Plots png overlays of the slice with the most foreground. Note that this "
-                                     "disregards spacing information!")
+    parser = argparse.ArgumentParser(description="Plots png overlays of the slice with the most foreground, one per "
+                                                 "training case. Note that this disregards spacing information!")
     parser.add_argument("-d", type=str, required=True, help="Dataset name or id")
     parser.add_argument("-o", type=str, required=True, help="output folder")
     parser.add_argument("-np", type=int, default=default_num_processes, required=False,
@@ -225,7 +224,7 @@ def entry_point_generate_overlay_parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", type=str, required=False, default="nnUNetPlans",
                         help="plans identifier. Only used if --use_raw is not set! Default: nnUNetPlans")
     parser.add_argument("-c", type=str, required=False, default=None,
-                        help="configuration name. Only used if --use_raw is not set! Default: None = "
+                        help="configuration name. Only used if --use_raw is not set! Default: "
                              "3d_fullres if available, else 2d")
     parser.add_argument("-overlay_intensity", type=float, required=False, default=0.6,
                         help="overlay intensity. Higher = brighter/less transparent")

@@ -183,4 +183,5 @@ def test_apply_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, 'argv', ['x', '-h'])
     with pytest.raises(SystemExit):
         entry_point_apply_postprocessing()
-    assert capsys.readouterr().out.startswith('usage: Apples postprocessing specified in pp_pkl_file')
+    out = capsys.readouterr().out
+    assert out.startswith('usage: x ') and 'nnUNetv2_determine_postprocessing' in out
