@@ -55,7 +55,10 @@ def os_error_line(e: BaseException) -> Optional[str]:
             return None
         return f"{meaning}. {_HINTS[e.errno]}"
     where = f"{e.filename} -> {e.filename2}" if getattr(e, "filename2", None) else f"{e.filename}"
-    return f"{where}: {meaning}. {_HINTS.get(e.errno, 'Check the path.')}"
+    hint = _HINTS.get(e.errno, 'Check the path.')
+    if e.errno == errno.EEXIST and os.path.isfile(e.filename):  # os.makedirs on a path that is a file
+        return f"{e.filename} is a file where a folder is needed. Pass a folder (e.g. with -o), or move the file away."
+    return f"{where}: {meaning}. {hint}"
 
 
 def setup_cli_logging(level: int = logging.INFO) -> None:
