@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from nnunetv2.inference.tile_prefetch import TilePrefetcher, concrete_device, gather_tile
+
 Slicer = Tuple[slice, ...]
 _T = TypeVar('_T')
 _R = TypeVar('_R')
@@ -221,27 +223,40 @@ def ordered_map(pool: Optional[Executor], fn: Callable[[_T], _R], items: Iterabl
 def accumulate_tiles(data: torch.Tensor, slicers: List[Slicer], predict_tile: Callable[[torch.Tensor], torch.Tensor],
                      num_heads: int, gaussian: Union[torch.Tensor, float], compute_device: torch.device,
                      results_device: torch.device, progress: Optional[Callable] = None,
-                     pool: Optional[Executor] = None, lookahead: int = 8) -> torch.Tensor:
+                     pool: Optional[Executor] = None, lookahead: int = 8,
+                     prefetch: Optional[int] = None) -> torch.Tensor:
     """Gaussian-weighted average of the tile predictions over the (padded) image, as fp16 (num_heads, *spatial).
 
-    ``predict_tile`` maps a (1, C, *P) tile on ``compute_device`` to (1, num_heads, *P) logits. ``gaussian`` is
-    the fp16 map on ``results_device`` or the scalar 1 (no weighting). With a ``pool`` (CPU only), tiles are
-    predicted concurrently (at most ``lookahead`` ahead) but accumulated in tile order, so the fp16 sums round
-    exactly as without it.
+    ``predict_tile`` maps a contiguous (1, C, *P) tile on ``compute_device`` to (1, num_heads, *P) logits.
+    ``gaussian`` is the fp16 map on ``results_device`` or the scalar 1 (no weighting). With a ``pool`` (CPU only),
+    tiles are predicted concurrently (at most ``lookahead`` ahead) but accumulated in tile order, so the fp16 sums
+    round exactly as without it. ``prefetch``: tiles gathered and copied to ``compute_device`` by a background thread,
+    this many ahead (0: in the loop; None: 2 where the image is not on ``compute_device``, i.e. results on the CPU
+    and the network on an accelerator). Neither option changes a bit of the result.
     """
     data = data.to(results_device)
     spatial = data.shape[1:]
     predicted = torch.zeros((num_heads, *spatial), dtype=torch.half, device=results_device)
     n_predictions = torch.zeros(spatial, dtype=torch.half, device=results_device)
     iterator = slicers if progress is None else progress(slicers)
-    tiles = (data[sl][None].to(compute_device, non_blocking=False) for sl in slicers)
-    for sl, prediction in zip(iterator, ordered_map(pool, predict_tile, tiles, lookahead)):
-        prediction = prediction[0].to(results_device)
-        if isinstance(gaussian, torch.Tensor):
-            prediction *= gaussian
-        # in-place adds into fp16 buffers: computed in the promoted dtype, rounded once (reference recipe)
-        predicted[sl] += prediction
-        n_predictions[sl[1:]] += gaussian
+    if prefetch is None:
+        prefetch = 2 if data.device.type != torch.device(compute_device).type else 0
+    target = concrete_device(compute_device)
+    tiles: Iterable[torch.Tensor] = (gather_tile(data, sl, target) for sl in slicers)
+    prefetcher = TilePrefetcher(tiles, prefetch) if prefetch > 0 else None
+    try:
+        if prefetcher is not None:
+            tiles = iter(prefetcher)
+        for sl, prediction in zip(iterator, ordered_map(pool, predict_tile, tiles, lookahead)):
+            prediction = prediction[0].to(results_device)
+            if isinstance(gaussian, torch.Tensor):
+                prediction *= gaussian
+            # in-place adds into fp16 buffers: computed in the promoted dtype, rounded once (reference recipe)
+            predicted[sl] += prediction
+            n_predictions[sl[1:]] += gaussian
+    finally:
+        if prefetcher is not None:
+            prefetcher.close()
     torch.div(predicted, n_predictions, out=predicted)
     if torch.any(torch.isinf(predicted)):
         raise RuntimeError("Encountered inf in predicted array. Aborting... If this problem persists, reduce "

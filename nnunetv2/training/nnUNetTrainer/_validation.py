@@ -69,6 +69,7 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
                                 perform_everything_on_device=True, device=trainer.device, verbose=False,
                                 verbose_preprocessing=False, allow_tqdm=False)
+    predictor.tta_passes_per_batch = 1  # nnUNet_tta_batch is for prediction; validation scores stay the reference's
     predictor.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager, None,
                                     trainer.dataset_json, trainer.__class__.__name__,
                                     trainer.inference_allowed_mirroring_axes)
