@@ -9,11 +9,17 @@ import numpy as np
 from nnunetv2.errors import UserError
 
 
-def stack_channels_float32(arrays: Sequence[np.ndarray]) -> np.ndarray:
+def stack_channels_float32(arrays: Sequence[np.ndarray], fnames: Sequence[str] = ()) -> np.ndarray:
     """Concatenate per-file arrays (each already (c, ...)) along axis 0 as C-contiguous float32.
 
-    A single file only needs a cast (no-op when it is already float32 and contiguous), not a vstack copy.
+    A single file only needs a cast (no-op when it is already float32 and contiguous), not a vstack copy. An
+    image with no voxels (a 0-slice volume) is a UserError naming the file: nothing downstream can use it.
     """
+    for i, a in enumerate(arrays):
+        if a.size == 0:
+            name = fnames[i] if i < len(fnames) else "An image file"
+            raise UserError(f"{name} holds no voxels (shape {tuple(a.shape[1:])}).",
+                            "Re-export the image; a volume needs at least one slice.")
     if len(arrays) == 1:
         return np.ascontiguousarray(arrays[0], dtype=np.float32)
     return np.vstack(arrays, dtype=np.float32, casting='unsafe')

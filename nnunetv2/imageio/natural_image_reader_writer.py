@@ -46,7 +46,7 @@ class NaturalImage2DIO(BaseReaderWriter):
                 raise UserError(f"The channel files of one case have different image sizes "
                                 f"({[a.shape[2:] for a in arrays]}): {', '.join(map(str, image_fnames))}.",
                                 "All channels of a case must have the same height and width.")
-        return stack_channels_float32(arrays), {'spacing': (999, 1, 1)}
+        return stack_channels_float32(arrays, [str(f) for f in image_fnames]), {'spacing': (999, 1, 1)}
 
     def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:
         return self.read_images((seg_fname,))

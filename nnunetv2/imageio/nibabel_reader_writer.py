@@ -75,7 +75,7 @@ class NibabelIO(BaseReaderWriter):
             affines.append(img.affine)
         _check_case(image_fnames, arrays, spacings, affines)
         props = {'nibabel_stuff': {'original_affine': affines[0]}, 'spacing': spacings[0]}
-        return stack_channels_float32(arrays), props
+        return stack_channels_float32(arrays, image_fnames), props
 
     def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:
         return self.read_images((seg_fname,))
@@ -115,7 +115,7 @@ class NibabelIOWithReorient(BaseReaderWriter):
         props = {'nibabel_stuff': {'original_affine': original_affines[0],
                                    'reoriented_affine': reoriented_affines[0]},
                  'spacing': spacings[0]}
-        return stack_channels_float32(arrays), props
+        return stack_channels_float32(arrays, image_fnames), props
 
     def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:
         return self.read_images((seg_fname,))

@@ -94,7 +94,7 @@ def _read_case(image_fnames, transform: Optional[Callable[[sitk.Image], sitk.Ima
         },
         'spacing': spacings[0],
     }
-    return stack_channels_float32(arrays), props
+    return stack_channels_float32(arrays, image_fnames), props
 
 
 def _check_case_consistency(fnames: List[str], images, arrays, spacings) -> None:

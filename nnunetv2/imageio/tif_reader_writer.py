@@ -72,7 +72,7 @@ class Tiff3DIO(BaseReaderWriter):
             raise UserError(f"The channel files of one case have different shapes ({shapes}): "
                             f"{files_str(image_fnames)}.", "All channels of a case must have the same size.")
         spacing = self._read_sidecar(json_file, 'image', must_be_positive=False)
-        return stack_channels_float32(arrays), {'spacing': spacing}
+        return stack_channels_float32(arrays, image_fnames), {'spacing': spacing}
 
     def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:
         seg_fname = str(seg_fname)
@@ -80,7 +80,7 @@ class Tiff3DIO(BaseReaderWriter):
         seg = self._read_volume(seg_fname)[None]
         json_file = seg_fname[:-len(ending) - 1] + '.json'
         spacing = self._read_sidecar(json_file, 'segmentation', must_be_positive=True)
-        return stack_channels_float32([seg]), {'spacing': spacing}
+        return stack_channels_float32([seg], [seg_fname]), {'spacing': spacing}
 
     def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
         import tifffile
