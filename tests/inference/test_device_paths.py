@@ -157,6 +157,28 @@ def test_tiles_reach_the_network_contiguous(image, patch):
         assert len(seen) == len(slicers) > 1 and all(seen)
 
 
+def test_a_compiled_network_is_compiled_once_for_all_image_shapes():
+    """Views into images of different shapes have different strides; fed as they are, dynamo compiles one graph per
+    image shape (guard failure: stride mismatch)."""
+    import torch._dynamo
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append([tuple(t.stride()) for t in example_inputs if isinstance(t, torch.Tensor)])
+        return graph_module.forward
+
+    net = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.LeakyReLU())
+    compiled = torch.compile(net, backend=counting_backend, dynamic=False)
+    try:
+        with torch.no_grad():
+            for shape in [(1, 20, 20, 20), (1, 24, 22, 21), (1, 30, 20, 26)]:
+                slicers = get_sliding_window_slicers(shape[1:], (16, 16, 16), 0.5)
+                accumulate_tiles(torch.rand(shape), slicers, compiled, 2, 1, CPU, CPU)
+    finally:
+        torch._dynamo.reset()
+    assert len(graphs) == 1
+
+
 @pytest.mark.parametrize('workers', [1, 2])
 def test_prefetching_tiles_changes_no_bit(workers):
     net = _Net().eval()
