@@ -21,9 +21,24 @@ logger = logging.getLogger(__name__)
 
 def _read_sitk(fname: str) -> sitk.Image:
     try:
-        return sitk.ReadImage(fname)
+        img = sitk.ReadImage(fname)
     except RuntimeError as e:
         raise unreadable_file_error(fname, e) from None
+    if 1 in img.GetSize() and fname.endswith(('.nii', '.nii.gz')):
+        _check_nifti_not_empty(fname)
+    return img
+
+
+def _check_nifti_not_empty(fname: str) -> None:
+    """ITK reads a NIfTI axis of size 0 as size 1 (an image made up from nothing); its header tells the truth."""
+    import nibabel
+    try:
+        shape = nibabel.load(fname).shape  # the header only
+    except Exception:  # noqa: BLE001 - SimpleITK read it; nibabel's opinion is only a second check
+        return
+    if 0 in shape:
+        raise UserError(f"{fname} holds no voxels (its header says shape {tuple(shape)}).",
+                        "Re-export the image; a volume needs at least one slice.")
 
 
 def _array_and_spacing(img: sitk.Image, fname: str) -> Tuple[np.ndarray, List[np.float64]]:

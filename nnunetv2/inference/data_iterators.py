@@ -7,6 +7,7 @@ bad input file surfaces as that file's one-line error in the main process instea
 """
 from __future__ import annotations
 
+import logging
 import queue as queue_module
 import traceback
 from typing import Iterator, List, Optional, Sequence, Union
@@ -16,6 +17,8 @@ import torch
 import torch.multiprocessing as torch_mp
 
 from nnunetv2.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 class _WorkerFailure(object):
@@ -30,6 +33,22 @@ class _WorkerFailure(object):
         if self.is_user_error:
             raise UserError(self.message)
         raise RuntimeError(f"Preprocessing of an input case failed in a background worker:\n{self.traceback}")
+
+
+class SkippedCase(object):
+    """A case whose input files are unusable (a UserError while reading or preprocessing them, e.g. a 0-slice
+    image). When the consumer collects these in a ``skipped`` list, the other cases are still predicted."""
+
+    def __init__(self, files: Sequence[str], message: str):
+        self.files = [str(f) for f in files]
+        self.message = message
+
+    def report(self, skipped: Optional[list]) -> None:
+        """Record it in ``skipped`` (and say so now), or raise its error where nobody collects skipped cases."""
+        if skipped is None:
+            raise UserError(self.message)
+        logger.error("nnU-Net: skipping %s: %s", ", ".join(self.files), self.message)
+        skipped.append(self)
 
 
 def append_previous_stage_one_hot(data: np.ndarray, seg: Optional[np.ndarray], label_manager) -> np.ndarray:
@@ -80,8 +99,13 @@ def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
         preprocessor = configuration_manager.preprocessor_class(verbose=verbose)
         for idx in range(len(list_of_lists)):
             seg_file = None if list_of_segs_from_prev_stage_files is None else list_of_segs_from_prev_stage_files[idx]
-            data, seg, properties = preprocessor.run_case(list_of_lists[idx], seg_file, plans_manager,
-                                                          configuration_manager, dataset_json)
+            try:
+                data, seg, properties = preprocessor.run_case(list_of_lists[idx], seg_file, plans_manager,
+                                                              configuration_manager, dataset_json)
+            except UserError as e:  # this case's input is unusable; the consumer decides whether to go on
+                if not _put(target_queue, SkippedCase(list_of_lists[idx], e.one_line()), abort_event):
+                    return
+                continue
             data = append_previous_stage_one_hot(data, seg if seg_file is not None else None, label_manager)
             ofile = None if output_filenames_truncated is None else output_filenames_truncated[idx]
             if not _put(target_queue, _to_item(data, properties, ofile), abort_event):
@@ -124,7 +148,8 @@ def _split(seq: Optional[Sequence], i: int, n: int):
 
 
 def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases: int, shared_args: tuple,
-                 num_processes: int, pin_memory: bool, verbose: bool) -> Iterator[dict]:
+                 num_processes: int, pin_memory: bool, verbose: bool,
+                 skipped: Optional[list] = None) -> Iterator[dict]:
     num_processes = min(num_cases, num_processes)
     if num_processes < 1:
         raise UserError(f"Preprocessing needs at least one worker process (got {num_processes} for {num_cases} "
@@ -157,6 +182,9 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
                                            f"{processes[w].exitcode}); maybe it ran out of memory.")
             if isinstance(item, _WorkerFailure):
                 item.reraise()
+            if isinstance(item, SkippedCase):
+                item.report(skipped)
+                continue
             if pin_memory:
                 item['data'] = item['data'].pin_memory()
             yield item
@@ -173,11 +201,13 @@ def preprocessing_iterator_fromfiles(list_of_lists: List[List[str]],
                                      output_filenames_truncated: Union[None, List[str]],
                                      plans_manager, dataset_json: dict, configuration_manager,
                                      num_processes: int, pin_memory: bool = False,
-                                     verbose: bool = False) -> Iterator[dict]:
+                                     verbose: bool = False, skipped: Optional[list] = None) -> Iterator[dict]:
+    """Items in input order. With a ``skipped`` list, cases with unusable input files are reported, collected
+    there (``SkippedCase``) and left out; without one, the first such case raises its UserError."""
     return _round_robin(preprocess_fromfiles_save_to_queue,
                         [list_of_lists, list_of_segs_from_prev_stage_files, output_filenames_truncated],
                         len(list_of_lists), (plans_manager, dataset_json, configuration_manager),
-                        num_processes, pin_memory, verbose)
+                        num_processes, pin_memory, verbose, skipped)
 
 
 def preprocessing_iterator_fromnpy(list_of_images: List[np.ndarray],
@@ -199,9 +229,10 @@ class PreprocessAdapter(object):
     def __init__(self, list_of_lists: List[List[str]],
                  list_of_segs_from_prev_stage_files: Union[None, List[str]], preprocessor,
                  output_filenames_truncated: Union[None, List[str]], plans_manager, dataset_json: dict,
-                 configuration_manager, num_threads_in_multithreaded: int = 1):
+                 configuration_manager, num_threads_in_multithreaded: int = 1, skipped: Optional[list] = None):
         self.preprocessor, self.plans_manager, self.configuration_manager, self.dataset_json = \
             preprocessor, plans_manager, configuration_manager, dataset_json
+        self.skipped = skipped  # as in preprocessing_iterator_fromfiles
         self.label_manager = plans_manager.get_label_manager(dataset_json)
         n = len(list_of_lists)
         self.list_of_lists = list_of_lists
@@ -213,9 +244,13 @@ class PreprocessAdapter(object):
         return self
 
     def __next__(self) -> dict:
-        if self._next >= len(self.list_of_lists):
-            raise StopIteration
-        return self.generate_train_batch()
+        while True:
+            if self._next >= len(self.list_of_lists):
+                raise StopIteration
+            try:
+                return self.generate_train_batch()
+            except UserError as e:
+                SkippedCase(self.list_of_lists[self._next - 1], e.one_line()).report(self.skipped)
 
     def generate_train_batch(self) -> dict:
         idx = self._next

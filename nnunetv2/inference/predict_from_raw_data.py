@@ -205,9 +205,18 @@ class nnUNetPredictor(object):
             folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
         if len(list_of_lists) == 0:
             return
-        data_iterator = self._internal_get_data_iterator_from_lists_of_filenames(
-            list_of_lists, seg_files, output_filenames_truncated, num_processes_preprocessing)
-        return self.predict_from_data_iterator(data_iterator, save_probabilities, num_processes_segmentation_export)
+        # cases with unusable input (e.g. a 0-slice image) are reported and left out; the run fails at the end
+        self._skipped_cases = skipped = []
+        try:
+            data_iterator = self._internal_get_data_iterator_from_lists_of_filenames(
+                list_of_lists, seg_files, output_filenames_truncated, num_processes_preprocessing)
+            ret = self.predict_from_data_iterator(data_iterator, save_probabilities, num_processes_segmentation_export)
+        finally:
+            self._skipped_cases = None
+        if skipped:
+            raise UserError(f"{len(skipped)} of {len(list_of_lists)} case(s) could not be predicted (listed above); "
+                            f"the others were. First: {skipped[0].message}", "Fix or remove those inputs.")
+        return ret
 
     def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists: List[List[str]],
                                                             seg_from_prev_stage_files: Union[List[str], None],
@@ -217,11 +226,12 @@ class nnUNetPredictor(object):
             preprocessor = self.configuration_manager.preprocessor_class(verbose=self.verbose_preprocessing)
             return data_iterators.PreprocessAdapter(input_list_of_lists, seg_from_prev_stage_files, preprocessor,
                                                     output_filenames_truncated, self.plans_manager,
-                                                    self.dataset_json, self.configuration_manager)
+                                                    self.dataset_json, self.configuration_manager,
+                                                    skipped=getattr(self, '_skipped_cases', None))
         return data_iterators.preprocessing_iterator_fromfiles(
             input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated, self.plans_manager,
             self.dataset_json, self.configuration_manager, num_processes, self.device.type == 'cuda',
-            self.verbose_preprocessing)
+            self.verbose_preprocessing, skipped=getattr(self, '_skipped_cases', None))
 
     def get_data_iterator_from_raw_npy_data(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
                                             properties_or_list_of_properties, truncated_ofname, num_processes: int = 3):
