@@ -4,6 +4,10 @@
 ``maybe_load_checkpoint`` are used by third-party code (MONAI) and keep their signatures. Multi-GPU training uses
 PyTorch distributed only: ``-num_gpus N`` spawns N processes with torch.multiprocessing, and a run started by
 ``torchrun`` (one process per GPU) is detected from its environment variables.
+
+SIGTERM, SIGUSR1 and SIGINT stop a training after the current iteration with checkpoint_latest.pth written; the
+command then exits with status 128 + signal number (``TrainingInterrupted``, a ``SystemExit``) and ``--c``
+continues (documentation/preemption.md).
 """
 import gc
 import multiprocessing

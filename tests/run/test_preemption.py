@@ -53,6 +53,12 @@ class {name}(nnUNetTrainer):
             raise RuntimeError("simulated crash")
         return out
 
+    def on_train_epoch_start(self):
+        if os.environ.get("T2_NEW_OPTIMIZER_AT_EPOCH") == str(self.current_epoch):
+            # as the warm-up trainers do at a stage boundary: a new optimizer and scheduler
+            self.optimizer, self.lr_scheduler = self.configure_optimizers()
+        super().on_train_epoch_start()
+
     def validation_step(self, batch):
         out = super().validation_step(batch)
         self.val_steps += 1
@@ -72,7 +78,7 @@ def _install_trainer(t2, monkeypatch, name: str) -> Path:
     monkeypatch.setenv("nnUNet_extTrainer", str(ext))
     monkeypatch.setenv(CHECKPOINT_MINUTES_ENV, "0")  # only the checkpoints under test
     for v in ("T2_SIGNAL_AT_TRAIN_STEP", "T2_SIGNAL_AT_VAL_STEP", "T2_CRASH_AT_TRAIN_STEP", "T2_STEP_SLEEP",
-              "T2_SIGNAL_RANK", "T2_SIGNAL"):
+              "T2_SIGNAL_RANK", "T2_SIGNAL", "T2_NEW_OPTIMIZER_AT_EPOCH"):
         monkeypatch.delenv(v, raising=False)
     return t2.fold_folder(t2.env["results"], name)
 
@@ -111,8 +117,10 @@ def _assert_mid_epoch_checkpoint(out: Path, epoch: int, iteration: int) -> None:
 
 def test_stops_resume_exactly_where_an_uninterrupted_run_ends(t2, monkeypatch):
     """SIGTERM in epoch 1 (training), SIGUSR1 in epoch 2 (validation), each resumed with --c: the final weights and
-    every logged loss equal those of a run that was never interrupted."""
+    every logged loss equal those of a run that was never interrupted. Epoch 1 starts with a new optimizer (the
+    resumed run must still continue with the interrupted epoch's momentum)."""
     out = _install_trainer(t2, monkeypatch, "T2PreemptTrainer")
+    monkeypatch.setenv("T2_NEW_OPTIMIZER_AT_EPOCH", "1")
     _seed(1)
     _train("T2PreemptTrainer")
     uninterrupted = _assert_complete(out)

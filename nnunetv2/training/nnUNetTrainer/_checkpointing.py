@@ -80,7 +80,10 @@ def restore_weights_and_bookkeeping(trainer, checkpoint: Dict[str, Any], network
     trainer.current_epoch = checkpoint["current_epoch"]
     trainer.logger.load_checkpoint(checkpoint["logging"])
     trainer._best_ema = checkpoint.get("_best_ema")
-    trainer._resume_in_epoch = checkpoint.get(RESUME_KEY)
+    resume = checkpoint.get(RESUME_KEY)
+    # the optimizer state goes along: on_train_epoch_start may replace the optimizer before the epoch continues
+    trainer._resume_in_epoch = dict(resume, optimizer_state=checkpoint.get("optimizer_state")) \
+        if isinstance(resume, dict) else None
     trainer.inference_allowed_mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes",
                                                               trainer.inference_allowed_mirroring_axes)
     try:

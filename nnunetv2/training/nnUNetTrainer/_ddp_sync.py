@@ -43,11 +43,12 @@ def wait_for_all_ranks() -> None:
         dist.barrier()
 
 
-def max_over_ranks(value: int) -> int:
-    """The largest ``value`` of all ranks (all ranks must call this at the same point). On the default group: a
-    rank that hangs instead of reaching this point still ends the run after the default timeout."""
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" \
-        else torch.device("cpu")
+def max_over_ranks(value: int, device: torch.device) -> int:
+    """The largest ``value`` of all ranks (all ranks must call this at the same point); ``device`` is this rank's
+    training device (NCCL reduces on the GPU). On the default group: a rank that hangs instead of reaching this
+    point still ends the run after the default timeout."""
+    if dist.get_backend() != "nccl":
+        device = torch.device("cpu")
     tensor = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())

@@ -22,17 +22,17 @@ def run_training(trainer) -> None:
         if resume is not None and not trainer.is_ddp:  # one rank's streams cannot stand in for another's
             _preemption.restore_rng(resume["rng"], trainer.device)
         for epoch in range(trainer.current_epoch, trainer.num_epochs):
-            if resume is not None and resume.get("lr_scheduler_state") is not None:
-                trainer.lr_scheduler.load_state_dict(resume["lr_scheduler_state"])
-            lr_state = _preemption.scheduler_state(trainer.lr_scheduler)  # as the epoch starts
             trainer.on_epoch_start()
             trainer.on_train_epoch_start()
             train_outputs: List[dict] = []
             first = 0
             if resume is not None:
+                # after the hook, which may have replaced the optimizer or scheduler (warm-up trainers do)
+                _preemption.restore_optimizer_and_scheduler(trainer, resume)
                 train_outputs, first = list(resume["train_outputs"]), int(resume["iteration"])
                 trainer.print_to_log_file(f"Continuing epoch {epoch} after training iteration {first}")
                 resume = None
+            lr_state = _preemption.scheduler_state(trainer.lr_scheduler)
 
             for iteration in range(first, trainer.num_iterations_per_epoch):
                 batch, signum = _next_batch_or_vote(trainer, trainer.dataloader_train, stop)
@@ -68,7 +68,7 @@ def run_training(trainer) -> None:
 
 
 def _vote(trainer, signum: int) -> int:
-    return _ddp_sync.max_over_ranks(signum) if trainer.is_ddp else signum
+    return _ddp_sync.max_over_ranks(signum, trainer.device) if trainer.is_ddp else signum
 
 
 def _next_batch_or_vote(trainer, dataloader, stop: _preemption.StopRequest):

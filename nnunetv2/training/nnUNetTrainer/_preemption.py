@@ -229,6 +229,16 @@ def write_resume_checkpoint(trainer, iteration: int, train_outputs: List[dict],
     return True
 
 
+def restore_optimizer_and_scheduler(trainer, resume: Dict[str, Any]) -> None:
+    """The optimizer and scheduler state of the interrupted epoch (the checkpoint's optimizer state was loaded by
+    load_checkpoint already; on_train_epoch_start may since have built new ones)."""
+    if resume.get("optimizer_state") is not None:
+        trainer.optimizer.load_state_dict(resume["optimizer_state"])
+    load = getattr(trainer.lr_scheduler, "load_state_dict", None)
+    if resume.get("lr_scheduler_state") is not None and callable(load):
+        load(resume["lr_scheduler_state"])
+
+
 def take_resume_state(trainer) -> Optional[Dict[str, Any]]:
     """The position stored by load_checkpoint, if it belongs to the epoch the trainer is at (once)."""
     state = getattr(trainer, "_resume_in_epoch", None)
