@@ -60,10 +60,9 @@ def load_checkpoint(filename: str, map_location: Union[str, torch.device] = "cpu
                 checkpoint = torch.load(filename, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
             offending = _offending_global(str(e))
-            if offending is not None or "Weights only load failed" in str(e):
-                what = f" ({offending})" if offending else ""
+            if offending is not None:  # (other weights-only failures, e.g. 'Unsupported operand', mean garbage)
                 raise UserError(f"Checkpoint {filename} contains objects that are not on nnU-Net's safe "
-                                f"list{what}: refused for safety, since unpickling them could run code.",
+                                f"list ({offending}): refused for safety, since unpickling them could run code.",
                                 f"Only if you trust this file, load it with allow_unsafe=True or set "
                                 f"{UNSAFE_ENV_VAR}=1.") from e
             raise UserError(f"{filename} is not a readable PyTorch checkpoint (corrupt, or not written by "
