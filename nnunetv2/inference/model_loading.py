@@ -190,7 +190,9 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
     folds = normalize_folds(use_folds)
     files = check_model_folder(model_training_output_dir, folds, checkpoint_name)
 
-    dataset_json = load_json(os.path.join(model_training_output_dir, 'dataset.json'))
+    dataset_json_file = os.path.join(model_training_output_dir, 'dataset.json')
+    from nnunetv2.utilities.dataset_json import check_dataset_json_for_use  # users edit this copy too
+    dataset_json = check_dataset_json_for_use(load_json(dataset_json_file), dataset_json_file)
     plans_manager = PlansManager(os.path.join(model_training_output_dir, 'plans.json'))
 
     parameters, first = [], None
