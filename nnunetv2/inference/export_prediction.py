@@ -197,3 +197,8 @@ def _save_seg_blosc2(segmentation: np.ndarray, output_file: str, patch_size, dat
     from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params
     block_size, chunk_size = comp_blosc2_params((1, *segmentation.shape), patch_size, segmentation.itemsize)
     dataset_class.save_seg(segmentation, output_file, chunks_seg=chunk_size[1:], blocks_seg=block_size[1:])
+
+
+def __getattr__(name: str):  # the reference's other module-level names, imported on first use
+    from nnunetv2.inference import reference_names
+    return reference_names.lazy_attribute(__name__, name)

@@ -2,7 +2,10 @@
 
 Every problem becomes one ``UserError`` line before any model work starts: missing or empty input folder, files
 that do not follow ``CASE_XXXX<ending>``, cases with missing channels, the wrong number of channels for the model,
-an output folder equal to the input folder, missing previous-stage predictions.
+missing previous-stage predictions, outputs that would replace a file they must not (``check_no_overwrite``).
+
+The output folder may be the input folder (TotalSegmentator predicts that way): outputs ``CASE<ending>`` never
+collide with inputs ``CASE_XXXX<ending>``, and predictions found there on a later run are not taken for inputs.
 """
 from __future__ import annotations
 
@@ -13,6 +16,13 @@ from typing import List, Optional, Sequence, Tuple, Union
 from nnunetv2.errors import UserError
 
 _CHANNEL = re.compile(r"_(\d\d\d\d)$")
+# every folder the predictor writes into holds this file (the reference writes it too): it marks predictions
+PREDICT_MARKER = 'predict_from_raw_data_args.json'
+BOOKKEEPING_FILES = (PREDICT_MARKER, 'dataset.json', 'plans.json')
+
+
+def written_by_predict(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, PREDICT_MARKER))
 
 
 def _case_id(first_file: str, file_ending: str) -> str:
@@ -33,6 +43,8 @@ def list_cases_in_folder(folder: str, file_ending: str, num_channels: int) -> Li
         raise UserError(f"Input folder not found: {folder}.", "Pass an existing folder with -i.")
     names = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
     images = [f for f in names if f.endswith(file_ending)]
+    if written_by_predict(folder):  # predictions written into the input folder by an earlier run are not inputs
+        images = [f for f in images if _channel_of(f, file_ending) is not None]
     if not images:
         others = sorted({os.path.splitext(f)[1] or f for f in names if not f.startswith('.')})
         if not others:
@@ -99,12 +111,20 @@ def check_num_channels(data_channels: int, expected: int, case: str) -> None:
                         "dataset.json channel_names.")
 
 
-def check_output_not_input(input_folder: Optional[str], output_folder: Optional[str]) -> None:
-    if input_folder is None or output_folder is None:
-        return
-    if os.path.abspath(os.path.realpath(input_folder)) == os.path.abspath(os.path.realpath(output_folder)):
-        raise UserError(f"Output folder equals the input folder ({input_folder}).",
-                        "Choose a different -o; predictions would be mixed with the input images.")
+def check_no_overwrite(output_files: Sequence[str], input_files: Sequence[str]) -> None:
+    """Never replace a file given as input, nor an existing file in a folder that no earlier prediction wrote
+    (ground-truth labels, say). Files in a folder holding ``PREDICT_MARKER`` may be replaced: that is a rerun."""
+    inputs = {os.path.realpath(f) for f in input_files}
+    for f in output_files:
+        if os.path.realpath(f) in inputs:
+            raise UserError(f"The prediction {f} would overwrite an input file of the same name.",
+                            "Choose another output folder (-o), or rename the input case.")
+    marked = {}
+    for f in output_files:
+        folder = os.path.dirname(f) or '.'
+        if os.path.lexists(f) and not marked.setdefault(folder, written_by_predict(folder)):
+            raise UserError(f"{f} exists and would be overwritten, but {folder} holds no earlier predictions (no "
+                            f"{PREDICT_MARKER}).", "Choose a new or empty output folder (-o), or move that file away.")
 
 
 def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, List[List[str]]],
@@ -116,13 +136,12 @@ def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, Lis
     """(cases, truncated output names or None, previous-stage files) for this part, done cases dropped."""
     file_ending = dataset_json['file_ending']
     if isinstance(list_of_lists_or_source_folder, str):
-        if isinstance(output_folder_or_list_of_truncated_output_files, str):
-            check_output_not_input(list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files)
         list_of_lists = list_cases_in_folder(list_of_lists_or_source_folder, file_ending, num_input_image_channels)
     else:
         list_of_lists = [list(c) for c in list_of_lists_or_source_folder]
     check_channels(list_of_lists, file_ending, num_input_image_channels)
     print(f'There are {len(list_of_lists)} cases in the source folder')
+    all_inputs = [f for case in list_of_lists for f in case]  # other parts' inputs are not to be replaced either
     list_of_lists = list_of_lists[part_id::num_parts]
     caseids = [_case_id(c[0], file_ending) for c in list_of_lists]
     print(f'I am process {part_id} out of {num_parts} (max process ID is {num_parts - 1}, we start counting with 0!)')
@@ -145,6 +164,11 @@ def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, Lis
                             "Predict the previous stage into -prev_stage_predictions first.")
     else:
         seg_files = [None] * len(caseids)
+
+    if output_filenames_truncated is not None:
+        endings = (file_ending, '.npz', '.pkl') if save_probabilities else (file_ending,)
+        check_no_overwrite([o + e for o in output_filenames_truncated for e in endings],
+                           all_inputs + [f for f in seg_files if f is not None])
 
     if not overwrite and output_filenames_truncated is not None:
         keep = []

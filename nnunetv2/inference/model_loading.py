@@ -20,9 +20,12 @@ from torch import nn
 
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import load_json
+from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys, strip_state_dict_prefixes
 
 logger = logging.getLogger(__name__)
+# our trainer lookup as it was on import (clients may replace the module attribute later)
+_OUR_TRAINER_LOOKUP = _find_objects.recursive_find_trainer_class_by_name
 
 
 @dataclass
@@ -95,11 +98,10 @@ def check_model_folder(model_dir: str, folds: List[Union[int, str]], checkpoint_
     return files
 
 
-def _find_trainer_class(trainer_name: str):
+def _find_trainer_class(trainer_name: str, trainer_lookup):
     """The trainer class of that name, or None when it (or the training package) is not available."""
     try:
-        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-        return recursive_find_trainer_class_by_name(trainer_name)
+        return trainer_lookup(trainer_name)
     except (ImportError, RuntimeError, AssertionError) as e:
         logger.debug("trainer lookup for %s failed: %s", trainer_name, e)
         return None
@@ -143,19 +145,24 @@ def call_build_network_architecture(build_fn, plans_manager, configuration_manag
                 kwargs[p.name] = values[name]
         elif p.default is p.empty:
             unknown.append(p.name)
-    if unknown:
-        # names we do not recognise: fall back to the current positional form
+    if unknown or not (args or kwargs):
+        # names we do not recognise, or only *args/**kwargs (a wrapper): the current form, positionally, as the
+        # reference calls it
         return build_fn(*[values[n] for n in _CURRENT_ORDER])
     return build_fn(*args, **kwargs)
 
 
 def build_network(trainer_name: str, plans_manager, configuration_manager, dataset_json: dict,
-                  num_input_channels: int, num_output_channels: int, trainer_class=None) -> nn.Module:
-    """Network for inference (deep supervision off) via the trainer class, or from the plans if it is unknown."""
+                  num_input_channels: int, num_output_channels: int, trainer_class=None,
+                  trainer_lookup=None) -> nn.Module:
+    """Network for inference (deep supervision off) via the trainer class, or from the plans if it is unknown.
+    ``trainer_lookup``: finds a trainer class by name (default: find_objects' current one)."""
+    lookup = trainer_lookup or _find_objects.recursive_find_trainer_class_by_name
     # The base nnUNetTrainer builds exactly the plans' network (below); not importing the training package for it
-    # saves seconds of start-up per command (it pulls in torch._dynamo, batchgeneratorsv2, skimage, ...).
-    if trainer_class is None and trainer_name != 'nnUNetTrainer':
-        trainer_class = _find_trainer_class(trainer_name)
+    # saves seconds of start-up per command (it pulls in torch._dynamo, batchgeneratorsv2, skimage, ...). A lookup
+    # a client has put in place is asked for every name, as the reference does.
+    if trainer_class is None and (trainer_name != 'nnUNetTrainer' or lookup is not _OUR_TRAINER_LOOKUP):
+        trainer_class = _find_trainer_class(trainer_name, lookup)
         if trainer_class is None:
             logger.info("Trainer class %s not found; building the network from the plans' architecture instead.",
                         trainer_name)
@@ -178,7 +185,7 @@ def maybe_compile(network: nn.Module) -> nn.Module:
 
 
 def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_name: str = 'checkpoint_final.pth',
-                       trainer_class=None, allow_unsafe: bool = False) -> LoadedModel:
+                       trainer_class=None, allow_unsafe: bool = False, trainer_lookup=None) -> LoadedModel:
     """Everything the predictor needs from a trained model folder; first fold's weights already loaded."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -211,7 +218,8 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
     num_input_channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
     label_manager = plans_manager.get_label_manager(dataset_json)
     network = build_network(trainer_name, plans_manager, configuration_manager, dataset_json, num_input_channels,
-                            label_manager.num_segmentation_heads, trainer_class=trainer_class)
+                            label_manager.num_segmentation_heads, trainer_class=trainer_class,
+                            trainer_lookup=trainer_lookup)
     for fname, params in zip(files, parameters):
         try:
             network.load_state_dict(params)

@@ -3,11 +3,12 @@
 The class keeps every public and ``_internal_`` method of the reference (users subclass it); the work is done by
 small modules: ``model_loading`` (folder, checkpoints, network), ``input_handling`` (case lists and input checks),
 ``sliding_window_prediction`` (tiles, Gaussian, TTA, accumulation), ``data_iterators`` (background preprocessing)
-and ``export_prediction`` (looked up through the module at call time because TotalSegmentator replaces its
-functions at run time). The console entry points live in ``predict_cli`` and are re-exported here.
+and ``export_prediction``. Clients (TotalSegmentator) replace functions and use the reference's module-level names
+here at run time: see ``reference_names``. The console entry points live in ``predict_cli`` and are re-exported here.
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from time import sleep
@@ -22,14 +23,23 @@ import nnunetv2.inference.export_prediction as _export
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import maybe_mkdir_p, save_json
-from nnunetv2.inference import data_iterators, input_handling, model_loading
+from nnunetv2.inference import data_iterators, input_handling, model_loading, reference_names
+from nnunetv2.inference.export_prediction import (convert_predicted_logits_to_segmentation_with_correct_shape,
+                                                  export_prediction_from_logits)
 from nnunetv2.inference.out_of_memory import on_device_else_results_on_cpu
 from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian, concurrent_cpu_passes,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
                                                           mirror_axes_subsets, pad_to_patch_size,
                                                           thread_count_changes_result)
+from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
+
+# looked up when called: a client's replacement here or in the home module takes effect
+_replaceable = reference_names.ClientReplaceable(globals(), {
+    'export_prediction_from_logits': _export, 'convert_predicted_logits_to_segmentation_with_correct_shape': _export,
+    'recursive_find_trainer_class_by_name': _find_objects})
 
 
 def _json_safe(obj):
@@ -105,7 +115,8 @@ class nnUNetPredictor(object):
                                              checkpoint_name: str = 'checkpoint_final.pth', trainer_class=None):
         """Load plans, dataset.json and one checkpoint per fold. ``trainer_class`` overrides the checkpoint's
         ``trainer_name`` lookup (extension used by e.g. Spinal Cord Toolbox)."""
-        m = model_loading.load_trained_model(model_training_output_dir, use_folds, checkpoint_name, trainer_class)
+        m = model_loading.load_trained_model(model_training_output_dir, use_folds, checkpoint_name, trainer_class,
+                                             trainer_lookup=_replaceable('recursive_find_trainer_class_by_name'))
         self.plans_manager, self.configuration_manager, self.list_of_parameters = \
             m.plans_manager, m.configuration_manager, m.parameters
         self.network, self.dataset_json, self.trainer_name = m.network, m.dataset_json, m.trainer_name
@@ -152,7 +163,7 @@ class nnUNetPredictor(object):
 
     def _write_bookkeeping_files(self, output_folder: str, arguments: dict) -> None:
         maybe_mkdir_p(output_folder)
-        save_json(_json_safe(arguments), os.path.join(output_folder, 'predict_from_raw_data_args.json'))
+        save_json(_json_safe(arguments), os.path.join(output_folder, input_handling.PREDICT_MARKER))  # first
         save_json(self.dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
         save_json(self.plans_manager.plans, os.path.join(output_folder, 'plans.json'), sort_keys=False)
 
@@ -160,15 +171,16 @@ class nnUNetPredictor(object):
                             output_folder_or_list_of_truncated_output_files, folder_with_segs_from_prev_stage,
                             overwrite: bool, part_id: int, num_parts: int, save_probabilities: bool):
         """Checks and bookkeeping shared by the parallel and the sequential path; returns the cases to predict."""
-        output_folder = _output_folder_of(output_folder_or_list_of_truncated_output_files)
-        if isinstance(list_of_lists_or_source_folder, str):
-            input_handling.check_output_not_input(list_of_lists_or_source_folder, output_folder)
-        if output_folder is not None:
-            self._write_bookkeeping_files(output_folder, arguments)
         self._check_cascade_input(folder_with_segs_from_prev_stage)
-        return self._manage_input_and_output_lists(
+        cases = self._manage_input_and_output_lists(  # checks first: nothing is written for a refused run
             list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
             folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
+        output_folder = _output_folder_of(output_folder_or_list_of_truncated_output_files)
+        if output_folder is not None:
+            input_handling.check_no_overwrite(
+                [os.path.join(output_folder, f) for f in input_handling.BOOKKEEPING_FILES], [])
+            self._write_bookkeeping_files(output_folder, arguments)
+        return cases
 
     def _check_cascade_input(self, folder_with_segs_from_prev_stage) -> None:
         if self.configuration_manager.previous_stage_name is not None and folder_with_segs_from_prev_stage is None:
@@ -269,8 +281,8 @@ class nnUNetPredictor(object):
 
     def _segmentation_export_function(self):
         """What writes one case's files from its logits (a subclass may write another layout, e.g. JHUPredictor).
-        Looked up at call time: clients replace export_prediction's functions at run time."""
-        return _export.export_prediction_from_logits
+        Looked up at call time: clients replace the export functions at run time."""
+        return _replaceable('export_prediction_from_logits')
 
     def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
                                    num_processes_segmentation_export: int = default_num_processes):
@@ -302,7 +314,7 @@ class nnUNetPredictor(object):
                     args = (prediction, properties, self.configuration_manager, self.plans_manager,
                             self.dataset_json, ofile, save_probabilities)
                 else:
-                    fn = _export.convert_predicted_logits_to_segmentation_with_correct_shape
+                    fn = _replaceable('convert_predicted_logits_to_segmentation_with_correct_shape')
                     args = (prediction, self.plans_manager, self.configuration_manager, self.label_manager,
                             properties, save_probabilities)
                 if pool is not None:
@@ -343,11 +355,11 @@ class nnUNetPredictor(object):
             print('predicting')
         logits = self.predict_logits_from_preprocessed_data(item['data']).cpu()
         if output_file_truncated is not None:
-            _export.export_prediction_from_logits(logits, item['data_properties'], self.configuration_manager,
-                                                  self.plans_manager, self.dataset_json, output_file_truncated,
-                                                  save_or_return_probabilities)
+            _replaceable('export_prediction_from_logits')(
+                logits, item['data_properties'], self.configuration_manager, self.plans_manager, self.dataset_json,
+                output_file_truncated, save_or_return_probabilities)
             return None
-        ret = _export.convert_predicted_logits_to_segmentation_with_correct_shape(
+        ret = _replaceable('convert_predicted_logits_to_segmentation_with_correct_shape')(
             logits, self.plans_manager, self.configuration_manager, self.label_manager, item['data_properties'],
             return_probabilities=save_or_return_probabilities)
         if save_or_return_probabilities:
@@ -479,3 +491,6 @@ class nnUNetPredictor(object):
 
 
 from nnunetv2.inference.predict_cli import predict_entry_point, predict_entry_point_modelfolder  # noqa: E402,F401
+
+__getattr__ = functools.partial(reference_names.lazy_attribute, __name__)  # the reference's other names, on use
+__all__ = reference_names.star_names(__name__, globals())

@@ -194,7 +194,7 @@ def test_base_trainer_network_needs_no_trainer_lookup(cascade, monkeypatch):
     start-up); any other trainer name is looked up (and falls back to the plans when unknown)."""
     import nnunetv2.inference.model_loading as ml
     looked_up = []
-    monkeypatch.setattr(ml, "_find_trainer_class", lambda name: looked_up.append(name))
+    monkeypatch.setattr(ml, "_find_trainer_class", lambda name, lookup: looked_up.append(name))
     p = _predictor(cascade["models"]["3d_lowres"])
     assert looked_up == [] and type(p.network).__name__ == "PlainConvUNet"
     net = ml.build_network("nnUNetTrainer_5epochs", p.plans_manager, p.configuration_manager, p.dataset_json, 1, 3)

@@ -10,26 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from nnunetv2.inference.reference_names import NNUNET_TRAINER, REFERENCE_MODULE_NAMES
 from nnunetv2.training.nnUNetTrainer import _setup
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-# spec 05 §1: what `from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import *` gives in the reference
-STAR_NAMES = """ANISO_THRESHOLD ApplyRandomBinaryOperatorTransform BGContrast BasicTransform ComposeTransforms
-ConfigurationManager ContrastTransform Convert2DTo3DTransform Convert3DTo2DTransform
-ConvertSegmentationToRegionsTransform DC_and_BCE_loss DC_and_CE_loss DDP DeepSupervisionWrapper
-DownsampleSegForDSTransform GammaTransform GaussianBlurTransform GaussianNoiseTransform GradScaler List
-MaskImageTransform MemoryEfficientSoftDiceLoss MetaLogger MirrorTransform MoveSegAsOneHotToDataTransform
-MultiThreadedAugmenter MultiplicativeBrightnessTransform NonDetMultiThreadedAugmenter OptimizedModule
-PlansManager PolyLRScheduler RandomScalar RandomTransform RemoveLabelTansform
-RemoveRandomConnectedComponentFromOneHotEncodingTransform SimulateLowResolutionTransform
-SingleThreadedAugmenter SpatialTransform TORCH_HAS_OLD_GRADSCALER Tuple Union autocast
-check_workers_alive_and_busy collate_outputs compute_gaussian compute_metrics_on_folder
-convert_labelmap_to_one_hot datetime deepcopy default_num_processes determine_num_input_channels
-device_count dist dummy_context empty_cache export_prediction_from_logits generate_crossval_split
-get_allowed_n_proc_DA get_network_from_plans get_patch_size get_tp_fp_fn_tn infer_dataset_class inspect
-isfile join load_json maybe_mkdir_p multiprocessing nn nnUNetDataLoader nnUNetPredictor nnUNetTrainer
-nnUNet_preprocessed nnUNet_results np os resample_and_save save_json shutil sleep sys time torch
-warnings""".split()
+# what `from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import *` gives in the reference (listed once, with the
+# other modules whose names clients use)
+STAR_NAMES = list(REFERENCE_MODULE_NAMES[NNUNET_TRAINER])
 
 # spec 03 §2.4: hook names and their parameters (static methods have no self)
 HOOKS = {
