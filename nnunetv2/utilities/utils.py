@@ -28,7 +28,7 @@ def _sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
     except NotADirectoryError:
         raise UserError(f"{folder} is not a folder.", "Pass the folder that holds the image files.") from None
     files = []
-    for e in entries:
+    for e in sorted(entries):
         if not e.endswith(file_ending):
             continue
         path = os.path.join(folder, e)
@@ -38,7 +38,7 @@ def _sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
         problem = broken_link_problem(path)
         if problem is not None:  # skipping it would silently drop a case
             raise UserError(problem + ".", "Point the link to the real file, or remove it.")
-    return sorted(files)
+    return files
 
 
 def _identifier_of(name: str, file_ending: str) -> Optional[str]:
@@ -121,7 +121,7 @@ def get_filenames_of_train_images_and_targets(raw_dataset_folder: str, dataset_j
     from nnunetv2.utilities.dataset_json import file_ending_problem
     problem = file_ending_problem(dataset_json)
     if problem is not None:
-        raise UserError(f"dataset.json in {raw_dataset_folder} {problem}.", "Fix it in dataset.json.")
+        raise UserError(f"{os.path.join(raw_dataset_folder, 'dataset.json')} {problem}.", "Fix it in dataset.json.")
     file_ending = dataset_json["file_ending"]
     images_folder = os.path.join(raw_dataset_folder, "imagesTr")
     if not os.path.isdir(images_folder):

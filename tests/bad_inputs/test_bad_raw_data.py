@@ -1,0 +1,148 @@
+"""Raw-dataset mistakes: each one is named by the checks that always run (fingerprint extraction), and
+``--verify_dataset_integrity`` reports it instead of crashing. The raw data stays byte-identical.
+
+Each row: (id, how the copy of the base dataset is broken -> the path the message must name, what else it must say).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from _bad_inputs_helpers import Snapshot, assert_clean_failure, run_console, run_entry
+from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import extract_fingerprint_entry
+
+
+def _rewrite(path: Path, fn, dtype=None) -> None:
+    img = sitk.ReadImage(str(path))
+    arr = fn(sitk.GetArrayFromImage(img))
+    out = sitk.GetImageFromArray(arr if dtype is None else arr.astype(dtype))
+    out.CopyInformation(img)
+    sitk.WriteImage(out, str(path))
+
+
+def float_labels(ds: Path):
+    label = ds / "labelsTr" / "case_001.nii.gz"
+    _rewrite(label, lambda a: a.astype(np.float32) * np.float32(0.9999))  # 1 -> 0.9999, 2 -> 1.9998
+    return label, "not whole numbers"
+
+
+def dangling_symlink(ds: Path):
+    image = ds / "imagesTr" / "case_002_0000.nii.gz"
+    image.unlink()
+    os.symlink(ds / "nowhere" / "case_002_0000.nii.gz", image)
+    return image, "does not exist"
+
+
+def symlink_loop(ds: Path):
+    image = ds / "imagesTr" / "case_002_0000.nii.gz"
+    image.unlink()
+    os.symlink(ds / "imagesTr" / "loop_b.nii.gz", image)
+    os.symlink(image, ds / "imagesTr" / "loop_b.nii.gz")
+    return image, "symbolic link loop"
+
+
+def label_4d(ds: Path):
+    label = ds / "labelsTr" / "case_001.nii.gz"
+    img = sitk.ReadImage(str(label))
+    sitk.WriteImage(sitk.JoinSeries([img, img]), str(label))
+    return label, "4-D"
+
+
+def image_4d(ds: Path):
+    image = ds / "imagesTr" / "case_001_0000.nii.gz"
+    img = sitk.ReadImage(str(image))
+    sitk.WriteImage(sitk.JoinSeries([img, img]), str(image))
+    return image, "2 channels"
+
+
+def stray_channel_file(ds: Path):
+    shutil.copy(ds / "imagesTr" / "case_001_0000.nii.gz", ds / "imagesTr" / "case_001_0001.nii.gz")
+    return ds / "imagesTr" / "case_001_0001.nii.gz", "stray file"
+
+
+def vector_pixels(ds: Path):
+    image = ds / "imagesTr" / "case_001_0000.nii.gz"
+    img = sitk.ReadImage(str(image))
+    sitk.WriteImage(sitk.Compose([img, img, img]), str(image))
+    return image, "3 components per voxel"
+
+
+def file_ending_without_dot(ds: Path):
+    dj = json.loads((ds / "dataset.json").read_text())
+    dj["file_ending"] = "nii.gz"
+    (ds / "dataset.json").write_text(json.dumps(dj))
+    return ds / "dataset.json", "start"
+
+
+def zero_slices(ds: Path):
+    import nibabel
+    target = ds / "imagesTr" / "case_001_0000.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(np.zeros((16, 16, 0), np.float32), np.eye(4)), str(target))
+    return target, "no voxels"
+
+
+def inf_voxel_mha(ds: Path):
+    # a format whose reader keeps inf: training statistics would be inf; the fingerprint refuses it
+    dj = json.loads((ds / "dataset.json").read_text())
+    dj["file_ending"] = ".mha"
+    (ds / "dataset.json").write_text(json.dumps(dj))
+    for folder in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        for f in list((ds / folder).glob("*.nii.gz")):
+            sitk.WriteImage(sitk.ReadImage(str(f)), str(f)[:-len(".nii.gz")] + ".mha")
+            f.unlink()
+    image = ds / "imagesTr" / "case_003_0000.mha"
+    _rewrite(image, lambda a: np.where(a == a.max(), np.inf, a).astype(np.float32))
+    return image, "inf"
+
+
+CASES = [float_labels, dangling_symlink, symlink_loop, label_4d, image_4d, stray_channel_file, vector_pixels,
+         file_ending_without_dot, zero_slices, inf_voxel_mha]
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["always_on", "verify_dataset_integrity"])
+@pytest.mark.parametrize("breakage", CASES, ids=[c.__name__ for c in CASES])
+def test_raw_dataset_mistake_is_named(breakage, verify, clone_dataset, capsys):
+    dataset_id, ds = clone_dataset()
+    path, what = breakage(ds)
+    snapshot = Snapshot(ds)
+    argv = ["-d", dataset_id, "-np", "1", "--no_pbar"] + (["--verify_dataset_integrity"] if verify else [])
+    code, err = run_entry(extract_fingerprint_entry, argv, capsys)
+    line = assert_clean_failure(code, err, path)
+    assert what in line
+    snapshot.assert_unchanged()
+    fingerprint = ds.parent.parent / "nnUNet_preprocessed" / ds.name / "dataset_fingerprint.json"
+    assert not fingerprint.exists()
+
+
+def test_nan_hidden_by_simpleitk_is_reported(clone_dataset, capsys, caplog):
+    """SimpleITK reads NaN/inf of a NIfTI file as 0 (the reference trains on those zeros without a word): the
+    fingerprint warns naming the file; --verify_dataset_integrity fails naming it."""
+    dataset_id, ds = clone_dataset()
+    image = ds / "imagesTr" / "case_002_0000.nii.gz"
+    _rewrite(image, lambda a: np.where(a == a.max(), np.nan, a).astype(np.float32))
+    assert not np.isnan(sitk.GetArrayFromImage(sitk.ReadImage(str(image)))).any()  # the premise: NaN is hidden
+    snapshot = Snapshot(ds)
+    with caplog.at_level(logging.WARNING):
+        code, err = run_entry(extract_fingerprint_entry, ["-d", dataset_id, "-np", "1", "--no_pbar"], capsys)
+    assert code == 0
+    assert any(str(image) in r.getMessage() and "NaN/inf" in r.getMessage() for r in caplog.records)
+    code, err = run_entry(extract_fingerprint_entry, ["-d", dataset_id, "-np", "1", "--no_pbar", "--clean",
+                                                      "--verify_dataset_integrity"], capsys)
+    assert "NaN/inf" in assert_clean_failure(code, err, image)
+    snapshot.assert_unchanged()
+
+
+def test_console_script_prints_one_line(clone_dataset):
+    """The same check through the installed command in a fresh process: what a user sees."""
+    dataset_id, ds = clone_dataset()
+    path, what = float_labels(ds)
+    env = {k: os.environ[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    code, out = run_console(["nnUNetv2_extract_fingerprint", "-d", dataset_id, "-np", "1", "--no_pbar"], env)
+    assert what in assert_clean_failure(code, out, path)
