@@ -47,20 +47,25 @@ def make_synthetic_dataset(raw_root: str, dataset_id: int = 999, name: str = "De
                            shape: Tuple[int, ...] = (20, 40, 36), seed: int = 1234, *, max_objects: int = 2,
                            radius: Tuple[float, float] = (0.12, 0.22), core: float = 0.35,
                            intensities: Tuple[float, float, float] = (0.0, 100.0, 60.0),
-                           noise: float = 15.0) -> str:
+                           noise: float = 15.0, file_ending: str = ".nii.gz") -> str:
     """Write a synthetic dataset and return its folder.
 
     The keyword-only arguments shape the objects (see ``_objects``) and their mean intensities (background,
     label 1, label 2) plus Gaussian noise; the defaults give the dataset the tests were written against.
+    ``file_ending`` (3D only): ``.nii.gz`` (SimpleITK) or ``.tif`` (tifffile, spacing in ``CASE.json`` side-cars,
+    read with Tiff3DIO), for environments without SimpleITK.
     """
     shape_kw = dict(max_objects=max_objects, radius=radius, core=core)
     image_kw = dict(intensities=intensities, noise=noise)
     if kind not in ("3d", "2d"):
         raise ValueError(f"kind must be '3d' or '2d', not {kind!r}")
+    if file_ending not in (".nii.gz", ".tif"):
+        raise ValueError(f"file_ending must be '.nii.gz' or '.tif', not {file_ending!r}")
     folder = os.path.join(raw_root, f"Dataset{dataset_id:03d}_{name}")
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         maybe_mkdir_p(os.path.join(folder, sub))
-    ending = ".nii.gz" if kind == "3d" else ".png"
+    ending = file_ending if kind == "3d" else ".png"
+    write_3d = _write_nifti if ending == ".nii.gz" else _write_tif
     for i in range(num_train + num_test):
         rng = np.random.RandomState([seed, i])
         split = "Tr" if i < num_train else "Ts"
@@ -70,9 +75,13 @@ def make_synthetic_dataset(raw_root: str, dataset_id: int = 999, name: str = "De
             spacing_xyz = (0.8 + 0.05 * rng.rand(), 0.8 + 0.05 * rng.rand(), 3.0)
             origin = (-10.0 * rng.rand(), 5.0, 12.5)
             for c in range(num_channels):
-                _write_nifti(_image_from_seg(rng, seg, 50.0 * c, **image_kw),
-                             os.path.join(folder, f"images{split}", f"{case}_{c:04d}.nii.gz"), spacing_xyz, origin)
-            _write_nifti(seg, os.path.join(folder, f"labels{split}", f"{case}.nii.gz"), spacing_xyz, origin)
+                write_3d(_image_from_seg(rng, seg, 50.0 * c, **image_kw),
+                         os.path.join(folder, f"images{split}", f"{case}_{c:04d}{ending}"), spacing_xyz, origin)
+            write_3d(seg, os.path.join(folder, f"labels{split}", f"{case}{ending}"), spacing_xyz, origin)
+            if ending == ".tif":  # spacing in array axis order, one side-car for all channels and one for the label
+                for sub in ("images", "labels"):
+                    save_json({"spacing": [float(s) for s in reversed(spacing_xyz)]},
+                              os.path.join(folder, f"{sub}{split}", f"{case}.json"))
         else:
             seg = _objects(rng, shape[-2:], **shape_kw)
             rgb = np.stack([np.clip(_image_from_seg(rng, seg, 40.0 * c, **image_kw), 0, 255) for c in range(3)], -1)
@@ -88,6 +97,8 @@ def make_synthetic_dataset(raw_root: str, dataset_id: int = 999, name: str = "De
         "name": name,
         "description": "Synthetic nnU-Net v2 demo dataset",
     }
+    if ending == ".tif":  # .tif alone would also match the 2D natural-image reader
+        dataset_json["overwrite_image_reader_writer"] = "Tiff3DIO"
     save_json(dataset_json, os.path.join(folder, "dataset.json"), sort_keys=False)
     return folder
 
@@ -99,6 +110,11 @@ def _write_nifti(array_zyx: np.ndarray, path: str, spacing_xyz, origin) -> None:
     img.SetOrigin(tuple(float(o) for o in origin))
     img.SetDirection(_DIRECTION_3D)
     sitk.WriteImage(img, path, True)
+
+
+def _write_tif(array_zyx: np.ndarray, path: str, spacing_xyz, origin) -> None:
+    import tifffile
+    tifffile.imwrite(path, array_zyx)  # no geometry in the file: the caller writes the spacing side-car
 
 
 def _write_png(array: np.ndarray, path: str) -> None:
