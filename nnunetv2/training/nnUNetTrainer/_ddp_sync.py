@@ -25,7 +25,8 @@ _side_group: Optional[object] = None
 def open_side_group(timeout: timedelta = LONG_WAIT) -> None:
     """Create the gloo side group; every rank must call this right after ``init_process_group``."""
     global _side_group
-    _side_group = dist.new_group(backend="gloo", timeout=timeout)
+    if dist.is_gloo_available():  # else the waits use the default group, with its timeout
+        _side_group = dist.new_group(backend="gloo", timeout=timeout)
 
 
 def destroy_process_groups() -> None:
