@@ -108,7 +108,8 @@ def predict_entry_point_modelfolder_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Predict images with a trained model folder (-m). Input files '
                                                  'must be named CASE_XXXX<file_ending>.')
     parser.add_argument('-i', type=str, required=True, help='Input folder (channel files CASE_0000, CASE_0001, ...).')
-    parser.add_argument('-o', type=str, required=True, help='Output folder; created if missing.')
+    parser.add_argument('-o', type=str, required=True, help='Output folder; created if missing. May be the input '
+                        'folder. Existing files are only replaced in a folder an earlier prediction wrote.')
     parser.add_argument('-m', type=str, required=True,
                         help='Trained model folder (with dataset.json, plans.json and fold_X subfolders).')
     _add_common_arguments(parser, 3, 3, ['--c'])
@@ -136,7 +137,8 @@ def predict_entry_point_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Predict images with a trained nnU-Net model from '
                                                  '$nnUNet_results. Input files must be named CASE_XXXX<file_ending>.')
     parser.add_argument('-i', type=str, required=True, help='Input folder (channel files CASE_0000, CASE_0001, ...).')
-    parser.add_argument('-o', type=str, required=True, help='Output folder; created if missing.')
+    parser.add_argument('-o', type=str, required=True, help='Output folder; created if missing. May be the input '
+                        'folder. Existing files are only replaced in a folder an earlier prediction wrote.')
     parser.add_argument('-d', type=str, required=True, help='Dataset name or id.')
     parser.add_argument('-p', type=str, required=False, default='nnUNetPlans',
                         help='Plans identifier. Default: nnUNetPlans')
