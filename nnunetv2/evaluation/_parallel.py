@@ -1,8 +1,9 @@
 """Run one function over many argument tuples, in a ``spawn`` process pool or in-process.
 
-Shared by evaluation, postprocessing and ensembling. ``spawn`` (not fork) because callers often have torch threads
-running, and forking a multi-threaded process can deadlock. With one process or one task the work is done in the
-calling process: the results are identical and the pool start-up (seconds) is saved.
+Shared by evaluation, postprocessing and ensembling (their ``-np``). ``spawn`` (not fork) because callers often have
+torch threads running, and forking a multi-threaded process can deadlock. With one process or one task the work is
+done in the calling process: the results are identical and the pool start-up (seconds) is saved. The pool is a
+``WatchedPool``: a worker killed by the out-of-memory killer is reported instead of waited for forever.
 
 Multi-step jobs (determine_postprocessing evaluates and rewrites a folder several times) wrap their steps in
 ``shared_pool(n)`` so that every ``starmap`` inside reuses one pool instead of starting a new one each time.
@@ -10,25 +11,36 @@ Multi-step jobs (determine_postprocessing evaluates and rewrites a folder severa
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
+import os
 from typing import Any, Callable, Iterator, List, Optional, Sequence
 
-_shared = None  # (pool, size) while a shared_pool context is active in this process
+from nnunetv2.utilities.watched_pool import WatchedPool
+from nnunetv2.utilities.worker_processes import worker_count
+
+_shared: Optional[WatchedPool] = None  # while a shared_pool context is active in this process
+_WHAT, _FLAG = "worker process", "-np"
 
 
 @contextlib.contextmanager
 def shared_pool(num_processes: int) -> Iterator[None]:
-    """Within this context, ``starmap`` calls use one pool of ``num_processes`` workers (none if <= 1)."""
+    """Within this context, ``starmap`` calls use one pool of up to ``num_processes`` workers (none if <= 1)."""
     global _shared
-    if _shared is not None or int(num_processes) <= 1:
+    n = worker_count(num_processes, num_processes)
+    if _shared is not None or int(num_processes) <= 1 or n <= 1:
         yield  # nested (reuse the outer pool) or sequential anyway
         return
-    with multiprocessing.get_context("spawn").Pool(int(num_processes)) as pool:
-        _shared = (pool, int(num_processes))
+    with WatchedPool(n, _WHAT, _FLAG) as pool:
+        _shared = pool
         try:
             yield
         finally:
             _shared = None
+
+
+def _task_name(args: tuple) -> Optional[str]:
+    """The file a task works on (its first text argument), for messages about a worker that died on it."""
+    first = next((a for a in args if isinstance(a, str)), None)
+    return None if first is None else os.path.basename(first)
 
 
 def starmap(fn: Callable, list_of_args: Sequence[tuple], num_processes: int) -> List[Any]:
@@ -36,12 +48,12 @@ def starmap(fn: Callable, list_of_args: Sequence[tuple], num_processes: int) -> 
 
     ``fn`` must be a module-level function (it is pickled by name for the workers).
     """
-    list_of_args = list(list_of_args)
-    n = min(max(int(num_processes), 1), len(list_of_args))
-    if n <= 1:
+    list_of_args = [tuple(a) for a in list_of_args]
+    n = worker_count(num_processes, len(list_of_args))
+    if n <= 1 or int(num_processes) <= 1:
         return [fn(*a) for a in list_of_args]
-    pool: Optional[Any] = _shared[0] if _shared is not None else None
-    if pool is not None:
-        return pool.starmap(fn, list_of_args)
-    with multiprocessing.get_context("spawn").Pool(n) as pool:
-        return pool.starmap(fn, list_of_args)
+    names = [_task_name(a) for a in list_of_args]
+    if _shared is not None:
+        return _shared.starmap(fn, list_of_args, names)
+    with WatchedPool(n, _WHAT, _FLAG) as pool:
+        return pool.starmap(fn, list_of_args, names)

@@ -1,0 +1,70 @@
+"""Functions run in worker processes by test_worker_processes (a module of its own: spawned children import it by
+name, cheaply)."""
+import os
+import signal
+import time
+
+
+def square(x):
+    return x * x
+
+
+def fail_on(x, bad):
+    if x == bad:
+        raise ValueError(f"cannot handle {x}")
+    return x
+
+
+def kill_self_on(x, bad):
+    if x == bad:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+class Unpicklable(Exception):
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = __import__("threading").Lock()  # a lock cannot be pickled
+
+
+def raise_unpicklable():
+    raise Unpicklable("this exception cannot travel")
+
+
+def raise_user_error(name):
+    from nnunetv2.errors import UserError
+    raise UserError(f"{name} is broken.", "Fix it.")
+
+
+def set_event_after(event, delay_s):
+    """Child of start_worker tests: reach the event only after ``delay_s``, then set it."""
+    time.sleep(delay_s)
+    event.set()
+
+
+def sleep_forever(ready_file):
+    open(ready_file, "w").close()
+    while True:
+        time.sleep(0.1)
+
+
+def _rebuild_slowly(delay_s, creator_pid):
+    if os.getpid() != creator_pid:
+        time.sleep(delay_s)
+    return SlowToUnpickle(delay_s, creator_pid)
+
+
+class SlowToUnpickle:
+    """Takes ``delay_s`` to unpickle in any process but its creator: a child handed one before a synchronisation
+    object reaches that object only long after its parent's start() returned."""
+
+    def __init__(self, delay_s, creator_pid=None):
+        self.delay_s = delay_s
+        self.creator_pid = os.getpid() if creator_pid is None else creator_pid
+
+    def __reduce__(self):
+        return _rebuild_slowly, (self.delay_s, self.creator_pid)
+
+
+def touch_event(slow, event):
+    event.set()

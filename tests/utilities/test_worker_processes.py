@@ -1,0 +1,165 @@
+"""One way to start, fail and report worker processes (worker_processes, watched_pool)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import _worker_helpers as helpers
+from nnunetv2.errors import UserError
+from nnunetv2.utilities.watched_pool import WatchedPool
+from nnunetv2.utilities.worker_processes import (WorkerDiedError, WorkerError, WorkerFailure, death_message,
+                                                 start_worker, usable_cpus, worker_count)
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def test_death_message_names_worker_task_and_flag():
+    assert death_message("preprocessing worker", -9, "-np", "processing case_003") == (
+        "A preprocessing worker was killed by signal 9 (SIGKILL) while processing case_003, probably out of "
+        "memory: lower -np (or free memory).")
+
+    class P:
+        pid, exitcode = 123, 1
+    assert death_message("export worker", P(), "-nps") == (
+        "An export worker (pid 123) exited with exit code 1, its error, if any, is printed above.")
+    assert death_message("worker", -15, "-np") == "A worker was killed by signal 15 (SIGTERM)."
+    assert "shared memory" in death_message("worker", -int(signal.SIGBUS), "nnUNet_n_proc_DA")
+
+
+def test_worker_count_is_capped_by_tasks_and_cpus():
+    assert worker_count(1000, 3) == min(3, usable_cpus())
+    assert worker_count(1000, 1000) == usable_cpus()
+    assert worker_count(1000, 1000, cap_by_cpus=False) == 1000
+    assert worker_count(2, 0) == 1 and worker_count(0, 5) == 1
+
+
+def _packed(fn, *args) -> WorkerFailure:
+    try:
+        fn(*args)
+    except BaseException as e:  # noqa: B902
+        return WorkerFailure(e)
+    raise AssertionError("did not raise")
+
+
+def test_failure_is_reraised_as_itself_with_the_worker_traceback():
+    failure = _packed(helpers.fail_on, 3, 3)
+    with pytest.raises(ValueError, match="cannot handle 3") as e:
+        failure.reraise("export worker (processing c.nii.gz)")
+    cause = str(e.value.__cause__)
+    assert "in export worker (processing c.nii.gz)" in cause and "Traceback" in cause and "fail_on" in cause
+
+    with pytest.raises(UserError, match="x is broken. Fix it."):
+        _packed(helpers.raise_user_error, "x").reraise("worker")
+
+    with pytest.raises(WorkerError, match="Unpicklable in worker: this exception cannot travel") as e:
+        _packed(helpers.raise_unpicklable).reraise("worker")
+    assert "raise_unpicklable" in str(e.value)
+    with pytest.raises(WorkerError, match="SystemExit"):
+        _packed(sys.exit, 3).reraise("worker")
+
+
+def test_watched_pool_results_failures_and_deaths():
+    with WatchedPool(2, "worker process", "-np") as pool:
+        assert pool.starmap(helpers.square, [(i,) for i in range(10)]) == [i * i for i in range(10)]
+        with pytest.raises(ValueError, match="cannot handle 4") as e:
+            pool.starmap(helpers.fail_on, [(i, 4) for i in range(6)], names=[f"case_{i}" for i in range(6)])
+        assert "worker process (processing case_4)" in str(e.value.__cause__)
+    with WatchedPool(2, "worker process", "-np") as pool:
+        with pytest.raises(WorkerDiedError) as e:
+            pool.starmap(helpers.kill_self_on, [(i, 2) for i in range(4)], names=[f"case_{i}" for i in range(4)])
+    assert "was killed by signal 9 (SIGKILL) while processing case_2, probably out of memory: lower -np" \
+        in str(e.value)
+
+
+def test_start_worker_keeps_what_it_hands_over_alive():
+    """The child unpickles a slow object before the event: the event must still exist when it gets there."""
+    context = multiprocessing.get_context("spawn")
+    event = context.Event()
+    p = start_worker(context, helpers.touch_event, (helpers.SlowToUnpickle(1.0), event))
+    del event  # only the process object holds it now (a plain Process would fail: FileNotFoundError, exit code 1)
+    p.join(30)
+    assert p.exitcode == 0
+
+
+def _run_script(code: str, tmp_path) -> subprocess.Popen:
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(code))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(helpers.__file__)] + sys.path))
+    return subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True)
+
+
+def _wait_for(path, proc, timeout=60.0):
+    start = time.monotonic()
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - start < timeout, "child never got ready"
+        time.sleep(0.05)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for a parent that does not reap it counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
+def test_ctrl_c_reaches_the_parent_only_and_orphans_exit(tmp_path):
+    """SIGINT to the whole process group (a terminal's Ctrl-C): the worker ignores it, the parent stops it; no
+    KeyboardInterrupt traceback from the worker. A worker whose parent is killed with SIGKILL exits by itself."""
+    proc = _run_script(f"""
+        import multiprocessing, sys
+        import _worker_helpers as helpers
+        from nnunetv2.utilities.worker_processes import start_worker
+        if __name__ == "__main__":
+            p = start_worker(multiprocessing.get_context("spawn"), helpers.sleep_forever, ("ready",))
+            print(p.pid, flush=True)
+            try:
+                p.join()
+            except KeyboardInterrupt:
+                p.terminate()
+                p.join()
+                print("exit", p.exitcode, flush=True)
+                sys.exit(130)
+        """, tmp_path)
+    child = int(proc.stdout.readline())
+    _wait_for(tmp_path / "ready", proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "exit -15" in out  # the worker was still alive: the parent stopped it
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert _gone(child)
+
+    (tmp_path / "ready").unlink()
+    proc = _run_script("""
+        import multiprocessing, time
+        import _worker_helpers as helpers
+        from nnunetv2.utilities.worker_processes import start_worker
+        if __name__ == "__main__":
+            p = start_worker(multiprocessing.get_context("spawn"), helpers.sleep_forever, ("ready",))
+            print(p.pid, flush=True)
+            time.sleep(3600)
+        """, tmp_path)
+    child = int(proc.stdout.readline())
+    _wait_for(tmp_path / "ready", proc)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(child)
