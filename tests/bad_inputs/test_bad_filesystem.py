@@ -110,7 +110,7 @@ def test_full_disk_while_preprocessing_a_case(tmp_path, monkeypatch):
     """blosc2 reports a failed write without errno; a disk without free space turns it into ENOSPC naming the file,
     and the preprocessing worker pool passes that error through as it is."""
     import nnunetv2.utilities.blosc2_storage as storage
-    from nnunetv2.preprocessing.preprocessors.worker_pool import _pack_exception, _raise_worker_error
+    from nnunetv2.utilities.worker_processes import WorkerFailure
 
     blosc2 = storage._blosc2()
     real_asarray = blosc2.asarray
@@ -133,7 +133,7 @@ def test_full_disk_while_preprocessing_a_case(tmp_path, monkeypatch):
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(final)
     assert os.listdir(tmp_path) == []
     with pytest.raises(OSError) as again:
-        _raise_worker_error("case_000", _pack_exception(e.value))
+        WorkerFailure(e.value).reraise("preprocessing worker (case case_000)")
     assert os_error_line(again.value).startswith(f"{final}: No space left on device")
 
 

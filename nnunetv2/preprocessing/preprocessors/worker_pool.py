@@ -4,7 +4,8 @@ A ``multiprocessing.Pool`` silently replaces a worker that was killed (e.g. by t
 and then waits forever for its task. Here each worker reports which case it starts and finishes over its own pipe
 (synchronous sends: a queue's feeder thread could lose the last messages of a killed process), the parent polls the
 workers' exit codes, and a worker that dies stops the whole run with a message that names the case and the likely
-cause. An exception inside a worker is re-raised in the parent, naming the case.
+cause. An exception inside a worker is re-raised in the parent with the worker's traceback. Starting, failing and
+reporting work as for every other pool (nnunetv2.utilities.worker_processes).
 """
 from __future__ import annotations
 
@@ -12,14 +13,12 @@ import contextlib
 import itertools
 import multiprocessing
 import pickle
-import signal
-import traceback
 from multiprocessing.connection import wait
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from nnunetv2.errors import UserError, os_error_line
+from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, start_worker, worker_count
 
 POLL_SECONDS = 0.1
 Task = Tuple[str, Tuple[str, List[str], Optional[str]]]  # (case, (output_filename_truncated, image_files, seg_file))
@@ -46,8 +45,8 @@ def _worker_main(worker_id: int, task_queue, connection) -> None:
                 current_run = run_id
             preprocessor.run_case_save(output_filename_truncated, image_files, seg_file, plans_manager,
                                        configuration_manager, dataset_json)
-        except BaseException as e:  # report everything, including KeyboardInterrupt/SystemExit in the worker
-            connection.send(('error', worker_id, case, _pack_exception(e)))
+        except BaseException as e:  # report everything, including SystemExit in the worker
+            connection.send(('error', worker_id, case, WorkerFailure(e)))
             return
         connection.send(('done', worker_id, case, None))
 
@@ -60,12 +59,11 @@ class _Workers:
         self.n = n
         self.task_queue = ctx.Queue()
         pipes = [ctx.Pipe(duplex=False) for _ in range(n)]
-        self.processes = [ctx.Process(target=_worker_main, daemon=True, args=(i, self.task_queue, pipes[i][1]))
-                          for i in range(n)]
+        self.processes = []
         self.connections = [reader for reader, _ in pipes]
         try:
-            for w in self.processes:
-                w.start()
+            for i in range(n):
+                self.processes.append(start_worker(ctx, _worker_main, (i, self.task_queue, pipes[i][1])))
         finally:
             for _, writer in pipes:
                 writer.close()  # the parent keeps only the reading ends, so a dead worker's pipe reports EOF
@@ -130,42 +128,6 @@ def worker_session():
         session.drop(graceful=True)
 
 
-def _pack_exception(e: BaseException) -> Dict[str, Any]:
-    packed = {'type': type(e).__name__, 'message': str(e), 'traceback': traceback.format_exc()}
-    try:
-        packed['pickled'] = pickle.dumps(e)
-        pickle.loads(packed['pickled'])
-    except Exception:  # unpicklable exceptions travel as text only
-        packed.pop('pickled', None)
-    return packed
-
-
-def _describe_exit(exitcode: int) -> str:
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        if -exitcode == signal.SIGKILL:
-            return (f"it was killed by {name}, most likely by the operating system because it ran out of memory. "
-                    f"Use fewer processes (-np) or free memory")
-        return f"it was killed by {name}"
-    return f"it exited unexpectedly with exit code {exitcode}"
-
-
-def _raise_worker_error(case: str, packed: Dict[str, Any]) -> None:
-    original = None
-    if 'pickled' in packed:
-        try:
-            original = pickle.loads(packed['pickled'])
-        except Exception:
-            original = None
-    if isinstance(original, UserError) or os_error_line(original) is not None:  # a full disk etc.: one line
-        raise original
-    raise RuntimeError(f"Preprocessing case {case} failed with {packed['type']}: {packed['message']}\n"
-                       f"Traceback in the worker process:\n{packed['traceback']}") from original
-
-
 class _RunState:
     """What the parent knows: which case each worker is on, and how many cases are done."""
 
@@ -183,7 +145,7 @@ class _RunState:
             self.finished += 1
             self.bar.update()
         else:
-            _raise_worker_error(case, payload)
+            payload.reraise(f"preprocessing worker (case {case})")
 
     def receive(self, connections, timeout: float) -> None:
         """Handle every message that arrives within ``timeout`` seconds (pipes of exited workers: until EOF)."""
@@ -202,7 +164,7 @@ def run_cases_in_workers(preprocessor, tasks: Sequence[Task], plans: dict, confi
     """Process ``tasks`` with ``num_processes`` spawned workers; returns when all are done, raises on failure."""
     if not tasks:
         return
-    n_workers = max(1, min(int(num_processes), len(tasks)))
+    n_workers = worker_count(num_processes, len(tasks))
     setup = pickle.dumps((preprocessor, plans, configuration_name, dataset_json))
     run_id = next(_run_counter)
     session = _session
@@ -234,6 +196,5 @@ def _check_workers_alive(workers, state: _RunState, connections) -> None:
         if w.exitcode == 0 and state.current[worker_id] is None:
             continue  # finished its share normally
         case = state.current[worker_id]
-        what = f"while preprocessing case {case}" if case is not None else "between two cases"
-        raise RuntimeError(f"A preprocessing worker process died {what}: {_describe_exit(w.exitcode)}. "
-                           f"Preprocessing was stopped.")
+        raise_worker_died("preprocessing worker", w, "-np",
+                          f"preprocessing case {case}" if case is not None else "between two cases")
