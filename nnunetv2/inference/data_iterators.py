@@ -3,13 +3,14 @@
 Every item is ``{'data': float32 torch tensor (C, ...), 'data_properties': dict, 'ofile': str or None}``. Worker
 ``i`` of ``n`` handles cases ``i, i + n, ...`` and owns one queue of capacity 1; the consumer visits the queues
 round-robin, so items come out in input order. A worker that fails sends its exception through its queue, so a
-bad input file surfaces as that file's one-line error in the main process instead of "a worker died".
+bad input file surfaces as that file's one-line error in the main process instead of "a worker died". Workers start,
+fail and die as in every other pool (nnunetv2.utilities.worker_processes).
 """
 from __future__ import annotations
 
 import logging
+import os
 import queue as queue_module
-import traceback
 from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
@@ -17,22 +18,9 @@ import torch
 import torch.multiprocessing as torch_mp
 
 from nnunetv2.errors import UserError
+from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, start_worker, worker_count
 
 logger = logging.getLogger(__name__)
-
-
-class _WorkerFailure(object):
-    """Picklable stand-in for an exception raised in a preprocessing worker."""
-
-    def __init__(self, exc: BaseException):
-        self.is_user_error = isinstance(exc, UserError)
-        self.message = exc.one_line() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        self.traceback = traceback.format_exc()
-
-    def reraise(self):
-        if self.is_user_error:
-            raise UserError(self.message)
-        raise RuntimeError(f"Preprocessing of an input case failed in a background worker:\n{self.traceback}")
 
 
 class SkippedCase(object):
@@ -113,7 +101,7 @@ def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
         done_event.set()
         _stay_alive_until_consumed(abort_event)
     except BaseException as e:  # noqa: B902 - forwarded to the consumer, which re-raises it
-        _put(target_queue, _WorkerFailure(e), abort_event)
+        _put(target_queue, WorkerFailure(e), abort_event)
         abort_event.set()
 
 
@@ -139,7 +127,7 @@ def preprocess_fromnpy_save_to_queue(list_of_images: List[np.ndarray],
         done_event.set()
         _stay_alive_until_consumed(abort_event)
     except BaseException as e:  # noqa: B902
-        _put(target_queue, _WorkerFailure(e), abort_event)
+        _put(target_queue, WorkerFailure(e), abort_event)
         abort_event.set()
 
 
@@ -149,27 +137,24 @@ def _split(seq: Optional[Sequence], i: int, n: int):
 
 def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases: int, shared_args: tuple,
                  num_processes: int, pin_memory: bool, verbose: bool,
-                 skipped: Optional[list] = None) -> Iterator[dict]:
+                 skipped: Optional[list] = None, case_names: Optional[Sequence[str]] = None) -> Iterator[dict]:
     num_processes = min(num_cases, num_processes)
     if num_processes < 1:
         raise UserError(f"Preprocessing needs at least one worker process (got {num_processes} for {num_cases} "
                         f"cases).", "Use -npp >= 1.")
+    num_processes = worker_count(num_processes, num_cases)
     context = torch_mp.get_context('spawn')
     abort_event = context.Event()
-    # Everything handed to a spawned worker must stay referenced here until the workers are gone: start() returns
-    # before the child has unpickled its arguments, and Process drops its own reference to them on start. A
-    # spawn-context Event or Queue is backed by a named semaphore that is unlinked when the parent's object is
-    # freed, so a worker still starting up would find it gone and die while unpickling.
+    # start_worker keeps what each worker is handed (its queue and events: named semaphores, unlinked when the
+    # parent's object is freed) referenced by the process object, which lives in ``processes`` until the end
     queues, done_events, processes = [], [], []
     try:
         for i in range(num_processes):
             queues.append(context.Queue(maxsize=1))
             done_events.append(context.Event())
             args = [_split(lst, i, num_processes) for lst in per_case_lists]
-            p = context.Process(target=worker_fn, args=(*args, *shared_args, queues[i], done_events[i], abort_event,
-                                                        verbose), daemon=True)
-            p.start()
-            processes.append(p)
+            processes.append(start_worker(context, worker_fn, (*args, *shared_args, queues[i], done_events[i],
+                                                               abort_event, verbose)))
         for case in range(num_cases):
             w = case % num_processes
             while True:
@@ -178,10 +163,10 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
                     break
                 except queue_module.Empty:
                     if not processes[w].is_alive() and queues[w].empty():
-                        raise RuntimeError(f"Preprocessing worker {w} died unexpectedly (exit code "
-                                           f"{processes[w].exitcode}); maybe it ran out of memory.")
-            if isinstance(item, _WorkerFailure):
-                item.reraise()
+                        name = case_names[case] if case_names is not None else f"input case {case + 1}"
+                        raise_worker_died("preprocessing worker", processes[w], "-npp", f"preprocessing {name}")
+            if isinstance(item, WorkerFailure):
+                item.reraise("preprocessing worker")
             if isinstance(item, SkippedCase):
                 item.report(skipped)
                 continue
@@ -207,7 +192,9 @@ def preprocessing_iterator_fromfiles(list_of_lists: List[List[str]],
     return _round_robin(preprocess_fromfiles_save_to_queue,
                         [list_of_lists, list_of_segs_from_prev_stage_files, output_filenames_truncated],
                         len(list_of_lists), (plans_manager, dataset_json, configuration_manager),
-                        num_processes, pin_memory, verbose, skipped)
+                        num_processes, pin_memory, verbose, skipped,
+                        [os.path.basename(files[0]) if files else f"input case {i + 1}"
+                         for i, files in enumerate(list_of_lists)])
 
 
 def preprocessing_iterator_fromnpy(list_of_images: List[np.ndarray],
@@ -220,7 +207,8 @@ def preprocessing_iterator_fromnpy(list_of_images: List[np.ndarray],
     return _round_robin(preprocess_fromnpy_save_to_queue,
                         [list_of_images, list_of_segs_from_prev_stage, list_of_image_properties, truncated_ofnames],
                         len(list_of_images), (plans_manager, dataset_json, configuration_manager),
-                        num_processes, pin_memory, verbose)
+                        num_processes, pin_memory, verbose, None,
+                        [os.path.basename(str(n)) for n in truncated_ofnames] if truncated_ofnames else None)
 
 
 class PreprocessAdapter(object):

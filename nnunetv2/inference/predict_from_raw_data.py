@@ -9,9 +9,9 @@ here at run time: see ``reference_names``. The console entry points live in ``pr
 from __future__ import annotations
 
 import functools
-import multiprocessing
+import multiprocessing  # noqa: F401 - module-level names clients use (reference_names)
 import os
-from time import sleep
+from time import sleep  # noqa: F401
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
@@ -32,9 +32,11 @@ from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, comp
                                                           mirror_axes_subsets, pad_to_patch_size,
                                                           thread_count_changes_result)
 from nnunetv2.utilities import find_objects as _find_objects
-from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy
+from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy  # noqa: F401
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
+from nnunetv2.utilities.watched_pool import WatchedPool
+from nnunetv2.utilities.worker_processes import worker_count
 
 # looked up when called: a client's replacement here or in the home module takes effect
 _replaceable = reference_names.ClientReplaceable(globals(), {
@@ -222,7 +224,8 @@ class nnUNetPredictor(object):
         try:
             data_iterator = self._internal_get_data_iterator_from_lists_of_filenames(
                 list_of_lists, seg_files, output_filenames_truncated, num_processes_preprocessing)
-            ret = self.predict_from_data_iterator(data_iterator, save_probabilities, num_processes_segmentation_export)
+            ret = self.predict_from_data_iterator(data_iterator, save_probabilities,
+                                                  min(num_processes_segmentation_export, len(list_of_lists)))
         finally:
             self._skipped_cases = None
         if skipped:
@@ -270,7 +273,9 @@ class nnUNetPredictor(object):
                                                             segs_from_prev_stage_or_list_of_segs_from_prev_stage,
                                                             properties_or_list_of_properties, truncated_ofname,
                                                             num_processes)
-        return self.predict_from_data_iterator(iterator, save_probabilities, num_processes_segmentation_export)
+        n_images = len(image_or_list_of_images) if isinstance(image_or_list_of_images, list) else 1
+        return self.predict_from_data_iterator(iterator, save_probabilities,
+                                               min(num_processes_segmentation_export, n_images))
 
     # ----- the prediction loop ----------------------------------------------------------------------------------
     def _check_input_channels(self, data, name: str) -> None:
@@ -289,9 +294,10 @@ class nnUNetPredictor(object):
         """Predict every item of the iterator; export in background processes (in-process when 0 processes)."""
         pool = None
         if num_processes_segmentation_export > 0:
-            pool = multiprocessing.get_context('spawn').Pool(num_processes_segmentation_export)
+            pool = WatchedPool(worker_count(num_processes_segmentation_export, num_processes_segmentation_export),
+                               'export worker', '-nps')
         try:
-            results, workers = [], ([] if pool is None else list(pool._pool))
+            results = []
             for preprocessed in data_iterator:
                 data = preprocessed['data']
                 if isinstance(data, str):
@@ -305,8 +311,7 @@ class nnUNetPredictor(object):
                 properties = preprocessed['data_properties']
                 self._check_input_channels(data, name)
                 if pool is not None:
-                    while check_workers_alive_and_busy(pool, workers, results, allowed_num_queued=2):
-                        sleep(0.1)
+                    pool.wait_for_capacity(results, allowed_queued=2)
                 prediction = self.predict_logits_from_preprocessed_data(data).cpu().numpy()
                 del data
                 if ofile is not None:
@@ -319,7 +324,7 @@ class nnUNetPredictor(object):
                             properties, save_probabilities)
                 if pool is not None:
                     print('sending off prediction to background worker for resampling and export')
-                    results.append(pool.starmap_async(fn, (args,)))
+                    results.append(pool.submit(fn, args, name=name))
                 else:
                     results.append(fn(*args))
                 del prediction
@@ -327,15 +332,11 @@ class nnUNetPredictor(object):
             if pool is not None:
                 ret = []
                 for r in tqdm(results, desc='Collecting results', disable=not self.allow_tqdm):
-                    while not r.ready():
-                        check_workers_alive_and_busy(pool, workers, [], allowed_num_queued=0)
-                        r.wait(0.1)
-                    ret.append(r.get()[0])
+                    ret.append(pool.result(r))
                 results = ret
         finally:
             if pool is not None:
                 pool.terminate()
-                pool.join()
         compute_gaussian.cache_clear()
         empty_cache(self.device)
         return results

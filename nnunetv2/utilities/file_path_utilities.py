@@ -83,11 +83,10 @@ def folds_string_to_tuple(folds_string: str) -> list:
 
 def check_workers_alive_and_busy(export_pool, worker_list: List, results_list: List,
                                  allowed_num_queued: int = 0) -> bool:
-    """True if the export pool has enough queued work; raises if a worker process died."""
+    """True if the export pool has enough queued work; raises ``WorkerDiedError`` if a worker process died."""
     dead = [w for w in worker_list if not w.is_alive()]
     if dead:
-        codes = sorted({w.exitcode for w in dead if w.exitcode is not None})
-        cause = " (killed, probably out of memory)" if any(c is not None and c < 0 for c in codes) else ""
-        raise RuntimeError(f"Some background workers are no longer alive{cause}; exit codes: {codes}.")
+        from nnunetv2.utilities.worker_processes import raise_worker_died
+        raise_worker_died("export worker", dead[0], "-nps")
     not_ready = [not r.ready() for r in results_list]
     return sum(not_ready) >= len(export_pool._pool) + allowed_num_queued
