@@ -5,7 +5,6 @@ labels are copied and dataset.json is translated. Console command: ``nnUNetv2_co
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import shutil
 from typing import List, Optional, Tuple
@@ -164,9 +163,11 @@ def _run_jobs(jobs: List[Tuple[str, str]], num_processes: int) -> None:
                 progress.update()
             return
         # spawn, not fork: SimpleITK/ITK thread pools do not survive a fork reliably
-        with multiprocessing.get_context("spawn").Pool(min(num_processes, len(jobs))) as pool:
-            for _ in pool.imap_unordered(_split_job, jobs):
-                progress.update()
+        from nnunetv2.utilities.watched_pool import WatchedPool
+        from nnunetv2.utilities.worker_processes import worker_count
+        with WatchedPool(worker_count(num_processes, len(jobs)), "worker process", "-np") as pool:
+            pool.starmap(_split_job, [(job,) for job in jobs], names=[os.path.basename(j[0]) for j in jobs],
+                         chunksize=1, on_done=progress.update)
     finally:
         progress.close()
 

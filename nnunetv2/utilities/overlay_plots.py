@@ -6,7 +6,6 @@ ignored; slices are taken along the first array axis. One RGBA PNG per training 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -133,7 +132,9 @@ def _run(fn, arguments: List[tuple], num_processes: int) -> None:
         for a in arguments:
             fn(*a)
         return
-    with multiprocessing.get_context("spawn").Pool(min(num_processes, len(arguments))) as pool:
+    from nnunetv2.utilities.watched_pool import WatchedPool
+    from nnunetv2.utilities.worker_processes import worker_count
+    with WatchedPool(worker_count(num_processes, len(arguments)), "worker process", "-np") as pool:
         pool.starmap(fn, arguments)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 from typing import List
 
@@ -81,5 +80,7 @@ def unpack_dataset(folder: str, unpack_segmentation: bool = True, overwrite_exis
         for a in args:
             _convert_to_npy(*a)
         return
-    with multiprocessing.get_context('spawn').Pool(min(num_processes, len(files))) as pool:
-        pool.starmap(_convert_to_npy, args)
+    from nnunetv2.utilities.watched_pool import WatchedPool
+    from nnunetv2.utilities.worker_processes import worker_count
+    with WatchedPool(worker_count(num_processes, len(files)), "unpacking worker", "nnUNet_def_n_proc") as pool:
+        pool.starmap(_convert_to_npy, args, names=[os.path.basename(f) for f in files])

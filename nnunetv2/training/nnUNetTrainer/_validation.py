@@ -3,11 +3,8 @@ export segmentations (and probabilities) in a process pool, hand over to next st
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import warnings
-from time import sleep
-from typing import List
 
 import numpy as np
 import torch
@@ -16,14 +13,8 @@ from torch import distributed as dist
 from nnunetv2 import configuration as _configuration
 from nnunetv2.file_io import maybe_mkdir_p
 from nnunetv2.training.nnUNetTrainer import _ddp_sync
-
-
-def _wait_for_export_capacity(pool, results: List, allowed_num_queued: int = 2) -> None:
-    """Back-pressure: sleep while too many export jobs are queued; raises if a worker died."""
-    from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy
-    workers = list(pool._pool)
-    while check_workers_alive_and_busy(pool, workers, results, allowed_num_queued=allowed_num_queued):
-        sleep(0.1)
+from nnunetv2.utilities.watched_pool import WatchedPool
+from nnunetv2.utilities.worker_processes import worker_count
 
 
 def _append_previous_stage(data: np.ndarray, seg_prev, label_manager) -> np.ndarray:
@@ -78,13 +69,15 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
     maybe_mkdir_p(validation_output_folder)
     label_manager = trainer.label_manager
 
-    with multiprocessing.get_context("spawn").Pool(max(1, n_proc)) as export_pool:
-        _, val_keys = trainer.do_split()
-        last_barrier_at_idx = -1
-        if trainer.is_ddp:
-            last_barrier_at_idx = len(val_keys) // dist.get_world_size() - 1
-            val_keys = val_keys[trainer.local_rank:: dist.get_world_size()]
+    _, val_keys = trainer.do_split()
+    last_barrier_at_idx = -1
+    if trainer.is_ddp:
+        last_barrier_at_idx = len(val_keys) // dist.get_world_size() - 1
+        val_keys = val_keys[trainer.local_rank:: dist.get_world_size()]
 
+    # exports run in the background; nnUNet_def_n_proc sets how many (at most one per case and per CPU)
+    with WatchedPool(worker_count(max(1, n_proc), len(val_keys)), "export worker", "nnUNet_def_n_proc") \
+            as export_pool:
         dataset_val = trainer.dataset_class(trainer.preprocessed_dataset_folder, val_keys,
                                             folder_with_segs_from_previous_stage=
                                             trainer.folder_with_segs_from_previous_stage)
@@ -95,7 +88,7 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
 
         results = []
         for i, k in enumerate(dataset_val.identifiers):
-            _wait_for_export_capacity(export_pool, results)
+            export_pool.wait_for_capacity(results, allowed_queued=2)
             trainer.print_to_log_file(f"predicting {k}")
             data, _, seg_prev, properties = dataset_val.load_case(k)
             data = np.asarray(data[:])
@@ -110,10 +103,10 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
 
             prediction = predictor.predict_sliding_window_return_logits(data)
             prediction = prediction.cpu()
-            results.append(export_pool.starmap_async(
+            results.append(export_pool.submit(
                 export_prediction_from_logits,
-                ((prediction, properties, trainer.configuration_manager, trainer.plans_manager,
-                  trainer.dataset_json, output_filename_truncated, save_probabilities),)))
+                (prediction, properties, trainer.configuration_manager, trainer.plans_manager,
+                 trainer.dataset_json, output_filename_truncated, save_probabilities), name=k))
 
             if next_stages is not None:
                 for n in next_stages:
@@ -121,15 +114,15 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
                     if target_shape is None:
                         continue
                     output_file_truncated = os.path.join(trainer.output_folder_base, "predicted_next_stage", n, k)
-                    results.append(export_pool.starmap_async(
+                    results.append(export_pool.submit(
                         resample_and_save,
-                        ((prediction, target_shape, output_file_truncated, trainer.plans_manager,
-                          trainer.configuration_manager, properties, trainer.dataset_json, n_proc,
-                          next_dataset_class),)))
+                        (prediction, target_shape, output_file_truncated, trainer.plans_manager,
+                         trainer.configuration_manager, properties, trainer.dataset_json, n_proc,
+                         next_dataset_class), name=f"{k} (next stage {n})"))
             if trainer.is_ddp and i < last_barrier_at_idx and (i + 1) % 20 == 0:
                 _ddp_sync.wait_for_all_ranks()
 
-        _ = [r.get() for r in results]
+        _ = [export_pool.result(r) for r in results]
 
     if trainer.is_ddp:
         # rank 0 waits for the others' predictions (no NCCL timeout applies, see _ddp_sync)
