@@ -14,6 +14,7 @@ import re
 from typing import List, Optional, Sequence, Tuple, Union
 
 from nnunetv2.errors import UserError
+from nnunetv2.utilities.output_guard import check_output_files
 
 _CHANNEL = re.compile(r"_(\d\d\d\d)$")
 # every folder the predictor writes into holds this file (the reference writes it too): it marks predictions
@@ -119,12 +120,11 @@ def check_no_overwrite(output_files: Sequence[str], input_files: Sequence[str]) 
         if os.path.realpath(f) in inputs:
             raise UserError(f"The prediction {f} would overwrite an input file of the same name.",
                             "Choose another output folder (-o), or rename the input case.")
-    marked = {}
+    by_folder = {}
     for f in output_files:
-        folder = os.path.dirname(f) or '.'
-        if os.path.lexists(f) and not marked.setdefault(folder, written_by_predict(folder)):
-            raise UserError(f"{f} exists and would be overwritten, but {folder} holds no earlier predictions (no "
-                            f"{PREDICT_MARKER}).", "Choose a new or empty output folder (-o), or move that file away.")
+        by_folder.setdefault(os.path.dirname(f) or '.', []).append(os.path.basename(f))
+    for folder, names in by_folder.items():
+        check_output_files(folder, names, 'nnUNetv2_predict', marker=PREDICT_MARKER)
 
 
 def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, List[List[str]]],

@@ -34,20 +34,23 @@ def refuse_input_as_output(output_folder: str, input_folders: Sequence[str], com
                             f"replaced.", "Pass a new or empty folder with -o.")
 
 
-def check_output_files(output_folder: str, output_names: Iterable[str], command: str) -> None:
-    """Raise if one of ``output_names`` exists in ``output_folder`` and the folder was not written by ``command``."""
+def check_output_files(output_folder: str, output_names: Iterable[str], command: str, marker: str = None) -> None:
+    """Raise if one of ``output_names`` exists in ``output_folder`` and the folder was not written by ``command``.
+    ``marker``: the file that shows it was (default ``marker_name(command)``; the predictor's is the reference's
+    ``predict_from_raw_data_args.json``)."""
+    marker = marker or marker_name(command)
     if not os.path.isdir(output_folder):
         if os.path.lexists(output_folder):
             raise UserError(f"{command}: the output path {output_folder} exists and is not a folder.",
                             "Pass a folder (new or empty) with -o.")
         return
-    if os.path.isfile(os.path.join(output_folder, marker_name(command))):
+    if os.path.isfile(os.path.join(output_folder, marker)):
         return  # an earlier run of this command wrote the folder: repeating the run may replace its outputs
     for name in output_names:
         path = os.path.join(output_folder, name)
         if os.path.lexists(path):
             raise UserError(f"{command} would overwrite {path}, which it did not write ({output_folder} has no "
-                            f"{marker_name(command)}).",
+                            f"{marker}).",
                             "Pass a new or empty output folder with -o, or move the existing files away.")
 
 

@@ -50,11 +50,19 @@ def test_refuses_to_overwrite_files_in_a_folder_it_did_not_write(tmp_path):
     line = e.value.one_line()
     assert str(labels / 'b.png') in line and PREDICT_MARKER in line and '-o' in line
     # also when only unfinished cases would be predicted: existing ground truth is not a finished prediction
-    with pytest.raises(UserError, match='b.png exists'):
+    with pytest.raises(UserError, match=r'would overwrite .*b\.png'):
         _lists(images, labels, overwrite=False)
     assert _snapshot(labels) == before
     _touch(labels, PREDICT_MARKER)  # an earlier prediction's folder: rerunning replaces its files
     assert len(_lists(images, labels)[1]) == 2
+
+
+def test_output_path_that_is_a_file(tmp_path):
+    images = tmp_path / 'in'
+    _touch(images, 'a_0000.png')
+    _touch(tmp_path, 'not_a_folder')
+    with pytest.raises(UserError, match=r'not_a_folder exists and is not a folder'):
+        _lists(images, tmp_path / 'not_a_folder')
 
 
 def test_probability_files_count_only_when_saved(tmp_path):
@@ -62,7 +70,7 @@ def test_probability_files_count_only_when_saved(tmp_path):
     _touch(images, 'a_0000.png')
     _touch(out, 'a.npz')
     assert len(_lists(images, out)[1]) == 1
-    with pytest.raises(UserError, match='a.npz exists'):
+    with pytest.raises(UserError, match=r'would overwrite .*a\.npz'):
         _lists(images, out, save_probabilities=True)
 
 
@@ -135,6 +143,6 @@ def test_bookkeeping_files_of_a_dataset_folder_are_not_replaced(model_dir, golde
     _touch(out, 'dataset.json')
     p = nnUNetPredictor(use_mirroring=False, device=torch.device('cpu'), allow_tqdm=False)
     p.initialize_from_trained_model_folder(str(model_dir), (0,))
-    with pytest.raises(UserError, match=r'dataset\.json exists'):
+    with pytest.raises(UserError, match=r'would overwrite .*dataset\.json'):
         p.predict_from_files_sequential([[str(images / 'nat_012_0000.png')]], str(out))
     assert os.listdir(out) == ['dataset.json']
