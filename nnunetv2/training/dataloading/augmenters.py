@@ -4,16 +4,20 @@ batchgenerators' ``NonDetMultiThreadedAugmenter`` only says "One or more backgro
 when a worker fails, and a worker killed by the OOM killer leaves no message at all. The subclass here keeps its
 interface (``generator``, ``num_processes``, ``transform``, ``_finish`` ...) but
 
-* sends a failing worker's own traceback to the main process and re-raises it there (a ``UserError`` raised in a
-  worker, e.g. a missing preprocessed file, stays a ``UserError``);
-* reports a worker that died without a traceback with its exit code / signal ("killed, probably out of memory");
+* sends a failing worker's exception to the main process and re-raises it there, chained from the worker's
+  traceback (a ``UserError`` raised in a worker, e.g. a missing preprocessed file, stays a ``UserError``);
+* reports a worker that died without a traceback with its exit code / signal ("killed by signal 9 (SIGKILL),
+  probably out of memory: lower nnUNet_n_proc_DA");
 * never blocks on the shared queue after a failure: workers are terminated, not drained (a worker killed in the
   middle of writing a batch leaves a half message in the pipe, and reading it would hang forever).
+
+Workers start, fail and die as in every other pool (nnunetv2.utilities.worker_processes): they ignore Ctrl-C (the
+trainer's own stop handling ends the training between two iterations) and exit when the main process is gone.
 """
 from __future__ import annotations
 
 import logging
-import signal
+import multiprocessing
 import threading
 import traceback
 from multiprocessing import Event, Process, Queue, Semaphore
@@ -29,9 +33,9 @@ from batchgenerators.dataloading.nondet_multi_threaded_augmenter import (
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from threadpoolctl import threadpool_limits
 
-from nnunetv2.errors import UserError
 from nnunetv2.training.dataloading._batch_transport import (SlotReader, SlotWriter, make_slot_semaphores,
                                                             slots_per_worker)
+from nnunetv2.utilities.worker_processes import WorkerDiedError, WorkerFailure, death_message, start_worker
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +52,11 @@ def _block_s(wait_time: float) -> float:
 
 
 class AugmentationWorkerError(RuntimeError):
-    """A data-augmentation worker failed; the message carries the worker's traceback or its exit status."""
+    """Data augmentation failed outside a worker's own code (receiving a batch; workers aborted without a report)."""
+
+
+class AugmentationWorkerDied(WorkerDiedError, AugmentationWorkerError):
+    """A data-augmentation worker ended without reporting an exception (killed, e.g. out of memory, or crashed)."""
 
 
 def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread_id: int, seed,
@@ -82,16 +90,8 @@ def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread
                     item = None
                 except Full:
                     pass
-        except KeyboardInterrupt:
-            abort_event.set()
-        except BaseException as e:
-            report = (thread_id, type(e).__name__, traceback.format_exc(),
-                      getattr(e, 'message', None) if isinstance(e, UserError) else None,
-                      getattr(e, 'hint', None) if isinstance(e, UserError) else None)
-            try:
-                error_queue.put(report)
-            except Exception:  # cannot report (e.g. unpicklable): at least leave it on stderr
-                print(f"Exception in data augmentation worker {thread_id}:\n{report[2]}", flush=True)
+        except BaseException as e:  # noqa: B902 - reported to the main process, which re-raises it
+            error_queue.put((thread_id, WorkerFailure(e)))  # a WorkerFailure always pickles
             abort_event.set()
 
 
@@ -141,17 +141,7 @@ def _move_batches(in_queue: Queue, out_queue: ThreadQueue, abort_event: Event, p
 
 
 def _describe_exit(worker_id: int, p: Process) -> str:
-    code = p.exitcode
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        if -code == signal.SIGKILL:
-            return (f"data augmentation worker {worker_id} (pid {p.pid}) was killed ({name}), probably out of memory "
-                    f"(the system's OOM killer). Reduce nnUNet_n_proc_DA, the batch/patch size, or free RAM.")
-        return f"data augmentation worker {worker_id} (pid {p.pid}) was killed by {name}."
-    return f"data augmentation worker {worker_id} (pid {p.pid}) exited unexpectedly with exit code {code}."
+    return death_message(f"data augmentation worker {worker_id}", p, "nnUNet_n_proc_DA")
 
 
 class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
@@ -185,18 +175,12 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
         n_slots = slots_per_worker(self.num_cached, self.num_processes)
         free_slots = make_slot_semaphores(Semaphore, self.num_processes, n_slots) \
             if self.share_batches_via_slots else [None] * self.num_processes
-        # held for the workers' lifetime: under spawn/forkserver a worker unpickles its semaphore after start()
-        # returns, and a semaphore freed here by then would already be unlinked
-        self._free_slots = free_slots
+        # the semaphores stay referenced by the process objects (start_worker) and the reader for the workers' lifetime
         reader = SlotReader(free_slots, n_slots) if self.share_batches_via_slots else None
         for i in range(self.num_processes):
-            p = Process(target=_worker, args=(self._queue, self._error_queue, self.generator, self.transform, i,
-                                              self.seeds[i], self.abort_event, self.pause_event, self.wait_time,
-                                              free_slots[i], n_slots))
-            p.daemon = True
-            self._processes.append(p)
-        for p in self._processes:
-            p.start()
+            self._processes.append(start_worker(multiprocessing, _worker, (
+                self._queue, self._error_queue, self.generator, self.transform, i, self.seeds[i], self.abort_event,
+                self.pause_event, self.wait_time, free_slots[i], n_slots)))
         gpu = torch.cuda.current_device() if torch.cuda.is_available() else None
         self.results_loop_thread = threading.Thread(target=_results_loop, args=(
             self._queue, self.results_loop_queue, self.abort_event, self.pin_memory, self._processes, gpu,
@@ -261,13 +245,10 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
         report, silent = self._collect_failure()
         self._kill_workers()
         if report is not None:
-            worker_id, exc_type, tb, user_message, hint = report
-            if user_message is not None:
-                raise UserError(user_message, hint) from AugmentationWorkerError(
-                    f"in data augmentation worker {worker_id}:\n{tb}")
-            raise AugmentationWorkerError(f"{exc_type} in data augmentation worker {worker_id}:\n{tb}")
+            worker_id, failure = report
+            failure.reraise(f"data augmentation worker {worker_id}", AugmentationWorkerError)
         if silent:
-            raise AugmentationWorkerError(' '.join(silent))
+            raise AugmentationWorkerDied(' '.join(silent))
         if self._results_failure:
             raise AugmentationWorkerError("receiving a batch from the data augmentation workers failed:\n"
                                           + self._results_failure[0])

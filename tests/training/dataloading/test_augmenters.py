@@ -47,19 +47,20 @@ def _drain(aug):
 
 def test_worker_exception_carries_traceback(deadline):
     aug = wrap_in_augmenter(_Loader('raise'), 2, 2, False)
-    with pytest.raises(AugmentationWorkerError) as e:  # the deadline fixture fails the test if this hangs
+    with pytest.raises(ValueError, match='corrupt patch in case_007') as e:  # the deadline fixture catches hangs
         _drain(aug)
-    msg = str(e.value)
-    assert 'ValueError' in msg and 'corrupt patch in case_007' in msg and 'Traceback' in msg
-    assert 'generate_train_batch' in msg
-    assert 'no longer alive' not in msg
+    cause = str(e.value.__cause__)  # the worker's own traceback
+    assert 'in data augmentation worker' in cause and 'Traceback' in cause and 'generate_train_batch' in cause
+    assert 'no longer alive' not in str(e.value)
     assert aug._processes == [] and not aug.initialized
 
 
 def test_killed_worker_reports_out_of_memory(deadline):
     aug = wrap_in_augmenter(_Loader('kill'), 2, 2, False)
-    with pytest.raises(AugmentationWorkerError, match=r'killed \(SIGKILL\), probably out of memory'):
+    with pytest.raises(AugmentationWorkerError, match=r'killed by signal 9 \(SIGKILL\), probably out of memory: '
+                                                      r'lower nnUNet_n_proc_DA') as e:
         _drain(aug)
+    assert isinstance(e.value, UserError)  # one line at the command line
 
 
 def test_user_error_in_worker_stays_user_error(deadline):
