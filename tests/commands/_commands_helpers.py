@@ -70,3 +70,9 @@ def model_folder(ws, configuration: str) -> Path:
 
 def case_ids(folder: Path, ending: str = ".nii.gz") -> List[str]:
     return sorted(p.name[:-len(ending)] for p in folder.iterdir() if p.name.endswith(ending))
+
+
+def read_seg(path: Path):
+    """The voxel array of a segmentation file (z, y, x)."""
+    import SimpleITK as sitk
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
-from _commands_helpers import DATASET_ID, FOLDS, N_TRAIN, TRAINER, case_ids, model_folder, run_command
+from _commands_helpers import (DATASET_ID, FOLDS, N_TRAIN, TRAINER, case_ids, model_folder, read_seg,
+                               run_command)
 
 CASES = [f"case_{i:03d}" for i in range(N_TRAIN)]
-
-
-def _seg(path):
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
 def _dice(gt: np.ndarray, pred: np.ndarray, label: int) -> float:
@@ -28,7 +25,7 @@ def _assert_dice_per_case(summary: dict, gt_folder, pred_folder) -> None:
     per_case = {m["prediction_file"].rsplit("/", 1)[-1]: m["metrics"] for m in summary["metric_per_case"]}
     assert sorted(per_case) == [f"{c}.nii.gz" for c in CASES]
     for case in CASES:
-        gt, pred = _seg(gt_folder / f"{case}.nii.gz"), _seg(pred_folder / f"{case}.nii.gz")
+        gt, pred = read_seg(gt_folder / f"{case}.nii.gz"), read_seg(pred_folder / f"{case}.nii.gz")
         for label in (1, 2):
             np.testing.assert_allclose(per_case[f"{case}.nii.gz"][str(label)]["Dice"], _dice(gt, pred, label),
                                        rtol=1e-6, err_msg=f"{case} label {label}")
@@ -55,7 +52,7 @@ def test_accumulate_crossval_results(predicted, tmp_path):
     for fold in FOLDS:
         for case in predicted.splits[int(fold)]["val"]:
             validation = model_folder(ws, "3d_fullres") / f"fold_{fold}" / "validation"
-            assert np.array_equal(_seg(merged / f"{case}.nii.gz"), _seg(validation / f"{case}.nii.gz"))
+            assert np.array_equal(read_seg(merged / f"{case}.nii.gz"), read_seg(validation / f"{case}.nii.gz"))
     _assert_dice_per_case(json.loads((merged / "summary.json").read_text()), ws.preprocessed / "gt_segmentations",
                           merged)
 
@@ -97,14 +94,13 @@ def test_ensemble(predicted, tmp_path):
     for case in CASES[:4]:
         mean = (np.load(predicted.out["3d_fullres"] / f"{case}.npz")["probabilities"]
                 + np.load(predicted.out["2d"] / f"{case}.npz")["probabilities"]) / 2
-        seg = _seg(out / f"{case}.nii.gz")
+        seg = read_seg(out / f"{case}.nii.gz")
         assert (mean.argmax(0) == seg).mean() > 0.999, case  # a tie may break either way
 
 
 def test_determine_and_apply_postprocessing(predicted, best, tmp_path):
     """determine_postprocessing on a copy of the 3d_fullres predictions, then apply_postprocessing as
     find_best_configuration prints it (without -np): removal only, every case written."""
-    import shutil
     ws = predicted.ws
     folder = tmp_path / "pred"
     shutil.copytree(predicted.out["3d_fullres"], folder)
@@ -123,6 +119,7 @@ def test_determine_and_apply_postprocessing(predicted, best, tmp_path):
                  "-pp_pkl_file", chosen["postprocessing_file"], "-plans_json", chosen["some_plans_file"]], ws.env)
     assert case_ids(out) == CASES
     for case in CASES:
-        before, after = _seg(predicted.out["3d_fullres"] / f"{case}.nii.gz"), _seg(out / f"{case}.nii.gz")
+        before = read_seg(predicted.out["3d_fullres"] / f"{case}.nii.gz")
+        after = read_seg(out / f"{case}.nii.gz")
         changed = before != after
         assert np.all(after[changed] == 0), case  # postprocessing only removes components

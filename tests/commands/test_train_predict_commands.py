@@ -7,13 +7,8 @@ import json
 import pickle
 
 import numpy as np
-import SimpleITK as sitk
 
-from _commands_helpers import N_TRAIN, case_ids, model_folder
-
-
-def _seg(path):
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+from _commands_helpers import N_TRAIN, case_ids, model_folder, read_seg
 
 
 def test_train_writes_checkpoint_and_validation(trained, predicted):
@@ -46,7 +41,7 @@ def test_predict_outputs_for_every_case(predicted):
         assert args["num_processes_preprocessing"] == 3 and args["num_processes_segmentation_export"] == 3
         for case in ("case_000", "case_007"):
             probabilities = np.load(folder / f"{case}.npz")["probabilities"]
-            seg = _seg(folder / f"{case}.nii.gz")
+            seg = read_seg(folder / f"{case}.nii.gz")
             assert probabilities.shape == (3, *seg.shape)
             np.testing.assert_allclose(probabilities.sum(0), 1, atol=1e-3)
             assert (probabilities.argmax(0) == seg).mean() > 0.999  # a tie may break either way
@@ -63,7 +58,7 @@ def test_predicted_folds_equal_the_training_validation(predicted):
         for case in predicted.splits[0]["val"]:
             expected = np.load(validation / f"{case}.npz")["probabilities"]
             np.testing.assert_allclose(np.load(folder / f"{case}.npz")["probabilities"], expected, atol=1e-3)
-            differs = _seg(folder / f"{case}.nii.gz") != _seg(validation / f"{case}.nii.gz")
+            differs = read_seg(folder / f"{case}.nii.gz") != read_seg(validation / f"{case}.nii.gz")
             top2 = np.sort(expected, axis=0)[-2:]
             assert np.all(top2[1][differs] - top2[0][differs] < 2e-3), case  # only near-ties may flip
             with open(folder / f"{case}.pkl", "rb") as f, open(validation / f"{case}.pkl", "rb") as g:
