@@ -1,0 +1,192 @@
+"""benchmarks/gpu_check.py: comparing prediction outputs and turning the raw results into the one table it prints."""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional
+
+TARGET_TRAIN_SPEEDUP = 1.10  # ours / reference iterations per second
+TARGET_PREDICT_TIME = 0.80  # ours / reference wall time
+TARGET_VRAM = 1.00  # ours / reference peak allocated VRAM
+CROSS_DEVICE_MAX_DIFFERING = 1e-3  # fraction of voxels whose label may change between a GPU and a CPU prediction
+
+
+def _read_prediction(folder: str, case: str):
+    import numpy as np
+    import tifffile
+    seg = tifffile.imread(os.path.join(folder, f"{case}.tif"))
+    with np.load(os.path.join(folder, f"{case}.npz")) as npz:
+        probabilities = npz["probabilities"]
+    return seg, probabilities
+
+
+def _difference(folder_a: str, folder_b: str, cases) -> dict:
+    import numpy as np
+    per_case, differing, voxels, max_dp = {}, 0, 0, 0.0
+    for case in cases:
+        seg_a, p_a = _read_prediction(folder_a, case)
+        seg_b, p_b = _read_prediction(folder_b, case)
+        n = int((seg_a != seg_b).sum())
+        dp = float(np.abs(p_a.astype(np.float64) - p_b).max())
+        per_case[case] = {"voxels_differing": n, "voxels": int(seg_a.size), "max_abs_prob_diff": dp}
+        differing, voxels, max_dp = differing + n, voxels + int(seg_a.size), max(max_dp, dp)
+    return {"voxels_differing": differing, "voxels": voxels, "max_abs_prob_diff": max_dp, "cases": per_case}
+
+
+def compare_predictions(runs: Dict[str, dict], volumes: Dict[str, list]) -> dict:
+    """Ours vs the reference's first run, and the reference's second run vs its first (its own spread)."""
+    out = {}
+    for a, b in (("ours", "ref1"), ("ref2", "ref1")):
+        if a in runs and b in runs and "error" not in runs[a] and "error" not in runs[b]:
+            try:
+                out[f"{a}_vs_{b}"] = _difference(runs[a]["output"], runs[b]["output"], volumes)
+            except (OSError, KeyError, ValueError) as e:
+                out[f"{a}_vs_{b}"] = {"error": f"comparison failed: {e}"}
+    return out
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def _row(check: str, ours=None, reference=None, ratio=None, target: str = "", verdict: str = "info") -> dict:
+    return {"check": check, "ours": ours, "reference": reference, "ratio": ratio, "target": target,
+            "verdict": verdict}
+
+
+def _speed_verdict(ratio: Optional[float], target: float, higher_is_better: bool, on_gpu: bool) -> str:
+    if not on_gpu:
+        return "n/a (cpu toy)"
+    if ratio is None:
+        return "n/a"
+    ok = ratio >= target if higher_is_better else ratio <= target
+    return "ok" if ok else "MISS"
+
+
+def _failed(results: dict, key: str) -> Optional[str]:
+    step = results.get(key)
+    if not isinstance(step, dict):
+        return None
+    if "skipped" in step:
+        return "skipped"
+    if "error" in step:
+        return step["error"]
+    return None
+
+
+def build_table(results: dict) -> List[dict]:
+    on_gpu = results.get("meta", {}).get("device") == "cuda"
+    rows: List[dict] = []
+    if "pytest" in results:
+        p = results["pytest"]
+        counts = p.get("counts", {})
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "not finished"
+        good = p.get("rc") == 0 and not counts.get("failed") and not counts.get("error") and not counts.get("errors")
+        if on_gpu:
+            good = good and counts.get("passed", 0) > 0
+        rows.append(_row("pytest -m cuda", summary, verdict=("ok" if good else "FAIL") if "rc" in p else "n/a"))
+    prepare = results.get("prepare", {})
+    if "error" in prepare:
+        rows.append(_row("dataset, plans, model", prepare["error"], verdict="FAIL"))
+        return rows
+    if prepare:
+        rows.append(_row("3d_fullres plans", f"patch {prepare.get('patch_size')}, batch {prepare.get('batch_size')}, "
+                                             f"{prepare.get('n_stages')} stages"))
+
+    train = results.get("train", {})
+    problem = _failed(results, "train")
+    if problem:
+        rows.append(_row("training", problem, verdict="skipped" if problem == "skipped" else "FAIL"))
+    elif train:
+        ours, ref = train.get("ours", {}), train.get("ref", {})
+        for impl, label in ((ours, "ours"), (ref, "reference")):
+            if "error" in impl:
+                rows.append(_row(f"training ({label})", impl["error"], verdict="FAIL"))
+        for mode, label in (("dummy", "dummy data"), ("augmenter", "augmenter workers")):
+            a, b = ours.get(mode, {}), ref.get(mode, {})
+            if not a:
+                continue
+            r = _ratio(a.get("iters_per_s"), b.get("iters_per_s"))
+            rows.append(_row(f"train it/s, {label}", a.get("iters_per_s"), b.get("iters_per_s"), r,
+                             f">= {TARGET_TRAIN_SPEEDUP:.2f}x", _speed_verdict(r, TARGET_TRAIN_SPEEDUP, True, on_gpu)))
+            r = _ratio(a.get("peak_allocated_mb"), b.get("peak_allocated_mb"))
+            rows.append(_row(f"train peak VRAM MB, {label}", a.get("peak_allocated_mb"), b.get("peak_allocated_mb"),
+                             r, f"<= {TARGET_VRAM:.2f}x", _speed_verdict(r, TARGET_VRAM, False, on_gpu)))
+            finite = a.get("losses_finite")
+            rows.append(_row(f"train loss finite, {label}", finite, b.get("losses_finite"),
+                             verdict="ok" if finite else "FAIL"))
+
+    predict = results.get("predict", {})
+    problem = _failed(results, "predict")
+    if problem:
+        rows.append(_row("prediction", problem, verdict="skipped" if problem == "skipped" else "FAIL"))
+    elif predict:
+        ours = predict.get("ours", {})
+        refs = [predict[k] for k in ("ref1", "ref2") if k in predict and "error" not in predict[k]]
+        for key in ("ours", "ref1", "ref2"):
+            if "error" in predict.get(key, {}):
+                rows.append(_row(f"prediction ({key})", predict[key]["error"], verdict="FAIL"))
+        ref_time = sum(r["predict_s"] for r in refs) / len(refs) if refs else None
+        spread = "runs " + ", ".join(f"{r['predict_s']:.1f}" for r in refs) if len(refs) > 1 else None
+        r = _ratio(ours.get("predict_s"), ref_time)
+        rows.append(_row("predict wall s (TTA, all volumes)", ours.get("predict_s"), ref_time, r,
+                         f"<= {TARGET_PREDICT_TIME:.2f}x", _speed_verdict(r, TARGET_PREDICT_TIME, False, on_gpu)))
+        if spread:
+            rows.append(_row("reference predict wall s, both runs", None, spread))
+        ref_vram = min((r["peak_allocated_mb"] for r in refs if r.get("peak_allocated_mb")), default=None)
+        r = _ratio(ours.get("peak_allocated_mb"), ref_vram)
+        rows.append(_row("predict peak VRAM MB", ours.get("peak_allocated_mb"), ref_vram, r,
+                         f"<= {TARGET_VRAM:.2f}x", _speed_verdict(r, TARGET_VRAM, False, on_gpu)))
+        comparison = predict.get("comparison", {})
+        mine, theirs = comparison.get("ours_vs_ref1", {}), comparison.get("ref2_vs_ref1", {})
+        if "error" in mine:
+            rows.append(_row("prediction outputs", mine["error"], verdict="FAIL"))
+        elif mine:
+            for key, label in (("voxels_differing", "voxels differing from reference run 1"),
+                               ("max_abs_prob_diff", "max |dp| to reference run 1")):
+                spread_value = theirs.get(key)
+                ok = spread_value is None or mine[key] <= max(spread_value, 1e-6 if key == "max_abs_prob_diff" else 0)
+                rows.append(_row(label, mine[key], spread_value, target="<= reference run 2 vs run 1",
+                                 verdict="ok" if ok else "MISS"))
+
+    resume = results.get("resume", {})
+    problem = _failed(results, "resume")
+    if problem:
+        rows.append(_row("--c / --val", problem, verdict="skipped" if problem == "skipped" else "FAIL"))
+    elif resume:
+        ok = resume.get("first_run_epochs") == 1 and resume.get("resumed_epochs") == 2 \
+            and resume.get("resumed_train_losses") == 2
+        rows.append(_row("--c resume: epochs 1 -> 2", f"{resume.get('first_run_epochs')} -> "
+                                                      f"{resume.get('resumed_epochs')}", verdict="ok" if ok else "FAIL"))
+        dice = resume.get("val_mean_dice")
+        rows.append(_row("--val: summary.json rewritten, mean Dice", dice,
+                         verdict="ok" if isinstance(dice, (int, float)) else "FAIL"))
+        n, total = resume.get("cross_device_voxels_differing"), resume.get("cross_device_voxels")
+        fraction = n / total if n is not None and total else None
+        rows.append(_row("checkpoint from the device on the CPU: voxels differing", n, ratio=fraction,
+                         target=f"<= {CROSS_DEVICE_MAX_DIFFERING:.1%} of voxels",
+                         verdict="ok" if fraction is not None and fraction <= CROSS_DEVICE_MAX_DIFFERING else "FAIL"))
+        rows.append(_row("checkpoint from the device on the CPU: max |dp|", resume.get("cross_device_max_abs_prob_diff")))
+    return rows
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def format_table(rows: List[dict], meta: dict) -> str:
+    head = f"GPU check: {meta.get('gpu', meta.get('device'))}, torch {meta.get('torch')}, " \
+           f"commit {meta.get('commit', '?')}, {meta.get('elapsed_s', '?')} s"
+    cols = [("check", 52), ("ours", 26), ("reference", 22), ("ratio", 8), ("target", 28), ("verdict", 14)]
+    lines = [head, "".join(f"{name:<{w}}" for name, w in cols)]
+    for row in rows:
+        cells = [_fmt(row[name])[:w - 1] for name, w in cols]
+        lines.append("".join(f"{c:<{w}}" for c, (_, w) in zip(cells, cols)))
+    return "\n".join(lines)
