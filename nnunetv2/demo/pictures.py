@@ -78,7 +78,7 @@ def write_prediction_pictures(raw_dataset_folder: str, predictions_folder: str, 
         s = select_slice_to_plot2(image, reference)
         title = case
         if case in per_case:
-            title += "   Dice " + ", ".join(f"{label_names.get(int(k), k)} {d:.2f}"
+            title += "   Dice " + ", ".join(f"{label_names.get(int(k), k) if k.isdigit() else k} {d:.2f}"
                                            for k, d in per_case[case].items())
         output_file = os.path.join(output_folder, f"{case}.png")
         side_by_side_figure(image[s], reference[s].astype(np.int16), prediction[s].astype(np.int16), title,
