@@ -77,3 +77,45 @@ def test_gpu_check_compares_with_the_reference_on_the_cpu(tmp_path):
     assert comparison["ours_vs_ref1"]["max_abs_prob_diff"] <= 1e-6
     assert comparison["ref2_vs_ref1"]["voxels_differing"] == 0
     assert "resume" not in results
+
+
+def _fake_gpu_results(ours_its: float, ours_predict_s: float, ours_vram: float, ours_differing: int) -> dict:
+    run = {"iters_per_s": None, "peak_allocated_mb": None, "losses_finite": True}
+    train = {impl: {mode: dict(run, iters_per_s=its, peak_allocated_mb=vram) for mode in ("dummy", "augmenter")}
+             for impl, its, vram in (("ours", ours_its, ours_vram), ("ref", 10.0, 1000.0))}
+    diff = {"voxels_differing": ours_differing, "max_abs_prob_diff": 1e-3}
+    spread = {"voxels_differing": 5, "max_abs_prob_diff": 1e-3}
+    return {"meta": {"device": "cuda"}, "pytest": {"rc": 0, "counts": {"passed": 7}},
+            "prepare": {"patch_size": [64, 192, 160], "batch_size": 2, "n_stages": 6}, "train": train,
+            "predict": {"ours": {"predict_s": ours_predict_s, "peak_allocated_mb": ours_vram},
+                        "ref1": {"predict_s": 10.0, "peak_allocated_mb": 1000.0},
+                        "ref2": {"predict_s": 12.0, "peak_allocated_mb": 1100.0},
+                        "comparison": {"ours_vs_ref1": diff, "ref2_vs_ref1": spread}},
+            "resume": {"first_run_epochs": 1, "resumed_epochs": 2, "resumed_train_losses": 2, "val_mean_dice": 0.5,
+                       "cross_device_voxels_differing": 10, "cross_device_voxels": 100000,
+                       "cross_device_max_abs_prob_diff": 0.01}}
+
+
+def test_the_table_applies_the_gpu_targets():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from _gpu_check_report import build_table, format_table
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    good = {row["check"]: row for row in build_table(_fake_gpu_results(11.5, 8.0, 900.0, 3))}
+    assert good["train it/s, dummy data"]["ratio"] == pytest.approx(1.15)
+    assert good["predict wall s (TTA, all volumes)"]["ratio"] == pytest.approx(8.0 / 11.0)  # vs the mean of both
+    assert good["predict peak VRAM MB"]["reference"] == 1000.0  # the lower of the reference's two runs
+    assert {row["verdict"] for row in good.values()} <= {"ok", "info"}
+    bad = {row["check"]: row for row in build_table(_fake_gpu_results(10.5, 9.5, 1001.0, 6))}
+    for check in ("train it/s, dummy data", "train it/s, augmenter workers", "predict wall s (TTA, all volumes)",
+                  "predict peak VRAM MB", "train peak VRAM MB, dummy data", "voxels differing from reference run 1"):
+        assert bad[check]["verdict"] == "MISS", check
+    failing = _fake_gpu_results(11.5, 8.0, 900.0, 3)
+    failing["train"]["ours"]["dummy"]["losses_finite"] = False
+    failing["resume"]["resumed_epochs"] = 1
+    failing["pytest"] = {"rc": 1, "counts": {"passed": 6, "failed": 1}}
+    verdicts = {row["check"]: row["verdict"] for row in build_table(failing)}
+    assert verdicts["train loss finite, dummy data"] == verdicts["--c resume: epochs 1 -> 2"] == "FAIL"
+    assert verdicts["pytest -m cuda"] == "FAIL"
+    assert "train it/s, dummy data" in format_table(build_table(failing), {"gpu": "H100", "torch": "2.11"})
