@@ -1,0 +1,197 @@
+"""Killing commands at random moments, and what must hold afterwards (the kill suites of preprocess, train, predict
+and model install).
+
+A command runs in its own session (process group). At the chosen moment its main process gets SIGKILL (what the
+out-of-memory killer or ``kill -9 <pid>`` does) or the whole group gets SIGINT (Ctrl-C at a terminal) or SIGTERM (a
+scheduler). Afterwards no process of the group may be left (workers notice that their parent is gone), and every
+file under the output folders either loads or carries a temporary name. Re-running the command must then complete
+and give what an uninterrupted run gives; the tests check that.
+
+The moments come from ``random.Random(seed)``; the seed is printed (``NNUNET_KILL_SEED`` repeats a run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from nnunetv2.file_io import TMP_PREFIX
+
+# names that announce a file or folder as unfinished: atomic writes' temporaries, the installer's staging folder
+TEMP_PREFIXES = (TMP_PREFIX, ".nnunet_install_")
+GROUP_EXIT_S = 60.0  # a worker whose parent died exits within its poll interval plus the C call it is in
+
+
+def kill_seed() -> int:
+    seed = int(os.environ.get("NNUNET_KILL_SEED", random.SystemRandom().randrange(2 ** 31)))
+    print(f"kill moments drawn with NNUNET_KILL_SEED={seed}")
+    return seed
+
+
+@dataclass
+class Outcome:
+    returncode: Optional[int]
+    stdout: str
+    stderr: str
+    killed: bool            # the signal was sent before the command ended by itself
+    seconds: float          # how long the command ran
+    left_behind: List[int]  # processes of its group still alive GROUP_EXIT_S after the kill
+
+
+def _group_members(pgid: int) -> List[int]:
+    out = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split() if not _is_zombie(int(p))]
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def run_command(cmd: Sequence[str], env: Dict[str, str], kill_at: Optional[float] = None,
+                sig: int = signal.SIGKILL, whole_group: bool = False, timeout: float = 900) -> Outcome:
+    """Run ``cmd``; ``kill_at`` seconds after the start send ``sig`` (to the main process, or to the whole group).
+    Waits until the group is gone (up to GROUP_EXIT_S after the signal); the rest is reported in ``left_behind``
+    and then killed, so that nothing outlives the test."""
+    start = time.monotonic()
+    proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    killed = False
+    try:
+        if kill_at is not None:
+            try:
+                proc.wait(timeout=kill_at)
+            except subprocess.TimeoutExpired:
+                (os.killpg if whole_group else os.kill)(proc.pid, sig)
+                killed = True
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    seconds = time.monotonic() - start
+    deadline = time.monotonic() + GROUP_EXIT_S
+    left = _group_members(proc.pid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = _group_members(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    return Outcome(proc.returncode, stdout, stderr, killed, seconds, left)
+
+
+def assert_ran(outcome: Outcome, what: str) -> None:
+    assert outcome.returncode == 0, (f"{what} exited {outcome.returncode}\n--- stdout\n{outcome.stdout[-3000:]}\n"
+                                     f"--- stderr\n{outcome.stderr[-5000:]}")
+
+
+def interrupted_while_starting(outcome: Outcome) -> bool:
+    """Ctrl-C while the interpreter was still starting or importing the command's module (its first second or so,
+    before any of our code runs): the default SIGINT action, or Python's own KeyboardInterrupt traceback. Only the
+    main process exists then."""
+    stderr = outcome.stderr
+    if outcome.returncode == -signal.SIGINT and not stderr.strip():
+        return True
+    if "Fatal Python error: init_import_site" in stderr:
+        return True
+    return (stderr.count("Traceback (most recent call last)") == 1 and "KeyboardInterrupt" in stderr
+            and "importlib._bootstrap" in stderr and "multiprocessing" not in stderr)
+
+
+def assert_clean_interruption(outcome: Outcome, expected_status: int) -> None:
+    """After SIGINT/SIGTERM to the group: the documented status, no traceback from any process, nothing left."""
+    assert not outcome.left_behind, f"processes left behind: {outcome.left_behind}"
+    if outcome.returncode != expected_status and interrupted_while_starting(outcome):
+        return
+    assert outcome.returncode == expected_status, (outcome.returncode, outcome.stderr[-5000:])
+    assert "Traceback" not in outcome.stderr and "KeyboardInterrupt" not in outcome.stderr, outcome.stderr[-5000:]
+    assert not outcome.left_behind, f"processes left behind: {outcome.left_behind}"
+
+
+def is_temporary(path: Path, root: Path) -> bool:
+    return any(part.startswith(TEMP_PREFIXES) for part in path.relative_to(root).parts)
+
+
+def load_file(path: Path) -> None:
+    """Load ``path`` with what its kind is read by; raises if it is truncated or garbage."""
+    name = path.name
+    if name.endswith(".json"):
+        json.loads(path.read_bytes())
+    elif name.endswith(".npz"):
+        with np.load(path) as f:
+            for k in f.files:
+                f[k]
+    elif name.endswith(".npy"):
+        np.load(path)
+    elif name.endswith(".pkl"):
+        pickle.loads(path.read_bytes())
+    elif name.endswith(".b2nd"):
+        import blosc2
+        blosc2.open(str(path), mode="r")[:]
+    elif name.endswith(".pth"):
+        import torch
+        torch.load(path, map_location="cpu", weights_only=False)
+    elif name.endswith((".nii.gz", ".nii", ".mha", ".nrrd")):
+        import SimpleITK as sitk
+        sitk.ReadImage(str(path))
+    elif name.endswith(".png"):
+        from PIL import Image
+        with Image.open(path) as im:
+            im.load()
+
+
+def assert_final_files_load(*folders: Path) -> List[Path]:
+    """Every file under ``folders`` that does not carry a temporary name loads; returns the final files."""
+    final = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.exists():
+            continue
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and not is_temporary(p, folder):
+                try:
+                    load_file(p)
+                except Exception as e:  # noqa: BLE001 - the assertion names the file and the error
+                    raise AssertionError(f"{p} does not load after a kill: {type(e).__name__}: {e}") from e
+                final.append(p)
+    return final
+
+
+def remove_temporaries(*folders: Path) -> None:
+    """What a user may delete after a crash (and a re-run ignores anyway)."""
+    import shutil
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*"), reverse=True):
+            if p.exists() and is_temporary(p, Path(folder)) and p.name.startswith(TEMP_PREFIXES):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def tree_digest(folder: Path, skip: Iterable[str] = ()) -> Dict[str, bytes]:
+    """Relative path -> bytes of every final file (temporaries and names in ``skip`` left out)."""
+    skip = set(skip)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and not is_temporary(p, Path(folder)) and p.name not in skip}
+
+
+def command_env(**extra: str) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def console_script(name: str) -> str:
+    path = Path(sys.executable).with_name(name)
+    return str(path) if path.exists() else name
