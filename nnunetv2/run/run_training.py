@@ -259,7 +259,12 @@ def _let_stopping_ranks_exit(processes, grace_s: float = 300) -> None:
     exited, ``context.join`` would terminate the others in the middle of leaving the process group. When the first
     one to end ended because of a stop signal, wait (up to ``grace_s``) for the others to end by themselves."""
     from multiprocessing.connection import wait
-    wait([p.sentinel for p in processes])
+    ended = wait([p.sentinel for p in processes])
+    for p in processes:
+        if p.sentinel in ended:
+            # the sentinel fires when the process closes its files, before its exit status can be collected
+            # (exitcode is then still None nearly every time): collect it
+            p.join()
     if any(stop_signal_of_exit_status(p.exitcode) is not None for p in processes if p.exitcode is not None):
         deadline = time.monotonic() + grace_s
         for p in processes:
