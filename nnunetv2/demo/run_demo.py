@@ -33,7 +33,7 @@ CONFIGURATION = "3d_fullres"
 # background, object and core so that a short CPU training learns both labels.
 DATASET_KWARGS = dict(num_train=10, num_test=4, shape=(16, 32, 32), max_objects=1, radius=(0.26, 0.34), core=0.3,
                       intensities=(0.0, 100.0, 200.0), noise=20.0)
-EPOCHS = 6
+EPOCHS = 8
 ITERATIONS = 40
 SEED = 12345
 # Written into the output folder: a later run deletes only a folder that holds it, an empty one, or one laid out
