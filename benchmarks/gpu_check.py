@@ -1,6 +1,6 @@
 """GPU check: our CUDA paths, and ours vs the reference nnU-Net v2 2.8.1 on one GPU, in one command (< 10 minutes).
 
-    python benchmarks/gpu_check.py [--device cuda|cpu] [--out FILE] [--steps pytest,train,predict,resume]
+    python benchmarks/gpu_check.py [--device cuda|cpu] [--out FILE] [--steps pytest,predict,train,resume]
                                    [--reference-python PATH] [--budget-s 570] [--iters 30] [--warmup 10]
                                    [--work DIR] [--keep]
 
@@ -8,14 +8,14 @@ On a GPU machine without network, use benchmarks/gpu_check.sh (installs the carr
 benchmarks/README.md). ``--device cpu`` runs the same steps at toy size (tests/benchmarks/test_gpu_check.py does).
 
 Steps (each child process writes JSON through benchmarks/_gpu_check_driver.py):
-1. ``pytest -m cuda`` on the test files that hold CUDA tests (all skip without a GPU). Runs while step 2's data are
-   generated and preprocessed on the CPU.
-2. Training: the default 3d_fullres network of a generated dataset, AMP and torch.compile as the trainer decides by
-   default, iterations/s after warm-up, peak VRAM, loss finite; ours and the reference in turn, once on a fixed
-   dummy batch (the GPU step alone) and once with each trainer's own augmenter workers.
-3. Prediction: generated volumes (one >= 256x256x200 voxels on the GPU) with a random-weight checkpoint (fixed seed)
-   of that network, TTA on: the reference twice (its run-to-run spread: cuDNN picks algorithms at run time) and ours
-   in between. Wall time, peak VRAM, voxels differing, max |delta p| of the probabilities.
+1. ``pytest -m cuda`` on the test files that hold CUDA tests (all skip without a GPU). Runs while the data of the
+   other steps are generated and preprocessed on the CPU.
+2. Prediction: generated volumes (one >= 256x256x200 voxels on the GPU) with a random-weight checkpoint (fixed seed)
+   of the default 3d_fullres network, TTA on: the reference twice (its run-to-run spread: cuDNN picks algorithms at
+   run time) and ours in between. Wall time, peak VRAM, voxels differing, max |delta p| of the probabilities.
+3. Training: that network, AMP and torch.compile as the trainer decides by default, iterations/s after warm-up,
+   peak VRAM, loss finite; ours and the reference in turn, once on a fixed dummy batch (the GPU step alone) and once
+   with each trainer's own augmenter workers. After prediction because its compile time is the least predictable.
 4. ``nnUNetv2_train --c`` (resume) and ``--val`` with our trainer on the device; the checkpoint written there
    predicts the same on the CPU.
 
@@ -42,7 +42,7 @@ DRIVER = os.path.join(HERE, "_gpu_check_driver.py")
 sys.path.insert(0, HERE)
 from _gpu_check_report import compare_predictions, build_table, format_table  # noqa: E402
 
-STEPS = ("pytest", "train", "predict", "resume")
+STEPS = ("pytest", "predict", "train", "resume")
 # rough minimum seconds a step needs on the GPU; a step is skipped when less of the budget is left
 MIN_STEP_S = {"pytest": 60, "train": 150, "predict": 60, "resume": 45}
 STUB = '''"""Stand-in for SimpleITK written by benchmarks/gpu_check.py where SimpleITK is not installed (its wheel is too
@@ -243,13 +243,7 @@ class Check:
             return
 
         impls = ["ours"] + (["ref"] if self.reference else [])
-        if "train" in steps and self._time_for("train"):
-            train = self.results.setdefault("train", {})
-            for impl in impls:
-                self.say(f"training speed: {impl}")
-                train[impl] = self.driver(impl, "train", f"train_{impl}", "--iters", str(self.args.iters),
-                                          "--warmup", str(self.args.warmup))
-                self.save()
+        # prediction first: it needs no compilation, so its time is predictable; training's is not
         if "predict" in steps and self._time_for("predict"):
             predict = self.results.setdefault("predict", {})
             order = ["ref1", "ours", "ref2"] if self.reference else ["ours"]
@@ -261,6 +255,13 @@ class Check:
                 predict[run]["output"] = output
                 self.save()
             predict["comparison"] = compare_predictions(predict, self.results["prepare"].get("volumes", {}))
+        if "train" in steps and self._time_for("train"):
+            train = self.results.setdefault("train", {})
+            for impl in impls:
+                self.say(f"training speed: {impl}")
+                train[impl] = self.driver(impl, "train", f"train_{impl}", "--iters", str(self.args.iters),
+                                          "--warmup", str(self.args.warmup))
+                self.save()
         if "resume" in steps and self._time_for("resume"):
             self.say("--c resume, --val, GPU checkpoint on the CPU")
             self.results["resume"] = self.driver("ours", "resume", "resume", "--iters", "5")
