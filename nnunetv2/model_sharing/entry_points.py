@@ -37,7 +37,7 @@ def install_from_zip_entry_point_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Install a pretrained model zip (made with nnUNetv2_export_model_to_zip) into nnUNet_results. "
                     "Members outside a DatasetXXX_Name/ folder, absolute paths, '..' and links are refused.")
-    parser.add_argument("zip", type=str, help="zip file")
+    parser.add_argument("zip", type=str, help="The model zip file (made with nnUNetv2_export_model_to_zip)")
     return parser
 
 
