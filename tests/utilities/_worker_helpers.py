@@ -68,3 +68,15 @@ class SlowToUnpickle:
 
 def touch_event(slow, event):
     event.set()
+
+
+def sleepy(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def mark_and_sleep(marker_folder, index, seconds):
+    """A task that says it has started (a file in ``marker_folder``), then takes ``seconds``."""
+    open(os.path.join(marker_folder, f"started_{index}"), "w").close()
+    time.sleep(seconds)
+    return index

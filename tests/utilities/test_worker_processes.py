@@ -78,6 +78,22 @@ def test_watched_pool_results_failures_and_deaths():
         in str(e.value)
 
 
+def test_pools_start_no_more_workers_than_tasks(monkeypatch):
+    from nnunetv2.evaluation import _parallel
+    from nnunetv2.utilities import case_pool, watched_pool
+    sizes = []
+    real_init = watched_pool.WatchedPool.__init__
+
+    def recording_init(self, num_processes, *args, **kwargs):
+        sizes.append(num_processes)
+        real_init(self, num_processes, *args, **kwargs)
+
+    monkeypatch.setattr(watched_pool.WatchedPool, "__init__", recording_init)
+    assert _parallel.starmap(helpers.square, [(2,), (3,)], 1000) == [4, 9]
+    assert case_pool.run_cases(helpers.square, [(4,), (5,)], ["a", "b"], 1000, "x", False) == [16, 25]
+    assert sizes == [min(2, usable_cpus())] * 2
+
+
 def test_start_worker_keeps_what_it_hands_over_alive():
     """The child unpickles a slow object before the event: the event must still exist when it gets there."""
     context = multiprocessing.get_context("spawn")
@@ -117,6 +133,38 @@ def _gone(pid: int) -> bool:
         except ProcessLookupError:
             return True
         return False
+
+
+def test_ctrl_c_while_pool_workers_are_busy(tmp_path):
+    """Ctrl-C to the process group of a command whose pool workers are busy (fingerprint, export workers): status 130
+    and one line within seconds, no KeyboardInterrupt traceback from the workers, no process left."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    proc = _run_script(f"""
+        import _worker_helpers as helpers
+        from nnunetv2.errors import exit_on_user_error
+        from nnunetv2.utilities.case_pool import run_cases
+
+        @exit_on_user_error
+        def main():
+            run_cases(helpers.mark_and_sleep, [({str(markers)!r}, i, 600) for i in range(4)], list("abcd"), 2, "x",
+                      show_progress_bar=False)
+
+        if __name__ == "__main__":
+            main()
+        """, tmp_path)
+    deadline = time.monotonic() + 120
+    while len(os.listdir(markers)) < 2:  # both workers are inside a task
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the workers never started their tasks"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=300)  # a task takes 600 s: the workers were stopped, not waited for
+    assert proc.returncode == 130 and err.strip() == "nnU-Net: interrupted.", err
+    deadline = time.monotonic() + 30
+    while subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).stdout.strip():
+        assert time.monotonic() < deadline, "processes of the group left behind"
+        time.sleep(0.1)
 
 
 def test_ctrl_c_reaches_the_parent_only_and_orphans_exit(tmp_path):
