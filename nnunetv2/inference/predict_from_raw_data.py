@@ -27,10 +27,12 @@ from nnunetv2.inference import data_iterators, input_handling, model_loading, re
 from nnunetv2.inference.export_prediction import (convert_predicted_logits_to_segmentation_with_correct_shape,
                                                   export_prediction_from_logits)
 from nnunetv2.inference.out_of_memory import on_device_else_results_on_cpu
-from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian, concurrent_cpu_passes,
+from nnunetv2.inference.cpu_concurrent_passes import (PassVerdicts, checked_mirrored_predictions, choose_pass_workers,
+                                                      concurrent_cpu_passes, mirrored_predictions,
+                                                      thread_sensitive_modules)
+from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
-                                                          mirror_axes_subsets, pad_to_patch_size,
-                                                          thread_count_changes_result)
+                                                          mirror_variants, pad_to_patch_size)
 from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy  # noqa: F401
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -405,25 +407,26 @@ class nnUNetPredictor(object):
         passes_per_batch = getattr(self, 'tta_passes_per_batch', 1) if self.device.type == 'cpu' else 1
         return maybe_mirror_and_predict(self.network, x, mirror_axes, passes_per_batch)
 
-    def _concurrent_pass_workers(self, tile_shape: Tuple[int, ...], n_passes: int) -> int:
+    def _concurrent_pass_workers(self, tile_shape: Tuple[int, ...], n_passes: int, check_later: bool = False) -> int:
         """How many forward passes may run at once: CPU and eager (not compiled) networks only. Chosen
         automatically (0), it is used only where it pays and leaves the logits bit-identical (checked once per
         network and tile shape); a number set by the user is taken as is."""
         if self.device.type != 'cpu' or hasattr(self.network, '_orig_mod'):
             return 1
-        requested = getattr(self, 'cpu_concurrent_passes', 1)
-        if requested > 0:
-            return requested
-        total = torch.get_num_threads()
-        workers = min(4, total)
-        if workers <= 1 or n_passes < 2 * workers:
-            return 1
-        key = (id(self.network), tuple(tile_shape), total, workers)
-        verdicts = self.__dict__.setdefault('_concurrency_verdicts', {})
-        if key not in verdicts:
-            verdicts[key] = not thread_count_changes_result(self.network, tuple(tile_shape), total,
-                                                            max(1, total // workers))
-        return workers if verdicts[key] else 1
+        return choose_pass_workers(self.network, tile_shape, n_passes, getattr(self, 'cpu_concurrent_passes', 1),
+                                   self._pass_verdicts(), check_later)
+
+    def _pass_verdicts(self) -> PassVerdicts:
+        return self.__dict__.setdefault('_concurrency_verdicts', PassVerdicts())
+
+    def _tile_predictions(self, pool, tile_shape, variants, workers: int, total_threads: int):
+        """Passes of tiles (mirrored ones included) as separate jobs on ``pool``; still unchecked (automatic choice,
+        first time for this network and tile shape), the first pass checks that this is bit-identical."""
+        verdicts, network, key = self._pass_verdicts(), self.network, (tuple(tile_shape), total_threads, workers)
+        if getattr(self, 'cpu_concurrent_passes', 1) > 0 or verdicts.get(network, key) is not None:
+            return functools.partial(mirrored_predictions, pool, self.network, variants=variants, lookahead=8)
+        return functools.partial(checked_mirrored_predictions, pool, self.network, variants=variants, lookahead=8,
+                                 total_threads=total_threads, on_verdict=lambda v: verdicts.set(network, key, v))
 
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers,
                                                        do_on_device: bool = True):
@@ -433,15 +436,22 @@ class nnUNetPredictor(object):
         gaussian = compute_gaussian(tuple(self.configuration_manager.patch_size), sigma_scale=1. / 8,
                                     value_scaling_factor=10, device=results_device) if self.use_gaussian else 1
         progress = (lambda s: tqdm(s, disable=not self.allow_tqdm))
-        n_passes = len(slicers) * (len(mirror_axes_subsets(self.allowed_mirroring_axes)) + 1
-                                   if self.use_mirroring and self.allowed_mirroring_axes else 1)
         tile_shape = (1, data.shape[0], *self.configuration_manager.patch_size)
-        # tiles run concurrently; a single tile's mirrored passes stay sequential
-        workers = self._concurrent_pass_workers(tile_shape, n_passes) if len(slicers) > 1 else 1
-        with concurrent_cpu_passes(workers) as pool:
+        variants = mirror_variants(self.allowed_mirroring_axes if self.use_mirroring else None, len(tile_shape))
+        # the unit of concurrent work is a pass (mirrored ones too) unless a subclass predicts a tile its own way or
+        # mirrored passes are batched; then it is a tile
+        separate = '_internal_maybe_mirror_and_predict' not in self.__dict__ and getattr(
+            self, 'tta_passes_per_batch', 1) <= 1 and type(self)._internal_maybe_mirror_and_predict is \
+            nnUNetPredictor._internal_maybe_mirror_and_predict
+        total_threads = torch.get_num_threads()
+        workers = self._concurrent_pass_workers(tile_shape, len(slicers) * len(variants), check_later=separate) \
+            if separate or len(slicers) > 1 else 1
+        with concurrent_cpu_passes(workers, thread_sensitive_modules(self.network) if workers > 1 else ()) as pool:
+            predict_tiles = self._tile_predictions(pool, tile_shape, variants, workers, total_threads) \
+                if pool is not None and separate else None
             return accumulate_tiles(data, slicers, self._internal_maybe_mirror_and_predict,
                                     self.label_manager.num_segmentation_heads, gaussian, self.device,
-                                    results_device, progress, pool)
+                                    results_device, progress, pool, predict_tiles=predict_tiles)
 
     @torch.no_grad()  # not inference_mode: the trainer's validation may reuse the returned tensor
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> Union[np.ndarray, torch.Tensor]:

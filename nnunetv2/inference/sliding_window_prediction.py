@@ -7,21 +7,20 @@ operation happens in the reference's order so CPU results are bit-identical.
 from __future__ import annotations
 
 import itertools
-from collections import deque
-from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Executor
 from functools import lru_cache
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+# the concurrency helpers lived here first; their names stay importable from this module
+from nnunetv2.inference.cpu_concurrent_passes import (concurrent_cpu_passes, ordered_map,  # noqa: F401
+                                                      thread_count_changes_result)
 from nnunetv2.inference.tile_prefetch import TilePrefetcher, concrete_device, gather_tile
 
 Slicer = Tuple[slice, ...]
-_T = TypeVar('_T')
-_R = TypeVar('_R')
 
 
 @lru_cache(maxsize=2)
@@ -116,6 +115,16 @@ def mirror_axes_subsets(mirror_axes: Sequence[int]) -> List[Tuple[int, ...]]:
     return [c for k in range(1, len(axes) + 1) for c in itertools.combinations(axes, k)]
 
 
+def mirror_variants(mirror_axes: Optional[Sequence[int]], tile_ndim: int) -> List[Tuple[int, ...]]:
+    """The flips of one tile's passes, in the reference's order: ``()`` (no flip) first, then
+    :func:`mirror_axes_subsets`. ``mirror_axes`` None: no TTA, one pass."""
+    if mirror_axes is None:
+        return [()]
+    if len(mirror_axes) == 0 or max(mirror_axes) > tile_ndim - 3:
+        raise ValueError(f"mirror_axes {tuple(mirror_axes)} are invalid for a tile with {tile_ndim} dimensions")
+    return [()] + mirror_axes_subsets(mirror_axes)
+
+
 def maybe_mirror_and_predict(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                              mirror_axes: Optional[Sequence[int]], passes_per_batch: int = 1) -> torch.Tensor:
     """Network output for ``x`` (1, C, *P), averaged over all mirrorings of ``mirror_axes`` (None: no TTA).
@@ -148,83 +157,13 @@ def maybe_mirror_and_predict(network: Callable[[torch.Tensor], torch.Tensor], x:
     return prediction
 
 
-def _without_grad(fn: Callable[[_T], _R]) -> Callable[[_T], _R]:
-    """``fn`` run under no_grad: grad mode is per thread, so pool threads do not inherit the caller's."""
-    def wrapped(item: _T) -> _R:
-        with torch.no_grad():
-            return fn(item)
-    return wrapped
-
-
-@contextmanager
-def concurrent_cpu_passes(workers: int) -> Iterator[Optional[Executor]]:
-    """A thread pool running ``workers`` CPU forward passes at once, torch's threads split between them.
-
-    Why: one pass of a small tile cannot keep several cores busy (OpenMP start-up and barriers dominate, and spinning
-    threads collapse when other processes - our own preprocessing and export workers - share the cores). Passes in
-    parallel threads with fewer torch threads each do the same arithmetic where the kernels do not depend on the
-    thread count (check with :func:`thread_count_changes_result`), so the logits stay bit-identical. Yields None
-    when ``workers`` <= 1.
-    """
-    if workers <= 1:
-        yield None
-        return
-    total_threads = torch.get_num_threads()
-    per_worker = max(1, total_threads // workers)
-    torch.set_num_threads(per_worker)
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix='nnunet_pass',
-                                initializer=torch.set_num_threads, initargs=(per_worker,)) as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(total_threads)
-
-
-def thread_count_changes_result(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
-                                threads_a: int, threads_b: int) -> bool:
-    """Whether one CPU pass over a (random) tile of ``tile_shape`` differs in any bit between two torch thread counts.
-
-    Some oneDNN kernels (seen with 2D convolutions) pick their loop blocking by thread count and so sum in another
-    order. The order depends only on shapes and threads, so a random tile reveals it with near certainty.
-    """
-    x = torch.randn(tile_shape, generator=torch.Generator().manual_seed(1234))
-    previous = torch.get_num_threads()
-    outputs = []
-    try:
-        with torch.no_grad():
-            for threads in (threads_a, threads_b):
-                torch.set_num_threads(threads)
-                out = network(x)
-                outputs.append(out[0] if isinstance(out, (list, tuple)) else out)
-    finally:
-        torch.set_num_threads(previous)
-    return not torch.equal(outputs[0], outputs[1])
-
-
-def ordered_map(pool: Optional[Executor], fn: Callable[[_T], _R], items: Iterable[_T], lookahead: int) -> Iterator[_R]:
-    """``map(fn, items)`` computed on ``pool`` (None: in this thread), in order, at most ``lookahead`` items ahead."""
-    if pool is None:
-        yield from map(fn, items)
-        return
-    fn = _without_grad(fn)
-    items = iter(items)
-    pending = deque(pool.submit(fn, item) for item in itertools.islice(items, max(1, lookahead)))
-    try:
-        while pending:
-            result = pending.popleft().result()
-            for item in itertools.islice(items, 1):
-                pending.append(pool.submit(fn, item))
-            yield result
-    finally:
-        for future in pending:
-            future.cancel()
-
-
 def accumulate_tiles(data: torch.Tensor, slicers: List[Slicer], predict_tile: Callable[[torch.Tensor], torch.Tensor],
                      num_heads: int, gaussian: Union[torch.Tensor, float], compute_device: torch.device,
                      results_device: torch.device, progress: Optional[Callable] = None,
                      pool: Optional[Executor] = None, lookahead: int = 8,
-                     prefetch: Optional[int] = None) -> torch.Tensor:
+                     prefetch: Optional[int] = None,
+                     predict_tiles: Optional[Callable[[Iterable[torch.Tensor]], Iterator[torch.Tensor]]] = None) \
+        -> torch.Tensor:
     """Gaussian-weighted average of the tile predictions over the (padded) image, as fp16 (num_heads, *spatial).
 
     ``predict_tile`` maps a contiguous (1, C, *P) tile on ``compute_device`` to (1, num_heads, *P) logits.
@@ -232,7 +171,8 @@ def accumulate_tiles(data: torch.Tensor, slicers: List[Slicer], predict_tile: Ca
     tiles are predicted concurrently (at most ``lookahead`` ahead) but accumulated in tile order, so the fp16 sums
     round exactly as without it. ``prefetch``: tiles gathered and copied to ``compute_device`` by a background thread,
     this many ahead (0: in the loop; None: 2 where the image is not on ``compute_device``, i.e. results on the CPU
-    and the network on an accelerator). Neither option changes a bit of the result.
+    and the network on an accelerator). Neither option changes a bit of the result. ``predict_tiles`` (instead of
+    ``predict_tile`` and ``pool``) maps the stream of tiles to the stream of their predictions, in order.
     """
     data = data.to(results_device)
     spatial = data.shape[1:]
@@ -247,7 +187,9 @@ def accumulate_tiles(data: torch.Tensor, slicers: List[Slicer], predict_tile: Ca
     try:
         if prefetcher is not None:
             tiles = iter(prefetcher)
-        for sl, prediction in zip(iterator, ordered_map(pool, predict_tile, tiles, lookahead)):
+        predictions = predict_tiles(tiles) if predict_tiles is not None else \
+            ordered_map(pool, predict_tile, tiles, lookahead)
+        for sl, prediction in zip(iterator, predictions):
             prediction = prediction[0].to(results_device)
             if isinstance(gaussian, torch.Tensor):
                 prediction *= gaussian

@@ -189,14 +189,16 @@ def test_predictor_uses_concurrency_only_when_bit_identical(monkeypatch):
     predictor = nnUNetPredictor(device=CPU)
     assert predictor.cpu_concurrent_passes == 0  # automatic choice by default
     predictor.network = lambda x: x + 1
+    assert predictor._concurrent_pass_workers((1, 1, 8, 12), n_passes=7) == 1  # too few passes to pay the check
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 4
-    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=3) == 1  # too few passes to pay
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=5) == 4  # checked already: one per worker
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=3) == 1  # fewer passes than workers
     predictor = nnUNetPredictor(device=CPU)
     predictor.cpu_concurrent_passes = 0
     predictor.network = SimpleNamespace(__call__=None)
     calls = []
-    import nnunetv2.inference.predict_from_raw_data as module
-    monkeypatch.setattr(module, 'thread_count_changes_result', lambda *a: calls.append(a) or True)
+    import nnunetv2.inference.cpu_concurrent_passes as module
+    monkeypatch.setattr(module, 'concurrent_passes_match', lambda *a: calls.append(a) or False)
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 1
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 1
     assert len(calls) == 1  # checked once per network and tile shape

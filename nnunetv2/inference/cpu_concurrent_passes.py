@@ -1,0 +1,279 @@
+"""Forward passes on the CPU, several at once in threads, bit-identical to the reference's passes one at a time.
+
+Why: one pass of a tile keeps the cores busy only in part. Between layers the OpenMP threads wait for each other at
+barriers, and when other processes share the cores (our own preprocessing and export workers, or anyone else's
+jobs) a thread waits for one that is not running at all. Passes in parallel threads with fewer torch threads each
+have fewer barriers to wait at. They do the same arithmetic wherever no kernel's result depends on the thread count:
+
+* torch chooses the algorithm of a convolution with an all-ones kernel (the segmentation heads) by the thread count:
+  its own im2col kernel on one thread, oneDNN on several, and the two sum in different orders. Such modules are
+  pinned: they run with the reference's thread count in whichever thread calls them (:func:`pinned_thread_count`).
+* anything else is checked, not assumed: one pass in the concurrent configuration must equal one pass as the
+  reference runs it, bit for bit (:func:`concurrent_passes_match`), before the predictor uses the configuration.
+
+Passes are the unit of work: the mirrored passes of one tile run concurrently too, and are summed in the reference's
+order (:func:`mirrored_predictions`), so the fp16 accumulation rounds exactly as in the reference.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import weakref
+from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+
+import torch
+from torch import nn
+
+_T = TypeVar('_T')
+_R = TypeVar('_R')
+
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def thread_sensitive_modules(network: Callable) -> List[nn.Module]:
+    """Modules of ``network`` whose algorithm torch chooses by the thread count: convolutions with an all-ones kernel,
+    stride 1 and no dilation (the case where torch prefers its own kernel on one thread)."""
+    if not isinstance(network, nn.Module):
+        return []
+    return [m for m in network.modules() if isinstance(m, _CONVOLUTIONS) and all(k == 1 for k in m.kernel_size)
+            and all(s == 1 for s in m.stride) and all(d == 1 for d in m.dilation)]
+
+
+@contextmanager
+def pinned_thread_count(modules: Sequence[nn.Module], threads: int) -> Iterator[None]:
+    """While active, each of ``modules`` runs with ``threads`` torch threads, in whichever thread calls it (the torch
+    thread count is a per-thread setting); the caller's count is restored after the call, also when it fails."""
+    saved = threading.local()
+
+    def before(module, args):
+        stack = saved.__dict__.setdefault('stack', [])
+        stack.append(torch.get_num_threads())
+        if stack[-1] != threads:
+            torch.set_num_threads(threads)
+
+    def after(module, args, output):
+        previous = saved.stack.pop()
+        if previous != threads:
+            torch.set_num_threads(previous)
+
+    handles = []
+    try:
+        for m in modules:
+            handles.append(m.register_forward_pre_hook(before))
+            handles.append(m.register_forward_hook(after, always_call=True))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _without_grad(fn: Callable[[_T], _R]) -> Callable[[_T], _R]:
+    """``fn`` run under no_grad: grad mode is per thread, so pool threads do not inherit the caller's."""
+    def wrapped(item: _T) -> _R:
+        with torch.no_grad():
+            return fn(item)
+    return wrapped
+
+
+@contextmanager
+def concurrent_cpu_passes(workers: int, pinned: Sequence[nn.Module] = ()) -> Iterator[Optional[Executor]]:
+    """A thread pool running ``workers`` CPU forward passes at once, torch's threads split between them; the modules
+    in ``pinned`` keep the caller's thread count. Yields None when ``workers`` <= 1."""
+    if workers <= 1:
+        yield None
+        return
+    total_threads = torch.get_num_threads()
+    per_worker = max(1, total_threads // workers)
+    torch.set_num_threads(per_worker)
+    try:
+        with pinned_thread_count(pinned, total_threads), \
+                ThreadPoolExecutor(workers, thread_name_prefix='nnunet_pass', initializer=torch.set_num_threads,
+                                   initargs=(per_worker,)) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(total_threads)
+
+
+def _first_output(out):
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def thread_count_changes_result(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
+                                threads_a: int, threads_b: int) -> bool:
+    """Whether one CPU pass over a (random) tile of ``tile_shape`` differs in any bit between two torch thread counts.
+
+    The order of a kernel's sums depends only on shapes and threads, so a random tile reveals a difference with near
+    certainty.
+    """
+    x = torch.randn(tile_shape, generator=torch.Generator().manual_seed(1234))
+    previous = torch.get_num_threads()
+    outputs = []
+    try:
+        with torch.no_grad():
+            for threads in (threads_a, threads_b):
+                torch.set_num_threads(threads)
+                outputs.append(_first_output(network(x)))
+    finally:
+        torch.set_num_threads(previous)
+    return not torch.equal(outputs[0], outputs[1])
+
+
+def concurrent_passes_match(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
+                            total_threads: int, workers: int) -> bool:
+    """Whether a pass in a pool thread of ``concurrent_cpu_passes(workers, thread_sensitive_modules(network))`` equals,
+    bit for bit, a pass in this thread with ``total_threads`` threads (as the reference runs it), on a random tile.
+
+    The two passes run at the same time (the pool thread has its share of the threads), so the check costs about one
+    pass of wall time.
+    """
+    x = torch.randn(tile_shape, generator=torch.Generator().manual_seed(1234))
+    per_worker = max(1, total_threads // workers)
+    previous = torch.get_num_threads()
+    with pinned_thread_count(thread_sensitive_modules(network), total_threads), \
+            ThreadPoolExecutor(1, thread_name_prefix='nnunet_pass_check', initializer=torch.set_num_threads,
+                               initargs=(per_worker,)) as pool:
+        candidate = pool.submit(_without_grad(lambda t: _first_output(network(t))), x)
+        try:
+            torch.set_num_threads(total_threads)
+            with torch.no_grad():
+                reference = _first_output(network(x))
+        finally:
+            torch.set_num_threads(previous)
+        return torch.equal(candidate.result(), reference)
+
+
+def ordered_map(pool: Optional[Executor], fn: Callable[[_T], _R], items: Iterable[_T], lookahead: int) -> Iterator[_R]:
+    """``map(fn, items)`` computed on ``pool`` (None: in this thread), in order, at most ``lookahead`` items ahead."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    fn = _without_grad(fn)
+    items = iter(items)
+    pending = deque(pool.submit(fn, item) for item in itertools.islice(items, max(1, lookahead)))
+    try:
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(items, 1):
+                pending.append(pool.submit(fn, item))
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _averaged_groups(outputs: Iterator[torch.Tensor], group: int) -> Iterator[torch.Tensor]:
+    """Consecutive ``group`` outputs summed in order into the first and divided once (where ``group`` > 1)."""
+    while True:
+        prediction = next(outputs, None)
+        if prediction is None:
+            return
+        for _ in range(group - 1):
+            prediction += next(outputs)
+        if group > 1:
+            prediction /= group
+        yield prediction
+
+
+def _pass_function(network: Callable[[torch.Tensor], torch.Tensor]) \
+        -> Callable[[Tuple[torch.Tensor, Tuple[int, ...]]], torch.Tensor]:
+    def one_pass(job: Tuple[torch.Tensor, Tuple[int, ...]]) -> torch.Tensor:
+        x, axes = job
+        if not axes:
+            return network(x)
+        return torch.flip(network(torch.flip(x, axes)), axes)
+    return one_pass
+
+
+def mirrored_predictions(pool: Optional[Executor], network: Callable[[torch.Tensor], torch.Tensor],
+                         tiles: Iterable[torch.Tensor], variants: List[Tuple[int, ...]],
+                         lookahead: int) -> Iterator[torch.Tensor]:
+    """For every tile, the average of the network's outputs over the mirror ``variants`` (``()`` first: no flip),
+    each pass a separate job on ``pool``. Summed and divided exactly as one tile at a time: the first output, plus
+    the others in order, divided once (only where there is more than one variant)."""
+    jobs = ((x, axes) for x in tiles for axes in variants)
+    return _averaged_groups(ordered_map(pool, _pass_function(network), jobs, lookahead), len(variants))
+
+
+def checked_mirrored_predictions(pool: Executor, network: Callable[[torch.Tensor], torch.Tensor],
+                                 tiles: Iterable[torch.Tensor], variants: List[Tuple[int, ...]], lookahead: int,
+                                 total_threads: int, on_verdict: Callable[[bool], None]) -> Iterator[torch.Tensor]:
+    """:func:`mirrored_predictions` that first checks the concurrent configuration on the first real pass.
+
+    That pass runs twice at the same time: in this thread with ``total_threads`` threads (as the reference runs it;
+    this result is used) and on ``pool``. Where the two agree bit for bit the other passes run on ``pool``, else one
+    at a time in this thread with ``total_threads`` threads. ``on_verdict`` gets the outcome, so the check costs about
+    one pass on one worker, once.
+    """
+    one_pass = _pass_function(network)
+    tiles = iter(tiles)
+    first = next(tiles, None)
+    if first is None:
+        return
+    candidate = pool.submit(_without_grad(network), first)
+    per_worker = torch.get_num_threads()
+    torch.set_num_threads(total_threads)
+    try:
+        reference = network(first)
+    except BaseException:
+        torch.set_num_threads(per_worker)
+        raise
+    same = torch.equal(_first_output(candidate.result()), _first_output(reference))
+    on_verdict(same)
+    if same:
+        torch.set_num_threads(per_worker)
+    rest = itertools.chain(((first, axes) for axes in variants[1:]), ((x, axes) for x in tiles for axes in variants))
+    outputs = itertools.chain([reference], ordered_map(pool if same else None, one_pass, rest, lookahead))
+    yield from _averaged_groups(outputs, len(variants))
+
+
+class PassVerdicts:
+    """Outcomes of the concurrency check per network, tile shape, thread count and workers. Networks are held weakly
+    where they allow it, so a new network that happens to get a freed one's address is not taken for it."""
+
+    def __init__(self):
+        self._weak: 'weakref.WeakKeyDictionary' = weakref.WeakKeyDictionary()
+        self._by_id: dict = {}
+
+    def _table(self, network) -> dict:
+        try:
+            return self._weak.setdefault(network, {})
+        except TypeError:  # not weakly referenceable
+            return self._by_id.setdefault(id(network), {})
+
+    def get(self, network, key: tuple) -> Optional[bool]:
+        return self._table(network).get(key)
+
+    def set(self, network, key: tuple, verdict: bool) -> None:
+        self._table(network)[key] = verdict
+
+    def all(self) -> List[bool]:
+        return [v for table in list(self._weak.values()) + list(self._by_id.values()) for v in table.values()]
+
+
+def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...], n_passes: int,
+                        requested: int, verdicts: PassVerdicts, check_later: bool = False) -> int:
+    """How many CPU forward passes run at once. ``requested`` > 0 (set by the user) is taken as is. Chosen
+    automatically (0): at most 4, and only where the passes stay bit-identical to the reference's. That is checked
+    once per network, tile shape and thread count (kept in ``verdicts``, key ``(tile_shape, threads, workers)``):
+    here with :func:`concurrent_passes_match`, or, with ``check_later``, by the caller on the first real pass (see
+    :func:`checked_mirrored_predictions`; the verdict is then left unset). The check costs about one pass, so it is
+    done only for at least two passes per worker; a known verdict applies from one pass per worker on."""
+    if requested > 0:
+        return requested
+    total = torch.get_num_threads()
+    workers = min(4, total)
+    if workers <= 1 or n_passes < workers:
+        return 1
+    key = (tuple(tile_shape), total, workers)
+    verdict = verdicts.get(network, key)
+    if verdict is None:
+        if n_passes < 2 * workers:
+            return 1
+        if check_later:
+            return workers
+        verdict = concurrent_passes_match(network, tuple(tile_shape), total, workers)
+        verdicts.set(network, key, verdict)
+    return workers if verdict else 1

@@ -1,0 +1,156 @@
+"""Concurrent CPU forward passes: pinned thread counts, passes (mirrored ones too) as separate jobs, the check on the
+first real pass, and the predictor's use of them; every result bit-identical to one pass at a time."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+from nnunetv2.inference.cpu_concurrent_passes import (checked_mirrored_predictions, concurrent_cpu_passes,
+                                                      concurrent_passes_match, mirrored_predictions,
+                                                      pinned_thread_count, thread_sensitive_modules)
+from nnunetv2.inference.sliding_window_prediction import maybe_mirror_and_predict, mirror_variants
+
+
+def _unet(dim: int = 3) -> nn.Module:
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    torch.manual_seed(0)
+    conv, norm = (nn.Conv3d, nn.InstanceNorm3d) if dim == 3 else (nn.Conv2d, nn.InstanceNorm2d)
+    return PlainConvUNet(1, 3, (8, 16, 32), conv, 3, (1, 2, 2), (2, 2, 2), 3, (2, 2), conv_bias=True, norm_op=norm,
+                         norm_op_kwargs={'eps': 1e-5, 'affine': True}, nonlin=nn.LeakyReLU,
+                         nonlin_kwargs={'inplace': True}).eval()
+
+
+class _ThreadEcho(nn.Module):
+    """Output = input times the torch thread count seen inside the call."""
+
+    def forward(self, x):
+        return x * torch.get_num_threads()
+
+
+def test_thread_sensitive_modules_are_the_pointwise_convolutions():
+    net = nn.Sequential(nn.Conv3d(2, 4, 1), nn.Conv3d(4, 4, 3), nn.Conv3d(4, 4, 1, stride=2), nn.Conv2d(4, 4, (1, 1)),
+                        nn.ConvTranspose3d(4, 4, 1), nn.Conv3d(4, 4, 1, dilation=2))
+    assert thread_sensitive_modules(net) == [net[0], net[3]]
+    seg_heads = thread_sensitive_modules(_unet())
+    assert seg_heads and all(m.kernel_size == (1, 1, 1) for m in seg_heads)
+    assert thread_sensitive_modules(lambda x: x) == []
+
+
+def test_pinned_modules_run_with_the_pinned_count_and_restore_it():
+    echo, other = _ThreadEcho(), _ThreadEcho()
+    before = torch.get_num_threads()
+    x = torch.ones(1)
+    with pinned_thread_count([echo], 3):
+        assert float(echo(x)) == 3
+        assert float(other(x)) == before
+        assert torch.get_num_threads() == before
+        boom = nn.Sequential(echo, nn.Linear(2, 2))  # fails inside the pinned call's parent, after it
+        with pytest.raises(RuntimeError):
+            boom(x)
+        assert torch.get_num_threads() == before
+    assert float(echo(x)) == before  # hooks removed
+
+
+def test_pinned_count_restored_when_the_pinned_module_fails():
+    class Failing(nn.Module):
+        def forward(self, x):
+            raise ValueError('boom')
+    failing = Failing()
+    before = torch.get_num_threads()
+    with pinned_thread_count([failing], before + 2):
+        with pytest.raises(ValueError):
+            failing(torch.ones(1))
+        assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize('dim, mirror_axes', [(3, (0, 1, 2)), (3, None), (2, (0, 1))])
+def test_passes_as_separate_jobs_are_bit_identical(dim, mirror_axes):
+    net = _unet(dim)
+    shape = (1, 1, 16, 16, 16) if dim == 3 else (1, 1, 32, 32)
+    tiles = [torch.rand(shape, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    variants = mirror_variants(mirror_axes, len(shape))
+    with torch.no_grad():
+        sequential = [maybe_mirror_and_predict(net, t, mirror_axes) for t in tiles]
+        with concurrent_cpu_passes(2, thread_sensitive_modules(net)) as pool:
+            concurrent = list(mirrored_predictions(pool, net, iter(tiles), variants, lookahead=3))
+    assert len(concurrent) == 3
+    assert all(torch.equal(a, b) for a, b in zip(concurrent, sequential))
+
+
+def test_check_on_the_first_pass_accepts_an_exact_configuration():
+    net = _unet()
+    tiles = [torch.rand((1, 1, 16, 16, 16), generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    variants = mirror_variants((0, 1, 2), 5)
+    verdicts = []
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        sequential = [maybe_mirror_and_predict(net, t, (0, 1, 2)) for t in tiles]
+        with concurrent_cpu_passes(2, thread_sensitive_modules(net)) as pool:
+            checked = list(checked_mirrored_predictions(pool, net, tiles, variants, 3, threads, verdicts.append))
+    assert verdicts == [True]
+    assert all(torch.equal(a, b) for a, b in zip(checked, sequential))
+    assert torch.get_num_threads() == threads
+
+
+def test_check_on_the_first_pass_falls_back_to_one_pass_at_a_time():
+    """A network whose result depends on the thread count: refused, and every pass computed as the reference does."""
+    threads = torch.get_num_threads()
+    if threads < 2:
+        torch.set_num_threads(2)
+    try:
+        net = _ThreadEcho()
+        tiles = [torch.rand((1, 1, 4, 4, 4)) for _ in range(3)]
+        variants = mirror_variants((0, 1), 5)
+        verdicts, seen = [], []
+        with torch.no_grad():
+            sequential = [maybe_mirror_and_predict(net, t, (0, 1)) for t in tiles]
+            total = torch.get_num_threads()
+            with concurrent_cpu_passes(2) as pool:
+                for out in checked_mirrored_predictions(pool, net, tiles, variants, 3, total, verdicts.append):
+                    seen.append(out)
+        assert verdicts == [False]
+        assert all(torch.equal(a, b) for a, b in zip(seen, sequential)) and len(seen) == 3
+        assert not concurrent_passes_match(net, (1, 1, 4, 4, 4), total, 2)
+        assert concurrent_passes_match(_unet(), (1, 1, 16, 16, 16), total, 2)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_predictor_runs_a_single_tiles_mirrored_passes_concurrently():
+    """One tile with TTA (8 passes): concurrent on the CPU, checked once, bit-identical to one pass at a time."""
+    from types import SimpleNamespace
+
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    threads = torch.get_num_threads()
+    if threads < 2:
+        torch.set_num_threads(2)
+    try:
+        results = {}
+        p = nnUNetPredictor(device=torch.device('cpu'), allow_tqdm=False)
+        p.network = _unet()
+        for mode in (1, 0, 0):
+            p.configuration_manager = SimpleNamespace(patch_size=(16, 16, 16))
+            p.label_manager = SimpleNamespace(num_segmentation_heads=3)
+            p.allowed_mirroring_axes = (0, 1, 2)
+            p.list_of_parameters = [p.network.state_dict()]
+            p.cpu_concurrent_passes = mode
+            calls = []
+
+            def record(module, args, calls=calls):
+                calls.append(threading.current_thread().name)  # list.append is atomic
+            hook = p.network.register_forward_pre_hook(record)
+            out = p.predict_sliding_window_return_logits(torch.rand((1, 16, 16, 16),
+                                                                    generator=torch.Generator().manual_seed(3)))
+            hook.remove()
+            results.setdefault(mode, []).append((out, calls))
+        (sequential, seq_calls), = results[1]
+        (checked, first_calls), (cached, cached_calls) = results[0]
+        assert torch.equal(checked, sequential) and torch.equal(cached, sequential)
+        assert len(seq_calls) == 8 and len(first_calls) == 9 and len(cached_calls) == 8  # the check: one pass more
+        assert any(name.startswith('nnunet_pass') for name in cached_calls)
+        assert p._pass_verdicts().all() == [True]
+    finally:
+        torch.set_num_threads(threads)
