@@ -20,11 +20,13 @@ from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died
 POLL_S = 0.1
 
 _board = None  # in a worker: (shared array, this worker's row); the row holds (pid, index of its current task)
+_parent_pid = None  # in a worker: the main process
 
 
 def _init_worker(parent_pid: int, board, next_row, initializer: Optional[Callable], initargs: tuple) -> None:
-    global _board
+    global _board, _parent_pid
     worker_setup(parent_pid)
+    _parent_pid = parent_pid
     with next_row.get_lock():
         row = next_row.value
         next_row.value += 1
@@ -45,6 +47,8 @@ def _run_chunk(first_index: int, fn: Callable, list_of_args: Sequence[tuple]) ->
             results.append(fn(*args))
         except BaseException as e:  # noqa: B902 - everything is reported to the parent, which re-raises it
             return results + [WorkerFailure(e)]
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        os._exit(1)  # orphaned (the parent was killed): sending the result would only print a BrokenPipeError
     return results
 
 

@@ -49,31 +49,22 @@ def worker_count(requested: int, n_tasks: int, cap_by_cpus: bool = True) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ the child's side
-def worker_setup(parent_pid: int) -> None:
+def worker_setup(parent_pid: int, direct_child: bool = True) -> None:
     """First thing in every worker process: ignore Ctrl-C (the parent stops its workers) and exit when the parent
     is gone. SIGINT was blocked while the parent started this process (``sigint_blocked``), so no Ctrl-C can have
-    reached it before this; a pending one is discarded when it becomes ignored."""
+    reached it before this; a pending one is discarded when it becomes ignored.
+
+    ``direct_child``: started by ``parent_pid`` itself (spawn, fork), not by a forkserver (whose server process
+    ends with the main process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if os.name == "posix":
-        # under spawn and fork the parent is ``parent_pid``; under forkserver it is the server (which ends with the
-        # main process). Either way the parent we have now going away means the work is orphaned.
         parent_now = os.getppid()
-        if parent_now != parent_pid and not _alive(parent_pid):
-            os._exit(1)
+        if direct_child and parent_now != parent_pid:
+            os._exit(1)  # the parent died while this process was starting (it was handed to init or a subreaper)
         threading.Thread(target=_exit_when_orphaned, args=(parent_now,), daemon=True,
                          name="nnunet_parent_watch").start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
@@ -83,8 +74,8 @@ def _exit_when_orphaned(parent_pid: int) -> None:
     os._exit(1)  # no cleanup: files are written under temporary names, nothing final is half-written
 
 
-def _child_main(parent_pid: int, target: Callable, args: tuple, kwargs: dict) -> None:
-    worker_setup(parent_pid)
+def _child_main(parent_pid: int, direct_child: bool, target: Callable, args: tuple, kwargs: dict) -> None:
+    worker_setup(parent_pid, direct_child)
     target(*args, **kwargs)
 
 
@@ -111,8 +102,9 @@ def start_worker(context, target: Callable, args: Sequence = (), kwargs: Optiona
     The process object keeps ``args`` and ``kwargs`` referenced for as long as it exists: keep the process object
     (every pool does, to check on it) and what was handed to the child outlives the child's start-up."""
     kwargs = dict(kwargs or {})
-    p = context.Process(target=_child_main, args=(os.getpid(), target, tuple(args), kwargs), daemon=daemon,
-                        name=name)
+    direct_child = context.get_start_method() != "forkserver"
+    p = context.Process(target=_child_main, args=(os.getpid(), direct_child, target, tuple(args), kwargs),
+                        daemon=daemon, name=name)
     p._nnunet_handed_over = (tuple(args), kwargs)  # see the docstring: Process.start drops its own references
     with sigint_blocked():
         p.start()
