@@ -42,7 +42,7 @@ def set_event_after(event, delay_s):
     event.set()
 
 
-def sleep_forever(ready_file):
+def sleep_forever(ready_file, *unused):
     open(ready_file, "w").close()
     while True:
         time.sleep(0.1)

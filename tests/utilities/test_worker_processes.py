@@ -211,3 +211,28 @@ def test_ctrl_c_reaches_the_parent_only_and_orphans_exit(tmp_path):
     while not _gone(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _gone(child)
+
+
+def test_worker_whose_parent_died_while_it_was_starting_exits(tmp_path):
+    """The parent is killed while the worker is still unpickling its arguments, and stays an unreaped zombie (as
+    under a test harness or a shell that has not waited yet): the worker must not take it for alive."""
+    proc = _run_script("""
+        import multiprocessing, os
+        import _worker_helpers as helpers
+        from nnunetv2.utilities.worker_processes import start_worker
+        if __name__ == "__main__":
+            p = start_worker(multiprocessing.get_context("spawn"), helpers.sleep_forever,
+                             ("ready", helpers.SlowToUnpickle(2.0)))
+            print(p.pid, flush=True)
+            os._exit(0)
+        """, tmp_path)
+    child = int(proc.stdout.readline())
+    deadline = time.monotonic() + 60
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    gone = _gone(child)
+    proc.wait()  # only now: until here the parent was a zombie
+    if not gone:
+        os.kill(child, signal.SIGKILL)
+    assert gone
+    assert not (tmp_path / "ready").exists()
