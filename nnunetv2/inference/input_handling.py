@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from nnunetv2.errors import UserError
 from nnunetv2.utilities.output_guard import check_output_files
+from nnunetv2.utilities.utils import sorted_files_with_ending
 
 _CHANNEL = re.compile(r"_(\d\d\d\d)$")
 # every folder the predictor writes into holds this file (the reference writes it too): it marks predictions
@@ -43,7 +44,7 @@ def list_cases_in_folder(folder: str, file_ending: str, num_channels: int) -> Li
     if not os.path.isdir(folder):
         raise UserError(f"Input folder not found: {folder}.", "Pass an existing folder with -i.")
     names = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
-    images = [f for f in names if f.endswith(file_ending)]
+    images = sorted_files_with_ending(folder, file_ending)  # a link to nowhere is an error, not a dropped case
     if written_by_predict(folder):  # predictions written into the input folder by an earlier run are not inputs
         images = [f for f in images if _channel_of(f, file_ending) is not None]
     if not images:

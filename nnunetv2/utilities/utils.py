@@ -18,7 +18,7 @@ from nnunetv2.utilities.input_checks import broken_link_problem
 _CHANNEL_SUFFIX = re.compile(r"_\d\d\d\d")
 
 
-def _sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
+def sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
     """Names (not paths) of the plain files in ``folder`` ending with ``file_ending`` (case sensitive), sorted."""
     try:
         entries = os.listdir(folder)
@@ -57,7 +57,7 @@ def get_identifiers_from_splitted_dataset_folder(folder: str, file_ending: str) 
     Like the reference, the identifier is the name minus its last ``len(file_ending) + 5`` characters, whether or
     not the file follows the ``_XXXX`` channel convention.
     """
-    files = _sorted_files_with_ending(folder, file_ending)
+    files = sorted_files_with_ending(folder, file_ending)
     crop = len(file_ending) + 5
     return np.unique([f[:-crop] for f in files])
 
@@ -75,7 +75,7 @@ def create_lists_from_splitted_dataset_folder(folder: str, file_ending: str, ide
     ``num_processes`` is kept for signature compatibility; a single pass over the folder listing is faster than
     any process pool.
     """
-    files = _sorted_files_with_ending(folder, file_ending)
+    files = sorted_files_with_ending(folder, file_ending)
     if identifiers is None:
         crop = len(file_ending) + 5
         identifiers = np.unique([f[:-crop] for f in files])

@@ -107,6 +107,15 @@ def test_input_errors(predictor3d, golden_raw, tmp_path):
         p.predict_from_files_sequential(str(extra), out)
     with pytest.raises(UserError, match='part_id'):
         p.predict_from_files(str(images), out, num_parts=2, part_id=2)
+    dangling = tmp_path / 'dangling'
+    dangling.mkdir()
+    shutil.copy(images / 'mr_008_0000.nii.gz', dangling / 'mr_008_0000.nii.gz')
+    shutil.copy(images / 'mr_008_0001.nii.gz', dangling / 'mr_008_0001.nii.gz')
+    for c in ('0000', '0001'):
+        os.symlink(tmp_path / 'nowhere.nii.gz', dangling / f'mr_009_{c}.nii.gz')
+    with pytest.raises(UserError, match=r'mr_009_0000\.nii\.gz is a symbolic link to .*nowhere.*does not exist'):
+        p.predict_from_files_sequential(str(dangling), out)  # was: mr_009 silently left out
+    assert not os.path.exists(out) or not os.listdir(out)
 
 
 def test_wrong_number_of_channels_after_reading(predictor3d, golden_raw):
