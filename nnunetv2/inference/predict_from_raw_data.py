@@ -27,12 +27,12 @@ from nnunetv2.inference import data_iterators, input_handling, model_loading, re
 from nnunetv2.inference.export_prediction import (convert_predicted_logits_to_segmentation_with_correct_shape,
                                                   export_prediction_from_logits)
 from nnunetv2.inference.out_of_memory import on_device_else_results_on_cpu
-from nnunetv2.inference.cpu_concurrent_passes import (PassVerdicts, checked_mirrored_predictions, choose_pass_workers,
-                                                      concurrent_cpu_passes, mirrored_predictions,
-                                                      thread_sensitive_modules)
+from nnunetv2.inference.cpu_concurrent_passes import PassVerdicts, choose_pass_workers
+from nnunetv2.inference.cpu_fast_mode import fast_mode_requested
+from nnunetv2.inference.cpu_pass_plan import planned_passes
 from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
-                                                          mirror_variants, pad_to_patch_size)
+                                                          pad_to_patch_size)
 from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy  # noqa: F401
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -112,6 +112,9 @@ class nnUNetPredictor(object):
         # between them (faster when one pass cannot use all cores). 0 = choose (default: at most 4, and only where
         # a probe shows bit-identical logits), 1 = off, N = N.
         self.cpu_concurrent_passes = max(0, _env_int('nnUNet_cpu_concurrent_passes', 0))
+        # CPU only, opt-in (env nnUNet_cpu_fast=1): the network in bfloat16 where the CPU computes it natively;
+        # not bit-identical to the reference (see cpu_fast_mode)
+        self.cpu_fast = fast_mode_requested()
 
     # ----- initialisation --------------------------------------------------------------------------------------
     def initialize_from_trained_model_folder(self, model_training_output_dir: str,
@@ -419,15 +422,6 @@ class nnUNetPredictor(object):
     def _pass_verdicts(self) -> PassVerdicts:
         return self.__dict__.setdefault('_concurrency_verdicts', PassVerdicts())
 
-    def _tile_predictions(self, pool, tile_shape, variants, workers: int, total_threads: int):
-        """Passes of tiles (mirrored ones included) as separate jobs on ``pool``; still unchecked (automatic choice,
-        first time for this network and tile shape), the first pass checks that this is bit-identical."""
-        verdicts, network, key = self._pass_verdicts(), self.network, (tuple(tile_shape), total_threads, workers)
-        if getattr(self, 'cpu_concurrent_passes', 1) > 0 or verdicts.get(network, key) is not None:
-            return functools.partial(mirrored_predictions, pool, self.network, variants=variants, lookahead=8)
-        return functools.partial(checked_mirrored_predictions, pool, self.network, variants=variants, lookahead=8,
-                                 total_threads=total_threads, on_verdict=lambda v: verdicts.set(network, key, v))
-
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers,
                                                        do_on_device: bool = True):
         results_device = self.device if do_on_device else torch.device('cpu')
@@ -437,18 +431,7 @@ class nnUNetPredictor(object):
                                     value_scaling_factor=10, device=results_device) if self.use_gaussian else 1
         progress = (lambda s: tqdm(s, disable=not self.allow_tqdm))
         tile_shape = (1, data.shape[0], *self.configuration_manager.patch_size)
-        variants = mirror_variants(self.allowed_mirroring_axes if self.use_mirroring else None, len(tile_shape))
-        # the unit of concurrent work is a pass (mirrored ones too) unless a subclass predicts a tile its own way or
-        # mirrored passes are batched; then it is a tile
-        separate = '_internal_maybe_mirror_and_predict' not in self.__dict__ and getattr(
-            self, 'tta_passes_per_batch', 1) <= 1 and type(self)._internal_maybe_mirror_and_predict is \
-            nnUNetPredictor._internal_maybe_mirror_and_predict
-        total_threads = torch.get_num_threads()
-        workers = self._concurrent_pass_workers(tile_shape, len(slicers) * len(variants), check_later=separate) \
-            if separate or len(slicers) > 1 else 1
-        with concurrent_cpu_passes(workers, thread_sensitive_modules(self.network) if workers > 1 else ()) as pool:
-            predict_tiles = self._tile_predictions(pool, tile_shape, variants, workers, total_threads) \
-                if pool is not None and separate else None
+        with planned_passes(self, tile_shape, len(slicers)) as (pool, predict_tiles):
             return accumulate_tiles(data, slicers, self._internal_maybe_mirror_and_predict,
                                     self.label_manager.num_segmentation_heads, gaussian, self.device,
                                     results_device, progress, pool, predict_tiles=predict_tiles)

@@ -1,0 +1,141 @@
+"""The opt-in fast CPU mode (bfloat16): capability detection and the clean fallback, the network it builds, and its
+agreement with the exact mode on the golden trained models."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nnunetv2.evaluation.evaluate_predictions import compute_tp_fp_fn_tn
+from nnunetv2.inference import cpu_fast_mode
+from nnunetv2.inference.cpu_fast_mode import build_fast_network, fast_network_for, full_precision_parts
+
+CPU = torch.device('cpu')
+needs_bf16 = pytest.mark.skipif(not cpu_fast_mode.native_bf16_cpu(),
+                                reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
+
+
+def _unet() -> nn.Module:
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    torch.manual_seed(0)
+    return PlainConvUNet(1, 3, (8, 16, 32), nn.Conv3d, 3, (1, 2, 2), (2, 2, 2), 3, (2, 2), conv_bias=True,
+                         norm_op=nn.InstanceNorm3d, norm_op_kwargs={'eps': 1e-5, 'affine': True},
+                         nonlin=nn.LeakyReLU, nonlin_kwargs={'inplace': True}).eval()
+
+
+def _no_native_bf16(monkeypatch):
+    for probe in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    monkeypatch.setattr(cpu_fast_mode, '_cpu_flags', lambda: {'avx2', 'avx512f'})
+
+
+@pytest.mark.parametrize('value, on', [('1', True), ('true', True), ('0', False), ('', False), ('no', False)])
+def test_requested_by_the_environment(monkeypatch, value, on):
+    monkeypatch.setenv('nnUNet_cpu_fast', value)
+    assert cpu_fast_mode.fast_mode_requested() is on
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    assert nnUNetPredictor(device=CPU).cpu_fast is on
+
+
+def test_capability_from_the_cpu_flags_when_torch_cannot_tell(monkeypatch):
+    _no_native_bf16(monkeypatch)
+    assert not cpu_fast_mode.native_bf16_cpu()
+    monkeypatch.setattr(cpu_fast_mode, '_cpu_flags', lambda: {'avx512f', 'avx512_bf16'})
+    assert cpu_fast_mode.native_bf16_cpu()
+    monkeypatch.setattr(torch.backends.mkldnn, 'is_available', lambda: False)
+    assert not cpu_fast_mode.native_bf16_cpu()
+
+
+def test_falls_back_to_the_exact_mode_without_native_bf16(monkeypatch, caplog):
+    """No native bfloat16: one warning, and the prediction is the exact one, bit for bit."""
+    from types import SimpleNamespace
+
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    _no_native_bf16(monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        assert fast_network_for(_unet(), CPU) is None
+    assert 'no native bfloat16' in caplog.text
+    outputs = []
+    for fast in (False, True):
+        p = nnUNetPredictor(device=CPU, allow_tqdm=False, use_mirroring=False)
+        p.network, p.cpu_fast, p.cpu_concurrent_passes = _unet(), fast, 1
+        p.configuration_manager = SimpleNamespace(patch_size=(16, 16, 16))
+        p.label_manager = SimpleNamespace(num_segmentation_heads=3)
+        p.allowed_mirroring_axes = None
+        outputs.append(p.predict_sliding_window_return_logits(torch.rand((1, 20, 16, 16),
+                                                                         generator=torch.Generator().manual_seed(0))))
+    assert torch.equal(outputs[0], outputs[1])
+
+
+def test_refused_for_networks_of_another_layout(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert fast_network_for(nn.Sequential(nn.Conv3d(1, 2, 3)), CPU) is None
+    assert 'encoder.stages' in caplog.text
+    assert fast_network_for(_unet(), torch.device('cuda')) is None  # CPU only, silently
+
+
+def test_fast_network_keeps_the_image_stage_and_heads_in_fp32():
+    net = _unet()
+    fast = build_fast_network(net, full_precision_parts(net))
+    assert next(net.parameters()).dtype == torch.float32  # the original is untouched
+    assert fast.encoder.stages[0][0].convs[0].conv.weight.dtype == torch.float32
+    assert fast.encoder.stages[1][0].convs[0].conv.weight.dtype == torch.bfloat16
+    assert fast.decoder.stages[0].convs[0].conv.weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in fast.decoder.seg_layers.parameters())
+    x = torch.rand((2, 1, 16, 16, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        exact, approx = net(x), fast(x)
+    assert approx.dtype == torch.float32 and approx.is_contiguous() and approx.shape == exact.shape
+    assert float((approx - exact).abs().max()) < 0.05 * float(exact.abs().max())
+
+
+def test_fast_network_in_fp32_everywhere_is_the_same_function():
+    """With no part in bfloat16 the rewritten layers (group norm per channel, pointwise heads as matrix products,
+    channels-last) compute the exact network's function up to fp32 rounding."""
+    net = _unet()
+    every = [''] + [n for n, _ in net.named_modules() if n]
+    x = torch.rand((1, 1, 16, 16, 16), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(build_fast_network(net, every)(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray):
+    """(share of equal voxels, {label: Dice})."""
+    dice = {}
+    for label in np.union1d(np.unique(a), np.unique(b)):
+        if label == 0:
+            continue
+        tp, fp, fn, _ = compute_tp_fp_fn_tn(a == label, b == label)
+        dice[int(label)] = 2 * tp / (2 * tp + fp + fn)
+    return float((a == b).mean()), dice
+
+
+@needs_bf16
+@pytest.mark.parametrize('dataset, tta', [('Dataset903_SynthNatural2D', True), ('Dataset902_SynthMRRegions', False)])
+def test_agrees_with_the_exact_mode_on_golden_models(shared_dir, golden_raw, tmp_path, dataset, tta):
+    """>= 99.9 % of the voxels equal and per-label Dice >= 0.999 against the exact mode (exported segmentations).
+    Measured for all cases and both TTA settings by benchmarks/inference.py; here the two that run fastest."""
+    import zipfile
+
+    from _inference_golden import MODELS, model_folder, read_seg
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    results = tmp_path / 'results'
+    with zipfile.ZipFile(next((shared_dir / 'reference' / 'models' / dataset).glob('*.zip'))) as z:
+        z.extractall(results)
+    ending = MODELS[dataset][1]
+    segs = {}
+    for fast in (False, True):
+        p = nnUNetPredictor(device=CPU, allow_tqdm=False, use_mirroring=tta)
+        p.initialize_from_trained_model_folder(str(model_folder(results, dataset)), (0,))
+        p.cpu_fast = fast
+        out = tmp_path / ('fast' if fast else 'exact')
+        p.predict_from_files(str(golden_raw(dataset) / 'imagesTs'), str(out), False, True, 0, 0)
+        segs[fast] = {f.name: read_seg(f)[0] for f in sorted(out.glob('*' + ending))}
+    assert len(segs[True]) >= 2 and segs[True].keys() == segs[False].keys()
+    for name in segs[False]:
+        equal, dice = _agreement(segs[False][name], segs[True][name])
+        assert equal >= 0.999, (name, equal)
+        assert min(dice.values()) >= 0.999, (name, dice)

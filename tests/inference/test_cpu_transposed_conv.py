@@ -1,0 +1,57 @@
+"""Transposed convolutions through the channels-last path: bit-identical to torch's own, checked per input shape,
+and the modules restored afterwards."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from nnunetv2.inference.cpu_transposed_conv import channels_last_to_contiguous, fast_transposed_convolutions
+
+
+@pytest.mark.parametrize('shape, fmt', [((2, 5, 3, 4, 6), torch.channels_last_3d), ((3, 4, 7, 5), torch.channels_last)])
+def test_channels_last_to_contiguous_keeps_every_value(shape, fmt):
+    t = torch.randn(shape).contiguous(memory_format=fmt)
+    out = channels_last_to_contiguous(t)
+    assert out.is_contiguous() and torch.equal(out, t)
+
+
+@pytest.mark.parametrize('conv, shape', [(nn.ConvTranspose3d(16, 8, (1, 2, 2), (1, 2, 2)), (1, 16, 6, 10, 12)),
+                                         (nn.ConvTranspose3d(8, 4, 2, 2), (2, 8, 5, 6, 7)),
+                                         (nn.ConvTranspose2d(8, 4, 2, 2), (1, 8, 12, 10))])
+def test_same_bits_as_torch_and_modules_restored(conv, shape):
+    net = nn.Sequential(nn.Conv3d(shape[1], shape[1], 1) if len(shape) == 5 else nn.Conv2d(shape[1], shape[1], 1),
+                        conv).eval()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = net(x)
+        with fast_transposed_convolutions(net):
+            assert 'forward' in conv.__dict__
+            first, second = net(x), net(x)  # the first call compares both paths, the second takes the fast one
+            verdicts = conv.forward.verdicts
+    assert 'forward' not in conv.__dict__
+    assert list(verdicts.values()) == [True]
+    assert torch.equal(first, reference) and torch.equal(second, reference) and second.is_contiguous()
+
+
+def test_torchs_path_kept_where_the_two_differ(monkeypatch):
+    conv = nn.ConvTranspose3d(4, 2, 2, 2).eval()
+    x = torch.randn((1, 4, 3, 3, 3))
+    with torch.no_grad():
+        reference = conv(x)
+        with fast_transposed_convolutions(conv):
+            monkeypatch.setattr(type(conv.forward), '_fast', lambda self, t: reference + 1)
+            assert torch.equal(conv(x), reference) and torch.equal(conv(x), reference)
+            assert list(conv.forward.verdicts.values()) == [False]
+
+
+def test_left_alone_with_gradients_or_another_dtype():
+    conv = nn.ConvTranspose3d(4, 2, 2, 2)
+    x = torch.randn((1, 4, 3, 3, 3))
+    with fast_transposed_convolutions(conv):
+        y = conv(x)  # grad enabled: torch's path, and the graph works
+        y.sum().backward()
+        with torch.no_grad():
+            conv.double()(x.double())
+        assert conv.forward.verdicts == {}
+    assert conv.weight.grad is not None
