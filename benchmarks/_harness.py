@@ -85,6 +85,14 @@ def console_script(python: str, name: str) -> str:
     return os.path.join(os.path.dirname(python), name)
 
 
+def our_console_script(name: str) -> str:
+    """Our console script ``name``: the one next to this interpreter where it exists (as the reference's is called),
+    not a wrapper found on PATH first (pyenv's shims run bash and pyenv before python: ~0.1 s per call)."""
+    import shutil
+    own = console_script(sys.executable, name)
+    return own if os.path.isfile(own) else (shutil.which(name) or name)
+
+
 def report(rows: List[tuple]) -> None:
     """Print a table: (label, ours Measurement, reference Measurement)."""
     print(f"{'case':<34}{'ours s':>9}{'ref s':>9}{'ratio':>8}{'ours MB':>10}{'ref MB':>10}{'ratio':>8}")

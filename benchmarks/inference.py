@@ -38,7 +38,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _realistic_model as realistic  # noqa: E402
-from _harness import Measurement, console_script, default_reference_python, measure_tree, reference_python  # noqa: E402
+from _harness import (Measurement, console_script, default_reference_python, measure_tree, our_console_script,  # noqa: E402
+                      reference_python)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("NNUNET_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
@@ -164,7 +165,7 @@ def main() -> None:
     args = p.parse_args()
 
     ref_python = reference_python(args.reference_python, args.reference_venv)
-    ours_exe = shutil.which("nnUNetv2_predict") or "nnUNetv2_predict"
+    ours_exe = our_console_script("nnUNetv2_predict")
     ref_exe = console_script(ref_python, "nnUNetv2_predict")
     base = tempfile.mkdtemp(prefix="nnunet_bench_inf_")
     raw = os.path.join(base, "raw")

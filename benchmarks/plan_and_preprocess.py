@@ -19,7 +19,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import console_script, default_reference_python, measure, reference_python, report  # noqa: E402
+from _harness import (console_script, default_reference_python, measure, our_console_script, reference_python,  # noqa: E402
+                      report)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("NNUNET_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
@@ -69,7 +70,7 @@ def main() -> None:
             flags = ["-d", str(d), "-np", str(args.np), "-npfp", str(args.np), "--no_pbar"]
             ours_env, ref_env = _dirs(base, f"ours{d}", raw), _dirs(base, f"ref{d}", raw)
             ref = measure([console_script(ref_python, "nnUNetv2_plan_and_preprocess")] + flags, ref_env, cwd=base)
-            ours = measure([shutil.which("nnUNetv2_plan_and_preprocess") or "nnUNetv2_plan_and_preprocess"] + flags,
+            ours = measure([our_console_script("nnUNetv2_plan_and_preprocess")] + flags,
                            ours_env, cwd=REPO)
             same = all(
                 _close(json.load(open(os.path.join(ours_env["nnUNet_preprocessed"], NAMES[d], f))),
