@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, sigint_blocked, worker_setup
@@ -27,6 +28,10 @@ def _init_worker(parent_pid: int, board, next_row, initializer: Optional[Callabl
     global _board, _parent_pid
     worker_setup(parent_pid)
     _parent_pid = parent_pid
+    if hasattr(signal, "SIGPIPE"):
+        # the pool's pipes lead only to the parent: when they break, the parent is gone, and a worker blocked in
+        # sending a result should end quietly (the Unix default) instead of printing a BrokenPipeError
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     with next_row.get_lock():
         row = next_row.value
         next_row.value += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import multiprocessing
+import os
 import pickle
 from multiprocessing.connection import wait
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -36,7 +37,7 @@ def _worker_main(worker_id: int, task_queue, connection) -> None:
         if item is None:
             return
         run_id, setup, case, (output_filename_truncated, image_files, seg_file) = item
-        connection.send(('start', worker_id, case, None))
+        _report(connection, ('start', worker_id, case, None))
         try:
             if run_id != current_run:
                 preprocessor, plans, configuration_name, dataset_json = pickle.loads(setup)
@@ -46,9 +47,16 @@ def _worker_main(worker_id: int, task_queue, connection) -> None:
             preprocessor.run_case_save(output_filename_truncated, image_files, seg_file, plans_manager,
                                        configuration_manager, dataset_json)
         except BaseException as e:  # report everything, including SystemExit in the worker
-            connection.send(('error', worker_id, case, WorkerFailure(e)))
+            _report(connection, ('error', worker_id, case, WorkerFailure(e)))
             return
-        connection.send(('done', worker_id, case, None))
+        _report(connection, ('done', worker_id, case, None))
+
+
+def _report(connection, message) -> None:
+    try:
+        connection.send(message)
+    except (BrokenPipeError, ConnectionResetError):
+        os._exit(1)  # the parent is gone (killed): nobody to report to, and no traceback to print
 
 
 class _Workers:
