@@ -61,6 +61,23 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def describe_group(pgid: int) -> str:
+    """Each live process of the group: pid, parent, state, command line and kernel stack (for a hang report)."""
+    lines = []
+    for pid in _group_members(pgid):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
+            try:
+                stack = Path(f"/proc/{pid}/stack").read_text()
+            except OSError:
+                stack = Path(f"/proc/{pid}/wchan").read_text()
+            lines.append(f"pid {pid} ppid {stat[1]} state {stat[0]}: {cmdline}\n{stack}")
+        except OSError as e:
+            lines.append(f"pid {pid}: {e}")
+    return "\n".join(lines)
+
+
 def run_command(cmd: Sequence[str], env: Dict[str, str], kill_at: Optional[float] = None,
                 sig: int = signal.SIGKILL, whole_group: bool = False, timeout: float = 900) -> Outcome:
     """Run ``cmd``; ``kill_at`` seconds after the start send ``sig`` (to the main process, or to the whole group).
@@ -77,7 +94,17 @@ def run_command(cmd: Sequence[str], env: Dict[str, str], kill_at: Optional[float
             except subprocess.TimeoutExpired:
                 (os.killpg if whole_group else os.kill)(proc.pid, sig)
                 killed = True
-        stdout, stderr = proc.communicate(timeout=timeout)
+        try:
+            # after a kill the output pipes close when the last process of the group is gone
+            stdout, stderr = proc.communicate(timeout=GROUP_EXIT_S * 5 if killed else timeout)
+        except subprocess.TimeoutExpired:
+            state = describe_group(proc.pid)
+            os.killpg(proc.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER (command_env): Python stacks on stderr
+            time.sleep(3)
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"{' '.join(cmd)} did not end (signal {sig} sent: {killed}, {kill_at} s after the "
+                                 f"start); its processes:\n{state}\n--- stderr\n{stderr[-20000:]}") from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -188,7 +215,7 @@ def tree_digest(folder: Path, skip: Iterable[str] = ()) -> Dict[str, bytes]:
 
 def command_env(**extra: str) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", **extra)
     return env
 
 
