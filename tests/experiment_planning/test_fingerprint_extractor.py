@@ -117,3 +117,46 @@ def test_dead_worker_stops_with_case_name(small_dataset):
     case = sorted(_extractor(1).dataset)[1]
     with pytest.raises(UserError, match=f"{case}.*out of memory"):
         _extractor(2, _KillingExtractor).run(overwrite_existing=True)
+
+
+def test_summarised_samples_give_the_same_statistics(monkeypatch):
+    """Samples described in the workers (values, generator state, draw counts, partial pairwise sums) instead of
+    sent: the same statistics, bit for bit, as aggregating the drawn samples; with leaves shared by cases, cases
+    without foreground in a channel (float64 promotion), images of another dtype and a single value."""
+    from nnunetv2.experiment_planning.dataset_fingerprint import sample_summaries as summaries
+    from nnunetv2.experiment_planning.dataset_fingerprint.intensity_statistics import sample_foreground_intensities
+    rs = np.random.RandomState(7)
+    for it in range(24):
+        monkeypatch.setattr(stats_module, "_LEAF", int(rs.choice([64, 1000, 1 << 16])))
+        n_cases, n_channels, num_samples = int(rs.randint(1, 5)), int(rs.randint(1, 3)), int(rs.choice([5, 777, 20001]))
+        dtype = np.float32 if it % 3 else np.float64
+        cases = []
+        for k in range(n_cases):
+            shape = (1, 3, int(rs.randint(2, 9)), int(rs.randint(2, 9)))
+            images = (rs.randn(n_channels, *shape[1:]) * 50).round(int(rs.randint(0, 3))).astype(dtype)
+            seg = (rs.rand(*shape) < rs.choice([0.0, 0.02, 0.5])).astype(np.float32)
+            if it % 5 == 0:
+                images[:] = 3.0  # one value everywhere
+            cases.append((seg, images))
+        samples = [sample_foreground_intensities(s, i, 1234, num_samples) for s, i in cases]
+        expected = {}
+        for c in range(n_channels):
+            per_case = [s[c] for s in samples]
+            if any(len(p) for p in per_case):
+                expected[str(c)] = aggregate_channel(per_case)
+        first = [summaries.draw_and_sum(s, i, 1234, num_samples, k, n_cases) for k, (s, i) in enumerate(cases)]
+        draws, parts = [f[0] for f in first], [f[1] for f in first]
+        run_round = lambda args: [summaries.later_round(*a) for a in args]  # noqa: E731
+        if len(expected) < n_channels:
+            with pytest.raises(summaries.NoForeground):
+                summaries.summarised_statistics(draws, parts, num_samples, n_channels, run_round)
+            continue
+        assert summaries.summarised_statistics(draws, parts, num_samples, n_channels, run_round) == expected
+
+
+def test_summation_leaves_cover_the_range_in_order(monkeypatch):
+    from nnunetv2.experiment_planning.dataset_fingerprint.sample_summaries import summation_leaves
+    monkeypatch.setattr(stats_module, "_LEAF", 100)
+    leaves = summation_leaves(0, 12345)
+    assert leaves[0][0] == 0 and leaves[-1][1] == 12345
+    assert all(a[1] == b[0] for a, b in zip(leaves, leaves[1:])) and all(e - s <= 100 for s, e in leaves)

@@ -11,9 +11,13 @@ import os
 from typing import List, Optional, Tuple, Type, Union
 
 import numpy as np
+from tqdm import tqdm
 
 from nnunetv2.errors import UserError
-from nnunetv2.utilities.case_pool import run_cases
+from nnunetv2.experiment_planning.dataset_fingerprint import sample_summaries as summaries
+from nnunetv2.utilities.case_pool import FINGERPRINT_FLAG, run_cases
+from nnunetv2.utilities.watched_pool import WatchedPool
+from nnunetv2.utilities.worker_processes import worker_count
 from nnunetv2.experiment_planning.dataset_fingerprint.intensity_statistics import (
     aggregate_channel, per_case_statistics, sample_foreground_intensities)
 from nnunetv2.file_io import load_json, maybe_mkdir_p, save_json
@@ -91,6 +95,17 @@ def _analyze_case_for_run(image_files: List[str], segmentation_file: str,
     return shape_after, spacing, samples, np.prod(shape_after) / np.prod(shape_before)
 
 
+def _describe_case_for_run(image_files: List[str], segmentation_file: str,
+                           reader_writer_class: Type[BaseReaderWriter], num_samples: int,
+                           expected_num_channels: int, case_index: int, num_cases: int):
+    """Like ``_analyze_case_for_run``, but the samples described and summarised instead of returned
+    (``sample_summaries``): (shape_after, spacing, draws per channel, partial sums per channel, relative size)."""
+    images, seg, shape_before, spacing = _read_and_crop(image_files, segmentation_file, reader_writer_class,
+                                                        expected_num_channels)
+    draws, parts = summaries.draw_and_sum(seg, images, 1234, num_samples, case_index, num_cases)
+    return images.shape[1:], spacing, draws, parts, np.prod(images.shape[1:]) / np.prod(shape_before)
+
+
 def _analyze_case_via(analyze_case, image_files, segmentation_file, reader_writer_class, num_samples):
     """Adapter for subclasses that override ``analyze_case``: drop its per-case statistics."""
     shape_after, spacing, samples, _, relative_size = analyze_case(image_files, segmentation_file,
@@ -157,19 +172,63 @@ class DatasetFingerprintExtractor(object):
         num_samples = int(self.num_foreground_voxels_for_intensitystats // len(self.dataset))
 
         if type(self).analyze_case is DatasetFingerprintExtractor.analyze_case:
-            tasks = [(self.dataset[k]['images'], self.dataset[k]['label'], reader_writer_class, num_samples,
-                      num_channels) for k in identifiers]
-            func = _analyze_case_for_run
+            fingerprint = self._run_summarised(identifiers, reader_writer_class, num_samples, num_channels)
         else:  # a subclass customised analyze_case: call it (in the workers) and drop its per-case stats
             tasks = [(type(self).analyze_case, self.dataset[k]['images'], self.dataset[k]['label'],
                       reader_writer_class, num_samples) for k in identifiers]
-            func = _analyze_case_via
-        results = run_cases(func, tasks, identifiers, self.num_processes, desc="Extracting dataset fingerprint",
-                            show_progress_bar=self.show_progress_bar)
-
-        fingerprint = self._aggregate(results, identifiers)
+            results = run_cases(_analyze_case_via, tasks, identifiers, self.num_processes,
+                                desc="Extracting dataset fingerprint", show_progress_bar=self.show_progress_bar)
+            fingerprint = self._aggregate(results, identifiers)
         save_json(fingerprint, properties_file)  # atomic: a failed write leaves no partial file
         return fingerprint
+
+    def _run_summarised(self, identifiers: List[str], reader_writer_class, num_samples: int,
+                        num_channels: int) -> dict:
+        """The fingerprint with the intensity samples summarised in the workers (see ``sample_summaries``): one
+        round reads the cases, a second sums the squared deviations once the means are known."""
+        n = len(identifiers)
+        tasks = [(self.dataset[k]['images'], self.dataset[k]['label'], reader_writer_class, num_samples,
+                  num_channels, i, n) for i, k in enumerate(identifiers)]
+        names = [f"case {k}" for k in identifiers]
+        workers = worker_count(self.num_processes, n) if self.num_processes > 1 and n > 1 else 1
+        pool = WatchedPool(workers, "worker process", FINGERPRINT_FLAG) if workers > 1 else None
+
+        def starmap(func, arguments, bar=None):
+            if pool is None:
+                out = []
+                for a in arguments:
+                    out.append(func(*a))
+                    if bar is not None:
+                        bar.update()
+                return out
+            return pool.starmap(func, arguments, names=names, chunksize=1,
+                                on_done=None if bar is None else bar.update)
+
+        try:
+            with tqdm(total=n, desc="Extracting dataset fingerprint", disable=not self.show_progress_bar) as bar:
+                results = starmap(_describe_case_for_run, tasks, bar)
+            draws = [r[2] for r in results]
+            parts = [r[3] for r in results]
+            try:
+                intensity_properties = summaries.summarised_statistics(
+                    draws, parts, num_samples, num_channels, lambda arguments: starmap(summaries.later_round,
+                                                                                       arguments))
+            except summaries.NoForeground as e:
+                raise UserError(f"No foreground voxels (label > 0) in any training case of {self.dataset_name} "
+                                f"(channel {e.channel}), so no intensity statistics can be computed.",
+                                "Check the segmentations in labelsTr.") from None
+        finally:
+            if pool is not None:
+                pool.terminate()
+        return self._fingerprint_dict(results, intensity_properties)
+
+    def _fingerprint_dict(self, results: list, intensity_properties: dict) -> dict:
+        return {
+            'spacings': [[_python_scalar(s) for s in r[1]] for r in results],
+            'shapes_after_crop': [[int(s) for s in r[0]] for r in results],
+            'foreground_intensity_properties_per_channel': intensity_properties,
+            'median_relative_size_after_cropping': float(np.median([r[4] for r in results])),
+        }
 
     def _aggregate(self, results: list, identifiers: List[str]) -> dict:
         shapes_after_crop = [[int(s) for s in r[0]] for r in results]

@@ -91,15 +91,28 @@ class Pieces:
 _LEAF = 1 << 16
 
 
-def _pairwise_sum(v: Pieces, leaf_fn, start: int = 0, stop: Optional[int] = None):
-    """``np.add.reduce(leaf_fn(concatenation))`` for an elementwise ``leaf_fn``, bit for bit (module docstring)."""
-    stop = v.size if stop is None else stop
+def pairwise_tree(leaf, start: int, stop: int):
+    """The top of numpy's pairwise summation tree over ``[start, stop)``: ``leaf(s, e)`` gives the sum of a short
+    range (any subtree summed on its own has the same bits), halves are added as numpy adds them."""
     n = stop - start
     if n <= _LEAF:
-        return np.add.reduce(leaf_fn(v.range(start, stop)))
+        return leaf(start, stop)
     half = n // 2
     half -= half % 8
-    return _pairwise_sum(v, leaf_fn, start, start + half) + _pairwise_sum(v, leaf_fn, start + half, stop)
+    return pairwise_tree(leaf, start, start + half) + pairwise_tree(leaf, start + half, stop)
+
+
+def _pairwise_sum(v: Pieces, leaf_fn, start: int = 0, stop: Optional[int] = None):
+    """``np.add.reduce(leaf_fn(concatenation))`` for an elementwise ``leaf_fn``, bit for bit (module docstring)."""
+    return pairwise_tree(lambda s, e: np.add.reduce(leaf_fn(v.range(s, e))), start, v.size if stop is None else stop)
+
+
+def squared_deviation(arrmean: np.ndarray):
+    """numpy _var's per-element step: ``(a - arrmean) ** 2`` in ``a``'s promoted dtype, in place."""
+    def leaf_fn(a):
+        x = np.asanyarray(a - arrmean)
+        return np.multiply(x, x, out=x)
+    return leaf_fn
 
 
 def mean_and_std_like_numpy(v: Pieces):
@@ -109,12 +122,7 @@ def mean_and_std_like_numpy(v: Pieces):
     mean = total.dtype.type(total / count)                      # numpy _mean
     arrmean = np.array([total], dtype=total.dtype)              # numpy _var: keepdims sum, divided in place
     arrmean = np.true_divide(arrmean, count, out=arrmean, casting='unsafe', subok=False)
-
-    def squared_deviation(a):
-        x = np.asanyarray(a - arrmean)
-        return np.multiply(x, x, out=x)
-
-    ssq = _pairwise_sum(v, squared_deviation)
+    ssq = _pairwise_sum(v, squared_deviation(arrmean))
     var = ssq.dtype.type(ssq / np.maximum(count - 0, 0))
     return mean, var.dtype.type(np.sqrt(var))
 
@@ -179,12 +187,17 @@ def order_statistics(v: Pieces, ranks: np.ndarray) -> np.ndarray:
     return _select_windowed(v, ranks)
 
 
-def percentiles_like_numpy(v: Union[np.ndarray, Pieces],
-                           q: Sequence[float] = FINGERPRINT_PERCENTILES) -> np.ndarray:
-    """Bitwise equal to ``np.percentile(x, q)`` (method 'linear') for an array ``x`` (or Pieces) without NaN."""
-    if not isinstance(v, Pieces):
-        v = Pieces([np.asarray(v)])
-    n = v.size
+def percentiles_like_numpy(v: Union[np.ndarray, Pieces, int],
+                           q: Sequence[float] = FINGERPRINT_PERCENTILES, order_stats=None) -> np.ndarray:
+    """Bitwise equal to ``np.percentile(x, q)`` (method 'linear') for an array ``x`` (or Pieces) without NaN.
+    ``order_stats(ranks)`` (then ``v`` may be just the number of values) gives ``sorted(x)[ranks]`` another way."""
+    if order_stats is None:
+        if not isinstance(v, Pieces):
+            v = Pieces([np.asarray(v)])
+        n = v.size
+        order_stats = lambda ranks: order_statistics(v, ranks)  # noqa: E731
+    else:
+        n = v if isinstance(v, (int, np.integer)) else (v.size if isinstance(v, Pieces) else np.asarray(v).size)
     if n == 0:
         raise ValueError("cannot compute percentiles of an empty array")
     quantiles = np.asanyarray(np.true_divide(list(q), 100))
@@ -200,7 +213,7 @@ def percentiles_like_numpy(v: Union[np.ndarray, Pieces],
     previous = previous.astype(np.intp)
     nxt = nxt.astype(np.intp)
     gamma = np.asanyarray(virtual - previous, dtype=virtual.dtype)
-    stats = order_statistics(v, np.concatenate((previous % n, nxt % n)))
+    stats = order_stats(np.concatenate((previous % n, nxt % n)))
     a, b = stats[:len(previous)], stats[len(previous):]
     # numpy's _lerp, operation by operation (float32 differences, float64 interpolation)
     diff_b_a = b - a
