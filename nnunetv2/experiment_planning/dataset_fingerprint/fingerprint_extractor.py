@@ -171,13 +171,21 @@ class DatasetFingerprintExtractor(object):
             self.dataset_json, self.dataset[identifiers[0]]['images'][0])
         num_samples = int(self.num_foreground_voxels_for_intensitystats // len(self.dataset))
 
-        if type(self).analyze_case is DatasetFingerprintExtractor.analyze_case:
+        in_workers = self.num_processes > 1 and len(identifiers) > 1
+        if type(self).analyze_case is DatasetFingerprintExtractor.analyze_case and in_workers:
+            # samples summarised where they are drawn instead of sent (in one process they need not travel)
             fingerprint = self._run_summarised(identifiers, reader_writer_class, num_samples, num_channels)
-        else:  # a subclass customised analyze_case: call it (in the workers) and drop its per-case stats
-            tasks = [(type(self).analyze_case, self.dataset[k]['images'], self.dataset[k]['label'],
-                      reader_writer_class, num_samples) for k in identifiers]
-            results = run_cases(_analyze_case_via, tasks, identifiers, self.num_processes,
-                                desc="Extracting dataset fingerprint", show_progress_bar=self.show_progress_bar)
+        else:
+            if type(self).analyze_case is DatasetFingerprintExtractor.analyze_case:
+                tasks = [(self.dataset[k]['images'], self.dataset[k]['label'], reader_writer_class, num_samples,
+                          num_channels) for k in identifiers]
+                func = _analyze_case_for_run
+            else:  # a subclass customised analyze_case: call it (in the workers) and drop its per-case stats
+                tasks = [(type(self).analyze_case, self.dataset[k]['images'], self.dataset[k]['label'],
+                          reader_writer_class, num_samples) for k in identifiers]
+                func = _analyze_case_via
+            results = run_cases(func, tasks, identifiers, self.num_processes, desc="Extracting dataset fingerprint",
+                                show_progress_bar=self.show_progress_bar)
             fingerprint = self._aggregate(results, identifiers)
         save_json(fingerprint, properties_file)  # atomic: a failed write leaves no partial file
         return fingerprint
@@ -190,8 +198,8 @@ class DatasetFingerprintExtractor(object):
         tasks = [(self.dataset[k]['images'], self.dataset[k]['label'], reader_writer_class, num_samples,
                   num_channels, i, n) for i, k in enumerate(identifiers)]
         names = [f"case {k}" for k in identifiers]
-        workers = worker_count(self.num_processes, n) if self.num_processes > 1 and n > 1 else 1
-        pool = WatchedPool(workers, "worker process", FINGERPRINT_FLAG) if workers > 1 else None
+        pool = WatchedPool(worker_count(self.num_processes, n), "worker process", FINGERPRINT_FLAG) \
+            if self.num_processes > 1 and n > 1 else None
 
         def starmap(func, arguments, bar=None):
             if pool is None:
