@@ -9,14 +9,21 @@ wins (so a voxel exactly between two labels keeps its geometric neighbour). Orde
 The skimage resize is reproduced here as the same ``scipy.ndimage.zoom`` call plus the same clipping, so the
 scores, and hence the exact ties, are bit-identical. ``tests/preprocessing/test_segmentation_resize.py`` compares
 with batchgenerators on tie-heavy inputs.
+
+Order 1 (nnU-Net's default for segmentations) is computed without a zoom per label. An output voxel whose 2**d
+interpolation taps all hold the same label gets that label: its score is a sum of positive weights, every other
+label's is exactly 0, and the nearest neighbour is one of the taps. Only the other voxels (near label borders, a
+few percent) need the scores, and there they are computed with scipy's own arithmetic (``linear_zoom_at``'s order
+of operations on the label map), so ties are decided on the same bits.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from typing import Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2.preprocessing.resampling.separable_zoom import skimage_resize
+from nnunetv2.preprocessing.resampling.separable_zoom import _scipy_linear_taps, skimage_resize
 
 
 def resize_segmentation(segmentation: np.ndarray, new_shape: Sequence[int], order: int = 3) -> np.ndarray:
@@ -36,6 +43,8 @@ def resize_segmentation(segmentation: np.ndarray, new_shape: Sequence[int], orde
     if len(labels) == 1:
         return np.full(new_shape, labels[0], dtype=dtype)
     nearest = skimage_resize(as_float, new_shape, 0)
+    if order == 1:
+        return _order_1_from_borders(as_float, labels, nearest, new_shape).astype(dtype, copy=False)
 
     # index (into labels) of the nearest-neighbour label; -1 where it is none (cannot happen with mode 'edge')
     nn_index = np.minimum(np.searchsorted(labels, nearest), len(labels) - 1)
@@ -59,3 +68,56 @@ def resize_segmentation(segmentation: np.ndarray, new_shape: Sequence[int], orde
     nn_wins = (nn_score == best) & (nn_score > 0)
     np.copyto(winner, nn_index.astype(index_dtype, copy=False), where=nn_wins)
     return labels.astype(dtype, copy=False)[winner]
+
+
+def _compact_labels(segmentation: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The label map in a small integer type (equal values stay equal, different ones different): a cast where the
+    labels are small integers, else their index in ``labels``."""
+    if np.all(labels == np.round(labels)) and labels.min() >= -128 and labels.max() <= 127:
+        return segmentation.astype(np.int8)
+    index = np.searchsorted(labels, segmentation)
+    return index.astype(np.int16) if len(labels) <= np.iinfo(np.int16).max else index
+
+
+def _tap_extremes(segmentation: np.ndarray, new_shape: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
+    """(smallest, largest) value among each output voxel's 2**d order-1 taps; separable, axis by axis."""
+    low = high = segmentation
+    for axis in range(segmentation.ndim):
+        (first, second), _ = _scipy_linear_taps(segmentation.shape[axis], new_shape[axis])
+        low = np.minimum(np.take(low, first, axis=axis), np.take(low, second, axis=axis))
+        high = np.maximum(np.take(high, first, axis=axis), np.take(high, second, axis=axis))
+    return low, high
+
+
+def _order_1_from_borders(segmentation: np.ndarray, labels: np.ndarray, nearest: np.ndarray,
+                          new_shape: Tuple[int, ...]) -> np.ndarray:
+    """The order-1 result (as float labels): the nearest label where all taps agree, the decision on the scores
+    elsewhere (module docstring)."""
+    low, high = _tap_extremes(_compact_labels(segmentation, labels), new_shape)
+    border = np.argwhere(low != high)
+    del low, high
+    result = nearest  # equals the label of every voxel whose taps agree
+    if len(border) == 0:
+        return result
+    taps = [_scipy_linear_taps(segmentation.shape[a], new_shape[a]) for a in range(segmentation.ndim)]
+    scores = np.zeros((len(labels), len(border)), dtype=np.float64)
+    # scipy's order of operations (as linear_zoom_at): taps in C order, each tap's value (here 1.0 or 0.0 per
+    # label) multiplied by the axis weights in increasing axis order, added to a sum starting at 0.0
+    for combo in itertools.product((0, 1), repeat=segmentation.ndim):
+        index = tuple(taps[a][0][c][border[:, a]] for a, c in enumerate(combo))
+        value = segmentation[index]
+        weight = np.ones(len(border), dtype=np.float64)
+        for a, c in enumerate(combo):
+            weight = weight * taps[a][1][c][border[:, a]]
+        for i, label in enumerate(labels):
+            scores[i] += np.where(value == label, weight, 0.0)
+    np.clip(scores, 0.0, 1.0, out=scores)  # skimage's clip to each indicator's range [0, 1]
+    # the largest score, the smallest label on a tie; the nearest label where it has the top score and it is positive
+    winner = np.argmax(scores, axis=0)
+    best = scores[winner, np.arange(len(border))]
+    nn_index = np.searchsorted(labels, nearest[tuple(border.T)])
+    nn_score = scores[nn_index, np.arange(len(border))]
+    keep_nn = (nn_score == best) & (nn_score > 0)
+    winner[keep_nn] = nn_index[keep_nn]
+    result[tuple(border.T)] = labels[winner]
+    return result
