@@ -161,3 +161,24 @@ def measure_tree(cmd: List[str], env: Dict[str, str], cwd: Optional[str] = None,
     if proc.returncode != 0:
         sys.stderr.write(err.decode(errors="replace")[-3000:])
     return TreeMeasurement(wall, peak_rss / 1024, proc.returncode, peak_pss / 1024)
+
+
+class BackgroundLoad:
+    """``n`` busy processes (pure-Python loops, one core each) running while the block runs: the same, reproducible
+    competition for the cores for ours and the reference, instead of whatever else happens to run on the machine."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.procs: List[subprocess.Popen] = []
+
+    def __enter__(self) -> "BackgroundLoad":
+        for _ in range(self.n):
+            self.procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()

@@ -38,8 +38,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _realistic_model as realistic  # noqa: E402
-from _harness import (Measurement, console_script, default_reference_python, measure_tree, our_console_script,  # noqa: E402
-                      reference_python)
+from _harness import (BackgroundLoad, Measurement, console_script, default_reference_python,  # noqa: E402
+                      measure_tree, our_console_script, reference_python)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("NNUNET_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
@@ -162,6 +162,8 @@ def main() -> None:
                    help="python of an env with nnunetv2==2.8.1 (default: /opt/nnunet_ref if present)")
     p.add_argument("--reference-venv", default=os.path.join(tempfile.gettempdir(), "nnunet_ref_venv"))
     p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--background-load", type=int, default=0, metavar="N",
+                   help="run N busy processes (one core each) during every measurement: the same load for both")
     args = p.parse_args()
 
     ref_python = reference_python(args.reference_python, args.reference_venv)
@@ -203,7 +205,9 @@ def main() -> None:
     rows = []
     ref_runs: Dict[tuple, Tuple[Measurement, str]] = {}  # (model, input, no_tta) -> fastest reference run, output
     exact_outs: Dict[tuple, str] = {}  # the same key -> our exact (default mode) output
+    load = BackgroundLoad(args.background_load)
     try:
+        load.__enter__()
         for label, d, inp, n_cases, no_tta, fast in jobs:
             key = (d, inp, no_tta)
             best: Dict[str, Measurement] = {}
@@ -231,7 +235,10 @@ def main() -> None:
                   f"seg identical: {same} ({n_diff} voxels differ), max |dp| {delta:.2e}"
                   + (f"; vs our exact mode: {agree[0]:.4%} voxels equal, min per-label Dice {agree[1]:.4f}"
                      if agree else ""), flush=True)
+        load.__exit__(None, None, None)
         print()
+        if args.background_load:
+            print(f"measured with {args.background_load} busy background processes")
         print("MB = peak summed RSS of the process tree; PSS = the same with shared pages split between processes.")
         print("fast rows: the reference column is the reference's run of the same mode; 'vs exact' = share of "
               "voxels equal to our exact mode / smallest per-label Dice")
@@ -249,6 +256,7 @@ def main() -> None:
                 tot_o, tot_r = sum(r[2].wall_s for r in subset), sum(r[3].wall_s for r in subset)
                 print(f"total wall time ratio, {name}, exact mode (ours / reference): {tot_o / tot_r:.2f}")
     finally:
+        load.__exit__(None, None, None)
         if args.keep:
             print(f"work folder kept: {base}")
         else:
