@@ -4,8 +4,9 @@
 
 Each dataset is generated with ../shared/tools/make_synthetic_dataset.py (the golden datasets' generate.sh), then both
 implementations plan and preprocess it into separate folders; the script prints wall time and peak RSS (whole process
-tree) of each and their ratios, and checks that the plans and fingerprints agree. Our target: time <= 0.5x the
-reference's, peak RAM no higher. Runs from the repository root; the reference is run from a temporary folder so that
+tree) of each and their ratios, and checks that the plans and fingerprints agree and that every preprocessed case
+(data, segmentation, properties of every configuration) is bit-identical. Targets: time <= 0.3x the reference's,
+peak RAM no higher. Runs from the repository root; the reference is run from a temporary folder so that
 our package cannot shadow it.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (console_script, default_reference_python, measure, our_console_script, reference_python,  # noqa: E402
@@ -45,6 +47,48 @@ def _close(a, b, rel: float = 1e-6) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
     return a == b
+
+
+def _same_value(a, b) -> bool:
+    """Properties equal in value: arrays element for element, numpy scalars as Python numbers (also as dict keys)."""
+    import numpy as np
+    if isinstance(a, dict) and isinstance(b, dict):
+        ka = {(k.item() if isinstance(k, np.generic) else k): v for k, v in a.items()}
+        kb = {(k.item() if isinstance(k, np.generic) else k): v for k, v in b.items()}
+        return ka.keys() == kb.keys() and all(_same_value(ka[k], kb[k]) for k in ka)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b)) and np.asarray(a).dtype == np.asarray(b).dtype
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _same_preprocessed(ours_dir: str, ref_dir: str) -> Tuple[bool, int]:
+    """(every case of every configuration folder identical: data, seg and properties; number of cases compared)."""
+    import pickle
+
+    import numpy as np
+    from nnunetv2.utilities.blosc2_storage import load_case
+    n = 0
+    for folder in sorted(d for d in os.listdir(ref_dir) if d.startswith("nnUNetPlans_")):
+        ref_cases = sorted(f[:-4] for f in os.listdir(os.path.join(ref_dir, folder)) if f.endswith(".pkl"))
+        ours_cases = sorted(f[:-4] for f in os.listdir(os.path.join(ours_dir, folder))
+                            if f.endswith(".pkl")) if os.path.isdir(os.path.join(ours_dir, folder)) else []
+        if ref_cases != ours_cases:
+            return False, n
+        for case in ref_cases:
+            a = load_case(os.path.join(ours_dir, folder, case))
+            b = load_case(os.path.join(ref_dir, folder, case))
+            with open(os.path.join(ours_dir, folder, case + ".pkl"), "rb") as f:
+                pa = pickle.load(f)
+            with open(os.path.join(ref_dir, folder, case + ".pkl"), "rb") as f:
+                pb = pickle.load(f)
+            if not (np.array_equal(a[0], b[0]) and a[0].dtype == b[0].dtype and np.array_equal(a[1], b[1])
+                    and _same_value(pa, pb)):
+                print(f"  {folder}/{case} differs", flush=True)
+                return False, n
+            n += 1
+    return True, n
 
 
 def main() -> None:
@@ -76,8 +120,13 @@ def main() -> None:
                 _close(json.load(open(os.path.join(ours_env["nnUNet_preprocessed"], NAMES[d], f))),
                        json.load(open(os.path.join(ref_env["nnUNet_preprocessed"], NAMES[d], f))))
                 for f in ("nnUNetPlans.json", "dataset_fingerprint.json"))
-            rows.append((f"{NAMES[d]}{'' if same else ' (DIFFERENT!)'}", ours, ref))
-            print(f"{NAMES[d]}: ours {ours.wall_s:.1f} s / reference {ref.wall_s:.1f} s", flush=True)
+            same_data, n_cases = _same_preprocessed(os.path.join(ours_env["nnUNet_preprocessed"], NAMES[d]),
+                                                    os.path.join(ref_env["nnUNet_preprocessed"], NAMES[d]))
+            label = NAMES[d] + ("" if same else " (PLANS DIFFER!)") + ("" if same_data else " (DATA DIFFER!)")
+            rows.append((label, ours, ref))
+            print(f"{NAMES[d]}: ours {ours.wall_s:.1f} s / reference {ref.wall_s:.1f} s; plans and fingerprint "
+                  f"{'equal' if same else 'DIFFERENT'}, {n_cases} preprocessed cases "
+                  f"{'identical' if same_data else 'NOT identical'}", flush=True)
         print()
         report(rows)
         total_ours = sum(r[1].wall_s for r in rows)
