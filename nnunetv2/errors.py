@@ -74,8 +74,8 @@ def exit_on_user_error(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        setup_cli_logging()
         try:
+            setup_cli_logging()  # inside: a Ctrl-C this early is an interruption like any other
             return func(*args, **kwargs)
         except UserError as e:
             print(f"nnU-Net error: {e.one_line()}", file=sys.stderr)
