@@ -148,6 +148,7 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
     # start_worker keeps what each worker is handed (its queue and events: named semaphores, unlinked when the
     # parent's object is freed) referenced by the process object, which lives in ``processes`` until the end
     queues, done_events, processes = [], [], []
+    completed = False
     try:
         for i in range(num_processes):
             queues.append(context.Queue(maxsize=1))
@@ -173,12 +174,17 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
             if pin_memory:
                 item['data'] = item['data'].pin_memory()
             yield item
+        completed = True
     finally:
+        # after the last item the workers only wait for the abort event; otherwise (an error, Ctrl-C, the consumer
+        # stopped early) they may be deep in a case: stop them at once instead of waiting for them
         abort_event.set()
         for p in processes:
-            p.join(timeout=5)
+            if completed:
+                p.join(timeout=5)
             if p.is_alive():
                 p.terminate()
+                p.join(timeout=5)
 
 
 def preprocessing_iterator_fromfiles(list_of_lists: List[List[str]],
