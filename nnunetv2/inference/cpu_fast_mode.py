@@ -31,6 +31,7 @@ FAST_ENV = 'nnUNet_cpu_fast'
 _INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+_FP32_ONLY = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 
 
 def fast_mode_requested() -> bool:
@@ -87,6 +88,18 @@ class _GroupNormPerChannel(nn.Module):
         return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
 
 
+class _InFloat32(nn.Module):
+    """A parameterless layer torch has no bfloat16 CPU kernel for (average pooling: residual U-Nets pool their
+    skips), run in fp32 and handed back in the dtype it got."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x.float()).to(x.dtype)
+
+
 class _PointwiseHead(nn.Module):
     """A 1x1 convolution as a matrix product over the channels of a channels-last tensor, contiguous fp32 output."""
 
@@ -137,6 +150,7 @@ def build_fast_network(network: nn.Module, fp32_parts: Sequence[str]) -> nn.Modu
     heads = {n for n, m in fast.named_modules() if _is_plain_pointwise(m) and _inside(n, ['decoder.seg_layers'])}
     _replace_children(fast, lambda m: _GroupNormPerChannel(m) if isinstance(m, _INSTANCE_NORMS) and m.affine
                       and not m.track_running_stats else None)
+    _replace_children(fast, lambda m: _InFloat32(m) if isinstance(m, _FP32_ONLY) else None)
     for name in heads:
         parent, _, child = name.rpartition('.')
         setattr(fast.get_submodule(parent), child, _PointwiseHead(fast.get_submodule(name)))

@@ -139,3 +139,21 @@ def test_agrees_with_the_exact_mode_on_golden_models(shared_dir, golden_raw, tmp
         equal, dice = _agreement(segs[False][name], segs[True][name])
         assert equal >= 0.999, (name, equal)
         assert min(dice.values()) >= 0.999, (name, dice)
+
+
+def test_residual_encoder_unet_pools_in_fp32():
+    """Residual U-Nets (ResEnc plans) have a stem and average-pool their skips, which torch cannot do in bfloat16
+    on the CPU: the stem stays fp32, the pooling runs in fp32 and hands back bfloat16."""
+    from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
+    torch.manual_seed(0)
+    net = ResidualEncoderUNet(1, 4, (8, 16, 32, 64), nn.Conv3d, 3, (1, 2, 2, 2), (1, 2, 2, 2), 3, (1, 1, 1),
+                              conv_bias=True, norm_op=nn.InstanceNorm3d, norm_op_kwargs={'eps': 1e-5, 'affine': True},
+                              nonlin=nn.LeakyReLU, nonlin_kwargs={'inplace': True}).eval()
+    parts = full_precision_parts(net)
+    assert parts[0] == 'encoder.stem'
+    fast = build_fast_network(net, parts)
+    x = torch.rand((1, 1, 16, 32, 32), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        exact, approx = net(x), fast(x)
+    assert approx.dtype == torch.float32 and approx.shape == exact.shape
+    assert float((approx - exact).abs().max()) < 0.05 * float(exact.abs().max())
