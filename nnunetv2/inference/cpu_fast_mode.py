@@ -17,6 +17,7 @@ models (voxels equal, per-label Dice).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 from typing import Callable, List, Optional, Sequence
@@ -191,11 +192,17 @@ def fast_network_for(network, device: torch.device) -> Optional[nn.Module]:
         return None
     parts = full_precision_parts(network)
     if parts is None:
-        logger.warning("%s is set but the network has no encoder.stages/decoder.seg_layers (not a dynamic-network-"
-                       "architectures U-Net): predicting in the exact (fp32) mode.", FAST_ENV)
+        _warn_once(f"{FAST_ENV} is set but the network has no encoder.stages/decoder.seg_layers (not a dynamic-"
+                   f"network-architectures U-Net): predicting in the exact (fp32) mode.")
         return None
     if not native_bf16_cpu():
-        logger.warning("%s is set but this CPU has no native bfloat16 (AVX512-BF16 or AMX): predicting in the "
-                       "exact (fp32) mode, which is faster here.", FAST_ENV)
+        _warn_once(f"{FAST_ENV} is set but this CPU has no native bfloat16 (AVX512-BF16 or AMX): predicting in the "
+                   f"exact (fp32) mode, which is faster here.")
         return None
     return build_fast_network(network, parts)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    """Once per process, not once per image."""
+    logger.warning(message)

@@ -55,9 +55,11 @@ def test_falls_back_to_the_exact_mode_without_native_bf16(monkeypatch, caplog):
 
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     _no_native_bf16(monkeypatch)
+    cpu_fast_mode._warn_once.cache_clear()
     with caplog.at_level(logging.WARNING):
         assert fast_network_for(_unet(), CPU) is None
-    assert 'no native bfloat16' in caplog.text
+        assert fast_network_for(_unet(), CPU) is None
+    assert caplog.text.count('no native bfloat16') == 1  # once, not once per image
     outputs = []
     for fast in (False, True):
         p = nnUNetPredictor(device=CPU, allow_tqdm=False, use_mirroring=False)
@@ -71,6 +73,7 @@ def test_falls_back_to_the_exact_mode_without_native_bf16(monkeypatch, caplog):
 
 
 def test_refused_for_networks_of_another_layout(caplog):
+    cpu_fast_mode._warn_once.cache_clear()
     with caplog.at_level(logging.WARNING):
         assert fast_network_for(nn.Sequential(nn.Conv3d(1, 2, 3)), CPU) is None
     assert 'encoder.stages' in caplog.text
