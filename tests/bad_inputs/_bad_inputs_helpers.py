@@ -16,6 +16,46 @@ import numpy as np
 from nnunetv2.file_io import TMP_PREFIX
 
 
+BASE_ID = 771
+BASE_NAME = "Dataset771_BadBase"
+
+PLANS = {"dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
+         "label_manager": "LabelManager", "configurations": {}, "transpose_forward": [0, 1, 2],
+         "transpose_backward": [0, 1, 2]}
+DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 1,
+                "file_ending": ".nii.gz"}
+PROPS = {"sitk_stuff": {"spacing": (1.0, 1.0, 2.0), "origin": (0.0, 0.0, 0.0),
+                        "direction": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)}, "spacing": [2.0, 1.0, 1.0]}
+
+
+def write_prediction_folder(folder: Path, seed: int, cases=("c0", "c1"), segmentations: bool = True) -> Path:
+    """What ``nnUNetv2_predict --save_probabilities`` leaves: .npz + .pkl (+ segmentation) per case, plans.json,
+    dataset.json and the predictor's marker file."""
+    import SimpleITK as sitk
+    folder.mkdir(parents=True)
+    rs = np.random.RandomState(seed)
+    for c in cases:
+        p = rs.rand(3, 4, 5, 6).astype(np.float32)
+        p /= p.sum(0, keepdims=True)
+        np.savez_compressed(folder / f"{c}.npz", probabilities=p)
+        (folder / f"{c}.pkl").write_bytes(pickle.dumps(PROPS))
+        if segmentations:
+            img = sitk.GetImageFromArray(p.argmax(0).astype(np.uint8))
+            img.SetSpacing(PROPS["sitk_stuff"]["spacing"])
+            sitk.WriteImage(img, str(folder / f"{c}.nii.gz"))
+    (folder / "plans.json").write_text(json.dumps(PLANS))
+    (folder / "dataset.json").write_text(json.dumps(DATASET_JSON))
+    (folder / "predict_from_raw_data_args.json").write_text("{}")
+    return folder
+
+
+def pp_pickle(path: Path) -> Path:
+    from nnunetv2.postprocessing.remove_connected_components import \
+        remove_all_but_largest_component_from_segmentation as fn
+    path.write_bytes(pickle.dumps(([fn], [{"labels_or_regions": [1, 2]}])))
+    return path
+
+
 def run_entry(entry: Callable, argv: Sequence[str], capsys) -> Tuple[int, str]:
     """Call a console entry point in this process as the shell would (sys.argv); (exit status, stderr)."""
     old = sys.argv

@@ -3,18 +3,15 @@ preprocessed once per session; tests copy what they break. Prediction folders fo
 written directly (a .npz/.pkl per case), so no network is trained here."""
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
-BASE_ID = 771
-BASE_NAME = "Dataset771_BadBase"
+from _bad_inputs_helpers import BASE_ID, BASE_NAME, write_prediction_folder
+
 
 
 @pytest.fixture(scope="session")
@@ -70,36 +67,6 @@ def clone_dataset(bad_env):
         shutil.rmtree(bad_env.preprocessed / d.name, ignore_errors=True)
 
 
-PLANS = {"dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
-         "label_manager": "LabelManager", "configurations": {}, "transpose_forward": [0, 1, 2],
-         "transpose_backward": [0, 1, 2]}
-DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 1,
-                "file_ending": ".nii.gz"}
-PROPS = {"sitk_stuff": {"spacing": (1.0, 1.0, 2.0), "origin": (0.0, 0.0, 0.0),
-                        "direction": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)}, "spacing": [2.0, 1.0, 1.0]}
-
-
-def write_prediction_folder(folder: Path, seed: int, cases=("c0", "c1"), segmentations: bool = True) -> Path:
-    """What ``nnUNetv2_predict --save_probabilities`` leaves: .npz + .pkl (+ segmentation) per case, plans.json,
-    dataset.json and the predictor's marker file."""
-    import SimpleITK as sitk
-    folder.mkdir(parents=True)
-    rs = np.random.RandomState(seed)
-    for c in cases:
-        p = rs.rand(3, 4, 5, 6).astype(np.float32)
-        p /= p.sum(0, keepdims=True)
-        np.savez_compressed(folder / f"{c}.npz", probabilities=p)
-        (folder / f"{c}.pkl").write_bytes(pickle.dumps(PROPS))
-        if segmentations:
-            img = sitk.GetImageFromArray(p.argmax(0).astype(np.uint8))
-            img.SetSpacing(PROPS["sitk_stuff"]["spacing"])
-            sitk.WriteImage(img, str(folder / f"{c}.nii.gz"))
-    (folder / "plans.json").write_text(json.dumps(PLANS))
-    (folder / "dataset.json").write_text(json.dumps(DATASET_JSON))
-    (folder / "predict_from_raw_data_args.json").write_text("{}")
-    return folder
-
-
 @pytest.fixture
 def prediction_folders(tmp_path):
     """Two prediction folders of the same cases (as two models would write them) and a ground-truth folder."""
@@ -110,13 +77,6 @@ def prediction_folders(tmp_path):
     for c in ("c0", "c1"):
         shutil.copy(a / f"{c}.nii.gz", gt / f"{c}.nii.gz")
     return SimpleNamespace(a=a, b=b, gt=gt)
-
-
-def pp_pickle(path: Path) -> Path:
-    from nnunetv2.postprocessing.remove_connected_components import \
-        remove_all_but_largest_component_from_segmentation as fn
-    path.write_bytes(pickle.dumps(([fn], [{"labels_or_regions": [1, 2]}])))
-    return path
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from _bad_inputs_helpers import Snapshot, assert_clean_failure, assert_outputs_load, names, run_entry
-from conftest import BASE_ID, BASE_NAME
+from _bad_inputs_helpers import BASE_ID, BASE_NAME, Snapshot, assert_clean_failure, assert_outputs_load, names, run_entry
 from nnunetv2.errors import UserError
 
 _TRAINER = """

@@ -6,14 +6,11 @@ installed scripts call; every row proves the inputs are byte-identical afterward
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
-import numpy as np
 import pytest
 
-from _bad_inputs_helpers import Snapshot, assert_clean_failure, assert_outputs_load, names, run_entry
-from conftest import BASE_ID, BASE_NAME, pp_pickle, write_prediction_folder
+from _bad_inputs_helpers import (BASE_ID, BASE_NAME, Snapshot, assert_clean_failure, assert_outputs_load, names,
+                                 pp_pickle, run_entry)
 from nnunetv2.ensembling.ensemble import entry_point_ensemble_folders as ensemble
 from nnunetv2.postprocessing.remove_connected_components import (
     entry_point_apply_postprocessing as apply_pp, entry_point_determine_postprocessing_folder as determine_pp)
