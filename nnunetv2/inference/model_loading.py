@@ -171,10 +171,12 @@ def build_network(trainer_name: str, plans_manager, configuration_manager, datas
                                                configuration_manager, dataset_json, num_input_channels,
                                                num_output_channels, enable_deep_supervision=False)
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    # no weight initialisation: the checkpoint's weights replace every parameter right after (strict loading),
+    # and drawing He-normal values for 16 M parameters costs 0.15 s of every prediction's start-up
     return get_network_from_plans(configuration_manager.network_arch_class_name,
                                   configuration_manager.network_arch_init_kwargs,
                                   configuration_manager.network_arch_init_kwargs_req_import,
-                                  num_input_channels, num_output_channels, allow_init=True, deep_supervision=False)
+                                  num_input_channels, num_output_channels, allow_init=False, deep_supervision=False)
 
 
 def maybe_compile(network: nn.Module) -> nn.Module:

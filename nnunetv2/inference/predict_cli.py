@@ -10,6 +10,7 @@ import os
 from typing import List, Optional
 
 from nnunetv2.errors import UserError, exit_on_user_error
+from nnunetv2.utilities.quick_exit import as_command
 
 CITATION = ("\n#######################################################################\n"
             "Please cite the following paper when using nnU-Net:\n"
@@ -83,6 +84,17 @@ def _setup_device(name: str):
     return torch.device('mps')
 
 
+# what the preprocessing and export workers run: imported once by the fork server instead of by every worker
+_WORKER_MODULES = ('nnunetv2.inference.data_iterators', 'nnunetv2.inference.export_prediction',
+                   'nnunetv2.preprocessing.preprocessors.default_preprocessor')
+
+
+def _start_worker_server(args) -> None:
+    if args.npp > 0 or args.nps > 0:
+        from nnunetv2.utilities.worker_processes import use_fork_server
+        use_fork_server(_WORKER_MODULES)
+
+
 def _make_predictor(args, device):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     return nnUNetPredictor(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
@@ -121,6 +133,7 @@ def predict_entry_point_modelfolder_parser() -> argparse.ArgumentParser:
 def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_modelfolder_parser().parse_args(argv)
+    _start_worker_server(args)
 
     os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
@@ -158,6 +171,7 @@ def predict_entry_point_parser() -> argparse.ArgumentParser:
 def predict_entry_point(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_parser().parse_args(argv)
+    _start_worker_server(args)
 
     from nnunetv2.utilities.file_path_utilities import get_output_folder
     model_folder = get_output_folder(args.d, args.tr, args.p, args.c)
@@ -179,3 +193,8 @@ def predict_entry_point(argv: Optional[List[str]] = None):
                                      num_processes_segmentation_export=args.nps,
                                      folder_with_segs_from_prev_stage=args.prev_stage_predictions,
                                      num_parts=args.num_parts, part_id=args.part_id)
+
+
+# the console scripts (pyproject.toml): the entry points above, then a quick exit (utilities.quick_exit)
+predict_command = as_command(predict_entry_point)
+predict_modelfolder_command = as_command(predict_entry_point_modelfolder)

@@ -49,18 +49,20 @@ def test_predict_outputs_for_every_case(predicted):
 
 def test_predicted_folds_equal_the_training_validation(predicted):
     """Folds 1-4 hold fold 0's weights: their mean is fold 0's prediction, which the training's validation made from
-    the preprocessed data. The probabilities differ only by the rounding of the five-fold sum,
-    which is accumulated in half precision as in the reference (logits of magnitude ~4 round to 2**-9, about 2.5e-4
-    in probability; a single fold is bit-identical), so segmentations may differ only where two classes nearly tie."""
+    the preprocessed data. The probabilities differ only by the rounding of the five-fold sum, which is accumulated
+    in half precision as in the reference (a single fold is bit-identical): with partial sums of the logits below 32
+    in magnitude, each of the 4 additions rounds by at most 2**-7, so the mean logit is off by at most 2**-5 / 5 =
+    0.006, which moves a softmax probability by at most about half of that (0.003; 0.002 was seen). Segmentations
+    may differ only where two classes tie within twice that."""
     ws = predicted.ws
     for configuration, folder in predicted.out.items():
         validation = model_folder(ws, configuration) / "fold_0" / "validation"
         for case in predicted.splits[0]["val"]:
             expected = np.load(validation / f"{case}.npz")["probabilities"]
-            np.testing.assert_allclose(np.load(folder / f"{case}.npz")["probabilities"], expected, atol=1e-3)
+            np.testing.assert_allclose(np.load(folder / f"{case}.npz")["probabilities"], expected, atol=3.2e-3)
             differs = read_seg(folder / f"{case}.nii.gz") != read_seg(validation / f"{case}.nii.gz")
             top2 = np.sort(expected, axis=0)[-2:]
-            assert np.all(top2[1][differs] - top2[0][differs] < 2e-3), case  # only near-ties may flip
+            assert np.all(top2[1][differs] - top2[0][differs] < 6.4e-3), case  # only near-ties may flip
             with open(folder / f"{case}.pkl", "rb") as f, open(validation / f"{case}.pkl", "rb") as g:
                 assert pickle.load(f)["shape_before_cropping"] == pickle.load(g)["shape_before_cropping"]
 
