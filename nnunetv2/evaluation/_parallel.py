@@ -15,18 +15,18 @@ import os
 from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 from nnunetv2.utilities.watched_pool import WatchedPool
-from nnunetv2.utilities.worker_processes import worker_count
+from nnunetv2.utilities.worker_processes import requested_processes, worker_count
 
 _shared: Optional[WatchedPool] = None  # while a shared_pool context is active in this process
 _WHAT, _FLAG = "worker process", "-np"
 
 
 @contextlib.contextmanager
-def shared_pool(num_processes: int) -> Iterator[None]:
+def shared_pool(num_processes: Optional[int]) -> Iterator[None]:
     """Within this context, ``starmap`` calls use one pool of up to ``num_processes`` workers (none if <= 1)."""
     global _shared
     n = worker_count(num_processes, num_processes)
-    if _shared is not None or int(num_processes) <= 1 or n <= 1:
+    if _shared is not None or requested_processes(num_processes) <= 1 or n <= 1:
         yield  # nested (reuse the outer pool) or sequential anyway
         return
     with WatchedPool(n, _WHAT, _FLAG) as pool:
@@ -43,14 +43,14 @@ def _task_name(args: tuple) -> Optional[str]:
     return None if first is None else os.path.basename(first)
 
 
-def starmap(fn: Callable, list_of_args: Sequence[tuple], num_processes: int) -> List[Any]:
+def starmap(fn: Callable, list_of_args: Sequence[tuple], num_processes: Optional[int]) -> List[Any]:
     """``[fn(*a) for a in list_of_args]`` in order; parallel when ``num_processes > 1`` and there are several tasks.
 
     ``fn`` must be a module-level function (it is pickled by name for the workers).
     """
     list_of_args = [tuple(a) for a in list_of_args]
     n = worker_count(num_processes, len(list_of_args))
-    if n <= 1 or int(num_processes) <= 1:
+    if n <= 1 or requested_processes(num_processes) <= 1:
         return [fn(*a) for a in list_of_args]
     names = [_task_name(a) for a in list_of_args]
     if _shared is not None:

@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Sequence
 from tqdm import tqdm
 
 from nnunetv2.utilities.watched_pool import WatchedPool
-from nnunetv2.utilities.worker_processes import worker_count
+from nnunetv2.utilities.worker_processes import requested_processes, worker_count
 
 # fingerprint extraction and the integrity check run with nnUNetv2_plan_and_preprocess's -npfp, or with the -np of
 # nnUNetv2_extract_fingerprint
@@ -25,7 +25,7 @@ def run_cases(func: Callable, tasks: Sequence[tuple], case_names: Sequence[str],
     """
     n = len(tasks)
     with tqdm(total=n, desc=desc, disable=not show_progress_bar) as bar:
-        if num_processes <= 1 or n <= 1:
+        if requested_processes(num_processes) <= 1 or n <= 1:
             results = []
             for t in tasks:
                 results.append(func(*t))

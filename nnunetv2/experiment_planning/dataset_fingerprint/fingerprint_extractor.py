@@ -17,7 +17,7 @@ from nnunetv2.errors import UserError
 from nnunetv2.experiment_planning.dataset_fingerprint import sample_summaries as summaries
 from nnunetv2.utilities.case_pool import FINGERPRINT_FLAG, run_cases
 from nnunetv2.utilities.watched_pool import WatchedPool
-from nnunetv2.utilities.worker_processes import worker_count
+from nnunetv2.utilities.worker_processes import requested_processes, worker_count
 from nnunetv2.experiment_planning.dataset_fingerprint.intensity_statistics import (
     aggregate_channel, per_case_statistics, sample_foreground_intensities)
 from nnunetv2.file_io import load_json, maybe_mkdir_p, save_json
@@ -121,7 +121,7 @@ class DatasetFingerprintExtractor(object):
         self.dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
         self.verbose = verbose
         self.input_folder = os.path.join(nnUNet_raw, self.dataset_name)
-        self.num_processes = num_processes
+        self.num_processes = requested_processes(num_processes)  # None: one per CPU
         self.dataset_json = load_dataset_json(self.input_folder)
         self.dataset = get_filenames_of_train_images_and_targets(self.input_folder, self.dataset_json)
         # 10e7 == 1e8 foreground intensity samples per channel in total (reference value)

@@ -9,6 +9,7 @@ import numpy as np
 
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.file_io import TMP_PREFIX, atomic_path
+from nnunetv2.utilities.worker_processes import requested_processes
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def unpack_dataset(folder: str, unpack_segmentation: bool = True, overwrite_exis
     """
     files = _npz_files(folder)
     args = [(f, unpack_segmentation, overwrite_existing, verify) for f in files]
-    if num_processes <= 1 or len(files) <= 1:
+    if requested_processes(num_processes) <= 1 or len(files) <= 1:
         for a in args:
             _convert_to_npy(*a)
         return
