@@ -18,8 +18,7 @@ import torch
 import torch.multiprocessing as torch_mp
 
 from nnunetv2.errors import UserError
-from nnunetv2.utilities.worker_processes import (WorkerFailure, raise_worker_died, start_method, start_worker,
-                                                 worker_count)
+from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, start_worker, worker_count
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
         raise UserError(f"Preprocessing needs at least one worker process (got {num_processes} for {num_cases} "
                         f"cases).", "Use -npp >= 1.")
     num_processes = worker_count(num_processes, num_cases)
-    context = torch_mp.get_context(start_method())
+    context = torch_mp.get_context('spawn')
     abort_event = context.Event()
     # start_worker keeps what each worker is handed (its queue and events: named semaphores, unlinked when the
     # parent's object is freed) referenced by the process object, which lives in ``processes`` until the end

@@ -84,15 +84,13 @@ def _setup_device(name: str):
     return torch.device('mps')
 
 
-# what the preprocessing and export workers run: imported once by the fork server instead of by every worker
-_WORKER_MODULES = ('nnunetv2.inference.data_iterators', 'nnunetv2.inference.export_prediction',
-                   'nnunetv2.preprocessing.preprocessors.default_preprocessor')
-
-
-def _start_worker_server(args) -> None:
-    if args.npp > 0 or args.nps > 0:
-        from nnunetv2.utilities.worker_processes import use_fork_server
-        use_fork_server(_WORKER_MODULES)
+def _import_predictor() -> None:
+    """The predictor's heavy imports (torch, numpy, scipy, SimpleITK), with a Ctrl-C during them handled right
+    after: an extension module interrupted while it initialises raises an ImportError (a traceback) instead of
+    KeyboardInterrupt."""
+    from nnunetv2.utilities.worker_processes import sigint_blocked
+    with sigint_blocked():
+        import nnunetv2.inference.predict_from_raw_data  # noqa: F401
 
 
 def _make_predictor(args, device):
@@ -133,7 +131,7 @@ def predict_entry_point_modelfolder_parser() -> argparse.ArgumentParser:
 def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_modelfolder_parser().parse_args(argv)
-    _start_worker_server(args)
+    _import_predictor()
 
     os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
@@ -171,7 +169,7 @@ def predict_entry_point_parser() -> argparse.ArgumentParser:
 def predict_entry_point(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_parser().parse_args(argv)
-    _start_worker_server(args)
+    _import_predictor()
 
     from nnunetv2.utilities.file_path_utilities import get_output_folder
     model_folder = get_output_folder(args.d, args.tr, args.p, args.c)

@@ -298,14 +298,12 @@ class nnUNetPredictor(object):
                                    num_processes_segmentation_export: int = default_num_processes):
         """Predict every item of the iterator; export in background processes (in-process when 0 processes)."""
         pool = None
+        if num_processes_segmentation_export > 0:
+            pool = WatchedPool(worker_count(num_processes_segmentation_export, num_processes_segmentation_export),
+                               'export worker', '-nps')
         try:
             results = []
             for preprocessed in data_iterator:
-                if pool is None and num_processes_segmentation_export > 0:
-                    # started once the first case is there: the preprocessing workers (started by the iterator's
-                    # first step) get the CPU first, and the first case is what everything waits for
-                    pool = WatchedPool(worker_count(num_processes_segmentation_export,
-                                                    num_processes_segmentation_export), 'export worker', '-nps')
                 data = preprocessed['data']
                 if isinstance(data, str):
                     delfile = data

@@ -1,11 +1,9 @@
 """Console commands that end their process without tearing the interpreter down.
 
 A process that imported torch spends about 0.4 s at exit destroying modules and objects one by one, after the
-command's work is complete and its files are written. A fork server (``worker_processes.use_fork_server``) then
-takes as long again, holding the command's stdout and stderr: a caller that reads them (``$(...)``, a pipe, a
-benchmark) waits for it too. ``as_command(entry)`` is what a console script runs: the entry point, then, when it
-returned normally, the exit handlers (logging, multiprocessing's clean-up of its children and temporary folders),
-the fork server stopped, and ``os._exit``. Errors take the usual way out (``SystemExit`` from ``exit_on_user_error``,
+command's work is complete and its files are written. ``as_command(entry)`` is what a console script runs: the
+entry point, then, when it returned normally, the exit handlers (logging, multiprocessing's clean-up of its
+children and temporary folders) and ``os._exit``. Errors take the usual way out (``SystemExit`` from ``exit_on_user_error``,
 tracebacks). The entry points themselves stay plain functions: called from Python they return.
 """
 from __future__ import annotations
@@ -16,15 +14,12 @@ import os
 import sys
 from typing import Callable, NoReturn
 
-from nnunetv2.utilities.worker_processes import stop_fork_server
-
 
 def exit_now(status: int = 0) -> NoReturn:
-    """Run the exit handlers, stop the fork server, flush the standard streams and end the process."""
+    """Run the exit handlers, flush the standard streams and end the process."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     atexit._run_exitfuncs()
-    stop_fork_server()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -1,5 +1,4 @@
-"""A process pool that reports its workers' deaths instead of waiting forever (workers are spawned, or forked from
-a fork server: worker_processes.start_method).
+"""A ``spawn`` process pool that reports its workers' deaths instead of waiting forever.
 
 ``multiprocessing.Pool`` quietly replaces a worker that was killed (e.g. by the out-of-memory killer), and the task
 that worker was running never finishes. Here every worker notes which task it starts in a small shared array (no
@@ -17,20 +16,18 @@ import os
 import signal
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from nnunetv2.utilities.worker_processes import (WorkerFailure, raise_worker_died, sigint_blocked, start_method,
-                                                 worker_setup)
+from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, sigint_blocked, worker_setup
 
 POLL_S = 0.1
 
 _board = None  # in a worker: (shared array, this worker's row); the row holds (pid, index of its current task)
-_parent_pid = None  # in a worker: its parent process
+_parent_pid = None  # in a worker: the main process
 
 
-def _init_worker(parent_pid: int, direct_child: bool, board, next_row, initializer: Optional[Callable],
-                 initargs: tuple) -> None:
+def _init_worker(parent_pid: int, board, next_row, initializer: Optional[Callable], initargs: tuple) -> None:
     global _board, _parent_pid
-    worker_setup(parent_pid, direct_child)
-    _parent_pid = os.getppid()  # the main process, or the fork server that forked this worker
+    worker_setup(parent_pid)
+    _parent_pid = parent_pid
     if hasattr(signal, "SIGPIPE"):
         # the pool's pipes lead only to the parent: when they break, the parent is gone, and a worker blocked in
         # sending a result should end quietly (the Unix default) instead of printing a BrokenPipeError
@@ -77,8 +74,7 @@ class WatchedPool:
 
     def __init__(self, num_processes: int, what: str, flag: str, initializer: Optional[Callable] = None,
                  initargs: tuple = ()):
-        method = start_method()
-        context = multiprocessing.get_context(method)
+        context = multiprocessing.get_context("spawn")
         self.what, self.flag = what, flag
         self.num_processes = int(num_processes)
         self._board = context.RawArray("q", 2 * (2 * self.num_processes + 4))  # rows of (pid, task index)
@@ -88,8 +84,8 @@ class WatchedPool:
         self._seen: Dict[int, Any] = {}  # pid -> Process: every worker ever in the pool
         with sigint_blocked():  # also blocks it in the pool's helper threads, which start replacement workers
             self.pool = context.Pool(self.num_processes, initializer=_init_worker,
-                                     initargs=(os.getpid(), method != "forkserver", self._board, self._next_row,
-                                               initializer, tuple(initargs)))
+                                     initargs=(os.getpid(), self._board, self._next_row, initializer,
+                                               tuple(initargs)))
 
     # ------------------------------------------------------------------------------------ submitting and waiting
     def submit(self, fn: Callable, args: tuple = (), name: Optional[str] = None) -> Task:

@@ -17,7 +17,6 @@ postprocessing and the training's augmentation workers all run work in child pro
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import pickle
 import signal
@@ -53,49 +52,6 @@ def worker_count(requested: Optional[int], n_tasks: int, cap_by_cpus: bool = Tru
     if cap_by_cpus:
         n = min(n, usable_cpus())
     return max(1, n)
-
-
-# ------------------------------------------------------------------------------------------------ start method
-_start_method = "spawn"  # as the reference; a command line entry point may switch to a fork server
-
-
-def start_method() -> str:
-    """How every pool starts its workers: ``'spawn'``, or ``'forkserver'`` once ``use_fork_server`` ran."""
-    return _start_method
-
-
-def use_fork_server(preload: Sequence[str]) -> None:
-    """For command line entry points, first thing after parsing: workers of this process are forked from a server
-    process that imports ``preload`` once (in parallel with this process's own imports) instead of every spawned
-    worker importing torch and nnU-Net itself (about 2 s of CPU each, on the critical path of a short prediction).
-    The server is a fresh interpreter, single-threaded, so forking it is safe.
-
-    Library calls keep spawn: a server started early would not see environment variables or ``sys.path`` entries
-    a client sets later. No effect where the platform has no fork server (Windows)."""
-    global _start_method
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return
-    from multiprocessing import forkserver
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(preload))
-    forkserver.ensure_running()  # returns at once; the server imports while this process goes on
-    _start_method = "forkserver"
-
-
-def stop_fork_server() -> None:
-    """End this process's fork server now (once its workers are done: a command about to exit). Left alone it ends
-    by itself when this process has exited, but only after tearing down its own interpreter."""
-    if _start_method != "forkserver":
-        return
-    from multiprocessing import forkserver
-    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
-    if not pid:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)  # default action, no clean-up; it holds no state: workers report to this process, not to the server
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
 
 
 # ------------------------------------------------------------------------------------------------ the child's side

@@ -19,8 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from nnunetv2.utilities.worker_processes import (WorkerFailure, raise_worker_died, start_method, start_worker,
-                                                 worker_count)
+from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, start_worker, worker_count
 
 POLL_SECONDS = 0.1
 Task = Tuple[str, Tuple[str, List[str], Optional[str]]]  # (case, (output_filename_truncated, image_files, seg_file))
@@ -64,7 +63,7 @@ class _Workers:
     """``n`` spawned worker processes sharing one task queue, each reporting on its own pipe."""
 
     def __init__(self, n: int):
-        ctx = multiprocessing.get_context(start_method())
+        ctx = multiprocessing.get_context('spawn')
         self.n = n
         self.task_queue = ctx.Queue()
         pipes = [ctx.Pipe(duplex=False) for _ in range(n)]
