@@ -179,6 +179,10 @@ def load_file(path: Path) -> None:
         from PIL import Image
         with Image.open(path) as im:
             im.load()
+    elif name.endswith(".zip"):
+        import zipfile
+        with zipfile.ZipFile(path) as z:
+            assert z.testzip() is None
 
 
 def assert_final_files_load(*folders: Path) -> List[Path]:
