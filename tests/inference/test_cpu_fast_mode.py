@@ -116,11 +116,23 @@ def _agreement(a: np.ndarray, b: np.ndarray):
     return float((a == b).mean()), dice
 
 
+def _near_ties(probabilities: np.ndarray, regions: bool) -> np.ndarray:
+    """Voxels the exact mode itself decides by a hair: a region probability within 0.02 of the 0.5 threshold, or the
+    two largest class probabilities within 0.04 of each other."""
+    if regions:
+        return np.any(np.abs(probabilities - 0.5) < 0.02, axis=0)
+    top2 = np.sort(probabilities, axis=0)[-2:]
+    return top2[1] - top2[0] < 0.04
+
+
 @needs_bf16
-@pytest.mark.parametrize('dataset, tta', [('Dataset903_SynthNatural2D', True), ('Dataset902_SynthMRRegions', False)])
+@pytest.mark.parametrize('dataset', ['Dataset903_SynthNatural2D', 'Dataset902_SynthMRRegions'])
+@pytest.mark.parametrize('tta', [False, True])
 def test_agrees_with_the_exact_mode_on_golden_models(shared_dir, golden_raw, tmp_path, dataset, tta):
-    """>= 99.9 % of the voxels equal and per-label Dice >= 0.999 against the exact mode (exported segmentations).
-    Measured for all cases and both TTA settings by benchmarks/inference.py; here the two that run fastest."""
+    """Fast mode against the exact mode on the trained golden models, every test case (exported segmentations):
+    >= 99.9 % of the voxels equal, and every voxel that differs is a near-tie of the exact mode. The labels hold only
+    200-900 voxels, so one such voxel costs up to 0.005 of Dice (902 with TTA: 2 of 201 voxels, 0.995); the per-label
+    Dice bound (0.99) allows for that and no more. Measured numbers: benchmarks/README.md."""
     import zipfile
 
     from _inference_golden import MODELS, model_folder, read_seg
@@ -135,13 +147,18 @@ def test_agrees_with_the_exact_mode_on_golden_models(shared_dir, golden_raw, tmp
         p.initialize_from_trained_model_folder(str(model_folder(results, dataset)), (0,))
         p.cpu_fast = fast
         out = tmp_path / ('fast' if fast else 'exact')
-        p.predict_from_files(str(golden_raw(dataset) / 'imagesTs'), str(out), False, True, 0, 0)
+        p.predict_from_files(str(golden_raw(dataset) / 'imagesTs'), str(out), not fast, True, 0, 0)
         segs[fast] = {f.name: read_seg(f)[0] for f in sorted(out.glob('*' + ending))}
+        regions = p.label_manager.has_regions
     assert len(segs[True]) >= 2 and segs[True].keys() == segs[False].keys()
     for name in segs[False]:
-        equal, dice = _agreement(segs[False][name], segs[True][name])
+        exact, approx = segs[False][name], segs[True][name]
+        equal, dice = _agreement(exact, approx)
         assert equal >= 0.999, (name, equal)
-        assert min(dice.values()) >= 0.999, (name, dice)
+        assert min(dice.values()) >= 0.99, (name, dice)
+        probabilities = np.load(tmp_path / 'exact' / (name[:-len(ending)] + '.npz'))['probabilities']
+        probabilities = probabilities.reshape((probabilities.shape[0],) + exact.shape)
+        assert np.all(_near_ties(probabilities, regions)[exact != approx]), name
 
 
 def test_residual_encoder_unet_pools_in_fp32():
