@@ -10,7 +10,7 @@ import os
 from typing import List, Optional
 
 from nnunetv2.errors import UserError, exit_on_user_error
-from nnunetv2.utilities.quick_exit import as_command
+from nnunetv2.utilities.console_command import as_command
 
 CITATION = ("\n#######################################################################\n"
             "Please cite the following paper when using nnU-Net:\n"
@@ -193,6 +193,6 @@ def predict_entry_point(argv: Optional[List[str]] = None):
                                      num_parts=args.num_parts, part_id=args.part_id)
 
 
-# the console scripts (pyproject.toml): the entry points above, then a quick exit (utilities.quick_exit)
+# the console scripts (pyproject.toml): the entry points above in a command's process (utilities.console_command)
 predict_command = as_command(predict_entry_point)
 predict_modelfolder_command = as_command(predict_entry_point_modelfolder)

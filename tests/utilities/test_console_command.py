@@ -1,14 +1,16 @@
-"""Console scripts end quickly: exit handlers run, output arrives, errors keep their exit status."""
+"""Console scripts: OpenMP threads sleep while waiting, the process ends quickly (exit handlers run, output arrives),
+errors keep their exit status."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
 SCRIPT = textwrap.dedent('''
-    import atexit, multiprocessing, sys
+    import atexit, multiprocessing, os, sys
     from nnunetv2.errors import UserError, exit_on_user_error
-    from nnunetv2.utilities.quick_exit import as_command
+    from nnunetv2.utilities.console_command import as_command
 
     def square(x):
         return x * x
@@ -18,6 +20,7 @@ SCRIPT = textwrap.dedent('''
         with multiprocessing.get_context("spawn").Pool(2) as pool:
             assert pool.map(square, [1, 2, 3]) == [1, 4, 9]
         atexit.register(lambda: open(sys.argv[1], "w").write("handlers ran"))
+        print(os.environ["OMP_WAIT_POLICY"], end=" ")
         print("unflushed output", end="")  # must still arrive
         if sys.argv[2] == "fail":
             raise UserError("bad input")
@@ -31,15 +34,16 @@ def _run(tmp_path, mode):
     script = tmp_path / "command.py"
     script.write_text(SCRIPT)
     marker = tmp_path / "marker.txt"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     proc = subprocess.run([sys.executable, str(script), str(marker), mode], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=env)
     return proc, marker
 
 
 def test_success_runs_exit_handlers_and_flushes_output(tmp_path):
     proc, marker = _run(tmp_path, "ok")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "unflushed output"
+    assert proc.stdout == "PASSIVE unflushed output"
     assert marker.read_text() == "handlers ran"
 
 
@@ -48,3 +52,12 @@ def test_user_error_keeps_its_one_line_and_status(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == "nnU-Net error: bad input"
     assert marker.read_text() == "handlers ran"  # the normal exit runs them too
+
+
+def test_an_explicit_openmp_wait_policy_is_kept(tmp_path):
+    script = tmp_path / "command.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "marker.txt"), "ok"], capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, OMP_WAIT_POLICY="ACTIVE"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ACTIVE unflushed output"
