@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import List, Optional, Tuple, Type, Union
+from typing import List, Optional, Type, Union
 
 import numpy as np
-from tqdm import tqdm
 
 from nnunetv2.errors import UserError
 from nnunetv2.experiment_planning.dataset_fingerprint import sample_summaries as summaries
-from nnunetv2.utilities.case_pool import FINGERPRINT_FLAG, run_cases
-from nnunetv2.utilities.watched_pool import WatchedPool
-from nnunetv2.utilities.worker_processes import requested_processes, worker_count
+from nnunetv2.utilities.case_pool import CaseRunner, run_cases
+from nnunetv2.utilities.worker_processes import requested_processes
 from nnunetv2.experiment_planning.dataset_fingerprint.intensity_statistics import (
     aggregate_channel, per_case_statistics, sample_foreground_intensities)
 from nnunetv2.file_io import load_json, maybe_mkdir_p, save_json
@@ -29,6 +27,16 @@ from nnunetv2.utilities.input_checks import (check_channel_count, check_integer_
                                              is_nifti, nonfinite_counts, nonfinite_voxels_in_nifti)
 
 logger = logging.getLogger(__name__)
+
+
+def _fingerprint_dict(results: list, intensity_properties: dict, relative_sizes: List[float]) -> dict:
+    """dataset_fingerprint.json's content from per-case results that start with (shape after cropping, spacing)."""
+    return {
+        'spacings': [[_python_scalar(s) for s in r[1]] for r in results],
+        'shapes_after_crop': [[int(s) for s in r[0]] for r in results],
+        'foreground_intensity_properties_per_channel': intensity_properties,
+        'median_relative_size_after_cropping': float(np.median(relative_sizes)),
+    }
 
 
 def _python_scalar(x):
@@ -197,66 +205,33 @@ class DatasetFingerprintExtractor(object):
         n = len(identifiers)
         tasks = [(self.dataset[k]['images'], self.dataset[k]['label'], reader_writer_class, num_samples,
                   num_channels, i, n) for i, k in enumerate(identifiers)]
-        names = [f"case {k}" for k in identifiers]
-        pool = WatchedPool(worker_count(self.num_processes, n), "worker process", FINGERPRINT_FLAG) \
-            if self.num_processes > 1 and n > 1 else None
-
-        def starmap(func, arguments, bar=None):
-            if pool is None:
-                out = []
-                for a in arguments:
-                    out.append(func(*a))
-                    if bar is not None:
-                        bar.update()
-                return out
-            return pool.starmap(func, arguments, names=names, chunksize=1,
-                                on_done=None if bar is None else bar.update)
-
-        try:
-            with tqdm(total=n, desc="Extracting dataset fingerprint", disable=not self.show_progress_bar) as bar:
-                results = starmap(_describe_case_for_run, tasks, bar)
+        with CaseRunner(identifiers, self.num_processes) as runner:
+            results = runner.map(_describe_case_for_run, tasks, "Extracting dataset fingerprint",
+                                 self.show_progress_bar)
             draws = [r[2] for r in results]
             parts = [r[3] for r in results]
             try:
                 intensity_properties = summaries.summarised_statistics(
-                    draws, parts, num_samples, num_channels, lambda arguments: starmap(summaries.later_round,
-                                                                                       arguments))
+                    draws, parts, num_samples, num_channels,
+                    lambda arguments: runner.map(summaries.later_round, arguments))
             except summaries.NoForeground as e:
-                raise UserError(f"No foreground voxels (label > 0) in any training case of {self.dataset_name} "
-                                f"(channel {e.channel}), so no intensity statistics can be computed.",
-                                "Check the segmentations in labelsTr.") from None
-        finally:
-            if pool is not None:
-                pool.terminate()
-        return self._fingerprint_dict(results, intensity_properties)
+                raise self._no_foreground(e.channel) from None
+        return _fingerprint_dict(results, intensity_properties, [r[4] for r in results])
 
-    def _fingerprint_dict(self, results: list, intensity_properties: dict) -> dict:
-        return {
-            'spacings': [[_python_scalar(s) for s in r[1]] for r in results],
-            'shapes_after_crop': [[int(s) for s in r[0]] for r in results],
-            'foreground_intensity_properties_per_channel': intensity_properties,
-            'median_relative_size_after_cropping': float(np.median([r[4] for r in results])),
-        }
+    def _no_foreground(self, channel: int) -> UserError:
+        return UserError(f"No foreground voxels (label > 0) in any training case of {self.dataset_name} (channel "
+                         f"{channel}), so no intensity statistics can be computed.",
+                         "Check the segmentations in labelsTr.")
 
     def _aggregate(self, results: list, identifiers: List[str]) -> dict:
-        shapes_after_crop = [[int(s) for s in r[0]] for r in results]
-        spacings = [[_python_scalar(s) for s in r[1]] for r in results]
         samples = [list(r[2]) for r in results]  # per case, per channel; references only, no copies
         intensity_properties = {}
         for c in range(self._num_channels()):
             per_case = [s[c] for s in samples]
             if all(len(s) == 0 for s in per_case):
-                raise UserError(f"No foreground voxels (label > 0) in any training case of {self.dataset_name} "
-                                f"(channel {c}), so no intensity statistics can be computed.",
-                                "Check the segmentations in labelsTr.")
+                raise self._no_foreground(c)
             intensity_properties[str(c)] = aggregate_channel(per_case)
             del per_case
             for s in samples:  # free this channel's samples early (up to 400 MB per channel)
                 s[c] = None
-        relative_sizes = [r[3] for r in results]
-        return {
-            'spacings': spacings,
-            'shapes_after_crop': shapes_after_crop,
-            'foreground_intensity_properties_per_channel': intensity_properties,
-            'median_relative_size_after_cropping': float(np.median(relative_sizes)),
-        }
+        return _fingerprint_dict(results, intensity_properties, [r[3] for r in results])
