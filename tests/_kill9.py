@@ -15,13 +15,14 @@ import json
 import os
 import pickle
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -227,3 +228,50 @@ def command_env(**extra: str) -> Dict[str, str]:
 def console_script(name: str) -> str:
     path = Path(sys.executable).with_name(name)
     return str(path) if path.exists() else name
+
+
+def assert_same_contents(a: dict, b: dict) -> None:
+    """Equal decoded folder contents: values are arrays grouped in a dict or tuple (compared exactly), or plain."""
+    assert sorted(a) == sorted(b)
+    for name, value in a.items():
+        if isinstance(value, dict):
+            assert sorted(value) == sorted(b[name]), name
+            pairs = [(value[k], b[name][k]) for k in value]
+        elif isinstance(value, tuple):
+            pairs = list(zip(value, b[name]))
+        else:
+            assert value == b[name], name
+            continue
+        for x, y in pairs:
+            np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def kill_chains(run: Callable[..., Outcome], contents: Callable[[Path], dict], root: Path, n_chains: int,
+                kills_per_chain: int, what: str) -> None:
+    """Kill a command at random moments and check what a rerun completes.
+
+    ``run(folder, resume, **kill)`` runs the command writing into ``folder`` (``resume``: not the first run there)
+    and ``contents(folder)`` decodes its results. An uninterrupted run gives the expected contents and the time
+    range. Each chain then runs the command ``kills_per_chain`` times into one folder and stops it at a random
+    moment each time: SIGKILL of the main process, or, 30% of the time, Ctrl-C to the process group (status 130,
+    no traceback). After every kill no process is left behind and every final file loads. A last uninterrupted
+    rerun must give the expected contents."""
+    uninterrupted = run(root / "uninterrupted", False)
+    assert_ran(uninterrupted, what)
+    expected = contents(root / "uninterrupted")
+    rng = random.Random(kill_seed())
+    for chain in range(n_chains):
+        folder = root / f"killed_{chain}"
+        shutil.rmtree(folder, ignore_errors=True)
+        for k in range(kills_per_chain):
+            at = rng.uniform(0.0, uninterrupted.seconds)
+            ctrl_c = rng.random() < 0.3
+            outcome = run(folder, k > 0, kill_at=at, sig=signal.SIGINT if ctrl_c else signal.SIGKILL,
+                          whole_group=ctrl_c)
+            where = f"chain {chain}, kill {k} at {at:.1f} s ({'Ctrl-C' if ctrl_c else 'SIGKILL'})"
+            if outcome.killed and ctrl_c:
+                assert_clean_interruption(outcome, 130)
+            assert not outcome.left_behind, f"{where}: processes left behind"
+            assert_final_files_load(folder)
+        assert_ran(run(folder, True), f"{what} after chain {chain}")
+        assert_same_contents(contents(folder), expected)

@@ -5,16 +5,13 @@ an uninterrupted run writes. Uses the reference-trained 2-D model of ../shared."
 from __future__ import annotations
 
 import pickle
-import random
 import shutil
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _kill9 import (assert_clean_interruption, assert_final_files_load, assert_ran, command_env, console_script,
-                    kill_seed, run_command)
+from _kill9 import assert_ran, command_env, console_script, kill_chains, run_command
 
 DATASET = "Dataset903_SynthNatural2D"
 N_CASES = 4
@@ -59,40 +56,16 @@ def _outputs(out: Path) -> dict:
     return result
 
 
-def _assert_same(a: dict, b: dict) -> None:
-    assert sorted(a) == sorted(b)
-    for name, value in a.items():
-        if isinstance(value, dict):
-            assert sorted(value) == sorted(b[name])
-            for k in value:
-                np.testing.assert_array_equal(value[k], b[name][k], err_msg=name)
-        else:
-            assert value == b[name], name
-
-
 def _kill_and_continue(predict_setup, n_chains: int, kills_per_chain: int) -> None:
     env, images, root = predict_setup
-    reference_out = root / "uninterrupted"
-    uninterrupted = _predict(env, images, reference_out, resume=False)
-    assert_ran(uninterrupted, "predict")
-    expected = _outputs(reference_out)
-    assert len(expected) == 3 * N_CASES
-    rng = random.Random(kill_seed())
-    for chain in range(n_chains):
-        out = root / f"killed_{chain}"
-        shutil.rmtree(out, ignore_errors=True)
-        for k in range(kills_per_chain):
-            at = rng.uniform(0.0, uninterrupted.seconds)
-            ctrl_c = rng.random() < 0.3
-            outcome = _predict(env, images, out, resume=k > 0, kill_at=at,
-                               sig=signal.SIGINT if ctrl_c else signal.SIGKILL, whole_group=ctrl_c)
-            where = f"chain {chain}, kill {k} at {at:.1f} s ({'Ctrl-C' if ctrl_c else 'SIGKILL'})"
-            if outcome.killed and ctrl_c:
-                assert_clean_interruption(outcome, 130)
-            assert not outcome.left_behind, f"{where}: processes left behind"
-            assert_final_files_load(out)
-        assert_ran(_predict(env, images, out, resume=True), f"predict --continue_prediction after chain {chain}")
-        _assert_same(_outputs(out), expected)
+
+    def outputs(out: Path) -> dict:
+        found = _outputs(out)
+        assert len(found) == 3 * N_CASES
+        return found
+
+    kill_chains(lambda out, resume, **kill: _predict(env, images, out, resume, **kill), outputs, root, n_chains,
+                kills_per_chain, "predict --continue_prediction")
 
 
 def test_predict_killed_at_a_few_moments(predict_setup):

@@ -5,16 +5,12 @@ the fingerprint, plans and preprocessed cases of an uninterrupted run."""
 from __future__ import annotations
 
 import pickle
-import random
-import shutil
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _kill9 import (assert_clean_interruption, assert_final_files_load, assert_ran, command_env, console_script,
-                    is_temporary, kill_seed, run_command)
+from _kill9 import command_env, console_script, is_temporary, kill_chains, run_command
 
 DATASET_ID, NAME = 786, "KillPreprocess"
 
@@ -56,37 +52,14 @@ def _contents(preprocessed: Path) -> dict:
     return result
 
 
-def _assert_same(a: dict, b: dict) -> None:
-    assert sorted(a) == sorted(b)
-    for name, value in a.items():
-        if isinstance(value, tuple):
-            for x, y in zip(value, b[name]):
-                np.testing.assert_array_equal(x, y, err_msg=name)
-        else:
-            assert value == b[name], name
-
-
 def _kill_and_rerun(raw: Path, root: Path, n_chains: int, kills_per_chain: int) -> None:
-    uninterrupted = _plan_and_preprocess(raw, root / "uninterrupted")
-    assert_ran(uninterrupted, "plan_and_preprocess")
-    expected = _contents(root / "uninterrupted")
-    assert any(k.endswith(".b2nd") for k in expected) and "dataset_fingerprint.json" in expected
-    rng = random.Random(kill_seed())
-    for chain in range(n_chains):
-        preprocessed = root / f"killed_{chain}"
-        shutil.rmtree(preprocessed, ignore_errors=True)
-        for k in range(kills_per_chain):
-            at = rng.uniform(0.0, uninterrupted.seconds)
-            ctrl_c = rng.random() < 0.3
-            outcome = _plan_and_preprocess(raw, preprocessed, kill_at=at,
-                                           sig=signal.SIGINT if ctrl_c else signal.SIGKILL, whole_group=ctrl_c)
-            where = f"chain {chain}, kill {k} at {at:.1f} s ({'Ctrl-C' if ctrl_c else 'SIGKILL'})"
-            if outcome.killed and ctrl_c:
-                assert_clean_interruption(outcome, 130)
-            assert not outcome.left_behind, f"{where}: processes left behind"
-            assert_final_files_load(preprocessed)
-        assert_ran(_plan_and_preprocess(raw, preprocessed), f"plan_and_preprocess after chain {chain}")
-        _assert_same(_contents(preprocessed), expected)
+    def contents(preprocessed: Path) -> dict:
+        found = _contents(preprocessed)
+        assert any(k.endswith(".b2nd") for k in found) and "dataset_fingerprint.json" in found
+        return found
+
+    kill_chains(lambda folder, resume, **kill: _plan_and_preprocess(raw, folder, **kill), contents, root, n_chains,
+                kills_per_chain, "plan_and_preprocess")
 
 
 def test_plan_and_preprocess_killed_at_a_few_moments(raw_dataset, tmp_path):
