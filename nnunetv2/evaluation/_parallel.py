@@ -25,7 +25,7 @@ _WHAT, _FLAG = "worker process", "-np"
 def shared_pool(num_processes: Optional[int]) -> Iterator[None]:
     """Within this context, ``starmap`` calls use one pool of up to ``num_processes`` workers (none if <= 1)."""
     global _shared
-    n = worker_count(num_processes, num_processes)
+    n = worker_count(num_processes, None)
     if _shared is not None or requested_processes(num_processes) <= 1 or n <= 1:
         yield  # nested (reuse the outer pool) or sequential anyway
         return

@@ -38,7 +38,7 @@ from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy 
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
 from nnunetv2.utilities.watched_pool import WatchedPool
-from nnunetv2.utilities.worker_processes import worker_count
+from nnunetv2.utilities.worker_processes import requested_processes, worker_count
 
 # looked up when called: a client's replacement here or in the home module takes effect
 _replaceable = reference_names.ClientReplaceable(globals(), {
@@ -298,9 +298,8 @@ class nnUNetPredictor(object):
                                    num_processes_segmentation_export: int = default_num_processes):
         """Predict every item of the iterator; export in background processes (in-process when 0 processes)."""
         pool = None
-        if num_processes_segmentation_export > 0:
-            pool = WatchedPool(worker_count(num_processes_segmentation_export, num_processes_segmentation_export),
-                               'export worker', '-nps')
+        if requested_processes(num_processes_segmentation_export) > 0:  # None: one per CPU
+            pool = WatchedPool(worker_count(num_processes_segmentation_export, None), 'export worker', '-nps')
         try:
             results = []
             for preprocessed in data_iterator:

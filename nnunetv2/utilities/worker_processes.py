@@ -44,11 +44,14 @@ def requested_processes(requested: Optional[int]) -> int:
     return usable_cpus() if requested is None else int(requested)
 
 
-def worker_count(requested: Optional[int], n_tasks: int, cap_by_cpus: bool = True) -> int:
+def worker_count(requested: Optional[int], n_tasks: Optional[int], cap_by_cpus: bool = True) -> int:
     """How many workers to start for ``n_tasks`` independent tasks when ``requested`` were asked for: never more
-    than there are tasks, and (``cap_by_cpus``) never more than CPUs: further processes cannot run at the same time,
-    they only add start-up time and memory. At least 1 (0 tasks: 1, the callers run nothing then)."""
-    n = min(requested_processes(requested), max(int(n_tasks), 1))
+    than there are tasks (None: tasks not known yet, a pool that serves whatever comes), and (``cap_by_cpus``) never
+    more than CPUs: further processes cannot run at the same time, they only add start-up time and memory. At least 1
+    (0 tasks: 1, the callers run nothing then)."""
+    n = requested_processes(requested)
+    if n_tasks is not None:
+        n = min(n, max(int(n_tasks), 1))
     if cap_by_cpus:
         n = min(n, usable_cpus())
     return max(1, n)

@@ -49,13 +49,13 @@ def _segmentation_folder(folder, seed):
 
 def test_none_means_one_per_cpu():
     assert requested_processes(None) == 2 and requested_processes(3) == 3
-    assert worker_count(None, 5) == 2 and worker_count(None, 1) == 1
+    assert worker_count(None, 5) == 2 and worker_count(None, 1) == 1 and worker_count(None, None) == 2
 
 
 def test_evaluation_and_postprocessing_accept_none(tmp_path):
     from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder_simple
     from nnunetv2.postprocessing.remove_connected_components import (
-        apply_postprocessing_to_folder, remove_all_but_largest_component_from_segmentation)
+        apply_postprocessing_to_folder, determine_postprocessing, remove_all_but_largest_component_from_segmentation)
     ref, pred = str(tmp_path / 'ref'), str(tmp_path / 'pred')
     _segmentation_folder(ref, 0)
     _segmentation_folder(pred, 1)
@@ -64,6 +64,9 @@ def test_evaluation_and_postprocessing_accept_none(tmp_path):
         summary = json.load(f)
     assert [os.path.basename(c['prediction_file']) for c in summary['metric_per_case']] == \
         [f'{c}.nii.gz' for c in CASES]
+
+    determine_postprocessing(pred, ref, num_processes=None)  # several rounds on one shared pool
+    assert os.path.isfile(os.path.join(pred, 'postprocessing.pkl'))
 
     out = str(tmp_path / 'pp')
     apply_postprocessing_to_folder(pred, out, [remove_all_but_largest_component_from_segmentation],
