@@ -20,6 +20,7 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import starmap
 from nnunetv2.file_io import atomic_path, load_json, load_pickle, maybe_mkdir_p, save_json, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
 from nnunetv2.utilities.output_guard import check_output_files, claim_output_folder, refuse_input_as_output
 
@@ -237,3 +238,7 @@ def entry_point_ensemble_folders_parser() -> argparse.ArgumentParser:
 def entry_point_ensemble_folders():
     args = entry_point_ensemble_folders_parser().parse_args()
     ensemble_folders(args.i, args.o, args.save_npz, args.np)
+
+
+# the console scripts (pyproject.toml): the entry points in a command's process (utilities.console_command)
+entry_point_ensemble_folders_command = as_command(entry_point_ensemble_folders, quick_exit=False)

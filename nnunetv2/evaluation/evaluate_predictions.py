@@ -22,6 +22,7 @@ from nnunetv2.file_io import load_json, save_json
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.imageio.reader_writer_registry import (determine_reader_writer_from_dataset_json,
                                                     determine_reader_writer_from_file_ending)
+from nnunetv2.utilities.console_command import as_command
 
 logger = logging.getLogger(__name__)
 
@@ -322,3 +323,8 @@ def evaluate_simple_entry_point():
     args = evaluate_simple_entry_point_parser().parse_args()
     compute_metrics_on_folder_simple(args.gt_folder, args.pred_folder, args.l, args.o, args.np, args.il,
                                      chill=args.chill)
+
+
+# the console scripts (pyproject.toml): the entry points in a command's process (utilities.console_command)
+evaluate_folder_entry_point_command = as_command(evaluate_folder_entry_point, quick_exit=False)
+evaluate_simple_entry_point_command = as_command(evaluate_simple_entry_point, quick_exit=False)

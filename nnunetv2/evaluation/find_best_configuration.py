@@ -16,6 +16,7 @@ from nnunetv2.evaluation.accumulate_cv_results import accumulate_cv_results, eva
 from nnunetv2.evaluation.evaluate_predictions import load_summary_json
 from nnunetv2.file_io import atomic_path, load_json, save_json
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
+from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.file_path_utilities import (convert_identifier_to_trainer_plans_config, folds_tuple_to_string,
                                                     get_ensemble_name, get_output_folder)
@@ -272,3 +273,8 @@ def accumulate_crossval_results_entry_point():
             raise UserError(f"Output folder {merged_output_folder} exists and is not empty.",
                             "Choose an empty or new folder with -o (everything in it would be replaced).")
     accumulate_cv_results(trained_model_folder, merged_output_folder, args.f)
+
+
+# the console scripts (pyproject.toml): the entry points in a command's process (utilities.console_command)
+find_best_configuration_entry_point_command = as_command(find_best_configuration_entry_point, quick_exit=False)
+accumulate_crossval_results_entry_point_command = as_command(accumulate_crossval_results_entry_point, quick_exit=False)

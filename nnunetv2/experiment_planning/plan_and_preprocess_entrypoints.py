@@ -6,6 +6,7 @@ import argparse
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import exit_on_user_error
 from nnunetv2.experiment_planning import plan_and_preprocess_api as api
+from nnunetv2.utilities.console_command import as_command
 
 
 def _add_fingerprint_args(parser: argparse.ArgumentParser, np_flag: str, np_default: int) -> None:
@@ -128,3 +129,10 @@ def plan_and_preprocess_entry() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     plan_and_preprocess_entry()
+
+
+# the console scripts (pyproject.toml): the entry points in a command's process (utilities.console_command)
+extract_fingerprint_entry_command = as_command(extract_fingerprint_entry, quick_exit=False)
+plan_experiment_entry_command = as_command(plan_experiment_entry, quick_exit=False)
+preprocess_entry_command = as_command(preprocess_entry, quick_exit=False)
+plan_and_preprocess_entry_command = as_command(plan_and_preprocess_entry, quick_exit=False)

@@ -25,6 +25,7 @@ from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p, save_json, s
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.postprocessing._components import largest_components
 from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
+from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
 from nnunetv2.utilities.output_guard import check_output_files, claim_output_folder, refuse_input_as_output
 
@@ -311,3 +312,8 @@ def entry_point_apply_postprocessing():
     args = entry_point_apply_postprocessing_parser().parse_args()
     pp_fns, pp_fn_kwargs = load_postprocessing_pickle(args.pp_pkl_file)
     apply_postprocessing_to_folder(args.i, args.o, pp_fns, pp_fn_kwargs, args.plans_json, args.dataset_json, args.np)
+
+
+# the console scripts (pyproject.toml): the entry points in a command's process (utilities.console_command)
+entry_point_determine_postprocessing_folder_command = as_command(entry_point_determine_postprocessing_folder, quick_exit=False)
+entry_point_apply_postprocessing_command = as_command(entry_point_apply_postprocessing, quick_exit=False)
