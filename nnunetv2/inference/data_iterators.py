@@ -18,6 +18,8 @@ import torch
 import torch.multiprocessing as torch_mp
 
 from nnunetv2.errors import UserError
+from nnunetv2.inference import prestarted_preprocessing
+from nnunetv2.utilities.freed_memory import release_freed_memory
 from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, start_worker, worker_count
 
 logger = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
             ofile = None if output_filenames_truncated is None else output_filenames_truncated[idx]
             if not _put(target_queue, _to_item(data, properties, ofile), abort_event):
                 return
+            del data, seg
+            release_freed_memory()
         done_event.set()
         _stay_alive_until_consumed(abort_event)
     except BaseException as e:  # noqa: B902 - forwarded to the consumer, which re-raises it
@@ -137,23 +141,32 @@ def _split(seq: Optional[Sequence], i: int, n: int):
 
 def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases: int, shared_args: tuple,
                  num_processes: int, pin_memory: bool, verbose: bool,
-                 skipped: Optional[list] = None, case_names: Optional[Sequence[str]] = None) -> Iterator[dict]:
+                 skipped: Optional[list] = None, case_names: Optional[Sequence[str]] = None,
+                 adopt_prestarted: bool = False) -> Iterator[dict]:
     num_processes = min(num_cases, num_processes)
     if num_processes < 1:
         raise UserError(f"Preprocessing needs at least one worker process (got {num_processes} for {num_cases} "
                         f"cases).", "Use -npp >= 1.")
     num_processes = worker_count(num_processes, num_cases)
     context = torch_mp.get_context('spawn')
-    abort_event = context.Event()
+    # workers a prediction command started before it imported torch; they share one abort event
+    prestarted = prestarted_preprocessing.take(num_processes) if adopt_prestarted else []
+    abort_event = prestarted[0].abort_event if prestarted else context.Event()
     # start_worker keeps what each worker is handed (its queue and events: named semaphores, unlinked when the
     # parent's object is freed) referenced by the process object, which lives in ``processes`` until the end
     queues, done_events, processes = [], [], []
     completed = False
     try:
         for i in range(num_processes):
+            args = [_split(lst, i, num_processes) for lst in per_case_lists]
+            if i < len(prestarted):
+                prestarted[i].hand_over(worker_fn, (*args, *shared_args), verbose)
+                queues.append(prestarted[i].queue)
+                done_events.append(prestarted[i].done_event)
+                processes.append(prestarted[i].process)
+                continue
             queues.append(context.Queue(maxsize=1))
             done_events.append(context.Event())
-            args = [_split(lst, i, num_processes) for lst in per_case_lists]
             processes.append(start_worker(context, worker_fn, (*args, *shared_args, queues[i], done_events[i],
                                                                abort_event, verbose)))
         for case in range(num_cases):
@@ -200,7 +213,7 @@ def preprocessing_iterator_fromfiles(list_of_lists: List[List[str]],
                         len(list_of_lists), (plans_manager, dataset_json, configuration_manager),
                         num_processes, pin_memory, verbose, skipped,
                         [os.path.basename(files[0]) if files else f"input case {i + 1}"
-                         for i, files in enumerate(list_of_lists)])
+                         for i, files in enumerate(list_of_lists)], adopt_prestarted=True)
 
 
 def preprocessing_iterator_fromnpy(list_of_images: List[np.ndarray],

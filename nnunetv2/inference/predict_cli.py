@@ -6,6 +6,7 @@ set up the device, build the predictor and call one prediction method.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from typing import List, Optional
 
@@ -93,6 +94,24 @@ def _import_predictor() -> None:
         import nnunetv2.inference.predict_from_raw_data  # noqa: F401
 
 
+def _prestart_preprocessing(input_folder: str, model_folder: str, num_processes: int, num_parts: int) -> None:
+    """Start the preprocessing workers before torch is imported (inference.prestarted_preprocessing), as many as
+    -npp allows for the cases the input folder seems to hold. Only a guess: whatever is wrong with the inputs or
+    the model folder is found and reported by the prediction itself."""
+    if num_processes < 1:
+        return
+    try:
+        with open(os.path.join(model_folder, 'dataset.json')) as f:
+            first_channel_ending = '_0000' + json.load(f)['file_ending']
+        n_cases = sum(1 for name in os.listdir(input_folder) if name.endswith(first_channel_ending))
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    from nnunetv2.inference import prestarted_preprocessing
+    from nnunetv2.utilities.worker_processes import worker_count
+    if n_cases > 0:
+        prestarted_preprocessing.prestart(worker_count(num_processes, -(-n_cases // max(1, num_parts))))
+
+
 def _make_predictor(args, device):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     return nnUNetPredictor(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
@@ -131,6 +150,7 @@ def predict_entry_point_modelfolder_parser() -> argparse.ArgumentParser:
 def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_modelfolder_parser().parse_args(argv)
+    _prestart_preprocessing(args.i, args.m, args.npp, 1)
     _import_predictor()
 
     os.makedirs(args.o, exist_ok=True)
@@ -169,14 +189,16 @@ def predict_entry_point_parser() -> argparse.ArgumentParser:
 def predict_entry_point(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_parser().parse_args(argv)
-    _import_predictor()
-
     from nnunetv2.utilities.file_path_utilities import get_output_folder
     model_folder = get_output_folder(args.d, args.tr, args.p, args.c)
-    os.makedirs(args.o, exist_ok=True)
     if not 0 <= args.part_id < args.num_parts:
         raise UserError(f"-part_id must be in [0, -num_parts - 1]; got -part_id {args.part_id} with -num_parts "
                         f"{args.num_parts}.", "Counting starts at 0.")
+    if args.npp > 0 or args.nps > 0:  # both 0: the sequential path, no workers
+        _prestart_preprocessing(args.i, model_folder, args.npp, args.num_parts)
+    _import_predictor()
+
+    os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
     predictor = _make_predictor(args, device)
     predictor.initialize_from_trained_model_folder(model_folder, _parse_folds(args.f), checkpoint_name=args.chk)

@@ -9,6 +9,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 from tqdm import tqdm
 
+from nnunetv2.utilities.freed_memory import release_freed_memory
 from nnunetv2.utilities.watched_pool import WatchedPool
 from nnunetv2.utilities.worker_processes import requested_processes, worker_count
 
@@ -35,6 +36,7 @@ class CaseRunner:
                 results = []
                 for t in tasks:
                     results.append(func(*t))
+                    release_freed_memory()
                     bar.update()
                 return results
             return self.pool.starmap(func, tasks, names=self.names, chunksize=1, on_done=bar.update)

@@ -5,14 +5,9 @@
   waits for needs: with two busy processes on two cores, the demo's training took 113 s spinning and 61 s
   sleeping, prediction 28-30 s and 25 s; on a quiet machine both are the same (and less CPU time is used). The
   setting is read when torch is imported, so it is set before the command imports torch; it changes no result.
-* Memory freed by the command is kept for reuse instead of being handed back to the system at once (on Linux with
-  glibc: no ``mmap`` for large blocks, and the top of the heap is trimmed only past 2 GiB). Every tensor or array of a
-  few MB would otherwise be a fresh mapping whose pages the kernel zeroes and faults in one by one on first touch,
-  and returns at ``free``; a forward pass of the default 3d_fullres network allocates and frees about a GB that way.
-  On two Zen 4 cores one pass went 1.61 -> 1.25 s (0.6 s of system time per pass -> none), plan_and_preprocess of
-  four 280^3 volumes 18.0 -> 14.2 s. The setting reaches the command's worker processes through ``GLIBC_TUNABLES``
-  (read when a process starts); a user who set any ``glibc.malloc.*`` tunable there keeps exactly theirs. It changes
-  no result; the process's peak memory stays what it was, but memory below 2 GiB is kept until the process ends.
+* Memory freed by the command is kept for reuse while it works on a case instead of being unmapped at once, in its
+  process and its workers (utilities.freed_memory): one forward pass of the default 3d_fullres network went
+  1.61 -> 1.25 s on two Zen 4 cores. It changes no result.
 * The prediction commands end without tearing the interpreter down: a process that imported torch spends about
   0.4 s at exit destroying modules and objects one by one, after the command's work is complete and its files are
   written. After a normal return, the exit handlers run (logging, multiprocessing's clean-up of its children and
@@ -24,42 +19,14 @@ The entry points themselves stay plain functions: called from Python they change
 from __future__ import annotations
 
 import atexit
-import ctypes
 import functools
 import os
-import platform
 import sys
 from typing import Callable, NoReturn
 
+from nnunetv2.utilities.freed_memory import keep_freed_memory_for_reuse
+
 OPENMP_WAIT_POLICY = 'OMP_WAIT_POLICY'
-GLIBC_TUNABLES = 'GLIBC_TUNABLES'
-# mallopt's parameter numbers (malloc.h) and the largest trim threshold it takes (an int)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
-KEEP_FREED_BELOW_BYTES = 2 ** 31 - 1
-MALLOC_REUSE_TUNABLES = f'glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={KEEP_FREED_BELOW_BYTES}'
-
-
-def keep_freed_memory_for_reuse() -> bool:
-    """Make this process and the processes it starts reuse freed memory (see the module docstring). Returns whether
-    the setting is in effect here: False off glibc, where mallopt is missing, or where the user chose their own
-    ``glibc.malloc.*`` tunables (theirs then apply, untouched)."""
-    if not sys.platform.startswith('linux') or platform.libc_ver()[0] != 'glibc':
-        return False
-    user_tunables = os.environ.get(GLIBC_TUNABLES, '')
-    if 'glibc.malloc.' in user_tunables:
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    if not (mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BELOW_BYTES) and mallopt(_M_MMAP_MAX, 0)):
-        return False
-    os.environ[GLIBC_TUNABLES] = f'{user_tunables}:{MALLOC_REUSE_TUNABLES}' if user_tunables \
-        else MALLOC_REUSE_TUNABLES
-    return True
 
 
 def prepare_command_process() -> None:

@@ -16,6 +16,7 @@ import os
 import signal
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from nnunetv2.utilities.freed_memory import release_freed_memory
 from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, sigint_blocked, worker_setup
 
 POLL_S = 0.1
@@ -52,6 +53,8 @@ def _run_chunk(first_index: int, fn: Callable, list_of_args: Sequence[tuple]) ->
             results.append(fn(*args))
         except BaseException as e:  # noqa: B902 - everything is reported to the parent, which re-raises it
             return results + [WorkerFailure(e)]
+        finally:
+            release_freed_memory()
     if _parent_pid is not None and os.getppid() != _parent_pid:
         os._exit(1)  # orphaned (the parent was killed): sending the result would only print a BrokenPipeError
     return results

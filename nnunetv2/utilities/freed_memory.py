@@ -1,0 +1,64 @@
+"""Freed memory: kept for reuse while a command works on a case, handed back to the system between cases.
+
+By default glibc serves every block above a few MB with a fresh ``mmap`` and unmaps it at ``free``; each new block's
+pages are then zeroed and faulted in one by one on first touch. A forward pass of the default 3d_fullres network
+allocates and frees about a GB that way: on two Zen 4 cores one pass took 1.61 s, 0.6 s of it system time, and 1.25 s
+once freed blocks were reused; plan_and_preprocess of four 280^3 volumes went 18.0 -> 14.5 s.
+
+``keep_freed_memory_for_reuse`` (console commands only, see utilities.console_command) turns ``mmap`` off for large
+blocks and trims the top of the heap only past 2 GiB, in this process by ``mallopt`` and in the processes it starts
+through ``GLIBC_TUNABLES`` (read when a process starts). Where the setting is on, ``release_freed_memory`` hands the
+free pages back (``malloc_trim``); the prediction loop and every worker call it after each case, so the memory a
+case left free does not stay resident for a long run over cases of different sizes. Off glibc, and where the user
+set ``glibc.malloc.*`` tunables of their own (those then apply, untouched), both do nothing. No result changes.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import sys
+from typing import Optional
+
+GLIBC_TUNABLES = 'GLIBC_TUNABLES'
+# mallopt's parameter numbers (malloc.h) and the largest trim threshold it takes (an int)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+KEEP_FREED_BELOW_BYTES = 2 ** 31 - 1
+MALLOC_REUSE_TUNABLES = f'glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={KEEP_FREED_BELOW_BYTES}'
+
+
+def _glibc_function(name: str) -> Optional[ctypes._CFuncPtr]:
+    if not sys.platform.startswith('linux') or platform.libc_ver()[0] != 'glibc':
+        return None
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
+def keep_freed_memory_for_reuse() -> bool:
+    """Reuse freed memory in this process and in the processes it starts (see the module docstring). Returns whether
+    the setting is in effect here."""
+    user_tunables = os.environ.get(GLIBC_TUNABLES, '')
+    mallopt = _glibc_function('mallopt')
+    if mallopt is None or 'glibc.malloc.' in user_tunables:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    if not (mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BELOW_BYTES) and mallopt(_M_MMAP_MAX, 0)):
+        return False
+    os.environ[GLIBC_TUNABLES] = f'{user_tunables}:{MALLOC_REUSE_TUNABLES}' if user_tunables \
+        else MALLOC_REUSE_TUNABLES
+    return True
+
+
+def release_freed_memory() -> None:
+    """Hand the free pages of this process back to the system, where freed memory is kept for reuse (a case is done);
+    elsewhere glibc already does so at every ``free``."""
+    if MALLOC_REUSE_TUNABLES not in os.environ.get(GLIBC_TUNABLES, ''):
+        return
+    malloc_trim = _glibc_function('malloc_trim')
+    if malloc_trim is not None:
+        malloc_trim.argtypes = [ctypes.c_size_t]
+        malloc_trim(0)

@@ -1,0 +1,97 @@
+"""Preprocessing workers started before the predictor exists: the data iterator hands them their cases (items as
+from its own workers), releases those it does not need, and none outlives the command."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from test_worker_lifetime import _plans
+
+from nnunetv2.inference import data_iterators, prestarted_preprocessing
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+DATASET_JSON = {'labels': {'background': 0, 'thing': 1}, 'channel_names': {'0': 'MR'}, 'file_ending': '.nii.gz'}
+
+
+def _cases(folder, n):
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(n):
+        image = sitk.GetImageFromArray((rng.random((8, 16, 14)) * (i + 1)).astype(np.float32))
+        image.SetSpacing((0.8, 0.8, 3.0))
+        path = os.path.join(folder, f'case_{i}_0000.nii.gz')
+        sitk.WriteImage(image, path)
+        cases.append([path])
+    return cases
+
+
+def _items(cases, num_processes):
+    plans_manager = PlansManager(_plans())
+    configuration_manager = plans_manager.get_configuration('3d_fullres')
+    names = [os.path.basename(c[0])[:-12] for c in cases]
+    return list(data_iterators.preprocessing_iterator_fromfiles(cases, None, names, plans_manager, DATASET_JSON,
+                                                                configuration_manager, num_processes))
+
+
+def test_prestarted_workers_take_the_cases_and_the_spare_one_exits(tmp_path, monkeypatch):
+    cases = _cases(str(tmp_path), 3)
+    expected = _items(cases, 2)  # workers started by the iterator itself
+
+    prestarted_preprocessing.prestart(3)
+    workers = list(prestarted_preprocessing._waiting)
+
+    def no_new_worker(*args, **kwargs):
+        raise AssertionError("the iterator started a worker of its own")
+
+    monkeypatch.setattr(data_iterators, 'start_worker', no_new_worker)
+    items = _items(cases, 2)
+    assert prestarted_preprocessing._waiting == []
+    assert [i['ofile'] for i in items] == [i['ofile'] for i in expected] == ['case_0', 'case_1', 'case_2']
+    for a, b in zip(items, expected):
+        assert a['data'].dtype == b['data'].dtype and np.array_equal(a['data'].numpy(), b['data'].numpy())
+        assert a['data_properties']['shape_before_cropping'] == b['data_properties']['shape_before_cropping']
+    for w in workers:
+        w.process.join(timeout=60)
+        assert w.process.exitcode == 0  # two finished their cases, the spare read the end of its pipe
+
+
+def test_without_prestart_nothing_is_taken():
+    assert prestarted_preprocessing.take(3) == []
+
+
+SCRIPT = textwrap.dedent('''
+    import sys
+    from nnunetv2.inference import prestarted_preprocessing
+    prestarted_preprocessing.prestart(2)
+    print(" ".join(str(w.process.pid) for w in prestarted_preprocessing._waiting), flush=True)
+    sys.exit("the command failed before predicting")
+''')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_command_that_fails_before_predicting_leaves_no_worker(tmp_path):
+    script = tmp_path / "command.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "the command failed before predicting" in proc.stderr
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
