@@ -51,7 +51,7 @@ def test_freed_memory_is_reused_by_the_command_and_its_workers(tmp_path):
     assert not applied and here >= 32 and in_worker >= 32
     applied, here, in_worker, tunables = _reuse(tmp_path, "on")
     assert applied and here < 16 and in_worker < 16
-    assert tunables == "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
+    assert tunables == "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647:glibc.malloc.arena_max=1"
 
 
 def test_a_users_own_malloc_tunables_are_kept_and_others_extended(tmp_path):
@@ -60,7 +60,7 @@ def test_a_users_own_malloc_tunables_are_kept_and_others_extended(tmp_path):
     applied, _, _, tunables = _reuse(tmp_path, "on", GLIBC_TUNABLES="glibc.rtld.optional_static_tls=2048")
     assert applied
     assert tunables == ("glibc.rtld.optional_static_tls=2048:glibc.malloc.mmap_max=0:"
-                        "glibc.malloc.trim_threshold=2147483647")
+                        "glibc.malloc.trim_threshold=2147483647:glibc.malloc.arena_max=1")
 
 
 RELEASE_SCRIPT = textwrap.dedent('''
