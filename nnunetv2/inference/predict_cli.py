@@ -112,6 +112,11 @@ def _prestart_preprocessing(input_folder: str, model_folder: str, num_processes:
         prestarted_preprocessing.prestart(worker_count(num_processes, -(-n_cases // max(1, num_parts))))
 
 
+def _release_unused_workers() -> None:
+    from nnunetv2.inference import prestarted_preprocessing
+    prestarted_preprocessing.release_unused()
+
+
 def _make_predictor(args, device):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     return nnUNetPredictor(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
@@ -151,8 +156,14 @@ def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_modelfolder_parser().parse_args(argv)
     _prestart_preprocessing(args.i, args.m, args.npp, 1)
-    _import_predictor()
+    try:
+        _predict_with_model_folder(args)
+    finally:
+        _release_unused_workers()
 
+
+def _predict_with_model_folder(args) -> None:
+    _import_predictor()
     os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
     predictor = _make_predictor(args, device)
@@ -196,8 +207,14 @@ def predict_entry_point(argv: Optional[List[str]] = None):
                         f"{args.num_parts}.", "Counting starts at 0.")
     if args.npp > 0 or args.nps > 0:  # both 0: the sequential path, no workers
         _prestart_preprocessing(args.i, model_folder, args.npp, args.num_parts)
-    _import_predictor()
+    try:
+        _predict_with_dataset_model(args, model_folder)
+    finally:
+        _release_unused_workers()
 
+
+def _predict_with_dataset_model(args, model_folder: str) -> None:
+    _import_predictor()
     os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
     predictor = _make_predictor(args, device)

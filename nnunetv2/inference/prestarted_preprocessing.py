@@ -80,3 +80,8 @@ def take(num_workers: int) -> List[PrestartedWorker]:
         worker.release()
     _waiting.clear()
     return taken
+
+
+def release_unused() -> None:
+    """Let every prestarted worker nobody took exit (the end of a command's entry point, whichever way it ends)."""
+    take(0)

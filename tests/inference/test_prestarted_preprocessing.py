@@ -95,3 +95,32 @@ def test_a_command_that_fails_before_predicting_leaves_no_worker(tmp_path):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in pids)
+
+
+def test_an_entry_point_that_fails_releases_its_prestarted_workers(tmp_path, monkeypatch):
+    """Called from Python (a long-lived process), a failed prediction leaves no worker waiting for a task."""
+    from nnunetv2.file_io import save_json
+    from nnunetv2.inference.predict_cli import predict_entry_point_modelfolder
+    model = tmp_path / "model"
+    model.mkdir()
+    save_json(DATASET_JSON, str(model / "dataset.json"))  # but no plans and no fold: initialisation fails
+    save_json(_plans(), str(model / "plans.json"))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _cases(str(inputs), 2)
+    started = []
+    real_prestart = prestarted_preprocessing.prestart
+
+    def recording_prestart(n):
+        real_prestart(n)
+        started.extend(prestarted_preprocessing._waiting)
+
+    monkeypatch.setattr(prestarted_preprocessing, 'prestart', recording_prestart)
+    with pytest.raises(SystemExit) as exc:
+        predict_entry_point_modelfolder(['-i', str(inputs), '-o', str(tmp_path / 'out'), '-m', str(model),
+                                         '-f', '0', '-device', 'cpu', '-npp', '2'])
+    assert exc.value.code == 1
+    assert len(started) == 2 and prestarted_preprocessing._waiting == []
+    for w in started:
+        w.process.join(timeout=60)
+        assert w.process.exitcode == 0
