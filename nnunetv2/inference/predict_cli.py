@@ -11,7 +11,7 @@ import os
 from typing import List, Optional
 
 from nnunetv2.errors import UserError, exit_on_user_error
-from nnunetv2.utilities.console_command import as_command
+from nnunetv2.utilities.console_command import as_command, import_with_ctrl_c_deferred
 
 CITATION = ("\n#######################################################################\n"
             "Please cite the following paper when using nnU-Net:\n"
@@ -87,11 +87,8 @@ def _setup_device(name: str):
 
 def _import_predictor() -> None:
     """The predictor's heavy imports (torch, numpy, scipy, SimpleITK), with a Ctrl-C during them handled right
-    after: an extension module interrupted while it initialises raises an ImportError (a traceback) instead of
-    KeyboardInterrupt."""
-    from nnunetv2.utilities.worker_processes import sigint_blocked
-    with sigint_blocked():
-        import nnunetv2.inference.predict_from_raw_data  # noqa: F401
+    after (see console_command.import_with_ctrl_c_deferred)."""
+    import_with_ctrl_c_deferred('nnunetv2.inference.predict_from_raw_data')
 
 
 def _prestart_preprocessing(input_folder: str, model_folder: str, num_processes: int, num_parts: int) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from nnunetv2.utilities.console_command import as_command
+from nnunetv2.errors import exit_on_user_error
+from nnunetv2.utilities.console_command import as_command, import_with_ctrl_c_deferred
 
 
 def run_training_entry_parser() -> argparse.ArgumentParser:
@@ -13,7 +14,14 @@ def run_training_entry_parser() -> argparse.ArgumentParser:
     return run_training.run_training_entry_parser()
 
 
+@exit_on_user_error
+def _import_training() -> None:
+    """torch, numpy and the trainer's augmentation libraries, with a Ctrl-C during them handled right after."""
+    import_with_ctrl_c_deferred('nnunetv2.run.run_training', 'nnunetv2.training.nnUNetTrainer.nnUNetTrainer')
+
+
 def run_training_entry():
+    _import_training()
     from nnunetv2.run import run_training
     run_training.run_training_entry()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import importlib
 import os
 import sys
 from typing import Callable, NoReturn
@@ -33,6 +34,17 @@ def prepare_command_process() -> None:
     """Process settings for a command, before it imports torch (see the module docstring)."""
     os.environ.setdefault(OPENMP_WAIT_POLICY, 'PASSIVE')
     keep_freed_memory_for_reuse()
+
+
+def import_with_ctrl_c_deferred(*modules: str) -> None:
+    """Import ``modules`` (torch, numpy, ...) with Ctrl-C held back until they are complete. An extension module
+    interrupted while it initialises stays half-imported and fails later with an unrelated error (an ImportError, or
+    a RecursionError inside numpy) instead of a KeyboardInterrupt. Call it where a KeyboardInterrupt becomes
+    'interrupted' (inside ``exit_on_user_error``): a Ctrl-C meanwhile arrives right after the imports."""
+    from nnunetv2.utilities.worker_processes import sigint_blocked
+    with sigint_blocked():
+        for module in modules:
+            importlib.import_module(module)
 
 
 def exit_now(status: int = 0) -> NoReturn:

@@ -62,3 +62,35 @@ def test_an_explicit_openmp_wait_policy_is_kept(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ACTIVE unflushed output"
 
+
+
+DEFERRED_SCRIPT = textwrap.dedent('''
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[1])
+    from nnunetv2.errors import exit_on_user_error
+    from nnunetv2.utilities.console_command import import_with_ctrl_c_deferred
+
+    @exit_on_user_error
+    def entry():
+        import_with_ctrl_c_deferred("slow_module")
+        print("after the import")  # not reached: the held-back Ctrl-C arrives first
+
+    entry()
+''')
+
+SLOW_MODULE = textwrap.dedent('''
+    import os, signal, sys, time
+    os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C in the middle of the import
+    time.sleep(0.2)
+    print("import complete", flush=True)
+''')
+
+
+def test_a_ctrl_c_during_the_heavy_imports_waits_for_them_and_exits_130(tmp_path):
+    (tmp_path / "slow_module.py").write_text(SLOW_MODULE)
+    script = tmp_path / "command.py"
+    script.write_text(DEFERRED_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stdout == "import complete\n"
+    assert proc.stderr.strip() == "nnU-Net: interrupted."
