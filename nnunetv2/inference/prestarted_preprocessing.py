@@ -17,7 +17,7 @@ from typing import Callable, List, Sequence
 from nnunetv2.utilities.worker_processes import start_worker
 
 # the modules a preprocessing worker needs (torch among them): imported while the task has not come yet
-WARM_IMPORTS = ('nnunetv2.inference.data_iterators', 'nnunetv2.preprocessing.preprocessors.default_preprocessor',
+WARM_IMPORTS = ('nnunetv2.inference.preprocessing_workers', 'nnunetv2.preprocessing.preprocessors.default_preprocessor',
                 'nnunetv2.imageio.simpleitk_reader_writer')
 
 

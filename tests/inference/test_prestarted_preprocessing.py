@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from test_worker_lifetime import _plans
+from _tiny_plans import tiny_plans as _plans
 
 from nnunetv2.inference import data_iterators, prestarted_preprocessing
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
