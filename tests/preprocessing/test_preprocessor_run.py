@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+from _tiny_plans import tiny_plans
 
 from nnunetv2.demo.synthetic_dataset import make_synthetic_dataset
 from nnunetv2.errors import UserError
@@ -14,27 +15,9 @@ DATASET = "Dataset987_PPTest"
 
 
 def _plans(spacing=(3.0, 0.8, 0.8)):
-    resampling = {'resampling_fn_data': 'resample_data_or_seg_to_shape',
-                  'resampling_fn_data_kwargs': {'is_seg': False, 'order': 3, 'order_z': 0, 'force_separate_z': None},
-                  'resampling_fn_seg': 'resample_data_or_seg_to_shape',
-                  'resampling_fn_seg_kwargs': {'is_seg': True, 'order': 1, 'order_z': 0, 'force_separate_z': None},
-                  'resampling_fn_probabilities': 'resample_data_or_seg_to_shape',
-                  'resampling_fn_probabilities_kwargs': {'is_seg': False, 'order': 1, 'order_z': 0,
-                                                         'force_separate_z': None}}
-    config = {'data_identifier': 'nnUNetPlans_3d_fullres', 'preprocessor_name': 'DefaultPreprocessor',
-              'batch_size': 2, 'patch_size': [8, 16, 16], 'median_image_size_in_voxels': [8, 16, 16],
-              'spacing': list(spacing), 'normalization_schemes': ['CTNormalization'], 'use_mask_for_norm': [False],
-              'batch_dice': True,
-              'architecture': {'network_class_name': 'x', 'arch_kwargs': {}, '_kw_requires_import': []},
-              **resampling}
-    return {'dataset_name': DATASET, 'plans_name': 'nnUNetPlans', 'original_median_spacing_after_transp': [3, .8, .8],
-            'original_median_shape_after_transp': [8, 16, 16], 'image_reader_writer': 'SimpleITKIO',
-            'transpose_forward': [0, 1, 2], 'transpose_backward': [0, 1, 2],
-            'configurations': {'3d_fullres': config}, 'experiment_planner_used': 'ExperimentPlanner',
-            'label_manager': 'LabelManager',
-            'foreground_intensity_properties_per_channel': {'0': {
-                'max': 300., 'mean': 130., 'median': 130., 'min': 0., 'percentile_00_5': 40.,
-                'percentile_99_5': 220., 'std': 40.}}}
+    return tiny_plans(DATASET, spacing, 'CTNormalization', {
+        'max': 300., 'mean': 130., 'median': 130., 'min': 0., 'percentile_00_5': 40., 'percentile_99_5': 220.,
+        'std': 40.})
 
 
 @pytest.fixture
