@@ -1,7 +1,7 @@
 """Preprocessing workers started by a prediction command before it imports torch and loads the model.
 
-A spawned preprocessing worker spends its first second or two starting Python and importing torch, numpy and the
-preprocessors; only then does it read the first case. Started when the model is loaded, as a library call starts
+A spawned preprocessing worker spends its first second starting Python and importing numpy, SimpleITK, scipy and
+the preprocessors; only then does it read the first case. Started when the model is loaded, as a library call starts
 them, the command waits for all of that (1.5 s on two cores, of 11 s for three CT volumes without TTA). Started
 first, they import while the command does, and wait for their cases: ``prestart`` starts them, and the data
 iterator (data_iterators) hands them their cases instead of starting its own (``take``). Workers the iterator does
@@ -16,8 +16,9 @@ from typing import Callable, List, Sequence
 
 from nnunetv2.utilities.worker_processes import start_worker
 
-# the modules a preprocessing worker needs (torch among them): imported while the task has not come yet
-WARM_IMPORTS = ('nnunetv2.inference.preprocessing_workers', 'nnunetv2.preprocessing.preprocessors.default_preprocessor',
+# the modules a preprocessing worker needs: imported while the task has not come yet
+WARM_IMPORTS = ('nnunetv2.inference.preprocessing_workers',
+                'nnunetv2.preprocessing.preprocessors.default_preprocessor',
                 'nnunetv2.imageio.simpleitk_reader_writer')
 
 

@@ -315,5 +315,6 @@ def entry_point_apply_postprocessing():
 
 
 # the console scripts (pyproject.toml): the entry points in a command's process (utilities.console_command)
-entry_point_determine_postprocessing_folder_command = as_command(entry_point_determine_postprocessing_folder, quick_exit=False)
+entry_point_determine_postprocessing_folder_command = as_command(entry_point_determine_postprocessing_folder,
+                                                                 quick_exit=False)
 entry_point_apply_postprocessing_command = as_command(entry_point_apply_postprocessing, quick_exit=False)
