@@ -21,14 +21,13 @@ from nnunetv2.errors import UserError
 from nnunetv2.inference import prestarted_preprocessing
 # the workers' side; its names are importable from here as well (the module path clients know)
 from nnunetv2.inference.preprocessing_workers import (SkippedCase, append_previous_stage_one_hot,  # noqa: F401
-                                                      preprocess_fromfiles_save_to_queue,
+                                                      plain_item, preprocess_fromfiles_save_to_queue,
                                                       preprocess_fromnpy_save_to_queue)
 from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, start_worker, worker_count
 
 
 def _to_item(data: np.ndarray, properties: dict, ofile: Optional[str]) -> dict:
-    tensor = torch.from_numpy(np.ascontiguousarray(data)).to(dtype=torch.float32).contiguous()
-    return {'data': tensor, 'data_properties': properties, 'ofile': ofile}
+    return _as_tensor(plain_item(data, properties, ofile))
 
 
 def _as_tensor(item: dict) -> dict:

@@ -6,7 +6,6 @@ set up the device, build the predictor and call one prediction method.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import List, Optional
 
@@ -97,11 +96,11 @@ def _prestart_preprocessing(input_folder: str, model_folder: str, num_processes:
     the model folder is found and reported by the prediction itself."""
     if num_processes < 1:
         return
+    from nnunetv2.file_io import load_json
     try:
-        with open(os.path.join(model_folder, 'dataset.json')) as f:
-            first_channel_ending = '_0000' + json.load(f)['file_ending']
+        first_channel_ending = '_0000' + load_json(os.path.join(model_folder, 'dataset.json'))['file_ending']
         n_cases = sum(1 for name in os.listdir(input_folder) if name.endswith(first_channel_ending))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, UserError, KeyError, TypeError):
         return
     from nnunetv2.inference import prestarted_preprocessing
     from nnunetv2.utilities.worker_processes import worker_count

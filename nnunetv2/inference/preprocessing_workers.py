@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue as queue_module
-from typing import List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -52,14 +52,21 @@ def append_previous_stage_one_hot(data: np.ndarray, seg: Optional[np.ndarray], l
     return np.concatenate((data, one_hot))
 
 
+def plain_item(data: np.ndarray, properties: dict, ofile: Optional[str]) -> dict:
+    """An item with its data as a float32, C-contiguous numpy array (what every path hands out, as a tensor)."""
+    return {'data': np.ascontiguousarray(data, dtype=np.float32), 'data_properties': properties, 'ofile': ofile}
+
+
 def _to_shared_item(data: np.ndarray, properties: dict, ofile: Optional[str]) -> dict:
     """A worker's item: float32 data in shared memory (a numpy array again in the consumer, which makes it a tensor),
     or a torch tensor in torch's shared memory where ``memfd`` is missing (macOS, Windows)."""
-    data = np.ascontiguousarray(data, dtype=np.float32)
+    item = plain_item(data, properties, ofile)
     if shared_array.AVAILABLE:
-        return {'data': shared_array.SharedArray(data), 'data_properties': properties, 'ofile': ofile}
-    import torch
-    return {'data': torch.from_numpy(data), 'data_properties': properties, 'ofile': ofile}
+        item['data'] = shared_array.SharedArray(item['data'])
+    else:
+        import torch
+        item['data'] = torch.from_numpy(item['data'])
+    return item
 
 
 def _put(target_queue, item, abort_event) -> bool:
@@ -80,13 +87,29 @@ def _stay_alive_until_consumed(finished_event) -> None:
     finished_event.wait()
 
 
+def _queue_items(items: Iterator, target_queue, done_event, abort_event) -> None:
+    """A worker's life: queue every item (a case's dict or a ``SkippedCase``), handing freed memory back after each,
+    then stay until the consumer is done. An exception (also while setting up) goes to the consumer instead."""
+    try:
+        for item in items:
+            if not _put(target_queue, item, abort_event):
+                return
+            del item
+            release_freed_memory()
+        done_event.set()
+        _stay_alive_until_consumed(abort_event)
+    except BaseException as e:  # noqa: B902 - forwarded to the consumer, which re-raises it
+        _put(target_queue, WorkerFailure(e), abort_event)
+        abort_event.set()
+
+
 def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
                                        list_of_segs_from_prev_stage_files: Union[None, List[str]],
                                        output_filenames_truncated: Union[None, List[str]],
                                        plans_manager, dataset_json: dict, configuration_manager,
                                        target_queue, done_event, abort_event, verbose: bool = False) -> None:
     """Worker: read + preprocess each case with the configuration's preprocessor and queue it."""
-    try:
+    def items() -> Iterator:
         label_manager = plans_manager.get_label_manager(dataset_json)
         preprocessor = configuration_manager.preprocessor_class(verbose=verbose)
         for idx in range(len(list_of_lists)):
@@ -95,20 +118,15 @@ def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
                 data, seg, properties = preprocessor.run_case(list_of_lists[idx], seg_file, plans_manager,
                                                               configuration_manager, dataset_json)
             except UserError as e:  # this case's input is unusable; the consumer decides whether to go on
-                if not _put(target_queue, SkippedCase(list_of_lists[idx], e.one_line()), abort_event):
-                    return
+                yield SkippedCase(list_of_lists[idx], e.one_line())
                 continue
             data = append_previous_stage_one_hot(data, seg if seg_file is not None else None, label_manager)
             ofile = None if output_filenames_truncated is None else output_filenames_truncated[idx]
-            if not _put(target_queue, _to_shared_item(data, properties, ofile), abort_event):
-                return
-            del data, seg
-            release_freed_memory()
-        done_event.set()
-        _stay_alive_until_consumed(abort_event)
-    except BaseException as e:  # noqa: B902 - forwarded to the consumer, which re-raises it
-        _put(target_queue, WorkerFailure(e), abort_event)
-        abort_event.set()
+            item = _to_shared_item(data, properties, ofile)
+            del data, seg  # not kept alive while this generator waits
+            yield item
+
+    _queue_items(items(), target_queue, done_event, abort_event)
 
 
 def preprocess_fromnpy_save_to_queue(list_of_images: List[np.ndarray],
@@ -118,7 +136,7 @@ def preprocess_fromnpy_save_to_queue(list_of_images: List[np.ndarray],
                                      plans_manager, dataset_json: dict, configuration_manager,
                                      target_queue, done_event, abort_event, verbose: bool = False) -> None:
     """Worker: preprocess in-memory images (``run_case_npy``) and queue them."""
-    try:
+    def items() -> Iterator:
         label_manager = plans_manager.get_label_manager(dataset_json)
         preprocessor = configuration_manager.preprocessor_class(verbose=verbose)
         for idx in range(len(list_of_images)):
@@ -127,11 +145,8 @@ def preprocess_fromnpy_save_to_queue(list_of_images: List[np.ndarray],
                                                               list_of_image_properties[idx], plans_manager,
                                                               configuration_manager, dataset_json)
             data = append_previous_stage_one_hot(data, seg if prev is not None else None, label_manager)
-            ofile = None if truncated_ofnames is None else truncated_ofnames[idx]
-            if not _put(target_queue, _to_shared_item(data, properties, ofile), abort_event):
-                return
-        done_event.set()
-        _stay_alive_until_consumed(abort_event)
-    except BaseException as e:  # noqa: B902
-        _put(target_queue, WorkerFailure(e), abort_event)
-        abort_event.set()
+            item = _to_shared_item(data, properties, None if truncated_ofnames is None else truncated_ofnames[idx])
+            del data, seg
+            yield item
+
+    _queue_items(items(), target_queue, done_event, abort_event)

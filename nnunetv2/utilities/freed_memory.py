@@ -17,6 +17,7 @@ a long run over cases of different sizes. Off glibc, and where the user set ``gl
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
@@ -32,6 +33,7 @@ MALLOC_REUSE_TUNABLES = f'glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={K
                         ':glibc.malloc.arena_max=1'
 
 
+@functools.lru_cache(maxsize=None)  # release_freed_memory runs after every task of every pool
 def _glibc_function(name: str) -> Optional[ctypes._CFuncPtr]:
     if not sys.platform.startswith('linux') or platform.libc_ver()[0] != 'glibc':
         return None
