@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import List, Optional
 
 from nnunetv2.errors import UserError, exit_on_user_error
@@ -90,27 +91,45 @@ def _import_predictor() -> None:
     import_with_ctrl_c_deferred('nnunetv2.inference.predict_from_raw_data')
 
 
-def _prestart_preprocessing(input_folder: str, model_folder: str, num_processes: int, num_parts: int) -> None:
-    """Start the preprocessing workers before torch is imported (inference.prestarted_preprocessing), as many as
-    -npp allows for the cases the input folder seems to hold. Only a guess: whatever is wrong with the inputs or
-    the model folder is found and reported by the prediction itself."""
-    if num_processes < 1:
-        return
+def _guess_case_count(input_folder: str, model_folder: str, num_parts: int) -> int:
+    """How many cases this command will predict, judged from the input folder's first-channel files (0 where that
+    cannot be told). Only a guess for starting workers early: whatever is wrong with the inputs or the model folder is
+    found and reported by the prediction itself."""
     from nnunetv2.file_io import load_json
     try:
         first_channel_ending = '_0000' + load_json(os.path.join(model_folder, 'dataset.json'))['file_ending']
         n_cases = sum(1 for name in os.listdir(input_folder) if name.endswith(first_channel_ending))
     except (OSError, UserError, KeyError, TypeError):
+        return 0
+    return -(-n_cases // max(1, num_parts))
+
+
+def _prestart_preprocessing(n_cases: int, num_processes: int) -> None:
+    """Start the preprocessing workers before torch is imported (inference.prestarted_preprocessing), as many as
+    -npp allows for ``n_cases``."""
+    if num_processes < 1 or n_cases < 1:
         return
     from nnunetv2.inference import prestarted_preprocessing
     from nnunetv2.utilities.worker_processes import worker_count
-    if n_cases > 0:
-        prestarted_preprocessing.prestart(worker_count(num_processes, -(-n_cases // max(1, num_parts))))
+    prestarted_preprocessing.prestart(worker_count(num_processes, n_cases))
+
+
+def _import_predictor_and_fork_export_workers(n_cases: int, num_processes: int) -> None:
+    """``_import_predictor``, then the export workers forked (inference.forked_export_workers), as many as the
+    predictor will ask for, if this call imported torch: then nothing has computed with it yet."""
+    torch_just_imported = 'torch' not in sys.modules
+    _import_predictor()
+    if num_processes < 1 or n_cases < 1:
+        return
+    from nnunetv2.inference import forked_export_workers
+    from nnunetv2.utilities.worker_processes import worker_count
+    forked_export_workers.fork_export_pool(worker_count(num_processes, n_cases), torch_just_imported)
 
 
 def _release_unused_workers() -> None:
-    from nnunetv2.inference import prestarted_preprocessing
+    from nnunetv2.inference import forked_export_workers, prestarted_preprocessing
     prestarted_preprocessing.release_unused()
+    forked_export_workers.release_unused()
 
 
 def _make_predictor(args, device):
@@ -151,15 +170,16 @@ def predict_entry_point_modelfolder_parser() -> argparse.ArgumentParser:
 def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_modelfolder_parser().parse_args(argv)
-    _prestart_preprocessing(args.i, args.m, args.npp, 1)
+    n_cases = _guess_case_count(args.i, args.m, 1)
+    _prestart_preprocessing(n_cases, args.npp)
     try:
-        _predict_with_model_folder(args)
+        _predict_with_model_folder(args, n_cases)
     finally:
         _release_unused_workers()
 
 
-def _predict_with_model_folder(args) -> None:
-    _import_predictor()
+def _predict_with_model_folder(args, n_cases: int) -> None:
+    _import_predictor_and_fork_export_workers(n_cases, args.nps)
     os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
     predictor = _make_predictor(args, device)
@@ -201,16 +221,16 @@ def predict_entry_point(argv: Optional[List[str]] = None):
     if not 0 <= args.part_id < args.num_parts:
         raise UserError(f"-part_id must be in [0, -num_parts - 1]; got -part_id {args.part_id} with -num_parts "
                         f"{args.num_parts}.", "Counting starts at 0.")
-    if args.npp > 0 or args.nps > 0:  # both 0: the sequential path, no workers
-        _prestart_preprocessing(args.i, model_folder, args.npp, args.num_parts)
+    n_cases = 0 if args.npp == 0 and args.nps == 0 else _guess_case_count(args.i, model_folder, args.num_parts)
+    _prestart_preprocessing(n_cases, args.npp)  # both 0: the sequential path, no workers
     try:
-        _predict_with_dataset_model(args, model_folder)
+        _predict_with_dataset_model(args, model_folder, n_cases)
     finally:
         _release_unused_workers()
 
 
-def _predict_with_dataset_model(args, model_folder: str) -> None:
-    _import_predictor()
+def _predict_with_dataset_model(args, model_folder: str, n_cases: int) -> None:
+    _import_predictor_and_fork_export_workers(n_cases, args.nps)
     os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
     predictor = _make_predictor(args, device)

@@ -23,7 +23,7 @@ import nnunetv2.inference.export_prediction as _export
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import maybe_mkdir_p, save_json
-from nnunetv2.inference import data_iterators, input_handling, model_loading, reference_names
+from nnunetv2.inference import data_iterators, forked_export_workers, input_handling, model_loading, reference_names
 from nnunetv2.inference.export_prediction import (convert_predicted_logits_to_segmentation_with_correct_shape,
                                                   export_prediction_from_logits)
 from nnunetv2.inference.out_of_memory import on_device_else_results_on_cpu
@@ -300,7 +300,10 @@ class nnUNetPredictor(object):
         """Predict every item of the iterator; export in background processes (in-process when 0 processes)."""
         pool = None
         if requested_processes(num_processes_segmentation_export) > 0:  # None: one per CPU
-            pool = WatchedPool(worker_count(num_processes_segmentation_export, None), 'export worker', '-nps')
+            n_workers = worker_count(num_processes_segmentation_export, None)
+            pool = forked_export_workers.take(n_workers)  # forked by the command, if it did
+            if pool is None:
+                pool = WatchedPool(n_workers, 'export worker', '-nps')
         try:
             results = []
             for preprocessed in data_iterator:

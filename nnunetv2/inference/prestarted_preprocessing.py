@@ -83,6 +83,14 @@ def take(num_workers: int) -> List[PrestartedWorker]:
     return taken
 
 
+def forget_in_child() -> None:
+    """In a process forked from the command: close the copies of the pipes' sending ends the fork made (a released
+    worker sees the end of its pipe only once every copy is closed) and forget the workers."""
+    for worker in _waiting:
+        worker.release()
+    _waiting.clear()
+
+
 def release_unused() -> None:
     """Let every prestarted worker nobody took exit (the end of a command's entry point, whichever way it ends)."""
     take(0)

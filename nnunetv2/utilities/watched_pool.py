@@ -1,4 +1,4 @@
-"""A ``spawn`` process pool that reports its workers' deaths instead of waiting forever.
+"""A process pool (``spawn`` unless asked otherwise) that reports its workers' deaths instead of waiting forever.
 
 ``multiprocessing.Pool`` quietly replaces a worker that was killed (e.g. by the out-of-memory killer), and the task
 that worker was running never finishes. Here every worker notes which task it starts in a small shared array (no
@@ -71,13 +71,14 @@ class Task:
 
 
 class WatchedPool:
-    """``num_processes`` spawned workers. ``what`` names a worker in messages ('export worker'), ``flag`` the
-    setting that sets their number ('-nps'). Use as a context manager; leaving it stops the workers, as leaving
-    ``Pool``'s does (collect every result inside)."""
+    """``num_processes`` workers, spawned unless ``start_method`` says otherwise. ``what`` names a worker in messages
+    ('export worker'), ``flag`` the setting that sets their number ('-nps'). Use as a context manager; leaving it
+    stops the workers, as leaving ``Pool``'s does (collect every result inside)."""
 
     def __init__(self, num_processes: int, what: str, flag: str, initializer: Optional[Callable] = None,
-                 initargs: tuple = ()):
-        context = multiprocessing.get_context("spawn")
+                 initargs: tuple = (), start_method: str = "spawn"):
+        # "fork" only where the caller knows this process has a single thread (see forked_export_workers)
+        context = multiprocessing.get_context(start_method)
         self.what, self.flag = what, flag
         self.num_processes = int(num_processes)
         self._board = context.RawArray("q", 2 * (2 * self.num_processes + 4))  # rows of (pid, task index)
