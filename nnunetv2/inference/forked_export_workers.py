@@ -20,6 +20,7 @@ import gc
 import logging
 import sys
 import threading
+import warnings
 from typing import Optional
 
 from nnunetv2.inference import prestarted_preprocessing
@@ -42,8 +43,11 @@ def fork_export_pool(num_workers: int, torch_just_imported: bool) -> bool:
     # page holding one and so copy the command's memory into each worker
     gc.freeze()
     try:
-        _waiting = WatchedPool(num_workers, 'export worker', '-nps', initializer=_in_forked_worker,
-                               start_method='fork')
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns about forking beside any native thread; OpenBLAS's are safe (see module docstring)
+            warnings.simplefilter('ignore', DeprecationWarning)
+            _waiting = WatchedPool(num_workers, 'export worker', '-nps', initializer=_in_forked_worker,
+                                   start_method='fork')
     finally:
         gc.unfreeze()
     logger.debug('forked %d export worker(s)', num_workers)
