@@ -37,10 +37,6 @@ def _as_tensor(item: dict) -> dict:
     return item
 
 
-def _split(seq: Optional[Sequence], i: int, n: int):
-    return None if seq is None else list(seq[i::n])
-
-
 def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases: int, shared_args: tuple,
                  num_processes: int, pin_memory: bool, verbose: bool,
                  skipped: Optional[list] = None, case_names: Optional[Sequence[str]] = None,
@@ -51,26 +47,27 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
                         f"cases).", "Use -npp >= 1.")
     num_processes = worker_count(num_processes, num_cases)
     context = torch_mp.get_context('spawn')
-    # workers a prediction command started before it imported torch; they share one abort event
-    prestarted = prestarted_preprocessing.take(num_processes) if adopt_prestarted else []
+    tasks = prestarted_preprocessing.round_robin_tasks(worker_fn, per_case_lists, shared_args, num_processes, verbose)
+    # workers a prediction command started before it imported torch (some perhaps already at work on exactly these
+    # tasks); they share one abort event
+    prestarted = prestarted_preprocessing.take(num_processes, tasks) if adopt_prestarted else []
     abort_event = prestarted[0].abort_event if prestarted else context.Event()
     # start_worker keeps what each worker is handed (its queue and events: named semaphores, unlinked when the
     # parent's object is freed) referenced by the process object, which lives in ``processes`` until the end
     queues, done_events, processes = [], [], []
     completed = False
     try:
-        for i in range(num_processes):
-            args = [_split(lst, i, num_processes) for lst in per_case_lists]
+        for i, (_, args, _) in enumerate(tasks):
             if i < len(prestarted):
-                prestarted[i].hand_over(worker_fn, (*args, *shared_args), verbose)
+                prestarted[i].hand_over(worker_fn, args, verbose)
                 queues.append(prestarted[i].queue)
                 done_events.append(prestarted[i].done_event)
                 processes.append(prestarted[i].process)
                 continue
             queues.append(context.Queue(maxsize=1))
             done_events.append(context.Event())
-            processes.append(start_worker(context, worker_fn, (*args, *shared_args, queues[i], done_events[i],
-                                                               abort_event, verbose)))
+            processes.append(start_worker(context, worker_fn, (*args, queues[i], done_events[i], abort_event,
+                                                               verbose)))
         for case in range(num_cases):
             w = case % num_processes
             while True:

@@ -128,6 +128,11 @@ def check_no_overwrite(output_files: Sequence[str], input_files: Sequence[str]) 
         check_output_files(folder, names, 'nnUNetv2_predict', marker=PREDICT_MARKER)
 
 
+def num_image_channels(dataset_json: dict) -> int:
+    """The number of input channels a model takes (dataset.json's 'channel_names', or 'modality' of old ones)."""
+    return len(dataset_json['modality'] if 'modality' in dataset_json else dataset_json['channel_names'])
+
+
 def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, List[List[str]]],
                                   output_folder_or_list_of_truncated_output_files: Union[None, str, List[str]],
                                   dataset_json: dict, num_input_image_channels: int,

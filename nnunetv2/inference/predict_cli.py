@@ -104,14 +104,61 @@ def _guess_case_count(input_folder: str, model_folder: str, num_parts: int) -> i
     return -(-n_cases // max(1, num_parts))
 
 
-def _prestart_preprocessing(n_cases: int, num_processes: int) -> None:
-    """Start the preprocessing workers before torch is imported (inference.prestarted_preprocessing), as many as
-    -npp allows for ``n_cases``."""
-    if num_processes < 1 or n_cases < 1:
-        return
+def _prestart_preprocessing(args, model_folder: str, configuration_name: Optional[str], num_parts: int,
+                            part_id: int) -> int:
+    """Start the preprocessing workers before torch is imported (inference.prestarted_preprocessing): at work on
+    their cases at once where the predictor's tasks can be told already (``_cases_the_predictor_will_take``), else
+    waiting for them, as many as -npp allows for the cases the input folder seems to hold. Returns the number of
+    cases (0: not known)."""
     from nnunetv2.inference import prestarted_preprocessing
+    from nnunetv2.inference.preprocessing_workers import preprocess_fromfiles_save_to_queue
     from nnunetv2.utilities.worker_processes import worker_count
-    prestarted_preprocessing.prestart(worker_count(num_processes, n_cases))
+    known = _cases_the_predictor_will_take(args, model_folder, configuration_name, num_parts, part_id)
+    if known is None:
+        n_cases = _guess_case_count(args.i, model_folder, num_parts)
+        if args.npp >= 1 and n_cases >= 1:
+            prestarted_preprocessing.prestart(worker_count(args.npp, n_cases))
+        return n_cases
+    per_case_lists, shared_args = known
+    n_cases = len(per_case_lists[0])
+    if args.npp >= 1 and n_cases >= 1:
+        n_workers = worker_count(min(n_cases, args.npp), n_cases)  # as the data iterator counts them
+        prestarted_preprocessing.prestart(n_workers, prestarted_preprocessing.round_robin_tasks(
+            preprocess_fromfiles_save_to_queue, per_case_lists, shared_args, n_workers, args.verbose))
+    return n_cases
+
+
+def _cases_the_predictor_will_take(args, model_folder: str, configuration_name: Optional[str], num_parts: int,
+                                   part_id: int):
+    """(per-case lists, shared arguments) that predict_from_files will hand its preprocessing workers, told from
+    the model folder's dataset.json and plans.json, the input folder and the flags; None where that cannot be told.
+    Nothing is reported here: the predictor finds and reports whatever is wrong, and prints its own account of the
+    cases; workers handed something else than it hands out are stopped then."""
+    if configuration_name is None:
+        return None
+    import contextlib
+    import io
+    import warnings
+    from nnunetv2.file_io import load_json
+    from nnunetv2.inference import input_handling
+    from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            dataset_json_file = os.path.join(model_folder, 'dataset.json')
+            dataset_json = check_dataset_json_for_use(load_json(dataset_json_file), dataset_json_file)
+            plans_manager = PlansManager(os.path.join(model_folder, 'plans.json'))
+            configuration_manager = plans_manager.get_configuration(configuration_name)
+            if (configuration_manager.previous_stage_name is None) != (args.prev_stage_predictions is None):
+                return None  # the predictor refuses this
+            cases, outputs, segs = input_handling.manage_input_and_output_lists(
+                args.i, args.o, dataset_json, input_handling.num_image_channels(dataset_json),
+                args.prev_stage_predictions, not args.continue_prediction, part_id, num_parts,
+                args.save_probabilities)
+    except Exception:  # noqa: BLE001 - whatever it is, the predictor meets it again and reports it
+        return None
+    return [cases, segs, outputs], (plans_manager, dataset_json, configuration_manager)
 
 
 def _import_predictor_and_fork_export_workers(n_cases: int, num_processes: int) -> None:
@@ -170,8 +217,9 @@ def predict_entry_point_modelfolder_parser() -> argparse.ArgumentParser:
 def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_modelfolder_parser().parse_args(argv)
-    n_cases = _guess_case_count(args.i, args.m, 1)
-    _prestart_preprocessing(n_cases, args.npp)
+    # the configuration is the checkpoint's; a folder named as nnU-Net names them tells it (checked when taken)
+    configuration_name = os.path.basename(os.path.normpath(args.m)).split('__')[-1]
+    n_cases = _prestart_preprocessing(args, args.m, configuration_name, 1, 0)
     try:
         _predict_with_model_folder(args, n_cases)
     finally:
@@ -221,8 +269,9 @@ def predict_entry_point(argv: Optional[List[str]] = None):
     if not 0 <= args.part_id < args.num_parts:
         raise UserError(f"-part_id must be in [0, -num_parts - 1]; got -part_id {args.part_id} with -num_parts "
                         f"{args.num_parts}.", "Counting starts at 0.")
-    n_cases = 0 if args.npp == 0 and args.nps == 0 else _guess_case_count(args.i, model_folder, args.num_parts)
-    _prestart_preprocessing(n_cases, args.npp)  # both 0: the sequential path, no workers
+    n_cases = 0
+    if args.npp > 0 or args.nps > 0:  # both 0: the sequential path, no workers
+        n_cases = _prestart_preprocessing(args, model_folder, args.c, args.num_parts, args.part_id)
     try:
         _predict_with_dataset_model(args, model_folder, n_cases)
     finally:

@@ -157,8 +157,7 @@ class nnUNetPredictor(object):
 
     # ----- inputs -----------------------------------------------------------------------------------------------
     def _num_image_channels(self) -> int:
-        return len(self.dataset_json['modality'] if 'modality' in self.dataset_json
-                   else self.dataset_json['channel_names'])
+        return input_handling.num_image_channels(self.dataset_json)
 
     def _manage_input_and_output_lists(self, list_of_lists_or_source_folder: Union[str, List[List[str]]],
                                        output_folder_or_list_of_truncated_output_files: Union[None, str, List[str]],
