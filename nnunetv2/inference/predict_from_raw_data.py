@@ -36,7 +36,7 @@ from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, comp
 from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy  # noqa: F401
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-from nnunetv2.utilities.freed_memory import release_freed_memory
+from nnunetv2.utilities.freed_memory import KEPT_FOR_NEXT_CASE_BYTES, release_freed_memory
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
 from nnunetv2.utilities.watched_pool import WatchedPool
 from nnunetv2.utilities.worker_processes import requested_processes, worker_count
@@ -335,7 +335,7 @@ class nnUNetPredictor(object):
                 else:
                     results.append(fn(*args))
                 del prediction
-                release_freed_memory()
+                release_freed_memory(keep_up_to=KEPT_FOR_NEXT_CASE_BYTES)
                 print(f'done with {name}')
             if pool is not None:
                 ret = []

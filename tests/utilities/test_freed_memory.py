@@ -1,5 +1,6 @@
 """Freed memory is kept for reuse by a command and its workers (no page faults for a second large array), a user's
-own malloc tunables win, and release_freed_memory hands the free pages back."""
+own malloc tunables win, and release_freed_memory hands the free pages back (all, or those beyond what it may keep
+for the next case)."""
 from __future__ import annotations
 
 import os
@@ -76,15 +77,28 @@ RELEASE_SCRIPT = textwrap.dedent('''
     a = np.ones(8 * 2 ** 20)  # 64 MB, written
     del a
     kept = resident_mb()
-    release_freed_memory()
+    release_freed_memory(keep_up_to=int(sys.argv[1]))
     print(kept - resident_mb())
 ''')
 
 
-def test_release_hands_the_kept_pages_back(tmp_path):
+def _handed_back_mb(tmp_path, keep_up_to: int) -> float:
     script = tmp_path / "release.py"
     script.write_text(RELEASE_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run([sys.executable, str(script), str(keep_up_to)], capture_output=True, text=True,
+                          timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert float(proc.stdout) > 48  # of the 64 MB the array had, kept until the release
+    return float(proc.stdout)
+
+
+def test_release_hands_the_kept_pages_back(tmp_path):
+    assert _handed_back_mb(tmp_path, 0) > 48  # of the 64 MB the array had, kept until the release
+    assert _handed_back_mb(tmp_path, 32 * 2 ** 20) > 48  # more free than may be kept: all handed back
+
+
+@pytest.mark.skipif(tuple(int(x) for x in platform.libc_ver()[1].split('.')[:2]) < (2, 33),
+                    reason="glibc tells the free heap size from 2.33 on (mallinfo2)")
+def test_release_keeps_what_the_next_case_may_reuse(tmp_path):
+    from nnunetv2.utilities.freed_memory import KEPT_FOR_NEXT_CASE_BYTES
+    assert abs(_handed_back_mb(tmp_path, KEPT_FOR_NEXT_CASE_BYTES)) < 8
