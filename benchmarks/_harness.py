@@ -58,10 +58,12 @@ def measure(cmd: List[str], env: Dict[str, str], cwd: Optional[str] = None, poll
             time.sleep(poll_s)
 
     t = threading.Thread(target=poll, daemon=True)
-    t.start()
+    if memory:
+        t.start()
     _, err = proc.communicate()
     done.set()
-    t.join()
+    if memory:
+        t.join()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.stderr.write(err.decode(errors="replace")[-3000:])
@@ -136,10 +138,11 @@ def _pss_kb(pid: int) -> int:
 
 
 def measure_tree(cmd: List[str], env: Dict[str, str], cwd: Optional[str] = None,
-                 poll_s: float = 0.05) -> TreeMeasurement:
+                 poll_s: float = 0.05, memory: bool = True) -> TreeMeasurement:
     """Like ``measure`` but also the peak summed PSS of the process tree. Summed RSS counts pages shared between the
     processes (e.g. torch's libraries in every worker) once per process; PSS splits them, so it is the better
-    estimate of the RAM a run really needs when it spawns workers."""
+    estimate of the RAM a run really needs when it spawns workers. ``memory=False``: wall time only (peaks 0), with
+    no polling thread taking CPU from the run."""
     peak_rss = peak_pss = 0
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -156,10 +159,12 @@ def measure_tree(cmd: List[str], env: Dict[str, str], cwd: Optional[str] = None,
             time.sleep(max(poll_s, 19 * (time.perf_counter() - t0)))
 
     t = threading.Thread(target=poll, daemon=True)
-    t.start()
+    if memory:
+        t.start()
     _, err = proc.communicate()
     done.set()
-    t.join()
+    if memory:
+        t.join()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.stderr.write(err.decode(errors="replace")[-3000:])
