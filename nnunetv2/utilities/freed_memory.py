@@ -12,8 +12,9 @@ with one), in this process by ``mallopt`` and in the processes it starts through
 process starts). Where the setting is on, ``release_freed_memory`` hands the free pages back (``malloc_trim``); every
 worker calls it after each case, so the memory a case left free does not stay resident for a long run over cases of
 different sizes. The prediction loop (one process) keeps up to 1 GiB of them for the next case: handing back and
-faulting in again the ~600 MB a pass of the default 3d_fullres network leaves free cost 0.1 s per case. Off glibc, and where the user set ``glibc.malloc.*`` tunables of their own
-(those then apply, untouched), both do nothing. No result changes.
+faulting in again the ~600 MB a case of the default 3d_fullres network leaves free cost ~0.3 s of system time per
+case. Off glibc, and where the user set ``glibc.malloc.*`` tunables of their own (those then apply, untouched), both
+do nothing. No result changes.
 """
 from __future__ import annotations
 
