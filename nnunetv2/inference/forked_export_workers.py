@@ -73,4 +73,7 @@ def take(num_workers: int) -> Optional[WatchedPool]:
 
 def release_unused() -> None:
     """Stop a forked pool nobody took (the end of a command's entry point, whichever way it ends)."""
-    take(-1)
+    global _waiting
+    pool, _waiting = _waiting, None
+    if pool is not None:
+        pool.terminate()

@@ -114,17 +114,12 @@ def _prestart_preprocessing(args, model_folder: str, configuration_name: Optiona
     from nnunetv2.inference.preprocessing_workers import preprocess_fromfiles_save_to_queue
     from nnunetv2.utilities.worker_processes import worker_count
     known = _cases_the_predictor_will_take(args, model_folder, configuration_name, num_parts, part_id)
-    if known is None:
-        n_cases = _guess_case_count(args.i, model_folder, num_parts)
-        if args.npp >= 1 and n_cases >= 1:
-            prestarted_preprocessing.prestart(worker_count(args.npp, n_cases))
-        return n_cases
-    per_case_lists, shared_args = known
-    n_cases = len(per_case_lists[0])
+    n_cases = _guess_case_count(args.i, model_folder, num_parts) if known is None else len(known[0][0])
     if args.npp >= 1 and n_cases >= 1:
-        n_workers = worker_count(min(n_cases, args.npp), n_cases)  # as the data iterator counts them
-        prestarted_preprocessing.prestart(n_workers, prestarted_preprocessing.round_robin_tasks(
-            preprocess_fromfiles_save_to_queue, per_case_lists, shared_args, n_workers, args.verbose))
+        n_workers = worker_count(args.npp, n_cases)  # as the data iterator counts them
+        tasks = None if known is None else prestarted_preprocessing.round_robin_tasks(
+            preprocess_fromfiles_save_to_queue, *known, n_workers, args.verbose)
+        prestarted_preprocessing.prestart(n_workers, tasks)
     return n_cases
 
 

@@ -129,8 +129,8 @@ def test_an_entry_point_that_fails_releases_its_prestarted_workers(tmp_path, mon
     started = []
     real_prestart = prestarted_preprocessing.prestart
 
-    def recording_prestart(n):
-        real_prestart(n)
+    def recording_prestart(n, tasks=None):
+        real_prestart(n, tasks)
         started.extend(prestarted_preprocessing._waiting)
 
     monkeypatch.setattr(prestarted_preprocessing, 'prestart', recording_prestart)
