@@ -109,6 +109,40 @@ class nnUNetDataLoader(DataLoader):
             else self._probabilistic_oversampling
         self.transforms = transforms
 
+    # ----- batch shapes of releases before 2.6 ---------------------------------------------------------------------
+    # Loaders up to 2.5 preallocated their batch and kept its shapes as attributes; subclasses written then (e.g.
+    # TotalSegmentator's skeleton-recall loader, whose trainer still passes ``unpack_dataset``) fill
+    # ``np.zeros(self.data_shape)`` themselves. The base class allocates from the first transformed sample instead,
+    # so each shape is computed only when something asks for it (reading the first case costs a file open); one a
+    # subclass set itself is kept.
+    def determine_shapes(self) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """``(data_shape, seg_shape)`` of one cropped, untransformed batch: ``(batch_size, channels, *patch_size)``
+        with the pseudo-3D patch of 2D configurations; the segmentation gains a channel for a previous stage."""
+        data, seg, seg_prev, _ = self._data.load_case(self.indices[0])
+        seg_channels = seg.shape[0] + (0 if seg_prev is None else 1)
+        patch = tuple(int(i) for i in self.patch_size)
+        return (self.batch_size, data.shape[0], *patch), (self.batch_size, seg_channels, *patch)
+
+    @property
+    def data_shape(self) -> Tuple[int, ...]:
+        if self.__dict__.get('_data_shape') is None:
+            self._data_shape = self.determine_shapes()[0]
+        return self._data_shape
+
+    @data_shape.setter
+    def data_shape(self, value) -> None:
+        self._data_shape = value
+
+    @property
+    def seg_shape(self) -> Tuple[int, ...]:
+        if self.__dict__.get('_seg_shape') is None:
+            self._seg_shape = self.determine_shapes()[1]
+        return self._seg_shape
+
+    @seg_shape.setter
+    def seg_shape(self, value) -> None:
+        self._seg_shape = value
+
     def _oversample_last_XX_percent(self, sample_idx: int) -> bool:
         """Force foreground for the last ``round(batch_size * p)`` samples of every batch."""
         return not sample_idx < round(self.batch_size * (1 - self.oversample_foreground_percent))
