@@ -1,0 +1,306 @@
+"""Client trial: the real TotalSegmentator from PyPI on our nnunetv2, side by side with the reference (2.8.1).
+
+    python benchmarks/totalsegmentator_trial.py [--work DIR] [--version 2.18.0] [--reference-python PATH]
+                                                [--no-reference] [--cases fast_ml roi_subset ...] [--keep]
+
+Not a test (CI has no TotalSegmentator and no network): a maintainer's check that the biggest client still runs
+unchanged on our package. It needs PyPI (pip) but not GitHub: TotalSegmentator's weights are fabricated
+(``_totalsegmentator_fixture.py``: its ``--fast``/``--fastest`` models 297/298 with the ``total`` class map, a small
+network with seeded random weights) in a TOTALSEG_HOME_DIR under the work folder, with usage statistics off.
+
+* ours: a venv ``DIR/ours_venv`` made with ``--system-site-packages`` from this interpreter, which must have our
+  package installed (``pip install -e .``; checked), plus TotalSegmentator ``--no-deps`` and those of its
+  dependencies that are missing (not nnunetv2; not dipy/fury, which only ``--preview`` needs).
+* reference: ``--reference-python PATH`` (an environment whose nnunetv2 is the reference, e.g. /opt/nnunet_ref/bin/python;
+  TotalSegmentator is installed into it the same way if it lacks it), else a venv ``DIR/ref_venv`` with
+  ``pip install nnunetv2==2.8.1``. Both sides load the same fabricated weights and read the same CT.
+
+Every case runs TotalSegmentator's CLI (``TotalSegmentator -i ct.nii.gz -o ... -d cpu`` and flags) or its Python API
+on both sides, alternating which side goes first, and prints per case: exit status, wall seconds, whether every
+output file is identical (NIfTI: voxels, affine, header and extensions; JSON: equal content; npz: equal arrays;
+else bytes), and stderr lines with "warn", "error" or "traceback" that only our side printed. Exit status 1 if any
+case fails on our side or differs from the reference. All work goes into ``DIR`` (default ``$TMPDIR/ts_trial``),
+which is deleted at the end unless ``--keep``; never inside the repository.
+"""
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_totalsegmentator_fixture.py")
+REFERENCE_VERSION = "2.8.1"
+SKIPPED_REQUIREMENTS = {"nnunetv2", "dipy", "fury"}  # ours / the reference come from elsewhere; preview only
+
+# name -> CLI flags after "-i CT -o OUT -d cpu" (OUT: "seg.nii.gz" with --ml, else the folder "seg"), or an API call
+CLI_CASES: Dict[str, List[str]] = {
+    "fast_ml": ["--fast", "--ml"],
+    "fast_files_statistics_ns1": ["--fast", "--statistics", "-ns", "1"],
+    "fast_files_ns2": ["--fast", "-ns", "2"],
+    "roi_subset": ["--fast", "--roi_subset", "liver", "spleen", "kidney_left"],
+    "roi_subset_ml_statistics": ["--fast", "--ml", "--statistics", "--roi_subset", "liver", "spleen"],
+    "fastest_ml": ["--fastest", "--ml"],
+    "force_split_ml": ["--fast", "--ml", "--force_split"],
+    "higher_order_resampling_ml": ["--fast", "--ml", "--higher_order_resampling"],
+    "save_probabilities_ml": ["--fast", "--ml", "--save_probabilities", "{out}/probabilities.npz"],
+    "save_lowres_ml": ["--fast", "--ml", "--save_lowres"],
+    "quiet_ml": ["--fast", "--ml", "--quiet"],
+}
+API_CASES: Dict[str, str] = {
+    "api_nifti_in_out": (
+        "import nibabel as nib\n"
+        "from totalsegmentator.python_api import totalsegmentator\n"
+        "img = totalsegmentator(nib.load(CT), None, fast=True, ml=True, device='cpu', quiet=True)\n"
+        "nib.save(img, OUT + '/seg.nii.gz')\n"),
+    "api_files_statistics": (
+        "from totalsegmentator.python_api import totalsegmentator\n"
+        "totalsegmentator(CT, OUT + '/seg', fast=True, statistics=True, nr_thr_saving=1, device='cpu',\n"
+        "                 roi_subset=['liver', 'spleen'])\n"),
+}
+# TotalSegmentator's own trainers (totalsegmentator.custom_trainers; importing totalsegmentator.nnunet applies its
+# runtime patches first), one epoch of 3 iterations on a small synthetic CT dataset that each side planned and
+# preprocessed itself, network shrunk to 8..64 features. Outputs are random: only success and time are compared.
+TRAINERS = ("nnUNetTrainerSkeletonRecall", "nnUNetTrainerDiceTopK10Loss_2000epochs",
+            "nnUNetTrainer_MOSAIC_1k_QuarterLR_NoMirroring")
+TRAIN_SNIPPET = (
+    "import json, os, torch\n"
+    "import totalsegmentator.nnunet\n"
+    "from totalsegmentator import custom_trainers\n"
+    "pre = os.path.join(os.environ['nnUNet_preprocessed'], 'Dataset777_TSTrial')\n"
+    "plans = json.load(open(os.path.join(pre, 'nnUNetPlans.json')))\n"
+    "arch = plans['configurations']['3d_fullres']['architecture']['arch_kwargs']\n"
+    "arch['features_per_stage'] = [min(8 * 2 ** i, 64) for i in range(arch['n_stages'])]\n"
+    "dataset_json = json.load(open(os.path.join(pre, 'dataset.json')))\n"
+    "torch.manual_seed(0)\n"
+    "t = getattr(custom_trainers, TRAINER)(plans, '3d_fullres', 0, dataset_json, True, torch.device('cpu'))\n"
+    "t.num_epochs, t.num_iterations_per_epoch, t.num_val_iterations_per_epoch = 1, 3, 2\n"
+    "t.run_training()\n")
+TRAIN_CASES = {f"train_{t}": t for t in TRAINERS}
+
+
+# a console script of the nnunetv2 this interpreter imports (the venvs see both packages' entry points, and ours
+# has no scripts of its own in a --system-site-packages venv): the entry point whose function exists there
+CONSOLE_SCRIPT = (
+    "import sys, importlib, importlib.metadata as m\n"
+    "sys.argv[0] = '{name}'\n"
+    "for e in m.entry_points(group='console_scripts', name='{name}'):\n"
+    "    module, _, attr = e.value.partition(':')\n"
+    "    f = getattr(importlib.import_module(module), attr, None)\n"
+    "    if f is not None:\n"
+    "        sys.exit(f())\n"
+    "sys.exit('no {name} here')\n")
+
+
+def make_training_data(ours: str, sides: Dict[str, str], work: str, env: Dict[str, str]) -> Dict[str, dict]:
+    """A raw dataset of 6 synthetic CT cases with two labels (written by the fixture), planned and preprocessed by
+    each side's own nnUNetv2_plan_and_preprocess; returns each side's nnUNet_* variables."""
+    raw = os.path.join(work, "train", "raw")
+    shutil.rmtree(os.path.join(work, "train"), ignore_errors=True)
+    run([ours, FIXTURE, "--training-dataset", raw], cwd=work)
+    envs = {}
+    for side, python in sides.items():
+        base = os.path.join(work, "train", side)
+        side_env = dict(env, nnUNet_raw=raw, nnUNet_preprocessed=os.path.join(base, "preprocessed"),
+                        nnUNet_results=os.path.join(base, "results"), nnUNet_n_proc_DA="2")
+        os.makedirs(base, exist_ok=True)
+        with open(os.path.join(base, "plan_and_preprocess.log"), "w") as log:  # read it if this step fails
+            run([python, "-c", CONSOLE_SCRIPT.format(name="nnUNetv2_plan_and_preprocess"), "-d", "777", "-c",
+                 "3d_fullres", "-np", "2", "-npfp", "2"], env=side_env, cwd=work, stdout=log, stderr=log)
+        envs[side] = side_env
+    return envs
+
+
+def run(cmd: List[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def pip(python: str, *args: str) -> None:
+    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args])
+
+
+def make_venv(path: str) -> str:
+    python = os.path.join(path, "bin", "python")
+    if not os.path.isfile(python):
+        run([sys.executable, "-m", "venv", "--system-site-packages", path])
+    return python
+
+
+def nnunetv2_location(python: str, cwd: str) -> str:
+    return subprocess.run([python, "-c", "import os, nnunetv2; print(os.path.dirname(nnunetv2.__file__))"],
+                          cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def install_totalsegmentator(python: str, version: str, cwd: str) -> None:
+    """TotalSegmentator without its dependency on nnunetv2, and whichever of its other dependencies are missing."""
+    probe = ("import importlib.metadata as m, sys\n"
+             "try:\n    print(m.version('TotalSegmentator'))\nexcept m.PackageNotFoundError:\n    print('')\n")
+    installed = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True, cwd=cwd).stdout
+    if installed.strip() != version:
+        pip(python, "--no-deps", f"TotalSegmentator=={version}")
+    missing = ("import importlib.metadata as m, re\n"
+               f"skip = {sorted(SKIPPED_REQUIREMENTS)!r}\n"
+               "for r in m.requires('TotalSegmentator') or []:\n"
+               "    if ';' in r: continue\n"
+               "    name = re.split(r'[<>=!~ \\[]', r, 1)[0]\n"
+               "    if name.lower() in skip: continue\n"
+               "    try: m.version(name)\n"
+               "    except m.PackageNotFoundError: print(r)\n")
+    requirements = subprocess.run([python, "-c", missing], capture_output=True, text=True, check=True,
+                                  cwd=cwd).stdout.split()
+    if requirements:
+        pip(python, *requirements)
+
+
+def _files(root: str) -> List[str]:
+    if os.path.isfile(root):
+        return [""]
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def _same_file(a: str, b: str) -> Optional[str]:
+    """None if the two outputs are equal, else what differs."""
+    import numpy as np
+    if a.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+        x, y = nib.load(a), nib.load(b)
+        X, Y = np.asarray(x.dataobj), np.asarray(y.dataobj)
+        if X.shape != Y.shape or X.dtype != Y.dtype:
+            return f"shape/dtype {X.shape} {X.dtype} vs {Y.shape} {Y.dtype}"
+        if not np.array_equal(X, Y):
+            return f"{int((X != Y).sum())} of {X.size} voxels differ"
+        if not np.array_equal(x.affine, y.affine) or x.header.binaryblock != y.header.binaryblock:
+            return "header/affine differ"
+        if [e.get_content() for e in x.header.extensions] != [e.get_content() for e in y.header.extensions]:
+            return "header extensions differ"
+        return None
+    if a.endswith(".json"):
+        with open(a) as f, open(b) as g:
+            return None if json.load(f) == json.load(g) else "JSON content differs"
+    if a.endswith(".npz"):
+        x, y = np.load(a), np.load(b)
+        if sorted(x.files) != sorted(y.files):
+            return "npz keys differ"
+        bad = [k for k in x.files if not np.array_equal(x[k], y[k])]
+        return f"npz arrays differ: {bad}" if bad else None
+    return None if filecmp.cmp(a, b, shallow=False) else "bytes differ"
+
+
+def compare(ours: str, ref: str) -> List[str]:
+    problems = []
+    names_ours, names_ref = _files(ours), _files(ref)
+    if names_ours != names_ref:
+        problems.append(f"files differ: only ours {sorted(set(names_ours) - set(names_ref))[:5]}, "
+                        f"only reference {sorted(set(names_ref) - set(names_ours))[:5]}")
+    for name in sorted(set(names_ours) & set(names_ref)):
+        problem = _same_file(os.path.join(ours, name), os.path.join(ref, name))
+        if problem:
+            problems.append(f"{name or os.path.basename(ours)}: {problem}")
+    return problems
+
+
+def _notable(stderr: str) -> List[str]:
+    lines = [l.strip() for l in stderr.replace("\r", "\n").splitlines()]
+    return [l for l in lines if any(w in l.lower() for w in ("warn", "error", "traceback"))]
+
+
+def run_case(python: str, name: str, out: str, ct: str, env: Dict[str, str], cwd: str) -> Tuple[int, float, str]:
+    os.makedirs(out)
+    if name in TRAIN_CASES:
+        cmd = [python, "-c", f"TRAINER = {TRAIN_CASES[name]!r}\n" + TRAIN_SNIPPET]
+    elif name in API_CASES:
+        cmd = [python, "-c", f"CT, OUT = {ct!r}, {out!r}\n" + API_CASES[name]]
+    else:
+        flags = [f.format(out=out) for f in CLI_CASES[name]]
+        target = os.path.join(out, "seg.nii.gz" if "--ml" in flags else "seg")
+        cmd = [os.path.join(os.path.dirname(python), "TotalSegmentator"), "-i", ct, "-o", target, "-d", "cpu", *flags]
+    start = time.perf_counter()
+    p = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return p.returncode, time.perf_counter() - start, p.stderr
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "ts_trial"))
+    parser.add_argument("--version", default="2.18.0", help="TotalSegmentator version from PyPI")
+    parser.add_argument("--reference-python", default=None)
+    parser.add_argument("--no-reference", action="store_true", help="run our side only")
+    parser.add_argument("--cases", nargs="+", default=[*CLI_CASES, *API_CASES, *TRAIN_CASES],
+                        choices=[*CLI_CASES, *API_CASES, *TRAIN_CASES])
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    work = os.path.abspath(args.work)
+    if os.path.commonpath([work, REPO]) == REPO:
+        parser.error("--work must be outside the repository")
+    created = not os.path.exists(work)  # a folder the user gave us is emptied of our paths only, never removed
+    os.makedirs(work, exist_ok=True)
+
+    sides = {"ours": make_venv(os.path.join(work, "ours_venv"))}
+    if nnunetv2_location(sides["ours"], work) != os.path.join(REPO, "nnunetv2"):
+        sys.exit(f"nnunetv2 in {sys.executable}'s environment is not this checkout: run `pip install -e {REPO}`")
+    if not args.no_reference:
+        sides["reference"] = args.reference_python or make_venv(os.path.join(work, "ref_venv"))
+        if not args.reference_python:
+            pip(sides["reference"], f"nnunetv2=={REFERENCE_VERSION}")
+        if nnunetv2_location(sides["reference"], work).startswith(REPO):
+            sys.exit("the reference interpreter imports our nnunetv2")
+    for python in sides.values():
+        install_totalsegmentator(python, args.version, work)
+
+    home, ct = os.path.join(work, "home"), os.path.join(work, "ct.nii.gz")
+    run([sides["ours"], FIXTURE, home, ct], cwd=work)
+    env = dict(os.environ, TOTALSEG_HOME_DIR=home)
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "TOTALSEG_WEIGHTS_PATH"):
+        env.pop(k, None)
+
+    train_envs = make_training_data(sides["ours"], sides, work, env) if set(args.cases) & set(TRAIN_CASES) else {}
+    failed = False
+    print(f"{'case':<34}{'ours s':>8}{'ref s':>8}  result")
+    for i, name in enumerate(args.cases):
+        results = {}
+        order = list(sides) if i % 2 == 0 else list(reversed(sides))
+        for side in order:
+            out = os.path.join(work, "runs", side, name)
+            shutil.rmtree(out, ignore_errors=True)
+            results[side] = (*run_case(sides[side], name, out, ct, train_envs.get(side, env), work), out)
+        rc, wall, err, out = results["ours"]
+        problems, remarks = [], []
+        if rc != 0:
+            problems.append(f"ours exit {rc}: {err.strip().splitlines()[-1:]}")
+        rwall = None
+        if "reference" in results:
+            rrc, rwall, rerr, rout = results["reference"]
+            if rrc != 0 and name in TRAIN_CASES and "positional arguments" in rerr:
+                # these trainers still pass unpack_dataset, which the reference's constructor refuses since 2.6
+                rwall = None
+                remarks.append("the reference cannot construct this trainer (pre-2.6 constructor)")
+            elif rrc != 0:
+                problems.append(f"reference exit {rrc}: {rerr.strip().splitlines()[-1:]}")
+            elif rc == 0 and name not in TRAIN_CASES:
+                problems += compare(out, rout)
+            reference_lines = set(_notable(rerr))
+            problems += [f"only ours printed: {l}" for l in _notable(err) if l not in reference_lines][:3]
+        else:
+            problems += [f"printed: {l}" for l in _notable(err)][:3]
+        failed |= bool(problems)
+        verdict = "FAIL" if problems else "ok" if rwall is None or name in TRAIN_CASES else "identical"
+        print(f"{name:<34}{wall:>8.1f}{'-' if rwall is None else f'{rwall:.1f}':>8}  {verdict}")
+        for line in problems + remarks:
+            print(f"{'':<52}{line}")
+    if not args.keep:
+        for path in [work] if created else [os.path.join(work, p) for p in
+                                            ("ours_venv", "ref_venv", "home", "runs", "train", "ct.nii.gz")]:
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else \
+                os.path.exists(path) and os.remove(path)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
