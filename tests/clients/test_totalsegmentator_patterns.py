@@ -5,7 +5,7 @@ module-level names through ``nnunetv2.inference.predict_from_raw_data``; it repl
 that module and in ``export_prediction``, and the trainer lookup in that module and in ``find_objects``; it predicts
 from a temporary folder into the same folder; it passes ``perform_everything_on_gpu`` where the constructor has that
 keyword; its trainers keep the pre-2.6 constructor. Model: the reference-trained 2-D model (skipped without
-../shared).
+../shared). The real package, side by side with the reference: ``benchmarks/totalsegmentator_trial.py`` (needs PyPI).
 """
 from __future__ import annotations
 
