@@ -309,11 +309,13 @@ def run_training(dataset_name_or_id: Union[str, int],
         raise UserError('--val_best is not compatible with --disable_checkpointing.', 'Drop one of the two flags.')
     if isinstance(device, str):
         device = torch.device(device)
-    _check_device(device)
     dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
     _check_fold_in_split(dataset_name, fold)
 
     torchrun = _started_by_torchrun() and not dist.is_initialized()
+    if num_gpus > 1 or torchrun:
+        # the process group is set up for the requested device before any trainer exists
+        _check_device(device)
     if num_gpus > 1:
         if torchrun or dist.is_initialized():
             raise UserError(f"-num_gpus {num_gpus} cannot be combined with torchrun (or an existing process group).",
@@ -348,7 +350,11 @@ def run_training(dataset_name_or_id: Union[str, int],
         _init_ddp_process(device)
         _train_in_process_group(build_trainer, train_args)
     else:
-        _train_in_this_process(build_trainer(), *train_args)
+        trainer = build_trainer()
+        # checked on the trainer's device, not the requested one: a trainer may pick its own device, the only way
+        # to train on a CPU-only machine for clients that cannot pass -device (MONAI's nnUNetV2Runner)
+        _check_device(trainer.device)
+        _train_in_this_process(trainer, *train_args)
 
 
 def run_training_entry_parser():
@@ -394,7 +400,6 @@ def run_training_entry():
         torch.set_num_threads(multiprocessing.cpu_count())
         device = torch.device('cpu')
     elif args.device == 'cuda':
-        _check_device(torch.device('cuda'))
         # multithreading in torch doesn't help nnU-Net if run on GPU
         torch.set_num_threads(1)
         torch.set_num_interop_threads(1)

@@ -144,7 +144,8 @@ class nnUNetTrainer(object):
         self.network = None  # -> self.build_network_architecture()
         self.optimizer = self.lr_scheduler = None  # -> self.initialize
         self.grad_scaler = None
-        if self.device.type == 'cuda':
+        # without CUDA, torch would make a disabled scaler and warn; run_training then stops with a one-line error
+        if self.device.type == 'cuda' and torch.cuda.is_available():
             self.grad_scaler = torch.cuda.amp.GradScaler() if TORCH_HAS_OLD_GRADSCALER else GradScaler("cuda")
         self.loss = None  # -> self.initialize
 
