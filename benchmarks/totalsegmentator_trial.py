@@ -262,7 +262,8 @@ def main() -> int:
 
     train_envs = make_training_data(sides["ours"], sides, work, env) if set(args.cases) & set(TRAIN_CASES) else {}
     failed = False
-    print(f"{'case':<34}{'ours s':>8}{'ref s':>8}  result")
+    width = max(len(n) for n in args.cases) + 2
+    print(f"{'case':<{width}}{'ours s':>8}{'ref s':>8}  result")
     for i, name in enumerate(args.cases):
         results = {}
         order = list(sides) if i % 2 == 0 else list(reversed(sides))
@@ -291,9 +292,9 @@ def main() -> int:
             problems += [f"printed: {l}" for l in _notable(err)][:3]
         failed |= bool(problems)
         verdict = "FAIL" if problems else "ok" if rwall is None or name in TRAIN_CASES else "identical"
-        print(f"{name:<34}{wall:>8.1f}{'-' if rwall is None else f'{rwall:.1f}':>8}  {verdict}")
+        print(f"{name:<{width}}{wall:>8.1f}{'-' if rwall is None else f'{rwall:.1f}':>8}  {verdict}")
         for line in problems + remarks:
-            print(f"{'':<52}{line}")
+            print(f"{'':<{width + 18}}{line}")
     if not args.keep:
         for path in [work] if created else [os.path.join(work, p) for p in
                                             ("ours_venv", "ref_venv", "home", "runs", "train", "ct.nii.gz")]:
