@@ -3,7 +3,8 @@
 Written by us from the runner's public behaviour (no MONAI code; MONAI is not installed): convert an MSD task,
 fingerprint / plan / preprocess, train (a tiny trainer, one epoch of two iterations), unpack, load a trainer the way
 MONAI's bundle does, find the best configuration, predict, ensemble and postprocess. The runner's worker counts
-default to nnunetv2.configuration.default_num_processes; this test uses 1 to stay small on CI.
+default to nnunetv2.configuration.default_num_processes; this test uses 1 to stay small on CI. The real runner on
+our package, side by side with the reference: ``benchmarks/monai_runner_trial.py`` (needs PyPI).
 """
 from __future__ import annotations
 
