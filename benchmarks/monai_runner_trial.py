@@ -419,7 +419,8 @@ def orchestrate(args) -> int:
                                     cwd=work).returncode
             problems = [f"exit status {rc}"] if rc else _same_predictions(out, work / other / "own_pred")
             cross_ok &= not problems
-            print(f"{'PASS' if not problems else 'FAIL'} {side} predicting the {other}'s fold-0 model: "
+            whose = {"ours": "our", "reference": "the reference's"}[other]
+            print(f"{'PASS' if not problems else 'FAIL'} {side} predicting {whose} fold-0 model: "
                   f"{'; '.join(problems) or 'segmentations and probabilities identical to its own'}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
