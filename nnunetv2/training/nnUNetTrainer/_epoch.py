@@ -103,7 +103,7 @@ def debug_information(trainer) -> Dict[str, str]:
             value = getattr(trainer, k)
         except Exception:  # a property that cannot be computed yet
             continue
-        if callable(value) or k in ("dataloader_train", "dataloader_val"):
+        if callable(value):
             continue
         dct[k] = str(value)
     dct["loss"] = str(trainer.loss)
