@@ -1,7 +1,9 @@
 """Checkpoint dict, atomic save and restore for nnUNetTrainer.
 
-The dict has exactly the reference's keys, and only builtin, NumPy and torch types, so checkpoints load in both
-implementations. A checkpoint_latest.pth written in the middle of an epoch (see _preemption) has one more key,
+The dict has exactly the reference's keys, and only builtin and torch types, so checkpoints load in both
+implementations and also with plain ``torch.load`` (``weights_only=True``, torch's default since 2.6): the NumPy
+scalars the logger and the EMA hold are stored as the Python numbers they equal. The reference stores them as NumPy
+scalars, which that default refuses. A checkpoint_latest.pth written in the middle of an epoch (see _preemption) has one more key,
 RESUME_KEY, which the reference's load_checkpoint does not read. Writing goes to a temporary sibling first, which
 is flushed to disk before it takes the final name, so a crash never leaves a truncated ``.pth``.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict
 
+import numpy as np
 import torch
 
 from nnunetv2.errors import UserError
@@ -23,8 +26,7 @@ RESUME_KEY = "nnunet_resume_in_epoch"
 
 def build_checkpoint(trainer, network: torch.nn.Module) -> Dict[str, Any]:
     """The checkpoint dict; ``current_epoch`` is the number of completed epochs (= the epoch to resume at)."""
-    return {
-        "network_weights": network.state_dict(),
+    everything_but_weights = {
         "optimizer_state": trainer.optimizer.state_dict(),
         "grad_scaler_state": trainer.grad_scaler.state_dict() if trainer.grad_scaler is not None else None,
         "logging": trainer.logger.get_checkpoint(),
@@ -34,6 +36,19 @@ def build_checkpoint(trainer, network: torch.nn.Module) -> Dict[str, Any]:
         "trainer_name": trainer.__class__.__name__,
         "inference_allowed_mirroring_axes": trainer.inference_allowed_mirroring_axes,
     }
+    return {"network_weights": network.state_dict(), **numpy_scalars_as_python(everything_but_weights)}
+
+
+def numpy_scalars_as_python(value: Any) -> Any:
+    """``value`` with every NumPy scalar inside dicts, lists and tuples replaced by the Python number it equals
+    (np.float32 widens to float exactly); containers keep their type, tensors and everything else are kept."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value) is dict:
+        return {k: numpy_scalars_as_python(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(numpy_scalars_as_python(v) for v in value)
+    return value
 
 
 def save_checkpoint_atomically(checkpoint: Dict[str, Any], filename: str) -> None:
