@@ -60,8 +60,14 @@ def _runner_train_argv(config: str, fold: int) -> list:
 
 
 def test_train_single_model_command_with_a_trainer_that_picks_the_cpu(planned, monkeypatch):
+    import torch
+
     from nnunetv2.run.run_training import run_training_entry
 
+    # the command, as a fresh process would, sets torch's thread counts for -device cuda: kept away from this
+    # process (the interop count cannot change once torch has computed, and one thread would slow later tests)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(torch, "set_num_interop_threads", lambda n: None)
     monkeypatch.setattr(sys, "argv", _runner_train_argv("3d_fullres", 0))
     run_training_entry()  # no -device: cuda is requested; without the trainer's choice this needs a GPU
     fold = planned["nnUNet_results"] / f"Dataset0{DATASET_ID}_Runner" / f"{TRAINER}__nnUNetPlans__3d_fullres" / "fold_0"
