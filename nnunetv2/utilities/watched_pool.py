@@ -17,6 +17,7 @@ import signal
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from nnunetv2.utilities.freed_memory import release_freed_memory
+from nnunetv2.utilities.unguarded_main import refuse_workers_from_unguarded_main
 from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, sigint_blocked, worker_setup
 
 POLL_S = 0.1
@@ -78,6 +79,7 @@ class WatchedPool:
     def __init__(self, num_processes: int, what: str, flag: str, initializer: Optional[Callable] = None,
                  initargs: tuple = (), start_method: str = "spawn"):
         # "fork" only where the caller knows this process has a single thread (see forked_export_workers)
+        refuse_workers_from_unguarded_main(start_method)
         context = multiprocessing.get_context(start_method)
         self.what, self.flag = what, flag
         self.num_processes = int(num_processes)

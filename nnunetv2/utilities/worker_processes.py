@@ -25,6 +25,7 @@ import traceback
 from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 from nnunetv2.errors import UserError
+from nnunetv2.utilities.unguarded_main import refuse_workers_from_unguarded_main
 
 # how often a child checks that its parent is still there
 _PARENT_POLL_S = 1.0
@@ -111,6 +112,7 @@ def start_worker(context, target: Callable, args: Sequence = (), kwargs: Optiona
     The process object keeps ``args`` and ``kwargs`` referenced for as long as it exists: keep the process object
     (every pool does, to check on it) and what was handed to the child outlives the child's start-up."""
     kwargs = dict(kwargs or {})
+    refuse_workers_from_unguarded_main(context.get_start_method())
     direct_child = context.get_start_method() != "forkserver"
     p = context.Process(target=_child_main, args=(os.getpid(), direct_child, target, tuple(args), kwargs),
                         daemon=daemon, name=name)

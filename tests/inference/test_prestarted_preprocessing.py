@@ -87,9 +87,10 @@ def test_without_prestart_nothing_is_taken():
 SCRIPT = textwrap.dedent('''
     import sys
     from nnunetv2.inference import prestarted_preprocessing
-    prestarted_preprocessing.prestart(2)
-    print(" ".join(str(w.process.pid) for w in prestarted_preprocessing._waiting), flush=True)
-    sys.exit("the command failed before predicting")
+    if __name__ == "__main__":  # as console scripts are: spawned workers import this file
+        prestarted_preprocessing.prestart(2)
+        print(" ".join(str(w.process.pid) for w in prestarted_preprocessing._waiting), flush=True)
+        sys.exit("the command failed before predicting")
 ''')
 
 
