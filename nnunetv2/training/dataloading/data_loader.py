@@ -123,25 +123,18 @@ class nnUNetDataLoader(DataLoader):
         patch = tuple(int(i) for i in self.patch_size)
         return (self.batch_size, data.shape[0], *patch), (self.batch_size, seg_channels, *patch)
 
-    @property
-    def data_shape(self) -> Tuple[int, ...]:
-        if self.__dict__.get('_data_shape') is None:
-            self._data_shape = self.determine_shapes()[0]
-        return self._data_shape
+    data_shape = property(lambda self: self._legacy_shape(0), lambda self, value: self._set_legacy_shape(0, value))
+    seg_shape = property(lambda self: self._legacy_shape(1), lambda self, value: self._set_legacy_shape(1, value))
 
-    @data_shape.setter
-    def data_shape(self, value) -> None:
-        self._data_shape = value
+    def _legacy_shape(self, which: int) -> Tuple[int, ...]:
+        """``data_shape`` (0) or ``seg_shape`` (1): the one set, else computed once by ``determine_shapes``."""
+        shapes = self.__dict__.setdefault('_legacy_shapes', [None, None])
+        if shapes[which] is None:
+            shapes[which] = self.determine_shapes()[which]
+        return shapes[which]
 
-    @property
-    def seg_shape(self) -> Tuple[int, ...]:
-        if self.__dict__.get('_seg_shape') is None:
-            self._seg_shape = self.determine_shapes()[1]
-        return self._seg_shape
-
-    @seg_shape.setter
-    def seg_shape(self, value) -> None:
-        self._seg_shape = value
+    def _set_legacy_shape(self, which: int, value) -> None:
+        self.__dict__.setdefault('_legacy_shapes', [None, None])[which] = value
 
     def _oversample_last_XX_percent(self, sample_idx: int) -> bool:
         """Force foreground for the last ``round(batch_size * p)`` samples of every batch."""
