@@ -11,8 +11,8 @@ network with seeded random weights) in a TOTALSEG_HOME_DIR under the work folder
 * ours: a venv ``DIR/ours_venv`` made with ``--system-site-packages`` from this interpreter, which must have our
   package installed (``pip install -e .``; checked), plus TotalSegmentator ``--no-deps`` and those of its
   dependencies that are missing (not nnunetv2; not dipy/fury, which only ``--preview`` needs).
-* reference: ``--reference-python PATH`` (an environment whose nnunetv2 is the reference, e.g. /opt/nnunet_ref/bin/python;
-  TotalSegmentator is installed into it the same way if it lacks it), else a venv ``DIR/ref_venv`` with
+* reference: ``--reference-python PATH`` (an environment whose nnunetv2 is the reference, e.g.
+  /opt/nnunet_ref/bin/python; TotalSegmentator is installed into it the same way if it lacks it), else a venv ``DIR/ref_venv`` with
   ``pip install nnunetv2==2.8.1``. Both sides load the same fabricated weights and read the same CT.
 
 Every case runs TotalSegmentator's CLI (``TotalSegmentator -i ct.nii.gz -o ... -d cpu`` and flags) or its Python API

@@ -3,9 +3,9 @@
 ``multiprocessing.Pool`` quietly replaces a worker that was killed (e.g. by the out-of-memory killer), and the task
 that worker was running never finishes. Here every worker notes which task it starts in a small shared array (no
 pipe that could fill up, nothing lost when it is killed right after), the parent checks the workers every 0.1 s
-while it waits, and a worker that died stops the pool with ``WorkerDiedError`` naming the task. Exceptions come back as ``WorkerFailure`` (see
-worker_processes) and are re-raised with the worker's traceback. Workers ignore Ctrl-C and exit when the parent is
-gone (worker_setup).
+while it waits, and a worker that died stops the pool with ``WorkerDiedError`` naming the task. Exceptions come back
+as ``WorkerFailure`` (see worker_processes) and are re-raised with the worker's traceback. Workers ignore Ctrl-C and
+exit when the parent is gone (worker_setup).
 
 ``starmap`` sends tasks in chunks, as ``Pool.starmap`` does, so many small tasks cost what they cost before.
 """

@@ -3,9 +3,9 @@
 The dict has exactly the reference's keys, and only builtin and torch types, so checkpoints load in both
 implementations and also with plain ``torch.load`` (``weights_only=True``, torch's default since 2.6): the NumPy
 scalars the logger and the EMA hold are stored as the Python numbers they equal. The reference stores them as NumPy
-scalars, which that default refuses. A checkpoint_latest.pth written in the middle of an epoch (see _preemption) has one more key,
-RESUME_KEY, which the reference's load_checkpoint does not read. Writing goes to a temporary sibling first, which
-is flushed to disk before it takes the final name, so a crash never leaves a truncated ``.pth``.
+scalars, which that default refuses. A checkpoint_latest.pth written in the middle of an epoch (see _preemption) has
+one more key, RESUME_KEY, which the reference's load_checkpoint does not read. Writing goes to a temporary sibling
+first, which is flushed to disk before it takes the final name, so a crash never leaves a truncated ``.pth``.
 """
 from __future__ import annotations
 
