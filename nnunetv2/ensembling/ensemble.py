@@ -23,6 +23,7 @@ from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
 from nnunetv2.utilities.output_guard import check_output_files, claim_output_folder, refuse_input_as_output
+from nnunetv2.utilities.utils import sorted_files_with_ending
 
 _COMMAND = 'nnUNetv2_ensemble'
 
@@ -108,7 +109,7 @@ def _managers(plans: dict, dataset_json: dict):
 
 
 def _npz_files(folder: str) -> List[str]:
-    return sorted(f for f in os.listdir(folder) if f.endswith('.npz') and os.path.isfile(os.path.join(folder, f)))
+    return sorted_files_with_ending(folder, '.npz')
 
 
 def _few(names, n: int = 5) -> str:

@@ -23,6 +23,7 @@ from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.imageio.reader_writer_registry import (determine_reader_writer_from_dataset_json,
                                                     determine_reader_writer_from_file_ending)
 from nnunetv2.utilities.console_command import as_command
+from nnunetv2.utilities.utils import sorted_files_with_ending
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +153,6 @@ def compute_metrics(reference_file: str, prediction_file: str, image_reader_writ
 
 # ---------------------------------------------------------------------------------------------------------------
 # folders
-def _files_with_ending(folder: str, file_ending: str) -> List[str]:
-    return sorted(f for f in os.listdir(folder) if f.endswith(file_ending) and os.path.isfile(os.path.join(folder, f)))
-
-
 def _require_folder(folder: str, what: str) -> None:
     if not os.path.isdir(folder):
         raise UserError(f"The {what} folder {folder} does not exist.", "Check the path.")
@@ -192,10 +189,10 @@ def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: st
         raise UserError(f"The output file {output_file} must end with .json.", "Pass e.g. -o summary.json.")
     _require_folder(folder_ref, 'reference')
     _require_folder(folder_pred, 'prediction')
-    files_pred = _files_with_ending(folder_pred, file_ending)
+    files_pred = sorted_files_with_ending(folder_pred, file_ending)
     if not chill:
         present = set(files_pred)
-        missing = [f for f in _files_with_ending(folder_ref, file_ending) if f not in present]
+        missing = [f for f in sorted_files_with_ending(folder_ref, file_ending) if f not in present]
         if missing:
             shown = ', '.join(missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
             raise UserError(f"Not all files in folder_ref exist in folder_pred: {len(missing)} reference file(s) "
@@ -217,7 +214,7 @@ def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: st
 def _dataset_reader_writer(folder_ref: str, dataset_json: dict) -> BaseReaderWriter:
     file_ending = dataset_json['file_ending']
     _require_folder(folder_ref, 'reference')
-    files_ref = _files_with_ending(folder_ref, file_ending)
+    files_ref = sorted_files_with_ending(folder_ref, file_ending)
     if not files_ref:
         raise UserError(f"No reference files ending with {file_ending} in {folder_ref}.",
                         "Check the folder and 'file_ending' in dataset.json.")

@@ -28,6 +28,7 @@ from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
 from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
 from nnunetv2.utilities.output_guard import check_output_files, claim_output_folder, refuse_input_as_output
+from nnunetv2.utilities.utils import sorted_files_with_ending
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +90,6 @@ def _managers(plans: dict, dataset_json: dict):
     return plans_manager, plans_manager.get_label_manager(dataset_json)
 
 
-def _files_with_ending(folder: str, file_ending: str) -> List[str]:
-    return sorted(f for f in os.listdir(folder) if f.endswith(file_ending) and os.path.isfile(os.path.join(folder, f)))
-
-
 def _apply_to_files(files: Sequence[str], input_folder: str, output_folder: str, rw: BaseReaderWriter,
                     pp_fns: List[Callable], pp_fn_kwargs: List[dict], num_processes: int) -> None:
     maybe_mkdir_p(output_folder)
@@ -139,8 +136,8 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
     shutil.rmtree(temp, ignore_errors=True)  # leftovers of an interrupted run would be evaluated as predictions
     maybe_mkdir_p(output_folder)
 
-    files_predictions = _files_with_ending(folder_predictions, file_ending)
-    missing = set(_files_with_ending(folder_ref, file_ending)) - set(files_predictions)
+    files_predictions = sorted_files_with_ending(folder_predictions, file_ending)
+    missing = set(sorted_files_with_ending(folder_ref, file_ending)) - set(files_predictions)
     if missing:
         print(f'WARNING: Not all files in folder_ref were found in folder_predictions. Determining postprocessing '
               f'should always be done on the entire dataset! {len(missing)} reference file(s) have no prediction.')
@@ -249,7 +246,7 @@ def apply_postprocessing_to_folder(input_folder: str, output_folder: str, pp_fns
     plans, dataset_json = _load_plans_and_dataset_json(input_folder, plans_file_or_dict, dataset_json_file_or_dict)
     plans_manager, _ = _managers(plans, dataset_json)
     rw = plans_manager.image_reader_writer_class()
-    files = _files_with_ending(input_folder, dataset_json['file_ending'])
+    files = sorted_files_with_ending(input_folder, dataset_json['file_ending'])
     # the segmentations keep their names: writing into the input folder (or over files another command wrote)
     # would replace what the user still has no other copy of
     refuse_input_as_output(output_folder, [input_folder], _APPLY_COMMAND)

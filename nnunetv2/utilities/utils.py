@@ -13,13 +13,15 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from nnunetv2.errors import UserError
+from nnunetv2.file_io import TMP_PREFIX
 from nnunetv2.utilities.input_checks import broken_link_problem
 
 _CHANNEL_SUFFIX = re.compile(r"_\d\d\d\d")
 
 
 def sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
-    """Names (not paths) of the plain files in ``folder`` ending with ``file_ending`` (case sensitive), sorted."""
+    """Names (not paths) of the plain files in ``folder`` ending with ``file_ending`` (case sensitive), sorted.
+    Our own temporary files (a writer killed mid-write leaves one behind) are not listed."""
     try:
         entries = os.listdir(folder)
     except FileNotFoundError:
@@ -29,7 +31,7 @@ def sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
         raise UserError(f"{folder} is not a folder.", "Pass the folder that holds the image files.") from None
     files = []
     for e in sorted(entries):
-        if not e.endswith(file_ending):
+        if not e.endswith(file_ending) or e.startswith(TMP_PREFIX):
             continue
         path = os.path.join(folder, e)
         if os.path.isfile(path):

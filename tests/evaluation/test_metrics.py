@@ -155,3 +155,18 @@ def test_golden_test_summary(tmp_path, shared_dir, golden_raw, dataset, configur
     for a, b in zip(ours['metric_per_case'], expected['metric_per_case']):
         assert a['metrics'] == b['metrics']
         assert a['prediction_file'].split('/')[-1] == b['prediction_file'].split('/')[-1]
+
+
+def test_leftover_temporary_files_are_not_cases(tmp_path):
+    """A writer killed mid-write leaves its hidden temporary file (``.nnunet_tmp_*``) next to the final ones;
+    evaluation, like every folder listing of ours, does not take it for a case."""
+    from nnunetv2.file_io import TMP_PREFIX
+    ref, pred = tmp_path / 'ref', tmp_path / 'pred'
+    for i in range(3):
+        _write(ref, f'c{i}.nii.gz', np.ones((2, 3, 4)))
+        _write(pred, f'c{i}.nii.gz', np.ones((2, 3, 4)))
+    for folder in (ref, pred):
+        (folder / f'{TMP_PREFIX}0123456789ab_c1.nii.gz').write_bytes(b'half a file')
+    res = compute_metrics_on_folder(str(ref), str(pred), None, SimpleITKIO(), '.nii.gz', [1], num_processes=1)
+    assert [c['prediction_file'][-9:] for c in res['metric_per_case']] == ['c0.nii.gz', 'c1.nii.gz', 'c2.nii.gz']
+    assert res['mean'][1]['Dice'] == 1.0

@@ -86,3 +86,12 @@ def test_missing_pieces_are_user_errors(tmp_path):
         get_filenames_of_train_images_and_targets(str(tmp_path), {"file_ending": ".png"})
     with pytest.raises(UserError, match="file_ending"):
         get_filenames_of_train_images_and_targets(str(tmp_path), {"labels": {}})
+
+
+def test_sorted_files_with_ending_leaves_out_our_temporary_files(tmp_path):
+    from nnunetv2.file_io import TMP_PREFIX
+    from nnunetv2.utilities.utils import sorted_files_with_ending
+    for name in ('b.npz', 'a.npz', f'{TMP_PREFIX}0123456789ab_a.npz', 'c.npz.txt', '.hidden.npz'):
+        (tmp_path / name).write_bytes(b'')
+    (tmp_path / 'd.npz').mkdir()
+    assert sorted_files_with_ending(str(tmp_path), '.npz') == ['.hidden.npz', 'a.npz', 'b.npz']
