@@ -252,7 +252,7 @@ def compute_metrics_on_folder_simple(folder_ref: str, folder_pred: str, labels: 
     Like the reference, the ending is only the last extension (``.gz`` for ``.nii.gz``) and nothing is returned.
     """
     _require_folder(folder_ref, 'reference')
-    files_ref = sorted(f for f in os.listdir(folder_ref) if os.path.isfile(os.path.join(folder_ref, f)))
+    files_ref = sorted_files_with_ending(folder_ref, '')  # every file, whatever its ending
     if not files_ref:
         raise UserError(f"The reference folder {folder_ref} contains no files.", "Check the path.")
     example_file = os.path.join(folder_ref, files_ref[0])
