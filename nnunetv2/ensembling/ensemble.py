@@ -108,10 +108,6 @@ def _managers(plans: dict, dataset_json: dict):
     return plans_manager.image_reader_writer_class(), plans_manager.get_label_manager(dataset_json)
 
 
-def _npz_files(folder: str) -> List[str]:
-    return sorted_files_with_ending(folder, '.npz')
-
-
 def _few(names, n: int = 5) -> str:
     names = sorted(names)
     return ', '.join(names[:n]) + (f' and {len(names) - n} more' if len(names) > n else '')
@@ -130,7 +126,7 @@ def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_
     dataset_json = _dataset_json_arg(dataset_json_file_or_dict, os.path.join(first, 'dataset.json'))
     plans = _json_arg(plans_json_file_or_dict, os.path.join(first, 'plans.json'), 'plans.json')
 
-    files_per_folder = [set(_npz_files(f)) for f in list_of_input_folders]
+    files_per_folder = [set(sorted_files_with_ending(f, '.npz')) for f in list_of_input_folders]
     all_files = set().union(*files_per_folder)
     if not all_files:
         raise UserError(f"None of the input folders contains .npz probability files ({_few(list_of_input_folders)}).",
@@ -170,7 +166,7 @@ def _validation_files(model_folder: str, folds: Sequence[int]) -> dict:
         if not os.path.isdir(validation):
             raise UserError(f"Expected {validation} to exist: fold {fold} of {model_folder} has not been trained "
                             f"(or validated).", "Train all folds before ensembling cross-validation results.")
-        files = _npz_files(validation)
+        files = sorted_files_with_ending(validation, '.npz')
         if not files:
             raise UserError(f"No .npz files in {validation}.",
                             "Rerun the validation with the --npz flag (nnUNetv2_train ... --val --npz).")

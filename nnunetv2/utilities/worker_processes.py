@@ -112,8 +112,9 @@ def start_worker(context, target: Callable, args: Sequence = (), kwargs: Optiona
     The process object keeps ``args`` and ``kwargs`` referenced for as long as it exists: keep the process object
     (every pool does, to check on it) and what was handed to the child outlives the child's start-up."""
     kwargs = dict(kwargs or {})
-    refuse_workers_from_unguarded_main(context.get_start_method())
-    direct_child = context.get_start_method() != "forkserver"
+    start_method = context.get_start_method()
+    refuse_workers_from_unguarded_main(start_method)
+    direct_child = start_method != "forkserver"
     p = context.Process(target=_child_main, args=(os.getpid(), direct_child, target, tuple(args), kwargs),
                         daemon=daemon, name=name)
     p._nnunet_handed_over = (tuple(args), kwargs)  # see the docstring: Process.start drops its own references
