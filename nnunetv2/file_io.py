@@ -9,6 +9,8 @@ import errno
 import json
 import os
 import pickle
+import shutil
+import tempfile
 import uuid
 from typing import Any, Iterator
 
@@ -40,6 +42,30 @@ def atomic_path(final_path: str) -> Iterator[str]:
             # name the file the user asked for (a full disk reports no name; the temporary name means nothing)
             raise OSError(e.errno, e.strerror, final_path) from e
         raise
+
+
+@contextlib.contextmanager
+def atomic_path_named_by_writer(final_path: str) -> Iterator[str]:
+    """``atomic_path`` for writers that may choose the written file's name themselves.
+
+    SimpleITK's NIfTI writer given ``x.nii.gz.nii.gz`` writes ``x.nii.gz`` (the reference relies on it: HD-BET asks
+    for ``<mask>.nii.gz`` + the model's ``.nii.gz``). Yields ``final_path``'s own name inside a private temporary
+    folder beside it; on success every file written there is moved beside ``final_path`` under the name the writer
+    gave it, on failure nothing is moved. The temporary folder is removed either way.
+    """
+    folder, name = os.path.split(os.path.abspath(final_path))
+    tmp_dir = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=folder)
+    try:
+        yield os.path.join(tmp_dir, name)
+        for written in sorted(os.listdir(tmp_dir)):
+            os.replace(os.path.join(tmp_dir, written), os.path.join(folder, written))
+    except OSError as e:
+        names = (e.filename, e.filename2)
+        if e.errno is not None and any(isinstance(f, str) and f.startswith(tmp_dir) for f in names):
+            raise OSError(e.errno, e.strerror, final_path) from e
+        raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def raise_if_disk_full(path: str, min_free_bytes: int = 1 << 20) -> None:

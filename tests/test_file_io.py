@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from nnunetv2.file_io import TMP_PREFIX, atomic_path, save_json
+from nnunetv2.file_io import TMP_PREFIX, atomic_path, atomic_path_named_by_writer, save_json
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
@@ -33,3 +33,26 @@ def test_atomic_path_keeps_the_ending(tmp_path):
 def test_save_json_format(tmp_path):
     save_json({"b": 1, "a": [1, 2]}, str(tmp_path / "x.json"))
     assert (tmp_path / "x.json").read_text() == '{\n    "a": [\n        1,\n        2\n    ],\n    "b": 1\n}'
+
+
+def test_writer_named_file_lands_under_the_name_the_writer_chose(tmp_path):
+    """A writer may write another name than asked (SimpleITK: x.nii.gz.nii.gz -> x.nii.gz) and sidecar files (the
+    TIFF writer's spacing .json): all of them end up beside the target, nothing temporary stays."""
+    (tmp_path / "x.nii.gz").write_text("old")
+    with atomic_path_named_by_writer(str(tmp_path / "x.nii.gz.nii.gz")) as tmp:
+        assert os.path.basename(tmp) == "x.nii.gz.nii.gz" and os.path.dirname(tmp) != str(tmp_path)
+        open(tmp[:-len(".nii.gz")], "w").write("new")
+        open(os.path.join(os.path.dirname(tmp), "x.json"), "w").write("{}")
+    assert sorted(os.listdir(tmp_path)) == ["x.json", "x.nii.gz"]
+    assert (tmp_path / "x.nii.gz").read_text() == "new"
+
+
+def test_writer_named_file_failure_moves_nothing(tmp_path):
+    (tmp_path / "case.tif").write_text("complete")
+    with pytest.raises(OSError) as raised:
+        with atomic_path_named_by_writer(str(tmp_path / "case.tif")) as tmp:
+            open(tmp, "w").write("half")
+            open(os.path.join(os.path.dirname(tmp), "case.json"), "w").write("{}")
+            raise OSError(28, "No space left on device", tmp)
+    assert raised.value.filename == str(tmp_path / "case.tif")  # the user's name, not the temporary one
+    assert sorted(os.listdir(tmp_path)) == ["case.tif"] and (tmp_path / "case.tif").read_text() == "complete"

@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import atomic_path
+from nnunetv2.file_io import atomic_path_named_by_writer
 from nnunetv2.imageio._helpers import files_str, seg_output_dtype, stack_channels_float32, unreadable_file_error
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 
@@ -156,8 +156,9 @@ def _seg_to_sitk(seg: np.ndarray, output_fname: str, properties: dict, dtype=Non
 
 
 def _write_sitk(itk_img: sitk.Image, output_fname: str) -> None:
-    # the temporary name keeps the full file name as suffix, so SimpleITK still picks the format from the ending
-    with atomic_path(str(output_fname)) as tmp:
+    # the temporary file has the full file name, so SimpleITK still picks the format from the ending; it is moved
+    # under the name SimpleITK gave it (NIfTI: "x.nii.gz.nii.gz" is written as "x.nii.gz", as by the reference)
+    with atomic_path_named_by_writer(str(output_fname)) as tmp:
         sitk.WriteImage(itk_img, tmp, True)
 
 

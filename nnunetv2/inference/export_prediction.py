@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from nnunetv2.configuration import default_num_processes
-from nnunetv2.file_io import atomic_path, load_json, save_pickle
+from nnunetv2.file_io import atomic_path, atomic_path_named_by_writer, load_json, save_pickle
 
 # ~64 MiB of float32 per slab keeps the temporary of the nonlinearity small whatever the image size
 _SLAB_BYTES = 64 * 2 ** 20
@@ -156,8 +156,9 @@ def segmentation_writing_probabilities(predicted_array_or_file: Union[np.ndarray
 
 
 def write_segmentation_atomically(writer, segmentation: np.ndarray, output_file: str, properties: dict) -> None:
-    """``writer.write_seg`` to a temporary sibling (same file ending, so the format is kept), then rename."""
-    with atomic_path(output_file) as tmp:
+    """``writer.write_seg`` into a temporary folder beside ``output_file`` (same file name, so the format is kept),
+    then moved beside it under the name the writer chose (SimpleITK: ``x.nii.gz.nii.gz`` -> ``x.nii.gz``)."""
+    with atomic_path_named_by_writer(output_file) as tmp:
         writer.write_seg(segmentation, tmp, properties)
 
 

@@ -1,8 +1,10 @@
 """Turn the user's input/output arguments into per-case lists, and check them up front.
 
 Every problem becomes one ``UserError`` line before any model work starts: missing or empty input folder, files
-that do not follow ``CASE_XXXX<ending>``, cases with missing channels, the wrong number of channels for the model,
-missing previous-stage predictions, outputs that would replace a file they must not (``check_no_overwrite``).
+of an input folder that do not follow ``CASE_XXXX<ending>``, missing input files, cases with missing channels, the
+wrong number of channels for the model, missing previous-stage predictions, outputs that would replace a file they
+must not (``check_no_overwrite``). Only an input folder's file names carry channel numbers: in lists of files given
+by the caller a file's place is its channel.
 
 The output folder may be the input folder (TotalSegmentator predicts that way): outputs ``CASE<ending>`` never
 collide with inputs ``CASE_XXXX<ending>``, and predictions found there on a later run are not taken for inputs.
@@ -66,6 +68,16 @@ def list_cases_in_folder(folder: str, file_ending: str, num_channels: int) -> Li
     return [cases[c] for c in sorted(cases)]
 
 
+def check_files_exist(list_of_lists: Sequence[Sequence[str]]) -> None:
+    """Every case has at least one file and every file exists."""
+    for files in list_of_lists:
+        if len(files) == 0:
+            raise UserError("An input case has no files.", "Every case needs one file per channel.")
+        for f in files:
+            if not os.path.isfile(f):
+                raise UserError(f"Input file not found: {f}.")
+
+
 def check_channels(list_of_lists: Sequence[Sequence[str]], file_ending: str, num_channels: int) -> None:
     """Every file exists and every case has the same consecutive channel files _0000.._000k.
 
@@ -73,13 +85,9 @@ def check_channels(list_of_lists: Sequence[Sequence[str]], file_ending: str, num
     reading (``check_num_channels``); here a case with fewer files than the others, a gap, or more files than the
     model has channels is reported.
     """
+    check_files_exist(list_of_lists)
     channel_lists = []
     for files in list_of_lists:
-        if len(files) == 0:
-            raise UserError("An input case has no files.", "Every case needs one file per channel.")
-        for f in files:
-            if not os.path.isfile(f):
-                raise UserError(f"Input file not found: {f}.")
         channels = [_channel_of(f, file_ending) for f in files]
         if None in channels:
             bad = files[channels.index(None)]
@@ -143,9 +151,13 @@ def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, Lis
     file_ending = dataset_json['file_ending']
     if isinstance(list_of_lists_or_source_folder, str):
         list_of_lists = list_cases_in_folder(list_of_lists_or_source_folder, file_ending, num_input_image_channels)
+        check_channels(list_of_lists, file_ending, num_input_image_channels)
     else:
+        # the caller's own lists: a file's place in its list is its channel, whatever its name (as in the reference:
+        # HD-BET passes [['t1.nii.gz']], or [['scan_0002.nii.gz']] for a single-channel model); the number of
+        # channels is checked once the case is read (check_num_channels)
         list_of_lists = [list(c) for c in list_of_lists_or_source_folder]
-    check_channels(list_of_lists, file_ending, num_input_image_channels)
+        check_files_exist(list_of_lists)
     print(f'There are {len(list_of_lists)} cases in the source folder')
     all_inputs = [f for case in list_of_lists for f in case]  # other parts' inputs are not to be replaced either
     list_of_lists = list_of_lists[part_id::num_parts]

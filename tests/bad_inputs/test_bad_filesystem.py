@@ -66,7 +66,7 @@ def test_read_only_output_simulated(prediction_folders, tmp_path, capsys, monkey
     real_replace = os.replace
 
     def read_only_replace(src, dst, *a, **k):
-        if TMP_PREFIX in os.path.basename(str(src)) and str(dst).endswith(".nii.gz"):
+        if TMP_PREFIX in str(src) and str(dst).endswith(".nii.gz"):
             raise PermissionError(errno.EROFS, os.strerror(errno.EROFS), src)
         return real_replace(src, dst, *a, **k)
 

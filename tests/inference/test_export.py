@@ -1,4 +1,5 @@
 """Export to original geometry on a synthetic case: un-crop, un-transpose, slab-wise nonlinearity."""
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -71,5 +72,20 @@ def test_export_writes_atomically_named_files(tmp_path):
                                                                      'file_ending': '.raw'},
                                      str(tmp_path / 'case'), save_probabilities=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['case.npz', 'case.pkl', 'case.raw']
-    assert written[0] != str(tmp_path / 'case.raw') and written[0].endswith('_case.raw')  # temp name, same ending
+    # written under its own name in a temporary folder beside it, then moved: same ending, never the final path
+    assert written[0] != str(tmp_path / 'case.raw') and os.path.basename(written[0]) == 'case.raw'
+    assert os.path.dirname(written[0]) != str(tmp_path)
     assert list(np.load(tmp_path / 'case.npz').keys()) == ['probabilities']
+
+
+def test_segmentation_with_a_sidecar_file_keeps_its_final_names(tmp_path):
+    """The TIFF writer writes CASE.tif and its spacing sidecar CASE.json, whose name it derives from the name it is
+    given: both must end up under the case's name (before, the sidecar kept the temporary name and CASE.json was
+    missing, so the prediction could not be read back or evaluated)."""
+    from nnunetv2.imageio.tif_reader_writer import Tiff3DIO
+    seg = np.zeros((4, 5, 6), np.uint8)
+    seg[1:3, 2:4, 3:5] = 1
+    ep.write_segmentation_atomically(Tiff3DIO(), seg, str(tmp_path / 'case.tif'), {'spacing': [1., 2., 3.]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['case.json', 'case.tif']
+    back, props = Tiff3DIO().read_seg(str(tmp_path / 'case.tif'))
+    assert np.array_equal(back[0], seg) and list(props['spacing']) == [1., 2., 3.]
