@@ -44,8 +44,10 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
-def measure(cmd: List[str], env: Dict[str, str], cwd: Optional[str] = None, poll_s: float = 0.05) -> Measurement:
-    """Run ``cmd``; report wall time and the peak summed RSS of the process and all its descendants."""
+def measure(cmd: List[str], env: Dict[str, str], cwd: Optional[str] = None, poll_s: float = 0.05,
+            memory: bool = True) -> Measurement:
+    """Run ``cmd``; report wall time and the peak summed RSS of the process and all its descendants
+    (``memory=False``: wall time only, peak 0, no polling thread taking CPU from the run)."""
     peak = 0
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
