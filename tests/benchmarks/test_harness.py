@@ -1,0 +1,26 @@
+"""benchmarks/_harness.py: the measuring helpers every benchmark script shares (no timing asserted, only values)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from _harness import measure, measure_tree  # noqa: E402
+
+ALLOCATE_200_MB = "import time; x = bytearray(200 * 2 ** 20); x[::4096] = b'1' * len(x[::4096]); time.sleep(0.5)"
+
+
+@pytest.mark.parametrize("measure_fn", [measure, measure_tree])
+def test_peak_memory_of_a_child_is_seen_and_can_be_switched_off(measure_fn):
+    polled = measure_fn([sys.executable, "-c", ALLOCATE_200_MB], dict(os.environ))
+    assert polled.returncode == 0 and polled.wall_s > 0.5
+    assert 200 <= polled.peak_rss_mb < 1000
+    unpolled = measure_fn([sys.executable, "-c", "pass"], dict(os.environ), memory=False)
+    assert unpolled.returncode == 0 and unpolled.peak_rss_mb == 0
+
+
+def test_exit_status_is_reported():
+    assert measure([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ)).returncode == 3
