@@ -31,6 +31,7 @@ from nnunetv2.inference.cpu_concurrent_passes import PassVerdicts, choose_pass_w
 from nnunetv2.inference.cpu_fast_mode import fast_mode_requested
 from nnunetv2.inference.cpu_pass_plan import planned_passes
 from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
+                                                          compute_steps_for_sliding_window,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
                                                           pad_to_patch_size)
 from nnunetv2.utilities import find_objects as _find_objects
@@ -312,7 +313,7 @@ class nnUNetPredictor(object):
                     data = torch.from_numpy(np.load(data))
                     os.remove(delfile)
                 ofile = preprocessed['ofile']
-                name = os.path.basename(ofile) if ofile is not None else f'image of shape {tuple(data.shape)}'
+                name = os.path.basename(ofile) if ofile is not None else f'image of shape {data.shape}'
                 print(f'\nPredicting {name}:')
                 print(f'perform_everything_on_device: {self.perform_everything_on_device}')
                 properties = preprocessed['data_properties']
@@ -330,18 +331,22 @@ class nnUNetPredictor(object):
                     args = (prediction, self.plans_manager, self.configuration_manager, self.label_manager,
                             properties, save_probabilities)
                 if pool is not None:
-                    print('sending off prediction to background worker for resampling and export')
+                    # the reference's wording: "and export" only where the worker writes files
+                    print('sending off prediction to background worker for resampling' +
+                          (' and export' if ofile is not None else ''))
                     results.append(pool.submit(fn, args, name=name))
                 else:
                     results.append(fn(*args))
                 del prediction
                 release_freed_memory(keep_up_to=KEPT_FOR_NEXT_CASE_BYTES)
-                print(f'done with {name}')
+                print(f'done with {name}' if ofile is not None else f'\nDone with {name}:')
             if pool is not None:
+                print("GPU prediction completed. Waiting for remaining segmentation exports to finish...")
                 ret = []
                 for r in tqdm(results, desc='Collecting results', disable=not self.allow_tqdm):
                     ret.append(pool.result(r))
                 results = ret
+                print("Segmentation export complete.")
         finally:
             if pool is not None:
                 pool.terminate()
@@ -402,8 +407,11 @@ class nnUNetPredictor(object):
         slicers = get_sliding_window_slicers(tuple(image_size), self.configuration_manager.patch_size,
                                              self.tile_step_size)
         if self.verbose:
+            patch_size = self.configuration_manager.patch_size
+            steps = compute_steps_for_sliding_window(tuple(image_size)[len(image_size) - len(patch_size):],
+                                                     patch_size, self.tile_step_size)
             print(f'n_steps {len(slicers)}, image size is {image_size}, tile_size '
-                  f'{self.configuration_manager.patch_size}, tile_step_size {self.tile_step_size}')
+                  f'{patch_size}, tile_step_size {self.tile_step_size}\nsteps:\n{steps}')
         return slicers
 
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -430,6 +438,9 @@ class nnUNetPredictor(object):
         results_device = self.device if do_on_device else torch.device('cpu')
         if self.verbose:
             print(f'move image to device {results_device}')
+            print(f'preallocating results arrays on device {results_device}')
+            if not self.allow_tqdm:
+                print(f'running prediction: {len(slicers)} steps')
         gaussian = compute_gaussian(tuple(self.configuration_manager.patch_size), sigma_scale=1. / 8,
                                     value_scaling_factor=10, device=results_device) if self.use_gaussian else 1
         progress = (lambda s: tqdm(s, disable=not self.allow_tqdm))
