@@ -1,0 +1,265 @@
+"""Client trial: the real HD-BET 2 (brain extraction, on nnU-Net v2's nnUNetPredictor) from PyPI on our nnunetv2,
+side by side with the reference (2.8.1).
+
+    python hdbet_trial.py [--work DIR] [--repo CHECKOUT] [--version 2.0.1] [--ours-venv PATH] [--ref-venv PATH]
+                          [--ours-pythonpath DIR] [--cases ...] [--keep]
+
+Not a test (CI has no HD-BET and no network): a maintainer's check that HD-BET still runs unchanged on our package.
+HD-BET's weights come from Zenodo, which is unreachable: ``_hdbet_fixture.py`` fabricates them (plans.json,
+dataset.json and fold_all/checkpoint_final.pth of a small network with seeded random weights, in
+``$HOME/hd-bet_params/release_2.0.0``, the only place HD-BET looks) and two synthetic T1-like heads.
+
+* ours: a venv made with ``--system-site-packages`` from this interpreter, HD-BET ``--no-deps``. If it does not
+  import ``REPO/nnunetv2`` (an editable install pointing elsewhere) a ``.pth`` file naming REPO is added to the venv.
+  ``--ours-pythonpath DIR``: put DIR first on our side's PYTHONPATH (a patched copy of nnunetv2, to try fixes).
+* reference: a venv without system packages, ``pip install nnunetv2==2.8.1 hd-bet==VERSION``.
+
+Every case runs HD-BET's CLI (``hd-bet -i ... -o ... -device cpu`` and flags) or its Python API
+(``get_hdbet_predictor`` + ``hdbet_predict``) on both sides with HOME set to the fixture's home, alternating which
+side goes first, and prints per case: exit status, wall seconds, whether every file left in the case's folder is
+identical (NIfTI: voxels, dtype, affine, header; else bytes), and stderr lines with "warn", "error" or "traceback"
+that only our side printed. Exit status 1 if any case fails on our side or differs from the reference.
+"""
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURE = os.path.join(HERE, "_hdbet_fixture.py")
+REFERENCE_VERSION = "2.8.1"
+
+# name -> (home: plain|resenc, steps); a step is ("cli", [args]) run in the case folder (INPUTS, A, B, OUT
+# substituted), ("api", code) with INPUTS, A, B, OUT defined, or ("copy", {name: input}) copying inputs into the case
+# folder. The steps run one after the other in the same folder.
+API_PRELUDE = ("import torch\n"
+               "from HD_BET.checkpoint_download import maybe_download_parameters\n"
+               "from HD_BET.hd_bet_prediction import get_hdbet_predictor, hdbet_predict\n"
+               "maybe_download_parameters()\n")
+CASES: Dict[str, Tuple[str, list]] = {
+    "file_tta": ("plain", [("cli", ["-i", "{A}", "-o", "brain.nii.gz", "-device", "cpu"])]),
+    "file_notta_mask": ("plain", [("cli", ["-i", "{A}", "-o", "brain.nii.gz", "-device", "cpu", "--disable_tta",
+                                           "--save_bet_mask"])]),
+    "file_mask_only": ("plain", [("cli", ["-i", "{B}", "-o", "brain.nii.gz", "-device", "cpu", "--disable_tta",
+                                          "--save_bet_mask", "--no_bet_image"])]),
+    "file_verbose": ("plain", [("cli", ["-i", "{B}", "-o", "brain.nii.gz", "-device", "cpu", "--disable_tta",
+                                        "--verbose"])]),
+    "file_abs_output_subdir": ("plain", [("cli", ["-i", "{A}", "-o", "{OUT}/sub/brain.nii.gz", "-device", "cpu",
+                                                  "--disable_tta", "--save_bet_mask"])]),
+    "folder_notta_mask": ("plain", [("cli", ["-i", "{INPUTS}", "-o", "out", "-device", "cpu", "--disable_tta",
+                                             "--save_bet_mask"])]),
+    "folder_tta": ("plain", [("cli", ["-i", "{INPUTS}", "-o", "out", "-device", "cpu"])]),
+    # a user's usual call: in the folder of the image, output beside it (the folder holds other files)
+    "beside_input": ("plain", [("copy", {"t1_a.nii.gz": "t1_a.nii.gz", "t1_b.nii.gz": "t1_b.nii.gz"}),
+                               ("cli", ["-i", "t1_a.nii.gz", "-o", "t1_a_brain.nii.gz", "-device", "cpu",
+                                        "--disable_tta", "--save_bet_mask"])]),
+    # a folder of single-channel scans whose names end in _NNNN (not nnU-Net channel numbers here)
+    "folder_numbered_names": ("plain", [("copy", {"in/scan_0001.nii.gz": "t1_a.nii.gz",
+                                                  "in/scan_0002.nii.gz": "t1_b.nii.gz"}),
+                                        ("cli", ["-i", "in", "-o", "out", "-device", "cpu", "--disable_tta",
+                                                 "--save_bet_mask"])]),
+    # the same call twice: HD-BET deletes predict_from_raw_data_args.json after each run, the mask stays
+    "rerun_same_output": ("plain", [("cli", ["-i", "{A}", "-o", "brain.nii.gz", "-device", "cpu", "--disable_tta",
+                                             "--save_bet_mask"])] * 2),
+    "folder_rerun": ("plain", [("cli", ["-i", "{INPUTS}", "-o", "out", "-device", "cpu", "--disable_tta",
+                                        "--save_bet_mask"])] * 2),
+    "resenc_file_tta_mask": ("resenc", [("cli", ["-i", "{B}", "-o", "brain.nii.gz", "-device", "cpu",
+                                                 "--save_bet_mask"])]),
+    "api_file_and_folder": ("plain", [("api", API_PRELUDE + (
+        "p = get_hdbet_predictor(use_tta=False, device=torch.device('cpu'), verbose=False)\n"
+        "hdbet_predict(A, OUT + '/a_brain.nii.gz', p, keep_brain_mask=True)\n"
+        "hdbet_predict(INPUTS, OUT + '/folder', p, keep_brain_mask=False)\n"
+        "hdbet_predict(B, OUT + '/b_brain.nii.gz', p, keep_brain_mask=True, compute_brain_extracted_image=False)\n"
+    ))]),
+    "api_tta_defaults": ("plain", [("api", API_PRELUDE + (
+        "p = get_hdbet_predictor(use_tta=True, device=torch.device('cpu'))\n"
+        "hdbet_predict(B, OUT + '/b_brain.nii.gz', p)\n"))]),
+}
+
+
+def run(cmd: List[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def site_packages(python: str) -> str:
+    return subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def nnunetv2_location(python: str, cwd: str, env: Optional[dict] = None) -> str:
+    return subprocess.run([python, "-c", "import os, nnunetv2; print(os.path.dirname(nnunetv2.__file__))"],
+                          cwd=cwd, capture_output=True, text=True, env=env).stdout.strip()
+
+
+def has_hdbet(python: str, version: str) -> bool:
+    probe = "import importlib.metadata as m\ntry:\n print(m.version('hd-bet'))\nexcept Exception:\n print('')\n"
+    return subprocess.run([python, "-c", probe], capture_output=True, text=True).stdout.strip() == version
+
+
+def make_ours(path: str, repo: str, version: str, work: str) -> str:
+    python = os.path.join(path, "bin", "python")
+    if not os.path.isfile(python):
+        run([sys.executable, "-m", "venv", "--system-site-packages", path])
+    if nnunetv2_location(python, work) != os.path.join(repo, "nnunetv2"):
+        with open(os.path.join(site_packages(python), "zz_nnunetv2_checkout.pth"), "w") as f:
+            f.write(repo + "\n")
+    if nnunetv2_location(python, work) != os.path.join(repo, "nnunetv2"):
+        sys.exit(f"{python} does not import {repo}/nnunetv2")
+    if not has_hdbet(python, version):
+        run([python, "-m", "pip", "install", "-q", "--no-deps", f"hd-bet=={version}"])
+    return python
+
+
+def make_reference(path: str, version: str, work: str) -> str:
+    python = os.path.join(path, "bin", "python")
+    if not os.path.isfile(python):
+        run(["/usr/bin/env", "python3", "-m", "venv", path])
+    if not has_hdbet(python, version):
+        run([python, "-m", "pip", "install", "-q", f"nnunetv2=={REFERENCE_VERSION}", f"hd-bet=={version}"])
+    if not nnunetv2_location(python, work).startswith(path):
+        sys.exit(f"{python} does not import its own nnunetv2")
+    return python
+
+
+def _files(root: str) -> List[str]:
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+                  if f not in ("stdout.txt", "stderr.txt"))
+
+
+def _same_file(a: str, b: str) -> Optional[str]:
+    import numpy as np
+    if a.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+        x, y = nib.load(a), nib.load(b)
+        X, Y = np.asarray(x.dataobj), np.asarray(y.dataobj)
+        if X.shape != Y.shape or X.dtype != Y.dtype:
+            return f"shape/dtype {X.shape} {X.dtype} vs {Y.shape} {Y.dtype}"
+        if not np.array_equal(X, Y):
+            return f"{int((X != Y).sum())} of {X.size} voxels differ"
+        if not np.array_equal(x.affine, y.affine) or x.header.binaryblock != y.header.binaryblock:
+            return "header/affine differ"
+        return None
+    return None if filecmp.cmp(a, b, shallow=False) else "bytes differ"
+
+
+def compare(ours: str, ref: str) -> List[str]:
+    problems = []
+    names_ours, names_ref = _files(ours), _files(ref)
+    if names_ours != names_ref:
+        problems.append(f"files differ: only ours {sorted(set(names_ours) - set(names_ref))[:5]}, "
+                        f"only reference {sorted(set(names_ref) - set(names_ours))[:5]}")
+    for name in sorted(set(names_ours) & set(names_ref)):
+        problem = _same_file(os.path.join(ours, name), os.path.join(ref, name))
+        if problem:
+            problems.append(f"{name}: {problem}")
+    return problems
+
+
+def _notable(stderr: str) -> List[str]:
+    lines = [l.strip() for l in stderr.replace("\r", "\n").splitlines()]
+    return [l for l in lines if any(w in l.lower() for w in ("warn", "error", "traceback"))]
+
+
+def run_case(python: str, name: str, out: str, inputs: str, env: Dict[str, str]) -> Tuple[int, float, str]:
+    os.makedirs(out)
+    subs = {"INPUTS": inputs, "A": os.path.join(inputs, "t1_a.nii.gz"), "B": os.path.join(inputs, "t1_b.nii.gz"),
+            "OUT": out}
+    total, rc, err = 0.0, 0, ""
+    for kind, what in CASES[name][1]:
+        if kind == "copy":  # {name in the case folder: input file}
+            for target, source in what.items():
+                os.makedirs(os.path.dirname(os.path.join(out, target)), exist_ok=True)
+                shutil.copy(os.path.join(inputs, source), os.path.join(out, target))
+            continue
+        if kind == "cli":
+            cmd = [os.path.join(os.path.dirname(python), "hd-bet"), *[a.format(**subs) for a in what]]
+        else:
+            cmd = [python, "-c", "".join(f"{k} = {v!r}\n" for k, v in subs.items()) + what]
+        start = time.perf_counter()
+        with open(os.path.join(out, "stdout.txt"), "a") as so:
+            p = subprocess.run(cmd, env=env, cwd=out, stdout=so, stderr=subprocess.PIPE, text=True)
+        total += time.perf_counter() - start
+        err += p.stderr
+        with open(os.path.join(out, "stderr.txt"), "a") as se:
+            se.write(p.stderr)
+        rc = p.returncode
+        if rc != 0:
+            break
+    return rc, total, err
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "hdbet_trial"))
+    parser.add_argument("--repo", default=os.path.dirname(HERE), help="checkout of our nnunetv2 (default: this one)")
+    parser.add_argument("--version", default="2.0.1", help="hd-bet version from PyPI")
+    parser.add_argument("--ours-venv", default=None)
+    parser.add_argument("--ref-venv", default=None)
+    parser.add_argument("--ours-pythonpath", default=None, help="prepend to our side's PYTHONPATH (patched copy)")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    work = os.path.abspath(args.work)
+    repo = os.path.abspath(args.repo)
+    if os.path.commonpath([work, repo]) == repo:
+        parser.error("--work must be outside the repository")
+    os.makedirs(work, exist_ok=True)
+
+    sides = {"ours": make_ours(os.path.abspath(args.ours_venv or os.path.join(work, "ours_venv")), repo, args.version,
+                               work),
+             "reference": make_reference(os.path.abspath(args.ref_venv or os.path.join(work, "ref_venv")), args.version,
+                                         work)}
+    base_env = dict(os.environ)
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "PYTHONPATH"):
+        base_env.pop(k, None)
+    envs = {side: dict(base_env) for side in sides}
+    if args.ours_pythonpath:
+        envs["ours"]["PYTHONPATH"] = os.path.abspath(args.ours_pythonpath)
+        print(f"our side imports nnunetv2 from {nnunetv2_location(sides['ours'], work, envs['ours'])}")
+
+    inputs = os.path.join(work, "inputs")
+    homes = {kind: os.path.join(work, f"home_{kind}") for kind in ("plain", "resenc")}
+    for kind, home in homes.items():
+        if not os.path.isfile(os.path.join(home, "hd-bet_params", "release_2.0.0", "fold_all",
+                                           "checkpoint_final.pth")):
+            run([sides["ours"], FIXTURE, home, inputs, "--arch", kind], cwd=work, env=envs["ours"])
+
+    failed = False
+    width = max(len(n) for n in args.cases) + 2
+    print(f"{'case':<{width}}{'ours s':>8}{'ref s':>8}  result")
+    for i, name in enumerate(args.cases):
+        results = {}
+        for side in (list(sides) if i % 2 == 0 else list(reversed(sides))):
+            out = os.path.join(work, "runs", side, name)
+            shutil.rmtree(out, ignore_errors=True)
+            env = dict(envs[side], HOME=homes[CASES[name][0]])
+            results[side] = (*run_case(sides[side], name, out, inputs, env), out)
+        rc, wall, err, out = results["ours"]
+        rrc, rwall, rerr, rout = results["reference"]
+        problems = []
+        if rc != 0:
+            problems.append(f"ours exit {rc}: {err.strip().splitlines()[-1:]}")
+        if rrc != 0:
+            problems.append(f"reference exit {rrc}: {rerr.strip().splitlines()[-1:]}")
+        if rc == 0 and rrc == 0:
+            problems += compare(out, rout)
+        reference_lines = set(_notable(rerr))
+        problems += [f"only ours printed: {l}" for l in _notable(err) if l not in reference_lines][:3]
+        failed |= bool(problems)
+        print(f"{name:<{width}}{wall:>8.1f}{rwall:>8.1f}  {'FAIL' if problems else 'identical'}", flush=True)
+        for line in problems:
+            print(f"{'':<{width + 18}}{line}", flush=True)
+    if not args.keep:
+        shutil.rmtree(os.path.join(work, "runs"), ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
