@@ -28,47 +28,17 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from _fabricated_models import intensities, single_configuration_plans, small_unet
+
 TRAINER = "nnUNetTrainer"
 
 
-def _architecture(kind: str) -> dict:
-    common = {"n_stages": 4, "features_per_stage": [8, 16, 32, 64], "conv_op": "torch.nn.modules.conv.Conv3d",
-              "kernel_sizes": [[3, 3, 3]] * 4, "strides": [[1, 1, 1]] + [[2, 2, 2]] * 3, "conv_bias": True,
-              "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-              "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-              "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-              "nonlin_kwargs": {"inplace": True}}
-    if kind == "resenc":
-        return {"network_class_name": "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet",
-                "arch_kwargs": {**common, "n_blocks_per_stage": [1, 2, 2, 2], "n_conv_per_stage_decoder": [1, 1, 1]},
-                "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
-    return {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-            "arch_kwargs": {**common, "n_conv_per_stage": [2, 2, 2, 2], "n_conv_per_stage_decoder": [2, 2, 2]},
-            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
-
-
 def _plans(kind: str) -> dict:
-    def interpolation(is_seg: bool, order: int) -> dict:
-        return {"is_seg": is_seg, "order": order, "order_z": 0, "force_separate_z": None}
-
-    return {
-        "dataset_name": "Dataset001_HDBETtrial", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [170, 200, 170],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {"3d_fullres": {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-            "patch_size": [48, 48, 48], "median_image_size_in_voxels": [85, 100, 85], "spacing": [2.0, 2.0, 2.0],
-            "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": interpolation(False, 3), "resampling_fn_seg_kwargs": interpolation(True, 1),
-            "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-            "resampling_fn_probabilities_kwargs": interpolation(False, 1),
-            "architecture": _architecture(kind), "batch_dice": False}},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {"0": {
-            "max": 4000.0, "mean": 600.0, "median": 580.0, "min": 0.0, "percentile_00_5": 5.0,
-            "percentile_99_5": 1500.0, "std": 300.0}},
-    }
+    return single_configuration_plans(
+        "Dataset001_HDBETtrial", small_unet(kind, conv_per_decoder_stage=1 if kind == "resenc" else 2), [48, 48, 48],
+        [2.0, 2.0, 2.0], "ZScoreNormalization", intensities(0.0, 4000.0, 600.0, 580.0, 300.0, 5.0, 1500.0),
+        original_median_spacing=[1.0, 1.0, 1.0], original_median_shape=[170, 200, 170],
+        median_image_size=[85, 100, 85])
 
 
 def _head(shape, rng) -> np.ndarray:

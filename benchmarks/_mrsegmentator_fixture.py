@@ -31,7 +31,9 @@ import sys
 
 import nibabel as nib
 import numpy as np
-import torch
+
+from _fabricated_models import (intensities, seeded_network, single_configuration_plans, small_unet,
+                               write_checkpoint)
 
 TRAINER = "nnUNetTrainerNoMirroring"
 BASE_LABELS = ["spleen", "right_kidney", "left_kidney", "gallbladder", "liver", "stomach", "pancreas",
@@ -51,43 +53,13 @@ MODELS = {  # folder -> (labels, version, spacing, patch, transpose_forward, win
 
 
 def _plans(spacing, patch, transpose) -> dict:
-    def interpolation(is_seg: bool, order: int) -> dict:
-        return {"is_seg": is_seg, "order": order, "order_z": 0, "force_separate_z": None}
-
-    architecture = {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": {"n_stages": 4, "features_per_stage": [8, 16, 32, 64],
-                        "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[3, 3, 3]] * 4,
-                        "strides": [[1, 1, 1]] + [[2, 2, 2]] * 3, "n_conv_per_stage": [2, 2, 2, 2],
-                        "n_conv_per_stage_decoder": [2, 2, 2], "conv_bias": True,
-                        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                        "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-                        "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
-    return {
-        "dataset_name": "Dataset200_MRSegmentator", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": spacing, "original_median_shape_after_transp": [120, 256, 256],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": transpose,
-        "transpose_backward": [int(i) for i in np.argsort(transpose)],
-        "configurations": {"3d_fullres": {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-            "patch_size": patch, "median_image_size_in_voxels": [80, 128, 128], "spacing": spacing,
-            "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": interpolation(False, 3), "resampling_fn_seg_kwargs": interpolation(True, 1),
-            "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-            "resampling_fn_probabilities_kwargs": interpolation(False, 1),
-            "architecture": architecture, "batch_dice": False}},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {"0": {
-            "max": 3000.0, "mean": 300.0, "median": 250.0, "min": 0.0, "percentile_00_5": 5.0,
-            "percentile_99_5": 1500.0, "std": 200.0}},
-    }
+    return single_configuration_plans(
+        "Dataset200_MRSegmentator", small_unet("plain"), patch, spacing, "ZScoreNormalization",
+        intensities(0.0, 3000.0, 300.0, 250.0, 200.0, 5.0, 1500.0), original_median_spacing=spacing,
+        original_median_shape=[120, 256, 256], median_image_size=[80, 128, 128], transpose_forward=transpose)
 
 
 def write_model(folder: str, names, version, spacing, patch, transpose, winning, seed) -> None:
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     labels = {"background": 0, **{n: i + 1 for i, n in enumerate(names)}}
     plans = _plans(spacing, patch, transpose)
@@ -98,22 +70,10 @@ def write_model(folder: str, names, version, spacing, patch, transpose, winning,
                           ("version.json", {"weights_version": version})):
         with open(os.path.join(folder, name), "w") as f:
             json.dump(content, f, indent=4)
-    cm = PlansManager(plans).get_configuration("3d_fullres")
     for fold in range(5):
-        torch.manual_seed(seed + fold)
-        network = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                         cm.network_arch_init_kwargs_req_import, 1, len(labels), allow_init=True,
-                                         deep_supervision=True)
-        with torch.no_grad():
-            head = network.decoder.seg_layers[-1]
-            head.bias.fill_(-20.0)
-            head.bias[list(winning)] = 0.0
-        os.makedirs(os.path.join(folder, f"fold_{fold}"), exist_ok=True)
-        torch.save({"network_weights": network.state_dict(),
-                    "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": fold,
-                                  "dataset_json": dataset_json, "device": "cpu"},
-                    "trainer_name": TRAINER, "inference_allowed_mirroring_axes": (0, 1, 2), "current_epoch": 1000},
-                   os.path.join(folder, f"fold_{fold}", "checkpoint_final.pth"))
+        network = seeded_network(plans, len(labels), seed + fold, winning)
+        write_checkpoint(os.path.join(folder, f"fold_{fold}", "checkpoint_final.pth"), network, plans, dataset_json,
+                         fold, TRAINER, (0, 1, 2), 1000)
 
 
 def _mri(shape, seed) -> np.ndarray:

@@ -25,49 +25,19 @@ import sys
 
 import torch
 
+from _fabricated_models import intensities, single_configuration_plans, small_unet
+
 PATCH = [64, 64, 64]  # must exceed 2 x the refinement margin (24) of nnInteractive's bbox planner
 N_INTERACTION = 7  # 6 interaction channels + prev_seg
 
 
-def _arch(kind: str) -> dict:
-    common = {"conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[3, 3, 3]] * 4,
-              "strides": [[1, 1, 1]] + [[2, 2, 2]] * 3, "conv_bias": True,
-              "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-              "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
-              "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
-              "n_stages": 4, "features_per_stage": [8, 16, 32, 64], "n_conv_per_stage_decoder": [1, 1, 1]}
-    if kind == "plain":
-        cls = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
-        common["n_conv_per_stage"] = [2, 2, 2, 2]
-    else:
-        cls = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
-        common["n_blocks_per_stage"] = [1, 2, 2, 2]
-    return {"network_class_name": cls, "arch_kwargs": common,
-            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
-
-
 def _plans(kind: str, configuration: str) -> dict:
-    def interpolation(is_seg: bool, order: int) -> dict:
-        return {"is_seg": is_seg, "order": order, "order_z": 0, "force_separate_z": None}
-
-    return {
-        "dataset_name": "Dataset987_nnInteractiveTrial", "plans_name": "nnUNetResEncUNetLPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [64, 64, 64],
-        "image_reader_writer": "NibabelIOWithReorient", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {configuration: {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-            "patch_size": PATCH, "median_image_size_in_voxels": [64, 64, 64], "spacing": [1.0, 1.0, 1.0],
-            "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": interpolation(False, 3), "resampling_fn_seg_kwargs": interpolation(True, 1),
-            "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-            "resampling_fn_probabilities_kwargs": interpolation(False, 1),
-            "architecture": _arch(kind), "batch_dice": True}},
-        "experiment_planner_used": "nnUNetPlannerResEncL", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {"0": {
-            "max": 1.0, "mean": 0.0, "median": 0.0, "min": -1.0, "percentile_00_5": -1.0,
-            "percentile_99_5": 1.0, "std": 1.0}},
-    }
+    return single_configuration_plans(
+        "Dataset987_nnInteractiveTrial", small_unet(kind, conv_per_decoder_stage=1), PATCH, [1.0, 1.0, 1.0],
+        "ZScoreNormalization", intensities(-1.0, 1.0, 0.0, 0.0, 1.0, -1.0, 1.0), original_median_spacing=[1.0] * 3,
+        original_median_shape=[64, 64, 64], median_image_size=[64, 64, 64], configuration=configuration,
+        plans_name="nnUNetResEncUNetLPlans", planner="nnUNetPlannerResEncL", reader_writer="NibabelIOWithReorient",
+        batch_dice=True)
 
 
 MODELS = {  # folder -> (architecture, trainer name, configuration, seed, metadata file, metadata)

@@ -31,7 +31,9 @@ import sys
 
 import nibabel as nib
 import numpy as np
-import torch
+
+from _fabricated_models import (intensities, seeded_network, single_configuration_plans, small_unet,
+                               write_checkpoint)
 
 TRAINER = "nnUNetTrainer_4000epochs_NoMirroring"
 MODELS = {  # dataset folder -> (spacing in mm, patch size, seed)
@@ -42,43 +44,13 @@ WINNING_LABELS = (0, 1, 2, 3, 5, 6, 10, 26, 51)  # background, spleen, kidneys, 
 
 
 def _plans(dataset: str, spacing: float, patch) -> dict:
-    def interpolation(is_seg: bool, order: int) -> dict:
-        return {"is_seg": is_seg, "order": order, "order_z": 0, "force_separate_z": None}
-
-    architecture = {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": {"n_stages": 4, "features_per_stage": [8, 16, 32, 64],
-                        "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[3, 3, 3]] * 4,
-                        "strides": [[1, 1, 1]] + [[2, 2, 2]] * 3, "n_conv_per_stage": [2, 2, 2, 2],
-                        "n_conv_per_stage_decoder": [2, 2, 2], "conv_bias": True,
-                        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                        "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-                        "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
-    return {
-        "dataset_name": dataset, "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.5, 1.5, 1.5], "original_median_shape_after_transp": [300, 256, 256],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {"3d_fullres": {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-            "patch_size": patch, "median_image_size_in_voxels": [150, 128, 128], "spacing": [spacing] * 3,
-            "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
-            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": interpolation(False, 3), "resampling_fn_seg_kwargs": interpolation(True, 1),
-            "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-            "resampling_fn_probabilities_kwargs": interpolation(False, 1),
-            "architecture": architecture, "batch_dice": False}},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {"0": {
-            "max": 3071.0, "mean": 80.0, "median": 60.0, "min": -1024.0, "percentile_00_5": -950.0,
-            "percentile_99_5": 1200.0, "std": 250.0}},
-    }
+    return single_configuration_plans(
+        dataset, small_unet("plain"), patch, [spacing] * 3, "CTNormalization",
+        intensities(-1024.0, 3071.0, 80.0, 60.0, 250.0, -950.0, 1200.0), original_median_spacing=[1.5, 1.5, 1.5],
+        original_median_shape=[300, 256, 256], median_image_size=[150, 128, 128])
 
 
 def write_model(results: str, dataset: str, spacing: float, patch, seed: int, labels: dict) -> None:
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
     folder = os.path.join(results, dataset, f"{TRAINER}__nnUNetPlans__3d_fullres")
     os.makedirs(os.path.join(folder, "fold_0"), exist_ok=True)
     plans = _plans(dataset, spacing, patch)
@@ -87,20 +59,9 @@ def write_model(results: str, dataset: str, spacing: float, patch, seed: int, la
     for name, content in (("plans.json", plans), ("dataset.json", dataset_json)):
         with open(os.path.join(folder, name), "w") as f:
             json.dump(content, f, indent=4)
-    cm = PlansManager(plans).get_configuration("3d_fullres")
-    torch.manual_seed(seed)
-    network = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                     cm.network_arch_init_kwargs_req_import, 1, len(labels), allow_init=True,
-                                     deep_supervision=True)
-    with torch.no_grad():
-        head = network.decoder.seg_layers[-1]
-        head.bias.fill_(-20.0)
-        head.bias[list(WINNING_LABELS)] = 0.0
-    torch.save({"network_weights": network.state_dict(),
-                "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0,
-                              "dataset_json": dataset_json, "device": "cpu"},
-                "trainer_name": TRAINER, "inference_allowed_mirroring_axes": None, "current_epoch": 4000},
-               os.path.join(folder, "fold_0", "checkpoint_final.pth"))
+    network = seeded_network(plans, len(labels), seed, WINNING_LABELS)
+    write_checkpoint(os.path.join(folder, "fold_0", "checkpoint_final.pth"), network, plans, dataset_json, 0,
+                     TRAINER, None, 4000)
 
 
 def write_ct(path: str) -> None:

@@ -23,14 +23,16 @@ that only our side printed. Exit status 1 if any case fails on our side or diffe
 from __future__ import annotations
 
 import argparse
-import filecmp
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Tuple
+
+from _client_trial import (compare_outputs, exit_problems, nnunetv2_location, print_case, print_header,
+                           printed_only_by_ours, run, run_sides)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "_hdbet_fixture.py")
@@ -84,18 +86,9 @@ CASES: Dict[str, Tuple[str, list]] = {
 }
 
 
-def run(cmd: List[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, **kwargs)
-
-
 def site_packages(python: str) -> str:
     return subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-
-
-def nnunetv2_location(python: str, cwd: str, env: Optional[dict] = None) -> str:
-    return subprocess.run([python, "-c", "import os, nnunetv2; print(os.path.dirname(nnunetv2.__file__))"],
-                          cwd=cwd, capture_output=True, text=True, env=env).stdout.strip()
 
 
 def has_hdbet(python: str, version: str) -> bool:
@@ -126,45 +119,6 @@ def make_reference(path: str, version: str, work: str) -> str:
     if not nnunetv2_location(python, work).startswith(path):
         sys.exit(f"{python} does not import its own nnunetv2")
     return python
-
-
-def _files(root: str) -> List[str]:
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
-                  if f not in ("stdout.txt", "stderr.txt"))
-
-
-def _same_file(a: str, b: str) -> Optional[str]:
-    import numpy as np
-    if a.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-        x, y = nib.load(a), nib.load(b)
-        X, Y = np.asarray(x.dataobj), np.asarray(y.dataobj)
-        if X.shape != Y.shape or X.dtype != Y.dtype:
-            return f"shape/dtype {X.shape} {X.dtype} vs {Y.shape} {Y.dtype}"
-        if not np.array_equal(X, Y):
-            return f"{int((X != Y).sum())} of {X.size} voxels differ"
-        if not np.array_equal(x.affine, y.affine) or x.header.binaryblock != y.header.binaryblock:
-            return "header/affine differ"
-        return None
-    return None if filecmp.cmp(a, b, shallow=False) else "bytes differ"
-
-
-def compare(ours: str, ref: str) -> List[str]:
-    problems = []
-    names_ours, names_ref = _files(ours), _files(ref)
-    if names_ours != names_ref:
-        problems.append(f"files differ: only ours {sorted(set(names_ours) - set(names_ref))[:5]}, "
-                        f"only reference {sorted(set(names_ref) - set(names_ours))[:5]}")
-    for name in sorted(set(names_ours) & set(names_ref)):
-        problem = _same_file(os.path.join(ours, name), os.path.join(ref, name))
-        if problem:
-            problems.append(f"{name}: {problem}")
-    return problems
-
-
-def _notable(stderr: str) -> List[str]:
-    lines = [l.strip() for l in stderr.replace("\r", "\n").splitlines()]
-    return [l for l in lines if any(w in l.lower() for w in ("warn", "error", "traceback"))]
 
 
 def run_case(python: str, name: str, out: str, inputs: str, env: Dict[str, str]) -> Tuple[int, float, str]:
@@ -232,30 +186,18 @@ def main() -> int:
             run([sides["ours"], FIXTURE, home, inputs, "--arch", kind], cwd=work, env=envs["ours"])
 
     failed = False
-    width = max(len(n) for n in args.cases) + 2
-    print(f"{'case':<{width}}{'ours s':>8}{'ref s':>8}  result")
+    width = print_header(args.cases)
     for i, name in enumerate(args.cases):
-        results = {}
-        for side in (list(sides) if i % 2 == 0 else list(reversed(sides))):
-            out = os.path.join(work, "runs", side, name)
-            shutil.rmtree(out, ignore_errors=True)
-            env = dict(envs[side], HOME=homes[CASES[name][0]])
-            results[side] = (*run_case(sides[side], name, out, inputs, env), out)
+        results = run_sides(sides, i, work, name, lambda side, out: run_case(
+            sides[side], name, out, inputs, dict(envs[side], HOME=homes[CASES[name][0]])))
         rc, wall, err, out = results["ours"]
         rrc, rwall, rerr, rout = results["reference"]
-        problems = []
-        if rc != 0:
-            problems.append(f"ours exit {rc}: {err.strip().splitlines()[-1:]}")
-        if rrc != 0:
-            problems.append(f"reference exit {rrc}: {rerr.strip().splitlines()[-1:]}")
+        problems = exit_problems(rc, err, rrc, rerr)
         if rc == 0 and rrc == 0:
-            problems += compare(out, rout)
-        reference_lines = set(_notable(rerr))
-        problems += [f"only ours printed: {l}" for l in _notable(err) if l not in reference_lines][:3]
+            problems += compare_outputs(out, rout, ignore=("stdout.txt", "stderr.txt"))
+        problems += printed_only_by_ours(err, rerr)
         failed |= bool(problems)
-        print(f"{name:<{width}}{wall:>8.1f}{rwall:>8.1f}  {'FAIL' if problems else 'identical'}", flush=True)
-        for line in problems:
-            print(f"{'':<{width + 18}}{line}", flush=True)
+        print_case(name, width, wall, rwall, "FAIL" if problems else "identical", problems)
     if not args.keep:
         shutil.rmtree(os.path.join(work, "runs"), ignore_errors=True)
     return 1 if failed else 0

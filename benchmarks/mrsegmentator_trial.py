@@ -18,15 +18,16 @@ printed. Exit status 1 if any case fails on our side or differs from the referen
 from __future__ import annotations
 
 import argparse
-import filecmp
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
+
+from _client_trial import (compare_outputs, exit_problems, install_client, notable_lines, nnunetv2_location, pip,
+                           print_case, print_header, printed_only_by_ours, run, run_sides)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "_mrsegmentator_fixture.py")
@@ -99,106 +100,6 @@ API_CASES: Dict[str, str] = {
 }
 
 
-def run(cmd: List[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, **kwargs)
-
-
-def pip(python: str, *args: str) -> None:
-    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args])
-
-
-def nnunetv2_location(python: str, cwd: str) -> str:
-    return subprocess.run([python, "-c", "import os, nnunetv2; print(os.path.dirname(nnunetv2.__file__))"],
-                          cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def install_client(python: str, version: str, cwd: str) -> None:
-    probe = ("import importlib.metadata as m\n"
-             "try:\n    print(m.version('mrsegmentator'))\nexcept m.PackageNotFoundError:\n    print('')\n")
-    if subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True,
-                      cwd=cwd).stdout.strip() != version:
-        pip(python, "--no-deps", f"mrsegmentator=={version}")
-    missing = ("import importlib.metadata as m, re\n"
-               f"skip = {sorted(SKIPPED_REQUIREMENTS)!r}\n"
-               "for r in m.requires('mrsegmentator') or []:\n"
-               "    if ';' in r: continue\n"
-               "    name = re.split(r'[<>=!~ \\[]', r, 1)[0]\n"
-               "    if name.lower() in skip: continue\n"
-               "    try: m.version(name)\n"
-               "    except m.PackageNotFoundError: print(r)\n")
-    requirements = subprocess.run([python, "-c", missing], capture_output=True, text=True, check=True,
-                                  cwd=cwd).stdout.split()
-    if requirements:
-        pip(python, *requirements)
-
-
-def _files(root: str) -> List[str]:
-    if os.path.isfile(root):
-        return [""]
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
-
-
-def _same_file(a: str, b: str) -> Optional[str]:
-    import numpy as np
-    if a.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-        x, y = nib.load(a), nib.load(b)
-        X, Y = np.asarray(x.dataobj), np.asarray(y.dataobj)
-        if X.shape != Y.shape or X.dtype != Y.dtype:
-            return f"shape/dtype {X.shape} {X.dtype} vs {Y.shape} {Y.dtype}"
-        if not np.array_equal(X, Y):
-            return f"{int((X != Y).sum())} of {X.size} voxels differ"
-        if not np.array_equal(x.affine, y.affine) or x.header.binaryblock != y.header.binaryblock:
-            return "header/affine differ"
-        if [e.get_content() for e in x.header.extensions] != [e.get_content() for e in y.header.extensions]:
-            return "header extensions differ"
-        return None
-    if a.endswith(".dcm"):  # DICOM SEG (random UIDs): pixel data and segment labels, read by the client's pydicom
-        probe = ("import sys, numpy as np, pydicom\n"
-                 "x, y = (pydicom.dcmread(f) for f in sys.argv[1:])\n"
-                 "if not np.array_equal(x.pixel_array, y.pixel_array): print('DICOM SEG pixel data differs')\n"
-                 "lx, ly = ([s.SegmentLabel for s in d.SegmentSequence] for d in (x, y))\n"
-                 "if lx != ly: print(f'DICOM SEG segments differ: {lx} vs {ly}')\n")
-        said = subprocess.run([COMPARE_PYTHON, "-c", probe, a, b], capture_output=True, text=True)
-        return (said.stdout + said.stderr).strip() or None
-    if a.endswith(".json"):
-        with open(a) as f, open(b) as g:
-            return None if json.load(f) == json.load(g) else "JSON content differs"
-    if a.endswith(".npz"):
-        x, y = np.load(a), np.load(b)
-        if sorted(x.files) != sorted(y.files):
-            return "npz keys differ"
-        bad = []
-        for k in x.files:
-            if x[k].shape != y[k].shape or x[k].dtype != y[k].dtype:
-                bad.append(f"{k}: {x[k].shape} {x[k].dtype} vs {y[k].shape} {y[k].dtype}")
-            elif not np.array_equal(x[k], y[k]):
-                d = np.abs(x[k].astype(np.float64) - y[k].astype(np.float64))
-                bad.append(f"{k}: {int((d > 0).sum())} differ, max {d.max():.3g}")
-        return f"npz arrays differ: {bad}" if bad else None
-    return None if filecmp.cmp(a, b, shallow=False) else "bytes differ"
-
-
-def compare(ours: str, ref: str) -> List[str]:
-    problems = []
-    names_ours, names_ref = _files(ours), _files(ref)
-    if names_ours != names_ref:
-        problems.append(f"files differ: only ours {sorted(set(names_ours) - set(names_ref))[:5]}, "
-                        f"only reference {sorted(set(names_ref) - set(names_ours))[:5]}")
-    for name in sorted(set(names_ours) & set(names_ref)):
-        problem = _same_file(os.path.join(ours, name), os.path.join(ref, name))
-        if problem:
-            problems.append(f"{name or os.path.basename(ours)}: {problem}")
-    return problems
-
-
-def _notable(text: str) -> List[str]:
-    lines = [l.strip() for l in text.replace("\r", "\n").splitlines()]
-    return [l[l.find(" - ") + 3:] if l[:2].isdigit() and " - " in l else l  # drop log timestamps
-            for l in lines if any(w in l.lower() for w in ("warn", "error", "traceback"))
-            and "torch.jit.interface" not in l and l != "warnings.warn("]  # the reference's import of torch.jit
-
-
 def run_case(python: str, name: str, out: str, images: str, weights: str, env: Dict[str, str],
              cwd: str) -> Tuple[int, float, str]:
     os.makedirs(out)
@@ -264,7 +165,7 @@ def main() -> int:
     global COMPARE_PYTHON
     COMPARE_PYTHON = sides["ours"]
     for python in sides.values():
-        install_client(python, args.version, work)
+        install_client(python, "mrsegmentator", args.version, work, SKIPPED_REQUIREMENTS)
     print({side: nnunetv2_location(python, work) for side, python in sides.items()})
 
     weights, images = os.path.join(work, "weights"), os.path.join(work, "images")
@@ -275,34 +176,21 @@ def main() -> int:
         env.pop(k, None)
 
     failed = False
-    width = max(len(n) for n in args.cases) + 2
-    print(f"{'case':<{width}}{'ours s':>8}{'ref s':>8}  result", flush=True)
+    width = print_header(args.cases)
     for i, name in enumerate(args.cases):
-        results = {}
-        for side in (list(sides) if i % 2 == 0 else list(reversed(sides))):
-            out = os.path.join(work, "runs", side, name)
-            shutil.rmtree(out, ignore_errors=True)
-            results[side] = (*run_case(sides[side], name, out, images, weights, env, work), out)
+        results = run_sides(sides, i, work, name,
+                            lambda side, out: run_case(sides[side], name, out, images, weights, env, work))
         rc, wall, log, out = results["ours"]
-        problems = []
-        if rc != 0:
-            problems.append(f"ours exit {rc}: {log.strip().splitlines()[-1:]}")
-        rwall = None
-        if "reference" in results:
-            rrc, rwall, rlog, rout = results["reference"]
-            if rrc != 0:
-                problems.append(f"reference exit {rrc}: {rlog.strip().splitlines()[-1:]}")
+        rrc, rwall, rlog, rout = results.get("reference", (None, None, "", None))
+        problems = exit_problems(rc, log, rrc, rlog)
+        if rrc is not None:
             if rc == 0 and rrc == 0:
-                problems += compare(out, rout)
-            reference_lines = set(_notable(rlog))
-            problems += [f"only ours printed: {l}" for l in _notable(log) if l not in reference_lines][:3]
-            problems += [f"only reference printed: {l}" for l in _notable(rlog)
-                         if l not in set(_notable(log))][:3]
+                problems += compare_outputs(out, rout, dicom_python=COMPARE_PYTHON)
+            problems += printed_only_by_ours(log, rlog)
+            problems += [f"only reference printed: {line}" for line in notable_lines(rlog)
+                         if line not in set(notable_lines(log))][:3]
         failed |= bool(problems)
-        verdict = "FAIL" if problems else "ok" if rwall is None else "identical"
-        print(f"{name:<{width}}{wall:>8.1f}{'-' if rwall is None else f'{rwall:.1f}':>8}  {verdict}", flush=True)
-        for line in problems:
-            print(f"{'':<{width + 18}}{line}", flush=True)
+        print_case(name, width, wall, rwall, "FAIL" if problems else "ok" if rwall is None else "identical", problems)
     if not args.keep:
         shutil.rmtree(os.path.join(work, "runs"), ignore_errors=True)
     return 1 if failed else 0

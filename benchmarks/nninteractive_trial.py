@@ -52,7 +52,7 @@ def make_ours(venv: str, version: str, ours_src: str = None) -> None:
         with open(os.path.join(site, "zz_ours_nnunetv2.pth"), "w") as f:
             f.write(os.path.abspath(ours_src) + "\n")
     probe = subprocess.run([py(venv), "-c", "import nnunetv2; print(nnunetv2.__file__)"], capture_output=True,
-                           text=True)
+                           text=True, cwd=tempfile.gettempdir())
     if probe.returncode != 0:
         sys.exit("this interpreter cannot import our nnunetv2 (an editable install pointing elsewhere?): "
                  + probe.stderr.strip().splitlines()[-1])
@@ -86,8 +86,9 @@ def main() -> int:
     make_ref(ref_venv, args.version)
     make_ours(ours_venv, args.version, args.ours_src)
     for venv, expect in ((ref_venv, ref_venv), (ours_venv, None)):
+        # probed outside any checkout: "python -c" would import a nnunetv2 folder in the current directory first
         where = subprocess.run([py(venv), "-c", "import nnunetv2; print(nnunetv2.__file__)"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+                               text=True, check=True, cwd=work).stdout.strip()
         print(f"{venv}: nnunetv2 from {where}")
         if expect and not where.startswith(os.path.realpath(expect)) and not where.startswith(expect):
             sys.exit("the reference venv does not use its own nnunetv2")

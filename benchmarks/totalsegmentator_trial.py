@@ -25,20 +25,21 @@ which is deleted at the end unless ``--keep``; never inside the repository.
 from __future__ import annotations
 
 import argparse
-import filecmp
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
+
+from _client_trial import (compare_outputs, install_client, make_venv, notable_lines, nnunetv2_location, pip,
+                           print_case, print_header, printed_only_by_ours, run, run_sides)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_totalsegmentator_fixture.py")
 REFERENCE_VERSION = "2.8.1"
-SKIPPED_REQUIREMENTS = {"nnunetv2", "dipy", "fury"}  # ours / the reference come from elsewhere; preview only
+SKIPPED_REQUIREMENTS = {"dipy", "fury"}  # --preview only
 
 # name -> CLI flags after "-i CT -o OUT -d cpu" (OUT: "seg.nii.gz" with --ml, else the folder "seg"), or an API call
 CLI_CASES: Dict[str, List[str]] = {
@@ -118,99 +119,6 @@ def make_training_data(ours: str, sides: Dict[str, str], work: str, env: Dict[st
     return envs
 
 
-def run(cmd: List[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, **kwargs)
-
-
-def pip(python: str, *args: str) -> None:
-    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args])
-
-
-def make_venv(path: str) -> str:
-    python = os.path.join(path, "bin", "python")
-    if not os.path.isfile(python):
-        run([sys.executable, "-m", "venv", "--system-site-packages", path])
-    return python
-
-
-def nnunetv2_location(python: str, cwd: str) -> str:
-    return subprocess.run([python, "-c", "import os, nnunetv2; print(os.path.dirname(nnunetv2.__file__))"],
-                          cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def install_totalsegmentator(python: str, version: str, cwd: str) -> None:
-    """TotalSegmentator without its dependency on nnunetv2, and whichever of its other dependencies are missing."""
-    probe = ("import importlib.metadata as m, sys\n"
-             "try:\n    print(m.version('TotalSegmentator'))\nexcept m.PackageNotFoundError:\n    print('')\n")
-    installed = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True, cwd=cwd).stdout
-    if installed.strip() != version:
-        pip(python, "--no-deps", f"TotalSegmentator=={version}")
-    missing = ("import importlib.metadata as m, re\n"
-               f"skip = {sorted(SKIPPED_REQUIREMENTS)!r}\n"
-               "for r in m.requires('TotalSegmentator') or []:\n"
-               "    if ';' in r: continue\n"
-               "    name = re.split(r'[<>=!~ \\[]', r, 1)[0]\n"
-               "    if name.lower() in skip: continue\n"
-               "    try: m.version(name)\n"
-               "    except m.PackageNotFoundError: print(r)\n")
-    requirements = subprocess.run([python, "-c", missing], capture_output=True, text=True, check=True,
-                                  cwd=cwd).stdout.split()
-    if requirements:
-        pip(python, *requirements)
-
-
-def _files(root: str) -> List[str]:
-    if os.path.isfile(root):
-        return [""]
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
-
-
-def _same_file(a: str, b: str) -> Optional[str]:
-    """None if the two outputs are equal, else what differs."""
-    import numpy as np
-    if a.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-        x, y = nib.load(a), nib.load(b)
-        X, Y = np.asarray(x.dataobj), np.asarray(y.dataobj)
-        if X.shape != Y.shape or X.dtype != Y.dtype:
-            return f"shape/dtype {X.shape} {X.dtype} vs {Y.shape} {Y.dtype}"
-        if not np.array_equal(X, Y):
-            return f"{int((X != Y).sum())} of {X.size} voxels differ"
-        if not np.array_equal(x.affine, y.affine) or x.header.binaryblock != y.header.binaryblock:
-            return "header/affine differ"
-        if [e.get_content() for e in x.header.extensions] != [e.get_content() for e in y.header.extensions]:
-            return "header extensions differ"
-        return None
-    if a.endswith(".json"):
-        with open(a) as f, open(b) as g:
-            return None if json.load(f) == json.load(g) else "JSON content differs"
-    if a.endswith(".npz"):
-        x, y = np.load(a), np.load(b)
-        if sorted(x.files) != sorted(y.files):
-            return "npz keys differ"
-        bad = [k for k in x.files if not np.array_equal(x[k], y[k])]
-        return f"npz arrays differ: {bad}" if bad else None
-    return None if filecmp.cmp(a, b, shallow=False) else "bytes differ"
-
-
-def compare(ours: str, ref: str) -> List[str]:
-    problems = []
-    names_ours, names_ref = _files(ours), _files(ref)
-    if names_ours != names_ref:
-        problems.append(f"files differ: only ours {sorted(set(names_ours) - set(names_ref))[:5]}, "
-                        f"only reference {sorted(set(names_ref) - set(names_ours))[:5]}")
-    for name in sorted(set(names_ours) & set(names_ref)):
-        problem = _same_file(os.path.join(ours, name), os.path.join(ref, name))
-        if problem:
-            problems.append(f"{name or os.path.basename(ours)}: {problem}")
-    return problems
-
-
-def _notable(stderr: str) -> List[str]:
-    lines = [l.strip() for l in stderr.replace("\r", "\n").splitlines()]
-    return [l for l in lines if any(w in l.lower() for w in ("warn", "error", "traceback"))]
-
-
 def run_case(python: str, name: str, out: str, ct: str, env: Dict[str, str], cwd: str) -> Tuple[int, float, str]:
     os.makedirs(out)
     if name in TRAIN_CASES:
@@ -252,7 +160,7 @@ def main() -> int:
         if nnunetv2_location(sides["reference"], work).startswith(REPO):
             sys.exit("the reference interpreter imports our nnunetv2")
     for python in sides.values():
-        install_totalsegmentator(python, args.version, work)
+        install_client(python, "TotalSegmentator", args.version, work, SKIPPED_REQUIREMENTS)
 
     home, ct = os.path.join(work, "home"), os.path.join(work, "ct.nii.gz")
     run([sides["ours"], FIXTURE, home, ct], cwd=work)
@@ -262,15 +170,10 @@ def main() -> int:
 
     train_envs = make_training_data(sides["ours"], sides, work, env) if set(args.cases) & set(TRAIN_CASES) else {}
     failed = False
-    width = max(len(n) for n in args.cases) + 2
-    print(f"{'case':<{width}}{'ours s':>8}{'ref s':>8}  result")
+    width = print_header(args.cases)
     for i, name in enumerate(args.cases):
-        results = {}
-        order = list(sides) if i % 2 == 0 else list(reversed(sides))
-        for side in order:
-            out = os.path.join(work, "runs", side, name)
-            shutil.rmtree(out, ignore_errors=True)
-            results[side] = (*run_case(sides[side], name, out, ct, train_envs.get(side, env), work), out)
+        results = run_sides(sides, i, work, name, lambda side, out: run_case(
+            sides[side], name, out, ct, train_envs.get(side, env), work))
         rc, wall, err, out = results["ours"]
         problems, remarks = [], []
         if rc != 0:
@@ -285,16 +188,13 @@ def main() -> int:
             elif rrc != 0:
                 problems.append(f"reference exit {rrc}: {rerr.strip().splitlines()[-1:]}")
             elif rc == 0 and name not in TRAIN_CASES:
-                problems += compare(out, rout)
-            reference_lines = set(_notable(rerr))
-            problems += [f"only ours printed: {l}" for l in _notable(err) if l not in reference_lines][:3]
+                problems += compare_outputs(out, rout)
+            problems += printed_only_by_ours(err, rerr)
         else:
-            problems += [f"printed: {l}" for l in _notable(err)][:3]
+            problems += [f"printed: {l}" for l in notable_lines(err)][:3]
         failed |= bool(problems)
         verdict = "FAIL" if problems else "ok" if rwall is None or name in TRAIN_CASES else "identical"
-        print(f"{name:<{width}}{wall:>8.1f}{'-' if rwall is None else f'{rwall:.1f}':>8}  {verdict}")
-        for line in problems + remarks:
-            print(f"{'':<{width + 18}}{line}")
+        print_case(name, width, wall, rwall, verdict, problems + remarks)
     if not args.keep:
         for path in [work] if created else [os.path.join(work, p) for p in
                                             ("ours_venv", "ref_venv", "home", "runs", "train", "ct.nii.gz")]:

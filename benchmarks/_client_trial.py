@@ -1,0 +1,181 @@
+"""What the client trials (totalsegmentator_trial.py, hdbet_trial.py, mrsegmentator_trial.py) share: installing a
+client into an environment beside ours or the reference, and comparing the output files both sides wrote."""
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Iterable, List, Optional
+
+# the one way of telling which requirements of a client are missing: those not installed, minus the skipped ones
+_MISSING_REQUIREMENTS = (
+    "import importlib.metadata as m, re, sys\n"
+    "skip = set(sys.argv[2:])\n"
+    "for r in m.requires(sys.argv[1]) or []:\n"
+    "    if ';' in r: continue\n"
+    "    name = re.split(r'[<>=!~ \\[]', r, 1)[0]\n"
+    "    if name.lower() in skip: continue\n"
+    "    try: m.version(name)\n"
+    "    except m.PackageNotFoundError: print(r)\n")
+_VERSION = ("import importlib.metadata as m, sys\n"
+            "try:\n    print(m.version(sys.argv[1]))\nexcept m.PackageNotFoundError:\n    print('')\n")
+# a DICOM SEG has random UIDs: its pixel data and segment labels are what must agree (read with pydicom)
+_DICOM_SEG = ("import sys, numpy as np, pydicom\n"
+              "x, y = (pydicom.dcmread(f) for f in sys.argv[1:])\n"
+              "if not np.array_equal(x.pixel_array, y.pixel_array): print('DICOM SEG pixel data differs')\n"
+              "lx, ly = ([s.SegmentLabel for s in d.SegmentSequence] for d in (x, y))\n"
+              "if lx != ly: print(f'DICOM SEG segments differ: {lx} vs {ly}')\n")
+
+
+def run(cmd: List[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def pip(python: str, *args: str) -> None:
+    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args])
+
+
+def make_venv(path: str, system_site_packages: bool = True) -> str:
+    """A venv at ``path`` (kept if it exists) from this interpreter; its python."""
+    python = os.path.join(path, "bin", "python")
+    if not os.path.isfile(python):
+        run([sys.executable, "-m", "venv", *(["--system-site-packages"] if system_site_packages else []), path])
+    return python
+
+
+def nnunetv2_location(python: str, cwd: str, env: Optional[dict] = None) -> str:
+    """The folder of the nnunetv2 that ``python`` imports ('' if none)."""
+    return subprocess.run([python, "-c", "import os, nnunetv2; print(os.path.dirname(nnunetv2.__file__))"],
+                          cwd=cwd, capture_output=True, text=True, env=env).stdout.strip()
+
+
+def installed_version(python: str, distribution: str, cwd: str) -> str:
+    return subprocess.run([python, "-c", _VERSION, distribution], capture_output=True, text=True, check=True,
+                          cwd=cwd).stdout.strip()
+
+
+def install_client(python: str, distribution: str, version: str, cwd: str, skipped: Iterable[str]) -> None:
+    """``distribution==version`` without its dependencies, then those of them that are missing, except
+    ``skipped`` (nnunetv2 always: ours or the reference comes from elsewhere)."""
+    if installed_version(python, distribution, cwd) != version:
+        pip(python, "--no-deps", f"{distribution}=={version}")
+    skip = sorted({"nnunetv2", *(s.lower() for s in skipped)})
+    missing = subprocess.run([python, "-c", _MISSING_REQUIREMENTS, distribution, *skip], capture_output=True,
+                             text=True, check=True, cwd=cwd).stdout.split()
+    if missing:
+        pip(python, *missing)
+
+
+def output_files(root: str, ignore: Iterable[str] = ()) -> List[str]:
+    """Paths under ``root`` relative to it, sorted ([''] where ``root`` is a file)."""
+    if os.path.isfile(root):
+        return [""]
+    ignored = set(ignore)
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+                  if f not in ignored)
+
+
+def same_output(a: str, b: str, dicom_python: str = sys.executable) -> Optional[str]:
+    """None if the two output files are equal, else what differs. NIfTI: voxels, dtype, affine, header bytes and
+    extensions; JSON: content; npz: every array; DICOM SEG: pixel data and segment labels; else bytes."""
+    import numpy as np
+    if a.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+        x, y = nib.load(a), nib.load(b)
+        X, Y = np.asarray(x.dataobj), np.asarray(y.dataobj)
+        if X.shape != Y.shape or X.dtype != Y.dtype:
+            return f"shape/dtype {X.shape} {X.dtype} vs {Y.shape} {Y.dtype}"
+        if not np.array_equal(X, Y):
+            return f"{int((X != Y).sum())} of {X.size} voxels differ"
+        if not np.array_equal(x.affine, y.affine) or x.header.binaryblock != y.header.binaryblock:
+            return "header/affine differ"
+        if [e.get_content() for e in x.header.extensions] != [e.get_content() for e in y.header.extensions]:
+            return "header extensions differ"
+        return None
+    if a.endswith(".dcm"):
+        said = subprocess.run([dicom_python, "-c", _DICOM_SEG, a, b], capture_output=True, text=True)
+        return (said.stdout + said.stderr).strip() or None
+    if a.endswith(".json"):
+        with open(a) as f, open(b) as g:
+            return None if json.load(f) == json.load(g) else "JSON content differs"
+    if a.endswith(".npz"):
+        x, y = np.load(a), np.load(b)
+        if sorted(x.files) != sorted(y.files):
+            return "npz keys differ"
+        bad = []
+        for k in x.files:
+            if x[k].shape != y[k].shape or x[k].dtype != y[k].dtype:
+                bad.append(f"{k}: {x[k].shape} {x[k].dtype} vs {y[k].shape} {y[k].dtype}")
+            elif not np.array_equal(x[k], y[k]):
+                d = np.abs(x[k].astype(np.float64) - y[k].astype(np.float64))
+                bad.append(f"{k}: {int((d > 0).sum())} differ, max {d.max():.3g}")
+        return f"npz arrays differ: {bad}" if bad else None
+    return None if filecmp.cmp(a, b, shallow=False) else "bytes differ"
+
+
+def compare_outputs(ours: str, ref: str, ignore: Iterable[str] = (), dicom_python: str = sys.executable) -> List[str]:
+    """What differs between the outputs under ``ours`` and ``ref`` (files or folders); empty if nothing."""
+    problems = []
+    names_ours, names_ref = output_files(ours, ignore), output_files(ref, ignore)
+    if names_ours != names_ref:
+        problems.append(f"files differ: only ours {sorted(set(names_ours) - set(names_ref))[:5]}, "
+                        f"only reference {sorted(set(names_ref) - set(names_ours))[:5]}")
+    for name in sorted(set(names_ours) & set(names_ref)):
+        problem = same_output(os.path.join(ours, name), os.path.join(ref, name), dicom_python)
+        if problem:
+            problems.append(f"{name or os.path.basename(ours)}: {problem}")
+    return problems
+
+
+def notable_lines(text: str) -> List[str]:
+    """Lines that mention a warning, an error or a traceback (log timestamps dropped), except the FutureWarning the
+    reference's import of torch.jit prints."""
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
+    return [line[line.find(" - ") + 3:] if line[:2].isdigit() and " - " in line else line
+            for line in lines if any(w in line.lower() for w in ("warn", "error", "traceback"))
+            and "torch.jit.interface" not in line and line != "warnings.warn("]
+
+
+def exit_problems(rc: int, text: str, ref_rc: Optional[int] = None, ref_text: str = "") -> List[str]:
+    """A line per side that exited non-zero, with the last line it printed (no reference run: ``ref_rc`` None)."""
+    problems = []
+    for side, code, said in (("ours", rc, text), ("reference", ref_rc, ref_text)):
+        if code is not None and code != 0:
+            problems.append(f"{side} exit {code}: {said.strip().splitlines()[-1:]}")
+    return problems
+
+
+def printed_only_by_ours(text: str, ref_text: str, limit: int = 3) -> List[str]:
+    reference_lines = set(notable_lines(ref_text))
+    return [f"only ours printed: {line}" for line in notable_lines(text) if line not in reference_lines][:limit]
+
+
+def print_header(cases: Iterable[str]) -> int:
+    """The result table's header; the width of its case column."""
+    width = max(len(n) for n in cases) + 2
+    print(f"{'case':<{width}}{'ours s':>8}{'ref s':>8}  result", flush=True)
+    return width
+
+
+def print_case(name: str, width: int, wall: float, ref_wall: Optional[float], verdict: str,
+               lines: Iterable[str] = ()) -> None:
+    """One row of the result table (``ref_wall`` None: no reference run), then its remarks indented."""
+    print(f"{name:<{width}}{wall:>8.1f}{'-' if ref_wall is None else f'{ref_wall:.1f}':>8}  {verdict}", flush=True)
+    for line in lines:
+        print(f"{'':<{width + 18}}{line}", flush=True)
+
+
+def run_sides(sides: Iterable[str], case_index: int, work: str, name: str, run_one) -> dict:
+    """Run case ``name`` on every side, alternating which side goes first from case to case (so that neither always
+    meets a warm or a cold cache), each into a fresh folder ``work/runs/<side>/<name>``. ``run_one(side, out)``
+    returns a tuple; the result maps each side to that tuple plus ``out``."""
+    order = list(sides)
+    results = {}
+    for side in (order if case_index % 2 == 0 else order[::-1]):
+        out = os.path.join(work, "runs", side, name)
+        shutil.rmtree(out, ignore_errors=True)
+        results[side] = (*run_one(side, out), out)
+    return results
