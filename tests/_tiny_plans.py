@@ -1,7 +1,9 @@
 """Small one-channel plans with a 3d_fullres configuration (patch 8x16x16): enough for the preprocessor, no
-network. Shared by the tests of the preprocessor and of prediction's preprocessing workers."""
+network. Shared by the tests of the preprocessor and of prediction's preprocessing workers; ``tiny_unet_plans``
+adds a real tiny network for the tests of clients' usage patterns."""
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence
 
 _UNIT_INTENSITIES = {'max': 1., 'mean': .5, 'median': .5, 'min': 0., 'percentile_00_5': 0., 'percentile_99_5': 1.,
@@ -29,3 +31,28 @@ def tiny_plans(dataset_name: str = 'Dataset986_Lifetime', spacing: Sequence[floa
             'configurations': {'3d_fullres': config}, 'experiment_planner_used': 'ExperimentPlanner',
             'label_manager': 'LabelManager',
             'foreground_intensity_properties_per_channel': {'0': dict(intensities or _UNIT_INTENSITIES)}}
+
+
+# a three-stage PlainConvUNet of 4..16 features: a real network that predicts a 16^3 patch in milliseconds
+TINY_PLAIN_UNET = {
+    'network_class_name': 'dynamic_network_architectures.architectures.unet.PlainConvUNet',
+    'arch_kwargs': {'n_stages': 3, 'features_per_stage': [4, 8, 16], 'conv_op': 'torch.nn.modules.conv.Conv3d',
+                    'kernel_sizes': [[3, 3, 3]] * 3, 'strides': [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+                    'n_conv_per_stage': [1, 1, 1], 'n_conv_per_stage_decoder': [1, 1], 'conv_bias': True,
+                    'norm_op': 'torch.nn.modules.instancenorm.InstanceNorm3d',
+                    'norm_op_kwargs': {'eps': 1e-05, 'affine': True}, 'dropout_op': None, 'dropout_op_kwargs': None,
+                    'nonlin': 'torch.nn.LeakyReLU', 'nonlin_kwargs': {'inplace': True}},
+    '_kw_requires_import': ['conv_op', 'norm_op', 'dropout_op', 'nonlin']}
+
+
+def tiny_unet_plans(dataset_name: str, spacing: Sequence[float] = (2.0, 2.0, 2.0),
+                    intensities: Optional[dict] = None) -> dict:
+    """``tiny_plans`` with TINY_PLAIN_UNET as its network, a 16^3 patch and isotropic spacing: a model folder that
+    clients' usage patterns can be run against (z-score normalisation, so the intensities do not matter)."""
+    plans = tiny_plans(dataset_name, spacing, intensities=intensities)
+    plans['original_median_spacing_after_transp'] = list(spacing)
+    plans['original_median_shape_after_transp'] = [24, 24, 24]
+    plans['configurations']['3d_fullres'].update(
+        patch_size=[16, 16, 16], median_image_size_in_voxels=[24, 24, 24], batch_dice=False,
+        architecture=copy.deepcopy(TINY_PLAIN_UNET))
+    return plans

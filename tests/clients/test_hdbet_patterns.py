@@ -21,38 +21,9 @@ import torch
 
 from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from _tiny_plans import tiny_unet_plans
 
 BOOKKEEPING = ('dataset.json', 'plans.json', 'predict_from_raw_data_args.json')
-
-
-def _plans() -> dict:
-    interp = lambda is_seg, order: {'is_seg': is_seg, 'order': order, 'order_z': 0, 'force_separate_z': None}  # noqa
-    arch = {'network_class_name': 'dynamic_network_architectures.architectures.unet.PlainConvUNet',
-            'arch_kwargs': {'n_stages': 3, 'features_per_stage': [4, 8, 16],
-                            'conv_op': 'torch.nn.modules.conv.Conv3d', 'kernel_sizes': [[3, 3, 3]] * 3,
-                            'strides': [[1, 1, 1], [2, 2, 2], [2, 2, 2]], 'n_conv_per_stage': [1, 1, 1],
-                            'n_conv_per_stage_decoder': [1, 1], 'conv_bias': True,
-                            'norm_op': 'torch.nn.modules.instancenorm.InstanceNorm3d',
-                            'norm_op_kwargs': {'eps': 1e-05, 'affine': True}, 'dropout_op': None,
-                            'dropout_op_kwargs': None, 'nonlin': 'torch.nn.LeakyReLU',
-                            'nonlin_kwargs': {'inplace': True}},
-            '_kw_requires_import': ['conv_op', 'norm_op', 'dropout_op', 'nonlin']}
-    config = {'data_identifier': 'nnUNetPlans_3d_fullres', 'preprocessor_name': 'DefaultPreprocessor',
-              'batch_size': 2, 'patch_size': [16, 16, 16], 'median_image_size_in_voxels': [24, 24, 24],
-              'spacing': [2.0, 2.0, 2.0], 'normalization_schemes': ['ZScoreNormalization'],
-              'use_mask_for_norm': [False], 'batch_dice': False, 'architecture': arch,
-              'resampling_fn_data': 'resample_data_or_seg_to_shape', 'resampling_fn_data_kwargs': interp(False, 3),
-              'resampling_fn_seg': 'resample_data_or_seg_to_shape', 'resampling_fn_seg_kwargs': interp(True, 1),
-              'resampling_fn_probabilities': 'resample_data_or_seg_to_shape',
-              'resampling_fn_probabilities_kwargs': interp(False, 1)}
-    return {'dataset_name': 'Dataset001_BrainMask', 'plans_name': 'nnUNetPlans',
-            'original_median_spacing_after_transp': [1.0, 1.0, 1.0], 'original_median_shape_after_transp': [48] * 3,
-            'image_reader_writer': 'SimpleITKIO', 'transpose_forward': [0, 1, 2], 'transpose_backward': [0, 1, 2],
-            'configurations': {'3d_fullres': config}, 'experiment_planner_used': 'ExperimentPlanner',
-            'label_manager': 'LabelManager',
-            'foreground_intensity_properties_per_channel': {'0': {
-                'max': 1000., 'mean': 500., 'median': 500., 'min': 0., 'percentile_00_5': 0.,
-                'percentile_99_5': 1000., 'std': 200.}}}
 
 
 @pytest.fixture(scope='module')
@@ -61,7 +32,7 @@ def predictor(tmp_path_factory):
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     folder = tmp_path_factory.mktemp('release_2.0.0')
-    plans = _plans()
+    plans = tiny_unet_plans('Dataset001_BrainMask')
     dataset_json = {'channel_names': {'0': 'MRI'}, 'labels': {'background': 0, 'brain': 1}, 'numTraining': 10,
                     'file_ending': '.nii.gz'}
     for name, content in (('plans.json', plans), ('dataset.json', dataset_json)):

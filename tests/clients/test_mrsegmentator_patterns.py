@@ -21,41 +21,11 @@ import pytest
 import torch
 
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from _tiny_plans import tiny_unet_plans
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 N_LABELS = 6
-
-
-def _plans() -> dict:
-    interpolation = {'is_seg': False, 'order': 3, 'order_z': 0, 'force_separate_z': None}
-    arch = {'network_class_name': 'dynamic_network_architectures.architectures.unet.PlainConvUNet',
-            'arch_kwargs': {'n_stages': 3, 'features_per_stage': [4, 8, 16],
-                            'conv_op': 'torch.nn.modules.conv.Conv3d', 'kernel_sizes': [[3, 3, 3]] * 3,
-                            'strides': [[1, 1, 1], [2, 2, 2], [2, 2, 2]], 'n_conv_per_stage': [1, 1, 1],
-                            'n_conv_per_stage_decoder': [1, 1], 'conv_bias': True,
-                            'norm_op': 'torch.nn.modules.instancenorm.InstanceNorm3d',
-                            'norm_op_kwargs': {'eps': 1e-05, 'affine': True}, 'dropout_op': None,
-                            'dropout_op_kwargs': None, 'nonlin': 'torch.nn.LeakyReLU',
-                            'nonlin_kwargs': {'inplace': True}},
-            '_kw_requires_import': ['conv_op', 'norm_op', 'dropout_op', 'nonlin']}
-    config = {'data_identifier': 'nnUNetPlans_3d_fullres', 'preprocessor_name': 'DefaultPreprocessor',
-              'batch_size': 2, 'patch_size': [16, 16, 16], 'median_image_size_in_voxels': [24, 24, 24],
-              'spacing': [2.0, 2.0, 2.0], 'normalization_schemes': ['ZScoreNormalization'],
-              'use_mask_for_norm': [False], 'batch_dice': False, 'architecture': arch,
-              'resampling_fn_data': 'resample_data_or_seg_to_shape', 'resampling_fn_data_kwargs': interpolation,
-              'resampling_fn_seg': 'resample_data_or_seg_to_shape',
-              'resampling_fn_seg_kwargs': dict(interpolation, is_seg=True, order=1),
-              'resampling_fn_probabilities': 'resample_data_or_seg_to_shape',
-              'resampling_fn_probabilities_kwargs': dict(interpolation, order=1)}
-    return {'dataset_name': 'Dataset200_MRSegTest', 'plans_name': 'nnUNetPlans',
-            'original_median_spacing_after_transp': [2.0, 2.0, 2.0],
-            'original_median_shape_after_transp': [24, 24, 24], 'image_reader_writer': 'SimpleITKIO',
-            'transpose_forward': [0, 1, 2], 'transpose_backward': [0, 1, 2], 'configurations': {'3d_fullres': config},
-            'experiment_planner_used': 'ExperimentPlanner', 'label_manager': 'LabelManager',
-            'foreground_intensity_properties_per_channel': {'0': {
-                'max': 1500., 'mean': 300., 'median': 250., 'min': 0., 'percentile_00_5': 5.,
-                'percentile_99_5': 1400., 'std': 200.}}}
 
 
 @pytest.fixture(scope='module')
@@ -63,7 +33,7 @@ def model_dir(tmp_path_factory) -> Path:
     """MRSegmentator's weights folder: plans.json, dataset.json, version.json, fold_0..4/checkpoint_final.pth."""
     folder = tmp_path_factory.mktemp('mrseg_weights') / 'base'
     folder.mkdir()
-    plans = _plans()
+    plans = tiny_unet_plans('Dataset200_MRSegTest')
     dataset_json = {'channel_names': {'0': 'MRI'}, 'file_ending': '.nii.gz', 'numTraining': 10,
                     'labels': {'background': 0, **{f'organ_{i}': i for i in range(1, N_LABELS)}}}
     (folder / 'plans.json').write_text(json.dumps(plans))
