@@ -46,10 +46,10 @@ TINY_PLAIN_UNET = {
 
 
 def tiny_unet_plans(dataset_name: str, spacing: Sequence[float] = (2.0, 2.0, 2.0),
-                    intensities: Optional[dict] = None) -> dict:
-    """``tiny_plans`` with TINY_PLAIN_UNET as its network, a 16^3 patch and isotropic spacing: a model folder that
-    clients' usage patterns can be run against (z-score normalisation, so the intensities do not matter)."""
-    plans = tiny_plans(dataset_name, spacing, intensities=intensities)
+                    normalization: str = 'ZScoreNormalization', intensities: Optional[dict] = None) -> dict:
+    """``tiny_plans`` with TINY_PLAIN_UNET as its network and a 16^3 patch: a model folder that clients' usage
+    patterns can be run against."""
+    plans = tiny_plans(dataset_name, spacing, normalization, intensities)
     plans['original_median_spacing_after_transp'] = list(spacing)
     plans['original_median_shape_after_transp'] = [24, 24, 24]
     plans['configurations']['3d_fullres'].update(
