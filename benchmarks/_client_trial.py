@@ -130,13 +130,14 @@ def compare_outputs(ours: str, ref: str, ignore: Iterable[str] = (), dicom_pytho
     return problems
 
 
-def notable_lines(text: str) -> List[str]:
+def notable_lines(text: str, ignore: Iterable[str] = ()) -> List[str]:
     """Lines that mention a warning, an error or a traceback (log timestamps dropped), except the FutureWarning the
-    reference's import of torch.jit prints."""
+    reference's import of torch.jit prints and lines containing one of ``ignore``."""
     lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
+    skipped = ("torch.jit.interface", *ignore)
     return [line[line.find(" - ") + 3:] if line[:2].isdigit() and " - " in line else line
             for line in lines if any(w in line.lower() for w in ("warn", "error", "traceback"))
-            and "torch.jit.interface" not in line and line != "warnings.warn("]
+            and not any(s in line for s in skipped) and line != "warnings.warn("]
 
 
 def exit_problems(rc: int, text: str, ref_rc: Optional[int] = None, ref_text: str = "") -> List[str]:
@@ -148,9 +149,10 @@ def exit_problems(rc: int, text: str, ref_rc: Optional[int] = None, ref_text: st
     return problems
 
 
-def printed_only_by_ours(text: str, ref_text: str, limit: int = 3) -> List[str]:
-    reference_lines = set(notable_lines(ref_text))
-    return [f"only ours printed: {line}" for line in notable_lines(text) if line not in reference_lines][:limit]
+def printed_only_by_ours(text: str, ref_text: str, limit: int = 3, ignore: Iterable[str] = ()) -> List[str]:
+    reference_lines = set(notable_lines(ref_text, ignore))
+    return [f"only ours printed: {line}" for line in notable_lines(text, ignore)
+            if line not in reference_lines][:limit]
 
 
 def print_header(cases: Iterable[str]) -> int:
@@ -179,3 +181,40 @@ def run_sides(sides: Iterable[str], case_index: int, work: str, name: str, run_o
         shutil.rmtree(out, ignore_errors=True)
         results[side] = (*run_one(side, out), out)
     return results
+
+
+REFERENCE_VERSION = "2.8.1"
+
+
+def site_packages(python: str) -> str:
+    return subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def ours_venv(path: str, repo: str, work: str) -> str:
+    """A venv with this interpreter's packages whose nnunetv2 is ``repo``'s (a .pth file naming ``repo`` is added
+    where an install of ours points elsewhere); its python."""
+    python = make_venv(path)
+    if nnunetv2_location(python, work) != os.path.join(repo, "nnunetv2"):
+        with open(os.path.join(site_packages(python), "zz_nnunetv2_checkout.pth"), "w") as f:
+            f.write(repo + "\n")
+    if nnunetv2_location(python, work) != os.path.join(repo, "nnunetv2"):
+        sys.exit(f"{python} does not import {repo}/nnunetv2")
+    return python
+
+
+def reference_venv(path: str, work: str, client: str, version: str) -> str:
+    """A venv without this interpreter's packages, with the reference and ``client==version`` from PyPI."""
+    python = make_venv(path, system_site_packages=False)
+    if installed_version(python, client, work) != version:
+        pip(python, f"nnunetv2=={REFERENCE_VERSION}", f"{client}=={version}")
+    if not nnunetv2_location(python, work).startswith(path):
+        sys.exit(f"{python} does not import its own nnunetv2")
+    return python
+
+
+def end_trial(work: str, keep: bool, failed: bool) -> int:
+    """Remove the runs' outputs unless ``keep``; the exit status (1 if any case failed)."""
+    if not keep:
+        shutil.rmtree(os.path.join(work, "runs"), ignore_errors=True)
+    return 1 if failed else 0

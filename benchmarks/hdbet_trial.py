@@ -31,12 +31,11 @@ import tempfile
 import time
 from typing import Dict, Tuple
 
-from _client_trial import (compare_outputs, exit_problems, nnunetv2_location, print_case, print_header,
-                           printed_only_by_ours, run, run_sides)
+from _client_trial import (compare_outputs, end_trial, exit_problems, installed_version, nnunetv2_location, ours_venv,
+                           pip, print_case, print_header, printed_only_by_ours, reference_venv, run, run_sides)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "_hdbet_fixture.py")
-REFERENCE_VERSION = "2.8.1"
 
 # name -> (home: plain|resenc, steps); a step is ("cli", [args]) run in the case folder (INPUTS, A, B, OUT
 # substituted), ("api", code) with INPUTS, A, B, OUT defined, or ("copy", {name: input}) copying inputs into the case
@@ -86,38 +85,10 @@ CASES: Dict[str, Tuple[str, list]] = {
 }
 
 
-def site_packages(python: str) -> str:
-    return subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-
-
-def has_hdbet(python: str, version: str) -> bool:
-    probe = "import importlib.metadata as m\ntry:\n print(m.version('hd-bet'))\nexcept Exception:\n print('')\n"
-    return subprocess.run([python, "-c", probe], capture_output=True, text=True).stdout.strip() == version
-
-
 def make_ours(path: str, repo: str, version: str, work: str) -> str:
-    python = os.path.join(path, "bin", "python")
-    if not os.path.isfile(python):
-        run([sys.executable, "-m", "venv", "--system-site-packages", path])
-    if nnunetv2_location(python, work) != os.path.join(repo, "nnunetv2"):
-        with open(os.path.join(site_packages(python), "zz_nnunetv2_checkout.pth"), "w") as f:
-            f.write(repo + "\n")
-    if nnunetv2_location(python, work) != os.path.join(repo, "nnunetv2"):
-        sys.exit(f"{python} does not import {repo}/nnunetv2")
-    if not has_hdbet(python, version):
-        run([python, "-m", "pip", "install", "-q", "--no-deps", f"hd-bet=={version}"])
-    return python
-
-
-def make_reference(path: str, version: str, work: str) -> str:
-    python = os.path.join(path, "bin", "python")
-    if not os.path.isfile(python):
-        run(["/usr/bin/env", "python3", "-m", "venv", path])
-    if not has_hdbet(python, version):
-        run([python, "-m", "pip", "install", "-q", f"nnunetv2=={REFERENCE_VERSION}", f"hd-bet=={version}"])
-    if not nnunetv2_location(python, work).startswith(path):
-        sys.exit(f"{python} does not import its own nnunetv2")
+    python = ours_venv(path, repo, work)
+    if installed_version(python, "hd-bet", work) != version:
+        pip(python, "--no-deps", f"hd-bet=={version}")
     return python
 
 
@@ -166,10 +137,10 @@ def main() -> int:
         parser.error("--work must be outside the repository")
     os.makedirs(work, exist_ok=True)
 
+    ref_venv = os.path.abspath(args.ref_venv or os.path.join(work, "ref_venv"))
     sides = {"ours": make_ours(os.path.abspath(args.ours_venv or os.path.join(work, "ours_venv")), repo, args.version,
                                work),
-             "reference": make_reference(os.path.abspath(args.ref_venv or os.path.join(work, "ref_venv")), args.version,
-                                         work)}
+             "reference": reference_venv(ref_venv, work, "hd-bet", args.version)}
     base_env = dict(os.environ)
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "PYTHONPATH"):
         base_env.pop(k, None)
@@ -198,9 +169,7 @@ def main() -> int:
         problems += printed_only_by_ours(err, rerr)
         failed |= bool(problems)
         print_case(name, width, wall, rwall, "FAIL" if problems else "identical", problems)
-    if not args.keep:
-        shutil.rmtree(os.path.join(work, "runs"), ignore_errors=True)
-    return 1 if failed else 0
+    return end_trial(work, args.keep, failed)
 
 
 if __name__ == "__main__":

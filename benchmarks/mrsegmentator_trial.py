@@ -26,8 +26,8 @@ import tempfile
 import time
 from typing import Dict, List, Tuple
 
-from _client_trial import (compare_outputs, exit_problems, install_client, notable_lines, nnunetv2_location, pip,
-                           print_case, print_header, printed_only_by_ours, run, run_sides)
+from _client_trial import (compare_outputs, end_trial, exit_problems, install_client, nnunetv2_location,
+                           notable_lines, pip, print_case, print_header, printed_only_by_ours, run, run_sides)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "_mrsegmentator_fixture.py")
@@ -191,9 +191,7 @@ def main() -> int:
                          if line not in set(notable_lines(log))][:3]
         failed |= bool(problems)
         print_case(name, width, wall, rwall, "FAIL" if problems else "ok" if rwall is None else "identical", problems)
-    if not args.keep:
-        shutil.rmtree(os.path.join(work, "runs"), ignore_errors=True)
-    return 1 if failed else 0
+    return end_trial(work, args.keep, failed)
 
 
 if __name__ == "__main__":
