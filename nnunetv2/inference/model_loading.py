@@ -11,6 +11,7 @@ import inspect
 import logging
 import os
 import re
+import traceback
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -99,12 +100,34 @@ def check_model_folder(model_dir: str, folds: List[Union[int, str]], checkpoint_
 
 
 def _find_trainer_class(trainer_name: str, trainer_lookup):
-    """The trainer class of that name, or None when it (or the training package) is not available."""
+    """The trainer class of that name, or None when it (or the training package) is not available.
+
+    A trainer module that exists but fails to import (a dependency that moved, a syntax error) is said in a
+    warning: the network then comes from the plans, which is the trainer's network unless the trainer builds
+    another one (the strict weight loading catches most such cases, not all)."""
     try:
         return trainer_lookup(trainer_name)
     except (ImportError, RuntimeError, AssertionError) as e:
-        logger.debug("trainer lookup for %s failed: %s", trainer_name, e)
+        if isinstance(e, ImportError) or str(e).startswith('Cannot import module'):
+            reason = str(e).splitlines()[0].rstrip(".")
+            logger.warning("Trainer %s could not be looked up, a trainer module failed to import%s: %s. Building the "
+                           "network from the plans' architecture instead; if %s builds another network, fix that "
+                           "import.", trainer_name, _failing_module(e), reason, trainer_name)
+        else:
+            logger.debug("trainer lookup for %s failed: %s", trainer_name, e)
         return None
+
+
+def _failing_module(e: BaseException) -> str:
+    """' (FILE)': the last trainer module (ours or of a nnUNet_extTrainer folder) the failed import went through."""
+    import nnunetv2
+    folders = [os.path.join(nnunetv2.__path__[0], 'training', 'nnUNetTrainer'),
+               *(f for f in os.environ.get('nnUNet_extTrainer', '').split(os.pathsep) if f)]
+    folders = [os.path.abspath(f) + os.sep for f in folders]
+    for frame in reversed(traceback.extract_tb(e.__traceback__)):
+        if any(os.path.abspath(frame.filename).startswith(f) for f in folders):
+            return f" ({frame.filename})"
+    return ""
 
 
 # parameter names of the three historical build_network_architecture signatures, plus common aliases

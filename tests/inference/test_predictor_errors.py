@@ -243,3 +243,28 @@ def test_unknown_trainer_falls_back_to_plans_with_one_log_line(results, tmp_path
     lines = [r for r in caplog.records if 'SomeTrainerThatDoesNotExist' in r.getMessage()]
     assert len(lines) == 1 and 'from the plans' in lines[0].getMessage()
     assert loaded.network.__class__.__name__ == 'PlainConvUNet' and not loaded.network.decoder.deep_supervision
+
+
+@pytest.mark.parametrize('failure', ['from math import does_not_exist', 'def broken(:'])
+def test_trainer_module_that_fails_to_import_is_warned_about(results, tmp_path, caplog, monkeypatch, failure):
+    """The trainer's own module breaks on import (TotalSpineSeg's trainer after its augmentation library moved a
+    name; or a syntax error): the model still predicts with the plans' network, and a warning (shown without any
+    logging set-up) names the trainer, the module and the error."""
+    import nnunetv2.inference.model_loading as ml
+    ext = tmp_path / 'ext'
+    ext.mkdir()
+    (ext / 'my_trainers.py').write_text(
+        f'{failure}\nfrom nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n\n\n'
+        'class MyBrokenTrainer(nnUNetTrainer):\n    pass\n')
+    monkeypatch.setenv('nnUNet_extTrainer', str(ext))
+    m = _copy_model(results, tmp_path, DS2)
+    ck = torch.load(m / 'fold_0' / 'checkpoint_final.pth', weights_only=False)
+    ck['trainer_name'] = 'MyBrokenTrainer'
+    torch.save(ck, m / 'fold_0' / 'checkpoint_final.pth')
+    with caplog.at_level(logging.WARNING, logger=ml.__name__):
+        loaded = ml.load_trained_model(str(m), [0])
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and 'MyBrokenTrainer' in
+              r.getMessage()]
+    assert len(warned) == 1 and 'my_trainers.py' in warned[0] and 'from the plans' in warned[0]
+    assert ('does_not_exist' in warned[0]) if 'import' in failure else ('SyntaxError' in warned[0])
+    assert loaded.network.__class__.__name__ == 'PlainConvUNet' and not loaded.network.decoder.deep_supervision
