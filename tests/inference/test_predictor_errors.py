@@ -232,12 +232,18 @@ def test_build_network_binds_by_name(form):
             assert seen['dj'] == {'dj': 1}
 
 
-def test_unknown_trainer_falls_back_to_plans_with_one_log_line(results, tmp_path, caplog):
-    import nnunetv2.inference.model_loading as ml
+def _model_naming_trainer(results, tmp_path, trainer_name: str):
+    """A copy of Dataset902's model whose checkpoint names ``trainer_name``."""
     m = _copy_model(results, tmp_path, DS2)
     ck = torch.load(m / 'fold_0' / 'checkpoint_final.pth', weights_only=False)
-    ck['trainer_name'] = 'SomeTrainerThatDoesNotExist'
+    ck['trainer_name'] = trainer_name
     torch.save(ck, m / 'fold_0' / 'checkpoint_final.pth')
+    return m
+
+
+def test_unknown_trainer_falls_back_to_plans_with_one_log_line(results, tmp_path, caplog):
+    import nnunetv2.inference.model_loading as ml
+    m = _model_naming_trainer(results, tmp_path, 'SomeTrainerThatDoesNotExist')
     with caplog.at_level(logging.INFO, logger=ml.__name__):
         loaded = ml.load_trained_model(str(m), [0])
     lines = [r for r in caplog.records if 'SomeTrainerThatDoesNotExist' in r.getMessage()]
@@ -257,10 +263,7 @@ def test_trainer_module_that_fails_to_import_is_warned_about(results, tmp_path, 
         f'{failure}\nfrom nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n\n\n'
         'class MyBrokenTrainer(nnUNetTrainer):\n    pass\n')
     monkeypatch.setenv('nnUNet_extTrainer', str(ext))
-    m = _copy_model(results, tmp_path, DS2)
-    ck = torch.load(m / 'fold_0' / 'checkpoint_final.pth', weights_only=False)
-    ck['trainer_name'] = 'MyBrokenTrainer'
-    torch.save(ck, m / 'fold_0' / 'checkpoint_final.pth')
+    m = _model_naming_trainer(results, tmp_path, 'MyBrokenTrainer')
     with caplog.at_level(logging.WARNING, logger=ml.__name__):
         loaded = ml.load_trained_model(str(m), [0])
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and 'MyBrokenTrainer' in
