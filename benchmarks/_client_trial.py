@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 # the one way of telling which requirements of a client are missing: those not installed, minus the skipped ones
 _MISSING_REQUIREMENTS = (
@@ -218,3 +218,30 @@ def end_trial(work: str, keep: bool, failed: bool) -> int:
     if not keep:
         shutil.rmtree(os.path.join(work, "runs"), ignore_errors=True)
     return 1 if failed else 0
+
+
+def case_problems(results: dict, compare: Callable[[str, str], List[str]]) -> List[str]:
+    """What went wrong in one case run on both sides (``results``: side -> (exit status, seconds, stderr, output
+    folder), as run_sides returns them): non-zero exits; where both succeeded, what ``compare(ours, reference)``
+    finds; warnings only ours printed."""
+    rc, _, err, out = results["ours"]
+    rrc, _, rerr, rout = results["reference"]
+    problems = exit_problems(rc, err, rrc, rerr)
+    if rc == 0 and rrc == 0:
+        problems += compare(out, rout)
+    return problems + printed_only_by_ours(err, rerr)
+
+
+def run_trial(cases: List[str], sides: dict, work: str, keep: bool, run_one: Callable[[str, str, str], tuple],
+              compare: Callable[[str, str], List[str]]) -> int:
+    """Every case on both sides (``run_one(case, side, output folder)`` -> (exit status, seconds, stderr)), judged by
+    case_problems, one table row each; the exit status (1 if any case failed)."""
+    failed = False
+    width = print_header(cases)
+    for i, name in enumerate(cases):
+        results = run_sides(sides, i, work, name, lambda side, out: run_one(name, side, out))
+        problems = case_problems(results, compare)
+        failed |= bool(problems)
+        print_case(name, width, results["ours"][1], results["reference"][1], "FAIL" if problems else "identical",
+                   problems)
+    return end_trial(work, keep, failed)

@@ -5,24 +5,25 @@ _hdbet_fixture.py, _mrsegmentator_fixture.py and _nninteractive_fixture.py."""
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 _NETWORKS = "dynamic_network_architectures.architectures.unet."
 
 
-def small_unet(kind: str = "plain", conv_per_decoder_stage: int = 2) -> dict:
-    """A four-stage PlainConvUNet (``plain``; two convolutions per encoder stage) or ResidualEncoderUNet
-    (``resenc``; 1, 2, 2, 2 blocks) of 8, 16, 32, 64 features, 3x3x3 kernels, instance norm, leaky ReLU."""
-    kwargs = {"n_stages": 4, "features_per_stage": [8, 16, 32, 64], "conv_op": "torch.nn.modules.conv.Conv3d",
-              "kernel_sizes": [[3, 3, 3]] * 4, "strides": [[1, 1, 1]] + [[2, 2, 2]] * 3, "conv_bias": True,
+def small_unet(kind: str = "plain", conv_per_decoder_stage: int = 2, stages: int = 4) -> dict:
+    """A PlainConvUNet (``plain``; two convolutions per encoder stage) or ResidualEncoderUNet (``resenc``; 1, 2, 2, 2
+    blocks) of ``stages`` stages of 8, 16, 32, 64 features, 3x3x3 kernels, instance norm, leaky ReLU."""
+    kwargs = {"n_stages": stages, "features_per_stage": [8, 16, 32, 64][:stages],
+              "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[3, 3, 3]] * stages,
+              "strides": [[1, 1, 1]] + [[2, 2, 2]] * (stages - 1), "conv_bias": True,
               "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
               "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
               "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
-              "n_conv_per_stage_decoder": [conv_per_decoder_stage] * 3}
+              "n_conv_per_stage_decoder": [conv_per_decoder_stage] * (stages - 1)}
     if kind == "resenc":
-        name, kwargs["n_blocks_per_stage"] = "ResidualEncoderUNet", [1, 2, 2, 2]
+        name, kwargs["n_blocks_per_stage"] = "ResidualEncoderUNet", [1, 2, 2, 2][:stages]
     else:
-        name, kwargs["n_conv_per_stage"] = "PlainConvUNet", [2, 2, 2, 2]
+        name, kwargs["n_conv_per_stage"] = "PlainConvUNet", [2] * stages
     return {"network_class_name": _NETWORKS + name, "arch_kwargs": kwargs,
             "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
 
@@ -32,16 +33,19 @@ def _interpolation(is_seg: bool, order: int) -> dict:
 
 
 def single_configuration_plans(dataset_name: str, architecture: dict, patch_size: Sequence[int],
-                               spacing: Sequence[float], normalization: str, intensities: dict,
+                               spacing: Sequence[float], normalization: Union[str, Sequence[str]],
+                               intensities: Union[dict, Sequence[dict]],
                                original_median_spacing: Sequence[float], original_median_shape: Sequence[int],
                                median_image_size: Sequence[int], configuration: str = "3d_fullres",
                                plans_name: str = "nnUNetPlans", planner: str = "ExperimentPlanner",
                                reader_writer: str = "SimpleITKIO", transpose_forward: Sequence[int] = (0, 1, 2),
                                transpose_backward: Optional[Sequence[int]] = None,
-                               batch_dice: bool = False) -> dict:
-    """plans.json of a one-channel model with the one configuration ``configuration`` (data identifier
-    nnUNetPlans_3d_fullres, default preprocessor and resampling: cubic data, linear segmentations and
-    probabilities)."""
+                               batch_dice: bool = False, data_identifier: str = "nnUNetPlans_3d_fullres") -> dict:
+    """plans.json of a model with the one configuration ``configuration`` (default preprocessor and resampling:
+    cubic data, linear segmentations and probabilities). One channel, or one per entry of ``normalization`` and
+    ``intensities`` where they are lists."""
+    schemes = [normalization] if isinstance(normalization, str) else list(normalization)
+    per_channel = [intensities] if isinstance(intensities, dict) else list(intensities)
     if transpose_backward is None:
         transpose_backward = [list(transpose_forward).index(i) for i in range(len(transpose_forward))]
     return {
@@ -51,16 +55,16 @@ def single_configuration_plans(dataset_name: str, architecture: dict, patch_size
         "image_reader_writer": reader_writer, "transpose_forward": list(transpose_forward),
         "transpose_backward": list(transpose_backward),
         "configurations": {configuration: {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+            "data_identifier": data_identifier, "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
             "patch_size": list(patch_size), "median_image_size_in_voxels": list(median_image_size),
-            "spacing": list(spacing), "normalization_schemes": [normalization], "use_mask_for_norm": [False],
+            "spacing": list(spacing), "normalization_schemes": schemes, "use_mask_for_norm": [False] * len(schemes),
             "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
             "resampling_fn_data_kwargs": _interpolation(False, 3), "resampling_fn_seg_kwargs": _interpolation(True, 1),
             "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
             "resampling_fn_probabilities_kwargs": _interpolation(False, 1),
             "architecture": architecture, "batch_dice": batch_dice}},
         "experiment_planner_used": planner, "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {"0": dict(intensities)},
+        "foreground_intensity_properties_per_channel": {str(c): dict(p) for c, p in enumerate(per_channel)},
     }
 
 

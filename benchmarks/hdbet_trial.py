@@ -31,8 +31,8 @@ import tempfile
 import time
 from typing import Dict, Tuple
 
-from _client_trial import (compare_outputs, end_trial, exit_problems, installed_version, nnunetv2_location, ours_venv,
-                           pip, print_case, print_header, printed_only_by_ours, reference_venv, run, run_sides)
+from _client_trial import (compare_outputs, installed_version, nnunetv2_location, ours_venv, pip, reference_venv, run,
+                           run_trial)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "_hdbet_fixture.py")
@@ -156,20 +156,10 @@ def main() -> int:
                                            "checkpoint_final.pth")):
             run([sides["ours"], FIXTURE, home, inputs, "--arch", kind], cwd=work, env=envs["ours"])
 
-    failed = False
-    width = print_header(args.cases)
-    for i, name in enumerate(args.cases):
-        results = run_sides(sides, i, work, name, lambda side, out: run_case(
-            sides[side], name, out, inputs, dict(envs[side], HOME=homes[CASES[name][0]])))
-        rc, wall, err, out = results["ours"]
-        rrc, rwall, rerr, rout = results["reference"]
-        problems = exit_problems(rc, err, rrc, rerr)
-        if rc == 0 and rrc == 0:
-            problems += compare_outputs(out, rout, ignore=("stdout.txt", "stderr.txt"))
-        problems += printed_only_by_ours(err, rerr)
-        failed |= bool(problems)
-        print_case(name, width, wall, rwall, "FAIL" if problems else "identical", problems)
-    return end_trial(work, args.keep, failed)
+    return run_trial(args.cases, sides, work, args.keep,
+                     lambda name, side, out: run_case(sides[side], name, out, inputs,
+                                                      dict(envs[side], HOME=homes[CASES[name][0]])),
+                     lambda ours, ref: compare_outputs(ours, ref, ignore=("stdout.txt", "stderr.txt")))
 
 
 if __name__ == "__main__":
