@@ -33,6 +33,15 @@ def _case_id(first_file: str, file_ending: str) -> str:
     return os.path.basename(first_file)[:-(len(file_ending) + 5)]
 
 
+def _listed_case_id(first_file: str, file_ending: str) -> str:
+    """A caller-given case's name: CASE of CASE_XXXX<ending>, else the file name without the ending (the reference
+    cuts five more characters off whatever the name, so t1.nii.gz became '' and its output the hidden '.nii.gz')."""
+    if _channel_of(first_file, file_ending) is not None:
+        return _case_id(first_file, file_ending)
+    name = os.path.basename(first_file)
+    return name[:-len(file_ending)] if name.endswith(file_ending) else name
+
+
 def _channel_of(path: str, file_ending: str) -> Optional[int]:
     name = os.path.basename(path)
     if not name.endswith(file_ending):
@@ -161,7 +170,7 @@ def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, Lis
     print(f'There are {len(list_of_lists)} cases in the source folder')
     all_inputs = [f for case in list_of_lists for f in case]  # other parts' inputs are not to be replaced either
     list_of_lists = list_of_lists[part_id::num_parts]
-    caseids = [_case_id(c[0], file_ending) for c in list_of_lists]
+    caseids = [_listed_case_id(c[0], file_ending) for c in list_of_lists]
     print(f'I am process {part_id} out of {num_parts} (max process ID is {num_parts - 1}, we start counting with 0!)')
     print(f'There are {len(caseids)} cases that I would like to predict')
 

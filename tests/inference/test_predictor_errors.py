@@ -271,3 +271,16 @@ def test_trainer_module_that_fails_to_import_is_warned_about(results, tmp_path, 
     assert len(warned) == 1 and 'my_trainers.py' in warned[0] and 'from the plans' in warned[0]
     assert ('does_not_exist' in warned[0]) if 'import' in failure else ('SyntaxError' in warned[0])
     assert loaded.network.__class__.__name__ == 'PlainConvUNet' and not loaded.network.decoder.deep_supervision
+
+
+def test_listed_files_without_channel_suffix_keep_their_names(tmp_path):
+    """Lists given by the caller name their outputs after the files: CASE_0000 -> CASE, t1.nii.gz -> t1 (not the
+    hidden '.nii.gz' every such case would share)."""
+    from nnunetv2.inference.input_handling import manage_input_and_output_lists
+    files = [tmp_path / 't1.nii.gz', tmp_path / 'scan_0001.nii.gz', tmp_path / 'ct_0000.nii.gz']
+    for f in files:
+        f.write_bytes(b'')
+    lists, outs, _ = manage_input_and_output_lists([[str(f)] for f in files], str(tmp_path / 'out'),
+                                                   {'file_ending': '.nii.gz', 'channel_names': {'0': 'MR'}}, 1)
+    assert lists == [[str(f)] for f in files]
+    assert outs == [str(tmp_path / 'out' / n) for n in ('t1', 'scan', 'ct')]
