@@ -31,9 +31,8 @@ from nnunetv2.inference.cpu_concurrent_passes import PassVerdicts, choose_pass_w
 from nnunetv2.inference.cpu_fast_mode import fast_mode_requested
 from nnunetv2.inference.cpu_pass_plan import planned_passes
 from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
-                                                          compute_steps_for_sliding_window,
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
-                                                          pad_to_patch_size)
+                                                          pad_to_patch_size, sliding_window_summary)
 from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy  # noqa: F401
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -407,11 +406,8 @@ class nnUNetPredictor(object):
         slicers = get_sliding_window_slicers(tuple(image_size), self.configuration_manager.patch_size,
                                              self.tile_step_size)
         if self.verbose:
-            patch_size = self.configuration_manager.patch_size
-            steps = compute_steps_for_sliding_window(tuple(image_size)[len(image_size) - len(patch_size):],
-                                                     patch_size, self.tile_step_size)
-            print(f'n_steps {len(slicers)}, image size is {image_size}, tile_size '
-                  f'{patch_size}, tile_step_size {self.tile_step_size}\nsteps:\n{steps}')
+            print(sliding_window_summary(image_size, self.configuration_manager.patch_size, self.tile_step_size,
+                                         len(slicers)))
         return slicers
 
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,15 @@ def compute_steps_for_sliding_window(image_size: Tuple[int, ...], tile_size: Tup
     return steps
 
 
+def sliding_window_summary(image_size: Tuple[int, ...], patch_size: Sequence[int], tile_step_size: float,
+                           n_tiles: int) -> str:
+    """What the verbose predictor prints about an image's sliding window (the reference's wording)."""
+    steps = compute_steps_for_sliding_window(tuple(image_size)[len(image_size) - len(patch_size):],
+                                             tuple(patch_size), tile_step_size)
+    return (f'n_steps {n_tiles}, image size is {image_size}, tile_size {patch_size}, tile_step_size '
+            f'{tile_step_size}\nsteps:\n{steps}')
+
+
 def pad_to_patch_size(data: torch.Tensor, patch_size: Sequence[int]) -> Tuple[torch.Tensor, Slicer]:
     """Zero-pad the last ``len(patch_size)`` axes to at least the patch size (centred; extra voxel after).
 
