@@ -28,6 +28,14 @@ def temporary_sibling(final_path: str) -> str:
     return os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}_{name}")
 
 
+def _raise_naming_final_path(e: BaseException, is_temporary, final_path: str) -> None:
+    """An OSError about a temporary name (or about no name: a full disk reports none) again, naming the file the
+    user asked for; the temporary name means nothing to them. Returns for anything else."""
+    if isinstance(e, OSError) and e.errno is not None and (is_temporary(e.filename) or (
+            e.filename2 is not None and is_temporary(e.filename2))):
+        raise OSError(e.errno, e.strerror, final_path) from e
+
+
 @contextlib.contextmanager
 def atomic_path(final_path: str) -> Iterator[str]:
     """Yield a temporary path to write to; on success it is renamed to ``final_path``, on failure removed."""
@@ -38,9 +46,7 @@ def atomic_path(final_path: str) -> Iterator[str]:
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if isinstance(e, OSError) and e.errno is not None and (e.filename in (None, tmp) or e.filename2 == tmp):
-            # name the file the user asked for (a full disk reports no name; the temporary name means nothing)
-            raise OSError(e.errno, e.strerror, final_path) from e
+        _raise_naming_final_path(e, lambda name: name is None or name == tmp, final_path)
         raise
 
 
@@ -60,9 +66,7 @@ def atomic_path_named_by_writer(final_path: str) -> Iterator[str]:
         for written in sorted(os.listdir(tmp_dir)):
             os.replace(os.path.join(tmp_dir, written), os.path.join(folder, written))
     except OSError as e:
-        names = (e.filename, e.filename2)
-        if e.errno is not None and any(isinstance(f, str) and f.startswith(tmp_dir) for f in names):
-            raise OSError(e.errno, e.strerror, final_path) from e
+        _raise_naming_final_path(e, lambda name: isinstance(name, str) and name.startswith(tmp_dir), final_path)
         raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

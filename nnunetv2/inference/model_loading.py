@@ -108,7 +108,7 @@ def _find_trainer_class(trainer_name: str, trainer_lookup):
     try:
         return trainer_lookup(trainer_name)
     except (ImportError, RuntimeError, AssertionError) as e:
-        if isinstance(e, ImportError) or str(e).startswith('Cannot import module'):
+        if isinstance(e, ImportError):  # the module exists but does not import (find_class_by_name says which)
             reason = str(e).splitlines()[0].rstrip(".")
             logger.warning("Trainer %s could not be looked up, a trainer module failed to import%s: %s. Building the "
                            "network from the plans' architecture instead; if %s builds another network, fix that "
@@ -121,8 +121,9 @@ def _find_trainer_class(trainer_name: str, trainer_lookup):
 def _failing_module(e: BaseException) -> str:
     """' (FILE)': the last trainer module (ours or of a nnUNet_extTrainer folder) the failed import went through."""
     import nnunetv2
+    from nnunetv2.paths import nnUNet_extTrainer
     folders = [os.path.join(nnunetv2.__path__[0], 'training', 'nnUNetTrainer'),
-               *(f for f in os.environ.get('nnUNet_extTrainer', '').split(os.pathsep) if f)]
+               *(f for f in (nnUNet_extTrainer.get() or '').split(os.pathsep) if f)]
     folders = [os.path.abspath(f) + os.sep for f in folders]
     for frame in reversed(traceback.extract_tb(e.__traceback__)):
         if any(os.path.abspath(frame.filename).startswith(f) for f in folders):

@@ -63,6 +63,11 @@ class MissingDependencyError(UserError, ModuleNotFoundError):
     """A module of a searched folder imports a module that is not installed (still a ModuleNotFoundError)."""
 
 
+class BrokenModuleError(UserError, ImportError):
+    """A module of a searched folder cannot be imported because of a syntax error (still an ImportError, as every
+    failed import of a searched module is)."""
+
+
 def import_failure_line(e: BaseException, module_name: str) -> Optional[str]:
     """One line for a module that cannot be imported because of its source (a SyntaxError: file and line) or a
     missing dependency; None for other errors, which keep their traceback (a bug inside the module)."""
@@ -87,8 +92,8 @@ def _import_or_skip(full_name: str) -> Optional[Any]:
             raise
         raise MissingDependencyError(line + ".", "Install it, or fix or remove the module.") from e
     except SyntaxError as e:
-        raise UserError(import_failure_line(e, full_name) + ".", "Fix the file, or move it out of the folder.") \
-            from None
+        raise BrokenModuleError(import_failure_line(e, full_name) + ".",
+                                "Fix the file, or move it out of the folder.") from None
 
 
 def files_defining_class(folders: Iterable[str], class_name: str) -> List[str]:
