@@ -12,7 +12,7 @@ import pickle
 import shutil
 import tempfile
 import uuid
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from nnunetv2.errors import UserError
 
@@ -81,6 +81,22 @@ def raise_if_disk_full(path: str, min_free_bytes: int = 1 << 20) -> None:
         return
     if st.f_bavail * st.f_frsize < min_free_bytes:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+
+def os_error_behind(e: BaseException) -> Optional[OSError]:
+    """The ``OSError`` that ``e`` is, or that it was raised while handling (``__cause__``/``__context__`` chain).
+
+    Writers with a C++ core report a failed write as something else: torch's zip writer, given a Python file object,
+    lets the ``OSError`` of ``write`` pass and then fails while closing the archive with "RuntimeError: [enforce fail
+    at inline_container.cc] unexpected pos"; the ``OSError`` (e.g. ENOSPC) is only its context.
+    """
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def save_json(obj: Any, file: str, indent: int = 4, sort_keys: bool = True) -> None:

@@ -136,13 +136,22 @@ def staged_dataset_folder(final_folder: str) -> Iterator[str]:
     parent, name = os.path.split(final_folder)
     os.makedirs(parent, exist_ok=True)
     staging = os.path.join(parent, f"{STAGING_PREFIX}{name}_{uuid.uuid4().hex[:12]}")
-    os.mkdir(staging)
+    try:
+        os.mkdir(staging)
+    except OSError as e:  # read-only or full: name the folder the user chose, not the staging folder's random name
+        raise OSError(e.errno, e.strerror, parent) from e
     try:
         yield staging
         if os.path.lexists(final_folder):  # appeared while we were converting
             raise UserError(f"{final_folder} appeared while the conversion was running; it was left untouched.",
                             "Remove or rename it and convert again.")
         os.rename(staging, final_folder)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            # "src -> .tmp_DatasetXXX_<uuid>/imagesTr/x.nii.gz": name the file as it would be in the final folder
+            staged = next((n for n in (e.filename2, e.filename) if isinstance(n, str)
+                           and n.startswith(staging + os.sep)), None)
+            if staged is not None:
+                raise OSError(e.errno, e.strerror, final_folder + staged[len(staging):]) from e
         raise

@@ -19,6 +19,7 @@ from nnunetv2.dataset_conversion._conversion_common import (conflicting_datasets
                                                             staged_dataset_folder, translate_dataset_json)
 from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.file_io import atomic_path, save_json
+from nnunetv2.imageio.simpleitk_reader_writer import write_sitk_image
 from nnunetv2.paths import nnUNet_raw
 
 SUFFIX = ".nii.gz"
@@ -70,8 +71,9 @@ def split_4d_nifti(filename: str, output_folder: str) -> None:
         out.SetSpacing(spacing)
         out.SetOrigin(origin)
         out.SetDirection(direction)
-        with atomic_path(os.path.join(output_folder, f"{base}_{t:04d}{SUFFIX}")) as tmp:
-            sitk.WriteImage(out, tmp)
+        final = os.path.join(output_folder, f"{base}_{t:04d}{SUFFIX}")
+        with atomic_path(final) as tmp:
+            write_sitk_image(out, tmp, final, use_compression=False)
 
 
 def _split_job(args: Tuple[str, str]) -> None:

@@ -18,7 +18,7 @@ from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._counting import confusion_matrix, counts_from_confusion
 from nnunetv2.evaluation._parallel import starmap
-from nnunetv2.file_io import load_json, save_json
+from nnunetv2.file_io import load_json, maybe_mkdir_p, save_json
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.imageio.reader_writer_registry import (determine_reader_writer_from_dataset_json,
                                                     determine_reader_writer_from_file_ending)
@@ -187,6 +187,9 @@ def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: st
     """Evaluate every prediction in ``folder_pred`` against the same-named file in ``folder_ref``."""
     if output_file is not None and not output_file.endswith('.json'):
         raise UserError(f"The output file {output_file} must end with .json.", "Pass e.g. -o summary.json.")
+    if output_file is not None:
+        # its folder now: a missing one is created, a read-only or full disk fails before the evaluation, not after
+        maybe_mkdir_p(os.path.dirname(os.path.abspath(output_file)))
     _require_folder(folder_ref, 'reference')
     _require_folder(folder_pred, 'prediction')
     files_pred = sorted_files_with_ending(folder_pred, file_ending)

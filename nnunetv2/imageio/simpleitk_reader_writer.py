@@ -6,15 +6,17 @@ spacings reversed; the ITK geometry itself is kept under ``properties['sitk_stuf
 from __future__ import annotations
 
 import logging
+import os
 from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import atomic_path_named_by_writer
+from nnunetv2.file_io import atomic_path_named_by_writer, raise_if_disk_full
 from nnunetv2.imageio._helpers import files_str, seg_output_dtype, stack_channels_float32, unreadable_file_error
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.imageio.nifti_completeness import incomplete_nifti
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +161,35 @@ def _write_sitk(itk_img: sitk.Image, output_fname: str) -> None:
     # the temporary file has the full file name, so SimpleITK still picks the format from the ending; it is moved
     # under the name SimpleITK gave it (NIfTI: "x.nii.gz.nii.gz" is written as "x.nii.gz", as by the reference)
     with atomic_path_named_by_writer(str(output_fname)) as tmp:
-        sitk.WriteImage(itk_img, tmp, True)
+        write_sitk_image(itk_img, tmp, str(output_fname), written_in=os.path.dirname(tmp))
+
+
+def write_sitk_image(itk_img: sitk.Image, path: str, named_as: str, use_compression: bool = True,
+                     written_in: Optional[str] = None) -> None:
+    """``sitk.WriteImage`` that reports the failed writes SimpleITK hides or words as a bug.
+
+    Its NIfTI writer ignores a full disk or an exceeded quota and leaves an empty or cut-off file behind (which may
+    even read back, with wrong voxels): every NIfTI file written (``path``, or each file in the private folder
+    ``written_in``) is checked against the length its header gives. Its other writers raise a bare RuntimeError.
+    A full disk becomes ``OSError(ENOSPC)`` about the written file (the caller's atomic writer names the final one),
+    anything else a ``UserError`` naming ``named_as``, the file the user asked for.
+    """
+    try:
+        sitk.WriteImage(itk_img, path, use_compression)
+    except RuntimeError as e:
+        raise_if_disk_full(path)
+        detail = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise UserError(f"SimpleITK could not write {named_as}: {detail[-1] if detail else type(e).__name__}",
+                        "Check that its disk has space (and quota) left and that the file format can hold this "
+                        "image.") from e
+    written = [os.path.join(written_in, n) for n in os.listdir(written_in)] if written_in else [path]
+    for file in written:
+        why = incomplete_nifti(file) if file.endswith(('.nii', '.nii.gz')) and os.path.isfile(file) else None
+        if why is not None:
+            raise_if_disk_full(file)
+            raise UserError(f"SimpleITK wrote {named_as} only in part ({why}) and reported no error: its disk is "
+                            f"probably full or over its quota.", "Free space (or point the output to another disk) "
+                            "and run again.")
 
 
 class SimpleITKIOWithReorient(SimpleITKIO):

@@ -106,7 +106,10 @@ def install_model_from_zip_file(zip_file: str) -> None:
         names = [i.filename for i in infos]
         os.makedirs(results, exist_ok=True)
         _check_conflicts(names, results)
-        tmp = tempfile.mkdtemp(prefix=_INSTALL_TMP_PREFIX, dir=results)
+        try:
+            tmp = tempfile.mkdtemp(prefix=_INSTALL_TMP_PREFIX, dir=results)
+        except OSError as e:  # read-only or full: name nnUNet_results, not the random name of a staging folder
+            raise OSError(e.errno, e.strerror, results) from e
         try:
             for info in infos:
                 try:

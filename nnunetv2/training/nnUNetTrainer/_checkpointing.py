@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import atomic_path
+from nnunetv2.file_io import atomic_path, os_error_behind, raise_if_disk_full
 
 CHECKPOINT_KEYS = ("network_weights", "optimizer_state", "grad_scaler_state", "logging", "_best_ema",
                    "current_epoch", "init_args", "trainer_name", "inference_allowed_mirroring_axes")
@@ -54,7 +54,16 @@ def numpy_scalars_as_python(value: Any) -> Any:
 def save_checkpoint_atomically(checkpoint: Dict[str, Any], filename: str) -> None:
     with atomic_path(filename) as tmp:
         with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
+            try:
+                torch.save(checkpoint, f)
+            except RuntimeError as e:
+                # a full disk: the OSError of write() is hidden behind torch's "[enforce fail at
+                # inline_container.cc] unexpected pos"; report it (atomic_path then names the final file)
+                os_error = os_error_behind(e)
+                if os_error is None:
+                    raise_if_disk_full(tmp)
+                    raise
+                raise OSError(os_error.errno, os_error.strerror) from e
             f.flush()
             # on disk before the rename: a node that goes down right after must not leave an empty final file
             os.fsync(f.fileno())

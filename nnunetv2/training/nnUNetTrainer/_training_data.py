@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import sys
@@ -11,8 +12,13 @@ from typing import List, Tuple
 
 import numpy as np
 
-from nnunetv2.errors import UserError
+from nnunetv2.errors import UserError, os_error_line
 from nnunetv2.file_io import atomic_path, load_json, save_json
+
+# a full or read-only disk, or a path we may not write, does not heal within the retries; a flaky network disk may
+_LOG_ERRNOS_NOT_WORTH_A_RETRY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
+                                 errno.ENOTDIR}
+_log_files_warned_about: set = set()
 
 
 def append_to_log(log_file: str, args: tuple, add_timestamp: bool) -> None:
@@ -27,7 +33,15 @@ def append_to_log(log_file: str, args: tuple, add_timestamp: bool) -> None:
                     f.write(" ")
                 f.write("\n")
             return
-        except IOError:
+        except IOError as e:
+            if e.errno in _LOG_ERRNOS_NOT_WORTH_A_RETRY:
+                # a full or read-only disk does not heal in 2 s: no retries (they cost 2 s per line), one warning
+                if log_file not in _log_files_warned_about:
+                    _log_files_warned_about.add(log_file)
+                    print(f"nnU-Net warning: the training log is not written: "
+                          f"{os_error_line(OSError(e.errno, e.strerror, log_file))} Training goes on; log lines are "
+                          f"only printed.", file=sys.stderr)
+                return
             print(f"{datetime.now()}: failed to log: ", sys.exc_info())
             if attempt < 4:
                 sleep(0.5)

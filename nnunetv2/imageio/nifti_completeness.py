@@ -1,0 +1,86 @@
+"""Is a NIfTI file as long as its own header says? A cheap check for writers that ignore failed writes.
+
+SimpleITK's NIfTI writer (ITK's znzlib) does not report a write that fails on a full disk or an exceeded quota: it
+leaves an empty or cut-off file and returns normally, and a cut-off .nii.gz even reads back, with wrong voxels. The
+header says how long the file must be (the data start at ``vox_offset``; ``dim`` and ``bitpix`` give their size), and
+a gzip stream ends with the length of its uncompressed content (modulo 2**32), so comparing the two costs a read of
+the header and of the last four bytes, whatever the image's size.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from typing import Optional
+
+_NIFTI1_HEADER_BYTES = 348
+_NIFTI2_HEADER_BYTES = 540
+
+
+def expected_nifti_length(header: bytes) -> Optional[int]:
+    """Bytes of the whole (uncompressed) file that ``header`` begins, or None where the header is not one we know."""
+    for order in ('<', '>'):
+        if len(header) >= _NIFTI1_HEADER_BYTES and struct.unpack(order + 'i', header[:4])[0] == _NIFTI1_HEADER_BYTES:
+            header_bytes = _NIFTI1_HEADER_BYTES
+            dims = struct.unpack(order + '8h', header[40:56])
+            bitpix = struct.unpack(order + 'h', header[72:74])[0]
+            vox_offset = int(struct.unpack(order + 'f', header[108:112])[0])
+            break
+        if len(header) >= _NIFTI2_HEADER_BYTES and struct.unpack(order + 'i', header[:4])[0] == _NIFTI2_HEADER_BYTES:
+            header_bytes = _NIFTI2_HEADER_BYTES
+            bitpix = struct.unpack(order + 'h', header[14:16])[0]
+            dims = struct.unpack(order + '8q', header[16:80])
+            vox_offset = struct.unpack(order + 'q', header[168:176])[0]
+            break
+    else:
+        return None
+    # a single-file NIfTI's data follow the header; anything else (a .hdr/.img pair) is not checked
+    if not 1 <= dims[0] <= 7 or bitpix <= 0 or bitpix % 8 or vox_offset < header_bytes:
+        return None
+    voxels = 1
+    for d in dims[1:dims[0] + 1]:
+        if d < 0:
+            return None
+        voxels *= max(d, 1)
+    return vox_offset + voxels * (bitpix // 8)
+
+
+def _header_bytes(start: bytes) -> int:
+    """The header length its first field announces (NIfTI-2's where it says so, else NIfTI-1's)."""
+    if len(start) >= 4 and _NIFTI2_HEADER_BYTES in (struct.unpack('<i', start[:4])[0],
+                                                    struct.unpack('>i', start[:4])[0]):
+        return _NIFTI2_HEADER_BYTES
+    return _NIFTI1_HEADER_BYTES
+
+
+def incomplete_nifti(path: str) -> Optional[str]:
+    """Why the .nii / .nii.gz file at ``path`` is shorter than its header says, or None where it is complete (or not
+    a NIfTI layout this check knows, which it then leaves alone). A .nii.gz must be one gzip stream, as SimpleITK
+    writes it (the recorded length of a file of several concatenated streams is that of the last one only)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 'the file is empty'
+    if not path.endswith('.gz'):
+        with open(path, 'rb') as f:
+            header = f.read(_NIFTI2_HEADER_BYTES)
+        if size < _header_bytes(header):
+            return f'{size} bytes were written, fewer than a NIfTI header has'
+        expected = expected_nifti_length(header)
+        if expected is not None and size < expected:
+            return f'{size} of {expected} bytes were written'
+        return None
+    try:
+        with gzip.open(path, 'rb') as f:
+            header = f.read(_NIFTI2_HEADER_BYTES)
+    except (EOFError, OSError, zlib.error):
+        return 'its compressed stream ends before the header does'
+    expected = expected_nifti_length(header)
+    if expected is None:
+        return None
+    with open(path, 'rb') as f:
+        f.seek(-4, os.SEEK_END)
+        recorded = struct.unpack('<I', f.read(4))[0]
+    if size < 18 or recorded != expected % 2 ** 32:
+        return 'its compressed stream ends early'
+    return None
