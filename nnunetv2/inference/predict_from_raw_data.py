@@ -38,6 +38,7 @@ from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy 
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.freed_memory import KEPT_FOR_NEXT_CASE_BYTES, release_freed_memory
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
+from nnunetv2.utilities.slow_torch_releases import warn_if_conv3d_is_slow
 from nnunetv2.utilities.watched_pool import WatchedPool
 from nnunetv2.utilities.worker_processes import requested_processes, worker_count
 
@@ -129,6 +130,7 @@ class nnUNetPredictor(object):
             m.plans_manager, m.configuration_manager, m.parameters
         self.network, self.dataset_json, self.trainer_name = m.network, m.dataset_json, m.trainer_name
         self.allowed_mirroring_axes, self.label_manager = m.inference_allowed_mirroring_axes, m.label_manager
+        warn_if_conv3d_is_slow(self.device, len(self.configuration_manager.patch_size))
 
     def manual_initialization(self, network: nn.Module, plans_manager, configuration_manager,
                               parameters: Optional[List[dict]], dataset_json: dict, trainer_name: str,

@@ -30,6 +30,7 @@ from nnunetv2.training.nnUNetTrainer._preemption import TrainingInterrupted, for
     stop_signal_of_exit_status
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+from nnunetv2.utilities.slow_torch_releases import warn_if_conv3d_is_slow
 
 
 def find_free_network_port() -> int:
@@ -206,6 +207,7 @@ def _train_in_this_process(trainer, continue_training: bool, only_run_validation
     if torch.cuda.is_available():
         torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.benchmark = True
+    warn_if_conv3d_is_slow(trainer.device, len(trainer.configuration_manager.patch_size))
     if not only_run_validation:
         trainer.run_training()
     if val_with_best:

@@ -284,3 +284,22 @@ def test_listed_files_without_channel_suffix_keep_their_names(tmp_path):
                                                    {'file_ending': '.nii.gz', 'channel_names': {'0': 'MR'}}, 1)
     assert lists == [[str(f)] for f in files]
     assert outs == [str(tmp_path / 'out' / n) for n in ('t1', 'scan', 'ct')]
+
+
+@pytest.mark.parametrize("ds, warned", [(DS3, True), (DS2, False)])
+def test_torch_release_with_slow_3d_convolutions_is_named(results, caplog, monkeypatch, ds, warned):
+    """A 3-D model loaded for a CUDA device under torch 2.9.0 gets one warning naming the release; a 2-D one none."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities import slow_torch_releases
+    monkeypatch.setattr(slow_torch_releases, "_warned", False)
+    monkeypatch.setattr(slow_torch_releases.torch, "__version__", "2.9.0+cu128")
+    monkeypatch.setattr(slow_torch_releases.torch.backends.cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(slow_torch_releases.torch.backends.cudnn, "version", lambda: 91002)
+    p = nnUNetPredictor(use_mirroring=False, device=torch.device('cpu'), allow_tqdm=False)
+    p.device = torch.device('cuda', 0)  # loading never touches the device; prediction would
+    with caplog.at_level(logging.WARNING, logger=slow_torch_releases.__name__):
+        p.initialize_from_trained_model_folder(str(model_folder(results, ds)), (0,))
+    messages = [r.getMessage() for r in caplog.records if r.name == slow_torch_releases.__name__]
+    assert len(messages) == int(warned)
+    if warned:
+        assert "PyTorch 2.9.0+cu128" in messages[0] and "torch >= 2.10" in messages[0]

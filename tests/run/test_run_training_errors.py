@@ -105,3 +105,26 @@ def test_flag_conflicts(t2, tmp_path):
         maybe_load_checkpoint(trainer, False, True)
     with pytest.raises(UserError, match="--val_best"):
         run_training("321", "3d_fullres", 0, val_with_best=True, disable_checkpointing=True, device=CPU)
+
+
+@pytest.mark.parametrize("patch_size, warned", [([32, 64, 64], True), ([64, 64], False)])
+def test_training_names_a_torch_release_with_slow_3d_convolutions(monkeypatch, caplog, tmp_path, patch_size, warned):
+    """Training a 3-D network on CUDA under torch 2.9.0 logs one warning naming the release before it starts."""
+    import logging
+    from types import SimpleNamespace
+    from nnunetv2.run import run_training as module
+    from nnunetv2.utilities import slow_torch_releases
+    monkeypatch.setattr(slow_torch_releases, "_warned", False)
+    monkeypatch.setattr(slow_torch_releases.torch, "__version__", "2.9.0+cu128")
+    monkeypatch.setattr(slow_torch_releases.torch.backends.cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(slow_torch_releases.torch.backends.cudnn, "version", lambda: 91002)
+    steps = []
+    trainer = SimpleNamespace(device=torch.device("cuda", 0), output_folder=str(tmp_path),
+                              configuration_manager=SimpleNamespace(patch_size=patch_size),
+                              run_training=lambda: steps.append("train"),
+                              perform_actual_validation=lambda export: steps.append("validate"))
+    with caplog.at_level(logging.WARNING, logger=slow_torch_releases.__name__):
+        module._train_in_this_process(trainer, False, False, None, False, False, False)
+    messages = [r.getMessage() for r in caplog.records if r.name == slow_torch_releases.__name__]
+    assert steps == ["train", "validate"]
+    assert len(messages) == int(warned) and all("PyTorch 2.9.0+cu128" in m for m in messages)
