@@ -66,6 +66,8 @@ def setup_cli_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level, format="%(message)s")
+        # numexpr (installed with older blosc2) announces its thread count at INFO when pandas imports it
+        logging.getLogger("numexpr").setLevel(max(level, logging.WARNING))
 
 
 def exit_on_user_error(func: F) -> F:

@@ -7,6 +7,7 @@ can opt in to full unpickling with ``allow_unsafe=True`` or ``nnUNet_allow_unsaf
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from collections import OrderedDict
@@ -28,9 +29,15 @@ def _numpy_safe_globals() -> List[Union[Any, Tuple[Any, str]]]:
     except ImportError:  # NumPy 1.x
         from numpy.core import multiarray as mu
     entries: List[Union[Any, Tuple[Any, str]]] = [np.dtype, np.ndarray]
+    # (object, name) pairs came with torch 2.6, as did get_unsafe_globals_in_checkpoint (a feature test: tests fake
+    # torch.__version__)
+    takes_pairs = hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint")
     for module_name in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        entries.append((mu.scalar, f"{module_name}.scalar"))
-        entries.append((mu._reconstruct, f"{module_name}._reconstruct"))
+        for func in (mu.scalar, mu._reconstruct):
+            if takes_pairs:
+                entries.append((func, f"{module_name}.{func.__name__}"))
+            else:
+                entries.append(_under_module_name(func, module_name))
     dtypes_module = getattr(np, "dtypes", None)  # NumPy >= 1.25 pickles dtypes via their DType classes
     if dtypes_module is not None:
         for name in dir(dtypes_module):
@@ -38,6 +45,18 @@ def _numpy_safe_globals() -> List[Union[Any, Tuple[Any, str]]]:
             if isinstance(obj, type) and name.endswith("DType") and issubclass(obj, np.dtype):
                 entries.append(obj)
     return entries
+
+
+def _under_module_name(func: Any, module_name: str) -> Any:
+    """``func`` allow-listed as ``module_name.<its name>`` on torch 2.5, whose safe_globals takes no ``(object, name)``
+    pairs (torch >= 2.6) and keys every entry by its ``__module__``."""
+    if func.__module__ == module_name:
+        return func
+
+    def alias(*args):
+        return func(*args)
+    alias.__module__, alias.__name__ = module_name, func.__name__
+    return alias
 
 
 def _unsafe_allowed(allow_unsafe: bool) -> bool:
@@ -56,7 +75,9 @@ def load_checkpoint(filename: str, map_location: Union[str, torch.device] = "cpu
             raise UserError(f"{filename} is not a readable PyTorch checkpoint ({_short(e)}).") from e
     else:
         try:
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
+            safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+            # (torch 2.4: its fixed allow-list only, so checkpoints holding NumPy objects are refused below)
+            with safe_globals(_numpy_safe_globals()) if safe_globals is not None else contextlib.nullcontext():
                 checkpoint = torch.load(filename, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
             offending = _offending_global(str(e))

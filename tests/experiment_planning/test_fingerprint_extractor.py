@@ -21,6 +21,8 @@ def _numpy_stats(samples):
             'max': float(np.max(v)), 'percentile_99_5': float(p[2]), 'percentile_00_5': float(p[0])}
 
 
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0",
+                    reason="the float32 sums reproduce NumPy 2's; NumPy 1.x differs in the last bits")
 def test_aggregate_channel_is_bitwise_numpy(monkeypatch):
     rs = np.random.RandomState(0)
     for it in range(60):

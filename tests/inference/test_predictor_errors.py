@@ -189,6 +189,23 @@ def test_checkpoint_io(results, tmp_path, monkeypatch):
     assert list(strip_state_dict_prefixes(sd).items()) == [('a', 1), ('b', 2), ('c', 3)]
 
 
+def test_checkpoint_allow_list_without_name_pairs(results, monkeypatch):
+    """torch 2.5's safe_globals takes no (object, name) pairs: the NumPy functions are then listed as aliases under
+    each module name a checkpoint may use. Loading a reference checkpoint (NumPy scalars inside) through them gives
+    the same values as through the pairs."""
+    from nnunetv2.utilities import checkpoint_io
+    path = str(model_folder(results, DS3) / 'fold_0' / 'checkpoint_final.pth')
+    with_pairs = checkpoint_io.load_checkpoint(path)
+    monkeypatch.delattr(torch.serialization, "get_unsafe_globals_in_checkpoint")
+    entries = checkpoint_io._numpy_safe_globals()
+    assert not any(isinstance(e, tuple) for e in entries)
+    names = {f"{e.__module__}.{e.__name__}" for e in entries if callable(e) and not isinstance(e, type)}
+    assert names == {f"numpy.{m}multiarray.{f}" for m in ("core.", "_core.") for f in ("scalar", "_reconstruct")}
+    aliases = checkpoint_io.load_checkpoint(path)
+    assert aliases['_best_ema'] == with_pairs['_best_ema'] and type(aliases['_best_ema']) is np.float32
+    assert aliases['logging'] == with_pairs['logging']
+
+
 # ----- trainer build_network_architecture binding ---------------------------------------------------------------
 class _Cfg:
     network_arch_class_name = 'X'

@@ -36,7 +36,7 @@ def crop_and_pad(arr, lbs: Sequence[int], ubs: Sequence[int], pad_value, dtype=N
     lead = arr.shape[:arr.ndim - len(lbs)]
     shape = arr.shape[-len(lbs):]
     src = tuple(slice(max(lo, 0), min(hi, s)) for lo, hi, s in zip(lbs, ubs, shape))
-    inside = arr[(..., *src)]
+    inside = arr[(slice(None),) * len(lead) + src]  # no Ellipsis: blosc2 < 4 fails when it stands for no axis
     # blosc2 slicing already returns a fresh array; views (memory maps, in-memory arrays) must be copied because
     # the transforms work in place
     if not isinstance(inside, np.ndarray) or not inside.flags.owndata or not inside.flags.writeable:
