@@ -10,7 +10,9 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import tempfile
+import threading
 import uuid
 from typing import Any, Iterator, Optional
 
@@ -70,6 +72,72 @@ def atomic_path_named_by_writer(final_path: str) -> Iterator[str]:
         raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def replace_folder(new_folder: str, final_folder: str) -> None:
+    """Put the complete folder ``new_folder`` (a sibling named by ``temporary_sibling``) in place of ``final_folder``,
+    which may exist. The old folder is renamed away first and deleted after: readers see the old folder or the new
+    one, never a half-filled one (between the two renames, for an instant, none). Another process doing the same at
+    once: the last one's folder stays."""
+    for _ in range(100):
+        old = None
+        if os.path.lexists(final_folder):
+            old = temporary_sibling(final_folder)
+            try:
+                os.rename(final_folder, old)
+            except FileNotFoundError:  # another process moved it away first
+                old = None
+        try:
+            os.rename(new_folder, final_folder)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # another process put its folder there between our two renames: replace that one too
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    raise OSError(errno.EBUSY, "other processes keep replacing this folder", final_folder)
+
+
+_held_folder_locks: dict = {}
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str, purpose: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``folder`` itself while reading and rewriting files in it:
+    another nnU-Net process (or thread) asking for the same lock waits, saying once on stderr what it waits for.
+    The kernel releases the lock when the process ends, however it ends: no lock file, nothing stale. Re-entrant
+    within a thread. Where the folder does not exist (the caller reports that), or the platform or file system has no
+    ``flock`` on folders, it goes on without a lock."""
+    key = (threading.get_ident(), os.path.realpath(folder))
+    if key in _held_folder_locks:
+        yield
+        return
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (ImportError, OSError):
+        fd = None
+    if fd is None:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"nnU-Net: waiting for another nnU-Net process that is {purpose} in {folder} ...",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass  # no flock on this file system: unlocked, as before
+        _held_folder_locks[key] = fd
+        try:
+            yield
+        finally:
+            del _held_folder_locks[key]
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def raise_if_disk_full(path: str, min_free_bytes: int = 1 << 20) -> None:

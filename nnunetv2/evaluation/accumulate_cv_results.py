@@ -8,7 +8,7 @@ from typing import List, Sequence, Union
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
 from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
-from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p
+from nnunetv2.file_io import atomic_path, folder_lock, load_json, maybe_mkdir_p
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 
 
@@ -29,6 +29,28 @@ def reference_folder_for_dataset(dataset_name: str) -> str:
     return os.path.join(nnUNet_preprocessed, dataset_name, 'gt_segmentations')
 
 
+def _check_validation_finished(validation: str, fold, dataset_name: str, file_ending: str) -> None:
+    """UserError if the fold's validation is still running (its trainer writes summary.json last) or was cut off:
+    no summary.json and validation cases of splits_final.json without a prediction. Merged anyway, the cross-validation
+    score (and the postprocessing chosen from it) would silently rest on part of the cases."""
+    if os.path.isfile(os.path.join(validation, 'summary.json')) or not nnUNet_preprocessed.is_set():
+        return
+    splits_file = os.path.join(nnUNet_preprocessed, dataset_name, 'splits_final.json')
+    if not isinstance(fold, int) or not os.path.isfile(splits_file):
+        return
+    try:
+        expected = load_json(splits_file)[fold]['val']
+    except (UserError, LookupError, TypeError):
+        return  # not the default split file layout (custom splits): nothing to compare with
+    missing = sorted(c for c in expected if not os.path.isfile(os.path.join(validation, c + file_ending)))
+    if missing:
+        raise UserError(f"The validation of fold {fold} is not finished: {validation} has no summary.json and no "
+                        f"prediction for {len(missing)} of the {len(expected)} validation case(s) of "
+                        f"{splits_file} (first: {missing[0]}).",
+                        f"Wait until the training of fold {fold} has finished, or rerun its validation "
+                        f"(nnUNetv2_train ... {fold} --val).")
+
+
 def evaluate_with_dataset_labels(folder_ref: str, folder_pred: str, plans: Union[str, dict], dataset_json: dict,
                                  num_processes: int) -> dict:
     """Evaluate ``folder_pred`` into its summary.json with the labels/regions/ignore label of the dataset."""
@@ -47,6 +69,14 @@ def evaluate_with_dataset_labels(folder_ref: str, folder_pred: str, plans: Union
 def accumulate_cv_results(trained_model_folder: str, merged_output_folder: str,
                           folds: Union[List[int], Sequence[int]], num_processes: int = default_num_processes,
                           overwrite: bool = True) -> None:
+    # another run on the same model (a second find_best_configuration, accumulate_crossval_results) would delete and
+    # refill the merged folder while this one fills it: the second waits for the first
+    with folder_lock(os.path.dirname(os.path.abspath(merged_output_folder)), 'merging cross-validation results'):
+        _accumulate_cv_results(trained_model_folder, merged_output_folder, folds, num_processes, overwrite)
+
+
+def _accumulate_cv_results(trained_model_folder: str, merged_output_folder: str, folds: Sequence[int],
+                           num_processes: int, overwrite: bool) -> None:
     for name in ('dataset.json', 'plans.json'):
         if not os.path.isfile(os.path.join(trained_model_folder, name)):
             raise UserError(f"{os.path.join(trained_model_folder, name)} does not exist: {trained_model_folder} is "
@@ -67,6 +97,7 @@ def accumulate_cv_results(trained_model_folder: str, merged_output_folder: str,
         if not os.path.isdir(validation):
             raise UserError(f"fold {fold} of model {trained_model_folder} is missing ({validation} does not exist).",
                             "Please train it (and run its validation) first.")
+        _check_validation_finished(validation, fold, plans['dataset_name'], file_ending)
         for f in sorted(os.listdir(validation)):
             if not f.endswith(file_ending):
                 continue

@@ -14,7 +14,7 @@ from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation.accumulate_cv_results import accumulate_cv_results, evaluate_with_dataset_labels
 from nnunetv2.evaluation.evaluate_predictions import load_summary_json
-from nnunetv2.file_io import atomic_path, load_json, save_json
+from nnunetv2.file_io import atomic_path, folder_lock, load_json, save_json
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
 from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
@@ -92,10 +92,19 @@ def find_best_configuration(dataset_name_or_id, allowed_trained_models=default_t
                             allow_ensembling: bool = True, num_processes: int = default_num_processes,
                             overwrite: bool = True, folds: Union[List[int], Tuple[int, ...]] = (0, 1, 2, 3, 4),
                             strict: bool = False) -> dict:
+    dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
+    # a second run at once (or a rerun while the first is going) would rebuild the merged folders, ensembles and
+    # postprocessing under the first: it waits for the first instead
+    with folder_lock(os.path.join(nnUNet_results, dataset_name), 'finding the best configuration'):
+        return _find_best_configuration(dataset_name_or_id, dataset_name, allowed_trained_models, allow_ensembling,
+                                        num_processes, overwrite, folds)
+
+
+def _find_best_configuration(dataset_name_or_id, dataset_name, allowed_trained_models, allow_ensembling,
+                             num_processes, overwrite, folds) -> dict:
     from nnunetv2.ensembling.ensemble import ensemble_crossvalidations
     from nnunetv2.postprocessing.remove_connected_components import determine_postprocessing
 
-    dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
     gt_folder = os.path.join(nnUNet_preprocessed, dataset_name, 'gt_segmentations')
     models = filter_available_models(deepcopy(allowed_trained_models), dataset_name_or_id)
     if not models:

@@ -9,6 +9,7 @@ the reference's ``extractall``). Checkpoints are only copied, never unpickled.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -87,8 +88,14 @@ def _move_into_place(src: str, dst: str) -> None:
     for entry in sorted(os.listdir(src)):
         s, d = os.path.join(src, entry), os.path.join(dst, entry)
         if not os.path.lexists(d):
-            os.rename(s, d)
-        elif os.path.isdir(s):
+            try:
+                os.rename(s, d)
+                continue
+            except OSError as e:
+                # another install of the same model (a second shell) put the folder there since the check: merge
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not os.path.isdir(s):
+                    raise
+        if os.path.isdir(s):
             _move_into_place(s, d)
         else:
             os.replace(s, d)

@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import shutil
+import tempfile
 from typing import Callable, List, Sequence, Tuple, Union
 
 import numpy as np
@@ -21,7 +22,7 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import shared_pool, starmap
 from nnunetv2.evaluation.evaluate_predictions import (compute_metrics_on_folder, load_summary_json,
                                                       region_or_label_to_mask)
-from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p, save_json, save_pickle
+from nnunetv2.file_io import TMP_PREFIX, atomic_path, folder_lock, load_json, maybe_mkdir_p, save_json, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.postprocessing._components import largest_components
 from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
@@ -107,13 +108,21 @@ def determine_postprocessing(folder_predictions: str, folder_ref: str, plans_fil
                              dataset_json_file_or_dict: Union[str, dict] = None,
                              num_processes: int = default_num_processes, keep_postprocessed_files: bool = True):
     """Find the connected-component steps that improve Dice; write postprocessing.pkl/.json."""
-    with shared_pool(num_processes):  # one worker pool for the whole series of evaluations
-        return _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict, dataset_json_file_or_dict,
-                                         num_processes, keep_postprocessed_files)
+    # another run on the same folder (a second find_best_configuration) waits: both write postprocessed/ and
+    # postprocessing.pkl, and a merge of the cross-validation results (same parent folder) would delete the folder
+    scratch = []
+    try:
+        with folder_lock(os.path.dirname(os.path.abspath(folder_predictions)), 'determining the postprocessing'), \
+                shared_pool(num_processes):  # one worker pool for the whole series of evaluations
+            return _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict,
+                                             dataset_json_file_or_dict, num_processes, keep_postprocessed_files, scratch)
+    finally:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict, dataset_json_file_or_dict,
-                              num_processes, keep_postprocessed_files):
+                              num_processes, keep_postprocessed_files, scratch: list):
     for folder, what in ((folder_predictions, 'prediction'), (folder_ref, 'reference')):
         if not os.path.isdir(folder):
             raise UserError(f"The {what} folder {folder} does not exist.", "Check the path.")
@@ -132,9 +141,12 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
         return load_summary_json(os.path.join(folder, 'summary.json'))
 
     output_folder = os.path.join(folder_predictions, 'postprocessed')
-    temp = os.path.join(output_folder, 'temp')
-    shutil.rmtree(temp, ignore_errors=True)  # leftovers of an interrupted run would be evaluated as predictions
+    shutil.rmtree(os.path.join(output_folder, 'temp'), ignore_errors=True)  # the fixed scratch folder of older runs
     maybe_mkdir_p(output_folder)
+    # a private scratch folder (removed by the caller, also on failure): another run on the same folder cannot
+    # delete or fill it, and no file system lock is needed for that
+    temp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=output_folder)
+    scratch.append(temp)
 
     files_predictions = sorted_files_with_ending(folder_predictions, file_ending)
     missing = set(sorted_files_with_ending(folder_ref, file_ending)) - set(files_predictions)

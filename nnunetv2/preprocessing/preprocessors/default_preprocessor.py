@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, List, Tuple, Union
 import numpy as np
 
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import load_json
+from nnunetv2.file_io import load_json, replace_folder, temporary_sibling
 from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
 from nnunetv2.preprocessing.preprocessors.foreground_sampling import sample_foreground_locations
 from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
@@ -175,7 +175,7 @@ class DefaultPreprocessor(object):
     def run(self, dataset_name_or_id: Union[int, str], configuration_name: str, plans_identifier: str,
             num_processes: int):
         """Preprocess every training case into ``nnUNet_preprocessed/<dataset>/<data_identifier>/`` (the folder is
-        deleted and recreated first) with ``num_processes`` worker processes."""
+        filled beside it and then replaces the old one whole) with ``num_processes`` worker processes."""
         from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
         from nnunetv2.preprocessing.preprocessors.worker_pool import run_cases_in_workers
         from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
@@ -204,14 +204,19 @@ class DefaultPreprocessor(object):
         dataset = get_filenames_of_train_images_and_targets(raw_folder, dataset_json)
 
         output_directory = os.path.join(nnUNet_preprocessed, dataset_name, configuration_manager.data_identifier)
-        if os.path.isdir(output_directory):
-            shutil.rmtree(output_directory)
-        os.makedirs(output_directory)
-
-        tasks = [(case, (os.path.join(output_directory, case), entry['images'], entry['label']))
-                 for case, entry in dataset.items()]
-        run_cases_in_workers(self, tasks, plans_manager.plans, configuration_name, dataset_json,
-                             num_processes, show_progress_bar=getattr(self, 'show_progress_bar', True))
+        # filled in a private folder beside it, then put in place whole: a trainer started meanwhile (another shell,
+        # another GPU) sees the old complete folder or the new one, never a half-filled one (it would write
+        # splits_final.json from the cases done so far), and a second run at once does not delete this one's files
+        staging = temporary_sibling(output_directory)
+        os.makedirs(staging)
+        try:
+            tasks = [(case, (os.path.join(staging, case), entry['images'], entry['label']))
+                     for case, entry in dataset.items()]
+            run_cases_in_workers(self, tasks, plans_manager.plans, configuration_name, dataset_json,
+                                 num_processes, show_progress_bar=getattr(self, 'show_progress_bar', True))
+            replace_folder(staging, output_directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def modify_seg_fn(self, seg: np.ndarray, plans_manager: PlansManager, dataset_json: dict,
                       configuration_manager: ConfigurationManager) -> np.ndarray:

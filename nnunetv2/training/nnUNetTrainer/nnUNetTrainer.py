@@ -5,6 +5,7 @@ this file (``_setup``, ``_epoch``, ``_checkpointing``, ``_validation``). The mod
 the compatibility surface: custom trainers start with ``from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import *``
 and use them directly, so they are imported here even where this file does not need them.
 """
+import contextlib
 import inspect
 import multiprocessing
 import os
@@ -364,8 +365,10 @@ class nnUNetTrainer(object):
         self.save_checkpoint(join(self.output_folder, "checkpoint_final.pth"))
         self.current_epoch += 1
         # now we can delete latest
-        if self.local_rank == 0 and isfile(join(self.output_folder, "checkpoint_latest.pth")):
-            os.remove(join(self.output_folder, "checkpoint_latest.pth"))
+        if self.local_rank == 0:
+            # another run of this fold finishing at the same moment may have removed it between a check and the removal
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(join(self.output_folder, "checkpoint_latest.pth"))
         _training_data.shut_down_augmenters(self.dataloader_train, self.dataloader_val)
         empty_cache(self.device)
         self.print_to_log_file("Training done.")
