@@ -23,6 +23,7 @@ from nnunetv2.errors import UserError
 from nnunetv2.file_io import load_json
 from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys, strip_state_dict_prefixes
+from nnunetv2.utilities.slow_torch_releases import warn_if_conv3d_is_slow
 
 logger = logging.getLogger(__name__)
 # our trainer lookup as it was on import (clients may replace the module attribute later)
@@ -211,8 +212,10 @@ def maybe_compile(network: nn.Module) -> nn.Module:
 
 
 def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_name: str = 'checkpoint_final.pth',
-                       trainer_class=None, allow_unsafe: bool = False, trainer_lookup=None) -> LoadedModel:
-    """Everything the predictor needs from a trained model folder; first fold's weights already loaded."""
+                       trainer_class=None, allow_unsafe: bool = False, trainer_lookup=None,
+                       device=None) -> LoadedModel:
+    """Everything the predictor needs from a trained model folder; first fold's weights already loaded. ``device``
+    (where the predictor will run it) only decides whether a warning about a slow torch release applies."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -241,6 +244,8 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
     configuration_name = first['init_args']['configuration']
     mirror_axes = first.get('inference_allowed_mirroring_axes')
     configuration_manager = plans_manager.get_configuration(configuration_name)
+    if device is not None:
+        warn_if_conv3d_is_slow(device, len(configuration_manager.patch_size))
     num_input_channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
     label_manager = plans_manager.get_label_manager(dataset_json)
     network = build_network(trainer_name, plans_manager, configuration_manager, dataset_json, num_input_channels,

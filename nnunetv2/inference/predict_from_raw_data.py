@@ -38,7 +38,6 @@ from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy 
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.freed_memory import KEPT_FOR_NEXT_CASE_BYTES, release_freed_memory
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
-from nnunetv2.utilities.slow_torch_releases import warn_if_conv3d_is_slow
 from nnunetv2.utilities.watched_pool import WatchedPool
 from nnunetv2.utilities.worker_processes import requested_processes, worker_count
 
@@ -124,13 +123,13 @@ class nnUNetPredictor(object):
                                              checkpoint_name: str = 'checkpoint_final.pth', trainer_class=None):
         """Load plans, dataset.json and one checkpoint per fold. ``trainer_class`` overrides the checkpoint's
         ``trainer_name`` lookup (extension used by e.g. Spinal Cord Toolbox)."""
+        lookup = _replaceable('recursive_find_trainer_class_by_name')
         m = model_loading.load_trained_model(model_training_output_dir, use_folds, checkpoint_name, trainer_class,
-                                             trainer_lookup=_replaceable('recursive_find_trainer_class_by_name'))
+                                             trainer_lookup=lookup, device=self.device)
         self.plans_manager, self.configuration_manager, self.list_of_parameters = \
             m.plans_manager, m.configuration_manager, m.parameters
         self.network, self.dataset_json, self.trainer_name = m.network, m.dataset_json, m.trainer_name
         self.allowed_mirroring_axes, self.label_manager = m.inference_allowed_mirroring_axes, m.label_manager
-        warn_if_conv3d_is_slow(self.device, len(self.configuration_manager.patch_size))
 
     def manual_initialization(self, network: nn.Module, plans_manager, configuration_manager,
                               parameters: Optional[List[dict]], dataset_json: dict, trainer_name: str,
