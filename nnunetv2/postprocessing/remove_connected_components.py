@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import shutil
-import tempfile
 from typing import Callable, List, Sequence, Tuple, Union
 
 import numpy as np
@@ -22,7 +21,7 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import shared_pool, starmap
 from nnunetv2.evaluation.evaluate_predictions import (compute_metrics_on_folder, load_summary_json,
                                                       region_or_label_to_mask)
-from nnunetv2.file_io import TMP_PREFIX, atomic_path, folder_lock, load_json, maybe_mkdir_p, save_json, save_pickle
+from nnunetv2.file_io import atomic_path, folder_lock, load_json, maybe_mkdir_p, save_json, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.postprocessing._components import largest_components
 from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
@@ -141,11 +140,12 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
         return load_summary_json(os.path.join(folder, 'summary.json'))
 
     output_folder = os.path.join(folder_predictions, 'postprocessed')
-    shutil.rmtree(os.path.join(output_folder, 'temp'), ignore_errors=True)  # the fixed scratch folder of older runs
-    maybe_mkdir_p(output_folder)
-    # a private scratch folder (removed by the caller, also on failure): another run on the same folder cannot
-    # delete or fill it, and no file system lock is needed for that
-    temp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=output_folder)
+    # the scratch folder keeps the reference's name: the candidates' summary.json files name the files in it. Leftovers
+    # of an interrupted run would be evaluated as predictions, so it starts empty; the caller removes it, also on
+    # failure, and holds the folder lock, so another run on the same folder does not share it
+    temp = os.path.join(output_folder, 'temp')
+    shutil.rmtree(temp, ignore_errors=True)
+    maybe_mkdir_p(temp)
     scratch.append(temp)
 
     files_predictions = sorted_files_with_ending(folder_predictions, file_ending)

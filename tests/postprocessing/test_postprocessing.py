@@ -97,6 +97,10 @@ def test_determine_postprocessing_matches_reference(tmp_path):
     assert kwargs == [{'labels_or_regions': [1, 2]}, {'labels_or_regions': 2}]
     assert (pred / 'postprocessing.json').read_text() == REFERENCE_POSTPROCESSING_JSON
     assert sorted(os.listdir(pred / 'postprocessed')) == ['case_0.nii.gz', 'case_1.nii.gz', 'summary.json']
+    # as the reference's: the chosen candidate's summary names its files in the scratch folder postprocessed/temp
+    cases = json.loads((pred / 'postprocessed' / 'summary.json').read_text())['metric_per_case']
+    assert [os.path.relpath(c['prediction_file'], pred) for c in cases] == [
+        os.path.join('postprocessed', 'temp', 'keep_largest_perClassOrRegion', f'case_{i}.nii.gz') for i in range(2)]
     for c in range(2):  # postprocessed predictions equal the reference segmentation here
         assert (_read(pred / 'postprocessed' / f'case_{c}.nii.gz') == _read(tmp_path / 'gt' / f'case_{c}.nii.gz')
                 ).sum() == 20 ** 3 - 1
