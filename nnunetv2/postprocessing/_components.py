@@ -17,8 +17,11 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 def label_components(mask: np.ndarray) -> np.ndarray:
     """Integer component map of a boolean mask (0 = outside), full connectivity."""
-    if cc3d is not None and mask.ndim in (2, 3):
-        return cc3d.connected_components(mask, connectivity=26 if mask.ndim == 3 else 8)
+    # cc3d (4.1.1) labels some 2-D masks wrongly with connectivity 8 (in [[0, 0, 0, 1]] a background pixel gets a
+    # label) and fails on 3-D masks with two axes of length 1: a 2-D mask goes in as one 3-D slice (26 neighbours
+    # there are the 8 of the plane), and masks with more than one axis of length 1 go to scipy
+    if cc3d is not None and mask.ndim in (2, 3) and sum(s == 1 for s in mask.shape) + 3 - mask.ndim <= 1:
+        return cc3d.connected_components(mask if mask.ndim == 3 else mask[None], connectivity=26).reshape(mask.shape)
     from scipy import ndimage
     structure = np.ones((3,) * mask.ndim, dtype=bool)
     return ndimage.label(mask, structure=structure)[0]

@@ -189,3 +189,20 @@ def test_apply_cli(tmp_path, monkeypatch, capsys):
         entry_point_apply_postprocessing()
     out = capsys.readouterr().out
     assert out.startswith('usage: x ') and 'nnUNetv2_determine_postprocessing' in out
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_component_labels_match_scipy_on_small_and_flat_masks(ndim):
+    """cc3d 4.1.1 mislabels some 2-D masks with connectivity 8 and fails on 3-D masks with two axes of length 1: the
+    components must be scipy's full-connectivity ones for every shape."""
+    from scipy import ndimage
+    from nnunetv2.postprocessing._components import label_components
+    rs = np.random.RandomState(0)
+    masks = [np.array([[0, 0, 0, 1]], dtype=bool)]
+    masks += [rs.rand(*rs.randint(1, 6, ndim)) < 0.5 for _ in range(1500)]
+    for mask in masks:
+        ours = label_components(mask)
+        expected = ndimage.label(mask, np.ones((3,) * mask.ndim, bool))[0]
+        assert ours.shape == mask.shape and ((ours > 0) == mask).all(), mask
+        pairs = set(zip(ours[mask].tolist(), expected[mask].tolist()))  # same partition, numbering aside
+        assert len(pairs) == len(np.unique(expected[mask])) == len(np.unique(ours[mask])), mask
