@@ -100,7 +100,7 @@ def replace_folder(new_folder: str, final_folder: str) -> None:
     raise OSError(errno.EBUSY, "other processes keep replacing this folder", final_folder)
 
 
-_held_folder_locks: dict = {}
+_held_folder_locks: set = set()  # (thread, folder) pairs holding the lock: re-entry goes through
 
 
 @contextlib.contextmanager
@@ -131,11 +131,11 @@ def folder_lock(folder: str, purpose: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:
             pass  # no flock on this file system: unlocked, as before
-        _held_folder_locks[key] = fd
+        _held_folder_locks.add(key)
         try:
             yield
         finally:
-            del _held_folder_locks[key]
+            _held_folder_locks.discard(key)
     finally:
         os.close(fd)  # releases the lock
 

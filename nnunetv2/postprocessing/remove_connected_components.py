@@ -109,19 +109,17 @@ def determine_postprocessing(folder_predictions: str, folder_ref: str, plans_fil
     """Find the connected-component steps that improve Dice; write postprocessing.pkl/.json."""
     # another run on the same folder (a second find_best_configuration) waits: both write postprocessed/ and
     # postprocessing.pkl, and a merge of the cross-validation results (same parent folder) would delete the folder
-    scratch = []
-    try:
-        with folder_lock(os.path.dirname(os.path.abspath(folder_predictions)), 'determining the postprocessing'), \
-                shared_pool(num_processes):  # one worker pool for the whole series of evaluations
-            return _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict,
-                                             dataset_json_file_or_dict, num_processes, keep_postprocessed_files, scratch)
-    finally:
-        for folder in scratch:
-            shutil.rmtree(folder, ignore_errors=True)
+    with folder_lock(os.path.dirname(os.path.abspath(folder_predictions)), 'determining the postprocessing'):
+        try:
+            with shared_pool(num_processes):  # one worker pool for the whole series of evaluations
+                return _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict,
+                                                 dataset_json_file_or_dict, num_processes, keep_postprocessed_files)
+        finally:  # the scratch folder goes, also on failure
+            shutil.rmtree(os.path.join(folder_predictions, 'postprocessed', 'temp'), ignore_errors=True)
 
 
 def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict, dataset_json_file_or_dict,
-                              num_processes, keep_postprocessed_files, scratch: list):
+                              num_processes, keep_postprocessed_files):
     for folder, what in ((folder_predictions, 'prediction'), (folder_ref, 'reference')):
         if not os.path.isdir(folder):
             raise UserError(f"The {what} folder {folder} does not exist.", "Check the path.")
@@ -146,7 +144,6 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
     temp = os.path.join(output_folder, 'temp')
     shutil.rmtree(temp, ignore_errors=True)
     maybe_mkdir_p(temp)
-    scratch.append(temp)
 
     files_predictions = sorted_files_with_ending(folder_predictions, file_ending)
     missing = set(sorted_files_with_ending(folder_ref, file_ending)) - set(files_predictions)
