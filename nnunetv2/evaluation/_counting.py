@@ -19,18 +19,29 @@ LabelOrRegion = Union[int, Tuple[int, ...], list]
 
 
 def _as_small_int(seg: np.ndarray) -> Optional[np.ndarray]:
-    """``seg`` as an integer array if all values are integers in [0, _MAX_LABEL_VALUE], else None."""
+    """``seg`` as an unsigned integer array (its own type if it is one, no copy) if all values are integers in
+    [0, _MAX_LABEL_VALUE], else None."""
     if seg.size == 0:
-        return seg.astype(np.intp)
+        return seg.astype(np.uint16)
+    if seg.dtype.kind == 'u' or seg.dtype == bool:
+        return seg if seg.max() <= _MAX_LABEL_VALUE else None
     lo, hi = seg.min(), seg.max()
     if not (lo >= 0 and hi <= _MAX_LABEL_VALUE):  # also False for NaN
         return None
-    if np.issubdtype(seg.dtype, np.integer) or seg.dtype == bool:
-        return seg.astype(np.uint16, copy=False)
+    if seg.dtype.kind == 'i':
+        return seg.astype(np.uint16)
     as_int = seg.astype(np.uint16)
     if not np.array_equal(as_int, seg):
         return None  # fractional values: not a label map we can tabulate
     return as_int
+
+
+def _code_dtype(n_codes: int) -> type:
+    """The smallest unsigned type holding the codes 0 .. n_codes - 1."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if n_codes <= np.iinfo(dtype).max + 1:
+            return dtype
+    return np.intp
 
 
 def confusion_matrix(ref: np.ndarray, pred: np.ndarray, ignore_label: Optional[int]) -> Optional[np.ndarray]:
@@ -45,9 +56,16 @@ def confusion_matrix(ref: np.ndarray, pred: np.ndarray, ignore_label: Optional[i
     if p is None:
         return None
     n = int(max(r.max(initial=0), p.max(initial=0))) + 1
-    flat = r.ravel().astype(np.intp) * n
-    flat += p.ravel()
-    conf = np.bincount(flat, minlength=n * n).reshape(n, n)
+    # code = r * n + p in the smallest type that holds n * n codes (1 byte per voxel for up to 15 labels)
+    code_dtype = _code_dtype(n * n)
+    code = r.astype(code_dtype)  # always a copy: ``r`` may be the caller's array
+    code *= code_dtype(n)
+    code += p  # p <= n - 1 and p's type is no wider than needed: stays in code_dtype
+    # most voxels are background in both (code 0): count the others only, code 0 is what is left
+    nonzero = code != 0
+    conf = np.bincount(code[nonzero], minlength=n * n)
+    conf[0] = code.size - int(conf[1:].sum())
+    conf = conf.reshape(n, n)
     if ignore_label is not None and 0 <= ignore_label < n and float(ignore_label).is_integer():
         conf[int(ignore_label), :] = 0  # the ignore mask is "reference == ignore label"
     return conf

@@ -22,6 +22,7 @@ from nnunetv2.file_io import load_json, maybe_mkdir_p, save_json
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.imageio.reader_writer_registry import (determine_reader_writer_from_dataset_json,
                                                     determine_reader_writer_from_file_ending)
+from nnunetv2.imageio.simpleitk_reader_writer import read_seg_in_own_type
 from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.utils import sorted_files_with_ending
 
@@ -141,8 +142,9 @@ def _metrics_of_arrays(seg_ref: np.ndarray, seg_pred: np.ndarray, labels_or_regi
 def compute_metrics(reference_file: str, prediction_file: str, image_reader_writer: BaseReaderWriter,
                     labels_or_regions: Union[List[int], List[Union[int, Tuple[int, ...]]]],
                     ignore_label: int = None) -> dict:
-    seg_ref, _ = image_reader_writer.read_seg(reference_file)
-    seg_pred, _ = image_reader_writer.read_seg(prediction_file)
+    # label values only are compared: 8/16-bit label files need no float32 copy
+    seg_ref = read_seg_in_own_type(image_reader_writer, reference_file)[0]
+    seg_pred = read_seg_in_own_type(image_reader_writer, prediction_file)[0]
     if seg_ref.shape != seg_pred.shape:
         raise UserError(f"Prediction {prediction_file} has shape {tuple(seg_pred.shape[1:])} but reference "
                         f"{reference_file} has shape {tuple(seg_ref.shape[1:])}.",

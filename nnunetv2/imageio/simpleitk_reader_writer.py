@@ -87,8 +87,34 @@ class SimpleITKIO(BaseReaderWriter):
         _write_sitk(itk_img, output_fname)
 
 
-def _read_case(image_fnames, transform: Optional[Callable[[sitk.Image], sitk.Image]] = None
-               ) -> Tuple[np.ndarray, dict]:
+_PLAIN_READ_SEG = SimpleITKIO.read_seg
+
+# integer types whose every value float32 holds exactly: reading them as float32 changes no value
+_EXACT_IN_FLOAT32 = (np.uint8, np.int8, np.uint16, np.int16)
+
+
+def read_seg_labels(seg_fname: str) -> Tuple[np.ndarray, dict]:
+    """What ``SimpleITKIO().read_seg`` returns (same shape, same values, same properties), but the voxels in the
+    file's own integer type where float32 holds every value of that type exactly (8- and 16-bit integers), else
+    float32 like ``read_seg``.
+
+    For code that only compares label values (evaluation, postprocessing): it saves the float32 copy (4 bytes per
+    voxel) and lets them count labels in small integer types.
+    """
+    return _read_case((seg_fname,), exact_ints=True)
+
+
+def read_seg_in_own_type(reader_writer: BaseReaderWriter, seg_fname: str) -> Tuple[np.ndarray, dict]:
+    """``reader_writer.read_seg(seg_fname)``; for a plain SimpleITKIO (not a subclass, not a patched ``read_seg``,
+    both of which may read differently) through ``read_seg_labels``, which gives the same values."""
+    if type(reader_writer) is SimpleITKIO and SimpleITKIO.read_seg is _PLAIN_READ_SEG \
+            and 'read_seg' not in vars(reader_writer):
+        return read_seg_labels(seg_fname)
+    return reader_writer.read_seg(seg_fname)
+
+
+def _read_case(image_fnames, transform: Optional[Callable[[sitk.Image], sitk.Image]] = None,
+               exact_ints: bool = False) -> Tuple[np.ndarray, dict]:
     """Read the channel files of one case (each optionally transformed after reading), check that they agree and
     stack them; properties come from the first file."""
     image_fnames = [str(f) for f in image_fnames]
@@ -111,6 +137,8 @@ def _read_case(image_fnames, transform: Optional[Callable[[sitk.Image], sitk.Ima
         },
         'spacing': spacings[0],
     }
+    if exact_ints and len(arrays) == 1 and arrays[0].dtype.type in _EXACT_IN_FLOAT32 and arrays[0].size > 0:
+        return np.array(arrays[0]), props  # a copy: the array may be a view into the image
     return stack_channels_float32(arrays, image_fnames), props
 
 

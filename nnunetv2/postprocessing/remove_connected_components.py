@@ -23,6 +23,7 @@ from nnunetv2.evaluation.evaluate_predictions import (compute_metrics_on_folder,
                                                       region_or_label_to_mask)
 from nnunetv2.file_io import atomic_path, folder_lock, load_json, maybe_mkdir_p, save_json, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.imageio.simpleitk_reader_writer import read_seg_in_own_type
 from nnunetv2.postprocessing._components import largest_components
 from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
 from nnunetv2.utilities.console_command import as_command
@@ -57,9 +58,22 @@ def apply_postprocessing(segmentation: np.ndarray, pp_fns: List[Callable], pp_fn
     return segmentation
 
 
+def _read_for_postprocessing(segmentation_file: str, image_reader_writer: BaseReaderWriter,
+                             pp_fns: List[Callable]) -> Tuple[np.ndarray, dict]:
+    """``read_seg``; where every step is our component removal, in the file's unsigned integer type (plain
+    SimpleITKIO only): the steps keep the same voxels, and ``write_seg`` stores the same values (it picks uint8 or
+    uint16 from the largest label either way), without a float32 copy of the volume."""
+    if not all(fn is remove_all_but_largest_component_from_segmentation for fn in pp_fns):
+        return image_reader_writer.read_seg(segmentation_file)
+    seg, props = read_seg_in_own_type(image_reader_writer, segmentation_file)
+    if seg.dtype.kind == 'i':  # negative labels are cast differently from int than from float when written
+        seg = seg.astype(np.float32)
+    return seg, props
+
+
 def load_postprocess_save(segmentation_file: str, output_fname: str, image_reader_writer: BaseReaderWriter,
                           pp_fns: List[Callable], pp_fn_kwargs: List[dict]) -> None:
-    seg, props = image_reader_writer.read_seg(segmentation_file)
+    seg, props = _read_for_postprocessing(segmentation_file, image_reader_writer, pp_fns)
     seg = apply_postprocessing(seg[0], pp_fns, pp_fn_kwargs)
     with atomic_path(output_fname) as tmp:
         image_reader_writer.write_seg(seg, tmp, props)

@@ -170,3 +170,53 @@ def test_leftover_temporary_files_are_not_cases(tmp_path):
     res = compute_metrics_on_folder(str(ref), str(pred), None, SimpleITKIO(), '.nii.gz', [1], num_processes=1)
     assert [c['prediction_file'][-9:] for c in res['metric_per_case']] == ['c0.nii.gz', 'c1.nii.gz', 'c2.nii.gz']
     assert res['mean'][1]['Dice'] == 1.0
+
+
+@pytest.mark.parametrize('n_labels', [3, 16, 17, 300])
+def test_confusion_counts_in_small_types_equal_plain_counting(n_labels):
+    """Label maps of 8/16-bit types (also mixed) are counted in codes of the smallest type holding n*n codes
+    (1 byte up to 16 labels, 2 bytes up to 256, then 4): the counts equal a plain int64 bincount."""
+    rs = np.random.RandomState(n_labels)
+    shape = (6, 7, 8)
+    ref = rs.randint(0, n_labels, shape)
+    pred = rs.randint(0, n_labels, shape)
+    ref[rs.rand(*shape) < 0.6] = 0  # mostly background, as in real maps
+    small = np.uint8 if n_labels <= 256 else np.uint16
+    expected = np.zeros((n_labels, n_labels), np.int64)
+    np.add.at(expected, (ref.ravel(), pred.ravel()), 1)
+    for ref_t, pred_t in ((small, small), (small, np.uint16), (np.uint16, small), (np.int16, np.float32)):
+        conf = confusion_matrix(ref.astype(ref_t), pred.astype(pred_t), None)
+        assert conf.shape == expected.shape and (conf == expected).all(), (ref_t, pred_t)
+    conf = confusion_matrix(ref.astype(small), pred.astype(small), 2)
+    assert (conf[2] == 0).all() and (conf[1] == expected[1]).all()
+
+
+def test_confusion_of_negative_integer_labels_falls_back():
+    ref = np.array([[0, -1, 1]], dtype=np.int16)
+    assert confusion_matrix(ref, np.zeros_like(ref), None) is None
+    m = _metrics_of_arrays(ref, np.array([[0, -1, 0]], dtype=np.int16), [1, -1])
+    assert m[-1]['TP'] == 1 and m[1]['FN'] == 1
+
+
+def test_folder_metrics_same_for_8bit_and_float_files(tmp_path):
+    """Evaluation reads 8-bit label files in their own type: the summary equals that of the same labels stored
+    as float32."""
+    rs = np.random.RandomState(4)
+    for kind, dtype in (('u8', np.uint8), ('f32', np.float32)):
+        for d in ('ref', 'pred'):
+            (tmp_path / kind / d).mkdir(parents=True)
+        for c in range(2):
+            rs_c = np.random.RandomState(c)
+            for d in ('ref', 'pred'):
+                arr = rs_c.randint(0, 4, (5, 9, 10)).astype(dtype)
+                sitk.WriteImage(sitk.GetImageFromArray(arr), str(tmp_path / kind / d / f'c{c}.nii.gz'))
+    out = {}
+    for kind in ('u8', 'f32'):
+        out[kind] = compute_metrics_on_folder(str(tmp_path / kind / 'ref'), str(tmp_path / kind / 'pred'),
+                                              str(tmp_path / kind / 'summary.json'), SimpleITKIO(), '.nii.gz',
+                                              [1, 2, 3, (1, 2)], None, 1)
+    for s in out.values():
+        for case in s['metric_per_case']:
+            case['reference_file'] = case['prediction_file'] = None
+    assert out['u8'] == out['f32']
+    assert out['u8']['foreground_mean']['Dice'] > 0

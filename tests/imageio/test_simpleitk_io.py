@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2.errors import UserError
-from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO, SimpleITKIOWithReorient
+from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO, SimpleITKIOWithReorient, read_seg_in_own_type
 
 SPACING = (0.8, 1.3, 3.1)  # ITK order (x, y, z)
 ORIGIN = (10.5, -20.25, 33.0)
@@ -169,3 +169,29 @@ def test_reorient_reads_ras_and_writes_back_original_orientation(tmp_path, vol):
     np.testing.assert_allclose(back.GetOrigin(), ORIGIN, atol=1e-5)
     np.testing.assert_allclose(back.GetSpacing(), SPACING, rtol=1e-6)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), vol)
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32])
+def test_read_seg_in_own_type_same_values_as_read_seg(tmp_path, dtype):
+    """8/16-bit label files come back in their own type (float32 holds all their values, so nothing changes),
+    wider or float ones as float32 like read_seg; shape and properties always equal read_seg's."""
+    arr = np.random.RandomState(0).randint(-3 if np.dtype(dtype).kind == 'i' else 0, 9, (4, 5, 6)).astype(dtype)
+    f = str(tmp_path / 'seg.nii.gz')
+    im = sitk.GetImageFromArray(arr)
+    im.SetSpacing((0.5, 1.0, 2.0))
+    sitk.WriteImage(im, f)
+    plain, plain_props = SimpleITKIO().read_seg(f)
+    own, own_props = read_seg_in_own_type(SimpleITKIO(), f)
+    assert own.shape == plain.shape == (1, 4, 5, 6) and own_props == plain_props
+    assert np.array_equal(own, plain)
+    expected_type = np.dtype(dtype) if np.dtype(dtype).itemsize <= 2 else np.dtype(np.float32)
+    assert own.dtype == expected_type and own.flags.writeable
+
+    class Subclass(SimpleITKIO):  # may read differently: its read_seg is used as it is
+        def read_seg(self, seg_fname):
+            seg, props = super().read_seg(seg_fname)
+            return seg + 1, props
+    assert np.array_equal(read_seg_in_own_type(Subclass(), f)[0], plain + 1)
+    patched = SimpleITKIO()
+    patched.read_seg = lambda fname: (np.zeros((1, 1, 1, 1), np.float32), {})
+    assert read_seg_in_own_type(patched, f)[0].shape == (1, 1, 1, 1)

@@ -206,3 +206,47 @@ def test_component_labels_match_scipy_on_small_and_flat_masks(ndim):
         assert ours.shape == mask.shape and ((ours > 0) == mask).all(), mask
         pairs = set(zip(ours[mask].tolist(), expected[mask].tolist()))  # same partition, numbering aside
         assert len(pairs) == len(np.unique(expected[mask])) == len(np.unique(ours[mask])), mask
+
+
+def test_largest_components_with_many_ties_and_one_component():
+    """Several equally large components are all kept, also past the point where a lookup table is used."""
+    from nnunetv2.postprocessing._components import largest_components
+    for n_blobs in (2, 5, 12):
+        mask = np.zeros((3, 8, 4 * n_blobs), bool)
+        for b in range(n_blobs):
+            mask[1, 2:4, 4 * b:4 * b + 2] = True  # 4 voxels each, separated by two empty columns
+        mask[0, 7, 0] = True  # a smaller one: removed
+        kept = largest_components(mask)
+        assert kept.sum() == 4 * n_blobs and not kept[0, 7, 0] and (kept <= mask).all()
+    one = np.zeros((5, 5), bool)
+    one[1:3, 1:4] = True
+    kept = largest_components(one)
+    assert np.array_equal(kept, one) and kept is not one
+
+
+def test_postprocessing_of_8bit_file_equals_float_reading(tmp_path):
+    """Component removal reads 8-bit files in their own type: the file it writes equals what reading as float32
+    (read_seg of a subclass) gives."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.postprocessing.remove_connected_components import load_postprocess_save
+
+    class FloatReader(SimpleITKIO):
+        pass
+
+    seg = np.zeros((12, 14, 16), np.uint8)
+    seg[1:5, 1:5, 1:5] = 1
+    seg[8:10, 8:10, 8:10] = 1
+    seg[6, 6, 10:14] = 2
+    seg[0, 13, 15] = 2
+    im = sitk.GetImageFromArray(seg)
+    im.SetSpacing((0.7, 0.8, 2.5))
+    sitk.WriteImage(im, str(tmp_path / 'in.nii.gz'))
+    fns = [remove_all_but_largest_component_from_segmentation] * 2
+    kwargs = [{'labels_or_regions': 1}, {'labels_or_regions': [2], 'background_label': 0}]
+    for rw, name in ((SimpleITKIO(), 'own.nii.gz'), (FloatReader(), 'float.nii.gz')):
+        load_postprocess_save(str(tmp_path / 'in.nii.gz'), str(tmp_path / name), rw, fns, kwargs)
+    own, flt = sitk.ReadImage(str(tmp_path / 'own.nii.gz')), sitk.ReadImage(str(tmp_path / 'float.nii.gz'))
+    assert own.GetPixelID() == flt.GetPixelID() == sitk.sitkUInt8 and own.GetSpacing() == flt.GetSpacing()
+    out = sitk.GetArrayFromImage(own)
+    assert np.array_equal(out, sitk.GetArrayFromImage(flt))
+    assert out[9, 9, 9] == 0 and out[2, 2, 2] == 1 and out[6, 6, 12] == 2 and out[0, 13, 15] == 0

@@ -7,7 +7,7 @@ from nnunetv2.errors import UserError
 from nnunetv2.utilities.helpers import softmax_helper_dim0
 from nnunetv2.utilities.label_handling.label_handling import (LabelManager, convert_labelmap_to_one_hot,
                                                               determine_num_input_channels,
-                                                              get_labelmanager_class_from_plans)
+                                                              get_labelmanager_class_from_plans, argmax_first_axis)
 
 BRATS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
 
@@ -175,3 +175,25 @@ def test_get_labelmanager_class_from_plans(capsys):
     assert get_labelmanager_class_from_plans({"label_manager": "LabelManager"}) is LabelManager
     with pytest.raises(UserError, match="NoSuchManager"):
         get_labelmanager_class_from_plans({"label_manager": "NoSuchManager"})
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float16, np.float64, np.int32, np.uint8, bool])
+def test_argmax_first_axis_equals_numpy_argmax(dtype):
+    """Channel by channel gives argmax's answer, ties to the first channel included (coarse values make many)."""
+    rs = np.random.RandomState(1)
+    for n in (2, 3, 7):
+        values = (rs.rand(n, 5, 6, 7) * 4).round().astype(dtype)
+        got = argmax_first_axis(values)
+        assert got.shape == (5, 6, 7) and np.array_equal(got, values.argmax(0))
+    assert np.array_equal(argmax_first_axis(np.ones((1, 3))), np.zeros(3))
+    many = rs.rand(300, 4, 5).astype(np.float32)  # more channels than uint8 holds
+    assert np.array_equal(argmax_first_axis(many), many.argmax(0))
+
+
+def test_argmax_first_axis_nan_like_numpy():
+    values = np.random.RandomState(2).rand(3, 4, 4).astype(np.float32)
+    values[1, 0, 0] = np.nan
+    values[2, 3, 3] = np.nan
+    assert np.array_equal(argmax_first_axis(values), values.argmax(0))
+    lm = LabelManager({'background': 0, 'a': 1, 'b': 2}, None)
+    assert np.array_equal(lm.convert_probabilities_to_segmentation(values), values.argmax(0))

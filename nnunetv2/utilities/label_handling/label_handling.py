@@ -40,6 +40,24 @@ def _only_background(v) -> bool:
     return v == 0
 
 
+def argmax_first_axis(values: np.ndarray) -> np.ndarray:
+    """``values.argmax(0)`` (same values, same dtype), channel by channel: NumPy's argmax over the first axis of a
+    C-ordered array walks it with a stride of one channel and is several times slower than these few whole-volume
+    comparisons. A later channel wins only where it is strictly larger, so ties go to the first channel as in
+    argmax. NaN (which argmax treats as the largest value) falls back to argmax itself."""
+    if values.ndim < 2 or values.shape[0] < 2 or values.dtype.kind not in 'fiub' or values.size == 0:
+        return values.argmax(0)
+    n = values.shape[0]
+    best = values[0].copy()
+    seg = np.zeros(values.shape[1:], dtype=np.uint8 if n <= 256 else np.intp)
+    for c in range(1, n):
+        seg[values[c] > best] = c
+        np.maximum(best, values[c], out=best)  # propagates NaN: checked below
+    if values.dtype.kind == 'f' and np.isnan(best).any():
+        return values.argmax(0)
+    return seg.astype(np.intp, copy=False)
+
+
 class LabelManager(object):
     def __init__(self, label_dict: dict, regions_class_order: Optional[Sequence[int]], force_use_labels: bool = False,
                  inference_nonlin=None):
@@ -185,6 +203,8 @@ class LabelManager(object):
             raise RuntimeError(f"Expected {self.num_segmentation_heads} channels (segmentation heads), got "
                                f"{predicted_probabilities.shape[0]} (shape {tuple(predicted_probabilities.shape)}).")
         if not self.has_regions:
+            if isinstance(predicted_probabilities, np.ndarray):
+                return argmax_first_axis(predicted_probabilities)
             return predicted_probabilities.argmax(0)
         if isinstance(predicted_probabilities, np.ndarray):
             segmentation = np.zeros(predicted_probabilities.shape[1:], dtype=np.uint16)
