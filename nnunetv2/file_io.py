@@ -104,12 +104,12 @@ _held_folder_locks: set = set()  # (thread, folder) pairs holding the lock: re-e
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str, purpose: str) -> Iterator[None]:
+def folder_lock(folder: str, purpose: str, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive advisory lock (``flock``) on ``folder`` itself while reading and rewriting files in it:
-    another nnU-Net process (or thread) asking for the same lock waits, saying once on stderr what it waits for.
-    The kernel releases the lock when the process ends, however it ends: no lock file, nothing stale. Re-entrant
-    within a thread. Where the folder does not exist (the caller reports that), or the platform or file system has no
-    ``flock`` on folders, it goes on without a lock."""
+    another nnU-Net process (or thread) asking for the same lock waits, saying once on stderr what it waits for
+    (with ``wait=False`` it gets ``BlockingIOError`` instead). The kernel releases the lock when the process ends,
+    however it ends: no lock file, nothing stale. Re-entrant within a thread. Where the folder does not exist (the
+    caller reports that), or the platform or file system has no ``flock`` on folders, it goes on without a lock."""
     key = (threading.get_ident(), os.path.realpath(folder))
     if key in _held_folder_locks:
         yield
@@ -126,6 +126,8 @@ def folder_lock(folder: str, purpose: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                raise BlockingIOError(errno.EWOULDBLOCK, f"another nnU-Net process is {purpose}", folder) from None
             print(f"nnU-Net: waiting for another nnU-Net process that is {purpose} in {folder} ...",
                   file=sys.stderr, flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)

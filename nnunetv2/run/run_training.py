@@ -9,6 +9,7 @@ SIGTERM, SIGUSR1 and SIGINT stop a training after the current iteration with che
 command then exits with status 128 + signal number (``TrainingInterrupted``, a ``SystemExit``) and ``--c``
 continues (documentation/preemption.md).
 """
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -24,6 +25,7 @@ import torch.multiprocessing as mp
 from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.file_io import load_json
 from nnunetv2.paths import nnUNet_preprocessed
+from nnunetv2.run._fold_claim import claim_fold_folder, expected_fold_folder
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 from nnunetv2.training.nnUNetTrainer import _ddp_sync
 from nnunetv2.training.nnUNetTrainer._preemption import TrainingInterrupted, forward_stop_signals, \
@@ -203,16 +205,19 @@ def _train_in_this_process(trainer, continue_training: bool, only_run_validation
         trainer.disable_checkpointing = disable_checkpointing
     if continue_training and only_run_validation:
         raise UserError('Cannot set --c and --val flag at the same time.', 'Use one of them.')
-    maybe_load_checkpoint(trainer, continue_training, only_run_validation, pretrained_weights)
-    if torch.cuda.is_available():
-        torch.backends.cudnn.deterministic = False
-        torch.backends.cudnn.benchmark = True
-    warn_if_conv3d_is_slow(trainer.device, len(trainer.configuration_manager.patch_size))
-    if not only_run_validation:
-        trainer.run_training()
-    if val_with_best:
-        trainer.load_checkpoint(os.path.join(trainer.output_folder, 'checkpoint_best.pth'))
-    trainer.perform_actual_validation(export_validation_probabilities)
+    with contextlib.ExitStack() as held:
+        ddp_device = trainer.device if getattr(trainer, 'is_ddp', False) else None
+        claim_fold_folder(trainer.output_folder, held, ddp_device)
+        maybe_load_checkpoint(trainer, continue_training, only_run_validation, pretrained_weights)
+        if torch.cuda.is_available():
+            torch.backends.cudnn.deterministic = False
+            torch.backends.cudnn.benchmark = True
+        warn_if_conv3d_is_slow(trainer.device, len(trainer.configuration_manager.patch_size))
+        if not only_run_validation:
+            trainer.run_training()
+        if val_with_best:
+            trainer.load_checkpoint(os.path.join(trainer.output_folder, 'checkpoint_best.pth'))
+        trainer.perform_actual_validation(export_validation_probabilities)
 
 
 def run_ddp(rank, dataset_name_or_id, configuration, fold, tr, p, disable_checkpointing, c, val,
@@ -281,11 +286,24 @@ def _join_spawned_ranks(context) -> None:
         try:
             while not context.join():
                 pass
+        except mp.ProcessRaisedException as e:
+            user_error = _user_error_of_rank(str(e))
+            if user_error is None:
+                raise
+            raise user_error from None
         except mp.ProcessExitedException as e:
             signum = stop_signal_of_exit_status(e.exit_code)
             if signum is None:
                 raise
             raise TrainingInterrupted(signum) from None
+
+
+def _user_error_of_rank(spawn_error: str) -> Optional[UserError]:
+    """The ``UserError`` a spawned rank stopped with (torch passes it on as its traceback text), for the same one
+    line as without ``-num_gpus``; None where the rank stopped with another exception."""
+    prefix = f"{UserError.__module__}.{UserError.__qualname__}: "
+    lines = [line[len(prefix):] for line in spawn_error.splitlines() if line.startswith(prefix)]
+    return UserError(lines[-1]) if lines else None
 
 
 def run_training(dataset_name_or_id: Union[str, int],
@@ -352,11 +370,14 @@ def run_training(dataset_name_or_id: Union[str, int],
         _init_ddp_process(device)
         _train_in_process_group(build_trainer, train_args)
     else:
-        trainer = build_trainer()
-        # checked on the trainer's device, not the requested one: a trainer may pick its own device, the only way
-        # to train on a CPU-only machine for clients that cannot pass -device (MONAI's nnUNetV2Runner)
-        _check_device(trainer.device)
-        _train_in_this_process(trainer, *train_args)
+        with contextlib.ExitStack() as held:
+            claim_fold_folder(expected_fold_folder(dataset_name, trainer_class_name, plans_identifier,
+                                                    configuration, fold), held)
+            trainer = build_trainer()
+            # checked on the trainer's device, not the requested one: a trainer may pick its own device, the only
+            # way to train on a CPU-only machine for clients that cannot pass -device (MONAI's nnUNetV2Runner)
+            _check_device(trainer.device)
+            _train_in_this_process(trainer, *train_args)
 
 
 def run_training_entry_parser():
