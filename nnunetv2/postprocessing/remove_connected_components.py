@@ -173,9 +173,9 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
     pp_fns, pp_fn_kwargs = [], []
 
     # 1) keep only the largest foreground component (all non-background labels merged, also for regions)
-    foreground = [int(i) for i in label_manager.foreground_labels]
+    # the pickle holds the label manager's values as they are (NumPy integers for labels, as the reference's does)
     output_here = os.path.join(temp, 'keep_largest_fg')
-    kwargs = {'labels_or_regions': foreground}
+    kwargs = {'labels_or_regions': list(label_manager.foreground_labels)}
     _apply_to_files(files_predictions, folder_predictions, output_here, rw,
                     [remove_all_but_largest_component_from_segmentation], [kwargs], num_processes)
     pp_results = evaluate(output_here)
@@ -197,9 +197,7 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
     if len(labels_or_regions) > 1:
         current_best = os.path.join(temp, 'keep_largest_perClassOrRegion_currentBest')
         for label_or_region in labels_or_regions:
-            value = tuple(int(i) for i in label_or_region) if isinstance(label_or_region, (tuple, list)) \
-                else int(label_or_region)
-            kwargs = {'labels_or_regions': value}
+            kwargs = {'labels_or_regions': label_or_region}
             output_here = os.path.join(temp, 'keep_largest_perClassOrRegion')
             shutil.rmtree(output_here, ignore_errors=True)
             _apply_to_files(files_predictions, source, output_here, rw,
@@ -229,7 +227,7 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
     baseline = load_summary_json(os.path.join(folder_predictions, 'summary.json'))
     final = load_summary_json(os.path.join(output_folder, 'summary.json'))
     save_json({'input_folder': _summary_for_json(baseline), 'postprocessed': _summary_for_json(final),
-               'postprocessing_fns': [fn.__name__ for fn in pp_fns], 'postprocessing_kwargs': pp_fn_kwargs},
+               'postprocessing_fns': [fn.__name__ for fn in pp_fns], 'postprocessing_kwargs': _plain_ints(pp_fn_kwargs)},
               os.path.join(folder_predictions, 'postprocessing.json'))
 
     shutil.rmtree(temp, ignore_errors=True)
@@ -254,6 +252,15 @@ def _existing_summary(summary_file: str, labels_or_regions) -> dict:
         raise UserError(f"{summary_file} holds no Dice for label/region(s) {', '.join(map(str, missing))} of this "
                         f"dataset: it is stale (from other labels or predictions).", hint)
     return summary
+
+
+def _plain_ints(value):
+    """``value`` with NumPy integers as Python ints (lists and tuples as lists), for JSON."""
+    if isinstance(value, dict):
+        return {k: _plain_ints(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_ints(v) for v in value]
+    return int(value) if isinstance(value, np.integer) else value
 
 
 def _summary_for_json(summary: dict) -> dict:

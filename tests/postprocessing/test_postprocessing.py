@@ -106,6 +106,8 @@ def test_determine_postprocessing_matches_reference(tmp_path):
                 ).sum() == 20 ** 3 - 1
     ours = load_postprocessing_pickle(str(pred / 'postprocessing.pkl'))
     assert ours[1] == kwargs and ours[0][0] is remove_all_but_largest_component_from_segmentation
+    # the same pickle as the reference's, NumPy integer labels included
+    assert (pred / 'postprocessing.pkl').read_bytes() == base64.b64decode(''.join(REFERENCE_PKL_B64))
 
     # the reference's pkl for the same input loads (safely) and applying it gives the same files
     ref_pkl = tmp_path / 'ref_postprocessing.pkl'
