@@ -298,6 +298,12 @@ class nnUNetPredictor(object):
     def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
                                    num_processes_segmentation_export: int = default_num_processes):
         """Predict every item of the iterator; export in background processes (in-process when 0 processes)."""
+        return self._predict_items(data_iterator, save_probabilities, num_processes_segmentation_export)
+
+    def _predict_items(self, data_iterator, save_probabilities: bool, num_processes_segmentation_export):
+        """The loop behind predict_from_data_iterator. predict_from_files_sequential calls it directly: clients
+        override predict_from_data_iterator (other signatures, their own worker pools, other return values) and
+        expect the sequential path not to go through their override."""
         pool = None
         if requested_processes(num_processes_segmentation_export) > 0:  # None: one per CPU
             n_workers = worker_count(num_processes_segmentation_export, None)
@@ -485,13 +491,15 @@ class nnUNetPredictor(object):
         list_of_lists, output_filenames_truncated, seg_files = self._prepare_prediction(
             arguments, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
             folder_with_segs_from_prev_stage, overwrite, 0, 1, save_probabilities)
+        if len(list_of_lists) == 0:
+            return None  # nothing left to predict (all outputs exist): None, like predict_from_files
         if output_filenames_truncated is None:
             output_filenames_truncated = [None] * len(list_of_lists)
         preprocessor = self.configuration_manager.preprocessor_class(verbose=self.verbose_preprocessing)
         adapter = data_iterators.PreprocessAdapter(list_of_lists, seg_files, preprocessor,
                                                    output_filenames_truncated, self.plans_manager,
                                                    self.dataset_json, self.configuration_manager)
-        results = self.predict_from_data_iterator(adapter, save_probabilities, 0)
+        results = self._predict_items(adapter, save_probabilities, 0)
         return [r for r, o in zip(results, output_filenames_truncated) if o is None]
 
 

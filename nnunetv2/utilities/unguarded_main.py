@@ -41,25 +41,37 @@ def unguarded_main_statement() -> Optional[Tuple[str, int]]:
         stamp = os.stat(path).st_mtime_ns
     except OSError:
         return None
-    guarded = _lines_inside_an_if(os.path.abspath(path), stamp)
-    if guarded is None or line in guarded:
+    parsed = _lines_inside_an_if(os.path.abspath(path), stamp)
+    if parsed is None:
+        return None
+    guarded, module_code = parsed
+    if not _same_code(module_code, frame.f_code):
+        return None  # the file was changed since the script started: its line numbers say nothing about the run
+    if line in guarded:
         return None
     return path, line
 
 
+def _same_code(a, b) -> bool:
+    """Whether two module code objects come from the same source (same bytecode on the same lines)."""
+    return a.co_code == b.co_code and list(a.co_lines()) == list(b.co_lines())
+
+
 @functools.lru_cache(maxsize=8)
-def _lines_inside_an_if(path: str, stamp: int) -> Optional[frozenset]:
-    """Every line of the file that lies inside an ``if`` statement; None if the file cannot be read as Python."""
+def _lines_inside_an_if(path: str, stamp: int) -> Optional[Tuple[frozenset, object]]:
+    """Every line of the file that lies inside an ``if`` statement, and the file compiled (to check that it is still
+    the source of the running script); None if the file cannot be read as Python."""
     try:
         with open(path, "rb") as f:
             tree = ast.parse(f.read(), filename=path)
+        module_code = compile(tree, path, "exec", dont_inherit=True)  # not this module's __future__ flags
     except (OSError, SyntaxError, ValueError):
         return None
     lines = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If):
             lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-    return frozenset(lines)
+    return frozenset(lines), module_code
 
 
 def refuse_workers_from_unguarded_main(start_method: str) -> None:
