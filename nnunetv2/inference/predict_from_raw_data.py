@@ -300,10 +300,11 @@ class nnUNetPredictor(object):
         """Predict every item of the iterator; export in background processes (in-process when 0 processes)."""
         return self._predict_items(data_iterator, save_probabilities, num_processes_segmentation_export)
 
-    def _predict_items(self, data_iterator, save_probabilities: bool, num_processes_segmentation_export):
+    def _predict_items(self, data_iterator, save_probabilities: bool, num_processes_segmentation_export,
+                       announce_cases: bool = True):
         """The loop behind predict_from_data_iterator. predict_from_files_sequential calls it directly: clients
         override predict_from_data_iterator (other signatures, their own worker pools, other return values) and
-        expect the sequential path not to go through their override."""
+        expect the sequential path not to go through their override; that path does not announce each case."""
         pool = None
         if requested_processes(num_processes_segmentation_export) > 0:  # None: one per CPU
             n_workers = worker_count(num_processes_segmentation_export, None)
@@ -320,7 +321,8 @@ class nnUNetPredictor(object):
                     os.remove(delfile)
                 ofile = preprocessed['ofile']
                 name = os.path.basename(ofile) if ofile is not None else f'image of shape {data.shape}'
-                print(f'\nPredicting {name}:')
+                if announce_cases:
+                    print(f'\nPredicting {name}:')
                 print(f'perform_everything_on_device: {self.perform_everything_on_device}')
                 properties = preprocessed['data_properties']
                 self._check_input_channels(data, name)
@@ -345,7 +347,8 @@ class nnUNetPredictor(object):
                     results.append(fn(*args))
                 del prediction
                 release_freed_memory(keep_up_to=KEPT_FOR_NEXT_CASE_BYTES)
-                print(f'done with {name}' if ofile is not None else f'\nDone with {name}:')
+                if announce_cases:
+                    print(f'done with {name}' if ofile is not None else f'\nDone with {name}:')
             if pool is not None:
                 print("GPU prediction completed. Waiting for remaining segmentation exports to finish...")
                 ret = []
@@ -499,7 +502,7 @@ class nnUNetPredictor(object):
         adapter = data_iterators.PreprocessAdapter(list_of_lists, seg_files, preprocessor,
                                                    output_filenames_truncated, self.plans_manager,
                                                    self.dataset_json, self.configuration_manager)
-        results = self._predict_items(adapter, save_probabilities, 0)
+        results = self._predict_items(adapter, save_probabilities, 0, announce_cases=False)
         return [r for r, o in zip(results, output_filenames_truncated) if o is None]
 
 

@@ -80,14 +80,19 @@ def _predictor(cls, model):
     return p
 
 
-def test_sequential_does_not_go_through_an_overridden_predict_from_data_iterator(model, image, tmp_path):
+def test_sequential_does_not_go_through_an_overridden_predict_from_data_iterator(model, image, tmp_path, capsys):
     plain = _predictor(nnUNetPredictor, model)
     expected = plain.predict_from_files_sequential([[str(image)]], None)
     assert isinstance(expected, list) and len(expected) == 1 and expected[0].dtype == np.uint8
 
     _PoolOverride.calls = []
     p = _predictor(_PoolOverride, model)
+    capsys.readouterr()
     got = p.predict_from_files_sequential([[str(image)]], None)  # was: ValueError from Pool(0) in the override
+    # as the reference's sequential path: no per-case announcements, one line on where the work runs
+    printed = capsys.readouterr().out.splitlines()
+    assert 'perform_everything_on_device: False' in printed
+    assert not [line for line in printed if line.startswith(('Predicting', 'done with', 'Done with'))]
     assert _PoolOverride.calls == []
     assert isinstance(got, list) and len(got) == 1
     np.testing.assert_array_equal(got[0], expected[0])
