@@ -138,18 +138,6 @@ def _parse_fold(fold: Union[int, str]):
     return fold
 
 
-def _check_fold_in_split(dataset_name: str, fold) -> None:
-    """UserError for a fold the split does not have (the default split has 5 folds)."""
-    if fold == 'all':
-        return
-    splits_file = os.path.join(nnUNet_preprocessed, dataset_name, 'splits_final.json')
-    n_folds = len(load_json(splits_file)) if os.path.isfile(splits_file) else 5
-    if fold >= n_folds:
-        where = splits_file if os.path.isfile(splits_file) else "the default 5-fold split"
-        raise UserError(f"Fold {fold} does not exist: {where} has folds 0-{n_folds - 1}.",
-                        "Use one of those folds, 'all' (train on all cases), or add folds to splits_final.json.")
-
-
 def _check_device(device: torch.device) -> None:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise UserError("-device cuda was requested but no CUDA GPU is available to PyTorch.",
@@ -330,7 +318,6 @@ def run_training(dataset_name_or_id: Union[str, int],
     if isinstance(device, str):
         device = torch.device(device)
     dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
-    _check_fold_in_split(dataset_name, fold)
 
     torchrun = _started_by_torchrun() and not dist.is_initialized()
     if num_gpus > 1 or torchrun:

@@ -264,8 +264,11 @@ class nnUNetTrainer(object):
 
     # ------------------------------------------------------------------ logging
     def print_to_log_file(self, *args, also_print_to_console=True, add_timestamp=True):
+        # one timestamp for both: the console shows the same line as the log file (clients read either)
+        if add_timestamp:
+            args = (f"{datetime.now()}:", *args)
         if self.local_rank == 0:
-            _training_data.append_to_log(self.log_file, args, add_timestamp)
+            _training_data.append_to_log(self.log_file, args, False)
         if also_print_to_console:
             print(*args)
 

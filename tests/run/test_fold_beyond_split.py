@@ -1,0 +1,62 @@
+"""documentation/manual_data_splits.md: a user writes their own splits_final.json (here 3 folds) and then runs
+``nnUNetv2_train`` as usual. Asking for a fold the file does not have (the habitual 0-4 loop after switching to a
+3-fold split, or fold 5 for a single hold-out model) makes the trainer train on a seeded random 80:20 split of
+all cases, with a note; nnUNetv2_train must not stop with an error before the trainer is built."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from _tiny_plans import tiny_unet_plans
+
+CASES = [f"case_{i:03d}" for i in range(10)]
+
+
+class _StubDataset:
+    """Stands in for the preprocessed dataset: only the case identifiers matter for the split."""
+
+    def __init__(self, folder, identifiers=None, folder_with_segs_from_previous_stage=None):
+        self.identifiers = sorted(identifiers if identifiers is not None else CASES)
+
+    @staticmethod
+    def get_identifiers(folder):
+        return list(CASES)
+
+
+def _write_preprocessed(pre: Path, name: str) -> None:
+    d = pre / name
+    d.mkdir(parents=True)
+    (d / "nnUNetPlans.json").write_text(json.dumps(tiny_unet_plans(name)))
+    (d / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MR"}, "labels": {"background": 0, "fg": 1},
+                                                "numTraining": len(CASES), "file_ending": ".nii.gz"}))
+    folds = [CASES[0:4], CASES[4:7], CASES[7:10]]
+    (d / "splits_final.json").write_text(json.dumps([{"train": [c for c in CASES if c not in v], "val": v}
+                                                     for v in folds]))
+
+
+def test_fold_beyond_manual_split_trains_on_seeded_80_20(nnunet_dirs, monkeypatch, capsys):
+    import nnunetv2.run.run_training as rt
+    name = "Dataset987_ManualSplit"
+    _write_preprocessed(nnunet_dirs["nnUNet_preprocessed"], name)
+    seen = {}
+
+    def fake_train(trainer, *args):
+        trainer.dataset_class = _StubDataset
+        seen["fold"] = trainer.fold
+        seen["split"] = trainer.do_split()
+
+    monkeypatch.setattr(rt, "_train_in_this_process", fake_train)
+    for fold in (3, 5):
+        rt.run_training(name, "3d_fullres", fold, device="cpu")  # must not raise
+        tr, val = seen["split"]
+        assert seen["fold"] == fold
+        assert len(tr) == 8 and len(val) == 2 and not set(tr) & set(val) and set(tr) | set(val) == set(CASES)
+        # the seeded choice nnU-Net makes for this fold (the same on every run and machine)
+        rnd = np.random.RandomState(seed=12345 + fold)
+        idx_tr = rnd.choice(len(CASES), 8, replace=False)
+        assert sorted(tr) == sorted(CASES[i] for i in idx_tr)
+    # a fold that is in the file still uses the file's split
+    rt.run_training(name, "3d_fullres", 1, device="cpu")
+    assert sorted(seen["split"][1]) == CASES[4:7]
