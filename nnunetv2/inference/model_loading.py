@@ -139,12 +139,21 @@ _ALIASES = {'num_classes': 'num_output_channels', 'output_channels': 'num_output
             'arch_kwargs_req_import': 'arch_init_kwargs_req_import'}
 _CURRENT_ORDER = ('plans_manager', 'configuration_manager', 'num_input_channels', 'num_output_channels',
                   'enable_deep_supervision')
+_OLD_ORDER = ('architecture_class_name', 'arch_init_kwargs', 'arch_init_kwargs_req_import', 'num_input_channels',
+              'num_output_channels', 'enable_deep_supervision')
 
 
 def call_build_network_architecture(build_fn, plans_manager, configuration_manager, dataset_json: dict,
                                     num_input_channels: int, num_output_channels: int,
-                                    enable_deep_supervision: bool = False) -> nn.Module:
-    """Call a trainer's static ``build_network_architecture`` binding every argument by its parameter name."""
+                                    enable_deep_supervision: bool = False,
+                                    deep_supervision_as_keyword: bool = False) -> nn.Module:
+    """Call a trainer's static ``build_network_architecture`` binding every argument by its parameter name.
+
+    A builder whose parameters say nothing (only ``*args``/``**kwargs``) or that we do not recognise is called
+    positionally like the reference does it: the current form only if a parameter is named ``plans_manager``, else
+    the 2.3-2.6 form (class name, init kwargs, kwargs needing import, input and output channels). Training passes
+    the deep-supervision flag as the last positional argument, inference (``deep_supervision_as_keyword``) as
+    ``enable_deep_supervision=``."""
     values = {
         'plans_manager': plans_manager, 'configuration_manager': configuration_manager,
         'dataset_json': dataset_json, 'num_input_channels': num_input_channels,
@@ -171,10 +180,33 @@ def call_build_network_architecture(build_fn, plans_manager, configuration_manag
         elif p.default is p.empty:
             unknown.append(p.name)
     if unknown or not (args or kwargs):
-        # names we do not recognise, or only *args/**kwargs (a wrapper): the current form, positionally, as the
-        # reference calls it
-        return build_fn(*[values[n] for n in _CURRENT_ORDER])
+        # names we do not recognise, or only *args/**kwargs (a wrapper, often one that parses the arguments itself)
+        if any(p.name == 'plans_manager' for p in params):
+            return _call_positionally(build_fn, values, _CURRENT_ORDER, deep_supervision_as_keyword)
+        warnings.warn("The trainer's build_network_architecture does not name its parameters; it is called with "
+                      "the old (2.3-2.6) arguments. Please give it the signature (plans_manager, "
+                      "configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision).",
+                      DeprecationWarning)
+        try:
+            return _call_positionally(build_fn, values, _OLD_ORDER, deep_supervision_as_keyword)
+        except TypeError:
+            if params and not all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+                raise
+            # a pure *args/**kwargs wrapper that hands them on to a builder of the current form (2.6 and 2.7 called
+            # every builder that way): the old arguments did not fit it, the current ones do
+            logger.info("build_network_architecture rejected the old (2.3-2.6) arguments; calling it with the "
+                        "current ones (plans_manager, configuration_manager, ...).")
+            return _call_positionally(build_fn, values, _CURRENT_ORDER, deep_supervision_as_keyword)
     return build_fn(*args, **kwargs)
+
+
+def _call_positionally(build_fn, values: dict, order: tuple, deep_supervision_as_keyword: bool) -> nn.Module:
+    """``build_fn`` called with ``values`` in ``order``; the deep-supervision flag (always last) positionally, or as a
+    keyword where inference passes it."""
+    positional = [values[n] for n in order[:-1]]
+    if deep_supervision_as_keyword:
+        return build_fn(*positional, enable_deep_supervision=values['enable_deep_supervision'])
+    return build_fn(*positional, values['enable_deep_supervision'])
 
 
 def build_network(trainer_name: str, plans_manager, configuration_manager, dataset_json: dict,
@@ -194,7 +226,8 @@ def build_network(trainer_name: str, plans_manager, configuration_manager, datas
     if trainer_class is not None:
         return call_build_network_architecture(trainer_class.build_network_architecture, plans_manager,
                                                configuration_manager, dataset_json, num_input_channels,
-                                               num_output_channels, enable_deep_supervision=False)
+                                               num_output_channels, enable_deep_supervision=False,
+                                               deep_supervision_as_keyword=True)
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     # no weight initialisation: the checkpoint's weights replace every parameter right after (strict loading),
     # and drawing He-normal values for 16 M parameters costs 0.15 s of every prediction's start-up

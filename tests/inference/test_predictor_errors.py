@@ -231,14 +231,15 @@ def test_build_network_binds_by_name(form):
                enable_deep_supervision=True):
             seen.update(pm=plans_manager, cm=configuration_manager, n=num_input_channels, o=num_output_channels,
                         ds=enable_deep_supervision)
-    if form == 'wrapper':  # an override forwarding *args/**kwargs gets the current form, positionally
-        current = fn
-
+    if form == 'wrapper':  # an override with only *args/**kwargs gets the 2.3-2.6 form, as in the reference
         def fn(*args, **kwargs):
-            assert not kwargs
-            return current(*args)
+            seen.update(args=args, kwargs=kwargs)
     cfg = _Cfg()
-    if form == '2.3':
+    if form == 'wrapper':
+        with pytest.warns(DeprecationWarning):
+            call_build_network_architecture(fn, 'PM', cfg, {'dj': 1}, 4, 3)
+        assert seen == {'args': ('X', {'k': 1}, (), 4, 3, False), 'kwargs': {}}
+    elif form == '2.3':
         with pytest.warns(DeprecationWarning):
             call_build_network_architecture(fn, 'PM', cfg, {'dj': 1}, 4, 3)
         assert seen == {'a': 'X', 'k': {'k': 1}, 'n': 4, 'o': 3, 'ds': False}
