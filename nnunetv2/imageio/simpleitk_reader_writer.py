@@ -88,6 +88,7 @@ class SimpleITKIO(BaseReaderWriter):
 
 
 _PLAIN_READ_SEG = SimpleITKIO.read_seg
+_PLAIN_READ_IMAGES = SimpleITKIO.read_images
 
 # integer types whose every value float32 holds exactly: reading them as float32 changes no value
 _EXACT_IN_FLOAT32 = (np.uint8, np.int8, np.uint16, np.int16)
@@ -107,8 +108,10 @@ def read_seg_labels(seg_fname: str) -> Tuple[np.ndarray, dict]:
 def read_seg_in_own_type(reader_writer: BaseReaderWriter, seg_fname: str) -> Tuple[np.ndarray, dict]:
     """``reader_writer.read_seg(seg_fname)``; for a plain SimpleITKIO (not a subclass, not a patched ``read_seg``,
     both of which may read differently) through ``read_seg_labels``, which gives the same values."""
+    # read_seg reads through read_images: a patched read_images (class or instance) changes what it returns too
     if type(reader_writer) is SimpleITKIO and SimpleITKIO.read_seg is _PLAIN_READ_SEG \
-            and 'read_seg' not in vars(reader_writer):
+            and SimpleITKIO.read_images is _PLAIN_READ_IMAGES \
+            and not {'read_seg', 'read_images'} & set(vars(reader_writer)):
         return read_seg_labels(seg_fname)
     return reader_writer.read_seg(seg_fname)
 

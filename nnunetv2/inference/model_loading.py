@@ -179,6 +179,11 @@ def call_build_network_architecture(build_fn, plans_manager, configuration_manag
                 kwargs[p.name] = values[name]
         elif p.default is p.empty:
             unknown.append(p.name)
+    names_form = any(n != 'enable_deep_supervision' for n in kwargs) or args
+    if any(p.kind == p.VAR_POSITIONAL for p in params) and not names_form:
+        # ``*args, enable_deep_supervision=True, **kwargs``: a wrapper that parses the arguments itself; binding by
+        # name would hand it the flag only
+        kwargs, args = {}, []
     if unknown or not (args or kwargs):
         # names we do not recognise, or only *args/**kwargs (a wrapper, often one that parses the arguments itself)
         if any(p.name == 'plans_manager' for p in params):
@@ -189,15 +194,32 @@ def call_build_network_architecture(build_fn, plans_manager, configuration_manag
                       DeprecationWarning)
         try:
             return _call_positionally(build_fn, values, _OLD_ORDER, deep_supervision_as_keyword)
-        except TypeError:
+        except TypeError as e:
             if params and not all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
                 raise
+            if not _raised_by_a_pure_wrapper(e):
+                raise  # a TypeError from inside the network's construction: a real error, not a signature mismatch
             # a pure *args/**kwargs wrapper that hands them on to a builder of the current form (2.6 and 2.7 called
             # every builder that way): the old arguments did not fit it, the current ones do
             logger.info("build_network_architecture rejected the old (2.3-2.6) arguments; calling it with the "
                         "current ones (plans_manager, configuration_manager, ...).")
             return _call_positionally(build_fn, values, _CURRENT_ORDER, deep_supervision_as_keyword)
     return build_fn(*args, **kwargs)
+
+
+def _raised_by_a_pure_wrapper(e: TypeError) -> bool:
+    """Whether ``e`` was raised in the frame of a function that names no parameters (``*args``/``**kwargs`` only):
+    a call there rejected the arguments handed on (a binding error is raised in the caller's frame). A TypeError
+    from deeper down (a network's constructor, user code) is a real error: calling the builder again would build
+    the network twice and report a misleading second error instead."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    code = tb.tb_frame.f_code
+    return code.co_argcount == 0 and code.co_kwonlyargcount == 0 and code.co_posonlyargcount == 0 \
+        and bool(code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS))
 
 
 def _call_positionally(build_fn, values: dict, order: tuple, deep_supervision_as_keyword: bool) -> nn.Module:

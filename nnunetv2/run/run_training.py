@@ -289,9 +289,16 @@ def _join_spawned_ranks(context) -> None:
 def _user_error_of_rank(spawn_error: str) -> Optional[UserError]:
     """The ``UserError`` a spawned rank stopped with (torch passes it on as its traceback text), for the same one
     line as without ``-num_gpus``; None where the rank stopped with another exception."""
-    prefix = f"{UserError.__module__}.{UserError.__qualname__}: "
-    lines = [line[len(prefix):] for line in spawn_error.splitlines() if line.startswith(prefix)]
-    return UserError(lines[-1]) if lines else None
+    prefix = f"\n{UserError.__module__}.{UserError.__qualname__}: "
+    start = spawn_error.rfind(prefix)
+    if start < 0:
+        return None
+    message = spawn_error[start + len(prefix):]
+    # the UserError must be the exception the rank stopped with: the last one in the text, nothing after it (an
+    # exception raised while handling it, or caused by it, is printed after it and is the one that counts)
+    if "\nTraceback (most recent call last):" in message:
+        return None
+    return UserError(" ".join(message.split()))
 
 
 def run_training(dataset_name_or_id: Union[str, int],

@@ -4,11 +4,14 @@ isinstance(args[1], dict): ...``). The reference only uses the current (plans_ma
 names ``plans_manager``; otherwise it passes the 2.3-2.6 form: class name, init kwargs, kwargs needing import,
 input channels, output channels, then the deep-supervision flag (positionally when training, as
 ``enable_deep_supervision=`` keyword when predicting)."""
+import warnings
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
+from nnunetv2.inference.model_loading import call_build_network_architecture
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -92,8 +95,6 @@ def test_forwarding_wrapper_falls_back_to_the_current_arguments():
     """A *args/**kwargs wrapper that hands everything on to a builder of the current form (as 2.6 and 2.7 called
     every builder) rejects the old arguments; it is then called with the current ones. A builder that names
     parameters we do not know and rejects the old arguments keeps its TypeError."""
-    import pytest
-    from nnunetv2.inference.model_loading import call_build_network_architecture
     calls = []
 
     def current(plans_manager, configuration_manager, num_input_channels, num_output_channels,
@@ -114,3 +115,31 @@ def test_forwarding_wrapper_falls_back_to_the_current_arguments():
         raise TypeError('from inside the builder')
     with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match='from inside'):
         call_build_network_architecture(renamed, 'PM', cm, {}, 2, 3, True)
+
+
+def test_real_type_error_is_not_retried():
+    pm, cm = _managers()
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        kw = dict(args[1]); kw['not_an_arg'] = 1
+        return get_network_from_plans(args[0], kw, args[2], args[3], args[4], allow_init=True, deep_supervision=True)
+    with warnings.catch_warnings(), pytest.raises(TypeError, match='not_an_arg'):
+        warnings.simplefilter('ignore')
+        call_build_network_architecture(wrapper, pm, cm, _DATASET_JSON, 1, 3, True)
+    assert len(calls) == 1
+
+
+def test_varargs_with_keyword_flag_gets_positional_arguments():
+    pm, cm = _managers()
+    got = []
+
+    def wrapper(*args, enable_deep_supervision=True, **kwargs):
+        got.append((args, enable_deep_supervision, kwargs))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        call_build_network_architecture(wrapper, pm, cm, _DATASET_JSON, 1, 3, False)
+        call_build_network_architecture(wrapper, pm, cm, _DATASET_JSON, 1, 3, False, deep_supervision_as_keyword=True)
+    assert len(got[0][0]) == 6 and got[0][0][0] == cm.network_arch_class_name   # training: as the reference
+    assert len(got[1][0]) == 5 and got[1][1] is False                          # inference: keyword

@@ -264,10 +264,11 @@ class nnUNetTrainer(object):
 
     # ------------------------------------------------------------------ logging
     def print_to_log_file(self, *args, also_print_to_console=True, add_timestamp=True):
-        # one timestamp for both: the console shows the same line as the log file (clients read either)
-        if add_timestamp:
-            args = (f"{datetime.now()}:", *args)
+        # one timestamp for both: the console shows the same line as the log file (clients read either); the other
+        # DDP ranks write no log file and print their lines as they are, as in the reference
         if self.local_rank == 0:
+            if add_timestamp:
+                args = (f"{datetime.now()}:", *args)
             _training_data.append_to_log(self.log_file, args, False)
         if also_print_to_console:
             print(*args)
