@@ -11,36 +11,14 @@ import pytest
 import torch
 from torch import nn
 
+from _tiny_plans import tiny_unet_plans
 from nnunetv2.inference.model_loading import call_build_network_architecture
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-_ARCH = {
-    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-    "arch_kwargs": {"n_stages": 2, "features_per_stage": [4, 8], "conv_op": "torch.nn.modules.conv.Conv3d",
-                    "kernel_sizes": [[3, 3, 3], [3, 3, 3]], "strides": [[1, 1, 1], [2, 2, 2]],
-                    "n_conv_per_stage": [1, 1], "n_conv_per_stage_decoder": [1], "conv_bias": True,
-                    "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                    "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
-                    "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-}
-_PLANS = {
-    "dataset_name": "Dataset990_VarArgs", "plans_name": "nnUNetPlans",
-    "original_median_spacing_after_transp": [1, 1, 1],
-    "original_median_shape_after_transp": [8, 8, 8], "image_reader_writer": "SimpleITKIO",
-    "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "experiment_planner_used": "ExperimentPlanner",
-    "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {},
-    "configurations": {"3d_fullres": {
-        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [8, 8, 8], "median_image_size_in_voxels": [8, 8, 8], "spacing": [1, 1, 1],
-        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
-        "architecture": _ARCH, "batch_dice": False}},
-}
+_PLANS = tiny_unet_plans("Dataset990_VarArgs")
+_ARCH = _PLANS["configurations"]["3d_fullres"]["architecture"]
 _DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 2,
                  "file_ending": ".nii.gz"}
 
@@ -77,7 +55,7 @@ def test_varargs_builder_gets_old_form_when_training():
     assert args[0] == _ARCH["network_class_name"] and args[1] == cm.network_arch_init_kwargs
     assert list(args[2]) == list(cm.network_arch_init_kwargs_req_import)
     assert args[3:] == (1, 3, True) and kwargs == {}
-    assert isinstance(net(torch.zeros(1, 1, 8, 8, 8)), (list, tuple))  # deep supervision on: a list of outputs
+    assert isinstance(net(torch.zeros(1, 1, 16, 16, 16)), (list, tuple))  # deep supervision on: a list of outputs
 
 
 def test_varargs_builder_gets_old_form_when_predicting():
@@ -88,7 +66,7 @@ def test_varargs_builder_gets_old_form_when_predicting():
     (args, kwargs), = _VarArgsBuilderTrainer.calls
     assert args[0] == _ARCH["network_class_name"] and args[3:] == (1, 3)
     assert kwargs == {"enable_deep_supervision": False}
-    assert net(torch.zeros(1, 1, 8, 8, 8)).shape == (1, 3, 8, 8, 8)
+    assert net(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
 
 
 def test_forwarding_wrapper_falls_back_to_the_current_arguments():
