@@ -14,6 +14,7 @@ import gc
 import multiprocessing
 import os
 import socket
+import sys
 import time
 from typing import Callable, Optional, Union
 
@@ -287,18 +288,25 @@ def _join_spawned_ranks(context) -> None:
 
 
 def _user_error_of_rank(spawn_error: str) -> Optional[UserError]:
-    """The ``UserError`` a spawned rank stopped with (torch passes it on as its traceback text), for the same one
-    line as without ``-num_gpus``; None where the rank stopped with another exception."""
-    prefix = f"\n{UserError.__module__}.{UserError.__qualname__}: "
-    start = spawn_error.rfind(prefix)
+    """The ``UserError`` (or subclass) a spawned rank stopped with, for the same one line as without ``-num_gpus``;
+    None where the rank stopped with another exception. torch passes the rank's exception on as its traceback text:
+    the exception that counts is the one under the last traceback (an exception raised while handling another, or
+    caused by it, is printed after it), named by its qualified class name, its message after it."""
+    start = spawn_error.rfind("Traceback (most recent call last):")
     if start < 0:
         return None
-    message = spawn_error[start + len(prefix):]
-    # the UserError must be the exception the rank stopped with: the last one in the text, nothing after it (an
-    # exception raised while handling it, or caused by it, is printed after it and is the one that counts)
-    if "\nTraceback (most recent call last):" in message:
+    lines = spawn_error[start:].splitlines()[1:]
+    while lines and (not lines[0].strip() or lines[0].startswith(" ")):  # the frames, indented
+        lines.pop(0)
+    if not lines:
         return None
-    return UserError(" ".join(message.split()))
+    class_name, _, first_line = lines[0].partition(": ")
+    module_name, _, name = class_name.rpartition(".")
+    module = sys.modules.get(module_name) if module_name.split(".")[0] == "nnunetv2" else None
+    error_class = getattr(module, name, None)
+    if not (isinstance(error_class, type) and issubclass(error_class, UserError)):
+        return None
+    return UserError(" ".join(" ".join([first_line, *lines[1:]]).split()))
 
 
 def run_training(dataset_name_or_id: Union[str, int],

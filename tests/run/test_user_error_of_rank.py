@@ -24,3 +24,25 @@ def test_user_error_message_is_whole():
     def f():
         raise UserError("line one\nline two", "hint")
     assert str(_user_error_of_rank(_text(f))) == "line one line two hint"
+
+
+def test_user_error_subclasses_and_other_errors():
+    from nnunetv2.experiment_planning.verify_dataset_integrity import DatasetIntegrityError
+
+    def integrity():
+        raise DatasetIntegrityError("/data/Dataset001_X", ["case_003 has no label file.", "case_004 is empty."])
+    line = str(_user_error_of_rank(_text(integrity)))
+    assert line.startswith("Dataset integrity check failed for /data/Dataset001_X: 2 problem(s)")
+    assert "- case_003 has no label file. - case_004 is empty. Fix the files" in line
+
+    def bug():
+        raise ValueError("nnunetv2.errors.UserError: not this one")
+    assert _user_error_of_rank(_text(bug)) is None
+    assert _user_error_of_rank("no traceback at all") is None
+
+    def caused():
+        try:
+            raise KeyError("k")
+        except KeyError as e:
+            raise UserError("Fold 3 is busy.") from e
+    assert str(_user_error_of_rank(_text(caused))) == "Fold 3 is busy."
