@@ -178,17 +178,23 @@ def generate_3d(base: str, n_cases: int, shape, n_fg: int = 4) -> dict:
     return paths
 
 
+def _reference_and_prediction_folders(root: str, dataset_json: dict, plans: dict) -> dict:
+    """``{'gt': root/gt, 'A': root/predA}``, created, with dataset.json and plans.json in the prediction folder."""
+    paths = {'gt': os.path.join(root, 'gt'), 'A': os.path.join(root, 'predA')}
+    for folder in paths.values():
+        os.makedirs(folder)
+    _dump(dataset_json, os.path.join(paths['A'], 'dataset.json'))
+    _dump(plans, os.path.join(paths['A'], 'plans.json'))
+    return paths
+
+
 def generate_regions(base: str, n_cases: int, shape) -> dict:
     """Nested regions (whole 1-3, core 2-3, enhancing 3), predictions with moved shapes and spurious blobs."""
     dj = {'channel_names': {'0': 'MR'}, 'labels': {'background': 0, 'whole': [1, 2, 3], 'core': [2, 3],
                                                    'enhancing': 3},
           'regions_class_order': [1, 2, 3], 'numTraining': n_cases, 'file_ending': '.nii.gz'}
     plans = _plans(DSREG, 'SimpleITKIO')
-    paths = {'gt': os.path.join(base, 'dataReg', 'gt'), 'A': os.path.join(base, 'dataReg', 'predA')}
-    for k in ('gt', 'A'):
-        os.makedirs(paths[k])
-    _dump(dj, os.path.join(paths['A'], 'dataset.json'))
-    _dump(plans, os.path.join(paths['A'], 'plans.json'))
+    paths = _reference_and_prediction_folders(os.path.join(base, 'dataReg'), dj, plans)
     s = np.array(shape, float)
     for i in range(n_cases):
         rs = np.random.RandomState(2000 + i)
@@ -208,11 +214,7 @@ def generate_2d(base: str, n_cases: int, shape) -> dict:
     dj = {'channel_names': {'0': 'R', '1': 'G', '2': 'B'}, 'labels': {'background': 0, 'a': 1, 'b': 2},
           'numTraining': n_cases, 'file_ending': '.png'}
     plans = _plans(DS2D, 'NaturalImage2DIO', configs=('2d',))
-    paths = {'gt': os.path.join(base, 'data2d', 'gt'), 'A': os.path.join(base, 'data2d', 'predA')}
-    for k in ('gt', 'A'):
-        os.makedirs(paths[k])
-    _dump(dj, os.path.join(paths['A'], 'dataset.json'))
-    _dump(plans, os.path.join(paths['A'], 'plans.json'))
+    paths = _reference_and_prediction_folders(os.path.join(base, 'data2d'), dj, plans)
     s = np.array(shape, float)
     for i in range(n_cases):
         rs = np.random.RandomState(3000 + i)
