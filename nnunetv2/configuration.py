@@ -10,9 +10,11 @@ logger = logging.getLogger(__name__)
 ANISO_THRESHOLD = 3  # a spacing ratio above this makes resampling treat the out-of-plane axis separately
 
 
-def _int_from_env(name: str, default: int) -> int:
+def int_from_env(name: str, default: int) -> int:
+    """Integer value of an environment variable; unset or empty -> ``default``, not an integer -> ``default`` with a
+    warning."""
     value = os.environ.get(name)
-    if value is None:
+    if value is None or not value.strip():
         return default
     try:
         return int(value)
@@ -53,11 +55,11 @@ def get_allowed_n_proc_DA() -> int:
     """Number of data-augmentation worker processes: ``nnUNet_n_proc_DA`` or a per-host default, capped at the
     CPU count."""
     if "nnUNet_n_proc_DA" in os.environ:
-        n = _int_from_env("nnUNet_n_proc_DA", 12)
+        n = int_from_env("nnUNet_n_proc_DA", 12)
     else:
         n = _workers_for_host(socket.gethostname())
     return min(n, os.cpu_count() or 1)
 
 
-default_num_processes = _int_from_env("nnUNet_def_n_proc", 8)
+default_num_processes = int_from_env("nnUNet_def_n_proc", 8)
 default_n_proc_DA = get_allowed_n_proc_DA()

@@ -16,6 +16,8 @@ import threading
 import uuid
 from typing import Any, Iterator, Optional
 
+import numpy as np
+
 from nnunetv2.errors import UserError
 
 TMP_PREFIX = ".nnunet_tmp_"
@@ -174,6 +176,19 @@ def save_json(obj: Any, file: str, indent: int = 4, sort_keys: bool = True) -> N
     with atomic_path(file) as tmp:
         with open(tmp, "w") as f:
             json.dump(obj, f, sort_keys=sort_keys, indent=indent)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with tuples as lists and NumPy scalars and arrays as Python values, for ``save_json``."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 def load_json(file: str) -> Any:

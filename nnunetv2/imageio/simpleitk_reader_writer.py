@@ -94,25 +94,18 @@ _PLAIN_READ_IMAGES = SimpleITKIO.read_images
 _EXACT_IN_FLOAT32 = (np.uint8, np.int8, np.uint16, np.int16)
 
 
-def read_seg_labels(seg_fname: str) -> Tuple[np.ndarray, dict]:
-    """What ``SimpleITKIO().read_seg`` returns (same shape, same values, same properties), but the voxels in the
-    file's own integer type where float32 holds every value of that type exactly (8- and 16-bit integers), else
-    float32 like ``read_seg``.
-
-    For code that only compares label values (evaluation, postprocessing): it saves the float32 copy (4 bytes per
-    voxel) and lets them count labels in small integer types.
-    """
-    return _read_case((seg_fname,), exact_ints=True)
-
-
 def read_seg_in_own_type(reader_writer: BaseReaderWriter, seg_fname: str) -> Tuple[np.ndarray, dict]:
-    """``reader_writer.read_seg(seg_fname)``; for a plain SimpleITKIO (not a subclass, not a patched ``read_seg``,
-    both of which may read differently) through ``read_seg_labels``, which gives the same values."""
+    """What ``reader_writer.read_seg(seg_fname)`` returns (same shape, values and properties); for a plain SimpleITKIO
+    (not a subclass, not a patched ``read_seg``/``read_images``, which may read differently) the voxels stay in the
+    file's own integer type where float32 holds every value of that type exactly (8- and 16-bit integers).
+
+    For code that only compares label values (evaluation, postprocessing): no float32 copy of the volume (4 bytes
+    per voxel), and labels counted in small integer types."""
     # read_seg reads through read_images: a patched read_images (class or instance) changes what it returns too
     if type(reader_writer) is SimpleITKIO and SimpleITKIO.read_seg is _PLAIN_READ_SEG \
             and SimpleITKIO.read_images is _PLAIN_READ_IMAGES \
             and not {'read_seg', 'read_images'} & set(vars(reader_writer)):
-        return read_seg_labels(seg_fname)
+        return _read_case((seg_fname,), exact_ints=True)
     return reader_writer.read_seg(seg_fname)
 
 

@@ -179,8 +179,8 @@ def call_build_network_architecture(build_fn, plans_manager, configuration_manag
                 kwargs[p.name] = values[name]
         elif p.default is p.empty:
             unknown.append(p.name)
-    names_form = any(n != 'enable_deep_supervision' for n in kwargs) or args
-    if any(p.kind == p.VAR_POSITIONAL for p in params) and not names_form:
+    only_the_flag_named = not args and set(kwargs) <= {'enable_deep_supervision'}
+    if any(p.kind == p.VAR_POSITIONAL for p in params) and only_the_flag_named:
         # ``*args, enable_deep_supervision=True, **kwargs``: a wrapper that parses the arguments itself; binding by
         # name would hand it the flag only
         kwargs, args = {}, []

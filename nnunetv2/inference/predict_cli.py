@@ -10,6 +10,7 @@ import os
 import sys
 from typing import List, Optional
 
+from nnunetv2.configuration import int_from_env
 from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.utilities.console_command import as_command, import_with_ctrl_c_deferred
 
@@ -19,14 +20,6 @@ CITATION = ("\n#################################################################
             "self-configuring method for deep learning-based biomedical image segmentation. Nature methods, 18(2), "
             "203-211.\n"
             "#######################################################################\n")
-
-
-def _env_int(name: str, default: int) -> int:
-    """Integer value of an environment variable; unset, empty or not an integer -> default."""
-    try:
-        return int(os.environ.get(name, ''))
-    except ValueError:
-        return default
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser, npp_default: int, nps_default: int,
@@ -246,7 +239,7 @@ def predict_entry_point_parser() -> argparse.ArgumentParser:
     parser.add_argument('-tr', type=str, required=False, default='nnUNetTrainer',
                         help='Trainer class used for training. Default: nnUNetTrainer')
     parser.add_argument('-c', type=str, required=True, help='Configuration, e.g. 3d_fullres.')
-    _add_common_arguments(parser, _env_int('nnUNet_npp', 3), _env_int('nnUNet_nps', 3), [])
+    _add_common_arguments(parser, int_from_env('nnUNet_npp', 3), int_from_env('nnUNet_nps', 3), [])
     parser.add_argument('-num_parts', type=int, required=False, default=1,
                         help='Number of nnUNetv2_predict calls sharing the input (e.g. one per GPU). Default: 1')
     parser.add_argument('-part_id', type=int, required=False, default=0,

@@ -20,9 +20,9 @@ from torch import nn
 from tqdm import tqdm
 
 import nnunetv2.inference.export_prediction as _export
-from nnunetv2.configuration import default_num_processes
+from nnunetv2.configuration import default_num_processes, int_from_env
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import maybe_mkdir_p, save_json
+from nnunetv2.file_io import json_safe, maybe_mkdir_p, save_json
 from nnunetv2.inference import data_iterators, forked_export_workers, input_handling, model_loading, reference_names
 from nnunetv2.inference.export_prediction import (convert_predicted_logits_to_segmentation_with_correct_shape,
                                                   export_prediction_from_logits)
@@ -45,26 +45,6 @@ from nnunetv2.utilities.worker_processes import requested_processes, worker_coun
 _replaceable = reference_names.ClientReplaceable(globals(), {
     'export_prediction_from_logits': _export, 'convert_predicted_logits_to_segmentation_with_correct_shape': _export,
     'recursive_find_trainer_class_by_name': _find_objects})
-
-
-def _json_safe(obj):
-    """Arguments as JSON values: tuples -> lists, NumPy scalars/arrays -> Python values."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, ''))
-    except ValueError:
-        return default
 
 
 def _output_folder_of(output) -> Optional[str]:
@@ -108,11 +88,11 @@ class nnUNetPredictor(object):
         # mirrored TTA copies per forward pass. 1 (default) reproduces the reference bit for bit. Larger values
         # (env nnUNet_tta_batch, e.g. 8) are several times faster on CPU (batched convolutions take a faster
         # kernel) but change the last bits of the logits (fp16 accumulators then differ by ~1 ulp at a few voxels).
-        self.tta_passes_per_batch = max(1, _env_int('nnUNet_tta_batch', 1))
+        self.tta_passes_per_batch = max(1, int_from_env('nnUNet_tta_batch', 1))
         # CPU only: forward passes of different tiles run this many at a time in threads, torch's threads split
         # between them (faster when one pass cannot use all cores). 0 = choose (default: at most 4, and only where
         # a probe shows bit-identical logits), 1 = off, N = N.
-        self.cpu_concurrent_passes = max(0, _env_int('nnUNet_cpu_concurrent_passes', 0))
+        self.cpu_concurrent_passes = max(0, int_from_env('nnUNet_cpu_concurrent_passes', 0))
         # CPU only, opt-in (env nnUNet_cpu_fast=1): the network in bfloat16 where the CPU computes it natively;
         # not bit-identical to the reference (see cpu_fast_mode)
         self.cpu_fast = fast_mode_requested()
@@ -171,7 +151,7 @@ class nnUNetPredictor(object):
 
     def _write_bookkeeping_files(self, output_folder: str, arguments: dict) -> None:
         maybe_mkdir_p(output_folder)
-        save_json(_json_safe(arguments), os.path.join(output_folder, input_handling.PREDICT_MARKER))  # first
+        save_json(json_safe(arguments), os.path.join(output_folder, input_handling.PREDICT_MARKER))  # first
         save_json(self.dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
         save_json(self.plans_manager.plans, os.path.join(output_folder, 'plans.json'), sort_keys=False)
 

@@ -21,7 +21,7 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import shared_pool, starmap
 from nnunetv2.evaluation.evaluate_predictions import (compute_metrics_on_folder, load_summary_json,
                                                       region_or_label_to_mask)
-from nnunetv2.file_io import atomic_path, folder_lock, load_json, maybe_mkdir_p, save_json, save_pickle
+from nnunetv2.file_io import atomic_path, folder_lock, json_safe, load_json, maybe_mkdir_p, save_json, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.imageio.simpleitk_reader_writer import read_seg_in_own_type
 from nnunetv2.postprocessing._components import largest_components
@@ -227,7 +227,8 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
     baseline = load_summary_json(os.path.join(folder_predictions, 'summary.json'))
     final = load_summary_json(os.path.join(output_folder, 'summary.json'))
     save_json({'input_folder': _summary_for_json(baseline), 'postprocessed': _summary_for_json(final),
-               'postprocessing_fns': [fn.__name__ for fn in pp_fns], 'postprocessing_kwargs': _plain_ints(pp_fn_kwargs)},
+               'postprocessing_fns': [fn.__name__ for fn in pp_fns],
+               'postprocessing_kwargs': json_safe(pp_fn_kwargs)},
               os.path.join(folder_predictions, 'postprocessing.json'))
 
     shutil.rmtree(temp, ignore_errors=True)
@@ -252,15 +253,6 @@ def _existing_summary(summary_file: str, labels_or_regions) -> dict:
         raise UserError(f"{summary_file} holds no Dice for label/region(s) {', '.join(map(str, missing))} of this "
                         f"dataset: it is stale (from other labels or predictions).", hint)
     return summary
-
-
-def _plain_ints(value):
-    """``value`` with NumPy integers as Python ints (lists and tuples as lists), for JSON."""
-    if isinstance(value, dict):
-        return {k: _plain_ints(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_ints(v) for v in value]
-    return int(value) if isinstance(value, np.integer) else value
 
 
 def _summary_for_json(summary: dict) -> dict:
