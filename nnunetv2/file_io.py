@@ -103,6 +103,23 @@ def replace_folder(new_folder: str, final_folder: str) -> None:
 
 
 _held_folder_locks: set = set()  # (thread, folder) pairs holding the lock: re-entry goes through
+_open_lock_fds: dict = {}  # fd -> token of the folder_lock call that opened it, in this process
+
+
+def _drop_inherited_folder_locks() -> None:
+    """In a forked child: close the lock descriptors inherited from the parent. A flock belongs to the open file,
+    which the child's copy keeps alive, so workers forked while a lock is held (augmentation, export) would hold it
+    on until they exit, and a rerun right after the parent was killed would be refused or kept waiting by its
+    orphans. The child never needs the parent's locks; the parent's own descriptors are untouched."""
+    for fd in list(_open_lock_fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _open_lock_fds.clear()
+    _held_folder_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_folder_locks)
 
 
 @contextlib.contextmanager
@@ -124,6 +141,8 @@ def folder_lock(folder: str, purpose: str, wait: bool = True) -> Iterator[None]:
     if fd is None:
         yield
         return
+    token = object()
+    _open_lock_fds[fd] = token
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -141,7 +160,9 @@ def folder_lock(folder: str, purpose: str, wait: bool = True) -> Iterator[None]:
         finally:
             _held_folder_locks.discard(key)
     finally:
-        os.close(fd)  # releases the lock
+        if _open_lock_fds.get(fd) is token:  # not when a forked child unwinds: it closed its copy at the fork
+            del _open_lock_fds[fd]
+            os.close(fd)  # releases the lock
 
 
 def raise_if_disk_full(path: str, min_free_bytes: int = 1 << 20) -> None:

@@ -56,3 +56,58 @@ def test_writer_named_file_failure_moves_nothing(tmp_path):
             raise OSError(28, "No space left on device", tmp)
     assert raised.value.filename == str(tmp_path / "case.tif")  # the user's name, not the temporary one
     assert sorted(os.listdir(tmp_path)) == ["case.tif"] and (tmp_path / "case.tif").read_text() == "complete"
+
+
+def _sleep_in_child(started, seconds):
+    import time
+    started.set()
+    time.sleep(seconds)
+
+
+def test_forked_worker_does_not_keep_the_folder_lock(tmp_path):
+    """Workers forked while a folder lock is held (augmentation, export) must not hold it on: after the parent lets
+    go (or is killed), the next run gets the lock at once, even while those workers still run."""
+    import multiprocessing
+    from nnunetv2.file_io import folder_lock
+    ctx = multiprocessing.get_context("fork")
+    started = ctx.Event()
+    worker = None
+    try:
+        with folder_lock(str(tmp_path), "testing", wait=False):
+            worker = ctx.Process(target=_sleep_in_child, args=(started, 60))
+            worker.start()
+        assert started.wait(30)  # the child runs its own code: the fork is behind it
+        # the worker still runs; a new acquisition (a new open file) must not be blocked by its inherited copy
+        with folder_lock(str(tmp_path), "testing", wait=False):
+            assert worker.is_alive()
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.join()
+
+
+def _lock_then_fork(folder: str):
+    from nnunetv2.file_io import folder_lock
+    with folder_lock(folder, "testing", wait=False):
+        pid = os.fork()
+        if pid == 0:
+            # the inherited lock descriptor was closed at the fork: this open most likely reuses its number
+            return "child", os.open(folder, os.O_RDONLY)
+    return "parent", pid
+
+
+def test_forked_child_unwinding_the_parents_lock_closes_nothing_of_its_own(tmp_path):
+    """A plain os.fork() child that leaves the parent's ``with folder_lock`` must not close a descriptor it opened
+    itself under the same number (the inherited one was closed at the fork)."""
+    marker = tmp_path / "child_ok"
+    role, value = _lock_then_fork(str(tmp_path))
+    if role == "child":
+        code = 1
+        try:
+            os.fstat(value)  # still open after the with-block was left
+            marker.write_text("ok")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(value, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and marker.read_text() == "ok"
