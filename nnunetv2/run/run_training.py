@@ -219,10 +219,13 @@ def run_ddp(rank, dataset_name_or_id, configuration, fold, tr, p, disable_checkp
     _init_ddp_process(device, rank, world_size)
     _train_in_process_group(lambda: get_trainer_from_args(dataset_name_or_id, configuration, fold, tr, p, c,
                                                           device=device),
-                            (c, val, pretrained_weights, disable_checkpointing, val_with_best, npz))
+                            (c, val, pretrained_weights, disable_checkpointing, val_with_best, npz),
+                            expected_fold_folder(maybe_convert_to_dataset_name(dataset_name_or_id), tr, p,
+                                                 configuration, _parse_fold(fold)))
 
 
-def _train_in_process_group(build_trainer: Callable[[], object], train_args: tuple) -> None:
+def _train_in_process_group(build_trainer: Callable[[], object], train_args: tuple,
+                            fold_folder: Optional[str] = None) -> None:
     """Train in a process that has joined the DDP group, then leave the group cleanly: all ranks meet at a
     barrier, the trainer (whose DDP reducer holds the group) is freed while the interpreter is fully alive, and
     only then the group is destroyed. Freeing a gloo group during interpreter shutdown, or while a peer still
@@ -230,15 +233,22 @@ def _train_in_process_group(build_trainer: Callable[[], object], train_args: tup
 
     The other ranks reach that barrier while rank 0 still computes the validation metrics, which can take longer
     than the NCCL timeout: the barrier is on the gloo side group, whose timeout does not fire. A training stopped by
-    a signal leaves the same way (all ranks stopped at the same iteration), then ends with its exit status."""
+    a signal leaves the same way (all ranks stopped at the same iteration), then ends with its exit status.
+    ``fold_folder`` (where the trainer will write) is claimed before the trainer is built, so that a run refused
+    because another one trains that fold leaves nothing there, not even a log file."""
     finished = False
     interrupted_by = None
     try:
-        trainer = build_trainer()
-        try:
-            _train_in_this_process(trainer, *train_args)
-        except TrainingInterrupted as e:
-            interrupted_by = e.signum  # leaving this block drops the traceback, and with it the trainer
+        with contextlib.ExitStack() as held:
+            if fold_folder is not None:  # the same on every rank
+                rank_device = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' \
+                    else torch.device('cpu')
+                claim_fold_folder(fold_folder, held, rank_device)
+            trainer = build_trainer()
+            try:
+                _train_in_this_process(trainer, *train_args)
+            except TrainingInterrupted as e:
+                interrupted_by = e.signum  # leaving this block drops the traceback, and with it the trainer
         finished = True
     finally:
         if finished:
@@ -370,7 +380,8 @@ def run_training(dataset_name_or_id: Union[str, int],
         # detects DDP itself
         _check_ddp_device(device, "torchrun")
         _init_ddp_process(device)
-        _train_in_process_group(build_trainer, train_args)
+        _train_in_process_group(build_trainer, train_args, expected_fold_folder(
+            dataset_name, trainer_class_name, plans_identifier, configuration, fold))
     else:
         with contextlib.ExitStack() as held:
             claim_fold_folder(expected_fold_folder(dataset_name, trainer_class_name, plans_identifier,
