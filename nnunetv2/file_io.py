@@ -148,8 +148,11 @@ def folder_lock(folder: str, purpose: str, wait: bool = True) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not wait:
-                raise BlockingIOError(errno.EWOULDBLOCK, f"another nnU-Net process is {purpose}", folder) from None
-            print(f"nnU-Net: waiting for another nnU-Net process that is {purpose} in {folder} ...",
+                raise BlockingIOError(errno.EWOULDBLOCK, "another nnU-Net process is working in this folder",
+                                      folder) from None
+            # the holder may be doing something else in that folder (a training holds its fold folder while
+            # determine_postprocessing waits on fold_X/validation): say what waits, not what the holder does
+            print(f"nnU-Net: waiting for another nnU-Net process working in {folder} to finish before {purpose} ...",
                   file=sys.stderr, flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:

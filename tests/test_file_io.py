@@ -111,3 +111,30 @@ def test_forked_child_unwinding_the_parents_lock_closes_nothing_of_its_own(tmp_p
             os._exit(code)
     _, status = os.waitpid(value, 0)
     assert os.waitstatus_to_exitcode(status) == 0 and marker.read_text() == "ok"
+
+
+def test_a_waiting_lock_says_what_waits_and_where(tmp_path, capsys):
+    """The holder may be doing something else in the folder (a training holding its fold folder), so the line
+    names the folder and what is waiting, not a guess at what the holder does."""
+    import threading
+    from nnunetv2.file_io import folder_lock
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with folder_lock(str(tmp_path), "training or validating this fold", wait=False):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        threading.Timer(0.5, release.set).start()
+        with folder_lock(str(tmp_path), "determining the postprocessing"):
+            pass
+    finally:
+        release.set()
+        holder.join()
+    err = capsys.readouterr().err
+    assert f"waiting for another nnU-Net process working in {tmp_path} to finish before determining the " \
+           "postprocessing" in err and "training" not in err
