@@ -18,6 +18,7 @@ import ast
 import functools
 import os
 import sys
+import warnings
 from typing import Optional, Tuple
 
 from nnunetv2.errors import UserError
@@ -63,8 +64,11 @@ def _lines_inside_an_if(path: str, stamp: int) -> Optional[Tuple[frozenset, obje
     the source of the running script); None if the file cannot be read as Python."""
     try:
         with open(path, "rb") as f:
-            tree = ast.parse(f.read(), filename=path)
-        module_code = compile(tree, path, "exec", dont_inherit=True)  # not this module's __future__ flags
+            source = f.read()
+        with warnings.catch_warnings():  # the script's own warnings (invalid escapes...) were shown when it started
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, filename=path)
+            module_code = compile(tree, path, "exec", dont_inherit=True)  # not this module's __future__ flags
     except (OSError, SyntaxError, ValueError):
         return None
     lines = set()

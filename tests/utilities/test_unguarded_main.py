@@ -71,3 +71,17 @@ def test_forked_workers_and_this_test_process_are_never_refused():
     assert unguarded_main_statement() is None  # pytest's own entry point is guarded
     refuse_workers_from_unguarded_main('fork')
     refuse_workers_from_unguarded_main('spawn')
+
+
+def test_reading_the_script_does_not_repeat_its_warnings(tmp_path):
+    """The check parses the user's script again; warnings the script's source raises (an invalid escape sequence,
+    'is' with a literal) were shown when it started and must not be printed a second time."""
+    import warnings
+    from nnunetv2.utilities.unguarded_main import _lines_inside_an_if
+    script = tmp_path / "script.py"
+    script.write_text('pattern = "\\d+"\nif pattern is "x":\n    pass\n')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parsed = _lines_inside_an_if(str(script), script.stat().st_mtime_ns)
+    assert parsed is not None and parsed[0] == frozenset({2, 3})
+    assert [str(w.message) for w in caught] == []
