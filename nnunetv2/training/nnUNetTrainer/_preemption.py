@@ -241,8 +241,7 @@ def restore_optimizer_and_scheduler(trainer, resume: Dict[str, Any]) -> None:
 
 def take_resume_state(trainer) -> Optional[Dict[str, Any]]:
     """The position stored by load_checkpoint, if it belongs to the epoch the trainer is at (once)."""
-    state = getattr(trainer, "_resume_in_epoch", None)
-    trainer._resume_in_epoch = None
+    state = vars(trainer).pop("_resume_in_epoch", None)  # gone, not None: debug.json lists every attribute
     if not isinstance(state, dict) or state.get("epoch") != trainer.current_epoch:
         return None
     return state

@@ -39,3 +39,16 @@ def test_debug_information_keys():
     assert 'dataloader_val.generator' not in info
     assert 'on_train_start' not in info
     assert info['network'] == 'Identity' and info['device'] == 'cpu' and info['cudnn_version'] == 'None'
+
+
+def test_taken_resume_state_leaves_no_private_attribute():
+    """The mid-epoch resume position is taken before debug.json is written; it leaves no attribute behind (the
+    reference's debug.json has no such key)."""
+    from nnunetv2.training.nnUNetTrainer._preemption import take_resume_state
+    for stored in (None, {'epoch': 0}):
+        trainer = _Trainer()
+        trainer.current_epoch = 0
+        trainer._resume_in_epoch = stored
+        assert take_resume_state(trainer) == stored
+        assert '_resume_in_epoch' not in debug_information(trainer)
+        assert take_resume_state(trainer) is None  # once
