@@ -227,7 +227,9 @@ def maybe_wrap_deep_supervision(trainer, loss: torch.nn.Module, last_weight_alwa
         return loss
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
     is_ddp = trainer.is_ddp and not last_weight_always_zero
-    weights = deep_supervision_weights(len(trainer._get_deep_supervision_scales()), is_ddp, trainer._do_i_compile())
+    # _do_i_compile is asked only under DDP, where the answer matters: overrides that log see the reference's calls
+    weights = deep_supervision_weights(len(trainer._get_deep_supervision_scales()), is_ddp,
+                                       is_ddp and trainer._do_i_compile())
     return DeepSupervisionWrapper(loss, weights)
 
 

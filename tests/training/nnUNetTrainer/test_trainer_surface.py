@@ -152,6 +152,32 @@ def test_deep_supervision_scales_and_weights():
     assert _setup.deep_supervision_weights(4, True, True)[-1] == 0
 
 
+@pytest.mark.parametrize("is_ddp, compiles, asked, last", [(False, True, 0, 0), (True, False, 1, 1e-6),
+                                                            (True, True, 1, 0)])
+def test_deep_supervision_asks_do_i_compile_only_under_ddp(is_ddp, compiles, asked, last):
+    """As the reference: the compile decision matters for the weights under DDP only, and is asked only there
+    (an override of _do_i_compile that logs sees the same calls)."""
+    calls = []
+
+    class Trainer:
+        enable_deep_supervision = True
+
+        def __init__(self):
+            self.is_ddp = is_ddp
+
+        def _get_deep_supervision_scales(self):
+            return [[1, 1, 1], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]
+
+        def _do_i_compile(self):
+            calls.append(1)
+            return compiles
+
+    wrapped = _setup.maybe_wrap_deep_supervision(Trainer(), torch.nn.MSELoss())
+    assert len(calls) == asked
+    weights = np.asarray(wrapped.weight_factors)
+    assert np.isclose(weights[-1], last / (1 + 0.5 + last), rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("patch, initial, dummy", [
     ((128, 128, 128), (205, 205, 205), False), ((80, 192, 160), (194, 289, 210), False),
     ((20, 256, 256), (20, 301, 301), True), ((512, 512), (602, 602), False), ((256, 128), (329, 150), False),
