@@ -10,6 +10,7 @@ from nnunetv2.errors import UserError
 from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
 from nnunetv2.file_io import atomic_path, folder_lock, load_json, maybe_mkdir_p
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+from nnunetv2.utilities.utils import sorted_files_with_ending
 
 
 def _atomic_copy(src: str, dst: str) -> None:
@@ -98,9 +99,7 @@ def _accumulate_cv_results(trained_model_folder: str, merged_output_folder: str,
             raise UserError(f"fold {fold} of model {trained_model_folder} is missing ({validation} does not exist).",
                             "Please train it (and run its validation) first.")
         _check_validation_finished(validation, fold, plans['dataset_name'], file_ending)
-        for f in sorted(os.listdir(validation)):
-            if not f.endswith(file_ending):
-                continue
+        for f in sorted_files_with_ending(validation, file_ending):  # not the temporaries of a killed writer
             target = os.path.join(merged_output_folder, f)
             if overwrite and os.path.isfile(target):
                 raise UserError(f"More than one of your folds has a prediction for case {f} "

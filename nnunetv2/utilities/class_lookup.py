@@ -19,15 +19,15 @@ def package_folder(dotted_package: str) -> str:
 
 
 def available_subclasses(dotted_package: str, base: Type) -> List[str]:
-    """Names of the classes derived from ``base`` (itself included) in the already imported modules of
-    ``dotted_package``. Call it after a failed ``recursive_find_python_class`` over that package: the search
-    imported every module, so this costs nothing."""
+    """Names of the public classes (no leading underscore: those are helpers, not choices) derived from ``base``
+    (itself included) in the already imported modules of ``dotted_package``. Call it after a failed
+    ``recursive_find_python_class`` over that package: the search imported every module, so this costs nothing."""
     names = set()
     for module_name, module in list(sys.modules.items()):
         if module is None or not (module_name == dotted_package or module_name.startswith(dotted_package + ".")):
             continue
         for name, obj in vars(module).items():
-            if inspect.isclass(obj) and issubclass(obj, base):
+            if inspect.isclass(obj) and issubclass(obj, base) and not name.startswith("_"):
                 names.add(name)
     return sorted(names)
 

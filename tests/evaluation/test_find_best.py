@@ -100,6 +100,19 @@ def test_accumulate_errors_and_cli(tree, monkeypatch, capsys):
     assert e.value.code == 2 and err.startswith('usage: x ') and '-c' in err
 
 
+def test_accumulate_skips_temporaries_of_a_killed_writer(tree):
+    """A validation export killed mid-write leaves a '.nnunet_tmp_*' file; it is no case and is not merged."""
+    from nnunetv2.file_io import TMP_PREFIX
+    model = _model(tree, '2d')
+    validation = os.path.join(model, 'fold_0', 'validation')
+    leftover = f'{TMP_PREFIX}0123456789ab_case_0.nii.gz'
+    shutil.copyfile(os.path.join(validation, 'case_0.nii.gz'), os.path.join(validation, leftover))
+    merged = os.path.join(model, 'merged')
+    accumulate_cv_results(model, merged, (0, 1), 1)
+    assert leftover not in os.listdir(merged)
+    assert sorted(f for f in os.listdir(merged) if f.endswith('.nii.gz')) == [f'case_{i}.nii.gz' for i in range(4)]
+
+
 def test_missing_trained_model_and_case_sets(tree):
     shutil.rmtree(_model(tree, '3d_fullres'))
     with pytest.raises(UserError, match='has no output folder'):

@@ -140,6 +140,9 @@ def test_nothing_helps_copies_everything(tmp_path):
     pred = tmp_path / 'pred'
     for c in range(2):  # perfect predictions: no step can improve them
         shutil.copy(tmp_path / 'gt' / f'case_{c}.nii.gz', pred / f'case_{c}.nii.gz')
+    # ... except the temporary a killed prediction writer left behind: not copied into 'postprocessed'
+    from nnunetv2.file_io import TMP_PREFIX
+    shutil.copy(pred / 'case_0.nii.gz', pred / f'{TMP_PREFIX}0123456789ab_case_0.nii.gz')
     fns, kwargs = determine_postprocessing(str(pred), str(tmp_path / 'gt'), None, None, 1)
     assert fns == [] and kwargs == []
     assert sorted(os.listdir(pred / 'postprocessed')) == ['case_0.nii.gz', 'case_1.nii.gz', 'dataset.json',

@@ -189,3 +189,16 @@ def test_trainer_lookup_with_stand_in_package(monkeypatch, tmp_path, capsys):
     finally:
         for m in [m for m in sys.modules if m.startswith("nnunetv2.training")]:
             del sys.modules[m]
+
+
+def test_unknown_planner_lists_only_public_planners():
+    """-pl with a typo lists the planners a user can choose; private helper bases (_ResEncPreset) are none."""
+    from nnunetv2.errors import UserError
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+    from nnunetv2.utilities.class_lookup import find_class_or_explain
+    with pytest.raises(UserError) as e:
+        find_class_or_explain('nnunetv2.experiment_planning', 'nnUNetPlannerResEncMM', ExperimentPlanner,
+                              'experiment planner', '-pl')
+    line = e.value.one_line()
+    assert 'Did you mean nnUNetPlannerResEncM' in line and 'nnUNetPlannerResEncXL' in line
+    assert '_ResEncPreset' not in line

@@ -86,6 +86,22 @@ def test_configuration_inheritance_and_identity():
     assert ConfigurationManager({'next_stage': 'x'}).next_stage_names == ['x']
 
 
+@pytest.mark.parametrize('edit, expected', [
+    ({'c': {'inherits_from': '3d_typo'}}, "configuration 'c' inherits from '3d_typo', which does not exist"),
+    ({'c': {'inherits_from': 'd'}, 'd': {'inherits_from': 'c'}}, 'Circular dependency'),
+])
+def test_broken_inherits_from_is_a_user_error(edit, expected):
+    """A hand-edited plans file whose inherits_from names a missing configuration or loops is the user's mistake:
+    one line at the CLI (nnUNetv2_train/preprocess/predict), still the reference's ValueError / RuntimeError."""
+    from nnunetv2.errors import UserError
+    plans = make_plans()
+    plans['configurations'].update(edit)
+    with pytest.raises(UserError) as e:
+        PlansManager(plans).get_configuration('c')
+    assert isinstance(e.value, ValueError) and isinstance(e.value, RuntimeError)
+    assert expected in e.value.one_line() and "Dataset001_X" in e.value.one_line()
+
+
 def test_configuration_properties():
     cm = PlansManager(make_plans()).get_configuration('3d_fullres')
     assert cm.spacing == [3.0, 0.8, 0.8] and cm.normalization_schemes == ['CTNormalization']

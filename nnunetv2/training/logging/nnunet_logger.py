@@ -171,5 +171,6 @@ class MetaLogger(object):
             return True
         if value in _FALSE_VALUES:
             return False
-        raise RuntimeError(f"Environment variable {env_var}={value!r} is not valid; use one of 0/False/false (off) "
-                           f"or 1/True/true (on)")
+        from nnunetv2.errors import UserError  # a RuntimeError, as the reference raised
+        raise UserError(f"Environment variable {env_var}={value!r} is not valid.",
+                        hint="Use one of 0/False/false (off) or 1/True/true (on), or unset it.")

@@ -13,6 +13,7 @@ from copy import deepcopy
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
+from nnunetv2.errors import UserError
 from nnunetv2.file_io import load_json
 
 if TYPE_CHECKING:  # only for annotations; never imported at run time from here
@@ -49,6 +50,11 @@ def _required(mapping: Any, key: str, where: str) -> Any:
         raise UserError(f"The {where} lacks the key '{key}'.",
                         "Restore it (compare with the plans nnUNetv2_plan_experiment writes) or fix the plans file.") \
             from None
+
+
+class PlansInheritanceError(UserError, ValueError):
+    """A configuration's ``inherits_from`` names a configuration the plans lack, or the chain loops (hand-edited
+    plans). A ``ValueError`` and a ``RuntimeError``: the reference raised each for one of the two cases."""
 
 
 class ConfigurationManager(object):
@@ -213,16 +219,20 @@ class PlansManager(object):
                                                     visited: Tuple[str, ...] = None) -> dict:
         """Configuration dict with every ``inherits_from`` level merged in (child keys win)."""
         if configuration_name not in self.plans['configurations'].keys():
-            raise ValueError(f"The configuration {configuration_name} does not exist in the plans I have. Valid "
-                             f"configuration names are {list(self.plans['configurations'].keys())}.")
+            where = getattr(self, '_where', 'plans')
+            what = f"In the {where}, configuration '{visited[-1]}' inherits from '{configuration_name}', which does " \
+                   f"not exist." if visited else f"There is no configuration '{configuration_name}' in the {where}."
+            raise PlansInheritanceError(what, hint=f"Valid configuration names are "
+                                        f"{list(self.plans['configurations'].keys())}; fix 'inherits_from'.")
         configuration = deepcopy(self.plans['configurations'][configuration_name])
         if 'inherits_from' in configuration:
             parent_config_name = configuration['inherits_from']
             visited = (configuration_name,) if visited is None else visited + (configuration_name,)
             if parent_config_name in visited:
-                raise RuntimeError(f"Circular dependency detected in the plans: configuration "
-                                   f"{configuration_name} inherits from {parent_config_name}, which is already part "
-                                   f"of the inheritance chain {visited}. Fix 'inherits_from' in the plans file.")
+                raise PlansInheritanceError(f"Circular dependency detected in the {getattr(self, '_where', 'plans')}: "
+                                            f"configuration {configuration_name} inherits from {parent_config_name}, "
+                                            f"which is already part of the inheritance chain {visited}.",
+                                            hint="Fix 'inherits_from' in the plans file.")
             base_config = self._internal_resolve_configuration_inheritance(parent_config_name, visited)
             base_config.update(configuration)
             configuration = base_config

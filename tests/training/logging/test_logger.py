@@ -61,6 +61,16 @@ def test_wandb_env_validation(tmp_path, monkeypatch):
     assert MetaLogger(str(tmp_path), False).loggers == []
 
 
+def test_bad_wandb_env_value_is_a_user_error(tmp_path, monkeypatch):
+    """A mistyped nnUNet_wandb_enabled is the user's to fix: one line at the CLI (nnUNetv2_train), no traceback."""
+    from nnunetv2.errors import UserError
+    monkeypatch.setenv('nnUNet_wandb_enabled', 'yes')
+    with pytest.raises(UserError) as e:
+        MetaLogger(str(tmp_path), False)
+    assert isinstance(e.value, RuntimeError)  # what the reference raised
+    assert "nnUNet_wandb_enabled='yes'" in e.value.one_line() and '1/True/true' in e.value.one_line()
+
+
 def test_legacy_nnunet_logger_computes_ema():
     lg = nnUNetLogger()
     lg.log('mean_fg_dice', 0.5, 0)
