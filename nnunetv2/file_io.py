@@ -203,9 +203,10 @@ def save_json(obj: Any, file: str, indent: int = 4, sort_keys: bool = True) -> N
 
 
 def json_safe(obj: Any) -> Any:
-    """``obj`` with tuples as lists and NumPy scalars and arrays as Python values, for ``save_json``."""
+    """``obj`` with tuples as lists and NumPy scalars and arrays (values and dict keys) as Python values, for
+    ``save_json``."""
     if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
+        return {(k.item() if isinstance(k, np.generic) else k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     if isinstance(obj, np.ndarray):
@@ -233,6 +234,13 @@ def save_pickle(obj: Any, file: str) -> None:
     with atomic_path(file) as tmp:
         with open(tmp, "wb") as f:
             pickle.dump(obj, f)
+
+
+def save_npz_compressed(file: str, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed(file, **arrays)`` written atomically under exactly ``file``."""
+    with atomic_path(file) as tmp:
+        with open(tmp, "wb") as f:  # a file object: given a name, np.savez appends '.npz' to it
+            np.savez_compressed(f, **arrays)
 
 
 def load_pickle(file: str) -> Any:

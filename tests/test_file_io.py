@@ -138,3 +138,15 @@ def test_a_waiting_lock_says_what_waits_and_where(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"waiting for another nnU-Net process working in {tmp_path} to finish before determining the " \
            "postprocessing" in err and "training" not in err
+
+
+def test_json_safe_converts_numpy_dict_keys_too():
+    """One JSON-values helper for plans, predictor arguments and postprocessing summaries: NumPy keys (a planner
+    keyed by np.int64 labels) become Python keys, or json.dump would refuse them."""
+    import json
+    import numpy as np
+    from nnunetv2.file_io import json_safe
+    fixed = json_safe({np.int64(1): (np.float32(0.5), np.arange(2)), 'a': {np.bool_(True): np.int16(3)}})
+    assert fixed == {1: [0.5, [0, 1]], 'a': {True: 3}}
+    assert [type(k) for k in fixed] == [int, str] and type(next(iter(fixed['a']))) is bool
+    assert json.loads(json.dumps(fixed)) == {'1': [0.5, [0, 1]], 'a': {'true': 3}}

@@ -18,7 +18,8 @@ import numpy as np
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import starmap
-from nnunetv2.file_io import atomic_path, load_json, load_pickle, maybe_mkdir_p, save_json, save_pickle
+from nnunetv2.file_io import atomic_path, load_json, load_pickle, maybe_mkdir_p, save_json, save_npz_compressed, \
+    save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
@@ -81,9 +82,7 @@ def merge_files(list_of_files, output_filename_truncated: str, output_file_endin
     with atomic_path(output_filename_truncated + output_file_ending) as tmp:
         image_reader_writer.write_seg(segmentation, tmp, properties)
     if save_probabilities:
-        with atomic_path(output_filename_truncated + '.npz') as tmp:
-            with open(tmp, 'wb') as f:  # a file object: np.savez would append '.npz' to a name
-                np.savez_compressed(f, probabilities=probabilities)
+        save_npz_compressed(output_filename_truncated + '.npz', probabilities=probabilities)
         save_pickle(properties, output_filename_truncated + '.pkl')
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from nnunetv2.configuration import default_num_processes
-from nnunetv2.file_io import atomic_path, atomic_path_named_by_writer, load_json, save_pickle
+from nnunetv2.file_io import atomic_path_named_by_writer, load_json, save_npz_compressed, save_pickle
 
 # ~64 MiB of float32 per slab keeps the temporary of the nonlinearity small whatever the image size
 _SLAB_BYTES = 64 * 2 ** 20
@@ -110,9 +110,7 @@ def convert_predicted_logits_to_segmentation_with_correct_shape(predicted_logits
 
 def write_probabilities(probabilities: np.ndarray, properties_dict: dict, output_file_truncated: str) -> None:
     """``<output>.npz`` (key 'probabilities') and ``<output>.pkl`` (the properties), each written atomically."""
-    with atomic_path(output_file_truncated + '.npz') as tmp:
-        with open(tmp, 'wb') as f:  # a file object: np.savez would append '.npz' to a name
-            np.savez_compressed(f, probabilities=probabilities)
+    save_npz_compressed(output_file_truncated + '.npz', probabilities=probabilities)
     save_pickle(properties_dict, output_file_truncated + '.pkl')
 
 

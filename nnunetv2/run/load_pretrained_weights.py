@@ -11,14 +11,7 @@ from typing import Dict, List
 import torch
 
 from nnunetv2.errors import UserError
-
-
-def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    if isinstance(network, torch.nn.parallel.DistributedDataParallel):
-        network = network.module
-    if hasattr(network, "_orig_mod"):
-        network = network._orig_mod
-    return network
+from nnunetv2.training.nnUNetTrainer._setup import unwrap_network
 
 
 def _device_of(network: torch.nn.Module) -> torch.device:
@@ -42,7 +35,7 @@ def _mismatches(model_dict: Dict[str, torch.Tensor], pretrained: Dict[str, torch
 def load_pretrained_weights(network, fname, verbose=False):
     """Copy the matching weights of checkpoint ``fname`` into ``network`` (except segmentation heads)."""
     from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys, strip_state_dict_prefixes
-    mod = _unwrap(network)
+    mod = unwrap_network(network)
     # straight onto the network's own device: under DDP the global rank is no GPU index (gloo ranks run on the
     # CPU, and a multi-node run has ranks beyond the node's GPU count)
     saved = load_checkpoint(fname, map_location=_device_of(mod))

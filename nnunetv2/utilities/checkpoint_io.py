@@ -132,10 +132,3 @@ def _offending_global(message: str) -> Optional[str]:
 def _short(e: BaseException, limit: int = 160) -> str:
     text = f"{type(e).__name__}: " + " ".join(str(e).split())
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def load_network_weights(filename: str, allow_unsafe: bool = False) -> Optional[Dict[str, Any]]:
-    """Only the prefix-stripped ``network_weights`` of a checkpoint (used for pretrained-weight loading)."""
-    checkpoint = load_checkpoint(filename, allow_unsafe=allow_unsafe)
-    require_keys(checkpoint, filename)
-    return strip_state_dict_prefixes(checkpoint["network_weights"])

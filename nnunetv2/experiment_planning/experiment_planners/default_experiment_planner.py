@@ -22,7 +22,7 @@ from nnunetv2.experiment_planning.experiment_planners.feature_map_size import (C
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
 from nnunetv2.experiment_planning.experiment_planners.planner_setup import (
     check_overwrite_target_spacing, load_fingerprint_or_fail, sync_raw_splits_file)
-from nnunetv2.file_io import atomic_path, load_json, maybe_mkdir_p, save_json
+from nnunetv2.file_io import atomic_path, json_safe, load_json, maybe_mkdir_p, save_json
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
@@ -309,7 +309,7 @@ class ExperimentPlanner(object):
 
     def save_plans(self, plans):
         """Write ``<plans identifier>.json`` (configurations of an existing file that we did not plan are kept)."""
-        fixed = rules.to_json_types(plans)
+        fixed = json_safe(plans)
         plans.clear()
         plans.update(fixed)
         folder = os.path.join(nnUNet_preprocessed, self.dataset_name)

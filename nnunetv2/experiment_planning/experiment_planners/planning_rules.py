@@ -89,19 +89,6 @@ def next_lowres_spacing(lowres_spacing: np.ndarray, factor: float = 1.03) -> np.
     return lowres_spacing
 
 
-def to_json_types(obj):
-    """Plain JSON types for a plans structure: numpy scalars/arrays -> Python, tuples -> lists, keys -> str/int."""
-    if isinstance(obj, dict):
-        return {(k.item() if isinstance(k, np.generic) else k): to_json_types(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_json_types(i) for i in obj]
-    if isinstance(obj, np.ndarray):
-        return [to_json_types(i) for i in obj.tolist()]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
 def merge_with_old_configurations(new_plans: dict, old_plans: Optional[dict]) -> dict:
     """Keep configurations of an existing plans file that this run did not produce (user-added ones), after ours."""
     if old_plans is None or 'configurations' not in old_plans:

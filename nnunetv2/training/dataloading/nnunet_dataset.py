@@ -15,7 +15,7 @@ import numpy as np
 
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import TMP_PREFIX, load_pickle, save_pickle, atomic_path
+from nnunetv2.file_io import TMP_PREFIX, load_pickle, save_npz_compressed, save_pickle
 from nnunetv2.utilities.blosc2_storage import comp_blosc2_params, select_filter, write_b2nd  # noqa: F401 (re-export)
 
 
@@ -109,16 +109,12 @@ class nnUNetDatasetNumpy(nnUNetBaseDataset):
 
     @staticmethod
     def save_case(data: np.ndarray, seg: np.ndarray, properties: dict, output_filename_truncated: str):
-        with atomic_path(output_filename_truncated + '.npz') as tmp:
-            with open(tmp, 'wb') as f:
-                np.savez_compressed(f, data=data, seg=seg)
+        save_npz_compressed(output_filename_truncated + '.npz', data=data, seg=seg)
         save_pickle(properties, output_filename_truncated + '.pkl')
 
     @staticmethod
     def save_seg(seg: np.ndarray, output_filename_truncated: str):
-        with atomic_path(output_filename_truncated + '.npz') as tmp:
-            with open(tmp, 'wb') as f:
-                np.savez_compressed(f, seg=seg)
+        save_npz_compressed(output_filename_truncated + '.npz', seg=seg)
 
     @staticmethod
     def get_identifiers(folder: str) -> List[str]:
