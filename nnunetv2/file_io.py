@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 import numpy as np
 
@@ -30,6 +30,13 @@ def temporary_sibling(final_path: str) -> str:
     """
     folder, name = os.path.split(os.path.abspath(final_path))
     return os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}_{name}")
+
+
+def finished_files(folder: str, ending: str = "") -> List[str]:
+    """Sorted names of the plain files in ``folder`` that end with ``ending``, without the temporaries of our atomic
+    writes: a writer killed mid-write leaves one behind, and it is no result."""
+    return sorted(f for f in os.listdir(folder) if f.endswith(ending) and not f.startswith(TMP_PREFIX)
+                  and os.path.isfile(os.path.join(folder, f)))
 
 
 def _raise_naming_final_path(e: BaseException, is_temporary, final_path: str) -> None:

@@ -150,3 +150,12 @@ def test_json_safe_converts_numpy_dict_keys_too():
     assert fixed == {1: [0.5, [0, 1]], 'a': {True: 3}}
     assert [type(k) for k in fixed] == [int, str] and type(next(iter(fixed['a']))) is bool
     assert json.loads(json.dumps(fixed)) == {'1': [0.5, [0, 1]], 'a': {'true': 3}}
+
+
+def test_finished_files_leave_out_temporaries_and_folders(tmp_path):
+    from nnunetv2.file_io import TMP_PREFIX, finished_files
+    for name in ("b.nii.gz", "a.nii.gz", f"{TMP_PREFIX}0123456789ab_c.nii.gz", "d.json"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "e.nii.gz").mkdir()
+    assert finished_files(str(tmp_path)) == ["a.nii.gz", "b.nii.gz", "d.json"]
+    assert finished_files(str(tmp_path), ".nii.gz") == ["a.nii.gz", "b.nii.gz"]

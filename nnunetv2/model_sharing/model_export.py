@@ -12,7 +12,7 @@ import zipfile
 from typing import List, Sequence, Tuple, Union
 
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import TMP_PREFIX, atomic_path, maybe_mkdir_p
+from nnunetv2.file_io import atomic_path, finished_files, maybe_mkdir_p
 from nnunetv2.paths import nnUNet_results
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.file_path_utilities import (convert_ensemble_folder_to_model_identifiers_and_folds,
@@ -24,12 +24,6 @@ logger = logging.getLogger(__name__)
 # Files of a model folder / crossval / ensemble folder that are exported without --exp_cv_preds.
 _MODEL_FILES = ("plans.json", "dataset_fingerprint.json", "dataset.json")
 _SUMMARY_FILES = ("summary.json", "postprocessing.pkl", "postprocessing.json")
-
-
-def _files(folder: str) -> List[str]:
-    """Sorted plain files of ``folder`` (temporaries of interrupted atomic writes left out)."""
-    return sorted(f for f in os.listdir(folder)
-                  if os.path.isfile(os.path.join(folder, f)) and not f.startswith(TMP_PREFIX))
 
 
 def _listing(folder: str, what: str = "entries") -> str:
@@ -60,7 +54,7 @@ def _fold_members(fold_dir: str, save_checkpoints: Sequence[str], export_crossva
     val_dir = os.path.join(fold_dir, "validation")
     if export_crossval_predictions:
         if os.path.isdir(val_dir):
-            members += [os.path.join(val_dir, f) for f in _files(val_dir)
+            members += [os.path.join(val_dir, f) for f in finished_files(val_dir)
                         if not f.endswith(".npz") and not f.endswith(".pkl")]
         else:
             missing.append(val_dir)
@@ -110,7 +104,7 @@ def _model_members(model_dir: str, folds: Sequence, strict: bool, save_checkpoin
     cv_dir = os.path.join(model_dir, f"crossval_results_folds_{folds_tuple_to_string(folds)}")
     if os.path.isdir(cv_dir):
         if export_crossval_predictions:
-            members += [os.path.join(cv_dir, f) for f in _files(cv_dir)]
+            members += [os.path.join(cv_dir, f) for f in finished_files(cv_dir)]
         else:
             members += [os.path.join(cv_dir, f) for f in _SUMMARY_FILES if os.path.isfile(os.path.join(cv_dir, f))]
     members += [os.path.join(model_dir, f) for f in _MODEL_FILES]
@@ -129,7 +123,7 @@ def _ensemble_members(ensembles_dir: str, trainer: str, plans_identifier: str, c
             continue
         logger.info(f"found matching ensemble: {name}")
         if export_crossval_predictions:
-            members += [os.path.join(ens_dir, f) for f in _files(ens_dir)]
+            members += [os.path.join(ens_dir, f) for f in finished_files(ens_dir)]
         else:
             members += [os.path.join(ens_dir, f) for f in _SUMMARY_FILES if os.path.isfile(os.path.join(ens_dir, f))]
     return members

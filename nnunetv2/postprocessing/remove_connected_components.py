@@ -21,8 +21,8 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import shared_pool, starmap
 from nnunetv2.evaluation.evaluate_predictions import (compute_metrics_on_folder, load_summary_json,
                                                       region_or_label_to_mask)
-from nnunetv2.file_io import TMP_PREFIX, atomic_path, folder_lock, json_safe, load_json, maybe_mkdir_p, save_json, \
-    save_pickle
+from nnunetv2.file_io import atomic_path, finished_files, folder_lock, json_safe, load_json, maybe_mkdir_p, \
+    save_json, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.imageio.simpleitk_reader_writer import read_seg_in_own_type
 from nnunetv2.postprocessing._components import largest_components
@@ -220,9 +220,8 @@ def _determine_postprocessing(folder_predictions, folder_ref, plans_file_or_dict
                       f'Dice before: {round(before, 5)} after: {round(after, 5)}')
 
     # the chosen source (possibly the untouched predictions, with all their side files) becomes 'postprocessed'
-    for f in sorted(os.listdir(source)):
-        if os.path.isfile(os.path.join(source, f)) and not f.startswith(TMP_PREFIX):  # no killed writer's leftover
-            _atomic_copy(os.path.join(source, f), os.path.join(output_folder, f))
+    for f in finished_files(source):
+        _atomic_copy(os.path.join(source, f), os.path.join(output_folder, f))
 
     save_pickle((pp_fns, pp_fn_kwargs), os.path.join(folder_predictions, 'postprocessing.pkl'))
     baseline = load_summary_json(os.path.join(folder_predictions, 'summary.json'))

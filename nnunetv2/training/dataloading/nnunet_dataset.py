@@ -15,14 +15,8 @@ import numpy as np
 
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import TMP_PREFIX, load_pickle, save_npz_compressed, save_pickle
+from nnunetv2.file_io import finished_files, load_pickle, save_npz_compressed, save_pickle
 from nnunetv2.utilities.blosc2_storage import comp_blosc2_params, select_filter, write_b2nd  # noqa: F401 (re-export)
-
-
-def _listdir_files(folder: str) -> List[str]:
-    """Plain files of ``folder``, without temporaries of an interrupted atomic write."""
-    return [f for f in os.listdir(folder)
-            if not f.startswith(TMP_PREFIX) and os.path.isfile(os.path.join(folder, f))]
 
 
 class nnUNetBaseDataset(ABC):
@@ -118,7 +112,7 @@ class nnUNetDatasetNumpy(nnUNetBaseDataset):
 
     @staticmethod
     def get_identifiers(folder: str) -> List[str]:
-        return [f[:-4] for f in _listdir_files(folder) if f.endswith('.npz')]
+        return [f[:-4] for f in finished_files(folder) if f.endswith('.npz')]
 
     @staticmethod
     def unpack_dataset(folder: str, overwrite_existing: bool = False, num_processes: int = default_num_processes,
@@ -192,7 +186,7 @@ class nnUNetDatasetBlosc2(nnUNetBaseDataset):
 
     @staticmethod
     def get_identifiers(folder: str) -> List[str]:
-        return [f[:-5] for f in _listdir_files(folder) if f.endswith('.b2nd') and not f.endswith('_seg.b2nd')]
+        return [f[:-5] for f in finished_files(folder) if f.endswith('.b2nd') and not f.endswith('_seg.b2nd')]
 
 
 file_ending_dataset_mapping = {
@@ -206,7 +200,7 @@ def infer_dataset_class(folder: str) -> Union[Type[nnUNetDatasetBlosc2], Type[nn
     if not os.path.isdir(folder):
         raise UserError(f"Preprocessed data folder {folder} does not exist.",
                         hint="Run nnUNetv2_preprocess (or nnUNetv2_plan_and_preprocess) for this configuration.")
-    endings = {f.rsplit('.', 1)[-1] for f in _listdir_files(folder) if '.' in f} - {'pkl', 'npy'}
+    endings = {f.rsplit('.', 1)[-1] for f in finished_files(folder) if '.' in f} - {'pkl', 'npy'}
     if len(endings) != 1 or next(iter(endings)) not in file_ending_dataset_mapping:
         found = ', '.join(sorted('.' + e for e in endings)) or 'no data files'
         raise UserError(f"Cannot tell the preprocessed data format of {folder}: expected only .b2nd (current) or "

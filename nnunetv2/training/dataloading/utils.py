@@ -8,7 +8,7 @@ from typing import List
 import numpy as np
 
 from nnunetv2.configuration import default_num_processes
-from nnunetv2.file_io import TMP_PREFIX, atomic_path
+from nnunetv2.file_io import atomic_path, finished_files
 from nnunetv2.utilities.worker_processes import requested_processes
 
 logger = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ def _convert_to_npy(npz_file: str, unpack_segmentation: bool = True, overwrite_e
 
 
 def _npz_files(folder: str) -> List[str]:
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if f.endswith('.npz') and not f.startswith(TMP_PREFIX))
+    return [os.path.join(folder, f) for f in finished_files(folder, '.npz')]
 
 
 def unpack_dataset(folder: str, unpack_segmentation: bool = True, overwrite_existing: bool = False,
