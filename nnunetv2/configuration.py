@@ -4,10 +4,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import Optional
 
 logger = logging.getLogger(__name__)
 
 ANISO_THRESHOLD = 3  # a spacing ratio above this makes resampling treat the out-of-plane axis separately
+
+
+def compile_setting() -> Optional[bool]:
+    """``nnUNet_compile``: None when unset (the trainer then compiles on CUDA, prediction does not), True for
+    true/1/t (any case), False for anything else."""
+    value = os.environ.get("nnUNet_compile")
+    return None if value is None else value.lower() in ("true", "1", "t")
 
 
 def int_from_env(name: str, default: int) -> int:

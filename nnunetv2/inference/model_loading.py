@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from nnunetv2.configuration import compile_setting
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import load_json
 from nnunetv2.utilities import find_objects as _find_objects
@@ -260,7 +261,7 @@ def build_network(trainer_name: str, plans_manager, configuration_manager, datas
 
 
 def maybe_compile(network: nn.Module) -> nn.Module:
-    if os.environ.get('nnUNet_compile', '').lower() in ('true', '1', 't') and not hasattr(network, '_orig_mod'):
+    if compile_setting() and not hasattr(network, '_orig_mod'):
         print('Using torch.compile')
         return torch.compile(network)
     return network

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from nnunetv2.configuration import compile_setting
 from nnunetv2.errors import UserError
 
 # legacy names a subclass may still pass to the base constructor; accepted and ignored
@@ -169,16 +170,13 @@ def rotation_dummy2d_mirroring(patch_size: Sequence[int], aniso_threshold: float
 
 def do_i_compile(device: torch.device, log) -> bool:
     """torch.compile only on CUDA, not on Windows; default on unless nnUNet_compile says otherwise."""
-    value = os.environ.get("nnUNet_compile")
-    requested = value is not None and value.lower() in ("true", "1", "t")
+    setting = compile_setting()
     if device.type in ("mps", "cpu") or os.name == "nt":
-        if requested:
+        if setting:
             log(f"INFO: torch.compile disabled because of unsupported device/OS (device {device.type}, "
                 f"os {os.name}).")
         return False
-    if value is None:
-        return True
-    return requested
+    return setting is None or setting
 
 
 def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
