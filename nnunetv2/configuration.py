@@ -18,6 +18,12 @@ def compile_setting() -> Optional[bool]:
     return None if value is None else value.lower() in ("true", "1", "t")
 
 
+def flag_from_env(name: str) -> bool:
+    """On/off switches of our own (not the reference's variables, which keep their own spellings): 1/true/t/yes/on in
+    any case and with surrounding blanks is on, anything else or unset is off."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "t", "yes", "on")
+
+
 def int_from_env(name: str, default: int) -> int:
     """Integer value of an environment variable; unset or empty -> ``default``, not an integer -> ``default`` with a
     warning."""

@@ -19,12 +19,13 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-import os
 from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from nnunetv2.configuration import flag_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _FP32_ONLY = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 
 
 def fast_mode_requested() -> bool:
-    return os.environ.get(FAST_ENV, '').strip().lower() in ('1', 'true', 't', 'yes', 'on')
+    return flag_from_env(FAST_ENV)
 
 
 def _cpu_flags() -> set:

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from nnunetv2.configuration import flag_from_env
 from nnunetv2.errors import UserError
 
 UNSAFE_ENV_VAR = "nnUNet_allow_unsafe_checkpoints"
@@ -60,7 +61,7 @@ def _under_module_name(func: Any, module_name: str) -> Any:
 
 
 def _unsafe_allowed(allow_unsafe: bool) -> bool:
-    return allow_unsafe or os.environ.get(UNSAFE_ENV_VAR, "").strip().lower() in ("1", "true", "t", "yes")
+    return allow_unsafe or flag_from_env(UNSAFE_ENV_VAR)
 
 
 def load_checkpoint(filename: str, map_location: Union[str, torch.device] = "cpu",

@@ -32,7 +32,8 @@ def _no_native_bf16(monkeypatch):
     monkeypatch.setattr(cpu_fast_mode, '_cpu_flags', lambda: {'avx2', 'avx512f'})
 
 
-@pytest.mark.parametrize('value, on', [('1', True), ('true', True), ('0', False), ('', False), ('no', False)])
+@pytest.mark.parametrize('value, on', [('1', True), ('true', True), (' ON ', True), ('Yes', True), ('0', False), ('', False),
+                                       ('no', False)])
 def test_requested_by_the_environment(monkeypatch, value, on):
     monkeypatch.setenv('nnUNet_cpu_fast', value)
     assert cpu_fast_mode.fast_mode_requested() is on
