@@ -137,3 +137,30 @@ def test_torch_and_no_resampling_planners(dataset_a):
     c = nnUNetPlannerResEncL_noResampling(dataset_a).plan_experiment()['configurations']['2d']
     assert c['resampling_fn_data'] == c['resampling_fn_probabilities'] == 'no_resampling_hack'
     assert c['resampling_fn_data_kwargs'] == {}
+
+
+def _network_subclass_taking_kwargs():
+    from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
+
+    class KwargsResEncUNet(ResidualEncoderUNet):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+    return KwargsResEncUNet
+
+
+KwargsResEncUNet = _network_subclass_taking_kwargs()
+
+
+def test_resenc_planner_with_a_kwargs_network_subclass_writes_n_blocks_per_stage(dataset_a):
+    """A ResEnc planner writes n_blocks_per_stage for a network class whose signature is (*args, **kwargs), as the
+    reference does (it used to pick n_conv_per_stage from the signature and then fail to build the network)."""
+
+    class Planner(ResEncUNetPlanner):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.UNet_class = KwargsResEncUNet
+
+    plans = Planner(dataset_a, plans_name='kwargsNet').plan_experiment()
+    ak = plans['configurations']['3d_fullres']['architecture']['arch_kwargs']
+    assert 'n_blocks_per_stage' in ak and 'n_conv_per_stage' not in ak
+    assert plans['configurations']['3d_fullres']['architecture']['network_class_name'].endswith('.KwargsResEncUNet')

@@ -49,6 +49,9 @@ def _import_dotted(name: str):
 
 
 class ExperimentPlanner(object):
+    # the arch_kwargs key of the per-stage block counts this planner writes for a network class it does not know
+    _unet_counts_key = 'n_conv_per_stage'
+
     def __init__(self, dataset_name_or_id: Union[str, int],
                  gpu_memory_target_in_gb: float = 8,
                  preprocessor_name: str = 'DefaultPreprocessor', plans_name: str = 'nnUNetPlans',
@@ -208,8 +211,13 @@ class ExperimentPlanner(object):
         class_name = self._unet_class_name()
         counts_key = COUNTS_KEY.get(class_name)
         if counts_key is None:
-            counts_key = 'n_blocks_per_stage' if 'n_blocks_per_stage' in _init_parameters(self.UNet_class) \
-                else 'n_conv_per_stage'
+            # another network class: the planner's own key, unless the class's signature names only the other one
+            # (a class taking **kwargs gets the planner's key, as the reference writes it)
+            counts_key = self._unet_counts_key
+            other = 'n_conv_per_stage' if counts_key == 'n_blocks_per_stage' else 'n_blocks_per_stage'
+            parameters = _init_parameters(self.UNet_class)
+            if counts_key not in parameters and other in parameters:
+                counts_key = other
         return {
             'network_class_name': class_name,
             'arch_kwargs': {

@@ -15,6 +15,8 @@ from nnunetv2.experiment_planning.experiment_planners.feature_map_size import RE
 
 
 class ResEncUNetPlanner(ExperimentPlanner):
+    _unet_counts_key = 'n_blocks_per_stage'
+
     def __init__(self, dataset_name_or_id: Union[str, int],
                  gpu_memory_target_in_gb: float = 8,
                  preprocessor_name: str = 'DefaultPreprocessor', plans_name: str = 'nnUNetResEncUNetPlans',
