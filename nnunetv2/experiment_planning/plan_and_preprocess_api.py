@@ -29,6 +29,14 @@ def _planner_class(name: str) -> Type:
     return find_class_or_explain("nnunetv2.experiment_planning", name, ExperimentPlanner, "experiment planner", "-pl")
 
 
+def preprocessor_class(name: str) -> Type:
+    """The preprocessor class called ``name`` (a UserError listing the available ones if there is none)."""
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.class_lookup import find_class_or_explain
+    return find_class_or_explain("nnunetv2.preprocessing", name, DefaultPreprocessor, "preprocessor",
+                                 "-preprocessor_name")
+
+
 def extract_fingerprint_dataset(dataset_id: int, fingerprint_extractor_class: Optional[Type] = None,
                                 num_processes: int = default_num_processes, check_dataset_integrity: bool = False,
                                 clean: bool = True, verbose: bool = True, show_progress_bar: bool = True) -> dict:

@@ -111,6 +111,13 @@ def test_unknown_preprocessor(planned):
     _assert_one_line_error(result, "NoSuchPreprocessor")  # ... and resolved when preprocessing
 
 
+def test_unknown_preprocessor_stops_plan_and_preprocess_before_writing(raw_dataset):
+    result = _run(["nnUNetv2_plan_and_preprocess", "-d", "11", "-preprocessor_name", "NoSuchPreprocessor",
+                   "-c", "3d_fullres", "-np", "1", "-npfp", "1", "--no_pbar"], raw_dataset)
+    _assert_one_line_error(result, "NoSuchPreprocessor", "DefaultPreprocessor")
+    assert not (raw_dataset["nnUNet_preprocessed"] / DATASET).exists()
+
+
 def test_move_plans_between_datasets(planned):
     dirs, _ = planned
     make_synthetic_dataset(str(dirs["nnUNet_raw"]), 12, "Target", num_train=2, num_test=0, shape=(8, 20, 16))
