@@ -11,7 +11,14 @@ from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_p
 from nnunetv2.training.nnUNetTrainer import _setup
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.variants.data_augmentation._da5_pipeline import DA5_SCALING, \
-    build_da5_training_transforms
+    _gradient_strength, _local_gamma, _local_scale, build_da5_training_transforms
+
+# Third-party trainers that build their own DA5-like pipelines import these three random-parameter callables from
+# this module under the names they have in the reference, e.g.
+#   from ...nnUNetTrainerDA5 import _brightnessadditive_localgamma_transform_scale, _local_gamma_gamma
+_brightnessadditive_localgamma_transform_scale = _local_scale  # (image_shape, axis) -> blob width
+_brightness_gradient_additive_max_strength = _gradient_strength  # (image_shape, axis) -> signed strength
+_local_gamma_gamma = _local_gamma  # () -> gamma
 
 
 class nnUNetTrainerDA5(nnUNetTrainer):
