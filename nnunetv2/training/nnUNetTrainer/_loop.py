@@ -15,6 +15,19 @@ from nnunetv2.training.nnUNetTrainer import _ddp_sync, _preemption, _training_da
 
 
 def run_training(trainer) -> None:
+    try:
+        _run_epochs(trainer)
+    except _preemption.TrainingInterrupted:
+        raise  # the workers are stopped already
+    except Exception:
+        # a crash (a bug in a hook, a batch the network cannot take) must not leave the augmentation workers
+        # behind: workers of augmenters a trainer built itself can keep the process from ever exiting
+        _training_data.stop_augmenters_now(getattr(trainer, "dataloader_train", None),
+                                           getattr(trainer, "dataloader_val", None))
+        raise
+
+
+def _run_epochs(trainer) -> None:
     resume = _preemption.take_resume_state(trainer)  # taken first: debug.json (on_train_start) shows attributes
     trainer.on_train_start()
     clock = _preemption.CheckpointClock(_preemption.checkpoint_interval_s())
