@@ -20,13 +20,14 @@ def _fingerprint_extractor_class(name: str) -> Type:
     from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
     from nnunetv2.utilities.class_lookup import find_class_or_explain
     return find_class_or_explain("nnunetv2.experiment_planning", name, DatasetFingerprintExtractor,
-                                 "fingerprint extractor", "-fpe")
+                                 "fingerprint extractor", "-fpe", required_method="run")
 
 
 def _planner_class(name: str) -> Type:
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
     from nnunetv2.utilities.class_lookup import find_class_or_explain
-    return find_class_or_explain("nnunetv2.experiment_planning", name, ExperimentPlanner, "experiment planner", "-pl")
+    return find_class_or_explain("nnunetv2.experiment_planning", name, ExperimentPlanner, "experiment planner", "-pl",
+                                 required_method="plan_experiment")
 
 
 def preprocessor_class(name: str) -> Type:
@@ -34,7 +35,7 @@ def preprocessor_class(name: str) -> Type:
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.class_lookup import find_class_or_explain
     return find_class_or_explain("nnunetv2.preprocessing", name, DefaultPreprocessor, "preprocessor",
-                                 "-preprocessor_name")
+                                 "-preprocessor_name", required_method="run_case")
 
 
 def extract_fingerprint_dataset(dataset_id: int, fingerprint_extractor_class: Optional[Type] = None,

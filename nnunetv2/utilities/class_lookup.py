@@ -38,15 +38,22 @@ def close_matches(name: str, candidates: List[str], n: int = 5) -> List[str]:
     return [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.6)]
 
 
-def find_class_or_explain(dotted_package: str, class_name: str, base: Type, what: str, flag: str) -> Type:
+def find_class_or_explain(dotted_package: str, class_name: str, base: Type, what: str, flag: str,
+                          required_method: Optional[str] = None) -> Type:
     """The class named ``class_name`` found in ``dotted_package``; otherwise a UserError listing the available
-    ``what``s (subclasses of ``base``) with the closest matches first."""
+    ``what``s (subclasses of ``base``) with the closest matches first. A class found by that name that is not derived
+    from ``base`` and lacks ``required_method`` (some other class of the package, given to the wrong flag) is a
+    UserError too; one that has the method is used as it is (duck typing, as the reference allows)."""
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
     cls: Optional[Type] = recursive_find_python_class(package_folder(dotted_package), class_name,
                                                       current_module=dotted_package)
     if cls is not None:
-        return cls
+        if required_method is None or issubclass(cls, base) or callable(getattr(cls, required_method, None)):
+            return cls
+        raise UserError(f"{class_name} ({cls.__module__}) cannot be given to {flag}: it is not derived from "
+                        f"{base.__name__} and has no {required_method}() method.",
+                        f"Give a {what} class: {base.__name__} or one derived from it.")
     available = available_subclasses(dotted_package, base)
     close = close_matches(class_name, available, n=3)
     hint = f"Did you mean {', '.join(close)}? " if close else ""

@@ -202,3 +202,25 @@ def test_unknown_planner_lists_only_public_planners():
     line = e.value.one_line()
     assert 'Did you mean nnUNetPlannerResEncM' in line and 'nnUNetPlannerResEncXL' in line
     assert '_ResEncPreset' not in line
+
+
+@pytest.mark.parametrize("lookup, name, flag", [("_planner_class", "DatasetFingerprintExtractor", "-pl"),
+                                                ("preprocessor_class", "CTNormalization", "-preprocessor_name"),
+                                                ("_fingerprint_extractor_class", "ExperimentPlanner", "-fpe")])
+def test_a_class_of_the_wrong_kind_is_one_line(lookup, name, flag):
+    """Another class of the package given to the wrong flag (found by name, but no planner/preprocessor/extractor)
+    is refused with one line at the lookup, not a TypeError from its constructor later."""
+    from nnunetv2.errors import UserError
+    from nnunetv2.experiment_planning import plan_and_preprocess_api as api
+    with pytest.raises(UserError) as e:
+        getattr(api, lookup)(name)
+    assert f"{name} (" in e.value.one_line() and f"cannot be given to {flag}" in e.value.one_line()
+
+
+def test_a_duck_typed_class_with_the_required_method_is_accepted():
+    """A class not derived from the base but with the method that is called (the reference accepts such planners)."""
+    from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+    from nnunetv2.utilities.class_lookup import find_class_or_explain
+    assert find_class_or_explain("nnunetv2.experiment_planning", "ExperimentPlanner", DatasetFingerprintExtractor,
+                                 "thing", "-x", required_method="plan_experiment") is ExperimentPlanner
