@@ -53,7 +53,7 @@ def find_class_or_explain(dotted_package: str, class_name: str, base: Type, what
             return cls
         raise UserError(f"{class_name} ({cls.__module__}) cannot be given to {flag}: it is not derived from "
                         f"{base.__name__} and has no {required_method}() method.",
-                        f"Give a {what} class: {base.__name__} or one derived from it.")
+                        f"Give {base.__name__} or a class derived from it ({what} classes).")
     available = available_subclasses(dotted_package, base)
     close = close_matches(class_name, available, n=3)
     hint = f"Did you mean {', '.join(close)}? " if close else ""
