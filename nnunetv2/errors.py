@@ -70,6 +70,29 @@ def setup_cli_logging(level: int = logging.INFO) -> None:
         logging.getLogger("numexpr").setLevel(max(level, logging.WARNING))
 
 
+_ctrl_c_ignored_at_exit = False
+
+
+def _ignore_ctrl_c_at_exit() -> None:
+    """Once the command's work is over, a Ctrl-C has nothing left to interrupt; arriving while the interpreter shuts
+    down it would only print "Exception ignored in atexit callback ... KeyboardInterrupt" from some library's
+    clean-up. Registered after the command ran, so that it runs before the clean-ups registered earlier (atexit
+    goes last-in first-out); until the interpreter exits (the command called from Python), nothing changes."""
+    global _ctrl_c_ignored_at_exit
+    if _ctrl_c_ignored_at_exit:
+        return
+    _ctrl_c_ignored_at_exit = True
+    import atexit
+    import signal
+    import threading
+
+    def ignore() -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    atexit.register(ignore)
+
+
 def exit_on_user_error(func: F) -> F:
     """Decorate a console entry point: a ``UserError`` (or an ``OSError`` from the user's paths or disk, see
     ``os_error_line``) prints one line on stderr and exits with status 1."""
@@ -91,5 +114,7 @@ def exit_on_user_error(func: F) -> F:
         except KeyboardInterrupt:
             print("nnU-Net: interrupted.", file=sys.stderr)
             sys.exit(130)
+        finally:
+            _ignore_ctrl_c_at_exit()
 
     return wrapper  # type: ignore[return-value]

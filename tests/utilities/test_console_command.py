@@ -94,3 +94,35 @@ def test_a_ctrl_c_during_the_heavy_imports_waits_for_them_and_exits_130(tmp_path
     assert proc.returncode == 130, proc.stderr
     assert proc.stdout == "import complete\n"
     assert proc.stderr.strip() == "nnU-Net: interrupted."
+
+
+def test_ctrl_c_while_the_interpreter_exits_after_a_command_prints_nothing(tmp_path):
+    """A Ctrl-C that arrives after the command's work is done, while the interpreter runs the libraries' exit
+    clean-ups (torch's among them), used to print 'Exception ignored in atexit callback ... KeyboardInterrupt'."""
+    import subprocess
+    import sys
+    import textwrap
+    script = tmp_path / "cmd.py"
+    script.write_text(textwrap.dedent("""
+        import atexit, os, signal, time
+        import torch  # noqa: F401  (its exit clean-ups are registered at import)
+        from nnunetv2.errors import exit_on_user_error
+
+        def library_clean_up():  # registered before the command runs, like torch's: runs after ours
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            print("clean-up finished", flush=True)
+
+        atexit.register(library_clean_up)
+
+        @exit_on_user_error
+        def command():
+            print("done", flush=True)
+
+        command()
+        """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                            cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["done", "clean-up", "finished"]
+    assert "KeyboardInterrupt" not in result.stderr and "Traceback" not in result.stderr, result.stderr
