@@ -224,6 +224,23 @@ def run_ddp(rank, dataset_name_or_id, configuration, fold, tr, p, disable_checkp
                                                  configuration, _parse_fold(fold)))
 
 
+def _check_all_ranks_run_the_same(settings: dict) -> None:
+    """Refuse a torchrun whose processes were started with different arguments (a multi-node job whose nodes were
+    given another fold, trainer, plans or --c): the ranks would train different things in one process group, mixing
+    the training cases of several folds, or run different numbers of epochs and wait for each other forever. Every
+    rank compares its settings with rank 0's and all stop with the same message. Paths may differ between nodes
+    (other mount points), so only whether -pretrained_weights was given is compared."""
+    gathered = _ddp_sync.gather_objects(settings)
+    differing = sorted({k for other in gathered[1:] for k in settings if other.get(k) != gathered[0].get(k)})
+    if differing:
+        per_rank = "; ".join(f"{k}: " + ", ".join(f"rank {r}={g.get(k)!r}" for r, g in enumerate(gathered))
+                             for k in differing)
+        _ddp_sync.destroy_process_groups()
+        raise UserError(f"The torchrun processes were started with different nnUNetv2_train arguments ({per_rank}).",
+                        "Start every node (every torchrun) with the same dataset, configuration, fold, -tr, -p, "
+                        "-device and flags (--c, --val, --npz, ...).")
+
+
 def _train_in_process_group(build_trainer: Callable[[], object], train_args: tuple,
                             fold_folder: Optional[str] = None) -> None:
     """Train in a process that has joined the DDP group, then leave the group cleanly: all ranks meet at a
@@ -380,6 +397,12 @@ def run_training(dataset_name_or_id: Union[str, int],
         # detects DDP itself
         _check_ddp_device(device, "torchrun")
         _init_ddp_process(device)
+        _check_all_ranks_run_the_same(dict(
+            dataset=dataset_name, configuration=configuration, fold=fold, trainer=trainer_class_name,
+            plans=plans_identifier, device=device.type, continue_training=bool(continue_training),
+            only_run_validation=bool(only_run_validation), pretrained_weights=pretrained_weights is not None,
+            disable_checkpointing=bool(disable_checkpointing), val_best=bool(val_with_best),
+            npz=bool(export_validation_probabilities)))
         _train_in_process_group(build_trainer, train_args, expected_fold_folder(
             dataset_name, trainer_class_name, plans_identifier, configuration, fold))
     else:

@@ -53,3 +53,11 @@ def max_over_ranks(value: int, device: torch.device) -> int:
     tensor = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())
+
+
+def gather_objects(obj) -> list:
+    """``obj`` of every rank, in rank order (all ranks must call this at the same point); through the gloo side
+    group where there is one, so that no GPU is involved."""
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj, group=_side_group)
+    return gathered
