@@ -70,6 +70,7 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
     label_manager = trainer.label_manager
 
     _, val_keys = trainer.do_split()
+    all_val_keys = list(val_keys)
     last_barrier_at_idx = -1
     if trainer.is_ddp:
         last_barrier_at_idx = len(val_keys) // dist.get_world_size() - 1
@@ -129,6 +130,8 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
         _ddp_sync.wait_for_all_ranks()
 
     if trainer.local_rank == 0:
+        if trainer.is_ddp:
+            _warn_about_missing_predictions(trainer, validation_output_folder, all_val_keys)
         metrics = compute_metrics_on_folder(
             os.path.join(trainer.preprocessed_dataset_folder_base, "gt_segmentations"), validation_output_folder,
             os.path.join(validation_output_folder, "summary.json"),
@@ -143,6 +146,21 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
 
     trainer.set_deep_supervision_enabled(True)
     _clear_gaussian_cache()
+
+
+def _warn_about_missing_predictions(trainer, validation_output_folder: str, val_keys) -> None:
+    """Under DDP every rank writes its share of the validation cases; a case missing from rank 0's folder was
+    written elsewhere: on another node whose nnUNet_results is not the same (shared) folder. The summary then
+    silently leaves those cases out: say so, loudly."""
+    ending = trainer.dataset_json["file_ending"]
+    missing = [k for k in val_keys if not os.path.isfile(os.path.join(validation_output_folder, k + ending))]
+    if missing:
+        trainer.print_to_log_file(
+            f"WARNING: {len(missing)} of {len(val_keys)} validation predictions are missing from "
+            f"{validation_output_folder} ({', '.join(missing)}): the other ranks wrote them into their own "
+            f"nnUNet_results, which is not the folder rank 0 writes to. summary.json leaves them out. All nodes of a "
+            f"multi-node training must share one nnUNet_results folder; rerun the validation with --val there.",
+            also_print_to_console=True)
 
 
 def _log_summary(trainer, metrics: dict) -> None:
