@@ -64,7 +64,8 @@ def _load_plans_and_dataset_json(dataset_name: str, plans_identifier: str, confi
     dataset_json_file = os.path.join(folder, "dataset.json")
     if not os.path.isfile(dataset_json_file):
         raise UserError(f"{dataset_json_file} is missing.",
-                        f"Run 'nnUNetv2_preprocess -d {dataset_name}' (it copies dataset.json there).")
+                        f"Run 'nnUNetv2_plan_experiment -d {dataset_name}' (or nnUNetv2_plan_and_preprocess), "
+                        f"which copies dataset.json there, or copy it from nnUNet_raw.")
     return plans, load_json(dataset_json_file)
 
 

@@ -7,7 +7,7 @@ from typing import Union
 import numpy as np
 
 from nnunetv2.errors import UserError
-from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw, nnUNet_results
+from nnunetv2.paths import _v1_hint, nnUNet_preprocessed, nnUNet_raw, nnUNet_results
 
 
 def _roots_text() -> str:
@@ -33,9 +33,16 @@ def convert_id_to_dataset_name(dataset_id: int) -> str:
             f"More than one dataset name found for dataset id {dataset_id}: {', '.join(candidates)}.",
             f"Rename or remove all but one of them (looked in {_roots_text()}).")
     if len(candidates) == 0:
+        roots = (nnUNet_raw, nnUNet_preprocessed, nnUNet_results)
+        looked = ", ".join(f"{r.env_var_name}={r.get()}" for r in roots if r.is_set())
+        unset = [r.env_var_name for r in roots if not r.is_set()]
+        # unset variables are the likeliest cause (a new shell without setup_paths.sh): named, not shown as "=None"
+        unset_text = f" {', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set.{_v1_hint()}" if unset else ""
         raise UserError(
             f"Could not find a dataset with the id {dataset_id} (looked for folders starting with "
-            f"'Dataset{dataset_id:03d}_' in {_roots_text()}).",
+            f"'Dataset{dataset_id:03d}_'{' in ' + looked if looked else ''}).{unset_text}",
+            "Set the variables with 'source setup_paths.sh [BASE_DIR]' or export them yourself (see "
+            "documentation/setting_up_paths.md)." if unset else
             "Check the id and that nnUNet_raw, nnUNet_preprocessed and nnUNet_results point to your data "
             "(source setup_paths.sh).")
     return candidates[0]

@@ -47,7 +47,7 @@ def test_unset_roots_are_skipped(monkeypatch, tmp_path):
     for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.delenv(v, raising=False)
     assert len(find_candidate_datasets(1)) == 0
-    with pytest.raises(UserError, match="nnUNet_raw=None"):
+    with pytest.raises(UserError, match="nnUNet_raw, nnUNet_preprocessed, nnUNet_results are not set"):
         convert_id_to_dataset_name(1)
 
 
