@@ -213,7 +213,9 @@ def run_demo(base: str, epochs: int = EPOCHS, iterations: int = ITERATIONS, num_
     steps.command("evaluate", ["nnUNetv2_evaluate_folder", os.path.join(folder, "labelsTs"), predictions,
                                "-djfile", os.path.join(predictions, "dataset.json"),
                                "-pfile", os.path.join(predictions, "plans.json")])
+    print(f"Wrote {os.path.join(predictions, 'summary.json')} (Dice and IoU per test image and label)", flush=True)
 
+    print("\nDrawing each test image with its ground truth and the prediction...", flush=True)
     pictures = write_prediction_pictures(folder, predictions, os.path.join(base, "pictures"))
     steps.done("pictures")
 

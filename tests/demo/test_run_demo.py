@@ -81,7 +81,7 @@ def test_summary_table():
 
 
 @pytest.mark.slow
-def test_reduced_demo_runs_every_step_and_leaves_pictures(tmp_path):
+def test_reduced_demo_runs_every_step_and_leaves_pictures(tmp_path, capsys):
     """The whole demo with the real commands and their default worker counts, trained for a few iterations only
     (too few to learn: the Dice values are not checked here, the demo's own runs show them)."""
     result = run_demo(str(tmp_path / "demo"), epochs=1, iterations=2, num_train=5, num_test=2)
@@ -90,6 +90,10 @@ def test_reduced_demo_runs_every_step_and_leaves_pictures(tmp_path):
     assert [name for name, _ in result["times"]] == ["generate dataset", "plan (fingerprint, plans)", "preprocess",
                                                      "train", "predict", "evaluate", "pictures"]
     assert len(result["pictures"]) == 2
+    out = capsys.readouterr().out
+    # every step's timing line follows a line that says what the step did (the evaluation and pictures had none)
+    assert f"Wrote {tmp_path / 'demo' / 'predictions' / 'summary.json'}" in out
+    assert "Drawing each test image" in out
     for path in result["pictures"]:
         _assert_picture(path)
     progress = _read_png(result["progress"])
