@@ -49,9 +49,11 @@ def find_class_or_explain(dotted_package: str, class_name: str, base: Type, what
     cls: Optional[Type] = recursive_find_python_class(package_folder(dotted_package), class_name,
                                                       current_module=dotted_package)
     if cls is not None:
-        if required_method is None or issubclass(cls, base) or callable(getattr(cls, required_method, None)):
+        if required_method is None or (inspect.isclass(cls) and issubclass(cls, base)) \
+                or callable(getattr(cls, required_method, None)):
             return cls
-        raise UserError(f"{class_name} ({cls.__module__}) cannot be given to {flag}: it is not derived from "
+        where = getattr(cls, "__module__", None) or type(cls).__name__  # a function or constant of that name, too
+        raise UserError(f"{class_name} ({where}) cannot be given to {flag}: it is not derived from "
                         f"{base.__name__} and has no {required_method}() method.",
                         f"Give {base.__name__} or a class derived from it ({what} classes).")
     available = available_subclasses(dotted_package, base)

@@ -224,3 +224,17 @@ def test_a_duck_typed_class_with_the_required_method_is_accepted():
     from nnunetv2.utilities.class_lookup import find_class_or_explain
     assert find_class_or_explain("nnunetv2.experiment_planning", "ExperimentPlanner", DatasetFingerprintExtractor,
                                  "thing", "-x", required_method="plan_experiment") is ExperimentPlanner
+
+
+@pytest.mark.parametrize("lookup, name, flag", [("_planner_class", "plan_experiments", "-pl"),
+                                                ("_planner_class", "ANISO_THRESHOLD", "-pl"),
+                                                ("preprocessor_class", "resample_data_or_seg_to_shape",
+                                                 "-preprocessor_name")])
+def test_a_function_or_constant_of_that_name_is_one_line_too(lookup, name, flag):
+    """The name may find a function or a constant of the package (no class at all): the same one line, not a
+    TypeError from issubclass()."""
+    from nnunetv2.errors import UserError
+    from nnunetv2.experiment_planning import plan_and_preprocess_api as api
+    with pytest.raises(UserError) as e:
+        getattr(api, lookup)(name)
+    assert f"cannot be given to {flag}" in e.value.one_line()
