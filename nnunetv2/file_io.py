@@ -111,6 +111,9 @@ def replace_folder(new_folder: str, final_folder: str) -> None:
 
 _held_folder_locks: set = set()  # (thread, folder) pairs holding the lock: re-entry goes through
 _open_lock_fds: dict = {}  # fd -> token of the folder_lock call that opened it, in this process
+# held while a lock descriptor is opened and registered, or unregistered and closed, and across every fork: a fork
+# from another thread in between would give the child a descriptor it does not know to close
+_lock_fds_guard = threading.Lock()
 
 
 def _drop_inherited_folder_locks() -> None:
@@ -123,10 +126,12 @@ def _drop_inherited_folder_locks() -> None:
             os.close(fd)
     _open_lock_fds.clear()
     _held_folder_locks.clear()
+    _lock_fds_guard.release()  # taken by the forking thread, the child's only thread
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_inherited_folder_locks)
+    os.register_at_fork(before=_lock_fds_guard.acquire, after_in_parent=_lock_fds_guard.release,
+                        after_in_child=_drop_inherited_folder_locks)
 
 
 @contextlib.contextmanager
@@ -140,16 +145,17 @@ def folder_lock(folder: str, purpose: str, wait: bool = True) -> Iterator[None]:
     if key in _held_folder_locks:
         yield
         return
+    token = object()
     try:
         import fcntl
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        with _lock_fds_guard:
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            _open_lock_fds[fd] = token
     except (ImportError, OSError):
         fd = None
     if fd is None:
         yield
         return
-    token = object()
-    _open_lock_fds[fd] = token
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -170,9 +176,10 @@ def folder_lock(folder: str, purpose: str, wait: bool = True) -> Iterator[None]:
         finally:
             _held_folder_locks.discard(key)
     finally:
-        if _open_lock_fds.get(fd) is token:  # not when a forked child unwinds: it closed its copy at the fork
-            del _open_lock_fds[fd]
-            os.close(fd)  # releases the lock
+        with _lock_fds_guard:
+            if _open_lock_fds.get(fd) is token:  # not when a forked child unwinds: it closed its copy at the fork
+                del _open_lock_fds[fd]
+                os.close(fd)  # releases the lock
 
 
 def raise_if_disk_full(path: str, min_free_bytes: int = 1 << 20) -> None:

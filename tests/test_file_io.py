@@ -159,3 +159,43 @@ def test_finished_files_leave_out_temporaries_and_folders(tmp_path):
     (tmp_path / "e.nii.gz").mkdir()
     assert finished_files(str(tmp_path)) == ["a.nii.gz", "b.nii.gz", "d.json"]
     assert finished_files(str(tmp_path), ".nii.gz") == ["a.nii.gz", "b.nii.gz"]
+
+
+def test_a_fork_from_another_thread_while_a_lock_is_being_opened_leaves_the_child_without_it(tmp_path, monkeypatch):
+    """Another thread may fork (a pool's worker handler starting a worker) while folder_lock has opened its
+    descriptor but not yet registered it (os.open lets other threads run): the child must not keep a copy of that
+    descriptor, or it holds the lock on after the parent let go."""
+    import threading
+    import time
+    import nnunetv2.file_io as file_io
+    folder = str(tmp_path)
+    forked, child = threading.Event(), []
+    real_open = os.open
+
+    def fork_now():
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(20)
+            os._exit(0)
+        child.append(pid)
+        forked.set()
+
+    def open_then_let_another_thread_fork(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if path == folder and not child:
+            threading.Thread(target=fork_now, daemon=True).start()
+            forked.wait(2)  # the fork happens in this window, or (guarded) right after the descriptor is registered
+        return fd
+
+    monkeypatch.setattr(file_io.os, "open", open_then_let_another_thread_fork)
+    try:
+        with file_io.folder_lock(folder, "testing", wait=False):
+            pass
+        assert forked.wait(30) and child
+        monkeypatch.setattr(file_io.os, "open", real_open)
+        with file_io.folder_lock(folder, "testing", wait=False):  # BlockingIOError while the child keeps a copy
+            pass
+    finally:
+        for pid in child:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
