@@ -6,6 +6,7 @@ stop at the same iteration; only rank 0 writes the checkpoint, and no rank leave
 """
 from __future__ import annotations
 
+import logging
 import signal
 from typing import List, Optional
 
@@ -17,13 +18,15 @@ from nnunetv2.training.nnUNetTrainer import _ddp_sync, _preemption, _training_da
 def run_training(trainer) -> None:
     try:
         _run_epochs(trainer)
-    except _preemption.TrainingInterrupted:
-        raise  # the workers are stopped already
-    except Exception:
+    except Exception:  # (a stop signal is a SystemExit: its path stops the workers itself)
         # a crash (a bug in a hook, a batch the network cannot take) must not leave the augmentation workers
         # behind: workers of augmenters a trainer built itself can keep the process from ever exiting
-        _training_data.stop_augmenters_now(getattr(trainer, "dataloader_train", None),
-                                           getattr(trainer, "dataloader_val", None))
+        try:
+            _training_data.stop_augmenters_now(getattr(trainer, "dataloader_train", None),
+                                               getattr(trainer, "dataloader_val", None))
+        except Exception:  # the crash is what the user must see, not a failure while cleaning up after it
+            logging.getLogger(__name__).debug("stopping the augmentation workers after a crash failed",
+                                              exc_info=True)
         raise
 
 

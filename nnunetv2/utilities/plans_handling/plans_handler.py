@@ -34,7 +34,6 @@ def _find_class_in_package(subpackage: str, class_name: str, what: str):
     found = recursive_find_python_class(os.path.join(_PACKAGE_ROOT, *subpackage.split('.')), class_name,
                                         current_module='nnunetv2.' + subpackage)
     if found is None:
-        from nnunetv2.errors import UserError
         raise UserError(f"{what} class '{class_name}' named in the plans was not found in nnunetv2.{subpackage}.",
                         hint=f"Place a module defining {class_name} inside the nnunetv2/{subpackage.replace('.', '/')} "
                              f"folder, or fix the name in the plans file.")
@@ -46,7 +45,6 @@ def _required(mapping: Any, key: str, where: str) -> Any:
     try:
         return mapping[key]
     except (KeyError, TypeError):
-        from nnunetv2.errors import UserError
         raise UserError(f"The {where} lacks the key '{key}'.",
                         "Restore it (compare with the plans nnUNetv2_plan_experiment writes) or fix the plans file.") \
             from None
@@ -204,7 +202,6 @@ class PlansManager(object):
     def __init__(self, plans_file_or_dict: Union[str, dict]):
         self.plans = plans_file_or_dict if isinstance(plans_file_or_dict, dict) else load_json(plans_file_or_dict)
         if not isinstance(self.plans, dict):
-            from nnunetv2.errors import UserError
             raise UserError(f"The plans {plans_file_or_dict} must be a JSON object ({{...}}), not a "
                             f"{type(self.plans).__name__}.")
         self._where = f"plans file {plans_file_or_dict}" if not isinstance(plans_file_or_dict, dict) else \
@@ -243,7 +240,6 @@ class PlansManager(object):
         if configuration_name in self._configuration_managers:
             return self._configuration_managers[configuration_name]
         if configuration_name not in _required(self.plans, 'configurations', self._where).keys():
-            from nnunetv2.errors import UserError
             raise UserError(f"Requested configuration '{configuration_name}' not found in plans "
                             f"'{self.plans.get('plans_name')}'.",
                             hint=f"Available configurations: {list(self.plans['configurations'].keys())}.")

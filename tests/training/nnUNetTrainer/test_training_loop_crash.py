@@ -53,3 +53,14 @@ def test_a_crash_stops_the_augmentation_workers_and_keeps_its_exception(fails_in
     with pytest.raises(error):
         _loop.run_training(trainer)
     assert trainer.dataloader_train.killed == 1 and trainer.dataloader_val.killed == 1
+
+
+def test_a_failure_while_stopping_the_workers_does_not_hide_the_crash():
+    trainer = _CrashingTrainer("train_step")
+
+    def broken_kill():
+        raise OSError("the worker is gone already")
+
+    trainer.dataloader_train._kill_workers = broken_kill
+    with pytest.raises(AttributeError, match="numpy.ndarray"):
+        _loop.run_training(trainer)
