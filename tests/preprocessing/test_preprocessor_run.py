@@ -157,3 +157,29 @@ def _assert_same(got, expected):
         np.testing.assert_array_equal(d1, d2)
         np.testing.assert_array_equal(s1, s2)
         np.testing.assert_array_equal(p1['class_locations'][1], p2['class_locations'][1])
+
+
+def test_preprocessing_writes_through_the_dataset_class_save_case(dataset, monkeypatch, tmp_path):
+    """As the reference: run_case_save writes through nnUNetDatasetBlosc2.save_case with the patch-size chunking, so
+    code that patches or overrides that method (another compression, extra files) changes what preprocessing
+    writes."""
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    calls = []
+    original = nnUNetDatasetBlosc2.save_case
+
+    def recording(data, seg, properties, output_filename_truncated, **kwargs):
+        calls.append((os.path.basename(output_filename_truncated), data.dtype, seg.dtype, sorted(kwargs)))
+        return original(data, seg, properties, output_filename_truncated, **kwargs)
+
+    monkeypatch.setattr(nnUNetDatasetBlosc2, 'save_case', staticmethod(recording))
+    raw, pre = dataset
+    pm = PlansManager(str(pre / 'nnUNetPlans.json'))
+    out = tmp_path / 'out'
+    out.mkdir()
+    DefaultPreprocessor(verbose=False).run_case_save(
+        str(out / 'case_001'), [os.path.join(raw, 'imagesTr', 'case_001_0000.nii.gz')],
+        os.path.join(raw, 'labelsTr', 'case_001.nii.gz'), pm, pm.get_configuration('3d_fullres'),
+        load_json(str(pre / 'dataset.json')))
+    assert calls == [('case_001', np.float32, np.int16, ['blocks', 'blocks_seg', 'chunks', 'chunks_seg'])]
+    assert sorted(os.listdir(out)) == ['case_001.b2nd', 'case_001.pkl', 'case_001_seg.b2nd']

@@ -144,12 +144,19 @@ class DefaultPreprocessor(object):
     def run_case_save(self, output_filename_truncated: str, image_files: List[str], seg_file: str,
                       plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                       dataset_json: Union[dict, str]):
-        """``run_case`` and write ``<out>.b2nd`` (float32), ``<out>_seg.b2nd`` (int16) and ``<out>.pkl``."""
-        from nnunetv2.utilities.blosc2_storage import save_case
+        """``run_case`` and write ``<out>.b2nd`` (float32), ``<out>_seg.b2nd`` (int16) and ``<out>.pkl``, chunked for
+        the configuration's patch size, through ``nnUNetDatasetBlosc2.save_case`` (as the reference does: code that
+        overrides or patches that method changes what preprocessing writes)."""
+        from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+        from nnunetv2.utilities.blosc2_storage import comp_blosc2_params
         data, seg, properties = self.run_case(image_files, seg_file, plans_manager, configuration_manager,
                                               dataset_json)
-        save_case(data.astype(np.float32, copy=False), seg.astype(np.int16, copy=False), properties,
-                  output_filename_truncated, patch_size=configuration_manager.patch_size)
+        data, seg = data.astype(np.float32, copy=False), seg.astype(np.int16, copy=False)
+        patch_size = tuple(configuration_manager.patch_size)
+        blocks, chunks = comp_blosc2_params(data.shape, patch_size, data.itemsize)
+        blocks_seg, chunks_seg = comp_blosc2_params(seg.shape, patch_size, seg.itemsize)
+        nnUNetDatasetBlosc2.save_case(data, seg, properties, output_filename_truncated, chunks=chunks, blocks=blocks,
+                                      chunks_seg=chunks_seg, blocks_seg=blocks_seg)
 
     @staticmethod
     def _sample_foreground_locations(seg: np.ndarray, classes_or_regions: Union[List[int], List[Tuple[int, ...]]],

@@ -16,6 +16,7 @@ import numpy as np
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import finished_files, load_pickle, save_npz_compressed, save_pickle
+from nnunetv2.utilities import blosc2_storage
 from nnunetv2.utilities.blosc2_storage import comp_blosc2_params, select_filter, write_b2nd  # noqa: F401 (re-export)
 
 
@@ -169,9 +170,9 @@ class nnUNetDatasetBlosc2(nnUNetBaseDataset):
             blocks, chunks = comp_blosc2_params(data.shape, data.shape[1:], data.itemsize)
         if chunks_seg is None or blocks_seg is None:
             blocks_seg, chunks_seg = comp_blosc2_params(seg.shape, seg.shape[1:], seg.itemsize)
-        write_b2nd(data, output_filename_truncated + '.b2nd', blocks, chunks, filters, clevel, codec)
-        write_b2nd(seg, output_filename_truncated + '_seg.b2nd', blocks_seg, chunks_seg, filters_seg, clevel, codec)
-        save_pickle(properties, output_filename_truncated + '.pkl')
+        blosc2_storage.save_case(data, seg, properties, output_filename_truncated, chunks=chunks, blocks=blocks,
+                                 chunks_seg=chunks_seg, blocks_seg=blocks_seg, clevel=clevel, codec=codec,
+                                 filters=filters, filters_seg=filters_seg)
 
     @staticmethod
     def save_seg(seg: np.ndarray, output_filename_truncated: str, chunks_seg=None, blocks_seg=None):
