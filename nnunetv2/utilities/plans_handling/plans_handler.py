@@ -215,18 +215,21 @@ class PlansManager(object):
     def _internal_resolve_configuration_inheritance(self, configuration_name: str,
                                                     visited: Tuple[str, ...] = None) -> dict:
         """Configuration dict with every ``inherits_from`` level merged in (child keys win)."""
+        where = getattr(self, '_where', 'plans')  # a subclass with its own __init__ may not set it
         if configuration_name not in self.plans['configurations'].keys():
-            where = getattr(self, '_where', 'plans')
-            what = f"In the {where}, configuration '{visited[-1]}' inherits from '{configuration_name}', which does " \
-                   f"not exist." if visited else f"There is no configuration '{configuration_name}' in the {where}."
-            raise PlansInheritanceError(what, hint=f"Valid configuration names are "
-                                        f"{list(self.plans['configurations'].keys())}; fix 'inherits_from'.")
+            valid = f"Valid configuration names are {list(self.plans['configurations'].keys())}"
+            if visited:
+                raise PlansInheritanceError(f"In the {where}, configuration '{visited[-1]}' inherits from "
+                                            f"'{configuration_name}', which does not exist.",
+                                            hint=f"{valid}; fix 'inherits_from'.")
+            raise PlansInheritanceError(f"There is no configuration '{configuration_name}' in the {where}.",
+                                        hint=f"{valid}.")
         configuration = deepcopy(self.plans['configurations'][configuration_name])
         if 'inherits_from' in configuration:
             parent_config_name = configuration['inherits_from']
             visited = (configuration_name,) if visited is None else visited + (configuration_name,)
             if parent_config_name in visited:
-                raise PlansInheritanceError(f"Circular dependency detected in the {getattr(self, '_where', 'plans')}: "
+                raise PlansInheritanceError(f"Circular dependency detected in the {where}: "
                                             f"configuration {configuration_name} inherits from {parent_config_name}, "
                                             f"which is already part of the inheritance chain {visited}.",
                                             hint="Fix 'inherits_from' in the plans file.")
