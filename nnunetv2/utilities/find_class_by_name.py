@@ -168,6 +168,6 @@ def recursive_find_python_class(folder: str, class_name: str, current_module: Op
     with temporarily_extend_syspath(base_folder), cleanup:
         # first only the modules whose source spells the name (in the same order), so a lookup does not import
         # every trainer module with its dependencies; then, if that finds nothing (a class made dynamically),
-        # every module as before
+        # every module as before (silently: the first pass already printed each folder it searched)
         found = _search(folder, class_name, current_module, verbose, only_mentioning=True)
-        return found if found is not None else _search(folder, class_name, current_module, verbose)
+        return found if found is not None else _search(folder, class_name, current_module, verbose=False)

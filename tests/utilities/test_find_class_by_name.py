@@ -121,6 +121,19 @@ def test_search_external_folders(tmp_path, capsys):
     assert _search_external_folders("Nothing", str(good)) is None
 
 
+def test_verbose_search_names_each_folder_once(package, capsys):
+    """A class that is not there: each folder searched is named once (the lookup's second, import-everything pass
+    over the same folders stays silent), as the reference's verbose search prints it."""
+    name, root = package
+    with temporarily_extend_syspath(str(root.parent)):
+        assert recursive_find_python_class(str(root), "Nope", name, verbose=True) is None
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"Searching for class Nope in folder {root} with current module {name}",
+                     f"Searching for class Nope in folder {root / 'sub'} with current module {name}.sub",
+                     f"Searching for class Nope in folder {root / 'sub' / 'deeper'} with current module "
+                     f"{name}.sub.deeper"]
+
+
 def test_close_matches():
     names = ["nnUNetTrainer", "nnUNetTrainerNoMirroring", "nnUNetTrainer_5epochs", "nnUNetTrainerDiceCELoss_noSmooth"]
     assert close_matches("nnunettrainer", names)[0] == "nnUNetTrainer"
