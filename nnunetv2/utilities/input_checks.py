@@ -7,6 +7,7 @@ a second time, except ``nonfinite_voxels_in_nifti`` for float NIfTI files, whose
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from typing import Iterator, List, Optional, Sequence
 
@@ -68,6 +69,26 @@ def check_integer_labels(seg: np.ndarray, label_file: str) -> None:
         raise UserError(f"{label_file} holds label values that are not whole numbers (e.g. "
                         f"{', '.join(f'{v:g}' for v in bad)}); nnU-Net stores labels as integers and would truncate "
                         f"them.", "Round the label map (e.g. np.round) and save it with an integer pixel type.")
+
+
+_folders_warned_about_non_integer_labels: set = set()
+
+
+def warn_non_integer_labels(seg: np.ndarray, label_file: str, log: logging.Logger) -> bool:
+    """Warn (through ``log``) if the label map holds values that are not whole numbers; whether it does. For the
+    checks that run before the preprocessor is known: the reference accepts such maps there, and packages built on
+    it (regression / distance-map stacks with their own preprocessor) feed continuous maps as labels on purpose. The
+    default preprocessor, which stores labels as integers, refuses them (``check_integer_labels``). One warning per
+    label folder and process: a regression dataset would otherwise print one for every case."""
+    bad = non_integer_label_values(seg)
+    folder = os.path.dirname(os.path.abspath(label_file))
+    if bad and folder not in _folders_warned_about_non_integer_labels:
+        _folders_warned_about_non_integer_labels.add(folder)
+        log.warning("WARNING: %s holds label values that are not whole numbers (e.g. %s); other label files of that "
+                    "folder may too (named once). The default preprocessor refuses them (it stores labels as "
+                    "integers); only a custom preprocessor that keeps them as they are can use this dataset.",
+                    label_file, ", ".join(f"{v:g}" for v in bad))
+    return bool(bad)
 
 
 def check_single_channel_label(seg: np.ndarray, label_file: str) -> None:

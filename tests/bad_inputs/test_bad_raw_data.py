@@ -16,7 +16,8 @@ import pytest
 import SimpleITK as sitk
 
 from _bad_inputs_helpers import Snapshot, assert_clean_failure, run_console, run_entry
-from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import extract_fingerprint_entry
+from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import (extract_fingerprint_entry,
+                                                                         plan_and_preprocess_entry)
 
 
 def _rewrite(path: Path, fn, dtype=None) -> None:
@@ -102,7 +103,7 @@ def inf_voxel_mha(ds: Path):
     return image, "inf"
 
 
-CASES = [float_labels, dangling_symlink, symlink_loop, label_4d, image_4d, stray_channel_file, vector_pixels,
+CASES = [dangling_symlink, symlink_loop, label_4d, image_4d, stray_channel_file, vector_pixels,
          file_ending_without_dot, zero_slices, inf_voxel_mha]
 
 
@@ -119,6 +120,26 @@ def test_raw_dataset_mistake_is_named(breakage, verify, clone_dataset, capsys):
     snapshot.assert_unchanged()
     fingerprint = ds.parent.parent / "nnUNet_preprocessed" / ds.name / "dataset_fingerprint.json"
     assert not fingerprint.exists()
+
+
+def test_float_labels_warn_in_fingerprint_and_fail_in_default_preprocessing(clone_dataset, capsys, caplog):
+    """Labels that are not whole numbers: the fingerprint warns naming the file (the reference accepts them, and
+    regression stacks such as segforge's use continuous maps with their own preprocessor); the default preprocessor,
+    which would truncate them, fails naming the file; --verify_dataset_integrity fails at the fingerprint."""
+    dataset_id, ds = clone_dataset()
+    path, what = float_labels(ds)
+    snapshot = Snapshot(ds)
+    with caplog.at_level(logging.WARNING):
+        code, err = run_entry(extract_fingerprint_entry, ["-d", dataset_id, "-np", "1", "--no_pbar"], capsys)
+    assert code == 0
+    assert any(str(path) in r.getMessage() and what in r.getMessage() for r in caplog.records)
+    code, err = run_entry(plan_and_preprocess_entry, ["-d", dataset_id, "-np", "1", "-npfp", "1", "-c", "3d_fullres",
+                                                      "--no_pbar"], capsys)
+    assert what in assert_clean_failure(code, err, path)
+    code, err = run_entry(extract_fingerprint_entry, ["-d", dataset_id, "-np", "1", "--no_pbar", "--clean",
+                                                      "--verify_dataset_integrity"], capsys)
+    assert what in assert_clean_failure(code, err, path)
+    snapshot.assert_unchanged()
 
 
 def test_nan_hidden_by_simpleitk_is_reported(clone_dataset, capsys, caplog):
@@ -142,7 +163,7 @@ def test_nan_hidden_by_simpleitk_is_reported(clone_dataset, capsys, caplog):
 def test_console_script_prints_one_line(clone_dataset):
     """The same check through the installed command in a fresh process: what a user sees."""
     dataset_id, ds = clone_dataset()
-    path, what = float_labels(ds)
+    path, what = label_4d(ds)
     env = {k: os.environ[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     code, out = run_console(["nnUNetv2_extract_fingerprint", "-d", dataset_id, "-np", "1", "--no_pbar"], env)
     assert what in assert_clean_failure(code, out, path)

@@ -23,7 +23,7 @@ from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-from nnunetv2.utilities.input_checks import (check_channel_count, check_integer_labels, check_single_channel_label,
+from nnunetv2.utilities.input_checks import (check_channel_count, check_single_channel_label, warn_non_integer_labels,
                                              is_nifti, nonfinite_counts, nonfinite_voxels_in_nifti)
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,9 @@ def _read_and_crop(image_files: List[str], segmentation_file: str, reader_writer
         raise UserError(f"Image file(s) {', '.join(map(str, image_files))} contain {nan} NaN and {inf} inf values.",
                         "Replace them (e.g. with 0) before running nnU-Net.")
     _warn_hidden_nonfinite(image_files, rw)
-    check_integer_labels(segmentation, segmentation_file)  # NaN included; cheap next to reading the file
+    # NaN included; cheap next to reading the file. A warning, not an error: a custom preprocessor may keep such
+    # maps (the default one refuses them when it reads the case)
+    warn_non_integer_labels(segmentation, segmentation_file, logger)
     shape_before_crop = images.shape[1:]
     images, segmentation, _ = crop_to_nonzero(images, segmentation)
     return images, segmentation, shape_before_crop, properties['spacing']

@@ -135,7 +135,10 @@ class DefaultPreprocessor(object):
         if seg_file is not None:
             seg, seg_properties = rw.read_seg(seg_file)
             check_single_channel_label(seg, seg_file)
-            check_integer_labels(seg, seg_file)  # stored as int8/int16 below: 0.9999 would silently become 0
+            if type(self).run_case_npy is DefaultPreprocessor.run_case_npy:
+                # this class's run_case_npy stores labels as int8/int16: 0.9999 would silently become 0. A
+                # subclass with its own run_case_npy may keep continuous maps (regression targets) on purpose
+                check_integer_labels(seg, seg_file)
             _check_same_geometry(data, seg, data_properties, seg_properties, image_files, seg_file)
         else:
             seg = None

@@ -1,0 +1,78 @@
+"""SegForge's regression stack (PyPI ``segforge``) trains nnU-Net on continuous maps (distance maps in [0, 1]) stored
+as label files. It runs the stock fingerprint extractor on them and reads cases through
+``DefaultPreprocessor.run_case`` with its own ``run_case_npy`` that keeps the labels as float32; the reference
+accepts both. The default preprocessor, which stores labels as integers, still refuses such maps."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from _tiny_plans import tiny_plans
+
+from nnunetv2.errors import UserError
+from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
+from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "neuron": 1}, "numTraining": 1,
+                "file_ending": ".nii.gz"}
+
+
+@pytest.fixture
+def continuous_case(tmp_path):
+    """An image and a 'label' file holding a continuous map (float32, values in [0, 1))."""
+    rng = np.random.default_rng(0)
+    image = (rng.random((8, 16, 16)) * 100 + 1).astype(np.float32)  # all nonzero: no cropping
+    z, y, x = np.meshgrid(*[np.arange(s) for s in (8, 16, 16)], indexing="ij")
+    dist = np.clip(1 - np.sqrt((z - 4) ** 2 + (y - 8) ** 2 + (x - 8) ** 2) / 6, 0, 1).astype(np.float32)
+    files = []
+    for arr, name in ((image, "case_0000.nii.gz"), (dist, "case.nii.gz")):
+        itk = sitk.GetImageFromArray(arr)
+        itk.SetSpacing((0.8, 0.8, 3.0))
+        sitk.WriteImage(itk, str(tmp_path / name))
+        files.append(str(tmp_path / name))
+    return files[0], files[1], image, dist
+
+
+def test_fingerprint_accepts_a_continuous_label_map_with_a_warning(continuous_case, caplog):
+    image_file, label_file, image, dist = continuous_case
+    with caplog.at_level(logging.WARNING):
+        shape, spacing, samples, stats, rel = DatasetFingerprintExtractor.analyze_case([image_file], label_file,
+                                                                                       SimpleITKIO, num_samples=10000)
+    assert tuple(shape) == (8, 16, 16) and rel == 1
+    # foreground = label > 0, as the reference computes it: the samples are drawn from those voxels only, and the
+    # statistics are those of all of them
+    foreground = image[dist > 0]
+    assert len(samples[0]) == 10000 and np.isin(samples[0], foreground).all()
+    assert stats[0]["mean"] == pytest.approx(float(foreground.mean()), rel=1e-5)
+    assert any(label_file in r.getMessage() and "not whole numbers" in r.getMessage() for r in caplog.records)
+
+
+class _KeepsContinuousLabels(DefaultPreprocessor):
+    """What segforge's RegressionPreprocessor does, reduced: its own run_case_npy keeps the labels as they are."""
+
+    def run_case_npy(self, data, seg, properties, plans_manager, configuration_manager, dataset_json):
+        return data, seg.astype(np.float32), properties
+
+
+def _managers():
+    pm = PlansManager(tiny_plans("Dataset990_Seg", (3.0, 0.8, 0.8)))
+    return pm, pm.get_configuration("3d_fullres")
+
+
+def test_preprocessor_with_its_own_run_case_npy_reads_continuous_labels(continuous_case):
+    image_file, label_file, _, dist = continuous_case
+    pm, cm = _managers()
+    _, seg, _ = _KeepsContinuousLabels(verbose=False).run_case([image_file], label_file, pm, cm, DATASET_JSON)
+    assert seg.dtype == np.float32
+    assert np.array_equal(seg[0], dist)
+
+
+def test_default_preprocessor_still_refuses_non_integer_labels(continuous_case):
+    image_file, label_file, _, _ = continuous_case
+    pm, cm = _managers()
+    with pytest.raises(UserError, match="not whole numbers"):
+        DefaultPreprocessor(verbose=False).run_case([image_file], label_file, pm, cm, DATASET_JSON)
