@@ -45,11 +45,15 @@ def _cascade_transforms(foreground_labels, with_perturbation: bool) -> List[Basi
     out: List[BasicTransform] = [MoveSegAsOneHotToDataTransform(
         source_channel_idx=1, all_labels=foreground_labels, remove_channel_from_source=True)]
     if with_perturbation:
-        onehot_channels = list(range(-len(foreground_labels), 0))
+        # one list per transform: both shuffle their channel_idx list in place on every call, so a shared list
+        # would let one transform's shuffle decide the other's starting order (other augmentations for the same
+        # random numbers than nnU-Net 2.8.1, which builds a new list for each)
+        def onehot_channels():
+            return list(range(-len(foreground_labels), 0))
         out.append(RandomTransform(ApplyRandomBinaryOperatorTransform(
-            channel_idx=onehot_channels, strel_size=(1, 8), p_per_label=0.5), apply_probability=0.4))
+            channel_idx=onehot_channels(), strel_size=(1, 8), p_per_label=0.5), apply_probability=0.4))
         out.append(RandomTransform(RemoveRandomConnectedComponentFromOneHotEncodingTransform(
-            channel_idx=onehot_channels, fill_with_other_class_p=0, dont_do_if_covers_more_than_x_percent=0.15,
+            channel_idx=onehot_channels(), fill_with_other_class_p=0, dont_do_if_covers_more_than_x_percent=0.15,
             p_per_label=0.5), apply_probability=0.2))
     return out
 
