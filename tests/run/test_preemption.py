@@ -154,7 +154,7 @@ def test_stops_resume_exactly_where_an_uninterrupted_run_ends(t2, monkeypatch):
     log = t2.read_log(out)
     assert "Continuing epoch 1 after training iteration 2" in log and "Continuing epoch 2 after training iteration 4" \
         in log
-    for key in ("train_losses", "val_losses", "mean_fg_dice", "lrs"):
+    for key in ("train_losses", "val_losses", "mean_fg_dice", "ema_fg_dice", "lrs"):
         assert resumed["logging"][key] == uninterrupted["logging"][key], key
     for k, v in uninterrupted["network_weights"].items():
         assert torch.equal(resumed["network_weights"][k], v), k

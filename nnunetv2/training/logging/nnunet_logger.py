@@ -31,6 +31,10 @@ def get_cluster_job_id() -> Optional[str]:
 
 
 def _next_ema(previous: Any, value: Any) -> Any:
+    if isinstance(value, np.floating) and not isinstance(previous, np.floating):
+        # a resumed EMA comes from a checkpoint as the Python float its float32 equals: back to float32, so that
+        # the product is rounded once, in that precision, as without the interruption
+        previous = value.dtype.type(previous)
     return previous * 0.9 + 0.1 * value
 
 

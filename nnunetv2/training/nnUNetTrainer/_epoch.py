@@ -67,7 +67,7 @@ def mean_train_loss(train_outputs: List[dict], is_ddp: bool) -> float:
     return np.mean(outputs["loss"])
 
 
-def validation_summary(val_outputs: List[dict], is_ddp: bool) -> Tuple[float, List[float], float]:
+def validation_summary(val_outputs: List[dict], is_ddp: bool) -> Tuple[np.floating, List[float], float]:
     """(mean foreground pseudo Dice, per class/region pseudo Dice, mean validation loss)."""
     outputs = collate_outputs(val_outputs)
     tp, fp, fn = (np.sum(outputs[k], 0) for k in ("tp_hard", "fp_hard", "fn_hard"))
@@ -78,10 +78,12 @@ def validation_summary(val_outputs: List[dict], is_ddp: bool) -> Tuple[float, Li
     else:
         loss_here = np.mean(outputs["loss"])
     with np.errstate(divide="ignore", invalid="ignore"):
-        dice_per_class = [float(2 * i / (2 * i + j + k)) if (2 * i + j + k) > 0 else float("nan")
-                          for i, j, k in zip(tp, fp, fn)]
-    mean_fg_dice = float(np.nanmean(dice_per_class)) if not np.all(np.isnan(dice_per_class)) else float("nan")
-    return mean_fg_dice, dice_per_class, loss_here
+        # in the counts' precision (float32): 0 / 0 (a class in neither prediction nor target) is NaN
+        dice = [2 * i / (2 * i + j + k) for i, j, k in zip(tp, fp, fn)]
+    # the mean (and the moving average the logger derives from it, which picks checkpoint_best.pth) stays a NumPy
+    # scalar of that precision, as in the reference: averaging the widened values gives other last digits
+    mean_fg_dice = np.nanmean(dice) if len(dice) and not np.all(np.isnan(dice)) else np.float32("nan")
+    return mean_fg_dice, [float(d) for d in dice], loss_here
 
 
 def log_epoch_summary(get_value, log) -> None:
