@@ -184,11 +184,6 @@ def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, Lis
 
     if folder_with_segs_from_prev_stage is not None:
         seg_files = [os.path.join(folder_with_segs_from_prev_stage, i + file_ending) for i in caseids]
-        missing = [f for f in seg_files if not os.path.isfile(f)]
-        if missing:
-            raise UserError(f"Previous-stage prediction {missing[0]} not found"
-                            f"{f' ({len(missing)} missing)' if len(missing) > 1 else ''}.",
-                            "Predict the previous stage into -prev_stage_predictions first.")
     else:
         seg_files = [None] * len(caseids)
 
@@ -208,4 +203,19 @@ def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, Lis
         seg_files = [seg_files[i] for i in keep]
         print(f'overwrite was set to {overwrite}, so I am only working on cases that haven\'t been predicted yet. '
               f'That\'s {len(keep)} cases.')
+    # only the cases still to predict need their previous-stage prediction (--continue_prediction skips the others)
+    _check_previous_stage_files(folder_with_segs_from_prev_stage, seg_files)
     return list_of_lists, output_filenames_truncated, seg_files
+
+
+def _check_previous_stage_files(folder: Optional[str], seg_files: List[Optional[str]]) -> None:
+    if folder is None or not seg_files:  # nothing left to predict: nothing of the previous stage is read
+        return
+    if not os.path.isdir(folder):
+        raise UserError(f"Previous-stage predictions folder {folder} does not exist.",
+                        "Predict the previous stage into that folder first, or correct -prev_stage_predictions.")
+    missing = [f for f in seg_files if f is not None and not os.path.isfile(f)]
+    if missing:
+        raise UserError(f"Previous-stage prediction {missing[0]} not found"
+                        f"{f' ({len(missing)} missing)' if len(missing) > 1 else ''}.",
+                        "Predict the previous stage into -prev_stage_predictions first.")
