@@ -68,7 +68,13 @@ class nnUNetBaseDataset(ABC):
 
     def _missing(self, path: str, what: str) -> UserError:
         return UserError(f"{what} {path} is missing (case listed in {self.source_folder}).",
-                         hint="Re-run preprocessing (for the cascade: the previous stage's prediction) for this case.")
+                         hint="Re-run preprocessing for this case.")
+
+    def _missing_previous_stage(self, path: str) -> UserError:
+        return UserError(f"Previous stage's segmentation {path} is missing (case listed in {self.source_folder}).",
+                         hint=f"The cascade trains on the previous stage's validation predictions in "
+                              f"{self.folder_with_segs_from_previous_stage}: train the previous stage (same trainer "
+                              f"and plans) for every fold first, or rerun its validation with --val.")
 
 
 class nnUNetDatasetNumpy(nnUNetBaseDataset):
@@ -97,7 +103,7 @@ class nnUNetDatasetNumpy(nnUNetBaseDataset):
             elif os.path.isfile(prev + '.npz'):
                 seg_prev = np.load(prev + '.npz')['seg']
             else:
-                raise self._missing(prev + '.npz', "Previous stage's segmentation")
+                raise self._missing_previous_stage(prev + '.npz')
 
         properties = load_pickle(base + '.pkl')
         return data, seg, seg_prev, properties
@@ -151,7 +157,7 @@ class nnUNetDatasetBlosc2(nnUNetBaseDataset):
         if self.folder_with_segs_from_previous_stage is not None:
             prev = os.path.join(self.folder_with_segs_from_previous_stage, identifier + '.b2nd')
             if not os.path.isfile(prev):
-                raise self._missing(prev, "Previous stage's segmentation")
+                raise self._missing_previous_stage(prev)
             seg_prev = _open_b2nd(prev)
 
         properties = load_pickle(base + '.pkl')
