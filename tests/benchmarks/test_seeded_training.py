@@ -12,6 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
+from _harness import default_reference_python  # noqa: E402
 from seeded_training import compare, difference  # noqa: E402
 
 
@@ -53,22 +54,17 @@ def test_both_sides_refusing_a_trainer_agree_but_one_side_failing_differs():
     assert not verdict.identical and "ours UserError in initialize" in verdict.text
 
 
-def _reference_python():
-    for candidate in (os.environ.get("NNUNET_REFERENCE_PYTHON"), "/opt/nnunet_ref/bin/python"):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_reference_python() is None, reason="no reference python")
+@pytest.mark.skipif(default_reference_python() is None, reason="no reference python")
 def test_one_tiny_seeded_run_is_identical_to_the_reference():
     shared = Path(os.environ.get("NNUNET_SHARED_DIR", REPO.parent / "shared"))
     if not (shared / "reference" / "Dataset903_SynthNatural2D" / "generate.sh").is_file():
         pytest.skip(f"no golden data in {shared}")
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "seeded_training.py"), "--datasets", "903",
                            "--trainers", "nnUNetTrainer", "--epochs", "1", "--iterations", "2", "--val-iterations",
-                           "1", "--reference-python", _reference_python()],
+                           "1", "--reference-python", default_reference_python()],
                           capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, NNUNET_SHARED_DIR=str(shared)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
