@@ -31,10 +31,12 @@ def get_cluster_job_id() -> Optional[str]:
 
 
 def _next_ema(previous: Any, value: Any) -> Any:
-    if isinstance(value, np.floating) and not isinstance(previous, np.floating):
-        # a resumed EMA comes from a checkpoint as the Python float its float32 equals: back to float32, so that
-        # the product is rounded once, in that precision, as without the interruption
-        previous = value.dtype.type(previous)
+    if isinstance(value, np.floating) and isinstance(previous, float) and not isinstance(previous, np.floating):
+        # a resumed EMA comes from a checkpoint as a Python float: back to the NumPy type it was logged as, so that
+        # the next step rounds as without the interruption. That is the value's type (float32) where the float
+        # equals one; NumPy < 2 widens float32 * 0.9 to float64, so from the second epoch on it may be a float64
+        narrow = value.dtype.type(previous)
+        previous = narrow if float(narrow) == previous or np.isnan(previous) else np.float64(previous)
     return previous * 0.9 + 0.1 * value
 
 
