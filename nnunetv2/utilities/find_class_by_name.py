@@ -130,24 +130,30 @@ def _may_define(module_file: Optional[str], class_name: str) -> bool:
 
 
 def _search(folder: str, class_name: str, current_module: Optional[str], verbose: bool,
-            only_mentioning: bool = False) -> Optional[Any]:
-    if verbose:
-        print(f"Searching for class {class_name} in folder {folder} with current module {current_module}")
+            only_mentioning: bool = False, say_found: bool = False) -> Optional[Any]:
+    """``verbose``: name every module in search order (also those the text pre-check skips, so that the listing is
+    the same whichever pass finds the class); ``say_found``: name the module the class is found in."""
     modules = list(pkgutil.iter_modules([folder]))
     for info in modules:
         if info.ispkg:
             continue
+        full_name = info.name if current_module is None else f"{current_module}.{info.name}"
+        if verbose:
+            print(f"  Inspecting module: {full_name}")
         if only_mentioning and not _may_define(os.path.join(folder, info.name + '.py'), class_name):
             continue
-        full_name = info.name if current_module is None else f"{current_module}.{info.name}"
         module = _import_or_skip(full_name)
+        if module is None and verbose:
+            print(f"  Skipping module {full_name}: discovered by pkgutil but not importable as {full_name}")
         if module is not None and hasattr(module, class_name):
+            if say_found:
+                print(f"Found class {class_name} in {full_name}")
             return getattr(module, class_name)
     for info in modules:
         if not info.ispkg:
             continue
         sub_module = info.name if current_module is None else f"{current_module}.{info.name}"
-        found = _search(os.path.join(folder, info.name), class_name, sub_module, verbose, only_mentioning)
+        found = _search(os.path.join(folder, info.name), class_name, sub_module, verbose, only_mentioning, say_found)
         if found is not None:
             return found
     return None
@@ -166,8 +172,11 @@ def recursive_find_python_class(folder: str, class_name: str, current_module: Op
     cleanup = (temporarily_cleanup_imports_from_path(base_folder) if cleanup_imports_from_base_folder
                else contextlib.nullcontext())
     with temporarily_extend_syspath(base_folder), cleanup:
+        if verbose:
+            print(f"Searching for class {class_name} in folder {folder} with current module {current_module}")
         # first only the modules whose source spells the name (in the same order), so a lookup does not import
         # every trainer module with its dependencies; then, if that finds nothing (a class made dynamically),
-        # every module as before (silently: the first pass already printed each folder it searched)
-        found = _search(folder, class_name, current_module, verbose, only_mentioning=True)
-        return found if found is not None else _search(folder, class_name, current_module, verbose=False)
+        # every module as before (without listing them again: the first pass named each one)
+        found = _search(folder, class_name, current_module, verbose, only_mentioning=True, say_found=verbose)
+        return found if found is not None else _search(folder, class_name, current_module, False,
+                                                       say_found=verbose)

@@ -22,7 +22,8 @@ _TRAINER_PACKAGE = "nnunetv2.training.nnUNetTrainer"
 
 def _search_external_folders(trainer_name: str, ext_value: str) -> Optional[type]:
     """Search each existing folder of the ``os.pathsep``-separated list; modules there import as top-level ones."""
-    print("Searching in external trainer paths from environment variable 'nnUNet_extTrainer'...")
+    print(f"Trainer '{trainer_name}' not found in {_TRAINER_PACKAGE}.\n"
+          f"Searching in external trainer paths from environment variable 'nnUNet_extTrainer'...")
     for path in ext_value.split(os.pathsep):
         path = path.strip()
         if not path or not os.path.isdir(path):
@@ -31,7 +32,7 @@ def _search_external_folders(trainer_name: str, ext_value: str) -> Optional[type
         found = recursive_find_python_class(path, trainer_name, current_module=None, base_folder=path, verbose=True,
                                             cleanup_imports_from_base_folder=True)
         if found is not None:
-            print(f"Using trainer {trainer_name} from: {path}")
+            print(f"Using trainer '{trainer_name}' from: {path}")
             return found
     return None
 

@@ -116,22 +116,43 @@ def test_search_external_folders(tmp_path, capsys):
     found = _search_external_folders("MyExtTrainer", value)
     assert found.__name__ == "MyExtTrainer"
     out = capsys.readouterr().out
-    assert f"Searching in: {good}" in out and f"Using trainer MyExtTrainer from: {good}" in out
+    assert f"Searching in: {good}" in out and f"Using trainer 'MyExtTrainer' from: {good}" in out
     assert "missing" not in out
     assert _search_external_folders("Nothing", str(good)) is None
 
 
-def test_verbose_search_names_each_folder_once(package, capsys):
-    """A class that is not there: each folder searched is named once (the lookup's second, import-everything pass
-    over the same folders stays silent), as the reference's verbose search prints it."""
+def test_verbose_search_prints_as_the_reference(package, capsys):
+    """The verbose search (nnUNet_extTrainer folders) names the folder once, then every module in search order
+    (modules before subpackages), and where the class was found, as nnU-Net 2.8.1 prints it; the lookup's second,
+    import-everything pass does not list the modules again."""
     name, root = package
+    header = f"Searching for class {{}} in folder {root} with current module {name}"
+    modules = [f"  Inspecting module: {name}.{m}" for m in ("a", "b", "sub.c", "sub.deeper.d")]
     with temporarily_extend_syspath(str(root.parent)):
         assert recursive_find_python_class(str(root), "Nope", name, verbose=True) is None
-    lines = capsys.readouterr().out.splitlines()
-    assert lines == [f"Searching for class Nope in folder {root} with current module {name}",
-                     f"Searching for class Nope in folder {root / 'sub'} with current module {name}.sub",
-                     f"Searching for class Nope in folder {root / 'sub' / 'deeper'} with current module "
-                     f"{name}.sub.deeper"]
+        assert capsys.readouterr().out.splitlines() == [header.format("Nope")] + modules
+        assert recursive_find_python_class(str(root), "Gamma", name, verbose=True).__name__ == "Gamma"
+        assert capsys.readouterr().out.splitlines() == [header.format("Gamma")] + modules[:3] + \
+            [f"Found class Gamma in {name}.sub.c"]
+
+
+def test_external_trainer_search_prints_as_the_reference(tmp_path, capsys):
+    mod = f"engb_trainers_{uuid.uuid4().hex[:8]}"
+    first, second = tmp_path / "first", tmp_path / "second"
+    _write(str(first / "other.py"), "X = 1\n")
+    _write(str(second / f"{mod}.py"), "class MyExtTrainer:\n    pass\n")
+    assert _search_external_folders("MyExtTrainer", os.pathsep.join([str(first), str(second)])) is not None
+    assert capsys.readouterr().out.splitlines() == [
+        "Trainer 'MyExtTrainer' not found in nnunetv2.training.nnUNetTrainer.",
+        "Searching in external trainer paths from environment variable 'nnUNet_extTrainer'...",
+        f"Searching in: {first}",
+        f"Searching for class MyExtTrainer in folder {first} with current module None",
+        "  Inspecting module: other",
+        f"Searching in: {second}",
+        f"Searching for class MyExtTrainer in folder {second} with current module None",
+        f"  Inspecting module: {mod}",
+        f"Found class MyExtTrainer in {mod}",
+        f"Using trainer 'MyExtTrainer' from: {second}"]
 
 
 def test_close_matches():
@@ -194,7 +215,7 @@ def test_trainer_lookup_with_stand_in_package(monkeypatch, tmp_path, capsys):
         assert "nnUNet_extTrainer=None" in str(e.value)
         monkeypatch.setenv("nnUNet_extTrainer", str(ext))
         assert find("EngBExtTrainer").__name__ == "EngBExtTrainer"
-        assert f"Using trainer EngBExtTrainer from: {ext}" in capsys.readouterr().out
+        assert f"Using trainer 'EngBExtTrainer' from: {ext}" in capsys.readouterr().out
         with pytest.raises(UserError, match="not a subclass of nnUNetTrainer"):
             find("EngBNotATrainer")
         with pytest.raises(UserError, match=f"nnUNet_extTrainer='{ext}'"):
