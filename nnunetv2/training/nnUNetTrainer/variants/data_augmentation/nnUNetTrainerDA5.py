@@ -27,7 +27,7 @@ class nnUNetTrainerDA5(nnUNetTrainer):
         rotation_for_DA, do_dummy_2d_data_aug, mirror_axes = _setup.rotation_dummy2d_mirroring(patch_size,
                                                                                                 ANISO_THRESHOLD)
         # the enlarged crop accounts for DA5's wider scaling range
-        initial_patch_size = list(get_patch_size(patch_size, *([rotation_for_DA] * 3), DA5_SCALING))
+        initial_patch_size = get_patch_size(patch_size, *([rotation_for_DA] * 3), DA5_SCALING)
         if do_dummy_2d_data_aug:
             initial_patch_size[0] = patch_size[0]
         self.print_to_log_file(f'do_dummy_2d_data_aug: {do_dummy_2d_data_aug}')

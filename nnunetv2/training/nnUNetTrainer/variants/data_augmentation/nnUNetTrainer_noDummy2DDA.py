@@ -16,7 +16,7 @@ class nnUNetTrainer_noDummy2DDA(nnUNetTrainer):
         if len(patch_size) == 3:
             rotation_for_DA = (-30. / 360 * 2. * np.pi, 30. / 360 * 2. * np.pi)
         do_dummy_2d_data_aug = False
-        initial_patch_size = list(get_patch_size(patch_size, *([rotation_for_DA] * 3), (0.85, 1.25)))
+        initial_patch_size = get_patch_size(patch_size, *([rotation_for_DA] * 3), (0.85, 1.25))
         self.print_to_log_file(f'do_dummy_2d_data_aug: {do_dummy_2d_data_aug}')
         self.inference_allowed_mirroring_axes = mirror_axes
         return rotation_for_DA, do_dummy_2d_data_aug, initial_patch_size, mirror_axes
