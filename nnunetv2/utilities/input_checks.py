@@ -61,10 +61,10 @@ def non_integer_label_values(seg: np.ndarray, max_shown: int = 5) -> List[float]
     return sorted(set(found))[:max_shown]
 
 
-def check_integer_labels(seg: np.ndarray, label_file: str) -> None:
+def check_integer_labels(seg: np.ndarray, label_file: str, bad: Optional[List[float]] = None) -> None:
     """UserError if the label map holds values that are not whole numbers (storing them as integers would
-    truncate 0.9999 to 0 and 1.9999 to 1 without a word)."""
-    bad = non_integer_label_values(seg)
+    truncate 0.9999 to 0 and 1.9999 to 1 without a word). ``bad``: those values, where already known."""
+    bad = non_integer_label_values(seg) if bad is None else bad
     if bad:
         raise UserError(f"{label_file} holds label values that are not whole numbers (e.g. "
                         f"{', '.join(f'{v:g}' for v in bad)}); nnU-Net stores labels as integers and would truncate "

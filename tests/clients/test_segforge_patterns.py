@@ -76,3 +76,33 @@ def test_default_preprocessor_still_refuses_non_integer_labels(continuous_case):
     pm, cm = _managers()
     with pytest.raises(UserError, match="not whole numbers"):
         DefaultPreprocessor(verbose=False).run_case([image_file], label_file, pm, cm, DATASET_JSON)
+
+
+class _ExtendsRunCaseNpy(DefaultPreprocessor):
+    """A subclass whose run_case_npy adds a step and calls ours, which stores the labels as integers."""
+
+    def run_case_npy(self, data, seg, properties, plans_manager, configuration_manager, dataset_json):
+        data, seg, properties = super().run_case_npy(data, seg, properties, plans_manager, configuration_manager,
+                                                     dataset_json)
+        properties['extended'] = True
+        return data, seg, properties
+
+
+def test_subclass_calling_our_run_case_npy_still_refuses_non_integer_labels(continuous_case):
+    # its labels come out as integers: 0.9999 would have become 0 without a word
+    image_file, label_file, _, _ = continuous_case
+    pm, cm = _managers()
+    with pytest.raises(UserError, match="not whole numbers") as e:
+        _ExtendsRunCaseNpy(verbose=False).run_case([image_file], label_file, pm, cm, DATASET_JSON)
+    assert label_file in e.value.one_line()
+
+
+def test_subclass_calling_our_run_case_npy_reads_integer_labels(continuous_case, tmp_path):
+    image_file, _, _, dist = continuous_case
+    itk = sitk.GetImageFromArray((dist > 0.5).astype(np.float32))  # whole numbers in a float file: fine
+    itk.SetSpacing((0.8, 0.8, 3.0))
+    label_file = str(tmp_path / "whole.nii.gz")
+    sitk.WriteImage(itk, label_file)
+    pm, cm = _managers()
+    _, seg, properties = _ExtendsRunCaseNpy(verbose=False).run_case([image_file], label_file, pm, cm, DATASET_JSON)
+    assert properties['extended'] and seg.dtype.kind == 'i' and set(np.unique(seg)) == {0, 1}

@@ -19,7 +19,8 @@ from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
 from nnunetv2.preprocessing.preprocessors.foreground_sampling import sample_foreground_locations
 from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
 from nnunetv2.utilities.plans_handling.plans_checks import check_resampled_size
-from nnunetv2.utilities.input_checks import check_channel_count, check_integer_labels, check_single_channel_label
+from nnunetv2.utilities.input_checks import (check_channel_count, check_integer_labels, check_single_channel_label,
+                                             non_integer_label_values)
 
 if TYPE_CHECKING:
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -135,14 +136,19 @@ class DefaultPreprocessor(object):
         if seg_file is not None:
             seg, seg_properties = rw.read_seg(seg_file)
             check_single_channel_label(seg, seg_file)
+            non_integer = non_integer_label_values(seg)  # free for integer files
             if type(self).run_case_npy is DefaultPreprocessor.run_case_npy:
-                # this class's run_case_npy stores labels as int8/int16: 0.9999 would silently become 0. A
-                # subclass with its own run_case_npy may keep continuous maps (regression targets) on purpose
-                check_integer_labels(seg, seg_file)
+                check_integer_labels(seg, seg_file, non_integer)  # ours stores labels as integers: say so at once
             _check_same_geometry(data, seg, data_properties, seg_properties, image_files, seg_file)
         else:
-            seg = None
-        return self.run_case_npy(data, seg, data_properties, plans_manager, configuration_manager, dataset_json)
+            seg, non_integer = None, []
+        data, seg_out, properties = self.run_case_npy(data, seg, data_properties, plans_manager,
+                                                      configuration_manager, dataset_json)
+        if non_integer and seg_out is not None and np.asarray(seg_out).dtype.kind in 'iub':
+            # the labels came out as integers (our run_case_npy, or a subclass's that calls it): 0.9999 became 0
+            # without a word. A run_case_npy that keeps continuous maps (regression targets) passes
+            check_integer_labels(seg, seg_file, non_integer)
+        return data, seg_out, properties
 
     def run_case_save(self, output_filename_truncated: str, image_files: List[str], seg_file: str,
                       plans_manager: PlansManager, configuration_manager: ConfigurationManager,
