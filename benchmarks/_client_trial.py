@@ -1,5 +1,6 @@
-"""What the client trials (totalsegmentator_trial.py, hdbet_trial.py, mrsegmentator_trial.py) share: installing a
-client into an environment beside ours or the reference, and comparing the output files both sides wrote."""
+"""What the client trials (totalsegmentator_trial.py, hdbet_trial.py, moose_trial.py, segforge_trial.py, ...) share:
+installing a client into an environment beside ours or the reference, and comparing the output files both sides
+wrote."""
 from __future__ import annotations
 
 import filecmp
@@ -78,10 +79,36 @@ def output_files(root: str, ignore: Iterable[str] = ()) -> List[str]:
                   if f not in ignored)
 
 
+def same_value(a, b) -> bool:
+    """Properties equal in value: arrays element for element, numpy scalars as Python numbers (also as dict keys)."""
+    import numpy as np
+    if isinstance(a, dict) and isinstance(b, dict):
+        ka = {(k.item() if isinstance(k, np.generic) else k): v for k, v in a.items()}
+        kb = {(k.item() if isinstance(k, np.generic) else k): v for k, v in b.items()}
+        return ka.keys() == kb.keys() and all(same_value(ka[k], kb[k]) for k in ka)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b)) and np.asarray(a).dtype == np.asarray(b).dtype
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def same_output(a: str, b: str, dicom_python: str = sys.executable) -> Optional[str]:
     """None if the two output files are equal, else what differs. NIfTI: voxels, dtype, affine, header bytes and
-    extensions; JSON: content; npz: every array; DICOM SEG: pixel data and segment labels; else bytes."""
+    extensions; JSON: content; npz: every array; pkl: values (same_value); b2nd: array, dtype, chunks and blocks;
+    DICOM SEG: pixel data and segment labels; else bytes."""
     import numpy as np
+    if a.endswith(".pkl"):
+        import pickle
+        with open(a, "rb") as f, open(b, "rb") as g:
+            return None if same_value(pickle.load(f), pickle.load(g)) else "pickled values differ"
+    if a.endswith(".b2nd"):
+        import blosc2
+        x, y = blosc2.open(a, mode="r"), blosc2.open(b, mode="r")
+        if (x.shape, x.dtype, x.chunks, x.blocks) != (y.shape, y.dtype, y.chunks, y.blocks):
+            return f"shape/dtype/chunks/blocks {x.shape} {x.dtype} {x.chunks} {x.blocks} vs " \
+                   f"{y.shape} {y.dtype} {y.chunks} {y.blocks}"
+        return None if np.array_equal(x[...], y[...]) else "array values differ"
     if a.endswith((".nii", ".nii.gz")):
         import nibabel as nib
         x, y = nib.load(a), nib.load(b)
@@ -185,6 +212,19 @@ def run_sides(sides: Iterable[str], case_index: int, work: str, name: str, run_o
 
 REFERENCE_VERSION = "2.8.1"
 
+# run console script NAME of the nnunetv2 the interpreter imports (a venv sees both packages' entry points, and ours
+# has no scripts of its own in a --system-site-packages venv): the entry point whose function exists there. Use as
+# [python, "-c", CONSOLE_SCRIPT.format(name=NAME), *args].
+CONSOLE_SCRIPT = (
+    "import sys, importlib, importlib.metadata as m\n"
+    "sys.argv[0] = '{name}'\n"
+    "for e in m.entry_points(group='console_scripts', name='{name}'):\n"
+    "    module, _, attr = e.value.partition(':')\n"
+    "    f = getattr(importlib.import_module(module), attr, None)\n"
+    "    if f is not None:\n"
+    "        sys.exit(f())\n"
+    "sys.exit('no {name} here')\n")
+
 
 def site_packages(python: str) -> str:
     return subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -203,9 +243,20 @@ def ours_venv(path: str, repo: str, work: str) -> str:
     return python
 
 
-def reference_venv(path: str, work: str, client: str, version: str) -> str:
-    """A venv without this interpreter's packages, with the reference and ``client==version`` from PyPI."""
+def reference_venv(path: str, work: str, client: str, version: str, base: Optional[str] = None,
+                   skipped: Iterable[str] = ()) -> str:
+    """A venv without this interpreter's packages, with the reference and ``client==version`` from PyPI. ``base``:
+    the python of an installed reference (e.g. /opt/nnunet_ref/bin/python, same Python version) whose packages the
+    venv sees through a .pth file instead; the client then goes in as install_client puts it (``skipped``: its
+    requirements left out)."""
     python = make_venv(path, system_site_packages=False)
+    if base:
+        with open(os.path.join(site_packages(python), "zz_nnunetv2_reference.pth"), "w") as f:
+            f.write(site_packages(base) + "\n")
+        install_client(python, client, version, work, skipped)
+        if nnunetv2_location(python, work) != nnunetv2_location(base, work):
+            sys.exit(f"{python} does not import the nnunetv2 of {base}")
+        return python
     if installed_version(python, client, work) != version:
         pip(python, f"nnunetv2=={REFERENCE_VERSION}", f"{client}=={version}")
     if not nnunetv2_location(python, work).startswith(path):
@@ -220,27 +271,28 @@ def end_trial(work: str, keep: bool, failed: bool) -> int:
     return 1 if failed else 0
 
 
-def case_problems(results: dict, compare: Callable[[str, str], List[str]]) -> List[str]:
+def case_problems(results: dict, compare: Callable[[str, str], List[str]], ignore: Iterable[str] = ()) -> List[str]:
     """What went wrong in one case run on both sides (``results``: side -> (exit status, seconds, stderr, output
     folder), as run_sides returns them): non-zero exits; where both succeeded, what ``compare(ours, reference)``
-    finds; warnings only ours printed."""
+    finds; warnings only ours printed (except lines containing one of ``ignore``)."""
     rc, _, err, out = results["ours"]
     rrc, _, rerr, rout = results["reference"]
     problems = exit_problems(rc, err, rrc, rerr)
     if rc == 0 and rrc == 0:
         problems += compare(out, rout)
-    return problems + printed_only_by_ours(err, rerr)
+    return problems + printed_only_by_ours(err, rerr, ignore=ignore)
 
 
 def run_trial(cases: List[str], sides: dict, work: str, keep: bool, run_one: Callable[[str, str, str], tuple],
-              compare: Callable[[str, str], List[str]]) -> int:
+              compare: Callable[[str, str], List[str]], ignore: Iterable[str] = ()) -> int:
     """Every case on both sides (``run_one(case, side, output folder)`` -> (exit status, seconds, stderr)), judged by
-    case_problems, one table row each; the exit status (1 if any case failed)."""
+    case_problems (``ignore``: warnings of ours that are meant), one table row each; the exit status (1 if any case
+    failed)."""
     failed = False
     width = print_header(cases)
     for i, name in enumerate(cases):
         results = run_sides(sides, i, work, name, lambda side, out: run_one(name, side, out))
-        problems = case_problems(results, compare)
+        problems = case_problems(results, compare, ignore)
         failed |= bool(problems)
         print_case(name, width, results["ours"][1], results["reference"][1], "FAIL" if problems else "identical",
                    problems)

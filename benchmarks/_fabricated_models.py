@@ -1,7 +1,7 @@
 """The small models the client trials fabricate (their real weights are downloads this machine cannot reach):
 plans with one 3-D configuration and a four-stage U-Net of 8..64 features, in the layout a trained model folder's
 plans.json has, and seeded random weights saved as a checkpoint. Shared by _totalsegmentator_fixture.py,
-_hdbet_fixture.py, _mrsegmentator_fixture.py and _nninteractive_fixture.py."""
+_hdbet_fixture.py, _mrsegmentator_fixture.py, _nninteractive_fixture.py, _segforge_fixture.py and others."""
 from __future__ import annotations
 
 import os

@@ -23,6 +23,7 @@ from typing import Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (console_script, default_reference_python, measure, our_console_script, reference_python,  # noqa: E402
                       report)
+from _client_trial import same_value  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("NNUNET_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
@@ -49,20 +50,6 @@ def _close(a, b, rel: float = 1e-6) -> bool:
     return a == b
 
 
-def _same_value(a, b) -> bool:
-    """Properties equal in value: arrays element for element, numpy scalars as Python numbers (also as dict keys)."""
-    import numpy as np
-    if isinstance(a, dict) and isinstance(b, dict):
-        ka = {(k.item() if isinstance(k, np.generic) else k): v for k, v in a.items()}
-        kb = {(k.item() if isinstance(k, np.generic) else k): v for k, v in b.items()}
-        return ka.keys() == kb.keys() and all(_same_value(ka[k], kb[k]) for k in ka)
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.array_equal(np.asarray(a), np.asarray(b)) and np.asarray(a).dtype == np.asarray(b).dtype
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 def _same_preprocessed(ours_dir: str, ref_dir: str) -> Tuple[bool, int]:
     """(every case of every configuration folder identical: data, seg and properties; number of cases compared)."""
     import pickle
@@ -84,7 +71,7 @@ def _same_preprocessed(ours_dir: str, ref_dir: str) -> Tuple[bool, int]:
             with open(os.path.join(ref_dir, folder, case + ".pkl"), "rb") as f:
                 pb = pickle.load(f)
             if not (np.array_equal(a[0], b[0]) and a[0].dtype == b[0].dtype and np.array_equal(a[1], b[1])
-                    and _same_value(pa, pb)):
+                    and same_value(pa, pb)):
                 print(f"  {folder}/{case} differs", flush=True)
                 return False, n
             n += 1

@@ -33,8 +33,8 @@ import tempfile
 import time
 from typing import Dict, List, Tuple
 
-from _client_trial import (compare_outputs, install_client, make_venv, notable_lines, nnunetv2_location, pip,
-                           print_case, print_header, printed_only_by_ours, run, run_sides)
+from _client_trial import (CONSOLE_SCRIPT, compare_outputs, install_client, make_venv, notable_lines,
+                           nnunetv2_location, pip, print_case, print_header, printed_only_by_ours, run, run_sides)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_totalsegmentator_fixture.py")
@@ -85,19 +85,6 @@ TRAIN_SNIPPET = (
     "t.num_epochs, t.num_iterations_per_epoch, t.num_val_iterations_per_epoch = 1, 3, 2\n"
     "t.run_training()\n")
 TRAIN_CASES = {f"train_{t}": t for t in TRAINERS}
-
-
-# a console script of the nnunetv2 this interpreter imports (the venvs see both packages' entry points, and ours
-# has no scripts of its own in a --system-site-packages venv): the entry point whose function exists there
-CONSOLE_SCRIPT = (
-    "import sys, importlib, importlib.metadata as m\n"
-    "sys.argv[0] = '{name}'\n"
-    "for e in m.entry_points(group='console_scripts', name='{name}'):\n"
-    "    module, _, attr = e.value.partition(':')\n"
-    "    f = getattr(importlib.import_module(module), attr, None)\n"
-    "    if f is not None:\n"
-    "        sys.exit(f())\n"
-    "sys.exit('no {name} here')\n")
 
 
 def make_training_data(ours: str, sides: Dict[str, str], work: str, env: Dict[str, str]) -> Dict[str, dict]:

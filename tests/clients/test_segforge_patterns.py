@@ -106,3 +106,45 @@ def test_subclass_calling_our_run_case_npy_reads_integer_labels(continuous_case,
     pm, cm = _managers()
     _, seg, properties = _ExtendsRunCaseNpy(verbose=False).run_case([image_file], label_file, pm, cm, DATASET_JSON)
     assert properties['extended'] and seg.dtype.kind == 'i' and set(np.unique(seg)) == {0, 1}
+
+
+def test_classes_registered_the_way_segforge_does_resolve_by_name(monkeypatch):
+    """segforge's ``ensure_registered()`` replaces ``recursive_find_python_class`` in
+    ``nnunetv2.utilities.find_class_by_name`` and in five other modules where the reference binds it (only where the
+    attribute exists); the plans then name its label manager and preprocessor, and its planner is looked up by name.
+    Ours looks the function up in find_class_by_name at each call, so that replacement is what must be honoured."""
+    import importlib
+
+    import nnunetv2.utilities.find_class_by_name as fcn
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import _planner_class
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    class RegressionLabelManager(LabelManager):
+        pass
+
+    class RegressionExperimentPlanner(ExperimentPlanner):
+        pass
+
+    registry = {"RegressionLabelManager": RegressionLabelManager, "RegressionPreprocessor": _KeepsContinuousLabels,
+                "RegressionExperimentPlanner": RegressionExperimentPlanner}
+    original = fcn.recursive_find_python_class
+
+    def patched(folder, class_name, current_module, *args, **kwargs):
+        return registry.get(class_name) or original(folder, class_name, current_module, *args, **kwargs)
+
+    for name in ("nnunetv2.utilities.find_class_by_name", "nnunetv2.utilities.plans_handling.plans_handler",
+                 "nnunetv2.experiment_planning.plan_and_preprocess_api",
+                 "nnunetv2.utilities.label_handling.label_handling", "nnunetv2.preprocessing.resampling.utils",
+                 "nnunetv2.preprocessing.preprocessors.default_preprocessor"):
+        module = importlib.import_module(name)
+        if hasattr(module, "recursive_find_python_class"):
+            monkeypatch.setattr(module, "recursive_find_python_class", patched)
+    plans = tiny_plans("Dataset990_Seg", (3.0, 0.8, 0.8))
+    plans["label_manager"] = "RegressionLabelManager"
+    plans["configurations"]["3d_fullres"]["preprocessor_name"] = "RegressionPreprocessor"
+    pm = PlansManager(plans)
+    assert pm.label_manager_class is RegressionLabelManager
+    assert type(pm.get_label_manager(DATASET_JSON)) is RegressionLabelManager
+    assert pm.get_configuration("3d_fullres").preprocessor_class is _KeepsContinuousLabels
+    assert _planner_class("RegressionExperimentPlanner") is RegressionExperimentPlanner
