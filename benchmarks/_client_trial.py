@@ -9,7 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Callable, Iterable, List, Optional
+import time
+from typing import Callable, Iterable, List, Optional, Tuple
 
 # the one way of telling which requirements of a client are missing: those not installed, minus the skipped ones
 _MISSING_REQUIREMENTS = (
@@ -180,6 +181,18 @@ def printed_only_by_ours(text: str, ref_text: str, limit: int = 3, ignore: Itera
     reference_lines = set(notable_lines(ref_text, ignore))
     return [f"only ours printed: {line}" for line in notable_lines(text, ignore)
             if line not in reference_lines][:limit]
+
+
+def run_step(cmd: List[str], env: dict, folder: str) -> Tuple[int, float, str, str]:
+    """One step of a case, run in ``folder``: (exit status, seconds, stderr, stdout). Both streams are also appended
+    to ``folder``/stdout.txt and stderr.txt, which the trials leave out of the file comparison."""
+    start = time.perf_counter()
+    p = subprocess.run(cmd, env=env, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    for name, text in (("stdout.txt", p.stdout), ("stderr.txt", p.stderr)):
+        with open(os.path.join(folder, name), "a") as f:
+            f.write(text)
+    return p.returncode, seconds, p.stderr, p.stdout
 
 
 def print_header(cases: Iterable[str]) -> int:

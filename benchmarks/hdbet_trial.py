@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, Tuple
 
 from _client_trial import (compare_outputs, installed_version, nnunetv2_location, ours_venv, pip, reference_venv, run,
-                           run_trial)
+                           run_step, run_trial)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "_hdbet_fixture.py")
@@ -107,14 +105,9 @@ def run_case(python: str, name: str, out: str, inputs: str, env: Dict[str, str])
             cmd = [os.path.join(os.path.dirname(python), "hd-bet"), *[a.format(**subs) for a in what]]
         else:
             cmd = [python, "-c", "".join(f"{k} = {v!r}\n" for k, v in subs.items()) + what]
-        start = time.perf_counter()
-        with open(os.path.join(out, "stdout.txt"), "a") as so:
-            p = subprocess.run(cmd, env=env, cwd=out, stdout=so, stderr=subprocess.PIPE, text=True)
-        total += time.perf_counter() - start
-        err += p.stderr
-        with open(os.path.join(out, "stderr.txt"), "a") as se:
-            se.write(p.stderr)
-        rc = p.returncode
+        rc, seconds, step_err, _ = run_step(cmd, env, out)
+        total += seconds
+        err += step_err
         if rc != 0:
             break
     return rc, total, err

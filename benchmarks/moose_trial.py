@@ -39,11 +39,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List, Optional, Tuple
 
 from _client_trial import (end_trial, exit_problems, installed_version, nnunetv2_location, ours_venv, pip, print_case,
-                           print_header, printed_only_by_ours, reference_venv, run, run_sides, same_output,
+                           print_header, printed_only_by_ours, reference_venv, run, run_sides, run_step, same_output,
                            site_packages)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -192,16 +191,10 @@ def run_case(python: str, name: str, case_dir: str, fixture_root: str) -> Tuple[
             cmd = [os.path.join(os.path.dirname(python), "moosez"), "-d", data, *what]
         else:
             cmd = [python, "-c", f"DATA = {data!r}\nOUT = {out!r}\n" + what]
-        start = time.perf_counter()
-        p = subprocess.run(cmd, env=env, cwd=case_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        total += time.perf_counter() - start
-        err += p.stderr
-        so_all += p.stdout
-        with open(os.path.join(case_dir, "stderr.txt"), "a") as se:
-            se.write(p.stderr)
-        with open(os.path.join(case_dir, "stdout.txt"), "a") as so:
-            so.write(p.stdout)
-        rc = p.returncode
+        rc, seconds, step_err, step_out = run_step(cmd, env, case_dir)
+        total += seconds
+        err += step_err
+        so_all += step_out
         if rc != 0:
             break
     return rc, total, err, so_all

@@ -43,17 +43,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from _client_trial import (CONSOLE_SCRIPT, compare_outputs, install_client, installed_version,  # noqa: E402
-                           nnunetv2_location, ours_venv, output_files, pip, reference_venv, run, run_trial,
+                           nnunetv2_location, ours_venv, output_files, pip, reference_venv, run, run_step, run_trial,
                            site_packages)
 from _harness import default_reference_python  # noqa: E402
 
@@ -166,14 +164,9 @@ def run_case(python: str, name: str, out: str, work: str, env: Dict[str, str]) -
             cmd = [python, "-c", "".join(f"{k} = {v!r}\n" for k, v in
                                          (("OUT", out), ("RESULTS", subs["RESULTS"]), ("TS811", subs["TS811"]),
                                           ("BIN_MODEL", BIN_MODEL))) + step[1]]
-        start = time.perf_counter()
-        with open(os.path.join(out, "stdout.txt"), "a") as so:
-            p = subprocess.run(cmd, env=step_env, cwd=out, stdout=so, stderr=subprocess.PIPE, text=True)
-        total += time.perf_counter() - start
-        err += p.stderr
-        with open(os.path.join(out, "stderr.txt"), "a") as se:
-            se.write(p.stderr)
-        rc = p.returncode
+        rc, seconds, step_err, _ = run_step(cmd, step_env, out)
+        total += seconds
+        err += step_err
         if rc != 0:
             break
     return rc, total, err

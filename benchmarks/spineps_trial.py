@@ -29,10 +29,8 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,7 +38,7 @@ sys.path.insert(0, HERE)
 
 from _client_trial import (compare_outputs, end_trial, exit_problems, install_client, nnunetv2_location,  # noqa
                            ours_venv, output_files, print_case, print_header, printed_only_by_ours,
-                           reference_venv, run, run_sides)
+                           reference_venv, run, run_sides, run_step)
 
 FIXTURE = os.path.join(HERE, "_spineps_fixture.py")
 S1 = "rawdata/sub-001/sub-001_acq-sag_T2w.nii.gz"
@@ -108,14 +106,9 @@ def run_case(python: str, name: str, out: str, dataset: str, env: Dict[str, str]
             cmd = [os.path.join(os.path.dirname(python), "spineps"), *[a.format(**subs) for a in what]]
         else:
             cmd = [python, "-c", f"S1, S2, MODELS = {S1!r}, {S2!r}, {subs['MODELS']!r}\n" + what]
-        start = time.perf_counter()
-        with open(os.path.join(out, "stdout.txt"), "a") as so:
-            p = subprocess.run(cmd, env=env, cwd=out, stdout=so, stderr=subprocess.PIPE, text=True)
-        total += time.perf_counter() - start
-        err += p.stderr
-        with open(os.path.join(out, "stderr.txt"), "a") as se:
-            se.write(p.stderr)
-        rc = p.returncode
+        rc, seconds, step_err, _ = run_step(cmd, env, out)
+        total += seconds
+        err += step_err
     return rc, total, err
 
 
