@@ -3,12 +3,14 @@ installing a client into an environment beside ours or the reference, and compar
 wrote."""
 from __future__ import annotations
 
+import argparse
 import filecmp
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable, Iterable, List, Optional, Tuple
 
@@ -237,6 +239,33 @@ CONSOLE_SCRIPT = (
     "    if f is not None:\n"
     "        sys.exit(f())\n"
     "sys.exit('no {name} here')\n")
+
+
+def trial_parser(description: str, name: str, client: str, version: str, cases: Iterable[str]) -> argparse.ArgumentParser:
+    """The arguments every client trial takes (work folder, our checkout, the client's version, venvs, cases, --keep);
+    a trial adds its own before calling parse_trial_args."""
+    cases = list(cases)
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), f"{name}_trial"))
+    parser.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        help="checkout of our nnunetv2 (default: this one)")
+    parser.add_argument("--version", default=version, help=f"{client} version from PyPI")
+    parser.add_argument("--ours-venv", default=None)
+    parser.add_argument("--ref-venv", default=None)
+    parser.add_argument("--cases", nargs="+", default=cases, choices=cases)
+    parser.add_argument("--keep", action="store_true")
+    return parser
+
+
+def parse_trial_args(parser: argparse.ArgumentParser) -> Tuple[argparse.Namespace, str, str]:
+    """(arguments, work folder, our checkout), both absolute; the work folder is created, and refused inside the
+    checkout (a `python -c` run there would import the checkout's nnunetv2 on the reference's side too)."""
+    args = parser.parse_args()
+    work, repo = os.path.abspath(args.work), os.path.abspath(args.repo)
+    if os.path.commonpath([work, repo]) == repo:
+        parser.error("--work must be outside the repository")
+    os.makedirs(work, exist_ok=True)
+    return args, work, repo
 
 
 def site_packages(python: str) -> str:

@@ -22,14 +22,12 @@ that only our side printed. Exit status 1 if any case fails on our side or diffe
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
-import tempfile
 from typing import Dict, Tuple
 
-from _client_trial import (compare_outputs, installed_version, nnunetv2_location, ours_venv, pip, reference_venv, run,
+from _client_trial import (parse_trial_args, trial_parser, compare_outputs, installed_version, nnunetv2_location, ours_venv, pip, reference_venv, run,
                            run_step, run_trial)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -114,21 +112,9 @@ def run_case(python: str, name: str, out: str, inputs: str, env: Dict[str, str])
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "hdbet_trial"))
-    parser.add_argument("--repo", default=os.path.dirname(HERE), help="checkout of our nnunetv2 (default: this one)")
-    parser.add_argument("--version", default="2.0.1", help="hd-bet version from PyPI")
-    parser.add_argument("--ours-venv", default=None)
-    parser.add_argument("--ref-venv", default=None)
+    parser = trial_parser(__doc__.split("\n\n")[0], "hdbet", "hd-bet", "2.0.1", CASES)
     parser.add_argument("--ours-pythonpath", default=None, help="prepend to our side's PYTHONPATH (patched copy)")
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    work = os.path.abspath(args.work)
-    repo = os.path.abspath(args.repo)
-    if os.path.commonpath([work, repo]) == repo:
-        parser.error("--work must be outside the repository")
-    os.makedirs(work, exist_ok=True)
+    args, work, repo = parse_trial_args(parser)
 
     ref_venv = os.path.abspath(args.ref_venv or os.path.join(work, "ref_venv"))
     sides = {"ours": make_ours(os.path.abspath(args.ours_venv or os.path.join(work, "ours_venv")), repo, args.version,

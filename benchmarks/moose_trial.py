@@ -30,7 +30,6 @@ nnU-Net console log MOOSE captures: lines; plots and benchmark csv: presence). E
 """
 from __future__ import annotations
 
-import argparse
 import filecmp
 import json
 import os
@@ -38,10 +37,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from typing import Dict, List, Optional, Tuple
 
-from _client_trial import (end_trial, exit_problems, installed_version, nnunetv2_location, ours_venv, pip, print_case,
+from _client_trial import (parse_trial_args, trial_parser, end_trial, exit_problems, installed_version, nnunetv2_location, ours_venv, pip, print_case,
                            print_header, printed_only_by_ours, reference_venv, run, run_sides, run_step, same_output,
                            site_packages)
 
@@ -201,18 +199,7 @@ def run_case(python: str, name: str, case_dir: str, fixture_root: str) -> Tuple[
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "moose_trial"))
-    parser.add_argument("--repo", default=os.path.dirname(HERE), help="checkout of our nnunetv2")
-    parser.add_argument("--version", default="3.2.2", help="moosez version from PyPI")
-    parser.add_argument("--ours-venv", default=None)
-    parser.add_argument("--ref-venv", default=None)
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    work = os.path.abspath(args.work)
-    repo = os.path.abspath(args.repo)
-    os.makedirs(work, exist_ok=True)
+    args, work, repo = parse_trial_args(trial_parser(__doc__.split("\n\n")[0], "moose", "moosez", "3.2.2", CASES))
     ours_dir = os.path.abspath(args.ours_venv or os.path.join(work, "ours_venv"))
     ref_venv = os.path.abspath(args.ref_venv or os.path.join(work, "ref_venv"))
     sides = {"ours": make_ours(ours_dir, repo, args.version, work),

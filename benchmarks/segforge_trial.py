@@ -41,16 +41,14 @@ divisible by 16.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
 from typing import Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _client_trial import (CONSOLE_SCRIPT, compare_outputs, install_client, installed_version,  # noqa: E402
+from _client_trial import (parse_trial_args, trial_parser, CONSOLE_SCRIPT, compare_outputs, install_client, installed_version,  # noqa: E402
                            nnunetv2_location, ours_venv, output_files, pip, reference_venv, run, run_step, run_trial,
                            site_packages)
 from _harness import default_reference_python  # noqa: E402
@@ -233,23 +231,11 @@ def compare(name: str, ours: str, ref: str) -> List[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "segforge_trial"))
-    parser.add_argument("--repo", default=os.path.dirname(HERE), help="checkout of our nnunetv2 (default: this one)")
-    parser.add_argument("--version", default="0.1.0a2", help="segforge version from PyPI")
+    parser = trial_parser(__doc__.split("\n\n")[0], "segforge", "segforge", "0.1.0a2", CASES)
     parser.add_argument("--cam-version", default="0.1.6.1", help="nnunetv2-cam version from PyPI")
     parser.add_argument("--reference-python", default=None,
                         help="an installed reference's python (default: $NNUNET_REFERENCE_PYTHON, /opt/nnunet_ref)")
-    parser.add_argument("--ours-venv", default=None)
-    parser.add_argument("--ref-venv", default=None)
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    work = os.path.abspath(args.work)
-    repo = os.path.abspath(args.repo)
-    if os.path.commonpath([work, repo]) == repo:
-        parser.error("--work must be outside the repository")
-    os.makedirs(work, exist_ok=True)
+    args, work, repo = parse_trial_args(parser)
 
     ours = ours_venv(os.path.abspath(args.ours_venv or os.path.join(work, "ours_venv")), repo, work)
     install_clients(ours, work, args.version, args.cam_version)

@@ -24,19 +24,17 @@ predictions" (exit status 1 on both sides); that is compared like any other resu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
 from typing import Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _client_trial import (compare_outputs, end_trial, exit_problems, install_client, nnunetv2_location,  # noqa
+from _client_trial import (parse_trial_args, trial_parser, compare_outputs, end_trial, exit_problems, install_client, nnunetv2_location,  # noqa
                            ours_venv, output_files, print_case, print_header, printed_only_by_ours,
                            reference_venv, run, run_sides, run_step)
 
@@ -156,19 +154,9 @@ def last_line(stderr: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "spineps_trial"))
-    parser.add_argument("--repo", default=os.path.dirname(HERE), help="checkout of our nnunetv2 (default: this one)")
-    parser.add_argument("--version", default="2.1.3", help="spineps version from PyPI")
-    parser.add_argument("--ours-venv", default=None)
-    parser.add_argument("--ref-venv", default=None)
+    parser = trial_parser(__doc__.split("\n\n")[0], "spineps", "spineps", "2.1.3", CASES)
     parser.add_argument("--ours-pythonpath", default=None, help="prepend to our side's PYTHONPATH (patched copy)")
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    work = os.path.abspath(args.work)
-    repo = os.path.abspath(args.repo)
-    os.makedirs(work, exist_ok=True)
+    args, work, repo = parse_trial_args(parser)
 
     ref_venv = os.path.abspath(args.ref_venv or os.path.join(work, "ref_venv"))
     sides = {"ours": make_ours(os.path.abspath(args.ours_venv or os.path.join(work, "ours_venv")), repo,

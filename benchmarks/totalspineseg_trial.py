@@ -21,16 +21,15 @@ console lines that differ (progress bars and paths removed) and warnings only ou
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List, Tuple
 
-from _client_trial import compare_outputs, install_client, ours_venv, pip, reference_venv, run, run_trial
+from _client_trial import (compare_outputs, install_client, ours_venv, parse_trial_args, pip, reference_venv, run,
+                           run_trial, trial_parser)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "_totalspineseg_fixture.py")
@@ -76,19 +75,8 @@ def run_case(python: str, args: List[str], case_dir: str, env: Dict[str, str]) -
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "totalspineseg_trial"))
-    parser.add_argument("--repo", default=os.path.dirname(HERE), help="checkout of our nnunetv2 (default: this one)")
-    parser.add_argument("--version", default="20260807", help="totalspineseg version from PyPI")
-    parser.add_argument("--ours-venv", default=None)
-    parser.add_argument("--ref-venv", default=None)
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    work, repo = os.path.abspath(args.work), os.path.abspath(args.repo)
-    if os.path.commonpath([work, repo]) == repo:
-        parser.error("--work must be outside the repository")
-    os.makedirs(work, exist_ok=True)
+    args, work, repo = parse_trial_args(trial_parser(__doc__.split("\n\n")[0], "totalspineseg", "totalspineseg",
+                                                     "20260807", CASES))
 
     ours = ours_venv(os.path.abspath(args.ours_venv or os.path.join(work, "ours_venv")), repo, work)
     install_client(ours, "totalspineseg", args.version, work, SKIPPED_REQUIREMENTS)
