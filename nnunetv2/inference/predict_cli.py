@@ -66,14 +66,11 @@ def _setup_device(name: str):
         torch.set_num_threads(os.cpu_count() or 1)
         return torch.device('cpu')
     if name == 'cuda':
+        from nnunetv2.utilities.torch_threads import one_cpu_thread_for_gpu_work
         if not torch.cuda.is_available():
             raise UserError("-device cuda was requested but no CUDA GPU is available.",
                             "Use -device cpu (slow) or run on a machine with a GPU.")
-        torch.set_num_threads(1)
-        try:
-            torch.set_num_interop_threads(1)
-        except RuntimeError:  # only settable once per process
-            pass
+        one_cpu_thread_for_gpu_work()
         return torch.device('cuda')
     return torch.device('mps')
 

@@ -34,6 +34,7 @@ from nnunetv2.training.nnUNetTrainer._preemption import TrainingInterrupted, for
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.slow_torch_releases import warn_if_conv3d_is_slow
+from nnunetv2.utilities.torch_threads import one_cpu_thread_for_gpu_work
 
 
 def find_free_network_port() -> int:
@@ -460,9 +461,7 @@ def run_training_entry():
         torch.set_num_threads(multiprocessing.cpu_count())
         device = torch.device('cpu')
     elif args.device == 'cuda':
-        # multithreading in torch doesn't help nnU-Net if run on GPU
-        torch.set_num_threads(1)
-        torch.set_num_interop_threads(1)
+        one_cpu_thread_for_gpu_work()
         device = torch.device('cuda')
     else:
         device = torch.device('mps')

@@ -59,9 +59,15 @@ def test_predictor_on_cuda_agrees_with_the_cpu(on_device, monkeypatch):
     # the results-on-CPU path gathers and copies tiles in the prefetch thread
     assert prefetchers == ([] if on_device else [2])
     logits = logits.cpu().float()
-    torch.testing.assert_close(logits, expected.float(), atol=3e-2, rtol=3e-2)  # autocast fp16 vs fp32
+    # autocast fp16 against fp32. This random network's instance norms divide by near-zero variances here and there,
+    # which turns fp16 rounding into logit errors up to 0.2 at a few voxels: on an H100, 11 of the 672000 logits were
+    # more than 3e-2 off (at most 0.2); the same prediction under CPU fp16 autocast has 25 (at most 0.25), a mean
+    # error of 1.8e-4 and 99.96 % of argmaxes equal. Bounds: a few times those.
+    error = (logits - expected.float()).abs()
+    assert (error > 3e-2).float().mean().item() < 1e-4
+    assert error.mean().item() < 1e-3
     agreement = (logits.argmax(0) == expected.argmax(0)).float().mean().item()
-    assert agreement > 0.995
+    assert agreement > 0.999
 
 
 def test_out_of_memory_with_results_on_the_device_falls_back_after_freeing(capsys):
