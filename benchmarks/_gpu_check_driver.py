@@ -196,7 +196,10 @@ def train(args) -> dict:
 
 
 def predict(args) -> dict:
-    """``nnUNetPredictor.predict_from_files`` on the generated volumes with the random-weight model, TTA on."""
+    """``nnUNetPredictor.predict_from_files`` on the generated volumes (``--cases``: a subset) with the random-weight
+    model, TTA on. ``--cudnn deterministic`` replaces the predictor's cuDNN benchmarking (algorithms picked by timing
+    at run time) with cuDNN's deterministic choice, the same in every process: where ours and the reference then agree
+    to the bit, their arithmetic is the same and any difference in the default mode is cuDNN's pick."""
     import torch
     import nnunetv2
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -204,10 +207,19 @@ def predict(args) -> dict:
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
                                 perform_everything_on_device=True, device=device, verbose=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(os.path.join(args.work, "model"), (0,), "checkpoint_final.pth")
+    if args.cudnn == "deterministic":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    inputs = os.path.join(args.work, "predict_inputs")
+    sources, targets = inputs, args.output
+    if args.cases:
+        cases = args.cases.split(",")
+        sources = [[os.path.join(inputs, f"{case}_0000.tif")] for case in cases]
+        targets = [os.path.join(args.output, case) for case in cases]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    predictor.predict_from_files(os.path.join(args.work, "predict_inputs"), args.output, save_probabilities=True,
+    predictor.predict_from_files(sources, targets, save_probabilities=True,
                                  overwrite=True, num_processes_preprocessing=args.np,
                                  num_processes_segmentation_export=args.np)
     _sync(torch, device)
@@ -292,6 +304,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--out", required=True)
     parser.add_argument("--output", help="predict: output folder")
+    parser.add_argument("--cases", help="predict: comma-separated volumes (default: all)")
+    parser.add_argument("--cudnn", default="benchmark", choices=("benchmark", "deterministic"),
+                        help="predict: cuDNN's algorithm choice (the predictor's default: benchmark)")
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--np", type=int, default=4, help="worker processes for preprocessing / export")

@@ -22,6 +22,10 @@ def _read_prediction(folder: str, case: str):
 def _difference(folder_a: str, folder_b: str, cases) -> dict:
     import numpy as np
     per_case, differing, voxels, max_dp = {}, 0, 0, 0.0
+    # a run on a subset of the volumes (the deterministic-cuDNN runs) is compared on that subset
+    cases = [c for c in cases if os.path.isfile(os.path.join(folder_a, f"{c}.tif"))]
+    if not cases:
+        raise ValueError(f"no predictions in {folder_a}")
     for case in cases:
         seg_a, p_a = _read_prediction(folder_a, case)
         seg_b, p_b = _read_prediction(folder_b, case)
@@ -32,10 +36,14 @@ def _difference(folder_a: str, folder_b: str, cases) -> dict:
     return {"voxels_differing": differing, "voxels": voxels, "max_abs_prob_diff": max_dp, "cases": per_case}
 
 
+COMPARED_RUNS = (("ours", "ref1"), ("ref2", "ref1"), ("ours2", "ours"), ("ours_deterministic", "ref_deterministic"))
+
+
 def compare_predictions(runs: Dict[str, dict], volumes: Dict[str, list]) -> dict:
-    """Ours vs the reference's first run, and the reference's second run vs its first (its own spread)."""
+    """Ours vs the reference's first run; each side's second run vs its first (run-to-run spread); ours vs the
+    reference with cuDNN's deterministic algorithms."""
     out = {}
-    for a, b in (("ours", "ref1"), ("ref2", "ref1")):
+    for a, b in COMPARED_RUNS:
         if a in runs and b in runs and "error" not in runs[a] and "error" not in runs[b]:
             try:
                 out[f"{a}_vs_{b}"] = _difference(runs[a]["output"], runs[b]["output"], volumes)
@@ -103,6 +111,10 @@ def build_table(results: dict) -> List[dict]:
         for impl, label in ((ours, "ours"), (ref, "reference")):
             if "error" in impl:
                 rows.append(_row(f"training ({label})", impl["error"], verdict="FAIL"))
+        r = _ratio(ours.get("initialize_and_dummy_s"), ref.get("initialize_and_dummy_s"))
+        if r is not None:
+            rows.append(_row("train start-up s (initialize, compile, dummy steps)", ours["initialize_and_dummy_s"],
+                             ref["initialize_and_dummy_s"], r))
         for mode, label in (("dummy", "dummy data"), ("augmenter", "augmenter workers")):
             a, b = ours.get(mode, {}), ref.get(mode, {})
             if not a:
@@ -122,33 +134,7 @@ def build_table(results: dict) -> List[dict]:
     if problem:
         rows.append(_row("prediction", problem, verdict="skipped" if problem == "skipped" else "FAIL"))
     elif predict:
-        ours = predict.get("ours", {})
-        refs = [predict[k] for k in ("ref1", "ref2") if k in predict and "error" not in predict[k]]
-        for key in ("ours", "ref1", "ref2"):
-            if "error" in predict.get(key, {}):
-                rows.append(_row(f"prediction ({key})", predict[key]["error"], verdict="FAIL"))
-        ref_time = sum(r["predict_s"] for r in refs) / len(refs) if refs else None
-        spread = "runs " + ", ".join(f"{r['predict_s']:.1f}" for r in refs) if len(refs) > 1 else None
-        r = _ratio(ours.get("predict_s"), ref_time)
-        rows.append(_row("predict wall s (TTA, all volumes)", ours.get("predict_s"), ref_time, r,
-                         f"<= {TARGET_PREDICT_TIME:.2f}x", _speed_verdict(r, TARGET_PREDICT_TIME, False, on_gpu)))
-        if spread:
-            rows.append(_row("reference predict wall s, both runs", None, spread))
-        ref_vram = min((r["peak_allocated_mb"] for r in refs if r.get("peak_allocated_mb")), default=None)
-        r = _ratio(ours.get("peak_allocated_mb"), ref_vram)
-        rows.append(_row("predict peak VRAM MB", ours.get("peak_allocated_mb"), ref_vram, r,
-                         f"<= {TARGET_VRAM:.2f}x", _speed_verdict(r, TARGET_VRAM, False, on_gpu)))
-        comparison = predict.get("comparison", {})
-        mine, theirs = comparison.get("ours_vs_ref1", {}), comparison.get("ref2_vs_ref1", {})
-        if "error" in mine:
-            rows.append(_row("prediction outputs", mine["error"], verdict="FAIL"))
-        elif mine:
-            for key, label in (("voxels_differing", "voxels differing from reference run 1"),
-                               ("max_abs_prob_diff", "max |dp| to reference run 1")):
-                spread_value = theirs.get(key)
-                ok = spread_value is None or mine[key] <= max(spread_value, 1e-6 if key == "max_abs_prob_diff" else 0)
-                rows.append(_row(label, mine[key], spread_value, target="<= reference run 2 vs run 1",
-                                 verdict="ok" if ok else "MISS"))
+        rows += _prediction_rows(predict, on_gpu)
 
     resume = results.get("resume", {})
     problem = _failed(results, "resume")
@@ -168,6 +154,67 @@ def build_table(results: dict) -> List[dict]:
                          target=f"<= {CROSS_DEVICE_MAX_DIFFERING:.1%} of voxels",
                          verdict="ok" if fraction is not None and fraction <= CROSS_DEVICE_MAX_DIFFERING else "FAIL"))
         rows.append(_row("checkpoint from the device on the CPU: max |dp|", resume.get("cross_device_max_abs_prob_diff")))
+    return rows
+
+
+def _runs(predict: dict, names) -> List[dict]:
+    return [predict[k] for k in names if k in predict and "error" not in predict[k]]
+
+
+def _mean(values: List[float]) -> Optional[float]:
+    return sum(values) / len(values) if values else None
+
+
+def _peak(runs: List[dict]) -> Optional[float]:
+    return max((r["peak_allocated_mb"] for r in runs if r.get("peak_allocated_mb")), default=None)
+
+
+def _prediction_rows(predict: dict, on_gpu: bool) -> List[dict]:
+    rows: List[dict] = []
+    for key, run in predict.items():
+        if isinstance(run, dict) and "error" in run and key != "comparison":
+            rows.append(_row(f"prediction ({key})", run["error"], verdict="FAIL"))
+    ours, refs = _runs(predict, ("ours", "ours2")), _runs(predict, ("ref1", "ref2"))
+    our_time, ref_time = _mean([r["predict_s"] for r in ours]), _mean([r["predict_s"] for r in refs])
+    r = _ratio(our_time, ref_time)
+    rows.append(_row("predict wall s (TTA, all volumes), mean of runs", our_time, ref_time, r,
+                     f"<= {TARGET_PREDICT_TIME:.2f}x", _speed_verdict(r, TARGET_PREDICT_TIME, False, on_gpu)))
+    if len(ours) > 1 or len(refs) > 1:
+        rows.append(_row("predict wall s, each run", ", ".join(f"{r['predict_s']:.1f}" for r in ours) or None,
+                         ", ".join(f"{r['predict_s']:.1f}" for r in refs) or None))
+    r = _ratio(_peak(ours), _peak(refs))
+    rows.append(_row("predict peak VRAM MB (highest run)", _peak(ours), _peak(refs), r,
+                     f"<= {TARGET_VRAM:.2f}x", _speed_verdict(r, TARGET_VRAM, False, on_gpu)))
+
+    comparison = predict.get("comparison", {})
+    mine, theirs = comparison.get("ours_vs_ref1", {}), comparison.get("ref2_vs_ref1", {})
+    if "error" in mine:
+        rows.append(_row("prediction outputs", mine["error"], verdict="FAIL"))
+    elif mine:
+        for key, label in (("voxels_differing", "voxels differing from reference run 1"),
+                           ("max_abs_prob_diff", "max |dp| to reference run 1")):
+            spread_value = theirs.get(key)
+            ok = spread_value is None or mine[key] <= max(spread_value, 1e-6 if key == "max_abs_prob_diff" else 0)
+            rows.append(_row(label, mine[key], spread_value, target="<= reference run 2 vs run 1",
+                             verdict="ok" if ok else "MISS"))
+    own = comparison.get("ours2_vs_ours", {})
+    if own and "error" not in own:
+        rows.append(_row("ours run 2 vs run 1: voxels differing, max |dp|",
+                         f"{own['voxels_differing']}, {_fmt(own['max_abs_prob_diff'])}"))
+
+    exact = comparison.get("ours_deterministic_vs_ref_deterministic", {})
+    if "error" in exact:
+        rows.append(_row("deterministic cuDNN: outputs", exact["error"], verdict="FAIL"))
+    elif exact:
+        cases = ", ".join(exact.get("cases", {}))
+        same = exact["voxels_differing"] == 0 and exact["max_abs_prob_diff"] == 0
+        rows.append(_row(f"deterministic cuDNN ({cases}): voxels differing, max |dp|",
+                         f"{exact['voxels_differing']}, {_fmt(exact['max_abs_prob_diff'])}", target="0, 0 (same sums)",
+                         verdict="ok" if same else "MISS"))
+        a, b = _runs(predict, ("ours_deterministic",)), _runs(predict, ("ref_deterministic",))
+        r = _ratio(_peak(a), _peak(b))
+        rows.append(_row("deterministic cuDNN: peak VRAM MB", _peak(a), _peak(b), r, f"<= {TARGET_VRAM:.2f}x",
+                         _speed_verdict(r, TARGET_VRAM, False, on_gpu)))
     return rows
 
 

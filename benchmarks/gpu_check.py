@@ -11,8 +11,10 @@ Steps (each child process writes JSON through benchmarks/_gpu_check_driver.py):
 1. ``pytest -m cuda`` on the test files that hold CUDA tests (all skip without a GPU). Runs while the data of the
    other steps are generated and preprocessed on the CPU.
 2. Prediction: generated volumes (one >= 256x256x200 voxels on the GPU) with a random-weight checkpoint (fixed seed)
-   of the default 3d_fullres network, TTA on: the reference twice (its run-to-run spread: cuDNN picks algorithms at
-   run time) and ours in between. Wall time, peak VRAM, voxels differing, max |delta p| of the probabilities.
+   of the default 3d_fullres network, TTA on: the reference and ours in turn, twice each (their run-to-run spread:
+   cuDNN picks algorithms at run time). Wall time, peak VRAM, voxels differing, max |delta p| of the probabilities.
+   Then the smallest volume once more on each side with cuDNN's deterministic algorithms: identical there means the
+   same arithmetic, so that differences in the default mode come from cuDNN's run-time choice.
 3. Training: that network, AMP and torch.compile as the trainer decides by default, iterations/s after warm-up,
    peak VRAM, loss finite; ours and the reference in turn, once on a fixed dummy batch (the GPU step alone) and once
    with each trainer's own augmenter workers. After prediction because its compile time is the least predictable.
@@ -68,6 +70,13 @@ def __getattr__(name):
 '''
 
 
+def _voxels(shape: List[int]) -> int:
+    n = 1
+    for size in shape:
+        n *= int(size)
+    return n
+
+
 class Check:
     def __init__(self, args):
         self.args = args
@@ -115,6 +124,10 @@ class Check:
                    nnUNet_results=os.path.join(self.work, f"results_{impl}"), PYTHONUNBUFFERED="1",
                    nnUNet_n_proc_DA=str(self.args.da_workers))
         env.pop("nnUNet_compile", None)  # the trainer's default decides (on for CUDA)
+        # torch.compile's caches per implementation: the second to compile the same graph would otherwise find the
+        # first one's kernels on disk and start up in a fraction of the time
+        env.update(TORCHINDUCTOR_CACHE_DIR=os.path.join(self.work, f"inductor_cache_{impl}"),
+                   TRITON_CACHE_DIR=os.path.join(self.work, f"triton_cache_{impl}"))
         # ours from this checkout; the reference must never see it
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
                  if p and os.path.abspath(p) != REPO]
@@ -246,15 +259,15 @@ class Check:
         # prediction first: it needs no compilation, so its time is predictable; training's is not
         if "predict" in steps and self._time_for("predict"):
             predict = self.results.setdefault("predict", {})
-            order = ["ref1", "ours", "ref2"] if self.reference else ["ours"]
-            for run in order:
+            volumes = self.results["prepare"].get("volumes", {})
+            for run, extra in self.prediction_runs(volumes):
                 self.say(f"prediction: {run}")
                 output = os.path.join(self.work, f"predictions_{run}")
-                predict[run] = self.driver("ours" if run == "ours" else "ref", "predict", f"predict_{run}",
-                                           "--output", output)
+                predict[run] = self.driver("ours" if run.startswith("ours") else "ref", "predict", f"predict_{run}",
+                                           "--output", output, *extra)
                 predict[run]["output"] = output
                 self.save()
-            predict["comparison"] = compare_predictions(predict, self.results["prepare"].get("volumes", {}))
+            predict["comparison"] = compare_predictions(predict, volumes)
         if "train" in steps and self._time_for("train"):
             train = self.results.setdefault("train", {})
             for impl in impls:
@@ -266,6 +279,16 @@ class Check:
             self.say("--c resume, --val, GPU checkpoint on the CPU")
             self.results["resume"] = self.driver("ours", "resume", "resume", "--iters", "5")
         self.save()
+
+    def prediction_runs(self, volumes: Dict[str, list]) -> List[Tuple[str, List[str]]]:
+        """(run, extra driver arguments) in order: each side twice (its own run-to-run spread) interleaved, then
+        the smallest volume once per side with cuDNN's deterministic algorithms (same arithmetic or not)."""
+        if not self.reference:
+            return [("ours", []), ("ours2", [])]
+        smallest = min(volumes, key=lambda name: _voxels(volumes[name]))
+        deterministic = ["--cudnn", "deterministic", "--cases", smallest]
+        return [("ref1", []), ("ours", []), ("ref2", []), ("ours2", []),
+                ("ref_deterministic", deterministic), ("ours_deterministic", deterministic)]
 
     def _time_for(self, step: str) -> bool:
         needed = MIN_STEP_S[step] if self.args.device == "cuda" else 0

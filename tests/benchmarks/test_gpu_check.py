@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,15 +49,16 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path):
     for mode in ("dummy", "augmenter"):
         assert train[mode]["losses_finite"] and train[mode]["iters_per_s"] > 0 and train[mode]["timed_iters"] == 3
     assert train["compiled"] is False and train["amp"] is False  # the CPU defaults
-    assert results["predict"]["ours"]["predict_s"] > 0
+    assert results["predict"]["ours"]["predict_s"] > 0 and results["predict"]["ours2"]["predict_s"] > 0
     for volume in results["prepare"]["volumes"]:
         assert (tmp_path / "work" / "predictions_ours" / f"{volume}.npz").is_file()
+    assert results["predict"]["comparison"]["ours2_vs_ours"]["voxels_differing"] == 0
     resume = results["resume"]
     assert (resume["first_run_epochs"], resume["resumed_epochs"], resume["resumed_train_losses"]) == (1, 2, 2)
     assert 0 <= resume["val_mean_dice"] <= 1
     assert resume["cross_device_voxels_differing"] == 0 and resume["cross_device_max_abs_prob_diff"] == 0
     checks = {row["check"] for row in results["table"]}
-    assert {"pytest -m cuda", "train it/s, dummy data", "predict wall s (TTA, all volumes)",
+    assert {"pytest -m cuda", "train it/s, dummy data", "predict wall s (TTA, all volumes), mean of runs",
             "--c resume: epochs 1 -> 2"} <= checks
 
 
@@ -76,21 +78,38 @@ def test_gpu_check_compares_with_the_reference_on_the_cpu(tmp_path):
     assert comparison["ours_vs_ref1"]["voxels_differing"] == 0
     assert comparison["ours_vs_ref1"]["max_abs_prob_diff"] <= 1e-6
     assert comparison["ref2_vs_ref1"]["voxels_differing"] == 0
+    # the deterministic-cuDNN pair: the smallest volume only, on both sides
+    exact = comparison["ours_deterministic_vs_ref_deterministic"]
+    smallest = min(results["prepare"]["volumes"], key=lambda v: np.prod(results["prepare"]["volumes"][v]))
+    assert list(exact["cases"]) == [smallest]
+    assert exact["voxels_differing"] == 0 and exact["max_abs_prob_diff"] <= 1e-6
+    rows = {row["check"]: row for row in results["table"]}
+    assert rows[f"deterministic cuDNN ({smallest}): voxels differing, max |dp|"]["ours"].startswith("0, ")
     assert "resume" not in results
 
 
-def _fake_gpu_results(ours_its: float, ours_predict_s: float, ours_vram: float, ours_differing: int) -> dict:
+def _fake_gpu_results(ours_its: float, ours_predict_s: float, ours_vram: float, ours_differing: int,
+                      deterministic_differing: int = 0) -> dict:
     run = {"iters_per_s": None, "peak_allocated_mb": None, "losses_finite": True}
     train = {impl: {mode: dict(run, iters_per_s=its, peak_allocated_mb=vram) for mode in ("dummy", "augmenter")}
              for impl, its, vram in (("ours", ours_its, ours_vram), ("ref", 10.0, 1000.0))}
+    train["ours"]["initialize_and_dummy_s"], train["ref"]["initialize_and_dummy_s"] = 70.0, 25.0
     diff = {"voxels_differing": ours_differing, "max_abs_prob_diff": 1e-3}
     spread = {"voxels_differing": 5, "max_abs_prob_diff": 1e-3}
     return {"meta": {"device": "cuda"}, "pytest": {"rc": 0, "counts": {"passed": 7}},
             "prepare": {"patch_size": [64, 192, 160], "batch_size": 2, "n_stages": 6}, "train": train,
             "predict": {"ours": {"predict_s": ours_predict_s, "peak_allocated_mb": ours_vram},
+                        "ours2": {"predict_s": ours_predict_s + 1, "peak_allocated_mb": ours_vram - 50},
                         "ref1": {"predict_s": 10.0, "peak_allocated_mb": 1000.0},
                         "ref2": {"predict_s": 12.0, "peak_allocated_mb": 1100.0},
-                        "comparison": {"ours_vs_ref1": diff, "ref2_vs_ref1": spread}},
+                        "ref_deterministic": {"predict_s": 3.0, "peak_allocated_mb": 500.0},
+                        "ours_deterministic": {"predict_s": 2.0, "peak_allocated_mb": ours_vram / 2},
+                        "comparison": {"ours_vs_ref1": diff, "ref2_vs_ref1": spread,
+                                       "ours2_vs_ours": {"voxels_differing": 2, "max_abs_prob_diff": 1e-4},
+                                       "ours_deterministic_vs_ref_deterministic": {
+                                           "voxels_differing": deterministic_differing,
+                                           "max_abs_prob_diff": 1e-4 * deterministic_differing,
+                                           "cases": {"vol_c": {}}}}},
             "resume": {"first_run_epochs": 1, "resumed_epochs": 2, "resumed_train_losses": 2, "val_mean_dice": 0.5,
                        "cross_device_voxels_differing": 10, "cross_device_voxels": 100000,
                        "cross_device_max_abs_prob_diff": 0.01}}
@@ -104,12 +123,22 @@ def test_the_table_applies_the_gpu_targets():
         sys.path.remove(str(REPO / "benchmarks"))
     good = {row["check"]: row for row in build_table(_fake_gpu_results(11.5, 8.0, 900.0, 3))}
     assert good["train it/s, dummy data"]["ratio"] == pytest.approx(1.15)
-    assert good["predict wall s (TTA, all volumes)"]["ratio"] == pytest.approx(8.0 / 11.0)  # vs the mean of both
-    assert good["predict peak VRAM MB"]["reference"] == 1000.0  # the lower of the reference's two runs
+    # means of both runs on each side
+    assert good["predict wall s (TTA, all volumes), mean of runs"]["ratio"] == pytest.approx(8.5 / 11.0)
+    assert good["predict wall s, each run"]["ours"] == "8.0, 9.0"
+    assert good["train start-up s (initialize, compile, dummy steps)"]["ratio"] == pytest.approx(2.8)
+    # each side's highest run (cuDNN's run-time picks change the workspace from run to run)
+    assert good["predict peak VRAM MB (highest run)"]["reference"] == 1100.0
+    assert good["predict peak VRAM MB (highest run)"]["ours"] == 900.0
+    assert good["ours run 2 vs run 1: voxels differing, max |dp|"]["ours"] == "2, 0.0001"
+    assert good["deterministic cuDNN (vol_c): voxels differing, max |dp|"]["verdict"] == "ok"
+    assert good["deterministic cuDNN: peak VRAM MB"]["ratio"] == pytest.approx(0.9)
     assert {row["verdict"] for row in good.values()} <= {"ok", "info"}
-    bad = {row["check"]: row for row in build_table(_fake_gpu_results(10.5, 9.5, 1001.0, 6))}
-    for check in ("train it/s, dummy data", "train it/s, augmenter workers", "predict wall s (TTA, all volumes)",
-                  "predict peak VRAM MB", "train peak VRAM MB, dummy data", "voxels differing from reference run 1"):
+    bad = {row["check"]: row for row in build_table(_fake_gpu_results(10.5, 9.5, 1101.0, 6, 1))}
+    for check in ("train it/s, dummy data", "train it/s, augmenter workers",
+                  "predict wall s (TTA, all volumes), mean of runs", "predict peak VRAM MB (highest run)",
+                  "train peak VRAM MB, dummy data", "voxels differing from reference run 1",
+                  "deterministic cuDNN (vol_c): voxels differing, max |dp|", "deterministic cuDNN: peak VRAM MB"):
         assert bad[check]["verdict"] == "MISS", check
     failing = _fake_gpu_results(11.5, 8.0, 900.0, 3)
     failing["train"]["ours"]["dummy"]["losses_finite"] = False
