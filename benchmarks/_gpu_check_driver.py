@@ -195,6 +195,11 @@ def train(args) -> dict:
     return result
 
 
+def _sha1(tensor) -> str:
+    import hashlib
+    return hashlib.sha1(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
 def predict(args) -> dict:
     """``nnUNetPredictor.predict_from_files`` on the generated volumes (``--cases``: a subset) with the random-weight
     model, TTA on. ``--cudnn deterministic`` replaces the predictor's cuDNN benchmarking (algorithms picked by timing
@@ -216,6 +221,17 @@ def predict(args) -> dict:
         cases = args.cases.split(",")
         sources = [[os.path.join(inputs, f"{case}_0000.tif")] for case in cases]
         targets = [os.path.join(args.output, case) for case in cases]
+    # fingerprints of each case's preprocessed input and of its logits, in prediction order: where two runs differ,
+    # they say whether preprocessing (CPU) or the network pass (GPU) made the difference
+    fingerprints = []
+    network_pass = predictor.predict_logits_from_preprocessed_data
+
+    def fingerprinted(data):
+        logits = network_pass(data)
+        fingerprints.append({"shape": list(data.shape), "input_sha1": _sha1(data), "logits_sha1": _sha1(logits)})
+        return logits
+
+    predictor.predict_logits_from_preprocessed_data = fingerprinted
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
@@ -223,7 +239,8 @@ def predict(args) -> dict:
                                  overwrite=True, num_processes_preprocessing=args.np,
                                  num_processes_segmentation_export=args.np)
     _sync(torch, device)
-    result = {"implementation": os.path.dirname(nnunetv2.__file__), "predict_s": time.perf_counter() - start}
+    result = {"implementation": os.path.dirname(nnunetv2.__file__), "predict_s": time.perf_counter() - start,
+              "fingerprints": fingerprints}
     result.update(_cuda_memory(torch, device))
     return result
 

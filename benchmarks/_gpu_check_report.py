@@ -39,6 +39,16 @@ def _difference(folder_a: str, folder_b: str, cases) -> dict:
 COMPARED_RUNS = (("ours", "ref1"), ("ref2", "ref1"), ("ours2", "ours"), ("ours_deterministic", "ref_deterministic"))
 
 
+def _same_fingerprints(a: dict, b: dict, key: str) -> Optional[str]:
+    """'n of m' cases whose ``key`` fingerprint (preprocessed input or logits) is the same in both runs, None where
+    a run recorded none. Cases are matched by the shape of their preprocessed input (each volume has its own)."""
+    fa = {tuple(f["shape"]): f[key] for f in a.get("fingerprints") or []}
+    fb = {tuple(f["shape"]): f[key] for f in b.get("fingerprints") or []}
+    if not fa or set(fa) != set(fb):
+        return None
+    return f"{sum(fa[k] == fb[k] for k in fa)} of {len(fa)}"
+
+
 def compare_predictions(runs: Dict[str, dict], volumes: Dict[str, list]) -> dict:
     """Ours vs the reference's first run; each side's second run vs its first (run-to-run spread); ours vs the
     reference with cuDNN's deterministic algorithms."""
@@ -49,6 +59,9 @@ def compare_predictions(runs: Dict[str, dict], volumes: Dict[str, list]) -> dict
                 out[f"{a}_vs_{b}"] = _difference(runs[a]["output"], runs[b]["output"], volumes)
             except (OSError, KeyError, ValueError) as e:
                 out[f"{a}_vs_{b}"] = {"error": f"comparison failed: {e}"}
+                continue
+            for key in ("input_sha1", "logits_sha1"):
+                out[f"{a}_vs_{b}"][f"same_{key.split('_')[0]}"] = _same_fingerprints(runs[a], runs[b], key)
     return out
 
 
@@ -197,6 +210,9 @@ def _prediction_rows(predict: dict, on_gpu: bool) -> List[dict]:
             ok = spread_value is None or mine[key] <= max(spread_value, 1e-6 if key == "max_abs_prob_diff" else 0)
             rows.append(_row(label, mine[key], spread_value, target="<= reference run 2 vs run 1",
                              verdict="ok" if ok else "MISS"))
+    if mine and "error" not in mine and mine.get("same_input"):
+        rows.append(_row("cases with the same preprocessed input / logits as reference run 1",
+                         f"{mine['same_input']} / {mine['same_logits']}"))
     own = comparison.get("ours2_vs_ours", {})
     if own and "error" not in own:
         rows.append(_row("ours run 2 vs run 1: voxels differing, max |dp|",
@@ -209,7 +225,8 @@ def _prediction_rows(predict: dict, on_gpu: bool) -> List[dict]:
         cases = ", ".join(exact.get("cases", {}))
         same = exact["voxels_differing"] == 0 and exact["max_abs_prob_diff"] == 0
         rows.append(_row(f"deterministic cuDNN ({cases}): voxels differing, max |dp|",
-                         f"{exact['voxels_differing']}, {_fmt(exact['max_abs_prob_diff'])}", target="0, 0 (same sums)",
+                         f"{exact['voxels_differing']}, {_fmt(exact['max_abs_prob_diff'])}; same logits "
+                         f"{exact.get('same_logits')}", target="0, 0 (same sums)",
                          verdict="ok" if same else "MISS"))
         a, b = _runs(predict, ("ours_deterministic",)), _runs(predict, ("ref_deterministic",))
         r = _ratio(_peak(a), _peak(b))

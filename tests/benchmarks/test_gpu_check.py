@@ -85,6 +85,11 @@ def test_gpu_check_compares_with_the_reference_on_the_cpu(tmp_path):
     assert exact["voxels_differing"] == 0 and exact["max_abs_prob_diff"] <= 1e-6
     rows = {row["check"]: row for row in results["table"]}
     assert rows[f"deterministic cuDNN ({smallest}): voxels differing, max |dp|"]["ours"].startswith("0, ")
+    # the preprocessed inputs and the logits of every case are the same on the CPU
+    n = len(results["prepare"]["volumes"])
+    assert comparison["ours_vs_ref1"]["same_input"] == comparison["ours_vs_ref1"]["same_logits"] == f"{n} of {n}"
+    same = rows["cases with the same preprocessed input / logits as reference run 1"]["ours"]
+    assert same == f"{n} of {n} / {n} of {n}"
     assert "resume" not in results
 
 
