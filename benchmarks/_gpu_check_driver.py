@@ -180,19 +180,29 @@ def train(args) -> dict:
     result["initialize_and_dummy_s"] = time.perf_counter() - t0
     del fixed
 
+    result["augmenter"] = _augmenter_steps(torch, trainer, device, args)
+    if args.few_da_workers:
+        # a server with few cores per GPU: the input pipeline may now set the pace
+        os.environ["nnUNet_n_proc_DA"] = str(args.few_da_workers)
+        result["augmenter_few"] = _augmenter_steps(torch, trainer, device, args)
+        result["augmenter_few"]["workers"] = args.few_da_workers
+    return result
+
+
+def _augmenter_steps(torch, trainer, device, args) -> dict:
+    """Timed train steps on batches from the trainer's own augmenter (nnUNet_n_proc_DA workers, read now)."""
     dl_train, dl_val = trainer.get_dataloaders()
     try:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         real = _timed_steps(torch, trainer, device, lambda: next(dl_train), max(2, args.warmup // 2), args.iters)
         real.update(_cuda_memory(torch, device))
-        result["augmenter"] = real
+        return real
     finally:
         for augmenter in (dl_train, dl_val):
             finish = getattr(augmenter, "_finish", None)
             if finish is not None:
                 finish()
-    return result
 
 
 def _sha1(tensor) -> str:
@@ -328,6 +338,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--np", type=int, default=4, help="worker processes for preprocessing / export")
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--few-da-workers", type=int, default=0,
+                        help="train: also time the augmenter with this many workers (0: not)")
     args = parser.parse_args()
     result = {"prepare": prepare, "train": train, "predict": predict, "resume": resume}[args.command](args)
     with open(args.out, "w") as f:

@@ -128,7 +128,9 @@ def build_table(results: dict) -> List[dict]:
         if r is not None:
             rows.append(_row("train start-up s (initialize, compile, dummy steps)", ours["initialize_and_dummy_s"],
                              ref["initialize_and_dummy_s"], r))
-        for mode, label in (("dummy", "dummy data"), ("augmenter", "augmenter workers")):
+        few = ours.get("augmenter_few", {}).get("workers")
+        for mode, label in (("dummy", "dummy data"), ("augmenter", "augmenter workers"),
+                            ("augmenter_few", f"{few} augmenter workers")):
             a, b = ours.get(mode, {}), ref.get(mode, {})
             if not a:
                 continue

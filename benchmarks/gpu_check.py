@@ -16,8 +16,9 @@ Steps (each child process writes JSON through benchmarks/_gpu_check_driver.py):
    Then the smallest volume once more on each side with cuDNN's deterministic algorithms: identical there means the
    same arithmetic, so that differences in the default mode come from cuDNN's run-time choice.
 3. Training: that network, AMP and torch.compile as the trainer decides by default, iterations/s after warm-up,
-   peak VRAM, loss finite; ours and the reference in turn, once on a fixed dummy batch (the GPU step alone) and once
-   with each trainer's own augmenter workers. After prediction because its compile time is the least predictable.
+   peak VRAM, loss finite; ours and the reference in turn, once on a fixed dummy batch (the GPU step alone), then
+   with each trainer's own augmenter workers (--da-workers, and --few-da-workers as on a server with few cores per
+   GPU). After prediction because its compile time is the least predictable.
 4. ``nnUNetv2_train --c`` (resume) and ``--val`` with our trainer on the device; the checkpoint written there
    predicts the same on the CPU.
 
@@ -273,7 +274,8 @@ class Check:
             for impl in impls:
                 self.say(f"training speed: {impl}")
                 train[impl] = self.driver(impl, "train", f"train_{impl}", "--iters", str(self.args.iters),
-                                          "--warmup", str(self.args.warmup))
+                                          "--warmup", str(self.args.warmup),
+                                          "--few-da-workers", str(self.args.few_da_workers))
                 self.save()
         if "resume" in steps and self._time_for("resume"):
             self.say("--c resume, --val, GPU checkpoint on the CPU")
@@ -329,12 +331,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 10; cpu 1)")
     parser.add_argument("--np", type=int, default=None, help="preprocessing/export processes (default 8; cpu 1)")
     parser.add_argument("--da-workers", type=int, default=None, help="augmenter workers (default 12; cpu 2)")
+    parser.add_argument("--few-da-workers", type=int, default=None,
+                        help="training is also timed with this many augmenter workers, as on a server with few "
+                             "cores per GPU (default 4; cpu 1; 0: not)")
     parser.add_argument("--work", help="work folder (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
     for name, on_gpu, on_cpu in (("budget_s", 570, 0), ("iters", 30, 3), ("warmup", 10, 1), ("np", 8, 1),
-                                 ("da_workers", 12, 2)):
+                                 ("da_workers", 12, 2), ("few_da_workers", 4, 1)):
         if getattr(args, name) is None:
             setattr(args, name, on_gpu if cuda else on_cpu)
     if cuda:

@@ -46,8 +46,9 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path):
                                                "tests/run/test_cuda_training.py"}
     assert results["reference"]["available"] is False
     train = results["train"]["ours"]
-    for mode in ("dummy", "augmenter"):
+    for mode in ("dummy", "augmenter", "augmenter_few"):
         assert train[mode]["losses_finite"] and train[mode]["iters_per_s"] > 0 and train[mode]["timed_iters"] == 3
+    assert train["augmenter_few"]["workers"] == 1
     assert train["compiled"] is False and train["amp"] is False  # the CPU defaults
     assert results["predict"]["ours"]["predict_s"] > 0 and results["predict"]["ours2"]["predict_s"] > 0
     for volume in results["prepare"]["volumes"]:
@@ -96,8 +97,10 @@ def test_gpu_check_compares_with_the_reference_on_the_cpu(tmp_path):
 def _fake_gpu_results(ours_its: float, ours_predict_s: float, ours_vram: float, ours_differing: int,
                       deterministic_differing: int = 0) -> dict:
     run = {"iters_per_s": None, "peak_allocated_mb": None, "losses_finite": True}
-    train = {impl: {mode: dict(run, iters_per_s=its, peak_allocated_mb=vram) for mode in ("dummy", "augmenter")}
+    train = {impl: {mode: dict(run, iters_per_s=its, peak_allocated_mb=vram)
+                    for mode in ("dummy", "augmenter", "augmenter_few")}
              for impl, its, vram in (("ours", ours_its, ours_vram), ("ref", 10.0, 1000.0))}
+    train["ours"]["augmenter_few"]["workers"] = train["ref"]["augmenter_few"]["workers"] = 4
     train["ours"]["initialize_and_dummy_s"], train["ref"]["initialize_and_dummy_s"] = 70.0, 25.0
     diff = {"voxels_differing": ours_differing, "max_abs_prob_diff": 1e-3}
     spread = {"voxels_differing": 5, "max_abs_prob_diff": 1e-3}
@@ -140,7 +143,8 @@ def test_the_table_applies_the_gpu_targets():
     assert good["deterministic cuDNN: peak VRAM MB"]["ratio"] == pytest.approx(0.9)
     assert {row["verdict"] for row in good.values()} <= {"ok", "info"}
     bad = {row["check"]: row for row in build_table(_fake_gpu_results(10.5, 9.5, 1101.0, 6, 1))}
-    for check in ("train it/s, dummy data", "train it/s, augmenter workers",
+    assert good["train it/s, 4 augmenter workers"]["ratio"] == pytest.approx(1.15)
+    for check in ("train it/s, dummy data", "train it/s, augmenter workers", "train it/s, 4 augmenter workers",
                   "predict wall s (TTA, all volumes), mean of runs", "predict peak VRAM MB (highest run)",
                   "train peak VRAM MB, dummy data", "voxels differing from reference run 1",
                   "deterministic cuDNN (vol_c): voxels differing, max |dp|", "deterministic cuDNN: peak VRAM MB"):
