@@ -66,11 +66,18 @@ def install_client(python: str, distribution: str, version: str, cwd: str, skipp
     ``skipped`` (nnunetv2 always: ours or the reference comes from elsewhere)."""
     if installed_version(python, distribution, cwd) != version:
         pip(python, "--no-deps", f"{distribution}=={version}")
-    skip = sorted({"nnunetv2", *(s.lower() for s in skipped)})
-    missing = subprocess.run([python, "-c", _MISSING_REQUIREMENTS, distribution, *skip], capture_output=True,
-                             text=True, check=True, cwd=cwd).stdout.split()
+    missing = missing_requirements(python, distribution, cwd, skipped)
     if missing:
         pip(python, *missing)
+
+
+def missing_requirements(python: str, distribution: str, cwd: str, skipped: Iterable[str] = ()) -> List[str]:
+    """The requirements of the installed ``distribution`` that ``python`` lacks, one pip argument each (a requirement
+    may hold spaces: Poetry writes ``TPTBox (>=1.0.0,<2.0.0)``), except ``skipped`` and nnunetv2."""
+    skip = sorted({"nnunetv2", *(s.lower() for s in skipped)})
+    said = subprocess.run([python, "-c", _MISSING_REQUIREMENTS, distribution, *skip], capture_output=True,
+                          text=True, check=True, cwd=cwd).stdout
+    return [line.strip() for line in said.splitlines() if line.strip()]
 
 
 def output_files(root: str, ignore: Iterable[str] = ()) -> List[str]:
@@ -241,7 +248,8 @@ CONSOLE_SCRIPT = (
     "sys.exit('no {name} here')\n")
 
 
-def trial_parser(description: str, name: str, client: str, version: str, cases: Iterable[str]) -> argparse.ArgumentParser:
+def trial_parser(description: str, name: str, client: str, version: str,
+                 cases: Iterable[str]) -> argparse.ArgumentParser:
     """The arguments every client trial takes (work folder, our checkout, the client's version, venvs, cases, --keep);
     a trial adds its own before calling parse_trial_args."""
     cases = list(cases)

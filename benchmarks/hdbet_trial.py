@@ -27,8 +27,8 @@ import shutil
 import sys
 from typing import Dict, Tuple
 
-from _client_trial import (parse_trial_args, trial_parser, compare_outputs, installed_version, nnunetv2_location, ours_venv, pip, reference_venv, run,
-                           run_step, run_trial)
+from _client_trial import (compare_outputs, installed_version, nnunetv2_location, ours_venv, parse_trial_args, pip,
+                           reference_venv, run, run_step, run_trial, trial_parser)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "_hdbet_fixture.py")

@@ -39,9 +39,9 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from _client_trial import (parse_trial_args, trial_parser, end_trial, exit_problems, installed_version, nnunetv2_location, ours_venv, pip, print_case,
-                           print_header, printed_only_by_ours, reference_venv, run, run_sides, run_step, same_output,
-                           site_packages)
+from _client_trial import (end_trial, exit_problems, installed_version, nnunetv2_location, ours_venv, parse_trial_args,
+                           pip, print_case, print_header, printed_only_by_ours, reference_venv, run, run_sides,
+                           run_step, same_output, site_packages, trial_parser)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "_moose_fixture.py")

@@ -48,9 +48,9 @@ from typing import Dict, List, Optional, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _client_trial import (parse_trial_args, trial_parser, CONSOLE_SCRIPT, compare_outputs, install_client, installed_version,  # noqa: E402
-                           nnunetv2_location, ours_venv, output_files, pip, reference_venv, run, run_step, run_trial,
-                           site_packages)
+from _client_trial import (CONSOLE_SCRIPT, compare_outputs, install_client, installed_version,  # noqa: E402
+                           nnunetv2_location, ours_venv, output_files, parse_trial_args, pip, reference_venv, run,
+                           run_step, run_trial, site_packages, trial_parser)
 from _harness import default_reference_python  # noqa: E402
 
 FIXTURE = os.path.join(HERE, "_segforge_fixture.py")

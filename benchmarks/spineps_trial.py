@@ -34,9 +34,9 @@ from typing import Dict, List, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _client_trial import (parse_trial_args, trial_parser, compare_outputs, end_trial, exit_problems, install_client, nnunetv2_location,  # noqa
-                           ours_venv, output_files, print_case, print_header, printed_only_by_ours,
-                           reference_venv, run, run_sides, run_step)
+from _client_trial import (compare_outputs, end_trial, exit_problems, install_client, nnunetv2_location,  # noqa: E402
+                           ours_venv, output_files, parse_trial_args, print_case, print_header, printed_only_by_ours,
+                           reference_venv, run, run_sides, run_step, trial_parser)
 
 FIXTURE = os.path.join(HERE, "_spineps_fixture.py")
 S1 = "rawdata/sub-001/sub-001_acq-sag_T2w.nii.gz"
@@ -189,8 +189,9 @@ def main() -> int:
             problems += compare(out, rout)
         problems += printed_only_by_ours(err, rerr)
         failed |= bool(problems)
-        verdict = "FAIL" if problems else (f"identical (both exit {rc}: {last_line(err)[:90]})"
-                                           if same_failure else "identical")
+        # SPINEPS says why on stdout (compared with the outputs); stderr's last line, where there is one
+        reason = f": {last_line(err)[:90]}" if last_line(err) else ""
+        verdict = "FAIL" if problems else (f"identical (both exit {rc}{reason})" if same_failure else "identical")
         print_case(name, width, wall, rwall, verdict, problems)
     return end_trial(work, args.keep, failed)
 
