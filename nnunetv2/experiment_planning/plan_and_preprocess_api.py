@@ -151,29 +151,18 @@ def preprocess_dataset(dataset_id: int, plans_identifier: str = "nnUNetPlans",
 
 
 def _copy_gt_segmentations(dataset_name: str, dataset_json: dict) -> None:
-    """Copy each training label to gt_segmentations/<case><ending> unless an up-to-date copy exists.
-
-    3-D .tif labels keep their spacing in a side-car <case>.json; it is copied along, so that validation and
-    evaluation read the label's real spacing (without it the reader warns for every case and assumes 1, 1, 1)."""
+    """Copy each training label to gt_segmentations/<case><ending> unless an up-to-date copy exists."""
+    from nnunetv2.file_io import atomic_path
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    ending = dataset_json["file_ending"]
     target = os.path.join(nnUNet_preprocessed, dataset_name, "gt_segmentations")
     os.makedirs(target, exist_ok=True)
     dataset = get_filenames_of_train_images_and_targets(os.path.join(nnUNet_raw, dataset_name), dataset_json)
     for identifier, entry in dataset.items():
-        _copy_if_newer(entry["label"], os.path.join(target, identifier + ending))
-        if ending.lower() in (".tif", ".tiff") and entry["label"].endswith(ending):
-            sidecar = entry["label"][:-len(ending)] + ".json"
-            if os.path.isfile(sidecar):
-                _copy_if_newer(sidecar, os.path.join(target, identifier + ".json"))
-
-
-def _copy_if_newer(source: str, destination: str) -> None:
-    from nnunetv2.file_io import atomic_path
-    if not os.path.isfile(destination) or os.path.getmtime(source) > os.path.getmtime(destination):
-        with atomic_path(destination) as tmp:
-            shutil.copy(source, tmp)
+        dst = os.path.join(target, identifier + dataset_json["file_ending"])
+        if not os.path.isfile(dst) or os.path.getmtime(entry["label"]) > os.path.getmtime(dst):
+            with atomic_path(dst) as tmp:
+                shutil.copy(entry["label"], tmp)
 
 
 def preprocess(dataset_ids: Sequence[int], plans_identifier: str = "nnUNetPlans",
