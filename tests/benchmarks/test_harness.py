@@ -10,7 +10,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _harness import measure, measure_tree  # noqa: E402
 
-ALLOCATE_200_MB = "import time; x = bytearray(200 * 2 ** 20); x[::4096] = b'1' * len(x[::4096]); time.sleep(0.5)"
+# held for 2 s: measure_tree sleeps 19x the cost of a poll between polls, which on a loaded machine passed 0.5 s and
+# missed the whole allocation (CI on 2 busy cores saw 77 MB)
+ALLOCATE_200_MB = "import time; x = bytearray(200 * 2 ** 20); x[::4096] = b'1' * len(x[::4096]); time.sleep(2)"
 
 
 @pytest.mark.parametrize("measure_fn", [measure, measure_tree])
