@@ -60,8 +60,8 @@ def compare_predictions(runs: Dict[str, dict], volumes: Dict[str, list]) -> dict
             except (OSError, KeyError, ValueError) as e:
                 out[f"{a}_vs_{b}"] = {"error": f"comparison failed: {e}"}
                 continue
-            for key in ("input_sha1", "logits_sha1"):
-                out[f"{a}_vs_{b}"][f"same_{key.split('_')[0]}"] = _same_fingerprints(runs[a], runs[b], key)
+            for same, key in (("same_input", "input_sha1"), ("same_logits", "logits_sha1")):
+                out[f"{a}_vs_{b}"][same] = _same_fingerprints(runs[a], runs[b], key)
     return out
 
 

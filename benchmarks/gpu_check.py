@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -69,13 +70,6 @@ def __getattr__(name):
         raise AttributeError(name)
     return _Missing(name)
 '''
-
-
-def _voxels(shape: List[int]) -> int:
-    n = 1
-    for size in shape:
-        n *= int(size)
-    return n
 
 
 class Check:
@@ -287,7 +281,7 @@ class Check:
         the smallest volume once per side with cuDNN's deterministic algorithms (same arithmetic or not)."""
         if not self.reference:
             return [("ours", []), ("ours2", [])]
-        smallest = min(volumes, key=lambda name: _voxels(volumes[name]))
+        smallest = min(volumes, key=lambda name: math.prod(volumes[name]))
         deterministic = ["--cudnn", "deterministic", "--cases", smallest]
         return [("ref1", []), ("ours", []), ("ref2", []), ("ours2", []),
                 ("ref_deterministic", deterministic), ("ours_deterministic", deterministic)]
