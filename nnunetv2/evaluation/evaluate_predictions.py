@@ -255,12 +255,15 @@ def compute_metrics_on_folder_simple(folder_ref: str, folder_pred: str, labels: 
     """Folder evaluation of the given integer labels; ending and reader come from the first reference file.
 
     Like the reference, the ending is only the last extension (``.gz`` for ``.nii.gz``) and nothing is returned.
+    Unlike it, ``.json`` files are passed over when picking that first file: they are the spacing side-cars of
+    ``.tif`` segmentations (a raw labelsTr folder holds one per label), never segmentations themselves.
     """
     _require_folder(folder_ref, 'reference')
     files_ref = sorted_files_with_ending(folder_ref, '')  # every file, whatever its ending
     if not files_ref:
         raise UserError(f"The reference folder {folder_ref} contains no files.", "Check the path.")
-    example_file = os.path.join(folder_ref, files_ref[0])
+    segmentation_files = [f for f in files_ref if not f.endswith('.json')] or files_ref
+    example_file = os.path.join(folder_ref, segmentation_files[0])
     file_ending = os.path.splitext(example_file)[-1]
     rw = determine_reader_writer_from_file_ending(file_ending, example_file, allow_nonmatching_filename=True,
                                                   verbose=False)

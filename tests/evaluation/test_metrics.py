@@ -138,6 +138,25 @@ def test_evaluate_simple_cli(tmp_path, monkeypatch, capsys):
     assert code == 2 and '-djfile' in err
 
 
+def test_evaluate_simple_on_tif_labels_with_spacing_side_cars(tmp_path, monkeypatch, capsys):
+    """A raw .tif labelsTr folder holds CASE.json spacing files beside CASE.tif; they sort first, and taking the
+    ending from them stopped evaluate_simple with 'no reader for .json' (the reference stops the same way)."""
+    from nnunetv2.imageio.tif_reader_writer import Tiff3DIO
+    monkeypatch.chdir(tmp_path)
+    ref, pred = tmp_path / 'ref', tmp_path / 'pred'
+    ref.mkdir()
+    pred.mkdir()
+    props = {'spacing': (2.0, 1.0, 1.0)}
+    Tiff3DIO().write_seg(np.array([[[0, 1, 1, 2]]], dtype=np.uint8), str(ref / 'a.tif'), props)
+    Tiff3DIO().write_seg(np.array([[[0, 1, 2, 2]]], dtype=np.uint8), str(pred / 'a.tif'), props)
+    assert sorted(p.name for p in ref.iterdir()) == ['a.json', 'a.tif']
+    code, err = _cli(monkeypatch, capsys, 'simple', 'ref', 'pred', '-l', '1', '2', '-np', '1')
+    assert code == 0, err
+    summary = json.loads((pred / 'summary.json').read_text())
+    assert [c['reference_file'].split('/')[-1] for c in summary['metric_per_case']] == ['a.tif']
+    assert summary['mean']['1']['Dice'] == 2 / 3 and summary['mean']['2']['Dice'] == 2 / 3
+
+
 @pytest.mark.parametrize('dataset,configuration', [('Dataset902_SynthMRRegions', '3d_fullres'),
                                                    ('Dataset903_SynthNatural2D', '2d')])
 def test_golden_test_summary(tmp_path, shared_dir, golden_raw, dataset, configuration):
