@@ -3,7 +3,7 @@ writes what it measured as JSON. It imports only names both implementations shar
 concern ours alone (``prepare``, ``resume``).
 
     python _gpu_check_driver.py prepare --work DIR --device cpu|cuda --out FILE
-    python _gpu_check_driver.py train   --work DIR --device D --iters N --warmup W --out FILE
+    python _gpu_check_driver.py train   --work DIR --device D --iters N --warmup W [--variant V] --out FILE
     python _gpu_check_driver.py predict --work DIR --device D --output DIR --out FILE
     python _gpu_check_driver.py resume  --work DIR --device D --out FILE
 
@@ -155,22 +155,67 @@ def _timed_steps(torch, trainer, device, batches, warmup: int, iters: int) -> di
             "loss_first": losses[0], "loss_last": losses[-1], "losses_finite": all(math.isfinite(v) for v in losses)}
 
 
+TRAIN_VARIANTS = ("default", "fused_sgd", "channels_last", "fused_sgd+channels_last")
+
+
+def _variant_trainer_class(torch, base, variant: str):
+    """``base`` (nnUNetTrainer) changed only in how the GPU step computes, not in what: a measuring aid for the
+    step's speed, not (yet) a trainer of ours.
+
+    fused_sgd: the same SGD (momentum 0.99, Nesterov, weight decay) as one fused kernel; with the grad scaler it
+    also skips GradScaler.step's host synchronisation on the inf check (the fused kernel reads found_inf itself).
+    channels_last: the network's weights and the input batch in channels-last (NDHWC) memory layout, which cuDNN's
+    fp16 3-D convolutions prefer (no layout transposes around each convolution).
+    """
+    if variant == "default":
+        return base
+    fused, channels_last = "fused_sgd" in variant, "channels_last" in variant
+
+    class VariantTrainer(base):
+        def initialize(self):
+            super().initialize()
+            if channels_last:  # the compiled wrapper has not traced yet, so it compiles for this layout
+                self.network.to(memory_format=torch.channels_last_3d)
+
+        def configure_optimizers(self):
+            optimizer, lr_scheduler = super().configure_optimizers()
+            if fused:
+                group = optimizer.param_groups[0]
+                optimizer = torch.optim.SGD(self.network.parameters(), group["lr"], momentum=group["momentum"],
+                                            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+                                            fused=True)
+                lr_scheduler = type(lr_scheduler)(optimizer, self.initial_lr, self.num_epochs)
+            return optimizer, lr_scheduler
+
+        def train_step(self, batch: dict) -> dict:
+            if channels_last:
+                batch = dict(batch, data=batch["data"].contiguous(memory_format=torch.channels_last_3d))
+            return super().train_step(batch)
+
+    return VariantTrainer
+
+
 def train(args) -> dict:
     """Iterations/s of nnUNetTrainer.train_step (AMP and torch.compile as the trainer decides by default), first on
-    a fixed dummy batch (the GPU step alone), then on batches from the trainer's own augmenter workers."""
+    a fixed dummy batch (the GPU step alone), then on batches from the trainer's own augmenter workers. With
+    ``--variant`` (ours only): the dummy batch alone, the step computed that way."""
     import torch
     import nnunetv2
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     device = torch.device(args.device)
+    if device.type == "cuda":  # as nnUNetv2_train sets them: cuDNN times its algorithms and keeps the fastest
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True
     plans, dataset_json = _plans_and_dataset_json()
     plans["continue_training"] = False
     torch.manual_seed(args.seed)
-    trainer = nnUNetTrainer(plans, CONFIGURATION, 0, dataset_json, device=device)
+    trainer_class = _variant_trainer_class(torch, nnUNetTrainer, args.variant or "default")
+    trainer = trainer_class(plans, CONFIGURATION, 0, dataset_json, device=device)
     t0 = time.perf_counter()
     trainer.initialize()
     trainer.network.train()
     result = {"implementation": os.path.dirname(nnunetv2.__file__), "compiled": hasattr(trainer.network, "_orig_mod"),
-              "amp": device.type == "cuda", "batch_size": trainer.batch_size}
+              "amp": device.type == "cuda", "batch_size": trainer.batch_size, "variant": args.variant or "default"}
     fixed = _dummy_batch(torch, trainer, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -179,6 +224,8 @@ def train(args) -> dict:
     result["dummy"] = dummy
     result["initialize_and_dummy_s"] = time.perf_counter() - t0
     del fixed
+    if args.variant is not None:  # the step alone, compared with the other ways of computing it
+        return result
 
     result["augmenter"] = _augmenter_steps(torch, trainer, device, args)
     if args.few_da_workers:
@@ -343,6 +390,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--np", type=int, default=4, help="worker processes for preprocessing / export")
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--variant", default=None, choices=TRAIN_VARIANTS,
+                        help="train: the dummy batch only, the step computed this way (ours only)")
     parser.add_argument("--few-da-workers", type=int, default=0,
                         help="train: also time the augmenter with this many workers (0: not)")
     args = parser.parse_args()

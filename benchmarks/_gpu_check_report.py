@@ -169,6 +169,32 @@ def build_table(results: dict) -> List[dict]:
                          target=f"<= {CROSS_DEVICE_MAX_DIFFERING:.1%} of voxels",
                          verdict="ok" if fraction is not None and fraction <= CROSS_DEVICE_MAX_DIFFERING else "FAIL"))
         rows.append(_row("checkpoint from the device on the CPU: max |dp|", resume.get("cross_device_max_abs_prob_diff")))
+    rows += _variant_rows(results.get("variants", {}))
+    return rows
+
+
+def _variant_rows(variants: Dict[str, dict]) -> List[dict]:
+    """Our step computed other ways, each against our default step of the same run (its row's 'reference'
+    column): speed, peak VRAM, and the losses (rounding may differ, the trend may not)."""
+    rows: List[dict] = []
+    default = variants.get("default", {}).get("dummy", {})
+    for name, variant in variants.items():
+        if "skipped" in variant or "error" in variant:
+            problem = variant.get("skipped") or variant.get("error")
+            rows.append(_row(f"variant {name}", problem, verdict="skipped" if "skipped" in variant else "FAIL"))
+            continue
+        step = variant.get("dummy", {})
+        versus = default if name != "default" else {}
+        rows.append(_row(f"variant {name}: train it/s, dummy data", step.get("iters_per_s"),
+                         versus.get("iters_per_s"), _ratio(step.get("iters_per_s"), versus.get("iters_per_s")),
+                         "vs our default step"))
+        rows.append(_row(f"variant {name}: train peak VRAM MB", step.get("peak_allocated_mb"),
+                         versus.get("peak_allocated_mb"),
+                         _ratio(step.get("peak_allocated_mb"), versus.get("peak_allocated_mb")), "vs our default step"))
+        losses = f"{step.get('loss_first', float('nan')):.4f} -> {step.get('loss_last', float('nan')):.4f}"
+        default_losses = f"{versus['loss_first']:.4f} -> {versus['loss_last']:.4f}" if "loss_first" in versus else None
+        rows.append(_row(f"variant {name}: loss first -> last", losses, default_losses,
+                         verdict="ok" if step.get("losses_finite") else "FAIL"))
     return rows
 
 

@@ -1,6 +1,6 @@
 """GPU check: our CUDA paths, and ours vs the reference nnU-Net v2 2.8.1 on one GPU, in one command (< 10 minutes).
 
-    python benchmarks/gpu_check.py [--device cuda|cpu] [--out FILE] [--steps pytest,predict,train,resume]
+    python benchmarks/gpu_check.py [--device cuda|cpu] [--out FILE] [--steps pytest,predict,train,resume[,variants]]
                                    [--reference-python PATH] [--budget-s 570] [--iters 30] [--warmup 10]
                                    [--work DIR] [--keep]
 
@@ -21,6 +21,9 @@ Steps (each child process writes JSON through benchmarks/_gpu_check_driver.py):
    GPU). After prediction because its compile time is the least predictable.
 4. ``nnUNetv2_train --c`` (resume) and ``--val`` with our trainer on the device; the checkpoint written there
    predicts the same on the CPU.
+5. Only when named (``--steps variants``): our training step on the dummy batch computed other ways that change
+   rounding, not results (fused SGD; channels-last memory layout; both), each against our default step in the
+   same run: candidates for the 1.1x training target, measured before any is adopted.
 
 Targets (GPU only): training iterations/s >= 1.1x the reference's, prediction time <= 0.8x, peak VRAM no higher,
 differences to the reference no larger than the reference's own run-to-run spread. Prints one table and writes it
@@ -45,10 +48,12 @@ REPO = os.path.dirname(HERE)
 DRIVER = os.path.join(HERE, "_gpu_check_driver.py")
 sys.path.insert(0, HERE)
 from _gpu_check_report import compare_predictions, build_table, format_table  # noqa: E402
+from _gpu_check_driver import TRAIN_VARIANTS as VARIANTS  # noqa: E402
 
 STEPS = ("pytest", "predict", "train", "resume")
+OPTIONAL_STEPS = ("variants",)  # only when named in --steps
 # rough minimum seconds a step needs on the GPU; a step is skipped when less of the budget is left
-MIN_STEP_S = {"pytest": 60, "train": 150, "predict": 60, "resume": 45}
+MIN_STEP_S = {"pytest": 60, "train": 150, "predict": 60, "resume": 45, "variants": 120}
 STUB = '''"""Stand-in for SimpleITK written by benchmarks/gpu_check.py where SimpleITK is not installed (its wheel is too
 large to carry to the GPU machine). nnU-Net imports it at module level for its NIfTI reader; the check's images are
 .tif files, so nothing of it is ever called. Any use raises ImportError."""
@@ -274,6 +279,23 @@ class Check:
         if "resume" in steps and self._time_for("resume"):
             self.say("--c resume, --val, GPU checkpoint on the CPU")
             self.results["resume"] = self.driver("ours", "resume", "resume", "--iters", "5")
+        if "variants" in steps and self._time_for("variants"):
+            variants = self.results.setdefault("variants", {})
+            ours_default = self.results.get("train", {}).get("ours", {})
+            if "dummy" in ours_default:  # the train step of this run measured our default step already
+                variants["default"] = {"dummy": ours_default["dummy"], "variant": "default",
+                                       "from": "the train step of this run"}
+            for variant in VARIANTS:
+                if variant in variants:
+                    continue
+                if variant != "default" and self.remaining() < MIN_STEP_S["variants"] / 2:
+                    variants[variant] = {"skipped": f"time budget: {self.remaining():.0f} s left"}
+                    continue
+                self.say(f"training speed, our step computed another way: {variant}")
+                variants[variant] = self.driver("ours", "train", f"variant_{variant}", "--iters",
+                                                str(self.args.iters), "--warmup", str(self.args.warmup),
+                                                "--variant", variant)
+                self.save()
         self.save()
 
     def prediction_runs(self, volumes: Dict[str, list]) -> List[Tuple[str, List[str]]]:
@@ -316,7 +338,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--out", help="JSON file (also $OUT/gpu_check.json where $OUT is set)")
-    parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of " + ",".join(STEPS))
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help=f"comma-separated subset of {','.join(STEPS + OPTIONAL_STEPS)} (default: "
+                             f"{','.join(STEPS)})")
     parser.add_argument("--reference-python", help="python of an environment with nnunetv2 2.8.1")
     parser.add_argument("--no-reference", action="store_true", help="ours only (no side-by-side numbers)")
     parser.add_argument("--budget-s", type=float, default=None,
@@ -331,6 +355,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--work", help="work folder (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
+    unknown = sorted(set(s for s in args.steps.split(",") if s) - set(STEPS + OPTIONAL_STEPS))
+    if unknown:
+        parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {','.join(STEPS + OPTIONAL_STEPS)}")
     cuda = args.device == "cuda"
     for name, on_gpu, on_cpu in (("budget_s", 570, 0), ("iters", 30, 3), ("warmup", 10, 1), ("np", 8, 1),
                                  ("da_workers", 12, 2), ("few_da_workers", 4, 1)):

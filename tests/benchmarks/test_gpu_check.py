@@ -39,7 +39,7 @@ def _run(tmp_path: Path, *args: str) -> dict:
 
 @pytest.mark.slow
 def test_gpu_check_runs_every_step_on_the_cpu(tmp_path):
-    results = _run(tmp_path, "--no-reference")
+    results = _run(tmp_path, "--no-reference", "--steps", "pytest,predict,train,resume,variants")
     counts = results["pytest"]["counts"]
     assert counts.get("skipped", 0) >= 7 and not counts.get("failed") and not counts.get("passed")
     assert set(results["pytest"]["files"]) >= {"tests/inference/test_cuda_prediction.py",
@@ -60,7 +60,20 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path):
     assert resume["cross_device_voxels_differing"] == 0 and resume["cross_device_max_abs_prob_diff"] == 0
     checks = {row["check"] for row in results["table"]}
     assert {"pytest -m cuda", "train it/s, dummy data", "predict wall s (TTA, all volumes), mean of runs",
-            "--c resume: epochs 1 -> 2"} <= checks
+            "--c resume: epochs 1 -> 2", "variant channels_last: train it/s, dummy data"} <= checks
+    # the optional step: each way of computing our step trains the same network on the same batch; the first
+    # loss comes before any update (fused SGD: the very same forward pass; channels-last: rounding only)
+    variants = results["variants"]
+    assert list(variants) == ["default", "fused_sgd", "channels_last", "fused_sgd+channels_last"]
+    first = variants["default"]["dummy"]["loss_first"]
+    for name, variant in variants.items():
+        assert variant["variant"] == name and variant["dummy"]["losses_finite"] and "augmenter" not in variant
+        assert name == "default" or variant["compiled"] is False  # the CPU default
+        assert variant["dummy"]["loss_first"] == pytest.approx(first, rel=1e-4)
+    assert variants["fused_sgd"]["dummy"]["loss_first"] == first
+    # our default step was timed by the train step of the same run: not compiled and timed a second time
+    assert variants["default"]["from"] == "the train step of this run"
+    assert variants["default"]["dummy"] == results["train"]["ours"]["dummy"]
 
 
 @pytest.mark.slow
@@ -157,3 +170,25 @@ def test_the_table_applies_the_gpu_targets():
     assert verdicts["train loss finite, dummy data"] == verdicts["--c resume: epochs 1 -> 2"] == "FAIL"
     assert verdicts["pytest -m cuda"] == "FAIL"
     assert "train it/s, dummy data" in format_table(build_table(failing), {"gpu": "H100", "torch": "2.11"})
+
+
+def test_the_table_puts_each_step_variant_beside_our_default_step():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from _gpu_check_report import build_table
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    step = {"iters_per_s": 3.3, "peak_allocated_mb": 5000.0, "loss_first": 1.25, "loss_last": 1.0,
+            "losses_finite": True}
+    variants = {"default": {"dummy": step},
+                "channels_last": {"dummy": dict(step, iters_per_s=3.96, peak_allocated_mb=4500.0, loss_last=1.001)},
+                "fused_sgd": {"dummy": dict(step, losses_finite=False)},
+                "fused_sgd+channels_last": {"skipped": "time budget: 20 s left"}}
+    rows = {row["check"]: row for row in build_table({"meta": {"device": "cuda"}, "variants": variants})}
+    assert rows["variant channels_last: train it/s, dummy data"]["ratio"] == pytest.approx(1.2)
+    assert rows["variant channels_last: train peak VRAM MB"]["ratio"] == pytest.approx(0.9)
+    assert rows["variant channels_last: loss first -> last"]["ours"] == "1.2500 -> 1.0010"
+    assert rows["variant channels_last: loss first -> last"]["reference"] == "1.2500 -> 1.0000"
+    assert rows["variant default: train it/s, dummy data"]["ratio"] is None
+    assert rows["variant fused_sgd: loss first -> last"]["verdict"] == "FAIL"
+    assert rows["variant fused_sgd+channels_last"]["verdict"] == "skipped"
