@@ -103,7 +103,10 @@ def perform_actual_validation(trainer, save_probabilities: bool = False) -> None
             output_filename_truncated = os.path.join(validation_output_folder, k)
 
             prediction = predictor.predict_sliding_window_return_logits(data)
-            prediction = prediction.cpu()
+            # a numpy array travels to the export workers inside the task (as in nnUNetv2_predict); a tensor would
+            # hand them a file descriptor through this process's resource-sharer thread, which prints a traceback
+            # when a worker is stopped halfway through fetching it (Ctrl-C during the validation)
+            prediction = prediction.cpu().numpy()
             results.append(export_pool.submit(
                 export_prediction_from_logits,
                 (prediction, properties, trainer.configuration_manager, trainer.plans_manager,
