@@ -93,15 +93,33 @@ def _child_main(parent_pid: int, direct_child: bool, target: Callable, args: tup
 @contextlib.contextmanager
 def sigint_blocked() -> Iterator[None]:
     """Block SIGINT in this thread while children are started: they inherit the mask (through fork and exec) and
-    keep Ctrl-C out until ``worker_setup`` ignores it; a Ctrl-C meanwhile reaches this process when it ends."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    keep Ctrl-C out until ``worker_setup`` ignores it; a Ctrl-C meanwhile reaches this process when it ends.
+
+    The mask alone does not hold Ctrl-C back from this process: the kernel hands a SIGINT for the process to any
+    thread that does not block it (nnUNetv2_train has several by then), and Python then runs the handler in the main
+    thread all the same, e.g. in the middle of ``multiprocessing.Pool()``, which cleans up only after an
+    ``Exception``: its spawned workers outlived their semaphores and printed FileNotFoundError tracebacks. In the
+    main thread the handler is therefore held back too: a Ctrl-C meanwhile is noted and handed to it at the end."""
+    held: list = []
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is not None:  # None: installed outside Python, cannot be put back; left alone
+            signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hasattr(signal, "pthread_sigmask") \
+        else None
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a SIGINT still pending goes to ``handler`` now
+        if held:
+            if callable(handler):
+                handler(signal.SIGINT, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 def start_worker(context, target: Callable, args: Sequence = (), kwargs: Optional[dict] = None,
