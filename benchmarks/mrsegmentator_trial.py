@@ -4,7 +4,7 @@
                                   [--cases ...] [--keep]
 
 MRSegmentator 2.0.0 pins ``nnunetv2<=2.8.0``, so it is installed ``--no-deps`` on both sides (the reference venv gets
-``nnunetv2==2.8.1`` + pydicom + highdicom first), plus whichever of its dependencies are missing.
+``nnunetv2==2.8.1`` first); then whichever of its dependencies are missing (pydicom and highdicom among them).
 Its weights are fabricated (``_mrsegmentator_fixture.py``: models ``base`` and ``body_comp``, five folds each, small
 networks with seeded random weights) under a folder that MRSEG_WEIGHTS_PATH points at, with version.json files so
 that it does not try to download.

@@ -75,12 +75,15 @@ def _run_epochs(trainer) -> None:
                 trainer.on_validation_epoch_end(val_outputs)
             trainer.on_epoch_end()
         trainer.on_train_end()
-        # a stop after the last iteration: training is complete (checkpoint_final.pth), the final validation is not
-        signum = _vote(trainer, stop.signum or 0)
-        if signum:
-            trainer.print_to_log_file(f"Received {signal.Signals(signum).name} at the end of the training: "
-                                      f"skipping the final validation (run it with --val, or --c).")
-            raise _preemption.TrainingInterrupted(signum)
+    # a stop after the last iteration: training is complete (checkpoint_final.pth), the final validation is not.
+    # Looked at once the handlers are back: a signal noted later than this look, inside the block, would be lost
+    # (the command would run the whole final validation and end with status 0); one that comes now acts as without
+    # the block (Ctrl-C: interrupted; SIGTERM: ended)
+    signum = _vote(trainer, stop.signum or 0)
+    if signum:
+        trainer.print_to_log_file(f"Received {signal.Signals(signum).name} at the end of the training: "
+                                  f"skipping the final validation (run it with --val, or --c).")
+        raise _preemption.TrainingInterrupted(signum)
 
 
 def _vote(trainer, signum: int) -> int:
