@@ -139,15 +139,15 @@ def interrupted_while_starting(outcome: Outcome) -> bool:
             and stderr.count("Traceback (most recent call last)") <= 1)
 
 
-def assert_clean_interruption(outcome: Outcome, expected_status: int) -> None:
+def assert_clean_interruption(outcome: Outcome, expected_status: int, where: str = "") -> None:
     """After SIGINT/SIGTERM to the group: the documented status (or 0: the command had finished its work and was
-    exiting), no traceback from any process, nothing left."""
-    assert not outcome.left_behind, f"processes left behind: {outcome.left_behind}"
+    exiting), no traceback from any process, nothing left. ``where`` (which kill of which run) leads each message."""
+    assert not outcome.left_behind, f"{where}: processes left behind: {outcome.left_behind}"
     if outcome.returncode != expected_status and interrupted_while_starting(outcome):
         return
-    assert outcome.returncode in (expected_status, 0), (outcome.returncode, outcome.stderr[-5000:])
-    assert "Traceback" not in outcome.stderr and "KeyboardInterrupt" not in outcome.stderr, outcome.stderr[-5000:]
-    assert not outcome.left_behind, f"processes left behind: {outcome.left_behind}"
+    assert outcome.returncode in (expected_status, 0), (where, outcome.returncode, outcome.stderr[-5000:])
+    assert "Traceback" not in outcome.stderr and "KeyboardInterrupt" not in outcome.stderr, \
+        (where, outcome.stderr[-5000:])
 
 
 def is_temporary(path: Path, root: Path) -> bool:

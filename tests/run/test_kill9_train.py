@@ -97,7 +97,7 @@ def _kill_chains(env_for, root: Path, n_chains: int, kills_per_chain: int, signa
             outcome = _train(env, resume=k > 0, kill_at=at, sig=sig, whole_group=sig != signal.SIGKILL)
             where = f"chain {chain}, kill {k}: {signal.Signals(sig).name} at {at:.1f} s"
             if outcome.killed and sig == signal.SIGINT:
-                assert_clean_interruption(outcome, 130)
+                assert_clean_interruption(outcome, 130, where)
             elif outcome.killed and sig == signal.SIGTERM:
                 # 143 from the training loop; outside it (start-up, final validation) SIGTERM ends the process
                 assert outcome.returncode in (143, -signal.SIGTERM), (where, outcome.returncode,
