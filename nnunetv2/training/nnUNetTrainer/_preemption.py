@@ -70,6 +70,10 @@ class StopRequest:
 
     Forked children (data-augmentation workers) inherit the handler; in them it hands the signal to the previous
     handler, so they behave as if it had never been installed. Outside the main thread nothing is installed.
+
+    A signal this process ignores (SIG_IGN; e.g. SIGINT for a command started in the background by a shell script,
+    which is how the shell keeps a Ctrl-C meant for the foreground away from it) stays ignored: the training then
+    goes on as every other phase of the command (and Python itself, which installs no KeyboardInterrupt then) does.
     """
 
     def __init__(self):
@@ -82,7 +86,10 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             self._pid = os.getpid()
             for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.getsignal(signum)
+                previous = signal.getsignal(signum)
+                if previous == signal.SIG_IGN:
+                    continue
+                self._previous[signum] = previous
                 signal.signal(signum, self._handle)
         return self
 

@@ -26,6 +26,23 @@ def test_a_stop_signal_only_sets_the_flag_and_handlers_come_back(signum):
     assert {s: signal.getsignal(s) for s in _preemption.STOP_SIGNALS} == before
 
 
+@pytest.mark.parametrize("signum", _preemption.STOP_SIGNALS)
+def test_a_stop_signal_this_process_ignores_stays_ignored(signum):
+    # a command started in the background by a shell script ignores SIGINT (the shell keeps the terminal's Ctrl-C
+    # away from it that way); the training must not take it up while every other phase of the command ignores it
+    previous = signal.signal(signum, signal.SIG_IGN)
+    try:
+        with StopRequest() as stop:
+            assert signal.getsignal(signum) == signal.SIG_IGN
+            os.kill(os.getpid(), signum)
+            assert stop.signum is None  # and this process is still alive
+            os.kill(os.getpid(), signal.SIGUSR1 if signum != signal.SIGUSR1 else signal.SIGTERM)
+            assert stop.signum in (signal.SIGUSR1, signal.SIGTERM)  # the others still stop the training
+        assert signal.getsignal(signum) == signal.SIG_IGN
+    finally:
+        signal.signal(signum, previous)
+
+
 def test_a_second_ctrl_c_aborts_unless_it_is_the_same_one_delivered_twice(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(_preemption.time, "monotonic", lambda: now[0])
