@@ -79,7 +79,7 @@ def describe_group(pgid: int) -> str:
     return "\n".join(lines)
 
 
-def _as_from_a_terminal() -> None:
+def as_from_a_terminal() -> None:
     """In the command's process before it runs: Ctrl-C back to its default. pytest started in the background by a
     script (``... &``) ignores SIGINT, and so would the commands: every Ctrl-C kill would then test nothing (status 0
     after a complete run is accepted, as for a Ctrl-C that came when the work was done)."""
@@ -93,7 +93,7 @@ def run_command(cmd: Sequence[str], env: Dict[str, str], kill_at: Optional[float
     and then killed, so that nothing outlives the test."""
     start = time.monotonic()
     proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_as_from_a_terminal)
+                            start_new_session=True, preexec_fn=as_from_a_terminal)
     killed = False
     try:
         if kill_at is not None:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import _worker_helpers as helpers
+from _kill9 import as_from_a_terminal
 from nnunetv2.errors import UserError
 from nnunetv2.utilities.watched_pool import WatchedPool
 from nnunetv2.utilities.worker_processes import (WorkerDiedError, WorkerError, WorkerFailure, death_message,
@@ -109,7 +110,8 @@ def _run_script(code: str, tmp_path) -> subprocess.Popen:
     script.write_text(textwrap.dedent(code))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(helpers.__file__)] + sys.path))
     return subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+                            preexec_fn=as_from_a_terminal)  # the Ctrl-C tests below: as from a terminal
 
 
 def _wait_for(path, proc, timeout=60.0):
