@@ -190,11 +190,23 @@ def test_a_fork_from_another_thread_while_a_lock_is_being_opened_leaves_the_chil
     monkeypatch.setattr(file_io.os, "open", open_then_let_another_thread_fork)
     try:
         with file_io.folder_lock(folder, "testing", wait=False):
-            pass
-        assert forked.wait(30) and child
+            # the fork waits for the descriptor to be registered, then comes while the lock is held (without this
+            # wait it could come after the lock was let go, and the test would pass whatever the child kept)
+            assert forked.wait(30) and child
         monkeypatch.setattr(file_io.os, "open", real_open)
-        with file_io.folder_lock(folder, "testing", wait=False):  # BlockingIOError while the child keeps a copy
-            pass
+        # BlockingIOError while the child (asleep for 20 s) keeps a copy. Retried for 3 s: a process that another
+        # thread of this pytest starts at that moment (subprocess / spawn: fork then exec, no fork hooks) holds
+        # copies of every descriptor between its fork and its exec, which on a loaded machine took long enough for
+        # one attempt to fail once in a full CI run
+        deadline = time.monotonic() + 3
+        while True:
+            try:
+                with file_io.folder_lock(folder, "testing", wait=False):
+                    break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
     finally:
         for pid in child:
             os.kill(pid, 9)
