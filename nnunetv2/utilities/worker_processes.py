@@ -101,17 +101,17 @@ def sigint_blocked() -> Iterator[None]:
     ``Exception``: its spawned workers outlived their semaphores and printed FileNotFoundError tracebacks. In the
     main thread the handler is therefore held back too: a Ctrl-C meanwhile is noted and handed to it at the end."""
     held: list = []
-    handler = None
-    if threading.current_thread() is threading.main_thread():
-        handler = signal.getsignal(signal.SIGINT)
-        if handler is not None:  # None: installed outside Python, cannot be put back; left alone
-            signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    handler = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    # None: not in the main thread, or installed outside Python (cannot be put back); ignored: nothing to hold back
+    replaced = handler is not None and handler != signal.SIG_IGN
+    if replaced:
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hasattr(signal, "pthread_sigmask") \
         else None
     try:
         yield
     finally:
-        if handler is not None:
+        if replaced:
             signal.signal(signal.SIGINT, handler)
         if previous is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a SIGINT still pending goes to ``handler`` now

@@ -67,3 +67,17 @@ def test_no_ctrl_c_no_call(thread_taking_sigint):
         assert seen == []
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_an_ignored_ctrl_c_stays_ignored(thread_taking_sigint):
+    # a command started in the background by a shell script ignores SIGINT; the block must not take it up
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with sigint_blocked():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            signal.pthread_kill(thread_taking_sigint.ident, signal.SIGINT)
+            _python_runs_for_a_while()
+        _python_runs_for_a_while()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
