@@ -11,6 +11,7 @@ The moments come from ``random.Random(seed)``; the seed is printed (``NNUNET_KIL
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -86,33 +87,56 @@ def as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _wait_for_the_moment(proc: subprocess.Popen, kill_at: Optional[float], kill_when: Optional[Callable[[], bool]],
+                         timeout: float) -> bool:
+    """Wait for the moment to send the signal: ``kill_at`` seconds after the start, or (``kill_when``) the first
+    poll that finds it true. False when the command ended before."""
+    if kill_when is None:
+        try:
+            proc.wait(timeout=kill_at)
+            return False
+        except subprocess.TimeoutExpired:
+            return True
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if kill_when():
+            return True
+        assert time.monotonic() < deadline, f"the moment to send the signal did not come within {timeout} s"
+        time.sleep(0.05)
+    return False
+
+
 def run_command(cmd: Sequence[str], env: Dict[str, str], kill_at: Optional[float] = None,
-                sig: int = signal.SIGKILL, whole_group: bool = False, timeout: float = 900) -> Outcome:
-    """Run ``cmd``; ``kill_at`` seconds after the start send ``sig`` (to the main process, or to the whole group).
-    Waits until the group is gone (up to GROUP_EXIT_S after the signal); the rest is reported in ``left_behind``
-    and then killed, so that nothing outlives the test."""
+                sig: int = signal.SIGKILL, whole_group: bool = False, timeout: float = 900,
+                kill_when: Optional[Callable[[], bool]] = None) -> Outcome:
+    """Run ``cmd``; ``kill_at`` seconds after the start, or as soon as ``kill_when()`` is true, send ``sig`` (to
+    the main process, or to the whole group). Waits until the group is gone (up to GROUP_EXIT_S after the signal);
+    the rest is reported in ``left_behind`` and then killed, so that nothing outlives the test. A command (or a
+    process of its group holding its output) that does not end fails with each process's kernel and Python stacks
+    (``env`` with PYTHONFAULTHANDLER=1, as ``command_env`` sets it)."""
     start = time.monotonic()
     proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=as_from_a_terminal)
     killed = False
     try:
-        if kill_at is not None:
-            try:
-                proc.wait(timeout=kill_at)
-            except subprocess.TimeoutExpired:
-                (os.killpg if whole_group else os.kill)(proc.pid, sig)
-                killed = True
+        if (kill_at is not None or kill_when is not None) and _wait_for_the_moment(proc, kill_at, kill_when,
+                                                                                    timeout):
+            (os.killpg if whole_group else os.kill)(proc.pid, sig)
+            killed = True
         try:
             # after a kill the output pipes close when the last process of the group is gone
             stdout, stderr = proc.communicate(timeout=GROUP_EXIT_S * 5 if killed else timeout)
         except subprocess.TimeoutExpired:
-            state = describe_group(proc.pid)
-            os.killpg(proc.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER (command_env): Python stacks on stderr
-            time.sleep(3)
-            os.killpg(proc.pid, signal.SIGKILL)
+            state, main_status = describe_group(proc.pid), proc.poll()
+            with contextlib.suppress(ProcessLookupError):  # the group may have emptied meanwhile
+                os.killpg(proc.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER (command_env): Python stacks on stderr
+                time.sleep(3)
+                os.killpg(proc.pid, signal.SIGKILL)
             stdout, stderr = proc.communicate()
+            main = "still running" if main_status is None else f"had ended with status {main_status}"
             raise AssertionError(f"{' '.join(cmd)} did not end (signal {sig} sent: {killed}, {kill_at} s after the "
-                                 f"start); its processes:\n{state}\n--- stderr\n{stderr[-20000:]}") from None
+                                 f"start; its main process {main}); its processes:\n{state}\n--- stdout\n"
+                                 f"{stdout[-3000:]}\n--- stderr\n{stderr[-20000:]}") from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from nnunetv2.run.run_training import run_training
 from nnunetv2.training.nnUNetTrainer._checkpointing import CHECKPOINT_KEYS, RESUME_KEY, read_checkpoint
 from nnunetv2.training.nnUNetTrainer._preemption import CHECKPOINT_MINUTES_ENV, TrainingInterrupted
+from _kill9 import run_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EPOCHS, ITERATIONS, VAL_ITERATIONS = 3, 4, 2
@@ -180,23 +180,14 @@ def test_sigterm_to_the_whole_process_group_from_outside(t2, monkeypatch):
     """nnUNetv2_train with two augmentation workers; SIGTERM to every process of the group (as SLURM does) at some
     moment of epoch 1: exit status 143, no traceback, a loadable checkpoint_latest.pth; --c completes it."""
     out = _install_trainer(t2, monkeypatch, "T2GroupTrainer")
-    env = dict(os.environ, nnUNet_n_proc_DA="2", OMP_NUM_THREADS="1", T2_STEP_SLEEP="0.1",
+    env = dict(os.environ, nnUNet_n_proc_DA="2", OMP_NUM_THREADS="1", T2_STEP_SLEEP="0.1", PYTHONFAULTHANDLER="1",
                PYTHONPATH=os.pathsep.join([str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    proc = subprocess.Popen([sys.executable, "-m", "nnunetv2.run.run_training", "321", "3d_fullres", "0", "-tr",
-                             "T2GroupTrainer", "-device", "cpu"], env=env, cwd=str(REPO_ROOT),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while ": Epoch 1" not in (t2.read_log(out) if out.is_dir() else "") and proc.poll() is None:
-            assert time.time() < deadline, "training did not reach epoch 1"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 143, stdout[-2000:] + stderr[-3000:]
-    assert "Traceback" not in stderr, stderr[-3000:]
+    outcome = run_command([sys.executable, "-m", "nnunetv2.run.run_training", "321", "3d_fullres", "0", "-tr",
+                           "T2GroupTrainer", "-device", "cpu"], env, sig=signal.SIGTERM, whole_group=True,
+                          kill_when=lambda: ": Epoch 1" in (t2.read_log(out) if out.is_dir() else ""), timeout=300)
+    assert outcome.killed and not outcome.left_behind, outcome
+    assert outcome.returncode == 143, outcome.stdout[-2000:] + outcome.stderr[-3000:]
+    assert "Traceback" not in outcome.stderr, outcome.stderr[-3000:]
     latest = _load(out / "checkpoint_latest.pth")
     assert latest["current_epoch"] in (1, 2)  # where exactly the signal landed depends on the machine's load
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
