@@ -23,7 +23,8 @@ from nnunetv2.inference import prestarted_preprocessing
 from nnunetv2.inference.preprocessing_workers import (SkippedCase, append_previous_stage_one_hot,  # noqa: F401
                                                       plain_item, preprocess_fromfiles_save_to_queue,
                                                       preprocess_fromnpy_save_to_queue)
-from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, start_worker, worker_count
+from nnunetv2.utilities.worker_processes import (SharedFlag, WorkerFailure, raise_worker_died, start_worker,
+                                                 worker_count)
 
 
 def _to_item(data: np.ndarray, properties: dict, ofile: Optional[str]) -> dict:
@@ -49,11 +50,12 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
     context = torch_mp.get_context('spawn')
     tasks = prestarted_preprocessing.round_robin_tasks(worker_fn, per_case_lists, shared_args, num_processes, verbose)
     # workers a prediction command started before it imported torch (some perhaps already at work on exactly these
-    # tasks); they share one abort event
+    # tasks); they share one abort flag. Flags, not multiprocessing.Events: a worker killed inside an Event's method
+    # (out of memory) would leave its lock taken, or its wait unanswered, and the abort below would wait forever
     prestarted = prestarted_preprocessing.take(num_processes, tasks) if adopt_prestarted else []
-    abort_event = prestarted[0].abort_event if prestarted else context.Event()
-    # start_worker keeps what each worker is handed (its queue and events: named semaphores, unlinked when the
-    # parent's object is freed) referenced by the process object, which lives in ``processes`` until the end
+    abort_event = prestarted[0].abort_event if prestarted else SharedFlag(context)
+    # start_worker keeps what each worker is handed (its queue: named semaphores, unlinked when the parent's object
+    # is freed) referenced by the process object, which lives in ``processes`` until the end
     queues, done_events, processes = [], [], []
     completed = False
     try:
@@ -65,7 +67,7 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
                 processes.append(prestarted[i].process)
                 continue
             queues.append(context.Queue(maxsize=1))
-            done_events.append(context.Event())
+            done_events.append(SharedFlag(context))
             processes.append(start_worker(context, worker_fn, (*args, queues[i], done_events[i], abort_event,
                                                                verbose)))
         for case in range(num_cases):

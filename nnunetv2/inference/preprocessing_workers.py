@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue as queue_module
+import time
 from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
@@ -81,10 +82,19 @@ def _put(target_queue, item, abort_event) -> bool:
             continue
 
 
+# how often a worker that has queued all its items looks whether the consumer is done
+_DONE_POLL_S = 0.02
+
+
 def _stay_alive_until_consumed(finished_event) -> None:
     """Arrays travel as shared-memory file descriptors that this process hands out on request; exiting before
-    the consumer has fetched the last item would make that fetch fail. The consumer sets the event when done."""
-    finished_event.wait()
+    the consumer has fetched the last item would make that fetch fail. The consumer sets the flag when done.
+
+    Polled rather than waited on: a worker killed while waiting on a ``multiprocessing.Event`` leaves the consumer's
+    ``set()`` waiting forever for it to wake (a ``SharedFlag`` has no wait; an Event handed in by a caller works
+    the same way here)."""
+    while not finished_event.is_set():
+        time.sleep(_DONE_POLL_S)
 
 
 def _queue_items(items: Iterator, target_queue, done_event, abort_event) -> None:

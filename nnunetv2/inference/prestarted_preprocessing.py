@@ -19,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from nnunetv2.utilities.worker_processes import start_worker
+from nnunetv2.utilities.worker_processes import SharedFlag, start_worker
 
 # the modules a preprocessing worker needs: imported while the task has not come yet
 WARM_IMPORTS = ('nnunetv2.inference.preprocessing_workers',
@@ -31,13 +31,13 @@ Task = Tuple[Callable, tuple, bool]  # (worker_fn, its arguments before the queu
 
 
 class PrestartedWorker:
-    """A started worker process, its queue and done-event (handed to it when it started, as spawned processes need),
+    """A started worker process, its queue and done flag (handed to it when it started, as spawned processes need),
     and the sending end of the pipe its task comes through; ``task`` is what it was handed, if anything yet."""
 
     def __init__(self, context, abort_event):
         receiver, self._sender = context.Pipe(duplex=False)
         self.queue = context.Queue(maxsize=1)
-        self.done_event = context.Event()
+        self.done_event = SharedFlag(context)
         self.abort_event = abort_event
         self.task: Optional[Task] = None
         self.process = start_worker(context, _wait_for_task, (receiver, self.queue, self.done_event, abort_event))
@@ -90,7 +90,7 @@ def prestart(num_workers: int, tasks: Optional[Sequence[Task]] = None) -> None:
     if num_workers < 1:
         return
     context = multiprocessing.get_context('spawn')
-    abort_event = context.Event()
+    abort_event = SharedFlag(context)
     workers = [PrestartedWorker(context, abort_event) for _ in range(num_workers)]
     _waiting.extend(workers)
     for worker, task in zip(workers, tasks or ()):

@@ -141,6 +141,29 @@ def start_worker(context, target: Callable, args: Sequence = (), kwargs: Optiona
     return p
 
 
+class SharedFlag:
+    """A flag that a parent and its workers set and read, with ``multiprocessing.Event``'s ``set``/``clear``/``is_set``
+    but no lock (no ``wait``): one byte of shared memory.
+
+    ``multiprocessing.Event`` takes a lock shared by all processes in each ``is_set()`` and ``set()``. A worker killed
+    while it holds that lock (SIGKILL from the out-of-memory killer, SIGTERM to the whole process group from a
+    scheduler) leaves it locked for good, and the parent's next ``set()`` or ``is_set()`` waits forever. Workers poll
+    their stop flags many times a second, so a signal to the group can land inside ``is_set()``."""
+
+    def __init__(self, context=None):
+        import multiprocessing
+        self._value = (context or multiprocessing).RawValue('b', 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def clear(self) -> None:
+        self._value.value = 0
+
+    def is_set(self) -> bool:
+        return self._value.value != 0
+
+
 # ------------------------------------------------------------------------------------------------ reporting
 class WorkerTraceback(Exception):
     """The traceback of an exception raised in a worker process (the ``__cause__`` of the re-raised exception)."""

@@ -33,3 +33,42 @@ def test_workers_survive_a_slow_start():
         assert tuple(item['data'].shape) == (1, 8, 16, 14)
         expected = (image - image.mean()) / max(image.std(), 1e-8)  # ZScore over the whole image, no resampling
         np.testing.assert_allclose(item['data'].numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_worker_killed_while_waiting_for_the_end_does_not_hang_the_consumer():
+    """A worker that has queued its last case waits until the consumer is done. Killed there (out of memory, a
+    user's kill), it must not take the consumer with it: with a multiprocessing.Event the consumer's final
+    ``set()`` waited forever for the dead waiter to wake."""
+    import os
+    import signal
+    import time
+
+    import pytest
+    from nnunetv2.inference.data_iterators import preprocessing_iterator_fromnpy
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans_manager = PlansManager(_plans())
+    configuration_manager = plans_manager.get_configuration('3d_fullres')
+    dataset_json = {'labels': {'background': 0, 'thing': 1}, 'channel_names': {'0': 'MR'}, 'file_ending': '.nii.gz'}
+    image = np.random.default_rng(0).random((1, 8, 16, 14), dtype=np.float32)
+    iterator = preprocessing_iterator_fromnpy([image], None, [{'spacing': [3.0, 0.8, 0.8]}], ['case_0'],
+                                              plans_manager, dataset_json, configuration_manager, num_processes=1)
+
+    def on_alarm(signum, frame):
+        raise TimeoutError('the consumer hung on the dead worker')
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(60)
+    try:
+        item = next(iterator)
+        assert item['ofile'] == 'case_0'
+        worker = iterator.gi_frame.f_locals['processes'][0]
+        time.sleep(0.5)  # the worker is past its last put, waiting for the end
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(timeout=10)
+        with pytest.raises(StopIteration):
+            next(iterator)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert worker.exitcode == -signal.SIGKILL

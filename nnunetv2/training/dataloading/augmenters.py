@@ -20,7 +20,7 @@ import logging
 import multiprocessing
 import threading
 import traceback
-from multiprocessing import Event, Process, Queue, Semaphore
+from multiprocessing import Process, Queue, Semaphore
 from queue import Empty, Full, Queue as ThreadQueue
 from time import sleep, time
 from typing import List, Optional, Tuple
@@ -35,7 +35,8 @@ from threadpoolctl import threadpool_limits
 
 from nnunetv2.training.dataloading._batch_transport import (SlotReader, SlotWriter, make_slot_semaphores,
                                                             slots_per_worker)
-from nnunetv2.utilities.worker_processes import WorkerDiedError, WorkerFailure, death_message, start_worker
+from nnunetv2.utilities.worker_processes import (SharedFlag, WorkerDiedError, WorkerFailure, death_message,
+                                                 start_worker)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class AugmentationWorkerDied(WorkerDiedError, AugmentationWorkerError):
 
 
 def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread_id: int, seed,
-            abort_event: Event, pause_event: Event, wait_time: float, free_slots=None, n_slots: int = 0) -> None:
+            abort_event: SharedFlag, pause_event: SharedFlag, wait_time: float, free_slots=None,
+            n_slots: int = 0) -> None:
     """Produce batches forever; on an exception, report it (with traceback) before signalling the abort.
 
     With ``free_slots`` (a semaphore), arrays travel through this worker's shared-memory ring (_batch_transport)."""
@@ -95,7 +97,7 @@ def _worker(out_queue: Queue, error_queue: Queue, data_loader, transform, thread
             abort_event.set()
 
 
-def _results_loop(in_queue: Queue, out_queue: ThreadQueue, abort_event: Event, pin_memory: bool,
+def _results_loop(in_queue: Queue, out_queue: ThreadQueue, abort_event: SharedFlag, pin_memory: bool,
                   workers: List[Process], gpu: Optional[int], wait_time: float,
                   reader: Optional[SlotReader] = None, failure: Optional[list] = None) -> None:
     """``_move_batches``; an exception there (e.g. a batch that cannot be rebuilt) is kept in ``failure`` and
@@ -108,7 +110,7 @@ def _results_loop(in_queue: Queue, out_queue: ThreadQueue, abort_event: Event, p
         abort_event.set()
 
 
-def _move_batches(in_queue: Queue, out_queue: ThreadQueue, abort_event: Event, pin_memory: bool,
+def _move_batches(in_queue: Queue, out_queue: ThreadQueue, abort_event: SharedFlag, pin_memory: bool,
                   workers: List[Process], gpu: Optional[int], wait_time: float,
                   reader: Optional[SlotReader]) -> None:
     """Move batches from the worker queue to the main thread (copying them out of the workers' shared-memory
@@ -168,8 +170,10 @@ class nnUNetNonDetMultiThreadedAugmenter(NonDetMultiThreadedAugmenter):
         self._error_queue = Queue()
         self._results_failure = []
         self.results_loop_queue = ThreadQueue(self.num_cached)
-        self.abort_event = Event()
-        self.pause_event = Event()
+        # lock-free flags: a worker killed inside multiprocessing.Event.is_set() would keep its lock forever (and
+        # every later set()/is_set() here waiting for it), see SharedFlag
+        self.abort_event = SharedFlag()
+        self.pause_event = SharedFlag()
         if isinstance(self.generator, DataLoader):
             self.generator.was_initialized = False
         n_slots = slots_per_worker(self.num_cached, self.num_processes)

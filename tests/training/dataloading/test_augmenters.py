@@ -109,3 +109,43 @@ def test_batch_that_cannot_be_received_raises_instead_of_hanging(deadline, monke
         _drain(aug)
     assert 'receiving a batch' in str(e.value) and 'Traceback' in str(e.value)
     assert aug._processes == []
+
+
+def _die_holding_what_workers_take(monkeypatch):
+    """From now on a forked process dies (SIGKILL) right after it takes any multiprocessing lock or semaphore: the
+    moment an OOM kill or a SIGTERM to the whole process group can hit a worker."""
+    import multiprocessing.synchronize as synchronize
+    parent = os.getpid()
+
+    def die_if_worker(got):
+        if got and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return got
+
+    make_methods = synchronize.SemLock._make_methods
+
+    def _make_methods(self):
+        make_methods(self)
+        acquire = self.acquire
+        self.acquire = lambda *a, **k: die_if_worker(acquire(*a, **k))
+
+    monkeypatch.setattr(synchronize.SemLock, '_make_methods', _make_methods)
+    monkeypatch.setattr(synchronize.SemLock, '__enter__', lambda self: die_if_worker(self._semlock.__enter__()))
+
+
+def test_worker_killed_while_holding_a_shared_lock_does_not_hang_the_main_process(deadline, monkeypatch):
+    # a worker killed inside multiprocessing.Event.is_set() kept the event's lock: the main process then waited
+    # forever in abort_event.is_set() / set() (CI: SIGTERM to the group, stop message printed, the command never ended)
+    _die_holding_what_workers_take(monkeypatch)
+    aug = wrap_in_augmenter(_Loader('none'), 2, 2, False)
+    try:
+        with pytest.raises(AugmentationWorkerError, match=r'killed by signal 9 \(SIGKILL\)'):
+            _drain(aug)
+        assert aug._processes == [] and not aug.initialized
+    finally:
+        if aug._processes:  # the test failed: clean up without the augmenter's flags (their lock may be held for good)
+            for p in aug._processes:
+                p.kill()
+                p.join()
+            aug._processes, aug.initialized = [], False
+            aug.abort_event = aug.pause_event = aug.results_loop_thread = None
