@@ -12,6 +12,7 @@ exit when the parent is gone (worker_setup).
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.pool
 import os
 import signal
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -88,6 +89,8 @@ class WatchedPool:
         self._names: Dict[int, str] = {}
         self._next_index = 0
         self._seen: Dict[int, Any] = {}  # pid -> Process: every worker ever in the pool
+        self._closed = False  # close() was called: its workers exited on their own
+        self._dismantled = False  # _dismantle_after_death() took the pool apart
         with sigint_blocked():  # also blocks it in the pool's helper threads, which start replacement workers
             self.pool = context.Pool(self.num_processes, initializer=_init_worker,
                                      initargs=(os.getpid(), self._board, self._next_row, initializer,
@@ -172,6 +175,7 @@ class WatchedPool:
         if not dead:
             return
         p = dead[0]
+        self._dismantle_after_death()
         rows = list(self._board)
         index = next((rows[i + 1] for i in range(0, len(rows), 2) if rows[i] == p.pid and rows[i + 1] >= 0), None)
         doing = None if index is None else self._describe_task(index)
@@ -184,13 +188,49 @@ class WatchedPool:
     # ------------------------------------------------------------------------------------ shutting down
     def close(self) -> None:
         """Let the workers finish their tasks and exit."""
+        self._closed = True
         self.pool.close()
         self.pool.join()
 
     def terminate(self) -> None:
-        """Stop the workers now (SIGTERM) and wait for them."""
+        """Stop the workers now (SIGTERM) and wait for them; where a worker died, kill them all (SIGKILL)."""
+        if self._dismantled:
+            return
+        workers = [*self._seen.values(), *self.pool._pool]  # noqa: SLF001
+        if not self._closed and any(p.exitcode is not None for p in workers):
+            self._dismantle_after_death()
+            return
         self.pool.terminate()
         self.pool.join()
+
+    def _dismantle_after_death(self) -> None:
+        """Take the pool apart without ``Pool.terminate``, which can wait forever once a worker died.
+
+        A worker killed while it waited for work dies holding the lock on the task pipe's reading end (the lock has
+        no owner: nothing frees it), and ``Pool.terminate`` takes that lock without a time limit; one killed while
+        sending a result may leave the result pipe's write lock taken or half a message in it, and the pool's result
+        thread then never ends. So: stop the thread that replaces dead workers, kill every worker, wait for them a
+        little, and cancel the pool's own clean-up (also run at interpreter exit). The pool's helper threads may stay
+        blocked on the pipes; they are daemon threads, and they end with the process."""
+        if self._dismantled:
+            return
+        self._dismantled = True
+        pool = self.pool
+        # no replacement workers from here on: the worker handler leaves its loop when it sees TERMINATE
+        pool._state = multiprocessing.pool.TERMINATE  # noqa: SLF001 - Pool has no public way to do this
+        pool._worker_handler._state = multiprocessing.pool.TERMINATE  # noqa: SLF001
+        pool._change_notifier.put(None)  # noqa: SLF001 - wakes the worker handler at once
+        pool._worker_handler.join(timeout=5)  # noqa: SLF001
+        workers = {p.pid: p for p in [*self._seen.values(), *pool._pool]}.values()  # noqa: SLF001
+        for p in workers:
+            if p.exitcode is None:
+                try:
+                    p.kill()
+                except (OSError, ValueError):  # gone meanwhile, or a closed Process
+                    pass
+        for p in workers:
+            p.join(timeout=5)
+        pool._terminate.cancel()  # noqa: SLF001 - the Finalize that would run Pool's blocking clean-up at exit
 
     def __enter__(self) -> "WatchedPool":
         return self

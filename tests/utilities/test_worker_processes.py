@@ -238,3 +238,50 @@ def test_worker_whose_parent_died_while_it_was_starting_exits(tmp_path):
         os.kill(child, signal.SIGKILL)
     assert gone
     assert not (tmp_path / "ready").exists()
+
+
+_KILL_IDLE_WORKER = textwrap.dedent("""
+    import os, signal, sys, time
+    import _worker_helpers as helpers
+    from nnunetv2.utilities.watched_pool import WatchedPool
+    from nnunetv2.utilities.worker_processes import WorkerDiedError
+
+    if __name__ == "__main__":
+        victim = int(sys.argv[1])
+        with WatchedPool(2, "worker process", "-np") as pool:  # a healthy pool first: results, then a clean exit
+            assert pool.starmap(helpers.square, [(i,) for i in range(4)]) == [0, 1, 4, 9]
+        pool = WatchedPool(1 if victim < 0 else 2, "worker process", "-np")
+        assert pool.starmap(helpers.square, [(i,) for i in range(4)]) == [0, 1, 4, 9]
+        # the workers are idle again: one waits on the task pipe holding its read lock, the other (if any) on that lock
+        time.sleep(0.5)
+        os.kill(pool.pool._pool[max(victim, 0)].pid, signal.SIGKILL)
+        time.sleep(0.5)
+        start = time.monotonic()
+        try:
+            with pool:
+                pool.check_workers()
+        except WorkerDiedError as e:
+            print("died:", e, flush=True)
+        print("left after %.1f s" % (time.monotonic() - start), flush=True)
+""")
+
+
+@pytest.mark.parametrize("victim", [-1, 0, 1])  # -1: the only worker of a pool of one (surely the lock's holder)
+def test_pool_with_a_killed_idle_worker_stops_promptly(tmp_path, victim):
+    """An idle worker killed (out of memory) while it holds the task pipe's read lock: leaving the pool used to wait
+    for that lock forever (Pool.terminate), and so did the interpreter's exit. Either worker may hold it."""
+    script = tmp_path / "kill_idle.py"
+    script.write_text(_KILL_IDLE_WORKER)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(helpers.__file__),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, str(script), str(victim)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the script and its workers
+        out, _ = proc.communicate()
+        pytest.fail(f"the pool did not stop after its worker was killed:\n{out}")
+    assert proc.returncode == 0, out
+    assert "was killed by signal 9 (SIGKILL)" in out and "probably out of memory: lower -np" in out, out
+    assert float(out.split("left after ")[1].split()[0]) < 10, out
