@@ -12,7 +12,9 @@ postprocessing and the training's augmentation workers all run work in child pro
 * that raises packs the exception in a ``WorkerFailure``; the parent re-raises the original exception, chained from
   the child's traceback (a ``UserError`` or a full disk stays one line at the command line);
 * that dies without a word is reported by ``WorkerDiedError``: which worker, what it was doing, and for a SIGKILL
-  "probably out of memory: lower <the command's flag>".
+  "probably out of memory: lower <the command's flag>";
+* shares no lock with its parent that it could die holding: stop and done signals are ``SharedFlag``s, not
+  ``multiprocessing.Event``s (a child killed inside an Event's method leaves the parent waiting forever).
 """
 from __future__ import annotations
 
