@@ -1,7 +1,9 @@
-"""Shared fixtures: isolated nnU-Net data folders, the optional ../shared reference outputs, CUDA skipping."""
+"""Shared fixtures: isolated nnU-Net data folders, the optional ../shared reference outputs, CUDA skipping, a
+deadline for tests of worker processes that could hang."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,20 @@ from golden_data import GOLDEN_DATASETS, generate_golden_raw  # noqa: F401 (test
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("NNUNET_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+
+@pytest.fixture
+def deadline():
+    """Fail with TimeoutError (instead of hanging the suite) if the test does not finish within 60 s: for tests of
+    worker processes, where a defect shows as a wait that never ends. A signal, not a wall-clock assertion, so a
+    loaded machine only makes the test slower."""
+    def on_alarm(signum, frame):
+        raise TimeoutError('hung: the test did not finish within 60 s')
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture

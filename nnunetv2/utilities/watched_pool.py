@@ -196,12 +196,16 @@ class WatchedPool:
         """Stop the workers now (SIGTERM) and wait for them; where a worker died, kill them all (SIGKILL)."""
         if self._dismantled:
             return
-        workers = [*self._seen.values(), *self.pool._pool]  # noqa: SLF001
-        if not self._closed and any(p.exitcode is not None for p in workers):
+        if not self._closed and any(p.exitcode is not None for p in self._every_worker()):
             self._dismantle_after_death()
             return
         self.pool.terminate()
         self.pool.join()
+
+    def _every_worker(self) -> List[Any]:
+        """Every worker process the pool has had (those seen by ``check_workers`` and the current ones), once each."""
+        current = list(self.pool._pool)  # noqa: SLF001 - the pool offers no public view of its workers
+        return list({p.pid: p for p in [*self._seen.values(), *current]}.values())
 
     def _dismantle_after_death(self) -> None:
         """Take the pool apart without ``Pool.terminate``, which can wait forever once a worker died.
@@ -221,7 +225,7 @@ class WatchedPool:
         pool._worker_handler._state = multiprocessing.pool.TERMINATE  # noqa: SLF001
         pool._change_notifier.put(None)  # noqa: SLF001 - wakes the worker handler at once
         pool._worker_handler.join(timeout=5)  # noqa: SLF001
-        workers = {p.pid: p for p in [*self._seen.values(), *pool._pool]}.values()  # noqa: SLF001
+        workers = self._every_worker()
         for p in workers:
             if p.exitcode is None:
                 try:

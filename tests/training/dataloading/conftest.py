@@ -1,6 +1,4 @@
 """Small preprocessed folders written with our own storage code, for the dataset / data loader tests."""
-import signal
-
 import numpy as np
 import pytest
 
@@ -34,14 +32,3 @@ def npz_folder(tmp_path):
         cases[f'case_{i:03d}'] = (data, seg, props)
     return folder, cases
 
-
-@pytest.fixture
-def deadline():
-    """Fail (instead of hanging the suite) if an augmenter does not finish within 60 s."""
-    def on_alarm(signum, frame):
-        raise TimeoutError('augmenter hung')
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
