@@ -11,6 +11,7 @@ exit when the parent is gone (worker_setup).
 """
 from __future__ import annotations
 
+import bisect
 import multiprocessing
 import multiprocessing.pool
 import os
@@ -88,6 +89,7 @@ class WatchedPool:
         self._next_row = context.Value("i", 0)
         self._names: Dict[int, str] = {}
         self._next_index = 0
+        self._tasks: List[Task] = []  # every chunk submitted, in order of their first task's index
         self._seen: Dict[int, Any] = {}  # pid -> Process: every worker ever in the pool
         self._closed = False  # close() was called: its workers exited on their own
         self._dismantled = False  # _dismantle_after_death() took the pool apart
@@ -95,6 +97,9 @@ class WatchedPool:
             self.pool = context.Pool(self.num_processes, initializer=_init_worker,
                                      initargs=(os.getpid(), self._board, self._next_row, initializer,
                                                tuple(initargs)))
+        # known from the start: a worker that dies is replaced (and dropped from Pool's list) within 0.1 s, and a
+        # death nobody looked at still has to be found when the pool is left (see terminate)
+        self._every_worker()
 
     # ------------------------------------------------------------------------------------ submitting and waiting
     def submit(self, fn: Callable, args: tuple = (), name: Optional[str] = None) -> Task:
@@ -107,7 +112,9 @@ class WatchedPool:
         for i, name in enumerate(names):
             if name is not None:
                 self._names[first + i] = name
-        return Task(self.pool.apply_async(_run_chunk, (first, fn, list_of_args)), first, len(list_of_args))
+        task = Task(self.pool.apply_async(_run_chunk, (first, fn, list_of_args)), first, len(list_of_args))
+        self._tasks.append(task)
+        return task
 
     def results(self, task: Task) -> List[Any]:
         """The values of a task's chunk, in order; re-raises a worker's exception; raises if a worker died."""
@@ -169,17 +176,20 @@ class WatchedPool:
     # ------------------------------------------------------------------------------------ dead workers
     def check_workers(self) -> None:
         """Raise ``WorkerDiedError`` if a worker of this pool has exited (they only exit when the pool closes)."""
-        for p in list(self.pool._pool):  # noqa: SLF001 - the pool offers no public view of its workers
-            self._seen.setdefault(p.pid, p)
-        dead = [p for p in self._seen.values() if p.exitcode is not None]
+        dead = [p for p in self._every_worker() if p.exitcode is not None]
         if not dead:
             return
         p = dead[0]
         self._dismantle_after_death()
         rows = list(self._board)
         index = next((rows[i + 1] for i in range(0, len(rows), 2) if rows[i] == p.pid and rows[i + 1] >= 0), None)
-        doing = None if index is None else self._describe_task(index)
+        doing = None if index is None or self._delivered(index) else self._describe_task(index)
         raise_worker_died(self.what, p, self.flag, doing)
+
+    def _delivered(self, index: int) -> bool:
+        """Whether the chunk holding task ``index`` came back: its worker died idle, after that task."""
+        chunk = bisect.bisect_right([t.first_index for t in self._tasks], index) - 1
+        return chunk >= 0 and self._tasks[chunk].ready()
 
     def _describe_task(self, index: int) -> str:
         name = self._names.get(index)
@@ -203,9 +213,10 @@ class WatchedPool:
         self.pool.join()
 
     def _every_worker(self) -> List[Any]:
-        """Every worker process the pool has had (those seen by ``check_workers`` and the current ones), once each."""
-        current = list(self.pool._pool)  # noqa: SLF001 - the pool offers no public view of its workers
-        return list({p.pid: p for p in [*self._seen.values(), *current]}.values())
+        """Every worker process the pool has had (each one seen so far and the current ones), once each."""
+        for p in list(self.pool._pool):  # noqa: SLF001 - the pool offers no public view of its workers
+            self._seen.setdefault(p.pid, p)
+        return list(self._seen.values())
 
     def _dismantle_after_death(self) -> None:
         """Take the pool apart without ``Pool.terminate``, which can wait forever once a worker died.

@@ -80,3 +80,18 @@ def mark_and_sleep(marker_folder, index, seconds):
     open(os.path.join(marker_folder, f"started_{index}"), "w").close()
     time.sleep(seconds)
     return index
+
+
+def die_while_sending_a_result(x):
+    """Die as a worker killed in the middle of sending its result: the result pipe's write lock taken (nothing
+    frees it) and half a message in the pipe (the parent's result thread waits for the rest forever)."""
+    import gc
+    import struct
+    from multiprocessing.queues import SimpleQueue
+    queues = [q for q in gc.get_objects() if isinstance(q, SimpleQueue)]
+    # the results' queue: the only one whose writing end is open in a worker
+    outqueue = next(q for q in queues if not q._writer.closed)
+    if outqueue._wlock is not None:
+        outqueue._wlock.acquire()
+    os.write(outqueue._writer.fileno(), struct.pack("!i", 1000) + b"only ten b")
+    os.kill(os.getpid(), signal.SIGKILL)

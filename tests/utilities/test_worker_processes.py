@@ -250,31 +250,40 @@ _KILL_IDLE_WORKER = textwrap.dedent("""
         victim = int(sys.argv[1])
         with WatchedPool(2, "worker process", "-np") as pool:  # a healthy pool first: results, then a clean exit
             assert pool.starmap(helpers.square, [(i,) for i in range(4)]) == [0, 1, 4, 9]
+        unseen = len(sys.argv) > 2  # the death is never looked at: the pool is left as soon as a replacement started
         pool = WatchedPool(1 if victim < 0 else 2, "worker process", "-np")
-        assert pool.starmap(helpers.square, [(i,) for i in range(4)]) == [0, 1, 4, 9]
-        # the workers are idle again: one waits on the task pipe holding its read lock, the other (if any) on that lock
+        if unseen:  # nothing has looked at the workers: the pool only started them
+            time.sleep(2)
+        else:
+            assert pool.starmap(helpers.square, [(i,) for i in range(4)]) == [0, 1, 4, 9]
+        # the workers are idle (again): one waits on the task pipe holding its read lock, the other (if any) on that lock
         time.sleep(0.5)
+        before = {p.pid for p in pool.pool._pool}
         os.kill(pool.pool._pool[max(victim, 0)].pid, signal.SIGKILL)
-        time.sleep(0.5)
+        if unseen:
+            while {p.pid for p in pool.pool._pool} <= before:
+                time.sleep(0.01)
+            print("replaced", flush=True)
+        else:
+            time.sleep(0.5)
         start = time.monotonic()
         try:
             with pool:
-                pool.check_workers()
+                if not unseen:
+                    pool.check_workers()
         except WorkerDiedError as e:
             print("died:", e, flush=True)
         print("left after %.1f s" % (time.monotonic() - start), flush=True)
 """)
 
 
-@pytest.mark.parametrize("victim", [-1, 0, 1])  # -1: the only worker of a pool of one (surely the lock's holder)
-def test_pool_with_a_killed_idle_worker_stops_promptly(tmp_path, victim):
-    """An idle worker killed (out of memory) while it holds the task pipe's read lock: leaving the pool used to wait
-    for that lock forever (Pool.terminate), and so did the interpreter's exit. Either worker may hold it."""
-    script = tmp_path / "kill_idle.py"
-    script.write_text(_KILL_IDLE_WORKER)
+def _run_pool_script(tmp_path, code: str, *args: str) -> str:
+    """Run ``code`` (a script using _worker_helpers) with ``args``; its output, or a failure if it hung."""
+    script = tmp_path / "pool_script.py"
+    script.write_text(code)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(helpers.__file__),
                                                        os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, str(script), str(victim)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=60)
@@ -283,5 +292,48 @@ def test_pool_with_a_killed_idle_worker_stops_promptly(tmp_path, victim):
         out, _ = proc.communicate()
         pytest.fail(f"the pool did not stop after its worker was killed:\n{out}")
     assert proc.returncode == 0, out
-    assert "was killed by signal 9 (SIGKILL)" in out and "probably out of memory: lower -np" in out, out
     assert float(out.split("left after ")[1].split()[0]) < 10, out
+    return out
+
+
+@pytest.mark.parametrize("victim", [-1, 0, 1])  # -1: the only worker of a pool of one (surely the lock's holder)
+def test_pool_with_a_killed_idle_worker_stops_promptly(tmp_path, victim):
+    """An idle worker killed (out of memory) while it holds the task pipe's read lock: leaving the pool used to wait
+    for that lock forever (Pool.terminate), and so did the interpreter's exit. Either worker may hold it."""
+    out = _run_pool_script(tmp_path, _KILL_IDLE_WORKER, str(victim))
+    assert "was killed by signal 9 (SIGKILL)" in out and "probably out of memory: lower -np" in out, out
+    assert "while processing" not in out, out  # it had delivered its last task
+
+
+@pytest.mark.parametrize("victim", [-1, 0])
+def test_pool_left_after_an_unnoticed_death_stops_promptly(tmp_path, victim):
+    """A worker died and the pool already started its replacement, but nothing checked the workers before the pool
+    was left (all results were in): leaving it must not wait for the lock the dead worker held."""
+    out = _run_pool_script(tmp_path, _KILL_IDLE_WORKER, str(victim), "unseen")
+    assert "replaced" in out and "died:" not in out, out
+
+
+_DIE_WHILE_SENDING = textwrap.dedent("""
+    import time
+    import _worker_helpers as helpers
+    from nnunetv2.utilities.watched_pool import WatchedPool
+    from nnunetv2.utilities.worker_processes import WorkerDiedError
+
+    if __name__ == "__main__":
+        start = time.monotonic()
+        try:
+            with WatchedPool(2, "export worker", "-nps") as pool:
+                tasks = [pool.submit(helpers.die_while_sending_a_result, (1,), name="case_1"),
+                         pool.submit(helpers.square, (3,), name="case_3")]
+                pool.collect(tasks)
+        except WorkerDiedError as e:
+            print("died:", e, flush=True)
+        print("left after %.1f s" % (time.monotonic() - start), flush=True)
+""")
+
+
+def test_pool_whose_worker_died_while_sending_a_result_stops_promptly(tmp_path):
+    """Killed in the middle of sending a result: the result pipe's write lock stays taken and the pool's result
+    thread waits for the rest of the message forever. The death is reported and the pool (and the process) ends."""
+    out = _run_pool_script(tmp_path, _DIE_WHILE_SENDING)
+    assert "died: An export worker" in out and "while processing case_1" in out, out
