@@ -172,7 +172,7 @@ def test_ctrl_c_while_pool_workers_are_busy(tmp_path):
 def test_ctrl_c_reaches_the_parent_only_and_orphans_exit(tmp_path):
     """SIGINT to the whole process group (a terminal's Ctrl-C): the worker ignores it, the parent stops it; no
     KeyboardInterrupt traceback from the worker. A worker whose parent is killed with SIGKILL exits by itself."""
-    proc = _run_script(f"""
+    proc = _run_script("""
         import multiprocessing, sys
         import _worker_helpers as helpers
         from nnunetv2.utilities.worker_processes import start_worker
