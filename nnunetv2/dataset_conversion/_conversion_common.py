@@ -2,7 +2,8 @@
 
 Everything the converters check happens before anything is written, and the new dataset is assembled in a hidden
 sibling folder that is renamed into place only when complete, so a failure or a kill never leaves a
-half-converted dataset under its final name (at worst a hidden ``.tmp_*`` folder after a hard kill).
+half-converted dataset under its final name (at worst a hidden ``.nnunet_tmp_*`` folder after a hard kill, which
+the next conversion to the same name removes).
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import uuid
 from typing import Iterable, Iterator, List
 
 from nnunetv2.errors import UserError
+from nnunetv2.file_io import TMP_PREFIX, folder_lock
 from nnunetv2.utilities.dataset_name_id_conversion import find_candidate_datasets
 
 logger = logging.getLogger(__name__)
 
 DATASET_NAME_PATTERN = re.compile(r"^Dataset\d{3,}_.+$")
-STAGING_PREFIX = ".tmp_"
+STAGING_PREFIX = TMP_PREFIX  # our temporaries' prefix: tools and the kill tests know it
 
 
 def require_folder(folder: str, what: str, hint: str) -> None:
@@ -126,6 +128,22 @@ def nifti_files(folder: str) -> List[str]:
                   if f.endswith(".nii.gz") and not f.startswith((".", "_")) and os.path.isfile(os.path.join(folder, f)))
 
 
+def _remove_abandoned_staging_folders(parent: str, name: str) -> None:
+    """Delete the staging folders for ``name`` that killed conversions left behind (a kill -9 runs no clean-up):
+    each holds a partial copy of the dataset, and every new attempt would add one. A folder whose conversion still
+    runs holds its lock and is left alone."""
+    prefix = f"{STAGING_PREFIX}{name}_"
+    for entry in sorted(os.listdir(parent)):
+        path = os.path.join(parent, entry)
+        if not entry.startswith(prefix) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        try:
+            with folder_lock(path, "removing an abandoned staging folder", wait=False):
+                shutil.rmtree(path, ignore_errors=True)
+        except BlockingIOError:
+            continue
+
+
 @contextlib.contextmanager
 def staged_dataset_folder(final_folder: str) -> Iterator[str]:
     """Yield a fresh hidden sibling of ``final_folder`` to build the dataset in; rename it into place on success.
@@ -135,21 +153,24 @@ def staged_dataset_folder(final_folder: str) -> Iterator[str]:
     final_folder = os.path.abspath(final_folder)
     parent, name = os.path.split(final_folder)
     os.makedirs(parent, exist_ok=True)
+    _remove_abandoned_staging_folders(parent, name)
     staging = os.path.join(parent, f"{STAGING_PREFIX}{name}_{uuid.uuid4().hex[:12]}")
     try:
         os.mkdir(staging)
     except OSError as e:  # read-only or full: name the folder the user chose, not the staging folder's random name
         raise OSError(e.errno, e.strerror, parent) from e
     try:
-        yield staging
-        if os.path.lexists(final_folder):  # appeared while we were converting
-            raise UserError(f"{final_folder} appeared while the conversion was running; it was left untouched.",
-                            "Remove or rename it and convert again.")
-        os.rename(staging, final_folder)
+        # locked while it is filled: a conversion started meanwhile sees that it is not abandoned
+        with folder_lock(staging, "converting"):
+            yield staging
+            if os.path.lexists(final_folder):  # appeared while we were converting
+                raise UserError(f"{final_folder} appeared while the conversion was running; it was left untouched.",
+                                "Remove or rename it and convert again.")
+            os.rename(staging, final_folder)
     except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(e, OSError) and e.errno is not None:
-            # "src -> .tmp_DatasetXXX_<uuid>/imagesTr/x.nii.gz": name the file as it would be in the final folder
+            # "src -> <staging>/imagesTr/x.nii.gz": name the file as it would be in the final folder
             staged = next((n for n in (e.filename2, e.filename) if isinstance(n, str)
                            and n.startswith(staging + os.sep)), None)
             if staged is not None:
