@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
 from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
 from nnunetv2.file_io import atomic_path, folder_lock, load_json, maybe_mkdir_p
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+from nnunetv2.utilities.output_guard import claim_output_folder
 from nnunetv2.utilities.utils import sorted_files_with_ending
 
 
@@ -52,6 +53,19 @@ def _check_validation_finished(validation: str, fold, dataset_name: str, file_en
                         f"(nnUNetv2_train ... {fold} --val).")
 
 
+def _check_fold_not_busy(fold_folder: str, fold) -> None:
+    """UserError if an nnUNetv2_train (training or --val) holds this fold right now (see run._fold_claim): its
+    validation folder then still holds the predictions and summary.json of the model being replaced, or is being
+    rewritten. Merged, they would score (and choose the postprocessing for) a model that is about to change."""
+    try:
+        with folder_lock(fold_folder, 'checking the fold', wait=False):
+            pass
+    except BlockingIOError:
+        raise UserError(f"Another nnU-Net process is training or validating fold {fold} right now ({fold_folder}): "
+                        f"its validation results are not final.",
+                        f"Wait until that run of fold {fold} has finished, then run this again.") from None
+
+
 def evaluate_with_dataset_labels(folder_ref: str, folder_pred: str, plans: Union[str, dict], dataset_json: dict,
                                  num_processes: int) -> dict:
     """Evaluate ``folder_pred`` into its summary.json with the labels/regions/ignore label of the dataset."""
@@ -69,36 +83,52 @@ def evaluate_with_dataset_labels(folder_ref: str, folder_pred: str, plans: Union
 
 def accumulate_cv_results(trained_model_folder: str, merged_output_folder: str,
                           folds: Union[List[int], Sequence[int]], num_processes: int = default_num_processes,
-                          overwrite: bool = True) -> None:
+                          overwrite: bool = True, marker_command: Optional[str] = None) -> None:
+    """``marker_command``: mark the (re)created merged folder as written by that command (output_guard), before
+    anything is copied into it, so that a rerun after an interruption may replace it."""
     # another run on the same model (a second find_best_configuration, accumulate_crossval_results) would delete and
     # refill the merged folder while this one fills it: the second waits for the first
     with folder_lock(os.path.dirname(os.path.abspath(merged_output_folder)), 'merging cross-validation results'):
-        _accumulate_cv_results(trained_model_folder, merged_output_folder, folds, num_processes, overwrite)
+        _accumulate_cv_results(trained_model_folder, merged_output_folder, folds, num_processes, overwrite,
+                               marker_command)
 
 
-def _accumulate_cv_results(trained_model_folder: str, merged_output_folder: str, folds: Sequence[int],
-                           num_processes: int, overwrite: bool) -> None:
+def check_folds_ready(trained_model_folder: str, folds: Sequence[int]) -> Tuple[dict, dict]:
+    """UserError unless ``trained_model_folder`` is a trained model whose ``folds`` all have a finished validation
+    that no running nnUNetv2_train is rewriting; its (dataset.json, plans.json) otherwise. Checked before anything is
+    deleted or rebuilt: a refused run leaves no half-merged folder behind and keeps the result of an earlier run."""
     for name in ('dataset.json', 'plans.json'):
         if not os.path.isfile(os.path.join(trained_model_folder, name)):
             raise UserError(f"{os.path.join(trained_model_folder, name)} does not exist: {trained_model_folder} is "
                             f"not a trained model folder.", "Check the dataset, trainer, plans and configuration.")
-    if overwrite and os.path.isdir(merged_output_folder):
-        shutil.rmtree(merged_output_folder)
-    maybe_mkdir_p(merged_output_folder)
-
     dataset_json = load_json(os.path.join(trained_model_folder, 'dataset.json'))
     plans = load_json(os.path.join(trained_model_folder, 'plans.json'))
-    for name in ('dataset.json', 'plans.json'):
-        _atomic_copy(os.path.join(trained_model_folder, name), os.path.join(merged_output_folder, name))
-
-    file_ending = dataset_json['file_ending']
-    copied_any = False
     for fold in folds:
         validation = os.path.join(trained_model_folder, f'fold_{fold}', 'validation')
         if not os.path.isdir(validation):
             raise UserError(f"fold {fold} of model {trained_model_folder} is missing ({validation} does not exist).",
                             "Please train it (and run its validation) first.")
-        _check_validation_finished(validation, fold, plans['dataset_name'], file_ending)
+        _check_fold_not_busy(os.path.dirname(validation), fold)
+        _check_validation_finished(validation, fold, plans['dataset_name'], dataset_json['file_ending'])
+    return dataset_json, plans
+
+
+def _accumulate_cv_results(trained_model_folder: str, merged_output_folder: str, folds: Sequence[int],
+                           num_processes: int, overwrite: bool, marker_command: Optional[str] = None) -> None:
+    dataset_json, plans = check_folds_ready(trained_model_folder, folds)
+    file_ending = dataset_json['file_ending']
+    if overwrite and os.path.isdir(merged_output_folder):
+        shutil.rmtree(merged_output_folder)
+    maybe_mkdir_p(merged_output_folder)
+    if marker_command is not None:
+        claim_output_folder(merged_output_folder, marker_command,
+                            {'trained_model_folder': os.path.abspath(trained_model_folder)})
+    for name in ('dataset.json', 'plans.json'):
+        _atomic_copy(os.path.join(trained_model_folder, name), os.path.join(merged_output_folder, name))
+
+    copied_any = False
+    for fold in folds:
+        validation = os.path.join(trained_model_folder, f'fold_{fold}', 'validation')
         for f in sorted_files_with_ending(validation, file_ending):  # not the temporaries of a killed writer
             target = os.path.join(merged_output_folder, f)
             if overwrite and os.path.isfile(target):

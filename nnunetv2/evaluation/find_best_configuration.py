@@ -5,14 +5,16 @@ Writes ``$nnUNet_results/<dataset>/inference_information.json`` and ``inference_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 from copy import deepcopy
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError, exit_on_user_error
-from nnunetv2.evaluation.accumulate_cv_results import accumulate_cv_results, evaluate_with_dataset_labels
+from nnunetv2.evaluation.accumulate_cv_results import (accumulate_cv_results, check_folds_ready,
+                                                     evaluate_with_dataset_labels)
 from nnunetv2.evaluation.evaluate_predictions import load_summary_json
 from nnunetv2.file_io import atomic_path, folder_lock, load_json, save_json
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
@@ -20,6 +22,7 @@ from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.file_path_utilities import (convert_identifier_to_trainer_plans_config, folds_tuple_to_string,
                                                     get_ensemble_name, get_output_folder)
+from nnunetv2.utilities.output_guard import marker_name
 
 default_trained_models = tuple(
     {'plans': 'nnUNetPlans', 'configuration': c, 'trainer': 'nnUNetTrainer'}
@@ -112,6 +115,15 @@ def _find_best_configuration(dataset_name_or_id, dataset_name, allowed_trained_m
                         "Check -c/-p against the configurations in the plans file.")
     folders = [get_output_folder(dataset_name_or_id, m['trainer'], m['plans'], m['configuration'], fold=None)
                for m in models]
+
+    for folder in folders:  # a run refused for an unfinished fold changes nothing
+        check_folds_ready(folder, folds)
+    # the results of an earlier run name the postprocessing.pkl and plans.json of the folder they chose, which this
+    # run deletes (merged folders) or rewrites (ensembles) before it writes its own results last: a crash or kill in
+    # between would leave them pointing at missing files. Gone now, they are absent until this run completes
+    for name in ('inference_information.json', 'inference_instructions.txt'):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(nnUNet_results, dataset_name, name))
 
     all_results = {}
     for folder in folders:
@@ -269,6 +281,9 @@ def accumulate_crossval_results_entry_point_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_ACCUMULATE_COMMAND = 'nnUNetv2_accumulate_crossval_results'
+
+
 @exit_on_user_error
 def accumulate_crossval_results_entry_point():
     args = accumulate_crossval_results_entry_point_parser().parse_args()
@@ -278,10 +293,13 @@ def accumulate_crossval_results_entry_point():
                                             f'crossval_results_folds_{folds_tuple_to_string(args.f)}')
     else:
         merged_output_folder = args.o
-        if os.path.isdir(merged_output_folder) and len(os.listdir(merged_output_folder)) > 0:
+        # a folder this command wrote (also one it was interrupted in) may be replaced: that is how a run is repeated
+        written_here = os.path.isfile(os.path.join(merged_output_folder, marker_name(_ACCUMULATE_COMMAND)))
+        if os.path.isdir(merged_output_folder) and len(os.listdir(merged_output_folder)) > 0 and not written_here:
             raise UserError(f"Output folder {merged_output_folder} exists and is not empty.",
                             "Choose an empty or new folder with -o (everything in it would be replaced).")
-    accumulate_cv_results(trained_model_folder, merged_output_folder, args.f)
+    accumulate_cv_results(trained_model_folder, merged_output_folder, args.f,
+                          marker_command=_ACCUMULATE_COMMAND if args.o is not None else None)
 
 
 # the console scripts (pyproject.toml): the entry points in a command's process (utilities.console_command)

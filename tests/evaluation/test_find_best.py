@@ -90,9 +90,16 @@ def test_accumulate_errors_and_cli(tree, monkeypatch, capsys):
     monkeypatch.setattr(sys, 'argv', ['x', DATASET, '-c', '2d', '-f', '0', '1', '-o', str(out)])
     accumulate_crossval_results_entry_point()
     assert (out / 'summary.json').is_file()
-    with pytest.raises(SystemExit) as e:  # -o exists and is not empty
+    accumulate_crossval_results_entry_point()  # a folder it wrote itself: a rerun replaces it
+    assert (out / 'summary.json').is_file()
+    foreign = tree / 'foreign'
+    foreign.mkdir()
+    (foreign / 'notes.txt').write_text('mine')
+    monkeypatch.setattr(sys, 'argv', ['x', DATASET, '-c', '2d', '-f', '0', '1', '-o', str(foreign)])
+    with pytest.raises(SystemExit) as e:  # -o exists and is not empty, and this command did not write it
         accumulate_crossval_results_entry_point()
     assert e.value.code == 1 and 'not empty' in capsys.readouterr().err
+    assert (foreign / 'notes.txt').read_text() == 'mine'
     monkeypatch.setattr(sys, 'argv', ['x', DATASET])
     with pytest.raises(SystemExit) as e:
         accumulate_crossval_results_entry_point()

@@ -220,7 +220,6 @@ def test_confusion_of_negative_integer_labels_falls_back():
 def test_folder_metrics_same_for_8bit_and_float_files(tmp_path):
     """Evaluation reads 8-bit label files in their own type: the summary equals that of the same labels stored
     as float32."""
-    rs = np.random.RandomState(4)
     for kind, dtype in (('u8', np.uint8), ('f32', np.float32)):
         for d in ('ref', 'pred'):
             (tmp_path / kind / d).mkdir(parents=True)
