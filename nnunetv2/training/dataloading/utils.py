@@ -1,6 +1,7 @@
 """Unpacking of the legacy ``.npz`` preprocessed format into memory-mappable ``.npy`` files."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import List
@@ -36,6 +37,9 @@ def _convert_to_npy(npz_file: str, unpack_segmentation: bool = True, overwrite_e
     data_npy = npz_file[:-4] + '.npy'
     seg_npy = npz_file[:-4] + '_seg.npy'
     targets = [('data', data_npy)] + ([('seg', seg_npy)] if unpack_segmentation else [])
+    # every .npy is written under a temporary name and renamed when complete, so an interruption (Ctrl-C, a kill)
+    # never leaves a partial one; the existing files may also be another process's (folds trained side by side
+    # unpack the same dataset), so nothing is deleted but a file found unreadable
     for attempt in range(fail_ctr, _MAX_ATTEMPTS):
         try:
             npz = None
@@ -47,17 +51,12 @@ def _convert_to_npy(npz_file: str, unpack_segmentation: bool = True, overwrite_e
             if verify_npy:
                 bad = [t for _, t in targets if not _npy_is_readable(t)]
                 if bad:
+                    for target in bad:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.remove(target)
                     raise OSError(f"unpacked file(s) not readable: {', '.join(bad)}")
             return
-        except KeyboardInterrupt:
-            for _, target in targets:
-                if os.path.isfile(target):
-                    os.remove(target)
-            raise
         except Exception as e:
-            for _, target in targets:
-                if os.path.isfile(target):
-                    os.remove(target)
             if attempt + 1 >= _MAX_ATTEMPTS:
                 raise RuntimeError(f"Unpacking {npz_file} failed {_MAX_ATTEMPTS} times; last error: {e}") from e
             logger.warning("Unpacking %s failed (%s); retrying.", npz_file, e)

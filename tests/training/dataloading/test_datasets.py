@@ -75,3 +75,33 @@ def test_infer_dataset_class_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(UserError, match='no data files'):
         infer_dataset_class(str(empty))
+
+
+def test_interrupted_unpacking_keeps_the_npy_files_that_exist(npz_folder, monkeypatch):
+    """Ctrl-C while unpacking one case: the case's .npy files that are already there (written by a fold trained side
+    by side, or an earlier run; complete, since they are renamed into place) stay; they used to be deleted."""
+    import nnunetv2.training.dataloading.utils as unpacking
+    folder, cases = npz_folder
+    unpack_dataset(str(folder), True, False, num_processes=1)
+    os.remove(folder / 'case_000_seg.npy')  # the other process is about to write this one
+    data_before = (folder / 'case_000.npy').read_bytes()
+
+    def interrupted(arr, filename):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(unpacking, '_save_npy', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        unpacking._convert_to_npy(str(folder / 'case_000.npz'))
+    assert (folder / 'case_000.npy').read_bytes() == data_before
+    monkeypatch.undo()
+    unpacking._convert_to_npy(str(folder / 'case_000.npz'), verify_npy=True)
+    np.testing.assert_array_equal(np.load(folder / 'case_000_seg.npy'), cases['case_000'][1])
+
+
+def test_unreadable_npy_is_rewritten(npz_folder):
+    """A .npy found unreadable by the verification (a flaky network file system) is replaced by a good one."""
+    import nnunetv2.training.dataloading.utils as unpacking
+    folder, cases = npz_folder
+    (folder / 'case_001.npy').write_bytes(b'not a numpy file')
+    unpacking._convert_to_npy(str(folder / 'case_001.npz'), verify_npy=True)
+    np.testing.assert_array_equal(np.load(folder / 'case_001.npy'), cases['case_001'][0])
