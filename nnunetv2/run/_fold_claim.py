@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Optional
 
 import torch
@@ -17,6 +18,9 @@ from nnunetv2.errors import UserError
 from nnunetv2.file_io import folder_lock
 from nnunetv2.paths import nnUNet_results
 from nnunetv2.training.nnUNetTrainer import _ddp_sync
+
+_CLAIM_TRIES = 5
+_CLAIM_RETRY_S = 0.1
 
 
 def claim_fold_folder(fold_folder: Optional[str], held: contextlib.ExitStack,
@@ -30,16 +34,26 @@ def claim_fold_folder(fold_folder: Optional[str], held: contextlib.ExitStack,
     not exist yet is not claimed, nor is anything where the file system has no such locks. Re-entrant in a thread."""
     busy = False
     if fold_folder is not None and os.path.isdir(fold_folder) and (ddp_device is None or dist.get_rank() == 0):
-        try:
-            held.enter_context(folder_lock(fold_folder, 'training or validating this fold', wait=False))
-        except BlockingIOError:
-            busy = True
+        busy = not _try_to_claim(fold_folder, held)
     if ddp_device is not None:
         busy = bool(_ddp_sync.max_over_ranks(int(busy), ddp_device))
     if busy:
         raise UserError(f"Another nnU-Net process is training or validating this fold right now: {fold_folder}.",
                         "Wait for it to end (or stop it) first: two runs of one fold overwrite each other's "
                         "checkpoints and results. Runs of other folds, trainers or plans can go in parallel.")
+
+
+def _try_to_claim(fold_folder: str, held: contextlib.ExitStack) -> bool:
+    """Take the fold's lock into ``held``; False if another process keeps it. Commands that merge the folds' results
+    take the lock for an instant to see whether a training holds it: a few tries apart tell them from a training."""
+    for attempt in range(_CLAIM_TRIES):
+        try:
+            held.enter_context(folder_lock(fold_folder, 'training or validating this fold', wait=False))
+            return True
+        except BlockingIOError:
+            if attempt + 1 < _CLAIM_TRIES:
+                time.sleep(_CLAIM_RETRY_S)
+    return False
 
 
 def expected_fold_folder(dataset_name: str, trainer_class_name: str, plans_identifier: str, configuration: str,
