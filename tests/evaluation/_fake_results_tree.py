@@ -12,6 +12,7 @@ import SimpleITK as sitk
 DATASET = 'Dataset999_Fake'
 LABELS = {'background': 0, 'a': 1, 'b': 2}
 SHAPE = (8, 14, 14)  # z, y, x as SimpleITK arrays
+FOLDS = (0, 1)  # the folds a tree has unless asked otherwise
 
 
 def _gt(i: int) -> np.ndarray:
@@ -28,7 +29,7 @@ def _write(arr: np.ndarray, path: str) -> None:
     sitk.WriteImage(im, path)
 
 
-def make_fake_results_tree(root: str, configurations=('2d', '3d_fullres'), folds=(0, 1), n_cases: int = 4) -> dict:
+def make_fake_results_tree(root: str, configurations=('2d', '3d_fullres'), folds=FOLDS, n_cases: int = 4) -> dict:
     """Create nnUNet_raw/preprocessed/results under ``root``; returns {env var: folder}."""
     dirs = {n: os.path.join(root, n) for n in ('nnUNet_raw', 'nnUNet_preprocessed', 'nnUNet_results')}
     dataset_json = {'channel_names': {'0': 'CT'}, 'labels': LABELS, 'numTraining': n_cases, 'file_ending': '.nii.gz'}

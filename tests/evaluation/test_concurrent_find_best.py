@@ -8,21 +8,12 @@ import threading
 
 import pytest
 
-from _fake_results_tree import DATASET, make_fake_results_tree
+from _fake_results_tree import DATASET, FOLDS
 import nnunetv2.evaluation.accumulate_cv_results as acc
 import nnunetv2.postprocessing.remove_connected_components as rcc
 from nnunetv2.file_io import TMP_PREFIX, folder_lock, load_json, load_pickle
 
-FOLDS = (0, 1)
 OTHER_RUN_GRACE_S = 5  # the main run goes on after this even if the other run is (correctly) still waiting
-
-
-@pytest.fixture
-def model(tmp_path, monkeypatch):
-    dirs = make_fake_results_tree(str(tmp_path), configurations=('3d_fullres',), folds=FOLDS)
-    for k, v in dirs.items():
-        monkeypatch.setenv(k, v)
-    return os.path.join(dirs['nnUNet_results'], DATASET, 'nnUNetTrainer__nnUNetPlans__3d_fullres')
 
 
 def _hidden(folder):

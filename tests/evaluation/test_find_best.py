@@ -21,14 +21,6 @@ MODELS = [{'plans': 'nnUNetPlans', 'configuration': c, 'trainer': 'nnUNetTrainer
           for c in ('2d', '3d_fullres', '3d_lowres')]
 
 
-@pytest.fixture
-def tree(tmp_path, monkeypatch):
-    dirs = make_fake_results_tree(str(tmp_path))
-    for k, v in dirs.items():
-        monkeypatch.setenv(k, v)
-    return tmp_path
-
-
 def _model(root, c):
     return os.path.join(root, 'nnUNet_results', DATASET, f'nnUNetTrainer__nnUNetPlans__{c}')
 

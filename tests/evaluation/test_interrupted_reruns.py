@@ -1,28 +1,25 @@
-"""A rerun of find_best_configuration that is killed midway must not leave the previous run's
-inference_information.json / inference_instructions.txt pointing at the files it has already deleted."""
+"""Commands of model selection killed midway, then run again: what they leave never names deleted files, and the
+same command completes afterwards with what an uninterrupted run gives."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 
 import pytest
 
 import nnunetv2.evaluation.accumulate_cv_results as accumulate_module
-from _fake_results_tree import DATASET, make_fake_results_tree
-from nnunetv2.evaluation.find_best_configuration import find_best_configuration
+from _fake_results_tree import DATASET
+from nnunetv2.errors import UserError
+from nnunetv2.evaluation.accumulate_cv_results import evaluate_with_dataset_labels
+from nnunetv2.evaluation.find_best_configuration import accumulate_crossval_results_entry_point, find_best_configuration
 
 MODELS = [{'plans': 'nnUNetPlans', 'configuration': '2d', 'trainer': 'nnUNetTrainer'}]
 
 
 class Killed(BaseException):
     """Stands for a kill -9: nothing after it runs (a BaseException passes every ``except Exception``)."""
-
-
-@pytest.fixture
-def tree(tmp_path, monkeypatch):
-    for k, v in make_fake_results_tree(str(tmp_path)).items():
-        monkeypatch.setenv(k, v)
-    return tmp_path
 
 
 def test_killed_rerun_leaves_no_dangling_inference_information(tree, monkeypatch):
@@ -57,8 +54,6 @@ def test_killed_rerun_leaves_no_dangling_inference_information(tree, monkeypatch
 def test_rerun_refused_for_an_unfinished_fold_changes_nothing(tree):
     """A fold of the second model is not validated yet: the rerun is refused before the first model's merged folder
     or the earlier inference_information.json is touched."""
-    import shutil
-    from nnunetv2.errors import UserError
     results = tree / 'nnUNet_results' / DATASET
     models = MODELS + [{'plans': 'nnUNetPlans', 'configuration': '3d_fullres', 'trainer': 'nnUNetTrainer'}]
     find_best_configuration(DATASET, models, True, 1, True, (0, 1))
@@ -70,3 +65,31 @@ def test_rerun_refused_for_an_unfinished_fold_changes_nothing(tree):
         find_best_configuration(DATASET, models, True, 1, True, (0, 1))
     assert (results / 'inference_information.json').read_bytes() == info
     assert {p.name: p.stat().st_mtime_ns for p in merged_2d.iterdir()} == before
+
+
+def test_accumulate_into_o_reruns_after_a_kill(tree, monkeypatch, capsys):
+    """nnUNetv2_accumulate_crossval_results -o X killed midway leaves X partly filled; the same command again must
+    complete (it refused X as 'not empty') and give what an uninterrupted run gives."""
+    reference, out = tree / 'uninterrupted', tree / 'merged'
+    monkeypatch.setattr(sys, 'argv', ['x', DATASET, '-c', '2d', '-f', '0', '1', '-o', str(reference)])
+    accumulate_crossval_results_entry_point()
+
+    def killed(*args, **kwargs):  # the cases are copied, the evaluation not written
+        raise Killed()
+
+    monkeypatch.setattr(accumulate_module, 'evaluate_with_dataset_labels', killed)
+    monkeypatch.setattr(sys, 'argv', ['x', DATASET, '-c', '2d', '-f', '0', '1', '-o', str(out)])
+    with pytest.raises(Killed):
+        accumulate_crossval_results_entry_point()
+    assert any(p.name.endswith('.nii.gz') for p in out.iterdir())
+
+    monkeypatch.setattr(accumulate_module, 'evaluate_with_dataset_labels', evaluate_with_dataset_labels)
+    accumulate_crossval_results_entry_point()
+    capsys.readouterr()
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith('.'))
+    assert names == sorted(p.name for p in reference.iterdir() if not p.name.startswith('.'))
+    for name in names:
+        if name != 'summary.json':  # it names the folder evaluated
+            assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert (json.loads((out / 'summary.json').read_text())['foreground_mean']
+            == json.loads((reference / 'summary.json').read_text())['foreground_mean'])

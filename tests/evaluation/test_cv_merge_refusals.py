@@ -1,32 +1,45 @@
-"""nnUNetv2_find_best_configuration / accumulate_crossval_results while nnUNetv2_train is (re)training or
-re-validating one of the folds (another GPU, or `--val --npz` to add the probabilities): the fold's validation
-folder still holds the predictions and summary.json of the model being replaced. Was: merged silently, exit code 0,
-the cross-validation score and the postprocessing chosen for a model that was about to change. Now: a one-line
-error naming the fold. The training is simulated by the claim nnUNetv2_train takes on its fold folder, held by
-another thread until the test releases it (no timing involved)."""
+"""Merging the folds' validation results (nnUNetv2_find_best_configuration, accumulate_crossval_results) while a
+fold is not ready: not trained or validated yet, or being trained or validated again by a running nnUNetv2_train
+(another GPU, `--val --npz` to add the probabilities). The run is refused with a line naming the fold before the
+merged folder is touched: an earlier complete merge stays. Was: the folds before the missing one were copied into a
+half-filled crossval_results_folds_* (no summary.json) after the earlier merge had been deleted, and a fold being
+retrained was merged silently from the predictions of the model about to be replaced. A running training is
+simulated by the claim nnUNetv2_train takes on its fold folder, held by another thread (no timing involved)."""
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 
 import pytest
 
-from _fake_results_tree import DATASET, make_fake_results_tree
 import nnunetv2.evaluation.accumulate_cv_results as acc
+from _fake_results_tree import FOLDS
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import load_json
 from nnunetv2.run._fold_claim import claim_fold_folder
 
-FOLDS = (0, 1)
+
+def test_missing_fold_leaves_no_half_merged_folder(model):
+    shutil.rmtree(os.path.join(model, 'fold_1'))  # fold 1 is still training: no validation folder yet
+    merged = os.path.join(model, 'crossval_results_folds_0_1')
+    with pytest.raises(UserError, match='fold 1 of model'):
+        acc.accumulate_cv_results(model, merged, FOLDS, num_processes=1)
+    assert not os.path.exists(merged)
 
 
-@pytest.fixture
-def model(tmp_path, monkeypatch):
-    dirs = make_fake_results_tree(str(tmp_path), configurations=('3d_fullres',), folds=FOLDS)
-    for k, v in dirs.items():
-        monkeypatch.setenv(k, v)
-    return os.path.join(dirs['nnUNet_results'], DATASET, 'nnUNetTrainer__nnUNetPlans__3d_fullres')
+def test_refused_run_keeps_the_earlier_merge(model):
+    merged = os.path.join(model, 'crossval_results_folds_0_1')
+    acc.accumulate_cv_results(model, merged, FOLDS, num_processes=1)
+    before = sorted(os.listdir(merged))
+    summary = load_json(os.path.join(merged, 'summary.json'))
+    # fold 1's validation is being redone (nnUNetv2_train ... 1 --val after deleting it): not finished yet
+    shutil.rmtree(os.path.join(model, 'fold_1', 'validation'))
+    with pytest.raises(UserError, match='fold 1 of model'):
+        acc.accumulate_cv_results(model, merged, FOLDS, num_processes=1)
+    assert sorted(os.listdir(merged)) == before
+    assert load_json(os.path.join(merged, 'summary.json')) == summary
 
 
 @contextlib.contextmanager
