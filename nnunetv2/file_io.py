@@ -182,6 +182,16 @@ def folder_lock(folder: str, purpose: str, wait: bool = True) -> Iterator[None]:
                 os.close(fd)  # releases the lock
 
 
+def folder_is_locked(folder: str) -> bool:
+    """Whether another process (or thread) holds ``folder_lock`` on ``folder`` right now, e.g. a training its fold's
+    folder. Only looks: the lock is taken for an instant (one who asks for it then without waiting should try again)."""
+    try:
+        with folder_lock(folder, 'looking whether it is in use', wait=False):
+            return False
+    except BlockingIOError:
+        return True
+
+
 def raise_if_disk_full(path: str, min_free_bytes: int = 1 << 20) -> None:
     """``OSError(ENOSPC)`` naming ``path`` if the disk holding it has (almost) no space left. For libraries that
     report a failed write without an errno (blosc2: "Error while creating the NDArray")."""

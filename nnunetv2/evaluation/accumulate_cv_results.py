@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError
 from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
-from nnunetv2.file_io import atomic_path, folder_lock, load_json, maybe_mkdir_p
+from nnunetv2.file_io import atomic_path, folder_is_locked, folder_lock, load_json, maybe_mkdir_p
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 from nnunetv2.utilities.output_guard import claim_output_folder
 from nnunetv2.utilities.utils import sorted_files_with_ending
@@ -57,13 +57,10 @@ def _check_fold_not_busy(fold_folder: str, fold) -> None:
     """UserError if an nnUNetv2_train (training or --val) holds this fold right now (see run._fold_claim): its
     validation folder then still holds the predictions and summary.json of the model being replaced, or is being
     rewritten. Merged, they would score (and choose the postprocessing for) a model that is about to change."""
-    try:
-        with folder_lock(fold_folder, 'checking the fold', wait=False):
-            pass
-    except BlockingIOError:
+    if folder_is_locked(fold_folder):
         raise UserError(f"Another nnU-Net process is training or validating fold {fold} right now ({fold_folder}): "
                         f"its validation results are not final.",
-                        f"Wait until that run of fold {fold} has finished, then run this again.") from None
+                        f"Wait until that run of fold {fold} has finished, then run this again.")
 
 
 def evaluate_with_dataset_labels(folder_ref: str, folder_pred: str, plans: Union[str, dict], dataset_json: dict,

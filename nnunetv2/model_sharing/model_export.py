@@ -12,7 +12,7 @@ import zipfile
 from typing import List, Sequence, Tuple, Union
 
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import atomic_path, finished_files, maybe_mkdir_p
+from nnunetv2.file_io import atomic_path, finished_files, folder_is_locked, maybe_mkdir_p
 from nnunetv2.paths import nnUNet_results
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.file_path_utilities import (convert_ensemble_folder_to_model_identifiers_and_folds,
@@ -35,6 +35,12 @@ def _listing(folder: str, what: str = "entries") -> str:
 
 def _fold_folder_name(fold: Union[int, str]) -> str:
     return "fold_all" if str(fold) == "all" else f"fold_{fold}"
+
+
+def _busy_fold_error(fold_dir: str) -> UserError:
+    return UserError(f"Another nnU-Net process is training or validating {fold_dir} right now: its files are not "
+                     f"final (old and new checkpoints, validation results would be mixed).",
+                     "Wait until that run has finished, or pass --not_strict to leave this fold out.")
 
 
 def _fold_members(fold_dir: str, save_checkpoints: Sequence[str], export_crossval_predictions: bool
@@ -76,6 +82,11 @@ def _model_members(model_dir: str, folds: Sequence, strict: bool, save_checkpoin
                 raise UserError(f"Fold folder {fold_dir} does not exist ({_listing(model_dir)}).",
                                 "Choose existing folds with -f, or pass --not_strict to skip missing ones.")
             logger.warning(f"Skipping fold {fold}: {fold_dir} does not exist.")
+            continue
+        if folder_is_locked(fold_dir):
+            if strict:
+                raise _busy_fold_error(fold_dir)
+            logger.warning(f"Skipping fold {fold}: another nnU-Net process is training or validating it right now.")
             continue
         fold_files, missing = _fold_members(fold_dir, save_checkpoints, export_crossval_predictions)
         if missing:
@@ -180,6 +191,18 @@ def collect_export_members(dataset_name_or_id, configurations=("2d", "3d_lowres"
     return members
 
 
+def _exported_fold_dirs(members: List[str]) -> List[str]:
+    """The fold folders (``fold_X``) the members come from (a fold's files, or those of its validation folder)."""
+    dirs = set()
+    for m in members:
+        parent = os.path.dirname(m)
+        for d in (parent, os.path.dirname(parent)):
+            if os.path.basename(d).startswith("fold_"):
+                dirs.add(d)
+                break
+    return sorted(dirs)
+
+
 def export_pretrained_model(dataset_name_or_id, output_file: str,
                             configurations=("2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres"),
                             trainer: str = "nnUNetTrainer", plans_identifier: str = "nnUNetPlans",
@@ -202,5 +225,9 @@ def export_pretrained_model(dataset_name_or_id, output_file: str,
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for m in members:
                 zf.write(m, arcname=os.path.relpath(m, results).replace(os.sep, "/"))
+        # a training of an exported fold that started while the zip was written may have replaced some of its files
+        started = [d for d in _exported_fold_dirs(members) if folder_is_locked(d)]
+        if started:
+            raise _busy_fold_error(started[0])
     logger.info(f"Exported {len(members)} files to {output_file}")
     logger.info("Done")

@@ -76,6 +76,25 @@ class nnUNetBaseDataset(ABC):
                               f"{self.folder_with_segs_from_previous_stage}: train the previous stage (same trainer "
                               f"and plans) for every fold first, or rerun its validation with --val.")
 
+    def previous_stage_file_exists(self, identifier: str) -> bool:
+        """Whether the previous stage's segmentation of ``identifier`` is there (True without a previous stage)."""
+        return True
+
+    def check_previous_stage_complete(self) -> None:
+        """UserError before training starts when cases lack the previous stage's segmentation: otherwise the
+        cascade fails midway, whenever the augmentation first picks such a case. They are written by the final
+        validation of each fold of the previous stage, which may still be running (another GPU) or not started."""
+        if self.folder_with_segs_from_previous_stage is None:
+            return
+        missing = [i for i in self.identifiers if not self.previous_stage_file_exists(i)]
+        if missing:
+            raise UserError(f"{len(missing)} of the {len(self.identifiers)} cases have no previous stage's "
+                            f"segmentation in {self.folder_with_segs_from_previous_stage} yet (first: {missing[0]}).",
+                            hint="The cascade trains on the validation predictions of every fold of the previous "
+                                 "stage (same trainer and plans): wait until all of its folds have finished training "
+                                 "and their final validation (one may be validating right now), or rerun a fold's "
+                                 "validation with --val.")
+
 
 class nnUNetDatasetNumpy(nnUNetBaseDataset):
     """Legacy format: ``<id>.npz`` (keys ``data``, ``seg``), optionally unpacked to ``<id>.npy`` + ``<id>_seg.npy``."""
@@ -107,6 +126,12 @@ class nnUNetDatasetNumpy(nnUNetBaseDataset):
 
         properties = load_pickle(base + '.pkl')
         return data, seg, seg_prev, properties
+
+    def previous_stage_file_exists(self, identifier: str) -> bool:
+        if self.folder_with_segs_from_previous_stage is None:
+            return True
+        prev = os.path.join(self.folder_with_segs_from_previous_stage, identifier)
+        return os.path.isfile(prev + '.npy') or os.path.isfile(prev + '.npz')
 
     @staticmethod
     def save_case(data: np.ndarray, seg: np.ndarray, properties: dict, output_filename_truncated: str):
@@ -162,6 +187,10 @@ class nnUNetDatasetBlosc2(nnUNetBaseDataset):
 
         properties = load_pickle(base + '.pkl')
         return data, seg, seg_prev, properties
+
+    def previous_stage_file_exists(self, identifier: str) -> bool:
+        return self.folder_with_segs_from_previous_stage is None or os.path.isfile(
+            os.path.join(self.folder_with_segs_from_previous_stage, identifier + '.b2nd'))
 
     @staticmethod
     def _select_filter(arr: np.ndarray, blocks, chunks, codec, clevel):

@@ -130,6 +130,10 @@ def get_dataloaders(trainer):
         regions=lm.foreground_regions if lm.has_regions else None, ignore_label=lm.ignore_label)
 
     dataset_tr, dataset_val = trainer.get_tr_and_val_datasets()
+    for dataset in (dataset_tr, dataset_val):
+        check = getattr(dataset, 'check_previous_stage_complete', None)  # (a client's own dataset class may lack it)
+        if check is not None:
+            check()
     dl_tr = nnUNetDataLoader(dataset_tr, trainer.batch_size, initial_patch_size,
                              trainer.configuration_manager.patch_size, lm,
                              oversample_foreground_percent=trainer.oversample_foreground_percent,
