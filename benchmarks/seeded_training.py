@@ -140,8 +140,8 @@ def _train_and_record(args, events: List[Event], phase: List[str], placeholders:
     def enter(name: str):
         return lambda *a, **kw: phase.__setitem__(0, name)
 
-    # python's random state differs while the trainer is set up (importing `rich` draws a number, on the two sides at
-    # different moments; no training code uses it), so the generators are compared from the data loaders on
+    # python's random state may differ while the trainer is set up (a late import that draws a number, on the two sides
+    # at different moments; no training code uses it), so the generators are compared from the data loaders on
     _hook(trainer, "initialize", before=enter("initialize"),
           after=lambda r: record("setup", "initial weights", _state_dict(trainer.network)))
     _hook(trainer, "get_dataloaders", before=enter("data loaders"),
@@ -203,6 +203,9 @@ def drive(args) -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     torch.use_deterministic_algorithms(True)
+    # recent blosc2 (4.15, not the 4.3.3 that Python 3.10 resolves) imports httpx and rich, and importing rich draws
+    # from python's `random`: imported before seeding, that draw stays out of the comparison whatever each side resolved
+    import blosc2  # noqa: F401
     random.seed(SEED)
     np.random.seed(SEED)
     torch.manual_seed(SEED)

@@ -156,9 +156,21 @@ def test_summarised_samples_give_the_same_statistics(monkeypatch):
         assert summaries.summarised_statistics(draws, parts, num_samples, n_channels, run_round) == expected
 
 
-def test_summation_leaves_cover_the_range_in_order(monkeypatch):
+@pytest.mark.parametrize("blockwise", [False, True])
+def test_summation_leaves_cover_the_range_in_order(monkeypatch, blockwise):
     from nnunetv2.experiment_planning.dataset_fingerprint.sample_summaries import summation_leaves
     monkeypatch.setattr(stats_module, "_LEAF", 100)
-    leaves = summation_leaves(0, 12345)
-    assert leaves[0][0] == 0 and leaves[-1][1] == 12345
-    assert all(a[1] == b[0] for a, b in zip(leaves, leaves[1:])) and all(e - s <= 100 for s, e in leaves)
+    monkeypatch.setattr(stats_module, "_BLOCKWISE_SUMS", blockwise)
+    leaves = summation_leaves(0, 123456)
+    longest = np.getbufsize() if blockwise else 100
+    assert leaves[0][0] == 0 and leaves[-1][1] == 123456
+    assert all(a[1] == b[0] for a, b in zip(leaves, leaves[1:])) and all(e - s <= longest for s, e in leaves)
+
+
+def test_pairwise_tree_sums_as_the_installed_numpy_does():
+    """older NumPy (2.2, 1.26) sums long arrays in buffer-sized blocks, NumPy 2.4 as one tree: the fingerprint's
+    float32 means and stds must follow whichever is installed (was: NumPy 2.4's tree on NumPy 2.2, last bits off)."""
+    rs = np.random.RandomState(3)
+    for size in (9000, 70001, 200000):
+        x = (rs.randn(size) * 50 + 60).astype(np.float32)
+        assert stats_module.pairwise_tree(lambda s, e: np.add.reduce(x[s:e]), 0, size) == np.add.reduce(x)

@@ -4,6 +4,14 @@ import math
 
 import pytest
 
+from nnunetv2.experiment_planning.dataset_fingerprint.intensity_statistics import _sums_blockwise
+
+# the golden files were written by the reference under NumPy 2.4, which sums a float array as one pairwise tree; older
+# NumPy (2.2, the newest for Python 3.10; 1.26) sums it in 8192-value blocks, so there the reference's own means and
+# stds differ by a few 1e-6 (measured: up to 4e-6 relative on these datasets), and so do ours, which follow the
+# installed NumPy
+_REL_TOL = 1e-5 if _sums_blockwise() else 1e-6
+
 GOLDEN_DATASETS = ("Dataset901_SynthCT3D", "Dataset902_SynthMRRegions", "Dataset903_SynthNatural2D",
                    "Dataset904_SynthSparse3D", "Dataset905_SynthBig3D")
 
@@ -22,7 +30,7 @@ def _assert_same(ours, ref, path="fingerprint"):
     else:
         # measured: every value identical to the reference's files (Zen 3) on a Zen 4; 1e-6 relative leaves room for
         # numpy's CPU-dependent (vector-width) summation order in the intensity statistics
-        assert isinstance(ours, float) and math.isclose(ours, ref, rel_tol=1e-6, abs_tol=1e-12), \
+        assert isinstance(ours, float) and math.isclose(ours, ref, rel_tol=_REL_TOL, abs_tol=1e-12), \
             f"{path}: {ours!r} != {ref!r}"
 
 

@@ -89,17 +89,51 @@ class Pieces:
 
 
 _LEAF = 1 << 16
+# How the installed numpy sums a long float array: older releases (NumPy 2.2, the newest for Python 3.10, and 1.26)
+# go buffer by buffer, ``np.getbufsize()`` values at a time, each block summed pairwise and the block sums added one
+# after the other; NumPy 2.4 sums one pairwise tree over the whole array. None: not known yet (``_sums_blockwise``).
+_BLOCKWISE_SUMS: Optional[bool] = None
+_PROBE_SIZE, _PROBE_LEAF = 200_001, 1 << 16  # the probe's own sizes: tests change _LEAF
+
+
+def _sums_blockwise() -> bool:
+    """Whether ``np.add.reduce`` sums in buffer-sized blocks (see ``_BLOCKWISE_SUMS``), found once by summing an
+    array for which the two orders give different float32 results, rather than from a version number."""
+    global _BLOCKWISE_SUMS
+    if _BLOCKWISE_SUMS is None:
+        probe = (np.random.RandomState(3).randn(_PROBE_SIZE) * 50 + 60).astype(np.float32)
+
+        def leaf(s, e):
+            return np.add.reduce(probe[s:e])
+        total = np.add.reduce(probe)
+        _BLOCKWISE_SUMS = bool(_blocks(leaf, 0, probe.size) == total
+                               and _tree(leaf, 0, probe.size, _PROBE_LEAF) != total)
+    return _BLOCKWISE_SUMS
+
+
+def _blocks(leaf, start: int, stop: int):
+    total = None
+    for s in range(start, stop, np.getbufsize()):
+        part = leaf(s, min(s + np.getbufsize(), stop))
+        total = part if total is None else total + part
+    return total
+
+
+def _tree(leaf, start: int, stop: int, leaf_size: Optional[int] = None):
+    n = stop - start
+    if n <= (leaf_size or _LEAF):
+        return leaf(start, stop)
+    half = n // 2
+    half -= half % 8
+    return _tree(leaf, start, start + half, leaf_size) + _tree(leaf, start + half, stop, leaf_size)
 
 
 def pairwise_tree(leaf, start: int, stop: int):
     """The top of numpy's pairwise summation tree over ``[start, stop)``: ``leaf(s, e)`` gives the sum of a short
-    range (any subtree summed on its own has the same bits), halves are added as numpy adds them."""
-    n = stop - start
-    if n <= _LEAF:
-        return leaf(start, stop)
-    half = n // 2
-    half -= half % 8
-    return pairwise_tree(leaf, start, start + half) + pairwise_tree(leaf, start + half, stop)
+    range (any subtree summed on its own has the same bits), halves are added as numpy adds them. Where numpy sums
+    in blocks (``_sums_blockwise``) the leaves are its buffer blocks of the whole array (``start`` 0), added in
+    order."""
+    return _blocks(leaf, start, stop) if _sums_blockwise() else _tree(leaf, start, stop)
 
 
 def _pairwise_sum(v: Pieces, leaf_fn, start: int = 0, stop: Optional[int] = None):
