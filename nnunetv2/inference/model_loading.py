@@ -267,13 +267,47 @@ def maybe_compile(network: nn.Module) -> nn.Module:
     return network
 
 
+_MODEL_READ_ATTEMPTS = 5
+
+
+def _read_model_files(model_dir: str, checkpoint_files: List[str], allow_unsafe: bool):
+    """dataset.json, plans, every fold's weights and the first checkpoint, all from one version of the model: read
+    again while an install replaces the model's files (see model_sharing.model_update)."""
+    from nnunetv2.model_sharing.model_update import file_identities, wait_for_model_updates
+    from nnunetv2.utilities.dataset_json import check_dataset_json_for_use  # users edit this copy too
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    dataset_json_file = os.path.join(model_dir, 'dataset.json')
+    plans_file = os.path.join(model_dir, 'plans.json')
+    watched = [dataset_json_file, plans_file, *checkpoint_files]
+    for _ in range(_MODEL_READ_ATTEMPTS):
+        wait_for_model_updates(model_dir)
+        before = file_identities(watched)
+        dataset_json = check_dataset_json_for_use(load_json(dataset_json_file), dataset_json_file)
+        plans_manager = PlansManager(plans_file)
+        parameters, first = [], None
+        for fname in checkpoint_files:
+            checkpoint = load_checkpoint(fname, allow_unsafe=allow_unsafe)
+            require_keys(checkpoint, fname, ('network_weights',) if first is not None
+                         else ('network_weights', 'trainer_name', 'init_args'))
+            if first is None:
+                first = checkpoint
+            parameters.append(strip_state_dict_prefixes(checkpoint['network_weights']))
+        # an install still running now may have replaced some files before the read and the rest after it
+        if not wait_for_model_updates(model_dir) and file_identities(watched) == before:
+            return dataset_json, plans_manager, parameters, first
+    raise UserError(f"The files of the model in {model_dir} kept changing while they were read "
+                    f"({_MODEL_READ_ATTEMPTS} tries): another process is writing them.",
+                    "Wait until that process (an install of a new version, a training writing the checkpoint) "
+                    "has finished, then run this again.")
+
+
 def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_name: str = 'checkpoint_final.pth',
                        trainer_class=None, allow_unsafe: bool = False, trainer_lookup=None,
                        device=None) -> LoadedModel:
     """Everything the predictor needs from a trained model folder; first fold's weights already loaded. ``device``
     (where the predictor will run it) only decides whether a warning about a slow torch release applies."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     if use_folds is None:
         if not os.path.isdir(model_training_output_dir):
@@ -282,20 +316,8 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
     folds = normalize_folds(use_folds)
     files = check_model_folder(model_training_output_dir, folds, checkpoint_name)
 
-    dataset_json_file = os.path.join(model_training_output_dir, 'dataset.json')
-    from nnunetv2.utilities.dataset_json import check_dataset_json_for_use  # users edit this copy too
-    dataset_json = check_dataset_json_for_use(load_json(dataset_json_file), dataset_json_file)
-    plans_manager = PlansManager(os.path.join(model_training_output_dir, 'plans.json'))
-
-    parameters, first = [], None
-    for fname in files:
-        checkpoint = load_checkpoint(fname, allow_unsafe=allow_unsafe)
-        require_keys(checkpoint, fname, ('network_weights',) if first is not None
-                     else ('network_weights', 'trainer_name', 'init_args'))
-        if first is None:
-            first = checkpoint
-        parameters.append(strip_state_dict_prefixes(checkpoint['network_weights']))
-
+    dataset_json, plans_manager, parameters, first = _read_model_files(model_training_output_dir, files,
+                                                                       allow_unsafe)
     trainer_name = first['trainer_name']
     configuration_name = first['init_args']['configuration']
     mirror_axes = first.get('inference_allowed_mirroring_axes')

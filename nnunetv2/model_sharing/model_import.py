@@ -5,7 +5,7 @@ Every member is checked before anything is written: it must be a plain file or f
 device files). The archive is extracted into a temporary folder inside nnUNet_results and then moved into
 place (a whole model folder with one rename where it does not exist yet), so a crash never leaves a
 half-extracted model. Existing files with the same names are replaced, other existing files are kept (like
-the reference's ``extractall``). Checkpoints are only copied, never unpickled.
+the reference's ``extractall``); a prediction loading the model meanwhile reads it again once the install is done. Checkpoints are only copied, never unpickled.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import zipfile
 from typing import List
 
 from nnunetv2.errors import UserError
+from nnunetv2.model_sharing.model_update import marking_model_updates
 from nnunetv2.paths import nnUNet_results
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,10 @@ def install_model_from_zip_file(zip_file: str) -> None:
                     if e.filename is None:  # a full disk reports no name: name the file being extracted
                         raise OSError(e.errno, e.strerror, os.path.join(results, info.filename)) from e
                     raise
-            _move_into_place(tmp, results)
+            # a model folder that exists already gets its files one by one: loaders must see that it is changing
+            updated = {os.path.join(results, *n.split("/")[:2]) for n in names if n.rstrip("/").count("/") >= 2}
+            with marking_model_updates([d for d in updated if os.path.isdir(d)], tmp):
+                _move_into_place(tmp, results)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     datasets = sorted({n.split("/")[0] for n in names})
