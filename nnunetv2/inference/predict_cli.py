@@ -213,7 +213,6 @@ def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
 
 def _predict_with_model_folder(args, n_cases: int) -> None:
     _import_predictor_and_fork_export_workers(n_cases, args.nps)
-    os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
     predictor = _make_predictor(args, device)
     predictor.initialize_from_trained_model_folder(args.m, _parse_folds(args.f), args.chk)
@@ -265,7 +264,6 @@ def predict_entry_point(argv: Optional[List[str]] = None):
 
 def _predict_with_dataset_model(args, model_folder: str, n_cases: int) -> None:
     _import_predictor_and_fork_export_workers(n_cases, args.nps)
-    os.makedirs(args.o, exist_ok=True)
     device = _setup_device(args.device)
     predictor = _make_predictor(args, device)
     predictor.initialize_from_trained_model_folder(model_folder, _parse_folds(args.f), checkpoint_name=args.chk)

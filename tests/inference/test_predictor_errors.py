@@ -169,6 +169,14 @@ def test_cli_user_errors(results, tmp_path, capsys):
                              '-tr', 'nnUNetTrainer_5epochs', '-p', 'nnUNetPlansTiny', '-device', 'cpu'])
     assert e.value.code == 1
     assert 'fold_3' in capsys.readouterr().err
+    from nnunetv2.inference.predict_from_raw_data import predict_entry_point_modelfolder
+    model = results / 'Dataset903_SynthNatural2D' / 'nnUNetTrainer_5epochs__nnUNetPlansTiny__2d'
+    with pytest.raises(SystemExit) as e:
+        predict_entry_point_modelfolder(['-i', str(tmp_path), '-o', str(tmp_path / 'o'), '-m', str(model),
+                                         '-f', '3', '-device', 'cpu'])
+    assert e.value.code == 1
+    assert 'fold_3' in capsys.readouterr().err
+    assert not (tmp_path / 'o').exists()  # a refused prediction leaves no empty output folder behind
 
 
 # ----- checkpoint I/O -----------------------------------------------------------------------------------------
