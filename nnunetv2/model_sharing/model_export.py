@@ -12,7 +12,8 @@ import zipfile
 from typing import List, Sequence, Tuple, Union
 
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import atomic_path, finished_files, folder_is_locked, maybe_mkdir_p
+from nnunetv2.file_io import TMP_PREFIX, atomic_path, finished_files, folder_is_locked, maybe_mkdir_p
+from nnunetv2.model_sharing.model_update import MODEL_UPDATE_PREFIX
 from nnunetv2.paths import nnUNet_results
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.file_path_utilities import (convert_ensemble_folder_to_model_identifiers_and_folds,
@@ -29,7 +30,8 @@ _SUMMARY_FILES = ("summary.json", "postprocessing.pkl", "postprocessing.json")
 def _listing(folder: str, what: str = "entries") -> str:
     if not os.path.isdir(folder):
         return f"{folder} does not exist"
-    names = sorted(os.listdir(folder))
+    # leave out what our writers and installs leave behind for an instant (or after a kill): no one's result
+    names = sorted(n for n in os.listdir(folder) if not n.startswith((TMP_PREFIX, MODEL_UPDATE_PREFIX)))
     return f"{what} in {folder}: {', '.join(names) if names else 'none'}"
 
 

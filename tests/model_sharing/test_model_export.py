@@ -82,6 +82,22 @@ def test_strict_errors_list_what_exists_and_write_nothing(results, tmp_path):
     assert not out.exists()
 
 
+def test_error_listings_leave_out_temporaries(results, tmp_path):
+    """A checkpoint being written (or left by a kill) and an install's marker are no files the user should look at."""
+    from nnunetv2.file_io import TMP_PREFIX
+    from nnunetv2.model_sharing.model_update import MODEL_UPDATE_PREFIX
+    fold_1 = results / DATASET / MODEL / "fold_1"
+    (fold_1 / f"{TMP_PREFIX}0123456789ab_checkpoint_best.pth").write_bytes(b"half")
+    (results / DATASET / MODEL / f"{MODEL_UPDATE_PREFIX}0123456789ab").mkdir()
+    with pytest.raises(UserError, match=r"missing checkpoint_best.pth \(files in [^)]*\)") as e:
+        export_pretrained_model(5, str(tmp_path / "m.zip"), configurations=("3d_fullres",), folds=(0, 1),
+                                save_checkpoints=("checkpoint_best.pth",))
+    assert TMP_PREFIX not in str(e.value) and "checkpoint_final.pth" in str(e.value)
+    with pytest.raises(UserError, match="fold_3 does not exist") as e:
+        export_pretrained_model(5, str(tmp_path / "m.zip"), configurations=("3d_fullres",), folds=(0, 3))
+    assert MODEL_UPDATE_PREFIX not in str(e.value) and "fold_1" in str(e.value)
+
+
 def test_not_strict_skips_missing_configurations_and_folds(results, tmp_path):
     out = tmp_path / "m.zip"
     export_pretrained_model(5, str(out), configurations=("2d", "3d_fullres"), folds=(0, 1, 3), strict=False,
