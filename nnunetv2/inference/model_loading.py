@@ -283,16 +283,23 @@ def _read_model_files(model_dir: str, checkpoint_files: List[str], allow_unsafe:
     for _ in range(_MODEL_READ_ATTEMPTS):
         wait_for_model_updates(model_dir)
         before = file_identities(watched)
-        dataset_json = check_dataset_json_for_use(load_json(dataset_json_file), dataset_json_file)
-        plans_manager = PlansManager(plans_file)
-        parameters, first = [], None
-        for fname in checkpoint_files:
-            checkpoint = load_checkpoint(fname, allow_unsafe=allow_unsafe)
-            require_keys(checkpoint, fname, ('network_weights',) if first is not None
-                         else ('network_weights', 'trainer_name', 'init_args'))
-            if first is None:
-                first = checkpoint
-            parameters.append(strip_state_dict_prefixes(checkpoint['network_weights']))
+        try:
+            dataset_json = check_dataset_json_for_use(load_json(dataset_json_file), dataset_json_file)
+            plans_manager = PlansManager(plans_file)
+            parameters, first = [], None
+            for fname in checkpoint_files:
+                checkpoint = load_checkpoint(fname, allow_unsafe=allow_unsafe)
+                require_keys(checkpoint, fname, ('network_weights',) if first is not None
+                             else ('network_weights', 'trainer_name', 'init_args'))
+                if first is None:
+                    first = checkpoint
+                parameters.append(strip_state_dict_prefixes(checkpoint['network_weights']))
+        except UserError:
+            # a file removed or replaced in the middle of its read (a finished training deletes
+            # checkpoint_latest.pth) reads as a damaged one: read again, and report what is there then
+            if file_identities(watched) != before:
+                continue
+            raise
         # an install still running now may have replaced some files before the read and the rest after it
         if not wait_for_model_updates(model_dir) and file_identities(watched) == before:
             return dataset_json, plans_manager, parameters, first

@@ -165,3 +165,20 @@ def test_install_of_a_new_model_places_no_marker(tmp_path, model, monkeypatch):
     assert made == [[]]
     assert (model_dir / "fold_1" / "checkpoint_final.pth").is_file() and _markers(model_dir) == []
     assert Path(zip_b).is_file()
+
+
+def test_checkpoint_removed_while_it_is_read_is_reported_as_missing(model, monkeypatch):
+    """A training that finishes deletes checkpoint_latest.pth; a prediction reading it in that instant got a
+    'not a readable PyTorch checkpoint' error, as if the file were damaged."""
+    model_dir = model[0]
+    real_load = model_loading.load_checkpoint
+
+    def load_checkpoint(fname, *args, **kwargs):
+        if os.path.basename(os.path.dirname(fname)) == "fold_1" and os.path.isfile(fname):
+            os.remove(fname)  # as torch meets it: the file vanished under the reader
+            raise UserError(f"{fname} is not a readable PyTorch checkpoint (FileNotFoundError).")
+        return real_load(fname, *args, **kwargs)
+
+    monkeypatch.setattr(model_loading, "load_checkpoint", load_checkpoint)
+    with pytest.raises(UserError, match="Checkpoint file not found: .*fold_1"):
+        model_loading.load_trained_model(str(model_dir), (0, 1))
