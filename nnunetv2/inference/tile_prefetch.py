@@ -20,12 +20,14 @@ _ITEM, _END, _ERROR = range(3)
 
 
 def gather_tile(data: torch.Tensor, slicer: Slicer, device: torch.device) -> torch.Tensor:
-    """The (1, C, *patch) tile at ``slicer`` as a contiguous tensor on ``device``.
+    """The (1, C, *patch) tile at ``slicer`` as a contiguous tensor of its own on ``device``.
 
     Contiguous because a view into the image has the image's strides: a compiled network specialises on strides and
-    would recompile for every new image shape.
+    would recompile for every new image shape. Its own memory because a tile spanning the image's full in-plane extent
+    is a contiguous slice, which ``contiguous()`` would hand over as a view: a network that changes its input in place
+    would then change the image under the overlapping tiles still to come, and the caller's tensor.
     """
-    return data[slicer][None].contiguous().to(device)
+    return data[slicer][None].clone(memory_format=torch.contiguous_format).to(device)
 
 
 def concrete_device(device: torch.device) -> torch.device:
