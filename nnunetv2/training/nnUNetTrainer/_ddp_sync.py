@@ -18,15 +18,33 @@ from torch import distributed as dist
 
 # long enough for any unpacking or metric computation; gloo counts milliseconds in 32 bits (at most ~24 days)
 LONG_WAIT = timedelta(days=7)
+# how long the ranks may take to connect to each other over gloo (they all ask right after joining the default group)
+SETUP_WAIT = timedelta(minutes=10)
 
 _side_group: Optional[object] = None
 
 
 def open_side_group(timeout: timedelta = LONG_WAIT) -> None:
-    """Create the gloo side group; every rank must call this right after ``init_process_group``."""
+    """Create the gloo side group; every rank must call this right after ``init_process_group``.
+
+    Creating a gloo group connects every rank to every other over TCP, on the address gloo finds for the hostname
+    (or GLOO_SOCKET_IFNAME). Where that does not connect the nodes of a multi-node run (the hostname resolves to a
+    loopback address, or to a network other than the one NCCL uses), the creation waits for the group's timeout: with
+    LONG_WAIT, days. So a first group with a SETUP_WAIT timeout finds that out; the side group, created once that one
+    connected, gets the long timeout."""
     global _side_group
-    if dist.is_gloo_available():  # else the waits use the default group, with its timeout
-        _side_group = dist.new_group(backend="gloo", timeout=timeout)
+    if not dist.is_gloo_available():  # the waits use the default group, with its timeout
+        return
+    try:
+        dist.new_group(backend="gloo", timeout=SETUP_WAIT)
+    except RuntimeError as e:
+        from nnunetv2.errors import UserError
+        dist.destroy_process_group()  # leave the default group too: this process stops here
+        raise UserError(f"The training processes could not connect to each other over gloo (TCP) within "
+                        f"{SETUP_WAIT} ({' '.join(str(e).split())[:300]}).",
+                        "On a multi-node run set GLOO_SOCKET_IFNAME to the network interface that connects the nodes "
+                        "(gloo uses the address the hostname resolves to), and start every node.") from None
+    _side_group = dist.new_group(backend="gloo", timeout=timeout)
 
 
 def destroy_process_groups() -> None:
