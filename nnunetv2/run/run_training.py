@@ -174,6 +174,8 @@ def _init_ddp_process(device: torch.device, rank: Optional[int] = None, world_si
     """Join the process group (env:// rendezvous: MASTER_ADDR/MASTER_PORT, plus RANK/WORLD_SIZE under torchrun)
     and bind this process to its GPU (CUDA) or its share of the cores (CPU)."""
     from nnunetv2.training.nnUNetTrainer._setup import ddp_gpu_index
+    if device.type == 'cuda':
+        _check_gpu_of_this_process(ddp_gpu_index(int(os.environ.get('RANK', '0')) if rank is None else rank))
     if rank is None:
         dist.init_process_group(ddp_backend(device))
     else:
@@ -185,6 +187,16 @@ def _init_ddp_process(device: torch.device, rank: Optional[int] = None, world_si
     else:
         local_world_size = int(os.environ.get('LOCAL_WORLD_SIZE', dist.get_world_size()))
         torch.set_num_threads(cpu_threads_per_process(local_world_size))
+
+
+def _check_gpu_of_this_process(index: int) -> None:
+    """Before joining the process group: a torchrun started with more processes per node than the node has GPUs
+    would otherwise stop those ranks with CUDA's 'invalid device ordinal' traceback (-num_gpus checks this up front)."""
+    visible = torch.cuda.device_count()
+    if index >= visible:
+        raise UserError(f"This process would train on GPU {index} of its node (LOCAL_RANK {index}), but only {visible} "
+                        f"GPU(s) are visible.", "Start torchrun with --nproc_per_node at most the number of GPUs of "
+                        "the node (see CUDA_VISIBLE_DEVICES).")
 
 
 def _train_in_this_process(trainer, continue_training: bool, only_run_validation: bool,
