@@ -55,6 +55,31 @@ def _cuda_memory(torch, device) -> dict:
             "peak_reserved_mb": torch.cuda.max_memory_reserved(device) / 2 ** 20}
 
 
+def _as_our_commands_run() -> bool:
+    """Ours: the process settings that ``nnUNetv2_train`` and ``nnUNetv2_predict`` make before they import torch
+    (freed memory kept for reuse, in this process and the workers it starts; OpenMP threads that sleep while waiting),
+    so that the timings are those of the commands users type, not of a plain Python process. The reference's commands
+    make none (returns False there). Must run before torch is imported."""
+    try:
+        from nnunetv2.utilities.console_command import prepare_command_process
+    except ImportError:
+        return False
+    prepare_command_process()
+    return True
+
+
+def _threads_as_the_commands_set_them(torch, device) -> None:
+    """``nnUNetv2_train`` and ``nnUNetv2_predict`` (ours and the reference's) give torch one CPU thread when they run
+    on CUDA; the timed steps run with that setting too."""
+    if device.type != "cuda":
+        return
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # the inter-op pool has been used already
+        pass
+
+
 def _sync(torch, device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -203,6 +228,7 @@ def train(args) -> dict:
     import nnunetv2
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     device = torch.device(args.device)
+    _threads_as_the_commands_set_them(torch, device)
     if device.type == "cuda":  # as nnUNetv2_train sets them: cuDNN times its algorithms and keeps the fastest
         torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.benchmark = True
@@ -266,6 +292,7 @@ def predict(args) -> dict:
     import nnunetv2
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     device = torch.device(args.device)
+    _threads_as_the_commands_set_them(torch, device)
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
                                 perform_everything_on_device=True, device=device, verbose=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(os.path.join(args.work, "model"), (0,), "checkpoint_final.pth")
@@ -395,7 +422,9 @@ def main() -> None:
     parser.add_argument("--few-da-workers", type=int, default=0,
                         help="train: also time the augmenter with this many workers (0: not)")
     args = parser.parse_args()
+    command_settings = _as_our_commands_run()
     result = {"prepare": prepare, "train": train, "predict": predict, "resume": resume}[args.command](args)
+    result["command_settings"] = command_settings
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
 
