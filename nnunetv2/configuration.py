@@ -68,9 +68,14 @@ def _workers_for_host(hostname: str) -> int:
 def get_allowed_n_proc_DA() -> int:
     """Number of data-augmentation worker processes: ``nnUNet_n_proc_DA`` or a per-host default, capped at the
     CPU count."""
+    n = None
     if "nnUNet_n_proc_DA" in os.environ:
         n = int_from_env("nnUNet_n_proc_DA", 12)
-    else:
+        if n < 0:  # the augmenter would wait forever for batches from no worker at all
+            logger.warning("Environment variable nnUNet_n_proc_DA=%d is negative; using the default number of data "
+                           "augmentation workers instead (0 runs data augmentation in the main process).", n)
+            n = None
+    if n is None:
         n = _workers_for_host(socket.gethostname())
     return min(n, os.cpu_count() or 1)
 

@@ -54,14 +54,17 @@ def _header_bytes(start: bytes) -> int:
     return _NIFTI1_HEADER_BYTES
 
 
-def incomplete_nifti(path: str) -> Optional[str]:
+def incomplete_nifti(path: str, compressed: Optional[bool] = None) -> Optional[str]:
     """Why the .nii / .nii.gz file at ``path`` is shorter than its header says, or None where it is complete (or not
     a NIfTI layout this check knows, which it then leaves alone). A .nii.gz must be one gzip stream, as SimpleITK
-    writes it (the recorded length of a file of several concatenated streams is that of the last one only)."""
+    writes it (the recorded length of a file of several concatenated streams is that of the last one only).
+    ``compressed`` says whether the content is gzip data (default: whether the name ends with .gz)."""
     size = os.path.getsize(path)
     if size == 0:
         return 'the file is empty'
-    if not path.endswith('.gz'):
+    if compressed is None:
+        compressed = path.endswith('.gz')
+    if not compressed:
         with open(path, 'rb') as f:
             header = f.read(_NIFTI2_HEADER_BYTES)
         if size < _header_bytes(header):
@@ -83,4 +86,52 @@ def incomplete_nifti(path: str) -> Optional[str]:
         recorded = struct.unpack('<I', f.read(4))[0]
     if size < 18 or recorded != expected % 2 ** 32:
         return 'its compressed stream ends early'
+    return None
+
+
+def is_gzip_file(path: str) -> bool:
+    """Whether the file starts with the gzip magic bytes (its content, whatever its name says)."""
+    with open(path, 'rb') as f:
+        return f.read(2) == b'\x1f\x8b'
+
+
+def load_nifti_lazily(path: str, fileobj):
+    """nibabel's image of the NIfTI file at ``path`` (header read, voxels on demand). A .nii.gz that is not gzip
+    data (an uncompressed file renamed) is read from ``fileobj``, an open binary file of it that must stay open
+    while the voxels are used: SimpleITK reads such a file by its content, nibabel would go by the name and fail."""
+    import nibabel
+    if not (str(path).endswith('.gz') and not is_gzip_file(path)):
+        return nibabel.load(str(path))
+    start = fileobj.read(4)
+    fileobj.seek(0)
+    nifti2 = len(start) == 4 and _NIFTI2_HEADER_BYTES in (struct.unpack('<i', start)[0], struct.unpack('>i', start)[0])
+    return (nibabel.Nifti2Image if nifti2 else nibabel.Nifti1Image).from_stream(fileobj)
+
+
+def cut_off_nifti(path: str) -> Optional[str]:
+    """For files read by others' tools: why the .nii / .nii.gz file at ``path`` is shorter than its header says
+    (SimpleITK reads the missing voxels of a cut-off .nii.gz as 0 without a word), or None. A .nii.gz whose recorded
+    length disagrees is decompressed in full before it is called cut off: several concatenated gzip streams (as bgzip
+    writes them) record the length of the last one only."""
+    compressed = is_gzip_file(path)
+    why = incomplete_nifti(path, compressed)
+    if why is None or not compressed or why != 'its compressed stream ends early':
+        return why
+    length = 0
+    try:
+        with gzip.open(path, 'rb') as f:
+            header = f.read(_NIFTI2_HEADER_BYTES)
+            length = len(header)
+            while True:
+                chunk = f.read(1 << 22)
+                if not chunk:
+                    break
+                length += len(chunk)
+    except EOFError:
+        return 'its compressed stream ends early (the file was cut off)'
+    except (OSError, zlib.error) as e:
+        return f'its compressed data are damaged ({e})'
+    expected = expected_nifti_length(header)
+    if expected is not None and length < expected:
+        return f'it holds {length} of the {expected} bytes its header announces'
     return None

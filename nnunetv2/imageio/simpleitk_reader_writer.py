@@ -16,7 +16,7 @@ from nnunetv2.errors import UserError
 from nnunetv2.file_io import atomic_path_named_by_writer, raise_if_disk_full
 from nnunetv2.imageio._helpers import files_str, seg_output_dtype, stack_channels_float32, unreadable_file_error
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
-from nnunetv2.imageio.nifti_completeness import incomplete_nifti
+from nnunetv2.imageio.nifti_completeness import cut_off_nifti, incomplete_nifti, load_nifti_lazily
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +26,21 @@ def _read_sitk(fname: str) -> sitk.Image:
         img = sitk.ReadImage(fname)
     except RuntimeError as e:
         raise unreadable_file_error(fname, e) from None
-    if 1 in img.GetSize() and fname.endswith(('.nii', '.nii.gz')):
-        _check_nifti_not_empty(fname)
+    if fname.endswith(('.nii', '.nii.gz')):
+        if 1 in img.GetSize():
+            _check_nifti_not_empty(fname)
+        why = cut_off_nifti(fname)
+        if why is not None:
+            raise UserError(f"{fname} is incomplete: {why}; SimpleITK would read the missing voxels as 0.",
+                            "Copy, download or export the file again.")
     return img
 
 
 def _check_nifti_not_empty(fname: str) -> None:
     """ITK reads a NIfTI axis of size 0 as size 1 (an image made up from nothing); its header tells the truth."""
-    import nibabel
     try:
-        shape = nibabel.load(fname).shape  # the header only
+        with open(fname, 'rb') as f:
+            shape = load_nifti_lazily(fname, f).shape  # the header only
     except Exception:  # noqa: BLE001 - SimpleITK read it; nibabel's opinion is only a second check
         return
     if 0 in shape:

@@ -72,6 +72,9 @@ def _setup_device(name: str):
                             "Use -device cpu (slow) or run on a machine with a GPU.")
         one_cpu_thread_for_gpu_work()
         return torch.device('cuda')
+    if not (hasattr(torch.backends, 'mps') and torch.backends.mps.is_available()):
+        raise UserError("-device mps was requested but Apple MPS is not available to PyTorch.",
+                        "Use -device cpu (or -device cuda on a machine with an NVIDIA GPU).")
     return torch.device('mps')
 
 

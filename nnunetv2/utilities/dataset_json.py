@@ -18,8 +18,16 @@ _EXAMPLE = ('{"channel_names": {"0": "CT"}, "labels": {"background": 0, "tumor":
 
 
 def _dataset_json_file(path_or_folder: str) -> str:
+    """The dataset.json file meant by ``path_or_folder``: a file, or a path whose name ends with .json, is the file
+    itself (even where it is a folder by mistake); anything else is a dataset folder, which must exist."""
     path = os.fspath(path_or_folder)
-    return os.path.join(path, "dataset.json") if os.path.isdir(path) else path
+    if path.endswith(".json") or os.path.isfile(path):
+        return path
+    if not os.path.isdir(path):
+        raise UserError(f"The dataset folder {path} does not exist.",
+                        "Check the dataset id/name and the environment variable nnUNet_raw (a '~' in it is not "
+                        "expanded; write the full path).")
+    return os.path.join(path, "dataset.json")
 
 
 def load_dataset_json(path_or_folder: str, validate: bool = False) -> dict:
@@ -221,4 +229,29 @@ def check_dataset_json_for_use(dataset_json: Any, source: str) -> dict:
     if problems:
         raise UserError(f"{source} {'; '.join(problems)}.",
                         "Restore the dataset.json the model was trained with (it is a copy of the raw dataset's).")
+    return dataset_json
+
+
+def check_raw_dataset_json(dataset_json: dict, source: str) -> dict:
+    """The structure every command reading a raw dataset relies on (without --verify_dataset_integrity, which
+    checks the values too): the required keys, 'channel_names' and 'labels' as objects, 'numTraining' a whole
+    number. UserError naming ``source`` and every such problem; the content is returned unchanged."""
+    problems = []
+    missing = [k for k in REQUIRED_KEYS if k not in dataset_json
+               and not (k == "channel_names" and "modality" in dataset_json)]
+    if missing:
+        problems.append(f"misses the required key(s) {', '.join(map(repr, missing))}")
+    key = "channel_names" if "channel_names" in dataset_json or "modality" not in dataset_json else "modality"
+    if key in dataset_json and not isinstance(dataset_json[key], dict):
+        problems.append(f"has '{key}' {type(dataset_json[key]).__name__}, which must be an object like "
+                        f"{{\"0\": \"CT\", \"1\": \"T2\"}}")
+    if "labels" in dataset_json and not isinstance(dataset_json["labels"], dict):
+        problems.append(f"has 'labels' {type(dataset_json['labels']).__name__}, which must be an object like "
+                        f"{{\"background\": 0, \"tumor\": 1}}")
+    n = dataset_json.get("numTraining", 0)
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        problems.append(f"has 'numTraining' {json.dumps(dataset_json['numTraining'])}, which must be a whole number "
+                        f"(the number of training cases)")
+    if problems:
+        raise UserError(f"{source} {'; '.join(problems)}.", f"Example of the required keys: {_EXAMPLE}")
     return dataset_json

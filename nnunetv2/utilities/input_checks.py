@@ -144,9 +144,10 @@ def is_nifti(path: str) -> bool:
 def nonfinite_voxels_in_nifti(path: str) -> int:
     """NaN and inf voxels stored in a float NIfTI file. SimpleITK's NIfTI reader replaces them by 0 without a
     word, so they can only be seen in the file itself; integer files cannot hold them and cost nothing here."""
-    import nibabel
-    img = nibabel.load(str(path))
-    if img.get_data_dtype().kind not in "fc":
-        return 0
-    nan, inf = nonfinite_counts(img.dataobj.get_unscaled())
+    from nnunetv2.imageio.nifti_completeness import load_nifti_lazily
+    with open(path, "rb") as f:
+        img = load_nifti_lazily(str(path), f)
+        if img.get_data_dtype().kind not in "fc":
+            return 0
+        nan, inf = nonfinite_counts(img.dataobj.get_unscaled())
     return nan + inf

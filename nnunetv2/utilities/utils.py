@@ -134,3 +134,26 @@ def get_filenames_of_train_images_and_targets(raw_dataset_folder: str, dataset_j
     labels_folder = os.path.join(raw_dataset_folder, "labelsTr")
     return {str(i): {"images": im, "label": os.path.join(labels_folder, str(i) + file_ending)}
             for i, im in zip(identifiers, images)}
+
+
+def check_every_case_has_images(raw_dataset_folder: str, dataset_json: dict, dataset: dict) -> None:
+    """A UserError for the first case of ``dataset`` (as returned by ``get_filenames_of_train_images_and_targets``)
+    without any image file: in imagesTr that is a file not named ``CASE_XXXX<file_ending>`` (its name minus the
+    ending and five more characters became a case identifier, as in the reference)."""
+    empty = [k for k, v in dataset.items() if not v["images"]]
+    if not empty:
+        return
+    if "dataset" in dataset_json:
+        raise UserError(f"Case {empty[0]!r} of the 'dataset' entry of "
+                        f"{os.path.join(raw_dataset_folder, 'dataset.json')} lists no image files.",
+                        "Give every case at least one image path under 'images'.")
+    file_ending = dataset_json["file_ending"]
+    images_folder = os.path.join(raw_dataset_folder, "imagesTr")
+    bad = [f for f in sorted_files_with_ending(images_folder, file_ending) if _identifier_of(f, file_ending) is None]
+    more = f" ({len(bad) - 1} more such file(s))" if len(bad) > 1 else ""
+    name = bad[0] if bad else f"{empty[0]}_XXXX{file_ending}"
+    raise UserError(f"{os.path.join(images_folder, name)} does not follow the naming CASE_XXXX{file_ending} "
+                    f"(XXXX = 4-digit channel index){more}.",
+                    f"Name each image CASE_0000{file_ending} (then _0001, ... for more channels), e.g. "
+                    f"{name[:-len(file_ending)]}_0000{file_ending} if {name[:-len(file_ending)]} is the case name; "
+                    f"labels in labelsTr keep the name CASE{file_ending}.")

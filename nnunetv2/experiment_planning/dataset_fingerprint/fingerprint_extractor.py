@@ -125,14 +125,15 @@ def _analyze_case_via(analyze_case, image_files, segmentation_file, reader_write
 
 class DatasetFingerprintExtractor(object):
     def __init__(self, dataset_name_or_id: Union[str, int], num_processes: int = 8, verbose: bool = False):
-        from nnunetv2.utilities.dataset_json import load_dataset_json
+        from nnunetv2.utilities.dataset_json import check_raw_dataset_json, load_dataset_json
         from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
         self.dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
         self.verbose = verbose
         self.input_folder = os.path.join(nnUNet_raw, self.dataset_name)
         self.num_processes = requested_processes(num_processes)  # None: one per CPU
-        self.dataset_json = load_dataset_json(self.input_folder)
+        self.dataset_json = check_raw_dataset_json(load_dataset_json(self.input_folder),
+                                                   os.path.join(self.input_folder, 'dataset.json'))
         self.dataset = get_filenames_of_train_images_and_targets(self.input_folder, self.dataset_json)
         # 10e7 == 1e8 foreground intensity samples per channel in total (reference value)
         self.num_foreground_voxels_for_intensitystats = 10e7
@@ -172,6 +173,8 @@ class DatasetFingerprintExtractor(object):
         if len(self.dataset) == 0:
             raise UserError(f"No training cases found for {self.dataset_name} in {self.input_folder}.",
                             "Put images in imagesTr (and labels in labelsTr) or list them in dataset.json.")
+        from nnunetv2.utilities.utils import check_every_case_has_images
+        check_every_case_has_images(self.input_folder, self.dataset_json, self.dataset)
         identifiers = list(self.dataset.keys())
         num_channels = self._num_channels()
         for k in identifiers:  # a stray channel file (e.g. _0001 of a 1-channel dataset) shows without reading

@@ -57,6 +57,7 @@ class ExperimentPlanner(object):
                  preprocessor_name: str = 'DefaultPreprocessor', plans_name: str = 'nnUNetPlans',
                  overwrite_target_spacing: Union[List[float], Tuple[float, ...]] = None,
                  suppress_transpose: bool = False):
+        from nnunetv2.utilities.dataset_json import check_raw_dataset_json
         from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
         self.dataset_name = str(maybe_convert_to_dataset_name(dataset_name_or_id))
@@ -67,7 +68,7 @@ class ExperimentPlanner(object):
         if not os.path.isfile(dataset_json_file):
             raise UserError(f"{dataset_json_file} does not exist.",
                             hint="Experiment planning needs the raw dataset in nnUNet_raw.")
-        self.dataset_json = load_json(dataset_json_file)
+        self.dataset_json = check_raw_dataset_json(load_json(dataset_json_file), dataset_json_file)
         self.dataset = get_filenames_of_train_images_and_targets(self.raw_dataset_folder, self.dataset_json)
         self.dataset_fingerprint = load_fingerprint_or_fail(preprocessed_folder, self.dataset_name)
 

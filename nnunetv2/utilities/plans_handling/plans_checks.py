@@ -64,3 +64,23 @@ def check_resampled_size(new_shape: Sequence[int], num_channels: int, target_spa
                     f"give an image of shape {[int(s) for s in new_shape]} ({needed / 2 ** 30:.3g} GiB), more than "
                     f"this machine's memory ({memory_bytes / 2 ** 30:.3g} GiB).{metres}",
                     "Fix 'spacing' in the plans file (nnU-Net spacings are in mm).")
+
+
+class EmptyResamplingError(UserError):
+    """Resampling a case to the target spacing would leave an axis without voxels (see ``check_resampled_not_empty``)."""
+
+
+def check_resampled_not_empty(new_shape: Sequence[int], old_shape: Sequence[int], spacing: Sequence[float],
+                              target_spacing: Sequence[float]) -> None:
+    """EmptyResamplingError if resampling an image of ``old_shape`` at ``spacing`` to ``target_spacing`` gives an axis
+    of size 0: the image's spacing is far finer than the target's (typically a header in metres or with a spacing
+    of almost 0, or an image of one slice), and the resampler would fail with a traceback."""
+    if all(int(s) > 0 for s in new_shape) or not all(int(s) > 0 for s in old_shape):
+        return
+    raise EmptyResamplingError(
+        f"resampling its shape {[int(s) for s in old_shape]} (after cropping) from spacing "
+        f"{[float(s) for s in spacing]} to the target spacing {[float(s) for s in target_spacing]} leaves "
+        f"{[int(s) for s in new_shape]}, an axis without voxels: the image is too small along that axis, or its "
+        f"spacing far too fine.",
+        "Check the spacing in the file's header (nnU-Net spacings are in mm; all cases of a dataset should use "
+        "the same unit).")
