@@ -32,7 +32,9 @@ class _EnvPath(os.PathLike):
         self.is_folder = is_folder
 
     def get(self) -> Optional[str]:
-        return os.environ.get(self.env_var_name)
+        # set to nothing (`export nnUNet_raw=` in a script whose variable was empty) counts as unset: as a path, ""
+        # would quietly mean the current folder
+        return os.environ.get(self.env_var_name) or None
 
     def is_set(self) -> bool:
         return self.get() is not None
@@ -41,7 +43,8 @@ class _EnvPath(os.PathLike):
         value = self.get()
         if value is None:
             raise UserError(
-                f"{self.env_var_name} is not defined. {self.missing_message}{_v1_hint()}",
+                f"{self.env_var_name} is not defined{' (it is empty)' if self.env_var_name in os.environ else ''}. "
+                f"{self.missing_message}{_v1_hint()}",
                 "Set it with 'source setup_paths.sh [BASE_DIR]' or export it yourself; "
                 "see documentation/setting_up_paths.md.",
             )

@@ -29,6 +29,15 @@ def test_unset_variable_gives_one_clear_error(monkeypatch):
     assert isinstance(e.value, RuntimeError)
 
 
+def test_empty_variable_counts_as_unset(monkeypatch, tmp_path):
+    """`export nnUNet_raw=` (a script whose variable was empty) would otherwise mean the current folder."""
+    monkeypatch.setenv("nnUNet_raw", "")
+    monkeypatch.chdir(tmp_path)
+    assert nnUNet_raw == None and not nnUNet_raw.is_set()  # noqa: E711
+    with pytest.raises(UserError, match=r"nnUNet_raw is not defined \(it is empty\)"):
+        os.path.join(nnUNet_raw, "Dataset001_X")
+
+
 def test_v1_variables_are_named(monkeypatch):
     monkeypatch.delenv("nnUNet_raw", raising=False)
     monkeypatch.setenv("nnUNet_raw_data_base", "/old/v1")
