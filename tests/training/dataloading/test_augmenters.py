@@ -133,7 +133,19 @@ def _die_holding_what_workers_take(monkeypatch):
     monkeypatch.setattr(synchronize.SemLock, '__enter__', lambda self: die_if_worker(self._semlock.__enter__()))
 
 
-def test_worker_killed_while_holding_a_shared_lock_does_not_hang_the_main_process(deadline, monkeypatch):
+@pytest.fixture
+def default_start_method_fork():
+    """The workers must inherit the patched locks, so they are forked: the augmenter starts them with the default
+    start method, which Python 3.14 makes forkserver on Linux (a forkserver child never sees the patch)."""
+    import multiprocessing
+    previous = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method('fork', force=True)
+    yield
+    multiprocessing.set_start_method(previous, force=True)
+
+
+def test_worker_killed_while_holding_a_shared_lock_does_not_hang_the_main_process(deadline, monkeypatch,
+                                                                                   default_start_method_fork):
     # a worker killed inside multiprocessing.Event.is_set() kept the event's lock: the main process then waited
     # forever in abort_event.is_set() / set() (CI: SIGTERM to the group, stop message printed, the command never ended)
     _die_holding_what_workers_take(monkeypatch)
