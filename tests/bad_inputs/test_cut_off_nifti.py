@@ -49,3 +49,24 @@ def test_several_gzip_streams_are_read(bad_env, tmp_path):
     a, _ = SimpleITKIO().read_images([str(multi)])
     b, _ = SimpleITKIO().read_images([str(original)])
     np.testing.assert_array_equal(a, b)
+
+
+def test_bytes_after_a_complete_stream_are_ignored_as_simpleitk_does(bad_env, tmp_path):
+    """A complete .nii.gz followed by bytes that are not another gzip stream: SimpleITK (zlib) and the reference read
+    it whole; it is not cut off."""
+    original = bad_env.dataset / "imagesTs" / "case_004_0000.nii.gz"
+    padded = tmp_path / "x_0000.nii.gz"
+    padded.write_bytes(original.read_bytes() + b"GARBAGE!" * 4)
+    a, _ = SimpleITKIO().read_images([str(padded)])
+    b, _ = SimpleITKIO().read_images([str(original)])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_cut_off_stream_followed_by_garbage_is_still_refused(bad_env, tmp_path):
+    original = bad_env.dataset / "imagesTs" / "case_004_0000.nii.gz"
+    content = gzip.decompress(original.read_bytes())
+    image = tmp_path / "x_0000.nii.gz"
+    # a complete first stream holding only part of the voxels, then bytes that are no stream
+    image.write_bytes(gzip.compress(content[: len(content) // 2]) + b"GARBAGE!" * 4)
+    with pytest.raises(UserError, match=r"x_0000\.nii\.gz is incomplete"):
+        SimpleITKIO().read_images([str(image)])
