@@ -127,7 +127,8 @@ def _model_members(model_dir: str, folds: Sequence, strict: bool, save_checkpoin
 def _ensemble_members(ensembles_dir: str, trainer: str, plans_identifier: str, configurations: Sequence[str],
                       export_crossval_predictions: bool) -> List[str]:
     members = []
-    for name in sorted(d for d in os.listdir(ensembles_dir) if os.path.isdir(os.path.join(ensembles_dir, d))):
+    for name in sorted(d for d in os.listdir(ensembles_dir) if os.path.isdir(os.path.join(ensembles_dir, d))
+                       and not d.startswith((TMP_PREFIX, MODEL_UPDATE_PREFIX))):  # no ensembles: see _listing
         ens_dir = os.path.join(ensembles_dir, name)
         identifiers, _ = convert_ensemble_folder_to_model_identifiers_and_folds(ens_dir)
         parsed = [convert_identifier_to_trainer_plans_config(i) for i in identifiers]

@@ -130,7 +130,9 @@ def install_model_from_zip_file(zip_file: str) -> None:
                         raise OSError(e.errno, e.strerror, os.path.join(results, info.filename)) from e
                     raise
             # a model folder that exists already gets its files one by one: loaders must see that it is changing
-            updated = {os.path.join(results, *n.split("/")[:2]) for n in names if n.rstrip("/").count("/") >= 2}
+            # (model folders only: <dataset>/ensembles holds no model, and its listing is read as ensembles)
+            updated = {os.path.join(results, *n.split("/")[:2]) for n in names
+                       if n.rstrip("/").count("/") >= 2 and n.split("/")[1] != "ensembles"}
             with marking_model_updates([d for d in updated if os.path.isdir(d)], tmp):
                 _move_into_place(tmp, results)
         finally:

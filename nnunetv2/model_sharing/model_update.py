@@ -20,10 +20,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import uuid
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from nnunetv2.file_io import folder_is_locked, folder_lock
+from nnunetv2.file_io import folder_lock
 
 MODEL_UPDATE_PREFIX = ".nnunet_installing_"
 
@@ -52,14 +53,35 @@ def _markers(model_dir: str) -> List[str]:
     return sorted(os.path.join(model_dir, n) for n in names if n.startswith(MODEL_UPDATE_PREFIX))
 
 
+def _wait_for_install(marker: str) -> bool:
+    """Whether an install holds ``marker`` (then it has finished when this returns). Loaders ask with a shared lock,
+    so two of them looking at the same marker at once (one a killed install left) do not take each other for an
+    install; the install's exclusive lock excludes them."""
+    try:
+        import fcntl
+        fd = os.open(marker, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (ImportError, OSError):  # no flock here, or the marker is gone: the install has finished
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            print(f"nnU-Net: waiting for the installation of a new version of the model in "
+                  f"{os.path.dirname(marker)} to finish before loading it ...", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return True
+        except OSError:  # a file system without flock
+            return False
+    finally:
+        os.close(fd)  # releases the shared lock
+
+
 def wait_for_model_updates(model_dir: str) -> bool:
     """Whether an install was updating ``model_dir`` (then it has finished when this returns)."""
     waited = False
     for marker in _markers(model_dir):
-        if folder_is_locked(marker):
-            with folder_lock(marker, "loading the model (a new version of it is being installed)"):
-                pass
-            waited = True
+        waited = _wait_for_install(marker) or waited
     return waited
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -74,16 +75,18 @@ def test_install_between_two_checkpoint_reads_is_not_mixed_in(model, monkeypatch
 
 def test_read_between_two_renames_of_an_install_waits_and_reads_again(model, monkeypatch):
     """The install has replaced fold 0 before the read starts and replaces fold 1 only after it ended: no file
-    changes during the read, but the install's marker is still locked afterwards."""
+    changes during the read, but the install's marker is still locked afterwards. Fails where the marker's lock is
+    not seen (fcntl.flock without effect): the read mixes fold 0 of B with fold 1 of A."""
     model_dir, _, new_checkpoint, weight_b = model
-    fold_0_replaced, loader_waits, errors = threading.Event(), threading.Event(), []
+    fold_0_replaced, loader_looks, errors, waits = threading.Event(), threading.Event(), [], []
 
     def install():
         try:
             with model_update.marking_model_updates([str(model_dir)], str(model_dir.parent)):
-                for fold, wait_for in ((0, None), (1, loader_waits)):
-                    if wait_for is not None:
-                        assert wait_for.wait(60)
+                for fold in (0, 1):
+                    if fold == 1:
+                        assert loader_looks.wait(60)
+                        time.sleep(0.5)  # the loader is blocked on the marker's lock by now
                     staged = model_dir / f"fold_{fold}" / "staged.pth"
                     shutil.copy(new_checkpoint, staged)
                     os.replace(staged, model_dir / f"fold_{fold}" / "checkpoint_final.pth")
@@ -94,7 +97,7 @@ def test_read_between_two_renames_of_an_install_waits_and_reads_again(model, mon
             fold_0_replaced.set()
 
     installer = threading.Thread(target=install, daemon=True)
-    real_identities, real_lock = model_update.file_identities, model_update.folder_lock
+    real_identities, real_wait = model_update.file_identities, model_update._wait_for_install
 
     def file_identities(paths):
         if not installer.is_alive() and not fold_0_replaced.is_set():  # the snapshot before the first read
@@ -102,19 +105,34 @@ def test_read_between_two_renames_of_an_install_waits_and_reads_again(model, mon
             assert fold_0_replaced.wait(60)
         return real_identities(paths)
 
-    def folder_lock(folder, purpose, wait=True):
-        if wait:
-            loader_waits.set()  # the loader is about to wait for the install
-        return real_lock(folder, purpose, wait)
+    def wait_for_install(marker):
+        loader_looks.set()  # after the read: the loader looks for a running install
+        waits.append(real_wait(marker))
+        return waits[-1]
 
     monkeypatch.setattr(model_update, "file_identities", file_identities)
-    monkeypatch.setattr(model_update, "folder_lock", folder_lock)
+    monkeypatch.setattr(model_update, "_wait_for_install", wait_for_install)
     loaded = model_loading.load_trained_model(str(model_dir), (0, 1))
     installer.join(60)
     assert errors == []
-    assert loader_waits.is_set()
+    assert waits[0] is True
     assert _versions(loaded, weight_b) == ["B", "B"]
     assert _markers(model_dir) == []
+
+
+def test_two_loaders_looking_at_a_stale_marker_at_once_do_not_wait_for_each_other(model):
+    """Loaders look at a marker with a shared lock: one that a killed install left, looked at by two predictions
+    starting together, is not taken for a running install (a 'waiting' line and a second read)."""
+    import fcntl
+    model_dir = model[0]
+    stale = model_dir / (model_update.MODEL_UPDATE_PREFIX + "killed")
+    stale.mkdir()
+    fd = os.open(stale, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # the other loader, looking right now
+        assert model_update.wait_for_model_updates(str(model_dir)) is False
+    finally:
+        os.close(fd)
 
 
 def test_install_holds_a_locked_marker_while_it_moves_files_in(model, monkeypatch):
