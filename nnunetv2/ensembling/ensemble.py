@@ -9,6 +9,7 @@ import argparse
 import os
 import pickle
 import shutil
+import sys
 import zipfile
 import zlib
 from typing import List, Sequence, Tuple, Union
@@ -233,6 +234,12 @@ def entry_point_ensemble_folders_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def entry_point_ensemble_folders():
     args = entry_point_ensemble_folders_parser().parse_args()
+    distinct = {os.path.realpath(f) for f in args.i}
+    if len(distinct) < 2:
+        # accepted (as by the reference), but the result is that one model's prediction: usually a folder was lost
+        # on the way (an unquoted glob, a missing second -i path)
+        print(f"WARNING: nnUNetv2_ensemble got only one distinct input folder ({args.i[0]}): the output is that "
+              f"model's own prediction, not an ensemble. Pass two or more folders with -i.", file=sys.stderr)
     ensemble_folders(args.i, args.o, args.save_npz, args.np)
 
 

@@ -239,7 +239,9 @@ def compute_metrics_on_folder2(folder_ref: str, folder_pred: str, dataset_json_f
     """Folder evaluation with labels/regions, ignore label and reader taken from a dataset.json + plans."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # pulls in torch; only needed here
 
-    dataset_json = _load_json_arg(dataset_json_file, 'dataset.json')
+    from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
+
+    dataset_json = check_dataset_json_for_use(_load_json_arg(dataset_json_file, 'dataset.json'), dataset_json_file)
     rw = _dataset_reader_writer(folder_ref, dataset_json)
     if output_file is None:
         output_file = os.path.join(folder_pred, 'summary.json')

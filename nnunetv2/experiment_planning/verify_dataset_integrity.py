@@ -14,6 +14,7 @@ import numpy as np
 
 from nnunetv2.errors import UserError
 from nnunetv2.utilities.input_checks import (broken_link_problem, channel_count_problem, is_nifti,
+                                             multi_channel_label_problem,
                                              non_integer_label_values, nonfinite_voxels_in_nifti)
 
 logger = logging.getLogger(__name__)
@@ -108,9 +109,9 @@ def case_problems(image_files: Sequence[str], label_file: str, expected_num_chan
         problems.append(f"{', '.join(image_files)}: the image contains {' and '.join(kinds)} values. Replace them "
                         f"(e.g. with 0) before training.")
     problems += _hidden_nonfinite_problems(image_files, rw)
-    if seg.shape[0] != 1:
-        return problems + [f"{label_file}: holds {seg.shape[0]} volumes (a 4-D file), but a label file must hold "
-                           f"one label map. Save it as one 3-D (or 2-D) image."]
+    multi_channel = multi_channel_label_problem(seg, label_file)
+    if multi_channel:
+        return problems + [" ".join(multi_channel)]
     problems += _label_problems(seg, label_file, expected_labels)
     if images.shape[1:] != seg.shape[1:]:
         problems.append(f"{label_file}: shape {tuple(seg.shape[1:])} differs from the shape of its image(s) "
@@ -174,6 +175,8 @@ def _file_name_problems(folder: str, dataset: Dict[str, dict], file_ending: str,
         for f in sorted(os.listdir(sub)):
             if f.startswith(".") or os.path.isdir(os.path.join(sub, f)):
                 continue
+            if _is_spacing_side_car(f, file_ending, dataset):
+                continue
             if not f.endswith(file_ending):
                 problems.append(f"{os.path.join(sub, f)}: does not end with '{file_ending}' (the file_ending of "
                                 f"dataset.json). Convert it or remove it.")
@@ -185,7 +188,9 @@ def _file_name_problems(folder: str, dataset: Dict[str, dict], file_ending: str,
             problems.append(channel_count_problem(len(entry["images"]), entry["images"], num_channels) + ".")
         for c in range(num_channels):
             expected = os.path.join(images_dir, f"{identifier}_{c:04d}{file_ending}")
-            if expected not in entry["images"]:
+            # one file may hold several channels (an RGB png for channel_names R, G, B): the channels it gives are
+            # counted when the case is read, so only a case of several files must have one file per channel
+            if expected not in entry["images"] and (c == 0 or len(entry["images"]) > 1):
                 problems.append(f"{expected}: missing (case {identifier} needs one file per channel, "
                                 f"_0000.._{num_channels - 1:04d}).")
         if broken_link_problem(entry["label"]):
@@ -203,6 +208,14 @@ def _file_name_problems(folder: str, dataset: Dict[str, dict], file_ending: str,
                 problems.append(f"{os.path.join(labels_dir, f)}: a label without image (no {identifier}_0000"
                                 f"{file_ending} in imagesTr). Add the image or remove the label.")
     return problems
+
+
+def _is_spacing_side_car(fname: str, file_ending: str, dataset: Dict[str, dict]) -> bool:
+    """CASE.json next to the .tif files of case CASE holds their spacing (Tiff3DIO); it belongs there."""
+    from nnunetv2.imageio.tif_reader_writer import Tiff3DIO
+
+    return (file_ending in Tiff3DIO.supported_file_endings and fname.endswith(".json")
+            and fname[:-len(".json")] in dataset)
 
 
 def _listed_file_problems(dataset: Dict[str, dict]) -> List[str]:
@@ -266,7 +279,7 @@ def dataset_problems(folder: str, num_processes: int = 8) -> List[str]:
         problems += _file_name_problems(folder, dataset, file_ending, num_channels)
     # cases with missing files are reported above already; reading them would only repeat that
     complete = {k: v for k, v in dataset.items() if v["images"] and all(os.path.isfile(f) for f in v["images"])
-                and os.path.isfile(v["label"]) and ("dataset" in dataset_json or len(v["images"]) == num_channels)}
+                and os.path.isfile(v["label"]) and ("dataset" in dataset_json or len(v["images"]) in (1, num_channels))}
     if not complete:
         return problems or [f"{folder}: no complete training case found."]
 

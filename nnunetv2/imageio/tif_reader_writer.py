@@ -56,6 +56,9 @@ class Tiff3DIO(BaseReaderWriter):
         if not isinstance(spacing, (list, tuple)) or len(spacing) != 3:
             raise UserError(f"Spacing file {json_file} must hold exactly 3 spacing values, got {spacing!r}.",
                             "Write {\"spacing\": [a, b, c]} in array axis order.")
+        if not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in spacing):
+            raise UserError(f"Spacing file {json_file} holds spacing values that are not numbers: {spacing!r}.",
+                            "Write the numbers without quotes, e.g. {\"spacing\": [3.0, 0.8, 0.8]}.")
         if must_be_positive and not all(isinstance(s, (int, float)) and s > 0 for s in spacing):
             raise UserError(f"Spacing file {json_file} holds non-positive spacing values {spacing!r}.",
                             "All spacing values must be > 0.")

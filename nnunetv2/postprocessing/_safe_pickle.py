@@ -44,6 +44,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def load_postprocessing_pickle(filename: str) -> Tuple[List[Callable], List[dict]]:
     """``(pp_fns, pp_fn_kwargs)`` from a postprocessing.pkl, validated; UserError for anything else."""
+    if os.path.isdir(filename):
+        raise UserError(f"The postprocessing file {filename} is a folder.",
+                        "Pass the postprocessing.pkl file inside it with -pp_pkl_file.")
     if not os.path.isfile(filename):
         raise UserError(f"The postprocessing file {filename} does not exist.", "Check the -pp_pkl_file path.")
     with open(filename, 'rb') as f:

@@ -117,6 +117,9 @@ def maybe_load_checkpoint(nnunet_trainer, continue_training: bool, validation_on
                             f"{expected_checkpoint_file} does not exist.",
                             "Finish the training first (use --c to continue it).")
     elif pretrained_weights_file is not None:
+        if os.path.isdir(pretrained_weights_file):
+            raise UserError(f"Pretrained weights file {pretrained_weights_file} is a folder.",
+                            "Pass a checkpoint file (e.g. .../fold_0/checkpoint_final.pth) with -pretrained_weights.")
         if not os.path.isfile(pretrained_weights_file):
             raise UserError(f"Pretrained weights file not found: {pretrained_weights_file}.")
         if not nnunet_trainer.was_initialized:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from typing import Iterator, List, Optional, Sequence
+import re
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -91,11 +92,27 @@ def warn_non_integer_labels(seg: np.ndarray, label_file: str, log: logging.Logge
     return bool(bad)
 
 
+def multi_channel_label_problem(seg: np.ndarray, label_file: str) -> Optional[Tuple[str, str]]:
+    """(what is wrong, how to fix it) when a label file was read as several channels, else None: a 4-D file holds
+    several volumes; a 2-D colour image (RGB/RGBA, or a palette png, which is read as its colours) several colour
+    channels."""
+    if seg.shape[0] == 1:
+        return None
+    natural_image = str(label_file).lower().endswith((".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"))
+    if natural_image and seg.ndim == 4 and seg.shape[0] in (3, 4) and seg.shape[1] == 1:
+        return (f"{label_file} is a colour image ({seg.shape[0]} channels: RGB/RGBA, or a palette png, which is read "
+                f"as its colours), but a label file must hold one label value per pixel.",
+                "Save the labels as a greyscale image of the values 0, 1, 2, ... (for a palette png: "
+                "Image.fromarray(np.asarray(Image.open(f))) keeps its indices).")
+    return (f"{label_file} holds {seg.shape[0]} volumes (a 4-D file), but a label file must hold one label map.",
+            "Save the labels of a case as one 3-D (or 2-D) image.")
+
+
 def check_single_channel_label(seg: np.ndarray, label_file: str) -> None:
-    """A label file holds one map; a 4-D file (several volumes) is read as several channels."""
-    if seg.shape[0] != 1:
-        raise UserError(f"{label_file} holds {seg.shape[0]} volumes (a 4-D file), but a label file must hold one "
-                        f"label map.", "Save the labels of a case as one 3-D (or 2-D) image.")
+    """A label file holds one map; a 4-D file (several volumes) or a colour image is read as several channels."""
+    problem = multi_channel_label_problem(seg, label_file)
+    if problem:
+        raise UserError(*problem)
 
 
 def channel_count_problem(num_channels: int, image_files: Sequence[str], expected: int,
@@ -110,6 +127,10 @@ def channel_count_problem(num_channels: int, image_files: Sequence[str], expecte
     elif len(image_files) == 1 and num_channels > expected:
         kind = "an RGBA image" if num_channels == 4 and expected == 3 else "a 4-D or colour image"
         why = f"the file holds {num_channels} channels ({kind}), but {what} declares {expected}"
+    elif len(image_files) == 1 and num_channels < expected:
+        others = [re.sub(r"_0000(\.[^/\\]+)$", rf"_{c:04d}\1", str(image_files[0])) for c in range(num_channels, expected)]
+        why = (f"the image files give {num_channels} channel(s), but {what} declares {expected}: missing "
+               f"{', '.join(others)} (one file per channel), or a grey image where a colour one is expected?")
     else:
         why = f"the image files give {num_channels} channel(s), but {what} declares {expected}"
     return f"{files}: {why}"

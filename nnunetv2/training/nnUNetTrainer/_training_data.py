@@ -97,6 +97,10 @@ def do_split(trainer) -> Tuple[List[str], List[str]]:
         val_keys = [keys[i] for i in idx_val]
         trainer.print_to_log_file("This random 80:20 split has %d training and %d validation cases."
                                   % (len(tr_keys), len(val_keys)))
+    from nnunetv2.utilities.crossval_split import check_fold_has_cases
+    check_fold_has_cases(tr_keys, val_keys, trainer.fold,
+                         splits_file if trainer.fold < len(splits)
+                         else f"random 80:20 split of {len(dataset.identifiers)} case(s)")
     if any([i in val_keys for i in tr_keys]):
         trainer.print_to_log_file('WARNING: Some validation cases are also in the training set. Please check the '
                                   'splits.json or ignore if this is intentional.')
