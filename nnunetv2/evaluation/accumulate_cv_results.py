@@ -35,7 +35,11 @@ def _check_validation_finished(validation: str, fold, dataset_name: str, file_en
     """UserError if the fold's validation is still running (its trainer writes summary.json last) or was cut off:
     no summary.json and validation cases of splits_final.json without a prediction. Merged anyway, the cross-validation
     score (and the postprocessing chosen from it) would silently rest on part of the cases."""
-    if os.path.isfile(os.path.join(validation, 'summary.json')) or not nnUNet_preprocessed.is_set():
+    summary_file = os.path.join(validation, 'summary.json')
+    if os.path.isfile(summary_file):
+        _check_scored_predictions_present(validation, summary_file, fold)
+        return
+    if not nnUNet_preprocessed.is_set():
         return
     splits_file = os.path.join(nnUNet_preprocessed, dataset_name, 'splits_final.json')
     if not isinstance(fold, int) or not os.path.isfile(splits_file):
@@ -51,6 +55,23 @@ def _check_validation_finished(validation: str, fold, dataset_name: str, file_en
                         f"{splits_file} (first: {missing[0]}).",
                         f"Wait until the training of fold {fold} has finished, or rerun its validation "
                         f"(nnUNetv2_train ... {fold} --val).")
+
+
+def _check_scored_predictions_present(validation: str, summary_file: str, fold) -> None:
+    """UserError if a prediction that the fold's summary.json scored is gone from its folder (deleted or moved since
+    the validation): merged anyway, this model's cross-validation score would rest on fewer cases than the other
+    models' it is compared with, and the comparison would pick a model without a word."""
+    try:
+        cases = load_json(summary_file)['metric_per_case']
+        # the folder may have moved since (or come from Windows): the file names only
+        scored = [c['prediction_file'].replace('\\', '/').rsplit('/', 1)[-1] for c in cases]
+    except (UserError, LookupError, TypeError, AttributeError):
+        return  # not a summary.json as our evaluation writes it: nothing to compare with
+    missing = sorted(f for f in scored if not os.path.isfile(os.path.join(validation, f)))
+    if missing:
+        raise UserError(f"{len(missing)} of the {len(scored)} validation predictions of fold {fold} that "
+                        f"{summary_file} scored are missing from {validation} (first: {missing[0]}).",
+                        f"Restore them, or rerun the validation of fold {fold} (nnUNetv2_train ... {fold} --val).")
 
 
 def _check_fold_not_busy(fold_folder: str, fold) -> None:

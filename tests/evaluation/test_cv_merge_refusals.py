@@ -87,3 +87,34 @@ def test_the_check_does_not_take_the_fold_from_a_training(model):
     with _fold_being_trained(os.path.join(model, 'fold_0')):
         pass
     assert not any(n.startswith('.') for n in os.listdir(os.path.join(model, 'fold_0')))  # no lock file left
+
+
+def _write_fold_summary(model, fold, prefix='/where/it/was/validated/'):
+    """summary.json of the fold's validation as the trainer writes it (only what the check reads)."""
+    validation = os.path.join(model, f'fold_{fold}', 'validation')
+    cases = sorted(f for f in os.listdir(validation) if f.endswith('.nii.gz'))
+    summary = {'metric_per_case': [{'prediction_file': prefix + f, 'reference_file': '/gt/' + f, 'metrics': {}}
+                                   for f in cases]}
+    with open(os.path.join(validation, 'summary.json'), 'w') as f:
+        import json
+        json.dump(summary, f)
+    return validation, cases
+
+
+def test_prediction_deleted_after_the_validation_is_named(model):
+    """A model whose fold lost a scored prediction would be compared on fewer cases than the others."""
+    validation, cases = _write_fold_summary(model, 0)
+    os.remove(os.path.join(validation, cases[0]))
+    merged = os.path.join(model, 'crossval_results_folds_0_1')
+    with pytest.raises(UserError, match=rf"1 of the {len(cases)} validation predictions of fold 0 .* missing .*"
+                                        rf"first: {cases[0]}"):
+        acc.accumulate_cv_results(model, merged, FOLDS, num_processes=1)
+    assert not os.path.exists(merged)
+
+
+@pytest.mark.parametrize('prefix', ['/moved/from/elsewhere/', 'C:\\Users\\me\\fold_0\\validation\\'])
+def test_moved_model_with_all_scored_predictions_merges(model, prefix):
+    _write_fold_summary(model, 0, prefix)
+    merged = os.path.join(model, 'crossval_results_folds_0_1')
+    acc.accumulate_cv_results(model, merged, FOLDS, num_processes=1)
+    assert os.path.isfile(os.path.join(merged, 'summary.json'))
