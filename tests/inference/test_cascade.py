@@ -150,7 +150,7 @@ def test_cascade_input_errors(cascade, capsys):
                              num_processes_preprocessing=1, num_processes_segmentation_export=1)
     with pytest.raises(UserError, match="Previous-stage prediction"):
         p.predict_from_files_sequential(str(images), str(out), folder_with_segs_from_prev_stage=str(root / "nope"))
-    assert not any(f.endswith(".nii.gz") for f in os.listdir(out))
+    assert not out.exists()  # refused before anything was written: not even the output folder
 
     # a previous-stage map whose geometry does not match the image
     wrong = root / "wrong_prev"
