@@ -71,8 +71,13 @@ def plan_experiment_dataset(dataset_id: int, experiment_planner_class: Optional[
         experiment_planner_class = _planner_class("ExperimentPlanner")
     kwargs = {}
     if overwrite_plans_name is not None:
+        from nnunetv2.utilities.plans_handling.plans_handler import check_plans_identifier
+        check_plans_identifier(overwrite_plans_name, "-overwrite_plans_name")
         kwargs["plans_name"] = overwrite_plans_name
     if gpu_memory_target_in_gb is not None:
+        if not 0 < gpu_memory_target_in_gb < float("inf"):  # 0 or less: ZeroDivisionError deep in the planner
+            raise UserError(f"-gpu_memory_target must be a positive number of GB, got {gpu_memory_target_in_gb}.",
+                            "E.g. -gpu_memory_target 8, or leave it out for the planner's default.")
         kwargs["gpu_memory_target_in_gb"] = gpu_memory_target_in_gb
     if overwrite_target_spacing is not None:
         overwrite_target_spacing = [float(s) for s in overwrite_target_spacing]

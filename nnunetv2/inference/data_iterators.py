@@ -21,7 +21,7 @@ from nnunetv2.errors import UserError
 from nnunetv2.inference import prestarted_preprocessing
 # the workers' side; its names are importable from here as well (the module path clients know)
 from nnunetv2.inference.preprocessing_workers import (SkippedCase, append_previous_stage_one_hot,  # noqa: F401
-                                                      plain_item, preprocess_fromfiles_save_to_queue,
+                                                      check_previous_stage_labels, plain_item, preprocess_fromfiles_save_to_queue,
                                                       preprocess_fromnpy_save_to_queue)
 from nnunetv2.utilities.worker_processes import (SharedFlag, WorkerFailure, raise_worker_died, start_worker,
                                                  worker_count)
@@ -167,6 +167,8 @@ class PreprocessAdapter(object):
         data, seg, properties = self.preprocessor.run_case(self.list_of_lists[idx], self.segs[idx],
                                                            self.plans_manager, self.configuration_manager,
                                                            self.dataset_json)
+        if self.segs[idx] is not None:
+            check_previous_stage_labels(seg, self.segs[idx], self.label_manager)
         data = append_previous_stage_one_hot(data, seg if self.segs[idx] is not None else None, self.label_manager)
         return _to_item(data, properties, self.ofiles[idx])
 

@@ -53,6 +53,24 @@ def append_previous_stage_one_hot(data: np.ndarray, seg: Optional[np.ndarray], l
     return np.concatenate((data, one_hot))
 
 
+def check_previous_stage_labels(seg: np.ndarray, seg_file: str, label_manager, max_shown: int = 5) -> None:
+    """UserError if a previous-stage map holds values that are no label of the model (the prediction of another
+    model or dataset): the one-hot encoding would read them as background. -1, the preprocessor's 'outside the
+    nonzero mask', is allowed. Costs a min/max unless such values are there."""
+    known = set(int(v) for v in label_manager.all_labels) | {-1}
+    seg = np.asarray(seg)
+    if seg.size == 0 or (int(seg.min()) >= min(known) and int(seg.max()) <= max(known) and
+                         len(known) == max(known) - min(known) + 1):
+        return
+    unknown = [int(v) for v in np.unique(seg) if int(v) not in known][:max_shown]
+    if unknown:
+        raise UserError(f"Previous-stage prediction {seg_file} holds label value(s) "
+                        f"{', '.join(str(v) for v in unknown)} that the model does not have (its labels: "
+                        f"{', '.join(str(v) for v in label_manager.all_labels)}); they would be read as background.",
+                        "Is it the prediction of another model or dataset? Predict the previous stage of this model "
+                        "into -prev_stage_predictions.")
+
+
 def plain_item(data: np.ndarray, properties: dict, ofile: Optional[str]) -> dict:
     """An item with its data as a float32, C-contiguous numpy array (what every path hands out, as a tensor)."""
     return {'data': np.ascontiguousarray(data, dtype=np.float32), 'data_properties': properties, 'ofile': ofile}
@@ -127,6 +145,8 @@ def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
             try:
                 data, seg, properties = preprocessor.run_case(list_of_lists[idx], seg_file, plans_manager,
                                                               configuration_manager, dataset_json)
+                if seg_file is not None:
+                    check_previous_stage_labels(seg, seg_file, label_manager)
             except UserError as e:  # this case's input is unusable; the consumer decides whether to go on
                 yield SkippedCase(list_of_lists[idx], e.one_line())
                 continue

@@ -9,6 +9,7 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.file_io import load_json, save_json
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+from nnunetv2.utilities.plans_handling.plans_handler import check_plans_identifier
 
 
 def _renamed_data_identifier(data_identifier: str, source_plans: str, target_plans: str) -> str:
@@ -23,9 +24,12 @@ def move_plans_between_datasets(source_dataset_name_or_id: Union[int, str], targ
     from nnunetv2.utilities.dataset_json import load_dataset_json
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
+    if target_plans_identifier is None:
+        target_plans_identifier = source_plans_identifier
+    check_plans_identifier(source_plans_identifier, "-sp")
+    check_plans_identifier(target_plans_identifier, "-tp")
     source = maybe_convert_to_dataset_name(source_dataset_name_or_id)
     target = maybe_convert_to_dataset_name(target_dataset_name_or_id)
-    target_plans_identifier = target_plans_identifier or source_plans_identifier
 
     source_plans_file = os.path.join(nnUNet_preprocessed, source, source_plans_identifier + ".json")
     if not os.path.isfile(source_plans_file):

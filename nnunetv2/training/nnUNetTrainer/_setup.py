@@ -140,6 +140,8 @@ def deep_supervision_scales(pool_op_kernel_sizes: Sequence[Sequence[int]]) -> Li
 def deep_supervision_weights(n: int, is_ddp: bool, compiled: bool) -> np.ndarray:
     """Weights 2^-i, the lowest-resolution one set to 0 (1e-6 under DDP without compile), normalised."""
     weights = np.array([1 / (2 ** i) for i in range(n)])
+    if n == 1:  # a 2-stage network has one output, at full resolution: zeroing it gave 0/0, NaN loss and weights
+        return weights
     # DDP without compile complains about parameters that got no gradient, hence a tiny weight there
     weights[-1] = 1e-6 if (is_ddp and not compiled) else 0
     return weights / weights.sum()

@@ -50,6 +50,20 @@ def _required(mapping: Any, key: str, where: str) -> Any:
             from None
 
 
+
+def check_plans_identifier(name: str, option: str) -> None:
+    """UserError unless ``name`` can name a plans file ``<nnUNet_preprocessed>/<dataset>/<name>.json``: an empty name
+    wrote a hidden '.json', 'X.json' wrote 'X.json.json' and a name with a path separator wrote outside the dataset
+    folder."""
+    if not name or not name.strip():
+        raise UserError(f"{option} is empty.", "Give a plans name such as nnUNetPlans.")
+    if name.endswith(".json"):
+        raise UserError(f"{option} {name!r} ends with .json: plans are named without it.",
+                        f"Use {option} {name[:-len('.json')]}.")
+    if "/" in name or os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
+        raise UserError(f"{option} {name!r} is a path: a plans name is a file name in the dataset's folder "
+                        f"of nnUNet_preprocessed.", "Give a name without '/', e.g. nnUNetPlans_custom.")
+
 class PlansInheritanceError(UserError, ValueError):
     """A configuration's ``inherits_from`` names a configuration the plans lack, or the chain loops (hand-edited
     plans). A ``ValueError`` and a ``RuntimeError``: the reference raised each for one of the two cases."""

@@ -1,0 +1,21 @@
+"""An input folder holding CASE_XXXX files of another ending than the model's (a .nii.gz next to the .png inputs of a
+2-D model): those cases are not predicted, which used to happen without a word (found by fuzz round 3; the
+reference does the same). Now a warning names them; the model's files are still listed as before."""
+from nnunetv2.inference.input_handling import list_cases_in_folder
+
+
+def test_other_ending_case_is_named(tmp_path, capsys):
+    for n in ("a_0000.png", "b_0000.nii.gz", "c_0001.mha"):
+        (tmp_path / n).write_bytes(b"x")
+    (tmp_path / "a.json").write_text("{}")  # side-cars and other files are not named
+    cases = list_cases_in_folder(str(tmp_path), ".png", 3)
+    assert cases == [[str(tmp_path / "a_0000.png")]]
+    err = capsys.readouterr().err
+    assert "b_0000.nii.gz" in err and "c_0001.mha" in err and "not predicted" in err and "a.json" not in err
+
+
+def test_no_warning_when_all_files_fit(tmp_path, capsys):
+    for n in ("a_0000.nii.gz", "a_0001.nii.gz", "a.json", "notes.txt"):
+        (tmp_path / n).write_bytes(b"x")
+    assert len(list_cases_in_folder(str(tmp_path), ".nii.gz", 2)) == 1
+    assert capsys.readouterr().err == ""
