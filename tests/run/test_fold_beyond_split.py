@@ -4,50 +4,20 @@
 all cases, with a note; nnUNetv2_train must not stop with an error before the trainer is built."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
-from _tiny_plans import tiny_unet_plans
+from _manual_split import record_splits, write_preprocessed
 
 CASES = [f"case_{i:03d}" for i in range(10)]
-
-
-class _StubDataset:
-    """Stands in for the preprocessed dataset: only the case identifiers matter for the split."""
-
-    def __init__(self, folder, identifiers=None, folder_with_segs_from_previous_stage=None):
-        self.identifiers = sorted(identifiers if identifiers is not None else CASES)
-
-    @staticmethod
-    def get_identifiers(folder):
-        return list(CASES)
-
-
-def _write_preprocessed(pre: Path, name: str) -> None:
-    d = pre / name
-    d.mkdir(parents=True)
-    (d / "nnUNetPlans.json").write_text(json.dumps(tiny_unet_plans(name)))
-    (d / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MR"}, "labels": {"background": 0, "fg": 1},
-                                                "numTraining": len(CASES), "file_ending": ".nii.gz"}))
-    folds = [CASES[0:4], CASES[4:7], CASES[7:10]]
-    (d / "splits_final.json").write_text(json.dumps([{"train": [c for c in CASES if c not in v], "val": v}
-                                                     for v in folds]))
+FOLDS = [CASES[0:4], CASES[4:7], CASES[7:10]]
 
 
 def test_fold_beyond_manual_split_trains_on_seeded_80_20(nnunet_dirs, monkeypatch, capsys):
     import nnunetv2.run.run_training as rt
     name = "Dataset987_ManualSplit"
-    _write_preprocessed(nnunet_dirs["nnUNet_preprocessed"], name)
-    seen = {}
-
-    def fake_train(trainer, *args):
-        trainer.dataset_class = _StubDataset
-        seen["fold"] = trainer.fold
-        seen["split"] = trainer.do_split()
-
-    monkeypatch.setattr(rt, "_train_in_this_process", fake_train)
+    write_preprocessed(nnunet_dirs["nnUNet_preprocessed"], name, CASES,
+                       [{"train": [c for c in CASES if c not in v], "val": v} for v in FOLDS])
+    seen = record_splits(monkeypatch, CASES)
     for fold in (3, 5):
         rt.run_training(name, "3d_fullres", fold, device="cpu")  # must not raise
         tr, val = seen["split"]
