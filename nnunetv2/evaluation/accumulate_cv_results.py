@@ -37,7 +37,7 @@ def _check_validation_finished(validation: str, fold, dataset_name: str, file_en
     score (and the postprocessing chosen from it) would silently rest on part of the cases."""
     summary_file = os.path.join(validation, 'summary.json')
     if os.path.isfile(summary_file):
-        _check_scored_predictions_present(validation, summary_file, fold)
+        _check_scored_predictions_present(validation, summary_file, fold, file_ending)
         return
     if not nnUNet_preprocessed.is_set():
         return
@@ -57,7 +57,7 @@ def _check_validation_finished(validation: str, fold, dataset_name: str, file_en
                         f"(nnUNetv2_train ... {fold} --val).")
 
 
-def _check_scored_predictions_present(validation: str, summary_file: str, fold) -> None:
+def _check_scored_predictions_present(validation: str, summary_file: str, fold, file_ending: str) -> None:
     """UserError if a prediction that the fold's summary.json scored is gone from its folder (deleted or moved since
     the validation): merged anyway, this model's cross-validation score would rest on fewer cases than the other
     models' it is compared with, and the comparison would pick a model without a word."""
@@ -68,6 +68,10 @@ def _check_scored_predictions_present(validation: str, summary_file: str, fold) 
     except (UserError, LookupError, TypeError, AttributeError):
         return  # not a summary.json as our evaluation writes it: nothing to compare with
     missing = sorted(f for f in scored if not os.path.isfile(os.path.join(validation, f)))
+    if missing and not sorted_files_with_ending(validation, file_ending):
+        # no prediction at all: a model exported without its cross-validation predictions (the export keeps only
+        # summary.json there, as the reference's does); its merged folder comes with it, and --no_overwrite uses it
+        return
     if missing:
         raise UserError(f"{len(missing)} of the {len(scored)} validation predictions of fold {fold} that "
                         f"{summary_file} scored are missing from {validation} (first: {missing[0]}).",

@@ -241,7 +241,8 @@ def compute_metrics_on_folder2(folder_ref: str, folder_pred: str, dataset_json_f
 
     from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
 
-    dataset_json = check_dataset_json_for_use(_load_json_arg(dataset_json_file, 'dataset.json'), dataset_json_file)
+    dataset_json = check_dataset_json_for_use(_load_json_arg(dataset_json_file, 'dataset.json'), dataset_json_file,
+                                              needs_channels=False)  # labels only: a reduced one worked before
     rw = _dataset_reader_writer(folder_ref, dataset_json)
     if output_file is None:
         output_file = os.path.join(folder_pred, 'summary.json')

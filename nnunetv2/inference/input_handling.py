@@ -88,7 +88,12 @@ _warned_about_other_endings: set = set()
 def _warn_other_endings(folder: str, names: Sequence[str], file_ending: str) -> None:
     """Files named like inputs (CASE_XXXX.<ending>) but with another ending than the model's are not read: say so,
     as they are cases (or channels) the user meant to predict and no output will be written for them."""
-    other = [f for f in names if not f.endswith(file_ending) and _IMAGE_LIKE.match(f)]
+    from nnunetv2.imageio.reader_writer_registry import LIST_OF_IO_CLASSES
+    # image formats only: a CASE_XXXX.json is the spacing side-car of the .tif case CASE_XXXX (identifiers often end
+    # in 4 digits), .npz/.pkl the probabilities of an earlier prediction into this folder
+    image_endings = tuple({e.lower() for c in LIST_OF_IO_CLASSES for e in c.supported_file_endings})
+    other = [f for f in names if not f.endswith(file_ending) and _IMAGE_LIKE.match(f)
+             and f.lower().endswith(image_endings)]
     key = (os.path.abspath(folder), file_ending, tuple(other))
     if other and key not in _warned_about_other_endings:  # the folder is listed more than once per run
         _warned_about_other_endings.add(key)

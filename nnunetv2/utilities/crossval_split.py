@@ -59,10 +59,12 @@ def check_splits(splits, splits_file: str, known_identifiers: Optional[Iterable[
                         "to get the default 5-fold split.")
 
 
-def check_fold_has_cases(train_keys: Sequence, val_keys: Sequence, fold: int, source: str) -> None:
+def check_fold_has_cases(train_keys: Optional[Sequence], val_keys: Optional[Sequence], fold: int, source: str) -> None:
     """UserError when the fold to train has no training or no validation cases (an empty list in a hand-written
-    splits_final.json, or an 80:20 split of too few cases): the data loader cannot draw a batch from nothing."""
-    empty = [what for what, keys in (("training", train_keys), ("validation", val_keys)) if len(keys) == 0]
+    splits_final.json, or an 80:20 split of too few cases): the data loader cannot draw a batch from nothing. A list
+    given as None is not judged (a validation-only run, nnUNetv2_train --val, needs no training cases)."""
+    empty = [what for what, keys in (("training", train_keys), ("validation", val_keys))
+             if keys is not None and len(keys) == 0]
     if empty:
         raise UserError(f"Fold {fold} has no {' and no '.join(empty)} cases ({source}): every fold needs at least one "
                         f"training and one validation case.",

@@ -212,16 +212,17 @@ def file_ending_problem(dataset_json: dict) -> Optional[str]:
     return None
 
 
-def check_dataset_json_for_use(dataset_json: Any, source: str) -> dict:
+def check_dataset_json_for_use(dataset_json: Any, source: str, needs_channels: bool = True) -> dict:
     """The keys every command needs from a dataset.json it is handed (a model folder's or a prediction folder's
-    copy, which users also edit): 'labels', a 'file_ending' with its dot, and the channels. UserError naming the
+    copy, which users also edit): 'labels', a 'file_ending' with its dot, and the channels (unless
+    ``needs_channels`` is False: evaluating label files needs none). UserError naming the
     file and what is wrong; the content itself is returned unchanged."""
     if not isinstance(dataset_json, dict):
         raise UserError(f"{source} must contain a JSON object ({{...}}), not a {type(dataset_json).__name__}.")
     problems = []
     if not isinstance(dataset_json.get("labels"), dict):
         problems.append("has no 'labels' object")
-    if "channel_names" not in dataset_json and "modality" not in dataset_json:
+    if needs_channels and "channel_names" not in dataset_json and "modality" not in dataset_json:
         problems.append("has no 'channel_names'")
     ending = file_ending_problem(dataset_json)
     if ending:

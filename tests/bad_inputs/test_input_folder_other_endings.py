@@ -19,3 +19,13 @@ def test_no_warning_when_all_files_fit(tmp_path, capsys):
         (tmp_path / n).write_bytes(b"x")
     assert len(list_cases_in_folder(str(tmp_path), ".nii.gz", 2)) == 1
     assert capsys.readouterr().err == ""
+
+
+def test_tif_side_cars_of_four_digit_case_names_are_not_named(tmp_path, capsys):
+    """Case 'case_0001' of a .tif model: its spacing side-car is case_0001.json, named like an input image; an earlier
+    prediction with --save_probabilities left case_0001.npz/.pkl. None of them is an image that was left out."""
+    for n in ("case_0001_0000.tif", "case_0001.json", "case_0002_0000.tif", "case_0002.json", "case_0003.npz",
+              "case_0003.pkl"):
+        (tmp_path / n).write_bytes(b"x")
+    assert len(list_cases_in_folder(str(tmp_path), ".tif", 1)) == 2
+    assert capsys.readouterr().err == ""

@@ -118,3 +118,18 @@ def test_moved_model_with_all_scored_predictions_merges(model, prefix):
     merged = os.path.join(model, 'crossval_results_folds_0_1')
     acc.accumulate_cv_results(model, merged, FOLDS, num_processes=1)
     assert os.path.isfile(os.path.join(merged, 'summary.json'))
+
+
+def test_model_exported_without_crossval_predictions_keeps_its_merged_results(model):
+    """An exported model without its cross-validation predictions (the default of nnUNetv2_export_model_to_zip) has
+    only summary.json in each fold's validation folder and the merged folder's summary.json and postprocessing:
+    find_best_configuration --no_overwrite (accumulate with overwrite=False) uses them, as the reference does."""
+    merged = os.path.join(model, 'crossval_results_folds_0_1')
+    acc.accumulate_cv_results(model, merged, FOLDS, num_processes=1)
+    summary = load_json(os.path.join(merged, 'summary.json'))
+    for fold in FOLDS:
+        validation, cases = _write_fold_summary(model, fold)
+        for c in cases:
+            os.remove(os.path.join(validation, c))
+    acc.accumulate_cv_results(model, merged, FOLDS, num_processes=1, overwrite=False)
+    assert load_json(os.path.join(merged, 'summary.json')) == summary

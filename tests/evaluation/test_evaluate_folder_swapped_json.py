@@ -44,3 +44,23 @@ def test_plans_given_as_dataset_json_is_named(tmp_path, monkeypatch, capsys):
     except SystemExit as e:
         assert e.code in (0, None)
     assert json.loads((pred / "summary.json").read_text())["mean"]["1"]["Dice"] == 2 / 3
+
+
+def test_dataset_json_with_labels_and_file_ending_only_evaluates(tmp_path, monkeypatch):
+    """Evaluation reads only 'labels' and 'file_ending' of -djfile (the reference too): a reduced dataset.json written
+    to evaluate another method's predictions is not refused for lacking 'channel_names'."""
+    ref, pred = tmp_path / "ref", tmp_path / "pred"
+    _write(ref, "a.nii.gz", [[[0, 1, 1, 2]]])
+    _write(pred, "a.nii.gz", [[[0, 1, 2, 2]]])
+    dj = tmp_path / "dataset.json"
+    dj.write_text(json.dumps({"labels": {"background": 0, "a": 1, "b": 2}, "file_ending": ".nii.gz"}))
+    plans = tmp_path / "plans.json"
+    plans.write_text(json.dumps({"dataset_name": "Dataset001_X", "plans_name": "nnUNetPlans", "configurations": {},
+                                 "label_manager": "LabelManager", "image_reader_writer": "SimpleITKIO"}))
+    monkeypatch.setattr(sys, "argv", ["nnUNetv2_evaluate_folder", str(ref), str(pred), "-djfile", str(dj),
+                                      "-pfile", str(plans), "-np", "1"])
+    try:
+        evaluate_folder_entry_point()
+    except SystemExit as e:
+        assert e.code in (0, None)
+    assert json.loads((pred / "summary.json").read_text())["mean"]["1"]["Dice"] == 2 / 3

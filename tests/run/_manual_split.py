@@ -44,6 +44,7 @@ def record_splits(monkeypatch, cases: Sequence[str]) -> dict:
         trainer.dataset_class = stub_dataset_class(cases)
         seen["fold"] = trainer.fold
         seen["split"] = trainer.do_split()
+        trainer.get_tr_and_val_datasets()  # what the training sets up from the split
 
     monkeypatch.setattr(rt, "_train_in_this_process", fake_train)
     return seen

@@ -25,3 +25,22 @@ def test_empty_list_of_the_fold_to_train_is_named(nnunet_dirs, monkeypatch, fold
     # a sound fold of the same file trains
     rt.run_training(name, "3d_fullres", 2, device="cpu")
     assert seen["split"] == (CASES[:3], CASES[3:])
+
+
+def test_validation_only_needs_no_training_cases(nnunet_dirs, monkeypatch):
+    """nnUNetv2_train ... --val splits only to find the validation cases (perform_actual_validation calls do_split):
+    a split with an empty 'train' list (a trained model validated on all cases of a dataset) still gives them, as in
+    the reference; the training refuses it."""
+    import nnunetv2.run.run_training as rt
+    from _manual_split import stub_dataset_class
+    name = "Dataset985_ValOnly"
+    write_preprocessed(nnunet_dirs["nnUNet_preprocessed"], name, CASES, [{"train": [], "val": CASES}])
+    seen = {}
+
+    def fake_validation(trainer, *args):
+        trainer.dataset_class = stub_dataset_class(CASES)
+        seen["split"] = trainer.do_split()
+
+    monkeypatch.setattr(rt, "_train_in_this_process", fake_validation)
+    rt.run_training(name, "3d_fullres", 0, device="cpu")
+    assert seen["split"] == ([], CASES)

@@ -98,7 +98,9 @@ def do_split(trainer) -> Tuple[List[str], List[str]]:
         trainer.print_to_log_file("This random 80:20 split has %d training and %d validation cases."
                                   % (len(tr_keys), len(val_keys)))
     from nnunetv2.utilities.crossval_split import check_fold_has_cases
-    check_fold_has_cases(tr_keys, val_keys, trainer.fold,
+    # the training list is judged where the training data are set up (get_tr_and_val_datasets): the validation of a
+    # trained model (--val) only needs the validation cases, as in the reference
+    check_fold_has_cases(None, val_keys, trainer.fold,
                          splits_file if trainer.fold < len(splits)
                          else f"random 80:20 split of {len(dataset.identifiers)} case(s)")
     if any([i in val_keys for i in tr_keys]):

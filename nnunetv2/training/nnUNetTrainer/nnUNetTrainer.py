@@ -298,6 +298,9 @@ class nnUNetTrainer(object):
     def get_tr_and_val_datasets(self):
         # create dataset split
         tr_keys, val_keys = self.do_split()
+        from nnunetv2.utilities.crossval_split import check_fold_has_cases
+        check_fold_has_cases(tr_keys, None, self.fold,
+                             os.path.join(self.preprocessed_dataset_folder_base, "splits_final.json"))
         dataset_tr = self.dataset_class(self.preprocessed_dataset_folder, tr_keys,
                                         folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
         dataset_val = self.dataset_class(self.preprocessed_dataset_folder, val_keys,
