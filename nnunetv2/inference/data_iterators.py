@@ -21,7 +21,8 @@ from nnunetv2.errors import UserError
 from nnunetv2.inference import prestarted_preprocessing
 # the workers' side; its names are importable from here as well (the module path clients know)
 from nnunetv2.inference.preprocessing_workers import (SkippedCase, append_previous_stage_one_hot,  # noqa: F401
-                                                      check_previous_stage_labels, plain_item, preprocess_fromfiles_save_to_queue,
+                                                      check_previous_stage_labels, plain_item,
+                                                      preprocess_fromfiles_save_to_queue,
                                                       preprocess_fromnpy_save_to_queue)
 from nnunetv2.utilities.worker_processes import (SharedFlag, WorkerFailure, raise_worker_died, start_worker,
                                                  worker_count)

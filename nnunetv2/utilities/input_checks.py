@@ -128,7 +128,8 @@ def channel_count_problem(num_channels: int, image_files: Sequence[str], expecte
         kind = "an RGBA image" if num_channels == 4 and expected == 3 else "a 4-D or colour image"
         why = f"the file holds {num_channels} channels ({kind}), but {what} declares {expected}"
     elif len(image_files) == 1 and num_channels < expected:
-        others = [re.sub(r"_0000(\.[^/\\]+)$", rf"_{c:04d}\1", str(image_files[0])) for c in range(num_channels, expected)]
+        others = [re.sub(r"_0000(\.[^/\\]+)$", rf"_{c:04d}\1", str(image_files[0]))
+                  for c in range(num_channels, expected)]
         why = (f"the image files give {num_channels} channel(s), but {what} declares {expected}: missing "
                f"{', '.join(others)} (one file per channel), or a grey image where a colour one is expected?")
     else:

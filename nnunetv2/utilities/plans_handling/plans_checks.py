@@ -67,7 +67,7 @@ def check_resampled_size(new_shape: Sequence[int], num_channels: int, target_spa
 
 
 class EmptyResamplingError(UserError):
-    """Resampling a case to the target spacing would leave an axis without voxels (see ``check_resampled_not_empty``)."""
+    """Resampling a case to the target spacing would leave an axis without voxels (``check_resampled_not_empty``)."""
 
 
 def check_resampled_not_empty(new_shape: Sequence[int], old_shape: Sequence[int], spacing: Sequence[float],

@@ -50,7 +50,6 @@ def _required(mapping: Any, key: str, where: str) -> Any:
             from None
 
 
-
 def check_plans_identifier(name: str, option: str) -> None:
     """UserError unless ``name`` can name a plans file ``<nnUNet_preprocessed>/<dataset>/<name>.json``: an empty name
     wrote a hidden '.json', 'X.json' wrote 'X.json.json' and a name with a path separator wrote outside the dataset
@@ -63,6 +62,7 @@ def check_plans_identifier(name: str, option: str) -> None:
     if "/" in name or os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
         raise UserError(f"{option} {name!r} is a path: a plans name is a file name in the dataset's folder "
                         f"of nnUNet_preprocessed.", "Give a name without '/', e.g. nnUNetPlans_custom.")
+
 
 class PlansInheritanceError(UserError, ValueError):
     """A configuration's ``inherits_from`` names a configuration the plans lack, or the chain loops (hand-edited
