@@ -27,6 +27,18 @@ def _cli(monkeypatch, capsys, *argv) -> str:
 def test_device_cuda_without_cuda(t2, monkeypatch, capsys):
     line = _cli(monkeypatch, capsys, "321", "3d_fullres", "0")
     assert "CUDA" in line and "-device cpu" in line
+    # the refused run leaves no fold folder with a training log, as if a training had started
+    assert list(t2.env["results"].iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_keeps_what_was_there(t2, monkeypatch, capsys):
+    fold_0 = t2.fold_folder(t2.env["results"], "nnUNetTrainer")
+    fold_0.mkdir(parents=True)
+    (fold_0 / "training_log_earlier.txt").write_text("earlier run\n")
+    _cli(monkeypatch, capsys, "321", "3d_fullres", "0")
+    assert [p.name for p in fold_0.iterdir()] == ["training_log_earlier.txt"]
+    assert (fold_0 / "training_log_earlier.txt").read_text() == "earlier run\n"
 
 
 @pytest.mark.parametrize("fold, what", [("-1", "0 or larger"), ("x", "integer")])
