@@ -117,6 +117,11 @@ def cut_off_nifti(path: str) -> Optional[str]:
     why = incomplete_nifti(path, compressed)
     if why is None or not compressed or why != 'its compressed stream ends early':
         return why
+    return _cut_off_by_decompressing(path)
+
+
+def _cut_off_by_decompressing(path: str) -> Optional[str]:
+    """``cut_off_nifti``'s verdict on a gzip file from the length of all its content, decompressed (one pass)."""
     length, header = 0, b''
     try:
         with gzip.open(path, 'rb') as f:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 
 import nibabel as nib
 import numpy as np
@@ -19,6 +21,19 @@ ARRAYS = {
     "one_voxel": np.zeros((1, 1, 1), np.uint8),
     "uint32": RNG.randint(0, 5, (3, 4, 5)).astype(np.uint32),
 }
+
+
+def bgzf_compress(data: bytes, block: int = 0xff00) -> bytes:
+    """``data`` as bgzip writes it: gzip members of at most 64 KiB of content, each with a 'BC' extra subfield holding
+    its own length minus one, then the empty end-of-file member."""
+    members = []
+    for start in list(range(0, len(data), block)) + [len(data)]:  # the last range is empty: the end-of-file marker
+        chunk = data[start:start + block]
+        deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        body = deflate.compress(chunk) + deflate.flush()
+        header = struct.pack("<BBBBIBBHBBHH", 31, 139, 8, 4, 0, 0, 255, 6, ord("B"), ord("C"), 2, 18 + len(body) + 7)
+        members.append(header + body + struct.pack("<II", zlib.crc32(chunk), len(chunk)))
+    return b"".join(members)
 
 
 def _cut_copies(path: str, tmp_path) -> list:
