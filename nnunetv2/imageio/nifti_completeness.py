@@ -4,7 +4,8 @@ SimpleITK's NIfTI writer (ITK's znzlib) does not report a write that fails on a 
 leaves an empty or cut-off file and returns normally, and a cut-off .nii.gz even reads back, with wrong voxels. The
 header says how long the file must be (the data start at ``vox_offset``; ``dim`` and ``bitpix`` give their size), and
 a gzip stream ends with the length of its uncompressed content (modulo 2**32), so comparing the two costs a read of
-the header and of the last four bytes, whatever the image's size.
+the header and of the last four bytes, whatever the image's size. A file of many gzip members (bgzip's BGZF) costs a
+few bytes read per 64 KiB member; only other multi-member files are decompressed.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Optional
 
 _NIFTI1_HEADER_BYTES = 348
 _NIFTI2_HEADER_BYTES = 540
+_BGZF_MAX_CONTENT = 1 << 16
 
 
 def expected_nifti_length(header: bytes) -> Optional[int]:
@@ -110,14 +112,65 @@ def load_nifti_lazily(path: str, fileobj):
 
 def cut_off_nifti(path: str) -> Optional[str]:
     """For files read by others' tools: why the .nii / .nii.gz file at ``path`` is shorter than its header says
-    (SimpleITK reads the missing voxels of a cut-off .nii.gz as 0 without a word), or None. A .nii.gz whose recorded
-    length disagrees is decompressed in full before it is called cut off: several concatenated gzip streams (as bgzip
-    writes them) record the length of the last one only."""
+    (SimpleITK reads the missing voxels of a cut-off .nii.gz as 0 without a word), or None. Several concatenated gzip
+    streams record the length of the last one only: a BGZF file (bgzip's) is measured by walking its members, any
+    other (or a BGZF file that does not add up) is decompressed in full before it is called cut off."""
     compressed = is_gzip_file(path)
     why = incomplete_nifti(path, compressed)
     if why is None or not compressed or why != 'its compressed stream ends early':
         return why
+    # bgzip's members say where the next one starts: their trailers add up to the length without decompressing.
+    # Only a sum that matches is taken at its word; any other answer is decided by decompressing.
+    with gzip.open(path, 'rb') as f:
+        expected = expected_nifti_length(f.read(_NIFTI2_HEADER_BYTES))
+    if expected is not None and bgzf_content_length(path) == expected:
+        return None
     return _cut_off_by_decompressing(path)
+
+
+def bgzf_content_length(path: str) -> Optional[int]:
+    """The uncompressed length of a BGZF file (as bgzip writes: gzip members of at most 64 KiB of content, each
+    recording its own compressed size in a 'BC' extra subfield), summed from the members' trailers, reading a few
+    bytes per member. Each member's length is exact (not modulo 2**32), so is the sum, whatever the file's size.
+    None where the file is not BGZF from its first byte to its last: a member without that subfield (plain
+    concatenated gzip), a size that runs past the end of the file or onto bytes that are no member, or a file that
+    does not end with bgzip's empty end-of-file member (whose absence is how a cut at a member boundary shows)."""
+    size = os.path.getsize(path)
+    total, position, last = 0, 0, None
+    with open(path, 'rb', buffering=0) as f:
+        while position < size:
+            f.seek(position)
+            fixed = f.read(12)
+            if len(fixed) < 12:
+                return None
+            magic, method, flags, extra_length = fixed[:2], fixed[2], fixed[3], struct.unpack('<H', fixed[10:12])[0]
+            if magic != b'\x1f\x8b' or method != 8 or not flags & 4 or flags & 0xe0:
+                return None
+            block_size = _bgzf_block_size(f.read(extra_length))
+            # the smallest member: its headers, an empty deflate block (2 bytes) and the 8-byte trailer
+            if block_size is None or block_size < 12 + extra_length + 10 or position + block_size > size:
+                return None
+            f.seek(position + block_size - 4)
+            trailer = f.read(4)
+            if len(trailer) < 4:  # the file shrank while it was read
+                return None
+            last = struct.unpack('<I', trailer)[0]
+            if last > _BGZF_MAX_CONTENT:
+                return None
+            total += last
+            position += block_size
+    return total if last == 0 else None
+
+
+def _bgzf_block_size(extra: bytes) -> Optional[int]:
+    """The member's size from its gzip extra field's 'BC' subfield (which holds it minus one), or None."""
+    at = 0
+    while at + 4 <= len(extra):
+        length = struct.unpack('<H', extra[at + 2:at + 4])[0]
+        if extra[at:at + 2] == b'BC' and length == 2 and at + 6 <= len(extra):
+            return struct.unpack('<H', extra[at + 4:at + 6])[0] + 1
+        at += 4 + length
+    return None
 
 
 def _cut_off_by_decompressing(path: str) -> Optional[str]:
