@@ -49,7 +49,12 @@ class NaturalImage2DIO(BaseReaderWriter):
         return stack_channels_float32(arrays, [str(f) for f in image_fnames]), {'spacing': (999, 1, 1)}
 
     def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:
-        return self.read_images((seg_fname,))
+        seg, props = self.read_images((seg_fname,))
+        # A grey label map saved as RGB(A) (every channel holds the same values) is still one label map: keep one
+        # channel. A real colour label (channels differ) stays several channels and is refused by the label checks.
+        if seg.shape[0] > 1 and all(np.array_equal(seg[0], seg[c]) for c in range(1, seg.shape[0])):
+            seg = seg[:1].copy()
+        return seg, props
 
     def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
         from skimage import io

@@ -100,8 +100,8 @@ def multi_channel_label_problem(seg: np.ndarray, label_file: str) -> Optional[Tu
         return None
     natural_image = str(label_file).lower().endswith((".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"))
     if natural_image and seg.ndim == 4 and seg.shape[0] in (3, 4) and seg.shape[1] == 1:
-        return (f"{label_file} is a colour image ({seg.shape[0]} channels: RGB/RGBA, or a palette png, which is read "
-                f"as its colours), but a label file must hold one label value per pixel.",
+        return (f"{label_file} is a colour image ({seg.shape[0]} channels that differ: RGB/RGBA, or a palette png, "
+                f"which is read as its colours), but a label file must hold one label value per pixel.",
                 "Save the labels as a greyscale image of the values 0, 1, 2, ... (for a palette png: "
                 "Image.fromarray(np.asarray(Image.open(f))) keeps its indices).")
     return (f"{label_file} holds {seg.shape[0]} volumes (a 4-D file), but a label file must hold one label map.",
