@@ -233,13 +233,16 @@ def check_dataset_json_for_use(dataset_json: Any, source: str, needs_channels: b
     return dataset_json
 
 
-def check_raw_dataset_json(dataset_json: dict, source: str) -> dict:
+def check_raw_dataset_json(dataset_json: dict, source: str, need_num_training: bool = True) -> dict:
     """The structure every command reading a raw dataset relies on (without --verify_dataset_integrity, which
     checks the values too): the required keys, 'channel_names' and 'labels' as objects, 'numTraining' a whole
-    number. UserError naming ``source`` and every such problem; the content is returned unchanged."""
+    number. UserError naming ``source`` and every such problem; the content is returned unchanged.
+    ``need_num_training=False``: 'numTraining' may be missing (fingerprint extraction never uses it; planning
+    does), but where present it must still be a number."""
     problems = []
     missing = [k for k in REQUIRED_KEYS if k not in dataset_json
-               and not (k == "channel_names" and "modality" in dataset_json)]
+               and not (k == "channel_names" and "modality" in dataset_json)
+               and not (k == "numTraining" and not need_num_training)]
     if missing:
         problems.append(f"misses the required key(s) {', '.join(map(repr, missing))}")
     key = "channel_names" if "channel_names" in dataset_json or "modality" not in dataset_json else "modality"

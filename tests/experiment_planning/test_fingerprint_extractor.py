@@ -104,6 +104,24 @@ def test_unreadable_case_names_the_file(small_dataset):
         _extractor(1).run(overwrite_existing=True)
 
 
+def test_fingerprint_without_num_training_planning_needs_it(small_dataset):
+    """As the reference, the fingerprint does not use 'numTraining' (a dataset.json without it is fine there);
+    planning does, and names the missing key."""
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+    dj = small_dataset["nnUNet_raw"] / "Dataset811_FpSmall" / "dataset.json"
+    d = json.loads(dj.read_text())
+    del d["numTraining"]
+    dj.write_text(json.dumps(d))
+    fp = _extractor(1).run(overwrite_existing=True)
+    assert len(fp['shapes_after_crop']) == 4
+    with pytest.raises(UserError, match="misses the required key.*'numTraining'"):
+        ExperimentPlanner(811)
+    d["numTraining"] = "4"  # present but not a number: still named, also by the fingerprint
+    dj.write_text(json.dumps(d))
+    with pytest.raises(UserError, match="'numTraining'.*whole number"):
+        _extractor(1)
+
+
 class _KillingExtractor(DatasetFingerprintExtractor):
     """Simulates the out-of-memory killer hitting the worker that processes the second case."""
 

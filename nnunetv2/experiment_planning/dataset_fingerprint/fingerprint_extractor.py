@@ -133,7 +133,8 @@ class DatasetFingerprintExtractor(object):
         self.input_folder = os.path.join(nnUNet_raw, self.dataset_name)
         self.num_processes = requested_processes(num_processes)  # None: one per CPU
         self.dataset_json = check_raw_dataset_json(load_dataset_json(self.input_folder),
-                                                   os.path.join(self.input_folder, 'dataset.json'))
+                                                   os.path.join(self.input_folder, 'dataset.json'),
+                                                   need_num_training=False)
         self.dataset = get_filenames_of_train_images_and_targets(self.input_folder, self.dataset_json)
         # 10e7 == 1e8 foreground intensity samples per channel in total (reference value)
         self.num_foreground_voxels_for_intensitystats = 10e7
