@@ -69,6 +69,9 @@ def plan_experiment_dataset(dataset_id: int, experiment_planner_class: Optional[
                             overwrite_plans_name: Optional[str] = None) -> Tuple[dict, str]:
     if experiment_planner_class is None:
         experiment_planner_class = _planner_class("ExperimentPlanner")
+    # the plans only store the name, but a name no preprocessor has would fail only when preprocessing: refuse it
+    # before any plans are written
+    preprocessor_class(preprocess_class_name)
     kwargs = {}
     if overwrite_plans_name is not None:
         from nnunetv2.utilities.plans_handling.plans_handler import check_plans_identifier

@@ -116,9 +116,8 @@ def plan_and_preprocess_entry_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def plan_and_preprocess_entry() -> None:
     args = plan_and_preprocess_entry_parser().parse_args()
-    if not args.no_pp:
-        # preprocessing follows at once: an unknown -preprocessor_name stops us before anything is written
-        api.preprocessor_class(args.preprocessor_name)
+    # planning refuses an unknown -preprocessor_name: check it before the fingerprint is written
+    api.preprocessor_class(args.preprocessor_name)
     print("Fingerprint extraction...")
     api.extract_fingerprints(args.d, args.fpe, args.npfp, args.verify_dataset_integrity, args.clean, args.verbose,
                              not args.no_pbar)

@@ -104,16 +104,32 @@ def test_np_list_of_wrong_length(planned):
 
 def test_unknown_preprocessor(planned):
     dirs, _ = planned
+    pre = dirs["nnUNet_preprocessed"] / DATASET
+    before = sorted(os.listdir(pre))
     result = _run(["nnUNetv2_plan_experiment", "-d", "11", "-preprocessor_name", "NoSuchPreprocessor",
                    "-overwrite_plans_name", "BadPre"], dirs)
-    assert result.returncode == 0, result.stderr  # the name is only stored in the plans ...
-    result = _run(["nnUNetv2_preprocess", "-d", "11", "-plans_name", "BadPre", "-c", "3d_fullres", "-np", "1"], dirs)
-    _assert_one_line_error(result, "NoSuchPreprocessor")  # ... and resolved when preprocessing
+    _assert_one_line_error(result, "NoSuchPreprocessor", "DefaultPreprocessor", "nnunetv2.preprocessing")
+    assert sorted(os.listdir(pre)) == before  # no plans, no temporary file
+    # plans edited by hand to an unknown name: named when preprocessing
+    plans = json.loads((pre / "nnUNetPlans.json").read_text())
+    plans["plans_name"] = "BadPre"
+    for c in plans["configurations"].values():
+        if "preprocessor_name" in c:
+            c["preprocessor_name"] = "NoSuchPreprocessor"
+    (pre / "BadPre.json").write_text(json.dumps(plans))
+    try:
+        result = _run(["nnUNetv2_preprocess", "-d", "11", "-plans_name", "BadPre", "-c", "3d_fullres", "-np", "1"],
+                      dirs)
+        _assert_one_line_error(result, "NoSuchPreprocessor")
+    finally:
+        (pre / "BadPre.json").unlink()
 
 
-def test_unknown_preprocessor_stops_plan_and_preprocess_before_writing(raw_dataset):
+@pytest.mark.parametrize("no_pp", [False, True])
+def test_unknown_preprocessor_stops_plan_and_preprocess_before_writing(raw_dataset, no_pp):
     result = _run(["nnUNetv2_plan_and_preprocess", "-d", "11", "-preprocessor_name", "NoSuchPreprocessor",
-                   "-c", "3d_fullres", "-np", "1", "-npfp", "1", "--no_pbar"], raw_dataset)
+                   "-c", "3d_fullres", "-np", "1", "-npfp", "1", "--no_pbar"] + (["--no_pp"] if no_pp else []),
+                  raw_dataset)
     _assert_one_line_error(result, "NoSuchPreprocessor", "DefaultPreprocessor")
     assert not (raw_dataset["nnUNet_preprocessed"] / DATASET).exists()
 
