@@ -109,11 +109,14 @@ def plan_experiments(dataset_ids: Sequence[int], experiment_planner_class_name: 
 
 def _num_processes_per_configuration(configurations: Sequence[str],
                                      num_processes: Union[int, Sequence[int], None]) -> List[int]:
+    from nnunetv2.utilities.worker_processes import check_process_count
     if num_processes is None:
         return [DEFAULT_NUM_PROCESSES_PER_CONFIGURATION.get(c, 4) for c in configurations]
     if isinstance(num_processes, int):
-        return [num_processes] * len(configurations)
+        num_processes = [num_processes]
     num_processes = list(num_processes)
+    for n in num_processes:
+        check_process_count(n, "-np")
     if len(num_processes) == 1:
         return num_processes * len(configurations)
     if len(num_processes) != len(configurations):

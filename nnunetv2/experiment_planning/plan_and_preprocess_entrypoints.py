@@ -7,6 +7,7 @@ from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import exit_on_user_error
 from nnunetv2.experiment_planning import plan_and_preprocess_api as api
 from nnunetv2.utilities.console_command import as_command
+from nnunetv2.utilities.worker_processes import check_process_count
 
 
 def _add_fingerprint_args(parser: argparse.ArgumentParser, np_flag: str, np_default: int) -> None:
@@ -70,6 +71,7 @@ def extract_fingerprint_entry_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def extract_fingerprint_entry() -> None:
     args, _ = extract_fingerprint_entry_parser().parse_known_args()
+    check_process_count(args.np, "-np", hint="E.g. -np 4 (its default is nnUNet_def_n_proc's value, or 8).")
     api.extract_fingerprints(args.d, args.fpe, args.np, args.verify_dataset_integrity, args.clean, args.verbose,
                              not args.no_pbar)
 
@@ -116,8 +118,12 @@ def plan_and_preprocess_entry_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def plan_and_preprocess_entry() -> None:
     args = plan_and_preprocess_entry_parser().parse_args()
-    # planning refuses an unknown -preprocessor_name: check it before the fingerprint is written
+    # planning refuses an unknown -preprocessor_name, preprocessing a worker count below 1: check them before the
+    # fingerprint is written
     api.preprocessor_class(args.preprocessor_name)
+    check_process_count(args.npfp, "-npfp")
+    for n in ([] if args.no_pp else args.np or []):
+        check_process_count(n, "-np")
     print("Fingerprint extraction...")
     api.extract_fingerprints(args.d, args.fpe, args.npfp, args.verify_dataset_integrity, args.clean, args.verbose,
                              not args.no_pbar)

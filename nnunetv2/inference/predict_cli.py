@@ -201,10 +201,20 @@ def predict_entry_point_modelfolder_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_process_flags(args) -> None:
+    """-npp/-nps of 0 run that step in the main process; a negative count would silently do so too (-nps) or stop
+    only after the output folder was set up (-npp)."""
+    from nnunetv2.utilities.worker_processes import check_process_count
+    for flag in ("-npp", "-nps"):
+        check_process_count(getattr(args, flag[1:]), flag, minimum=0,
+                            hint=f"E.g. {flag} 3 (0 runs this step in the main process).")
+
+
 @exit_on_user_error
 def predict_entry_point_modelfolder(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_modelfolder_parser().parse_args(argv)
+    _check_process_flags(args)
     # the configuration is the checkpoint's; a folder named as nnU-Net names them tells it (checked when taken)
     configuration_name = os.path.basename(os.path.normpath(args.m)).split('__')[-1]
     n_cases = _prestart_preprocessing(args, args.m, configuration_name, 1, 0)
@@ -251,6 +261,7 @@ def predict_entry_point_parser() -> argparse.ArgumentParser:
 def predict_entry_point(argv: Optional[List[str]] = None):
     print(CITATION)
     args = predict_entry_point_parser().parse_args(argv)
+    _check_process_flags(args)
     from nnunetv2.utilities.file_path_utilities import get_output_folder
     model_folder = get_output_folder(args.d, args.tr, args.p, args.c)
     if not 0 <= args.part_id < args.num_parts:

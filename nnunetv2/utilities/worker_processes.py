@@ -41,6 +41,15 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def check_process_count(value: Optional[int], flag: str, minimum: int = 1, hint: str = "") -> None:
+    """UserError when a command's worker count ``flag`` is below ``minimum`` (None: one per CPU, fine). A pool of
+    no or a negative number of workers cannot run anything; some pools would hang, others silently run in-process."""
+    if value is not None and value < minimum:
+        least = "at least 1" if minimum == 1 else f"{minimum} or more"
+        raise UserError(f"{flag} must be {least} (a number of worker processes), got {value}.",
+                        hint or f"E.g. {flag} 4.")
+
+
 def requested_processes(requested: Optional[int]) -> int:
     """A process count as callers pass it: ``None`` means one per CPU (what ``multiprocessing.Pool(None)`` starts,
     and what clients such as MONAI's runner pass when they leave the choice to nnU-Net); anything else as an int."""
