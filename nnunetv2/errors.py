@@ -1,4 +1,5 @@
-"""The one error type for user mistakes, and the wrapper that turns it into a one-line message at the CLI.
+"""The one error type for user mistakes, the wrapper that turns it into a one-line message at the CLI, and
+``plain_numbers`` for the numbers such messages show.
 
 A ``UserError`` is raised where the input (an environment variable, a dataset, a flag) is wrong and the user can
 fix it. Everything else is a bug and keeps its traceback.
@@ -25,6 +26,14 @@ class UserError(RuntimeError):
 
     def one_line(self) -> str:
         return " ".join(str(self).split())
+
+
+def plain_numbers(values) -> list:
+    """``values`` (a numpy array, or a sequence of numpy or Python numbers) as a list of Python numbers, for messages:
+    numpy 2 shows its scalars inside a list as ``np.float64(0.8)``, a Python list shows ``0.8``."""
+    if hasattr(values, "tolist"):
+        return values.tolist()
+    return [v.item() if hasattr(v, "item") else v for v in values]
 
 
 # errnos that describe the user's file system or the paths they gave, not a mistake in our code: a read-only or

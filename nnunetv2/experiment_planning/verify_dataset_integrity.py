@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence, Type
 
 import numpy as np
 
-from nnunetv2.errors import UserError
+from nnunetv2.errors import UserError, plain_numbers
 from nnunetv2.utilities.input_checks import (broken_link_problem, channel_count_problem, is_nifti,
                                              multi_channel_label_problem,
                                              non_integer_label_values, nonfinite_voxels_in_nifti)
@@ -74,15 +74,16 @@ def _geometry_problems(img_props: dict, seg_props: dict, image_files: Sequence[s
         return [f"{label_file}: has {len(seg_props['spacing'])} spatial dimensions, its image(s) "
                 f"{len(img_props['spacing'])} ({image_files[0]}). Image and label must share one geometry."]
     if not np.allclose(img_props["spacing"], seg_props["spacing"]):
-        problems.append(f"{label_file}: spacing {list(seg_props['spacing'])} differs from that of its image(s) "
-                        f"{list(img_props['spacing'])} ({image_files[0]}). Image and label must share one geometry.")
+        problems.append(f"{label_file}: spacing {plain_numbers(seg_props['spacing'])} differs from that of its "
+                        f"image(s) {plain_numbers(img_props['spacing'])} ({image_files[0]}). Image and label must "
+                        f"share one geometry.")
     if "sitk_stuff" in img_props and "sitk_stuff" in seg_props:
         for key in ("origin", "direction"):
             a, b = _spatial_part(img_props["sitk_stuff"][key], key), _spatial_part(seg_props["sitk_stuff"][key], key)
             if len(a) != len(b) or not np.allclose(a, b):
-                problems.append(f"{label_file}: {key} {list(b)} differs from that of its image {list(a)} "
-                                f"({image_files[0]}). Fix the header of one of them (check alignment with "
-                                f"nnUNetv2_plot_overlay_pngs).")
+                problems.append(f"{label_file}: {key} {plain_numbers(b)} differs from that of its image "
+                                f"{plain_numbers(a)} ({image_files[0]}). Fix the header of one of them (check "
+                                f"alignment with nnUNetv2_plot_overlay_pngs).")
     if "nibabel_stuff" in img_props and "nibabel_stuff" in seg_props:
         a, b = img_props["nibabel_stuff"]["original_affine"], seg_props["nibabel_stuff"]["original_affine"]
         if np.shape(a) != np.shape(b) or not np.allclose(a, b):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, List, Tuple, Union
 
 import numpy as np
 
-from nnunetv2.errors import UserError
+from nnunetv2.errors import UserError, plain_numbers
 from nnunetv2.file_io import load_json, replace_folder, temporary_sibling
 from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
 from nnunetv2.preprocessing.preprocessors.foreground_sampling import sample_foreground_locations
@@ -56,7 +56,7 @@ def _check_same_geometry(data: np.ndarray, seg: np.ndarray, data_properties: dic
     sp_i, sp_s = data_properties.get('spacing'), seg_properties.get('spacing')
     if sp_i is not None and sp_s is not None and not np.allclose(sp_i, sp_s, rtol=1e-3, atol=1e-5):
         logger.warning("Image and segmentation spacings differ for %s: %s vs %s (the image's is used).",
-                       seg_file, list(sp_i), list(sp_s))
+                       seg_file, plain_numbers(sp_i), plain_numbers(sp_s))
 
 
 class DefaultPreprocessor(object):
