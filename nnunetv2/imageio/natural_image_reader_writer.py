@@ -23,6 +23,21 @@ def _imread(fname: str) -> np.ndarray:
         raise unreadable_file_error(fname, e) from None
 
 
+def _refuse_jpeg_label(fname: str) -> None:
+    """A label map must be stored losslessly. A JPEG file named .png/.bmp is read without complaint (the readers go
+    by the file's content), but its compression has already changed label values along every edge."""
+    try:
+        with open(fname, 'rb') as f:
+            start = f.read(3)
+    except OSError:
+        return  # missing or unreadable: the reader reports it
+    if start == b'\xff\xd8\xff':  # JPEG's start-of-image marker, whatever the file's name
+        raise UserError(f"{fname} is a JPEG file (its content, whatever its name says): JPEG's lossy compression "
+                        f"changes label values along the edges of structures, so it cannot hold a label map.",
+                        "Save the labels losslessly (a real .png) from the original label data; converting the JPEG "
+                        "does not undo the damage.")
+
+
 def _to_channels_first(img: np.ndarray, fname: str) -> np.ndarray:
     if img.ndim == 2:
         return img[None, None]
@@ -49,6 +64,7 @@ class NaturalImage2DIO(BaseReaderWriter):
         return stack_channels_float32(arrays, [str(f) for f in image_fnames]), {'spacing': (999, 1, 1)}
 
     def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:
+        _refuse_jpeg_label(str(seg_fname))
         seg, props = self.read_images((seg_fname,))
         # A grey label map saved as RGB(A) (every channel holds the same values) is still one label map: keep one
         # channel. A real colour label (channels differ) stays several channels and is refused by the label checks.
