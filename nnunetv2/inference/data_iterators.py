@@ -21,8 +21,8 @@ from nnunetv2.errors import UserError
 from nnunetv2.inference import prestarted_preprocessing
 # the workers' side; its names are importable from here as well (the module path clients know)
 from nnunetv2.inference.preprocessing_workers import (SkippedCase, append_previous_stage_one_hot,  # noqa: F401
-                                                      check_previous_stage_labels, plain_item,
-                                                      preprocess_fromfiles_save_to_queue,
+                                                      check_previous_stage_labels, npy_previous_stage_source,
+                                                      plain_item, preprocess_fromfiles_save_to_queue,
                                                       preprocess_fromnpy_save_to_queue)
 from nnunetv2.utilities.worker_processes import (SharedFlag, WorkerFailure, raise_worker_died, start_worker,
                                                  worker_count)
@@ -168,9 +168,8 @@ class PreprocessAdapter(object):
         data, seg, properties = self.preprocessor.run_case(self.list_of_lists[idx], self.segs[idx],
                                                            self.plans_manager, self.configuration_manager,
                                                            self.dataset_json)
-        if self.segs[idx] is not None:
-            check_previous_stage_labels(seg, self.segs[idx], self.label_manager)
-        data = append_previous_stage_one_hot(data, seg if self.segs[idx] is not None else None, self.label_manager)
+        data = append_previous_stage_one_hot(data, seg if self.segs[idx] is not None else None, self.label_manager,
+                                             self.segs[idx])
         return _to_item(data, properties, self.ofiles[idx])
 
 
@@ -207,5 +206,6 @@ class PreprocessAdapterFromNpy(object):
         data, seg, properties = self.preprocessor.run_case_npy(self.images[idx], prev,
                                                                self.properties[idx], self.plans_manager,
                                                                self.configuration_manager, self.dataset_json)
-        data = append_previous_stage_one_hot(data, seg if prev is not None else None, self.label_manager)
+        data = append_previous_stage_one_hot(data, seg if prev is not None else None, self.label_manager,
+                                             npy_previous_stage_source(self.images[idx], self.truncated_ofnames[idx]))
         return _to_item(data, properties, self.truncated_ofnames[idx])

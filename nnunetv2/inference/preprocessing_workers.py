@@ -39,24 +39,36 @@ class SkippedCase(object):
         skipped.append(self)
 
 
-def append_previous_stage_one_hot(data: np.ndarray, seg: Optional[np.ndarray], label_manager) -> np.ndarray:
+def append_previous_stage_one_hot(data: np.ndarray, seg: Optional[np.ndarray], label_manager,
+                                  source: str = "the previous-stage segmentation") -> np.ndarray:
     """Cascade: append the previous stage's segmentation as one channel per foreground label (data's dtype).
 
-    Background and the -1 'outside the nonzero mask' marker become all-zero.
+    Background and the -1 'outside the nonzero mask' marker become all-zero. Every way in (files, arrays, worker
+    processes or not) passes here, so the labels are checked here too (``check_previous_stage_labels``, naming
+    ``source``).
     """
     if seg is None:
         return data
     seg = np.asarray(seg)
+    check_previous_stage_labels(seg, source, label_manager)
     if seg.ndim == data.ndim:
         seg = seg[0]
     one_hot = np.stack([seg == label for label in label_manager.foreground_labels]).astype(data.dtype)
     return np.concatenate((data, one_hot))
 
 
+def npy_previous_stage_source(image: np.ndarray, ofile: Optional[str]) -> str:
+    """How an error names a previous-stage segmentation handed in as an array: there is no file to name, so the
+    output it is for, or else the shape of its image."""
+    return f"given as an array for {ofile}" if ofile else \
+        f"given as an array for the image of shape {list(np.shape(image))}"
+
+
 def check_previous_stage_labels(seg: np.ndarray, seg_file: str, label_manager, max_shown: int = 5) -> None:
     """UserError if a previous-stage map holds values that are no label of the model (the prediction of another
     model or dataset): the one-hot encoding would read them as background. -1, the preprocessor's 'outside the
-    nonzero mask', is allowed. Costs a min/max unless such values are there."""
+    nonzero mask', is allowed. ``seg_file`` names the map (a path, or which array). Costs a min/max unless such
+    values are there."""
     known = set(int(v) for v in label_manager.all_labels) | {-1}
     seg = np.asarray(seg)
     if seg.size == 0 or (int(seg.min()) >= min(known) and int(seg.max()) <= max(known) and
@@ -67,8 +79,8 @@ def check_previous_stage_labels(seg: np.ndarray, seg_file: str, label_manager, m
         raise UserError(f"Previous-stage prediction {seg_file} holds label value(s) "
                         f"{', '.join(str(v) for v in unknown)} that the model does not have (its labels: "
                         f"{', '.join(str(v) for v in label_manager.all_labels)}); they would be read as background.",
-                        "Is it the prediction of another model or dataset? Predict the previous stage of this model "
-                        "into -prev_stage_predictions.")
+                        "Is it the prediction of another model or dataset? Give the previous stage's prediction of "
+                        "this model (-prev_stage_predictions, or the previous-stage array).")
 
 
 def plain_item(data: np.ndarray, properties: dict, ofile: Optional[str]) -> dict:
@@ -145,12 +157,11 @@ def preprocess_fromfiles_save_to_queue(list_of_lists: List[List[str]],
             try:
                 data, seg, properties = preprocessor.run_case(list_of_lists[idx], seg_file, plans_manager,
                                                               configuration_manager, dataset_json)
-                if seg_file is not None:
-                    check_previous_stage_labels(seg, seg_file, label_manager)
+                data = append_previous_stage_one_hot(data, seg if seg_file is not None else None, label_manager,
+                                                     seg_file)
             except UserError as e:  # this case's input is unusable; the consumer decides whether to go on
                 yield SkippedCase(list_of_lists[idx], e.one_line())
                 continue
-            data = append_previous_stage_one_hot(data, seg if seg_file is not None else None, label_manager)
             ofile = None if output_filenames_truncated is None else output_filenames_truncated[idx]
             item = _to_shared_item(data, properties, ofile)
             del data, seg  # not kept alive while this generator waits
@@ -174,8 +185,10 @@ def preprocess_fromnpy_save_to_queue(list_of_images: List[np.ndarray],
             data, seg, properties = preprocessor.run_case_npy(list_of_images[idx], prev,
                                                               list_of_image_properties[idx], plans_manager,
                                                               configuration_manager, dataset_json)
-            data = append_previous_stage_one_hot(data, seg if prev is not None else None, label_manager)
-            item = _to_shared_item(data, properties, None if truncated_ofnames is None else truncated_ofnames[idx])
+            ofile = None if truncated_ofnames is None else truncated_ofnames[idx]
+            data = append_previous_stage_one_hot(data, seg if prev is not None else None, label_manager,
+                                                 npy_previous_stage_source(list_of_images[idx], ofile))
+            item = _to_shared_item(data, properties, ofile)
             del data, seg
             yield item
 

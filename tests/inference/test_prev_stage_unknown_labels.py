@@ -67,3 +67,31 @@ def test_known_labels_and_mask_marker_pass():
     check_previous_stage_labels(np.array([[-1, 0, 1, 2]]), "p.nii.gz", LM())
     with pytest.raises(UserError, match="value.s. 5, 9 that"):
         check_previous_stage_labels(np.array([[0, 5, 9, 1]]), "p.nii.gz", LM())
+
+
+@pytest.mark.parametrize("entry", ["single", "list"])
+def test_unknown_previous_stage_label_in_an_array_is_named(cascade, entry):
+    """The same check where the previous stage comes as an array through the predictor's API (in this process,
+    or in a preprocessing worker): it was read as background without a word."""
+    from nnunetv2.errors import UserError
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    root, models = cascade
+    threads = torch.get_num_threads()
+    p = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+    p.initialize_from_trained_model_folder(str(models["3d_cascade_fullres"]), (0,))
+    image, props = SimpleITKIO().read_images([str(root / "imagesTs" / f"{cm.CASES[0]}_0000.nii.gz")])
+    prev = cm.label_map(200)[None].astype(np.int16)
+    prev[0, :2, :2, :2] = 9
+    try:
+        with pytest.raises(UserError) as e:
+            if entry == "single":
+                p.predict_single_npy_array(image, props, prev)
+            else:
+                p.predict_from_list_of_npy_arrays([image], [prev], [props], None, num_processes=1,
+                                                  num_processes_segmentation_export=0)
+    finally:
+        torch.set_num_threads(threads)
+    line = e.value.one_line()
+    assert "holds label value(s) 9 that the model does not have (its labels: 0, 1, 2)" in line
+    assert f"given as an array for the image of shape {list(image.shape)}" in line
