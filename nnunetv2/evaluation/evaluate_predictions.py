@@ -181,6 +181,27 @@ def _summarize(results: List[dict], regions_or_labels) -> dict:
     return _to_python({'metric_per_case': results, 'mean': means, 'foreground_mean': foreground_mean})
 
 
+_warned_empty_regions: set = set()
+
+
+def _warn_about_empty_regions(regions_or_labels) -> None:
+    """A region without labels (dataset.json "x": []) matches no voxel: its Dice and IoU are NaN in every case, and
+    the NaN spreads into the foreground mean (the reference scores it so too, and summary.json stays the same).
+    Said once per set of regions: postprocessing evaluates the same regions several times."""
+    key = tuple(regions_or_labels)
+    if key in _warned_empty_regions or not any(_is_empty_region(r) for r in regions_or_labels):
+        return
+    _warned_empty_regions.add(key)
+    logger.warning("A region has no labels (an empty list in dataset.json 'labels', key %r in summary.json): its "
+                   "Dice and IoU are NaN in every case, and so is the foreground mean Dice. Give the region its "
+                   "labels, or remove it from 'labels' and 'regions_class_order' (and retrain).",
+                   label_or_region_to_key(()))
+
+
+def _is_empty_region(r) -> bool:
+    return isinstance(r, (tuple, list)) and len(r) == 0
+
+
 def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: str,
                               image_reader_writer: BaseReaderWriter, file_ending: str,
                               regions_or_labels: Union[List[int], List[Union[int, Tuple[int, ...]]]],
@@ -207,6 +228,7 @@ def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: st
     if missing_ref:
         raise UserError(f"No reference segmentation in {folder_ref} for prediction(s) {', '.join(missing_ref[:5])}.",
                         "Remove those predictions or evaluate against the right reference folder.")
+    _warn_about_empty_regions(regions_or_labels)
     args = [(os.path.join(folder_ref, f), os.path.join(folder_pred, f), image_reader_writer, regions_or_labels,
              ignore_label) for f in files_pred]
     results = starmap(compute_metrics, args, num_processes)
