@@ -124,6 +124,11 @@ def _metrics_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict:
 
 def _metrics_of_arrays(seg_ref: np.ndarray, seg_pred: np.ndarray, labels_or_regions, ignore_label=None) -> dict:
     """{label_or_region: metrics} for two label maps of equal shape."""
+    return _metrics_and_confusion(seg_ref, seg_pred, labels_or_regions, ignore_label)[0]
+
+
+def _metrics_and_confusion(seg_ref: np.ndarray, seg_pred: np.ndarray, labels_or_regions, ignore_label=None):
+    """``_metrics_of_arrays`` and the confusion matrix it counted from (None where the maps do not qualify)."""
     conf = confusion_matrix(seg_ref, seg_pred, ignore_label)
     ignore_mask = None
     if conf is None and ignore_label is not None:
@@ -136,12 +141,30 @@ def _metrics_of_arrays(seg_ref: np.ndarray, seg_pred: np.ndarray, labels_or_regi
             counts = compute_tp_fp_fn_tn(region_or_label_to_mask(seg_ref, r), region_or_label_to_mask(seg_pred, r),
                                          ignore_mask)
         out[r] = _metrics_from_counts(*counts)
-    return out
+    return out, conf
+
+
+def _unknown_values(conf: Optional[np.ndarray], seg: np.ndarray, axis: int, known: set, max_shown: int = 5) -> list:
+    """Values of ``seg`` (the reference for axis 1, the prediction for axis 0 of the confusion matrix) that are no
+    label of the dataset. Free from the confusion matrix; only maps it could not count are searched again."""
+    if conf is not None:
+        present = np.flatnonzero(conf.sum(axis=axis))
+    else:
+        present = np.unique(seg)
+    return [v.item() for v in present if v.item() not in known][:max_shown]
 
 
 def compute_metrics(reference_file: str, prediction_file: str, image_reader_writer: BaseReaderWriter,
                     labels_or_regions: Union[List[int], List[Union[int, Tuple[int, ...]]]],
                     ignore_label: int = None) -> dict:
+    return _case_metrics(reference_file, prediction_file, image_reader_writer, labels_or_regions, ignore_label)[0]
+
+
+def _case_metrics(reference_file: str, prediction_file: str, image_reader_writer: BaseReaderWriter,
+                  labels_or_regions, ignore_label: int = None, known_values: Optional[set] = None):
+    """``compute_metrics``, and with ``known_values`` (every value dataset.json defines) also the values of the
+    reference and of the prediction that are none of them: ``(result, unknown in reference, unknown in
+    prediction)``."""
     # label values only are compared: 8/16-bit label files need no float32 copy
     seg_ref = read_seg_in_own_type(image_reader_writer, reference_file)[0]
     seg_pred = read_seg_in_own_type(image_reader_writer, prediction_file)[0]
@@ -149,8 +172,24 @@ def compute_metrics(reference_file: str, prediction_file: str, image_reader_writ
         raise UserError(f"Prediction {prediction_file} has shape {tuple(seg_pred.shape[1:])} but reference "
                         f"{reference_file} has shape {tuple(seg_ref.shape[1:])}.",
                         "Predictions must be in the geometry of the reference segmentations.")
-    return {'reference_file': reference_file, 'prediction_file': prediction_file,
-            'metrics': _metrics_of_arrays(seg_ref, seg_pred, labels_or_regions, ignore_label)}
+    metrics, conf = _metrics_and_confusion(seg_ref, seg_pred, labels_or_regions, ignore_label)
+    result = {'reference_file': reference_file, 'prediction_file': prediction_file, 'metrics': metrics}
+    if known_values is None:
+        return result, [], []
+    return result, _unknown_values(conf, seg_ref, 1, known_values), _unknown_values(conf, seg_pred, 0, known_values)
+
+
+def _warn_about_unknown_values(cases: list, dataset_json_file: str) -> None:
+    """One warning per kind of file (predictions, references) holding values dataset.json does not define: no
+    label counts them, so they score as background (a prediction from another dataset, or a wrong reference
+    folder, evaluates without an error)."""
+    for what, i in (('prediction', 2), ('reference', 1)):
+        bad = [(c[0]['prediction_file' if i == 2 else 'reference_file'], c[i]) for c in cases if c[i]]
+        if bad:
+            first_file, first_values = bad[0]
+            logger.warning("%d %s file(s) hold label values that %s does not define, scored as background for "
+                           "every label (first: %s with %s). Are they from another dataset or label set?",
+                           len(bad), what, dataset_json_file, first_file, ', '.join(map(str, first_values)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -206,8 +245,11 @@ def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: st
                               image_reader_writer: BaseReaderWriter, file_ending: str,
                               regions_or_labels: Union[List[int], List[Union[int, Tuple[int, ...]]]],
                               ignore_label: int = None, num_processes: int = default_num_processes,
-                              chill: bool = True) -> dict:
-    """Evaluate every prediction in ``folder_pred`` against the same-named file in ``folder_ref``."""
+                              chill: bool = True, _dataset_labels: Optional[Tuple[str, set]] = None) -> dict:
+    """Evaluate every prediction in ``folder_pred`` against the same-named file in ``folder_ref``.
+
+    ``_dataset_labels``: (dataset.json's path, every value it defines) where the labels come from a dataset.json,
+    to warn about files holding other values (not for a chosen subset of labels, as evaluate_simple's -l)."""
     if output_file is not None and not output_file.endswith('.json'):
         raise UserError(f"The output file {output_file} must end with .json.", "Pass e.g. -o summary.json.")
     if output_file is not None:
@@ -231,7 +273,12 @@ def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: st
     _warn_about_empty_regions(regions_or_labels)
     args = [(os.path.join(folder_ref, f), os.path.join(folder_pred, f), image_reader_writer, regions_or_labels,
              ignore_label) for f in files_pred]
-    results = starmap(compute_metrics, args, num_processes)
+    if _dataset_labels is None:
+        results = starmap(compute_metrics, args, num_processes)
+    else:
+        cases = starmap(_case_metrics, [(*a, _dataset_labels[1]) for a in args], num_processes)
+        _warn_about_unknown_values(cases, _dataset_labels[0])
+        results = [c[0] for c in cases]
     result = _summarize(results, regions_or_labels)
     if output_file is not None:
         save_summary_json(result, output_file)
@@ -269,9 +316,11 @@ def compute_metrics_on_folder2(folder_ref: str, folder_pred: str, dataset_json_f
     if output_file is None:
         output_file = os.path.join(folder_pred, 'summary.json')
     lm = PlansManager(_load_json_arg(plans_file, 'plans')).get_label_manager(dataset_json)
+    known = {int(v) for v in lm.all_labels} | ({int(lm.ignore_label)} if lm.has_ignore_label else set())
     return compute_metrics_on_folder(folder_ref, folder_pred, output_file, rw, dataset_json['file_ending'],
                                      lm.foreground_regions if lm.has_regions else lm.foreground_labels,
-                                     lm.ignore_label, num_processes, chill=chill)
+                                     lm.ignore_label, num_processes, chill=chill,
+                                     _dataset_labels=(dataset_json_file, known))
 
 
 def compute_metrics_on_folder_simple(folder_ref: str, folder_pred: str, labels: Union[Tuple[int, ...], List[int]],

@@ -259,6 +259,29 @@ def _summary_for_json(summary: dict) -> dict:
     return {'foreground_mean': summary['foreground_mean'], 'mean': {str(k): v for k, v in summary['mean'].items()}}
 
 
+def _check_steps_fit_labels(pp_fns: List[Callable], pp_fn_kwargs: List[dict], label_manager,
+                            dataset_json_source: str) -> None:
+    """UserError if a component-removal step names label values the dataset does not have: the steps were chosen
+    for another dataset (or label set), and applying them would quietly do nothing or act on a label that means
+    something else here."""
+    known = {int(v) for v in label_manager.all_labels}
+    unknown = set()
+    for fn, kwargs in zip(pp_fns, pp_fn_kwargs):
+        if fn is not remove_all_but_largest_component_from_segmentation:
+            continue  # other steps' arguments mean something else
+        value = kwargs.get('labels_or_regions', [])
+        for item in value if isinstance(value, (list, tuple, np.ndarray)) else [value]:
+            for v in item if isinstance(item, (list, tuple, np.ndarray)) else [item]:
+                if not (float(v).is_integer() and int(v) in known):
+                    unknown.add(v.item() if isinstance(v, np.generic) else v)
+    if unknown:
+        raise UserError(f"The postprocessing steps name label value(s) {', '.join(map(str, sorted(unknown)))} that "
+                        f"{dataset_json_source} does not define (its labels: {', '.join(map(str, sorted(known)))}): "
+                        f"they were determined for another dataset or label set.",
+                        "Use the postprocessing.pkl of the model that made these predictions (or its dataset.json "
+                        "with -dataset_json).")
+
+
 def apply_postprocessing_to_folder(input_folder: str, output_folder: str, pp_fns: List[Callable],
                                    pp_fn_kwargs: List[dict], plans_file_or_dict: Union[str, dict] = None,
                                    dataset_json_file_or_dict: Union[str, dict] = None, num_processes: int = 8) -> None:
@@ -266,7 +289,9 @@ def apply_postprocessing_to_folder(input_folder: str, output_folder: str, pp_fns
     if not os.path.isdir(input_folder):
         raise UserError(f"The input folder {input_folder} does not exist.", "Check the -i path.")
     plans, dataset_json = _load_plans_and_dataset_json(input_folder, plans_file_or_dict, dataset_json_file_or_dict)
-    plans_manager, _ = _managers(plans, dataset_json)
+    plans_manager, label_manager = _managers(plans, dataset_json)
+    _check_steps_fit_labels(pp_fns, pp_fn_kwargs, label_manager, dataset_json_file_or_dict if isinstance(
+        dataset_json_file_or_dict, str) else os.path.join(input_folder, 'dataset.json'))
     rw = plans_manager.image_reader_writer_class()
     files = sorted_files_with_ending(input_folder, dataset_json['file_ending'])
     # the segmentations keep their names: writing into the input folder (or over files another command wrote)
