@@ -19,7 +19,7 @@ from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
 from nnunetv2.preprocessing.preprocessors.foreground_sampling import sample_foreground_locations
 from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
 from nnunetv2.utilities.plans_handling.plans_checks import (EmptyResamplingError, check_resampled_not_empty,
-                                                         check_resampled_size)
+                                                         check_resampled_size, warn_if_much_upsampled)
 from nnunetv2.utilities.input_checks import (check_channel_count, check_integer_labels, check_single_channel_label,
                                              non_integer_label_values)
 
@@ -99,8 +99,12 @@ class DefaultPreprocessor(object):
             target_spacing = [original_spacing[0]] + target_spacing
         new_shape = compute_new_shape(data.shape[1:], original_spacing, target_spacing)
         check_resampled_not_empty(new_shape, data.shape[1:], original_spacing, target_spacing)
+        # run_case names the case by its files; an image handed in as an array by its shape
+        case = getattr(self, '_case_name', None) or f"The image of shape {list(properties['shape_before_cropping'])}"
         check_resampled_size(new_shape, data.shape[0], target_spacing,
-                             getattr(configuration_manager, '_where', 'plans configuration'))
+                             getattr(configuration_manager, '_where', 'plans configuration'),
+                             spacing=original_spacing, old_shape=data.shape[1:], case=case)
+        warn_if_much_upsampled(new_shape, data.shape[1:], original_spacing, target_spacing, case)
 
         data = self._normalize(data, seg, configuration_manager,
                                plans_manager.foreground_intensity_properties_per_channel)
@@ -144,11 +148,14 @@ class DefaultPreprocessor(object):
             _check_same_geometry(data, seg, data_properties, seg_properties, image_files, seg_file)
         else:
             seg, non_integer = None, []
+        self._case_name = ', '.join(map(str, image_files))  # for the messages of run_case_npy
         try:
             data, seg_out, properties = self.run_case_npy(data, seg, data_properties, plans_manager,
                                                           configuration_manager, dataset_json)
         except EmptyResamplingError as e:
             raise UserError(f"{', '.join(map(str, image_files))}: {e.message}", e.hint) from None
+        finally:
+            self._case_name = None
         if non_integer and seg_out is not None and np.asarray(seg_out).dtype.kind in 'iub':
             # the labels came out as integers (our run_case_npy, or a subclass's that calls it): 0.9999 became 0
             # without a word. A run_case_npy that keeps continuous maps (regression targets) passes

@@ -3,12 +3,15 @@ U-Net cannot divide (a tensor-size error at the first iteration) and a target sp
 more voxels than the machine can hold (an allocation of terabytes, e.g. a spacing in metres instead of mm)."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Optional, Sequence
 
 import numpy as np
 
 from nnunetv2.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 def patch_size_problem(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> Optional[str]:
@@ -50,19 +53,55 @@ def physical_memory_bytes() -> Optional[int]:
         return None
 
 
+# resampling that multiplies the voxel count by more than this gets a warning: an image far coarser than the
+# configuration's spacing (a header in cm, a thick-slice scout) becomes a huge array, slow to preprocess and predict
+UPSAMPLING_WARNING_FACTOR = 8
+
+
+def _voxel_factor(new_shape: Sequence[int], old_shape: Sequence[int]) -> float:
+    return float(np.prod([float(s) for s in new_shape])) / max(1.0, float(np.prod([float(s) for s in old_shape])))
+
+
+def warn_if_much_upsampled(new_shape: Sequence[int], old_shape: Sequence[int], spacing: Sequence[float],
+                           target_spacing: Sequence[float], case: str) -> None:
+    """Log one warning if resampling ``case`` from ``spacing`` to ``target_spacing`` makes it more than
+    UPSAMPLING_WARNING_FACTOR times as many voxels (costs a product of a few numbers)."""
+    factor = _voxel_factor(new_shape, old_shape)
+    if factor <= UPSAMPLING_WARNING_FACTOR:
+        return
+    logger.warning("%s: resampling from spacing %s to the configuration's spacing %s gives %s times as many voxels "
+                   "(> %d), shape %s -> %s: preprocessing and prediction will take long and need much memory. Is the "
+                   "image's spacing right (nnU-Net spacings are in mm)?", case, [float(s) for s in spacing],
+                   [float(s) for s in target_spacing], f"{factor:.0f}" if factor >= 100 else f"{factor:.1f}",
+                   UPSAMPLING_WARNING_FACTOR,
+                   [int(s) for s in old_shape], [int(s) for s in new_shape])
+
+
 def check_resampled_size(new_shape: Sequence[int], num_channels: int, target_spacing: Sequence[float],
-                         where: str, memory_bytes: Optional[int] = None) -> None:
-    """UserError before resampling to ``new_shape`` if the float32 result alone would exceed the machine's memory."""
+                         where: str, memory_bytes: Optional[int] = None, spacing: Optional[Sequence[float]] = None,
+                         old_shape: Optional[Sequence[int]] = None, case: Optional[str] = None) -> None:
+    """UserError before resampling to ``new_shape`` if the float32 result alone would exceed the machine's memory.
+
+    With the image's ``spacing`` and ``old_shape``: where the image is far coarser than the target (more than
+    UPSAMPLING_WARNING_FACTOR times the voxels), the error names ``case`` and its spacing rather than the plans."""
     memory_bytes = physical_memory_bytes() if memory_bytes is None else memory_bytes
     if memory_bytes is None:
         return
     needed = float(np.prod([float(s) for s in new_shape])) * max(1, num_channels) * 4
     if needed <= memory_bytes:
         return
+    size = (f"an image of shape {[int(s) for s in new_shape]} ({needed / 2 ** 30:.3g} GiB), more than this machine's "
+            f"memory ({memory_bytes / 2 ** 30:.3g} GiB)")
+    if spacing is not None and old_shape is not None and \
+            _voxel_factor(new_shape, old_shape) > UPSAMPLING_WARNING_FACTOR:
+        raise UserError(f"{case or 'An image'}: resampling its shape {[int(s) for s in old_shape]} from spacing "
+                        f"{[float(s) for s in spacing]} to the configuration's spacing "
+                        f"{[float(s) for s in target_spacing]} would give {size}.",
+                        "Check the spacing in the image's header (nnU-Net spacings are in mm), or resample the "
+                        "image closer to the model's spacing first.")
     metres = " Is it in metres instead of millimetres?" if min(target_spacing) < 0.05 else ""
     raise UserError(f"Resampling to the target spacing {[float(s) for s in target_spacing]} of the {where} would "
-                    f"give an image of shape {[int(s) for s in new_shape]} ({needed / 2 ** 30:.3g} GiB), more than "
-                    f"this machine's memory ({memory_bytes / 2 ** 30:.3g} GiB).{metres}",
+                    f"give {size}.{metres}",
                     "Fix 'spacing' in the plans file (nnU-Net spacings are in mm).")
 
 
