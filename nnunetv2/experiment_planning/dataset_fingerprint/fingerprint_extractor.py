@@ -123,6 +123,27 @@ def _analyze_case_via(analyze_case, image_files, segmentation_file, reader_write
     return shape_after, spacing, samples, relative_size
 
 
+def _warn_single_slice_cases(fingerprint: dict, first_image_files: List[str], max_shown: int = 3) -> None:
+    """One warning for images of a single slice (a 2-D file, which readers give as one slice with a huge slice
+    spacing, or a one-slice volume) in a dataset whose other images are 3-D. Both are accepted, but a 3-D
+    configuration trains on them as volumes: a 2-D image is resampled to many copies of its slice, a one-slice
+    volume padded with zeros, and such images pull the planned median spacing and shape."""
+    shapes = fingerprint['shapes_after_crop']
+    if not shapes or any(len(s) != 3 for s in shapes) or np.median([s[0] for s in shapes]) <= 1:
+        return  # a 2-D dataset (or one mostly of single slices): nothing stands out
+    flat = [i for i, s in enumerate(shapes) if s[0] == 1]
+    if not flat:
+        return
+    volumes = [s for s in shapes if s[0] > 1]
+    median = [int(v) for v in np.median(np.array(volumes), axis=0)]
+    shown = '; '.join(f"{first_image_files[i]} has shape {shapes[i]} (spacing "
+                      f"{[round(float(v), 4) for v in fingerprint['spacings'][i]]})" for i in flat[:max_shown])
+    logger.warning("%d image(s) are a single slice (2-D) while the others are 3-D (median shape %s): %s%s. A 3-D "
+                   "configuration resamples a 2-D image to copies of its slice (or pads a one-slice volume) and they "
+                   "skew the plans; remove them or give them as 3-D volumes.", len(flat), median, shown,
+                   f"; and {len(flat) - max_shown} more" if len(flat) > max_shown else "")
+
+
 class DatasetFingerprintExtractor(object):
     def __init__(self, dataset_name_or_id: Union[str, int], num_processes: int = 8, verbose: bool = False):
         from nnunetv2.utilities.dataset_json import check_raw_dataset_json, load_dataset_json
@@ -201,6 +222,7 @@ class DatasetFingerprintExtractor(object):
             results = run_cases(func, tasks, identifiers, self.num_processes, desc="Extracting dataset fingerprint",
                                 show_progress_bar=self.show_progress_bar)
             fingerprint = self._aggregate(results, identifiers)
+        _warn_single_slice_cases(fingerprint, [self.dataset[k]['images'][0] for k in identifiers])
         save_json(fingerprint, properties_file)  # atomic: a failed write leaves no partial file
         return fingerprint
 
