@@ -12,15 +12,17 @@ from nnunetv2.inference.cpu_concurrent_passes import (checked_mirrored_predictio
                                                       concurrent_passes_match, mirrored_predictions,
                                                       pinned_thread_count, thread_sensitive_modules)
 from nnunetv2.inference.sliding_window_prediction import maybe_mirror_and_predict, mirror_variants
+from _fixed_threads import FixedThreadCount
 
 
 def _unet(dim: int = 3) -> nn.Module:
+    """A small U-Net whose passes do the same arithmetic on every CPU (see _fixed_threads)."""
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
     torch.manual_seed(0)
     conv, norm = (nn.Conv3d, nn.InstanceNorm3d) if dim == 3 else (nn.Conv2d, nn.InstanceNorm2d)
-    return PlainConvUNet(1, 3, (8, 16, 32), conv, 3, (1, 2, 2), (2, 2, 2), 3, (2, 2), conv_bias=True, norm_op=norm,
-                         norm_op_kwargs={'eps': 1e-5, 'affine': True}, nonlin=nn.LeakyReLU,
-                         nonlin_kwargs={'inplace': True}).eval()
+    return FixedThreadCount(PlainConvUNet(1, 3, (8, 16, 32), conv, 3, (1, 2, 2), (2, 2, 2), 3, (2, 2), conv_bias=True,
+                                          norm_op=norm, norm_op_kwargs={'eps': 1e-5, 'affine': True},
+                                          nonlin=nn.LeakyReLU, nonlin_kwargs={'inplace': True}).eval())
 
 
 class _ThreadEcho(nn.Module):

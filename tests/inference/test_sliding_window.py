@@ -139,11 +139,14 @@ def test_batched_mirroring_matches_sequential():
 
 
 def _small_unet() -> torch.nn.Module:
+    """A small U-Net whose passes do the same arithmetic on every CPU, whatever thread runs them (_fixed_threads)."""
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    from _fixed_threads import FixedThreadCount
     torch.manual_seed(0)
-    return PlainConvUNet(2, 3, (8, 16, 32), torch.nn.Conv3d, 3, (1, 2, 2), (2, 2, 2), 3, (2, 2),
-                         conv_bias=True, norm_op=torch.nn.InstanceNorm3d, norm_op_kwargs={'eps': 1e-5, 'affine': True},
-                         nonlin=torch.nn.LeakyReLU, nonlin_kwargs={'inplace': True}).eval()
+    return FixedThreadCount(PlainConvUNet(
+        2, 3, (8, 16, 32), torch.nn.Conv3d, 3, (1, 2, 2), (2, 2, 2), 3, (2, 2), conv_bias=True,
+        norm_op=torch.nn.InstanceNorm3d, norm_op_kwargs={'eps': 1e-5, 'affine': True}, nonlin=torch.nn.LeakyReLU,
+        nonlin_kwargs={'inplace': True}).eval())
 
 
 def test_concurrent_passes_are_bit_identical_and_restore_threads():
