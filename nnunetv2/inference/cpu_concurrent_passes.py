@@ -8,8 +8,10 @@ have fewer barriers to wait at. They do the same arithmetic wherever no kernel's
 * torch chooses the algorithm of a convolution with an all-ones kernel (the segmentation heads) by the thread count:
   its own im2col kernel on one thread, oneDNN on several, and the two sum in different orders. Such modules are
   pinned: they run with the reference's thread count in whichever thread calls them (:func:`pinned_thread_count`).
-* anything else is checked, not assumed: one pass in the concurrent configuration must equal one pass as the
+* anything else is checked, not assumed: one pass with a worker's thread count must equal one pass as the
   reference runs it, bit for bit (:func:`concurrent_passes_match`), before the predictor uses the configuration.
+  Which kernels depend on the count is a property of the CPU: on a Zen 4 none but the pinned ones, on an Intel Xeon
+  with AVX-512 FP16 3x3x3 convolutions of small inputs too.
 
 Passes are the unit of work: the mirrored passes of one tile run concurrently too, and are summed in the reference's
 order (:func:`mirrored_predictions`), so the fp16 accumulation rounds exactly as in the reference.
@@ -121,28 +123,39 @@ def thread_count_changes_result(network: Callable[[torch.Tensor], torch.Tensor],
     return not torch.equal(outputs[0], outputs[1])
 
 
+def _pass_with_fewer_threads(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, total_threads: int,
+                             per_worker: int):
+    """One pass over ``x`` in this thread with a worker's ``per_worker`` threads, its pinned modules with
+    ``total_threads`` (as in a pool thread of :func:`concurrent_cpu_passes`). The thread count is restored after.
+
+    In this thread and one pass after the other, not in a pool thread at the same time as the reference pass: torch
+    drops its cached oneDNN convolutions whenever any thread changes its thread count, and a pass running meanwhile
+    in another thread may then sum like one with the other count. Where the result depends on the count, a check
+    overlapping the two passes said yes or no at random (seen on an Intel Xeon); this one says no every time."""
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(per_worker)
+        with pinned_thread_count(thread_sensitive_modules(network), total_threads), torch.no_grad():
+            return _first_output(network(x))
+    finally:
+        torch.set_num_threads(previous)
+
+
 def concurrent_passes_match(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
                             total_threads: int, workers: int) -> bool:
-    """Whether a pass in a pool thread of ``concurrent_cpu_passes(workers, thread_sensitive_modules(network))`` equals,
-    bit for bit, a pass in this thread with ``total_threads`` threads (as the reference runs it), on a random tile.
-
-    The two passes run at the same time (the pool thread has its share of the threads), so the check costs about one
-    pass of wall time.
-    """
+    """Whether a pass as a worker of ``concurrent_cpu_passes(workers, thread_sensitive_modules(network))`` runs it
+    (``total_threads // workers`` threads, the pinned modules with ``total_threads``) equals, bit for bit, a pass with
+    ``total_threads`` threads (as the reference runs it), on a random tile. Costs two passes."""
     x = torch.randn(tile_shape, generator=torch.Generator().manual_seed(1234))
-    per_worker = max(1, total_threads // workers)
     previous = torch.get_num_threads()
-    with pinned_thread_count(thread_sensitive_modules(network), total_threads), \
-            ThreadPoolExecutor(1, thread_name_prefix='nnunet_pass_check', initializer=torch.set_num_threads,
-                               initargs=(per_worker,)) as pool:
-        candidate = pool.submit(_without_grad(lambda t: _first_output(network(t))), x)
-        try:
-            torch.set_num_threads(total_threads)
-            with torch.no_grad():
-                reference = _first_output(network(x))
-        finally:
-            torch.set_num_threads(previous)
-        return torch.equal(candidate.result(), reference)
+    try:
+        torch.set_num_threads(total_threads)
+        with torch.no_grad():
+            reference = _first_output(network(x))
+    finally:
+        torch.set_num_threads(previous)
+    return torch.equal(_pass_with_fewer_threads(network, x, total_threads, max(1, total_threads // workers)),
+                       reference)
 
 
 def ordered_map(pool: Optional[Executor], fn: Callable[[_T], _R], items: Iterable[_T], lookahead: int) -> Iterator[_R]:
@@ -202,25 +215,25 @@ def checked_mirrored_predictions(pool: Executor, network: Callable[[torch.Tensor
                                  total_threads: int, on_verdict: Callable[[bool], None]) -> Iterator[torch.Tensor]:
     """:func:`mirrored_predictions` that first checks the concurrent configuration on the first real pass.
 
-    That pass runs twice at the same time: in this thread with ``total_threads`` threads (as the reference runs it;
-    this result is used) and on ``pool``. Where the two agree bit for bit the other passes run on ``pool``, else one
-    at a time in this thread with ``total_threads`` threads. ``on_verdict`` gets the outcome, so the check costs about
-    one pass on one worker, once.
+    That pass runs twice, one after the other in this thread: with ``total_threads`` threads (as the reference runs
+    it; this result is used), then as a worker runs it (:func:`_pass_with_fewer_threads`). Where the two agree bit for
+    bit the other passes run on ``pool``, else one at a time in this thread with ``total_threads`` threads.
+    ``on_verdict`` gets the outcome, so the check costs one pass with a worker's threads, once.
     """
     one_pass = _pass_function(network)
     tiles = iter(tiles)
     first = next(tiles, None)
     if first is None:
         return
-    candidate = pool.submit(_without_grad(network), first)
     per_worker = torch.get_num_threads()
     torch.set_num_threads(total_threads)
     try:
         reference = network(first)
+        candidate = _pass_with_fewer_threads(network, first, total_threads, per_worker)
     except BaseException:
         torch.set_num_threads(per_worker)
         raise
-    same = torch.equal(_first_output(candidate.result()), _first_output(reference))
+    same = torch.equal(candidate, _first_output(reference))
     on_verdict(same)
     if same:
         torch.set_num_threads(per_worker)

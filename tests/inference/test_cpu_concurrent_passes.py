@@ -3,6 +3,7 @@ first real pass, and the predictor's use of them; every result bit-identical to 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -154,5 +155,54 @@ def test_predictor_runs_a_single_tiles_mirrored_passes_concurrently():
         assert len(seq_calls) == 8 and len(first_calls) == 9 and len(cached_calls) == 8  # the check: one pass more
         assert any(name.startswith('nnunet_pass') for name in cached_calls)
         assert p._pass_verdicts().all() == [True]
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _CallLog(nn.Module):
+    """Identity that records, per call, the calling thread and the torch thread count, and whether another call was
+    running at the same time."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls, self.running, self.overlapped = [], 0, False
+        self.lock = threading.Lock()
+
+    def forward(self, x):
+        with self.lock:
+            self.running += 1
+            self.overlapped |= self.running > 1
+            self.calls.append((threading.current_thread().name, torch.get_num_threads()))
+        try:
+            time.sleep(0.05)  # long enough for a pass started at the same time to be seen
+            return x.clone()
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_the_check_runs_its_two_passes_one_after_the_other_in_the_callers_thread():
+    """Changing a thread count makes torch drop its cached oneDNN convolutions for every thread: a check whose two
+    passes overlap could see a worker pass sum like the reference's on a CPU where the count matters (it did, at
+    random, on an Intel Xeon). The reference pass, then one with a worker's thread count, never at the same time."""
+    threads = torch.get_num_threads()
+    if threads < 2:
+        torch.set_num_threads(2)
+    try:
+        total = torch.get_num_threads()
+        log = _CallLog()
+        assert concurrent_passes_match(log, (1, 1, 2, 2, 2), total, 2)
+        main = threading.current_thread().name
+        assert log.calls == [(main, total), (main, max(1, total // 2))] and not log.overlapped
+
+        log = _CallLog()
+        tiles = [torch.rand((1, 1, 2, 2, 2)) for _ in range(3)]
+        verdicts = []
+        with torch.no_grad(), concurrent_cpu_passes(2) as pool:
+            out = list(checked_mirrored_predictions(pool, log, tiles, [()], 3, total, verdicts.append))
+        assert verdicts == [True] and all(torch.equal(a, b) for a, b in zip(out, tiles))
+        assert log.calls[:2] == [(main, total), (main, max(1, total // 2))]
+        assert all(name.startswith('nnunet_pass') for name, _ in log.calls[2:]) and len(log.calls) == 4
+        assert torch.get_num_threads() == total
     finally:
         torch.set_num_threads(threads)
