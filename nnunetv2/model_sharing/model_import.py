@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 _DATASET_FOLDER = re.compile(r"^Dataset\d{3,}_[^/]+$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _INSTALL_TMP_PREFIX = ".nnunet_install_"
+_READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
 def check_member_name(info: zipfile.ZipInfo) -> None:
@@ -64,6 +65,61 @@ def _open_zip(zip_file: str) -> zipfile.ZipFile:
     except zipfile.BadZipFile:
         raise UserError(f"{zip_file} is not a zip archive (or it is damaged).",
                         "Model archives are made with nnUNetv2_export_model_to_zip; download it again.") from None
+    except UnicodeDecodeError:  # a member name flagged as UTF-8 that is not: zipfile fails while listing members
+        raise UserError(f"{zip_file} is damaged: a member name marked as UTF-8 is not valid UTF-8; nothing was "
+                        f"installed.", "Download or export the model again.") from None
+
+
+def _check_archive_layout(infos: List[zipfile.ZipInfo]) -> None:
+    """Every name once, and no name both a file and a folder: other unzip tools pick another of two same-named
+    members than Python's (what one inspected is not what gets installed), and a file that is also a folder
+    cannot be extracted at all."""
+    seen, folders = set(), set()
+    for info in infos:
+        name = info.filename.rstrip("/")
+        if name in seen:
+            raise UserError(f"Refusing to install: archive member {info.filename!r} appears more than once; nothing "
+                            f"was extracted.", "Export the model again (nnUNetv2_export_model_to_zip writes each "
+                            "file once) or ask its author for a clean zip.")
+        seen.add(name)
+        parts = name.split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        if info.is_dir():
+            folders.add(name)
+    for info in infos:
+        name = info.filename.rstrip("/")
+        if not info.is_dir() and name in folders:
+            raise UserError(f"Refusing to install: archive member {info.filename!r} is a file, and other members "
+                            f"need a folder of that name; nothing was extracted.",
+                            "Export the model again or ask its author for a clean zip.")
+
+
+def _check_extractable(zip_file: str, infos: List[zipfile.ZipInfo]) -> None:
+    """Encrypted members and compression methods Python cannot read, named before anything is written."""
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise UserError(f"{zip_file}: member {info.filename!r} is encrypted (password-protected); nothing was "
+                            f"installed.", "Model zips are not encrypted: export the model again without a password.")
+        if info.compress_type not in _READABLE_METHODS:
+            raise UserError(f"{zip_file}: member {info.filename!r} uses compression method {info.compress_type}, "
+                            f"which cannot be read here; nothing was installed.",
+                            "Re-create the zip with plain deflate compression (nnUNetv2_export_model_to_zip does).")
+
+
+def _check_free_space(infos: List[zipfile.ZipInfo], zip_file: str, results: str) -> None:
+    """Refuse an archive whose members would not fit on the disk of nnUNet_results. The declared sizes are an upper
+    bound of what is written (extraction stops at a member's declared size and then fails its CRC check), so a zip
+    bomb cannot fill the disk."""
+    needed = sum(i.file_size for i in infos)
+    try:
+        free = shutil.disk_usage(results).free
+    except OSError:
+        return
+    if needed > free:
+        raise UserError(f"{zip_file} unpacks to {needed / 2 ** 30:.3g} GiB, more than the {free / 2 ** 30:.3g} GiB "
+                        f"free on the disk of nnUNet_results ({results}); nothing was installed.",
+                        "Free disk space, or check the zip: a model zip that unpacks to far more than its own size "
+                        "is suspicious.")
 
 
 def _check_conflicts(names: List[str], results: str) -> None:
@@ -111,9 +167,12 @@ def install_model_from_zip_file(zip_file: str) -> None:
             raise UserError(f"{zip_file} is an empty archive.", "Download or export the model again.")
         for info in infos:
             check_member_name(info)
+        _check_archive_layout(infos)
+        _check_extractable(zip_file, infos)
         names = [i.filename for i in infos]
         os.makedirs(results, exist_ok=True)
         _check_conflicts(names, results)
+        _check_free_space(infos, zip_file, results)
         try:
             tmp = tempfile.mkdtemp(prefix=_INSTALL_TMP_PREFIX, dir=results)
         except OSError as e:  # read-only or full: name nnUNet_results, not the random name of a staging folder
@@ -126,6 +185,10 @@ def install_model_from_zip_file(zip_file: str) -> None:
                     raise UserError(f"{zip_file} is damaged: cannot extract {info.filename!r} ({e}); "
                                     f"nothing was installed.", "Download or export the model again.") from None
                 except OSError as e:
+                    if e.errno == errno.ENAMETOOLONG:  # the staging folder's random name would be no help
+                        raise UserError(f"Cannot install archive member {info.filename!r}: its name is too long for "
+                                        f"this file system ({os.strerror(e.errno)}); nothing was installed.",
+                                        "Ask the model's author for a zip with shorter names.") from None
                     if e.filename is None:  # a full disk reports no name: name the file being extracted
                         raise OSError(e.errno, e.strerror, os.path.join(results, info.filename)) from e
                     raise

@@ -134,3 +134,80 @@ def test_golden_model_zips_install(shared_dir, nnunet_dirs, model):
         for n in names:
             assert (results / n).read_bytes() == zf.read(n)
     assert any(n.endswith("fold_0/checkpoint_final.pth") for n in names)
+
+
+def _set_header_bits(zip_file: str, flag_or: int = 0, method: int = None) -> None:
+    """Set general-purpose flag bits / the compression method in every local and central header of ``zip_file``."""
+    import struct
+    raw = bytearray(open(zip_file, "rb").read())
+    for sig, flag_off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        i = raw.find(sig)
+        while i >= 0:
+            flags = struct.unpack("<H", raw[i + flag_off:i + flag_off + 2])[0]
+            struct.pack_into("<H", raw, i + flag_off, flags | flag_or)
+            if method is not None:
+                struct.pack_into("<H", raw, i + flag_off + 2, method)
+            i = raw.find(sig, i + 4)
+    open(zip_file, "wb").write(bytes(raw))
+
+
+def _zip_with_duplicate(path: str) -> str:
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name it is asked to write
+        return make_zip(path, {GOOD: b"{}"}) and _append(path, GOOD, b'{"other": 1}')
+
+
+def _append(path: str, name: str, data: bytes) -> str:
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(zipfile.ZipInfo(name), data)
+    return path
+
+
+@pytest.mark.parametrize("build,fragment", [
+    # two members of one name: unzip tools disagree on which one wins, so what was inspected is not what is installed
+    (_zip_with_duplicate, "appears more than once"),
+    (lambda p: make_zip(p, {GOOD: b"{}", GOOD + "/x.json": b"{}"}), "is a file, and other members need a folder"),
+    (lambda p: (make_zip(p, {GOOD: b"{}"}), _set_header_bits(p, flag_or=0x1))[0], "encrypted"),
+    (lambda p: (make_zip(p, {GOOD: b"{}"}), _set_header_bits(p, method=99))[0], "compression method 99"),
+], ids=["duplicate", "file_and_folder", "encrypted", "unknown_method"])
+def test_archives_that_cannot_be_installed_faithfully_are_refused(nnunet_dirs, tmp_path, build, fragment):
+    zip_file = build(str(tmp_path / "x.zip"))
+    with pytest.raises(UserError, match=fragment) as e:
+        install_model_from_zip_file(zip_file)
+    assert "\n" not in e.value.one_line() and "nothing was" in str(e.value)
+    assert os.listdir(nnunet_dirs["nnUNet_results"]) == []
+
+
+def test_member_name_flagged_utf8_that_is_not(nnunet_dirs, tmp_path):
+    zip_file = make_zip(str(tmp_path / "u.zip"), {f"{DATASET}/{MODEL}/XXXX.json": b"{}"})
+    raw = open(zip_file, "rb").read().replace(b"XXXX", b"\xff\xfe\xc3\x28")
+    open(zip_file, "wb").write(raw)
+    _set_header_bits(zip_file, flag_or=0x800)
+    with pytest.raises(UserError, match="not valid UTF-8"):
+        install_model_from_zip_file(zip_file)
+    assert os.listdir(nnunet_dirs["nnUNet_results"]) == []
+
+
+def test_member_name_too_long_names_the_member(nnunet_dirs, tmp_path):
+    long_name = f"{DATASET}/{MODEL}/" + "a" * 300 + ".json"
+    zip_file = make_zip(str(tmp_path / "l.zip"), {GOOD: b"{}", long_name: b"{}"})
+    with pytest.raises(UserError) as e:
+        install_model_from_zip_file(zip_file)
+    assert repr(long_name) in str(e.value) and "too long" in str(e.value)
+    assert ".nnunet_install_" not in str(e.value)  # not the staging folder's random name
+    assert os.listdir(nnunet_dirs["nnUNet_results"]) == []
+
+
+def test_archive_larger_than_the_free_disk_space_is_refused(nnunet_dirs, tmp_path, monkeypatch):
+    import shutil as shutil_module
+    from collections import namedtuple
+    zip_file = make_zip(str(tmp_path / "b.zip"), {GOOD: b"{}" * 5000})
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10 ** 6, 10 ** 6 - 9999, 9999))
+    with pytest.raises(UserError, match=r"unpacks to .* more than the .* free on the disk of nnUNet_results"):
+        install_model_from_zip_file(zip_file)
+    assert os.listdir(nnunet_dirs["nnUNet_results"]) == []
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10 ** 6, 10 ** 6 - 10000, 10000))
+    install_model_from_zip_file(zip_file)  # exactly fits
+    assert (nnunet_dirs["nnUNet_results"] / GOOD).read_bytes() == b"{}" * 5000
