@@ -50,6 +50,9 @@ def download_file(url: str, local_filename: str, chunk_size: int = 8192 * 16) ->
 def download_and_install_from_url(url: str) -> None:
     """Download the zip at ``url`` to a temporary file in the home folder, install it, remove the file."""
     nnUNet_results.require()
+    if url.lower().startswith("file:"):  # requests has no file:// adapter: say what to do instead of 'no adapter'
+        raise UserError(f"{url} is a local file: this command downloads http:// and https:// URLs only.",
+                        "Install a local model zip with nnUNetv2_install_pretrained_model_from_zip PATH_TO_ZIP.")
     home = os.path.expanduser("~")
     local = os.path.join(home, f".nnunetdownload_{int(time.time() * 1e7)}")
     try:

@@ -75,3 +75,10 @@ def test_connection_refused_is_one_line_user_error(nnunet_dirs, home, monkeypatc
 def test_invalid_url(nnunet_dirs, home):
     with pytest.raises(UserError, match="Download of not-a-url failed"):
         download_and_install_from_url("not-a-url")
+
+
+def test_file_url_says_to_install_the_local_zip(nnunet_dirs, home, tmp_path):
+    with pytest.raises(UserError, match="nnUNetv2_install_pretrained_model_from_zip") as e:
+        download_and_install_from_url(f"file://{tmp_path}/model.zip")
+    assert "network" not in str(e.value)
+    assert os.listdir(home) == []
