@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+import numbers
 import os
 import re
 import traceback
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -24,6 +26,7 @@ from nnunetv2.errors import UserError
 from nnunetv2.file_io import load_json
 from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys, strip_state_dict_prefixes
+from nnunetv2.utilities.plans_handling.plans_checks import check_plans_for_inference
 from nnunetv2.utilities.slow_torch_releases import warn_if_conv3d_is_slow
 
 logger = logging.getLogger(__name__)
@@ -270,6 +273,37 @@ def maybe_compile(network: nn.Module) -> nn.Module:
 _MODEL_READ_ATTEMPTS = 5
 
 
+def check_checkpoint_contents(checkpoint: Dict[str, Any], fname: str, first: bool) -> None:
+    """UserError naming the checkpoint when what prediction reads from it has the wrong type, or when its weights
+    hold NaN or infinite values (a diverged training: every prediction would be noise, without a word)."""
+    weights = checkpoint['network_weights']
+    if not isinstance(weights, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in weights.items()):
+        raise UserError(f"{fname} is not an nnU-Net checkpoint: 'network_weights' is not a mapping of parameter "
+                        f"names to tensors (found {type(weights).__name__}).",
+                        "Use the checkpoint file the model's training wrote.")
+    not_finite = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not_finite:
+        raise UserError(f"{fname} holds NaN or infinite weights ({len(not_finite)} of {len(weights)} tensors, "
+                        f"e.g. {not_finite[0]}): the training diverged, and the network would predict nonsense.",
+                        "Use another checkpoint of that training or train the model again.")
+    if not first:
+        return
+    problems = []
+    if not isinstance(checkpoint['trainer_name'], str):
+        problems.append(f"'trainer_name' is {checkpoint['trainer_name']!r}, not a class name")
+    init_args = checkpoint['init_args']
+    if not isinstance(init_args, Mapping) or not isinstance(init_args.get('configuration'), str):
+        problems.append("'init_args' has no configuration name ('init_args': {'configuration': ...})")
+    axes = checkpoint.get('inference_allowed_mirroring_axes')
+    if axes is not None and (not isinstance(axes, (list, tuple)) or
+                             not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes)):
+        problems.append(f"'inference_allowed_mirroring_axes' is {axes!r}, not a tuple of axis numbers")
+    if problems:
+        raise UserError(f"{fname} is not a usable nnU-Net checkpoint: {'; '.join(problems)}.",
+                        "Use the checkpoint file the model's training wrote.")
+
+
 def _read_model_files(model_dir: str, checkpoint_files: List[str], allow_unsafe: bool):
     """dataset.json, plans, every fold's weights and the first checkpoint, all from one version of the model: read
     again while an install replaces the model's files (see model_sharing.model_update)."""
@@ -291,6 +325,7 @@ def _read_model_files(model_dir: str, checkpoint_files: List[str], allow_unsafe:
                 checkpoint = load_checkpoint(fname, allow_unsafe=allow_unsafe)
                 require_keys(checkpoint, fname, ('network_weights',) if first is not None
                              else ('network_weights', 'trainer_name', 'init_args'))
+                check_checkpoint_contents(checkpoint, fname, first is None)
                 if first is None:
                     first = checkpoint
                 parameters.append(strip_state_dict_prefixes(checkpoint['network_weights']))
@@ -329,13 +364,25 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
     configuration_name = first['init_args']['configuration']
     mirror_axes = first.get('inference_allowed_mirroring_axes')
     configuration_manager = plans_manager.get_configuration(configuration_name)
+    check_plans_for_inference(plans_manager, configuration_manager)
+    if mirror_axes is not None and any(a < 0 or a >= len(configuration_manager.patch_size) for a in mirror_axes):
+        raise UserError(f"{files[0]}: 'inference_allowed_mirroring_axes' {tuple(mirror_axes)} names axes that the "
+                        f"{len(configuration_manager.patch_size)}-D configuration '{configuration_name}' lacks.",
+                        "Use the checkpoint file the model's training wrote.")
     if device is not None:
         warn_if_conv3d_is_slow(device, len(configuration_manager.patch_size))
     num_input_channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
     label_manager = plans_manager.get_label_manager(dataset_json)
-    network = build_network(trainer_name, plans_manager, configuration_manager, dataset_json, num_input_channels,
-                            label_manager.num_segmentation_heads, trainer_class=trainer_class,
-                            trainer_lookup=trainer_lookup)
+    try:
+        network = build_network(trainer_name, plans_manager, configuration_manager, dataset_json, num_input_channels,
+                                label_manager.num_segmentation_heads, trainer_class=trainer_class,
+                                trainer_lookup=trainer_lookup)
+    except (TypeError, ValueError, AssertionError, KeyError, IndexError) as e:
+        # the architecture comes from plans.json, which whoever shared the model wrote (or edited)
+        raise UserError(f"The network that {os.path.join(model_training_output_dir, 'plans.json')} describes "
+                        f"(configuration '{configuration_name}', trainer {trainer_name}) cannot be built: "
+                        f"{type(e).__name__}: {' '.join(str(e).split())[:200]}.",
+                        "Use the plans.json the model was trained with.") from e
     for fname, params in zip(files, parameters):
         try:
             network.load_state_dict(params)

@@ -53,6 +53,13 @@ def _locate_network_class(arch_class_name: str):
     """
     nw_class = _locate(arch_class_name, 'network class')
     if nw_class is not None:
+        if not (isinstance(nw_class, type) and issubclass(nw_class, nn.Module)):
+            # plans.json comes with every shared model: a function named here (torch.hub.load, ...) would be called
+            # with arguments its author chose, which can run any code
+            raise UserError(f"Network class '{arch_class_name}' (architecture.network_class_name in the plans) is a "
+                            f"{type(nw_class).__name__}, not a torch.nn.Module class: refused, since calling it could "
+                            f"run code.",
+                            "Name the network's class (a torch.nn.Module subclass) in the plans file.")
         return nw_class
     warnings.warn(f"Network class {arch_class_name} not found by its dotted path. Searching "
                   f"dynamic_network_architectures.architectures for a class of that name.")

@@ -123,3 +123,25 @@ def check_resampled_not_empty(new_shape: Sequence[int], old_shape: Sequence[int]
         f"spacing far too fine.",
         "Check the spacing in the file's header (nnU-Net spacings are in mm; all cases of a dataset should use "
         "the same unit).")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def check_plans_for_inference(plans_manager, configuration_manager) -> None:
+    """UserError naming the plans when the values prediction relies on have the wrong form: the transposes must be
+    permutations of the three spatial axes and the patch size 2 or 3 positive integers (a model folder's plans come
+    from whoever shared the model; else a traceback from deep inside preprocessing or the sliding window)."""
+    where = getattr(plans_manager, '_where', 'plans')
+    for key in ('transpose_forward', 'transpose_backward'):
+        value = getattr(plans_manager, key)
+        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value) \
+                or sorted(value) != [0, 1, 2]:
+            raise UserError(f"The {where}: '{key}' is {value!r}, not a permutation of the axes [0, 1, 2].",
+                            "Use the plans.json the model was trained with.")
+    patch_size = configuration_manager.patch_size
+    if not isinstance(patch_size, (list, tuple)) or len(patch_size) not in (2, 3) \
+            or not all(_is_int(p) and p > 0 for p in patch_size):
+        raise UserError(f"The {getattr(configuration_manager, '_where', where)}: 'patch_size' is {patch_size!r}, "
+                        f"not 2 or 3 positive whole numbers.", "Use the plans.json the model was trained with.")
