@@ -46,6 +46,18 @@ def _why_not_importable(dotted_name: str) -> str:
     return "it cannot be imported"
 
 
+def _require_module_class(obj, dotted_name: str, what: str, key: str):
+    """``obj`` if it is a torch.nn.Module class, else a UserError. plans.json comes with every shared model, and the
+    network calls what the plans name (the network class, and the conv, norm, dropout and nonlinearity ops it builds
+    its layers from) with arguments the plans' author chose: a function or any other class there (torch.hub.load,
+    subprocess.Popen, ...) could run code of that author's choosing."""
+    if isinstance(obj, type) and issubclass(obj, nn.Module):
+        return obj
+    raise UserError(f"{what} '{dotted_name}' ({key} in the plans) is a {type(obj).__name__}, not a torch.nn.Module "
+                    f"class: refused, since calling it could run code.",
+                    "Name a torch.nn.Module subclass there in the plans file.")
+
+
 def _locate_network_class(arch_class_name: str):
     """Class for a dotted path; if that path does not import, search dynamic_network_architectures by class name.
 
@@ -53,14 +65,7 @@ def _locate_network_class(arch_class_name: str):
     """
     nw_class = _locate(arch_class_name, 'network class')
     if nw_class is not None:
-        if not (isinstance(nw_class, type) and issubclass(nw_class, nn.Module)):
-            # plans.json comes with every shared model: a function named here (torch.hub.load, ...) would be called
-            # with arguments its author chose, which can run any code
-            raise UserError(f"Network class '{arch_class_name}' (architecture.network_class_name in the plans) is a "
-                            f"{type(nw_class).__name__}, not a torch.nn.Module class: refused, since calling it could "
-                            f"run code.",
-                            "Name the network's class (a torch.nn.Module subclass) in the plans file.")
-        return nw_class
+        return _require_module_class(nw_class, arch_class_name, "Network class", "architecture.network_class_name")
     warnings.warn(f"Network class {arch_class_name} not found by its dotted path. Searching "
                   f"dynamic_network_architectures.architectures for a class of that name.")
     import dynamic_network_architectures
@@ -102,7 +107,9 @@ def get_network_from_plans(arch_class_name: str, arch_kwargs: dict,
                 raise NetworkImportError(f"Could not import '{architecture_kwargs[ri]}' (architecture argument "
                                          f"'{ri}' in the plans): {_why_not_importable(architecture_kwargs[ri])}.",
                                          "Fix the dotted name in the plans file.")
-            architecture_kwargs[ri] = located
+            architecture_kwargs[ri] = _require_module_class(located, architecture_kwargs[ri],
+                                                            f"Architecture argument '{ri}'",
+                                                            f"architecture.arch_kwargs.{ri}")
 
     nw_class = _locate_network_class(network_class)
 

@@ -89,9 +89,9 @@ def test_checkpoint_values_of_the_wrong_kind(model, edit, fragment):
     (lambda plans, cfg: plans.__setitem__("transpose_forward", [0, 1, 2, 3]), "'transpose_forward' is"),
     (lambda plans, cfg: cfg["architecture"]["arch_kwargs"].__setitem__("n_stages", "three"),
      "cannot be built: AssertionError"),
-    (lambda plans, cfg: cfg["architecture"]["arch_kwargs"].__setitem__("conv_op", "builtins.eval"),
+    (lambda plans, cfg: cfg["architecture"]["arch_kwargs"].__setitem__("nonlin", "torch.nn.Conv2d"),
      "cannot be built: TypeError"),
-], ids=["patch_size_string", "transpose_length", "n_stages_string", "conv_op_function"])
+], ids=["patch_size_string", "transpose_length", "n_stages_string", "nonlin_wrong_module"])
 def test_plans_that_cannot_describe_the_network(model, edit, fragment):
     path = _edit_plans(model, edit)
     with pytest.raises(UserError, match=fragment) as e:
@@ -114,6 +114,30 @@ def test_plans_naming_a_function_as_network_class_runs_no_code(model, tmp_path):
     with pytest.raises(UserError, match="'torch.hub.load'.*not a torch.nn.Module class"):
         _load(model)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("key", ["nonlin", "dropout_op"])
+def test_plans_naming_a_function_as_layer_op_runs_no_code(model, tmp_path, key):
+    """The network calls its nonlinearity and dropout ops with keyword arguments from the plans (nonlin_kwargs,
+    dropout_op_kwargs): naming torch.hub.load there ran a hubconf.py as surely as naming it as the network class."""
+    hub, marker = tmp_path / "hub", tmp_path / "code_ran"
+    hub.mkdir()
+    (hub / "hubconf.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n"
+                                    f"import torch\ndef net(**kwargs):\n    return torch.nn.Identity()\n")
+
+    def edit(plans, cfg):
+        kwargs = cfg["architecture"]["arch_kwargs"]
+        kwargs[key] = "torch.hub.load"
+        kwargs[f"{key}_kwargs"] = {"repo_or_dir": str(hub), "model": "net", "source": "local", "trust_repo": True}
+        assert key in cfg["architecture"]["_kw_requires_import"]
+    _edit_plans(model, edit)
+    with pytest.raises(UserError, match=f"'{key}' 'torch.hub.load' .*not a torch.nn.Module class"):
+        _load(model)
+    assert not marker.exists()
+    for name in ("subprocess.Popen", "builtins.eval"):  # a class that is no module, a builtin function
+        _edit_plans(model, lambda plans, cfg: cfg["architecture"]["arch_kwargs"].__setitem__(key, name))
+        with pytest.raises(UserError, match=f"'{key}' '{name}' .*not a torch.nn.Module class"):
+            _load(model)
 
 
 def test_the_golden_model_still_loads(model):
