@@ -273,6 +273,18 @@ def maybe_compile(network: nn.Module) -> nn.Module:
 _MODEL_READ_ATTEMPTS = 5
 
 
+def _raised_building_the_plans_network(e: BaseException) -> bool:
+    """Whether ``e`` came from building the architecture the plans describe (get_network_from_plans, whether called
+    directly or by a trainer's builder), rather than from a trainer's own network code."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is get_network_from_plans.__code__:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def check_checkpoint_contents(checkpoint: Dict[str, Any], fname: str, first: bool) -> None:
     """UserError naming the checkpoint when what prediction reads from it has the wrong type, or when its weights
     hold NaN or infinite values (a diverged training: every prediction would be noise, without a word)."""
@@ -378,6 +390,8 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
                                 label_manager.num_segmentation_heads, trainer_class=trainer_class,
                                 trainer_lookup=trainer_lookup)
     except (TypeError, ValueError, AssertionError, KeyError, IndexError) as e:
+        if not _raised_building_the_plans_network(e):
+            raise  # a trainer's own builder failed in its own code (a bug, a dependency's API): keep its traceback
         # the architecture comes from plans.json, which whoever shared the model wrote (or edited)
         raise UserError(f"The network that {os.path.join(model_training_output_dir, 'plans.json')} describes "
                         f"(configuration '{configuration_name}', trainer {trainer_name}) cannot be built: "

@@ -143,3 +143,42 @@ def test_plans_naming_a_function_as_layer_op_runs_no_code(model, tmp_path, key):
 def test_the_golden_model_still_loads(model):
     p = _load(model)
     assert p.allowed_mirroring_axes == (0, 1) and p.trainer_name == "nnUNetTrainer_5epochs"
+
+
+def test_a_custom_trainers_own_build_error_keeps_its_traceback(model):
+    """A trainer that builds its own network (U-Mamba style) and fails in its own code (a bug, a dependency's changed
+    API) is not a plans problem: its TypeError keeps its traceback instead of a line telling to fix plans.json."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    class OwnNetTrainer:
+        @staticmethod
+        def build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                       num_output_channels, enable_deep_supervision=True):
+            raise TypeError("Mamba.__init__() got an unexpected keyword argument 'd_state'")
+
+    p = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
+    with pytest.raises(TypeError, match="d_state") as e:
+        p.initialize_from_trained_model_folder(str(model), (0,), trainer_class=OwnNetTrainer)
+    assert not isinstance(e.value, UserError)
+
+
+def test_a_custom_trainer_building_the_plans_network_names_the_plans(model):
+    """A trainer whose builder calls get_network_from_plans (as the shipped variants do): the plans are at fault."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    class PlansNetTrainer:
+        @staticmethod
+        def build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                       num_output_channels, enable_deep_supervision=True):
+            return get_network_from_plans(configuration_manager.network_arch_class_name,
+                                          configuration_manager.network_arch_init_kwargs,
+                                          configuration_manager.network_arch_init_kwargs_req_import,
+                                          num_input_channels, num_output_channels, allow_init=False,
+                                          deep_supervision=enable_deep_supervision)
+
+    path = _edit_plans(model, lambda plans, cfg: cfg["architecture"]["arch_kwargs"].__setitem__("n_stages", "three"))
+    p = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
+    with pytest.raises(UserError, match="cannot be built: AssertionError") as e:
+        p.initialize_from_trained_model_folder(str(model), (0,), trainer_class=PlansNetTrainer)
+    assert str(path) in str(e.value)
