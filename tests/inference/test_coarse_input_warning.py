@@ -41,13 +41,30 @@ def test_much_coarser_image_is_named(tmp_path, caplog):
     assert data.shape == (1, 40, 50, 60)  # still predicted
     assert len(messages) == 1
     assert messages[0].startswith(f"{image}: resampling from spacing [10.0, 10.0, 10.0] to the configuration's "
-                                  f"spacing [1.0, 1.0, 1.0] gives 1000 times as many voxels (> 8), shape [4, 5, 6] "
+                                  f"spacing [1.0, 1.0, 1.0] gives 1000 times as many voxels (> 64), shape [4, 5, 6] "
                                   f"-> [40, 50, 60]")
 
 
 def test_image_near_the_model_spacing_is_not_named(tmp_path, caplog):
-    # 2x per axis is 8 times the voxels: not more than the limit
+    # 2x per axis is 8 times the voxels: ordinary
     assert _run(tmp_path, (2.0, 2.0, 2.0), caplog)[2] == []
+
+
+def test_ordinary_thick_slice_case_is_not_named(tmp_path, caplog):
+    """Thick-slice scans among thin-slice ones are ordinary in CT datasets (MSD Liver: slices 0.7 to 5 mm, pixels
+    0.5 to 1 mm, planned near 1 x 0.77 x 0.77 mm). Resampled, such a case is as large as the others: 5 mm slices
+    with 1.1 mm pixels are 5 * 1.4 * 1.4 = 9.8 times their voxels, and were named as a suspicious spacing."""
+    assert _run(tmp_path, (1.4, 1.4, 5.0), caplog)[2] == []  # SimpleITK order: x, y, z
+    assert _run(tmp_path, (2.0, 2.0, 10.0), caplog)[2] == []  # 40 times: still no unit mistake
+
+
+def test_image_that_cannot_fit_is_refused_naming_its_spacing_below_the_warning(tmp_path, caplog, monkeypatch):
+    # not far enough from the model's spacing for the warning, but the refusal still blames the image's spacing
+    monkeypatch.setattr(plans_checks, 'physical_memory_bytes', lambda: 10_000)  # 12*15*18 float32 = 13 kB
+    with pytest.raises(UserError) as e:
+        _run(tmp_path, (3.0, 3.0, 3.0), caplog)
+    line = e.value.one_line()
+    assert "resampling its shape [4, 5, 6] from spacing [3.0, 3.0, 3.0]" in line and "Fix 'spacing'" not in line
 
 
 def test_image_that_cannot_fit_is_refused_naming_its_spacing(tmp_path, caplog, monkeypatch):
