@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -308,7 +309,7 @@ def check_checkpoint_contents(checkpoint: Dict[str, Any], fname: str, first: boo
     if not isinstance(init_args, Mapping) or not isinstance(init_args.get('configuration'), str):
         problems.append("'init_args' has no configuration name ('init_args': {'configuration': ...})")
     axes = checkpoint.get('inference_allowed_mirroring_axes')
-    if axes is not None and (not isinstance(axes, (list, tuple)) or
+    if axes is not None and (not isinstance(axes, (list, tuple, np.ndarray)) or
                              not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes)):
         problems.append(f"'inference_allowed_mirroring_axes' is {axes!r}, not a tuple of axis numbers")
     if problems:
@@ -375,6 +376,8 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
     trainer_name = first['trainer_name']
     configuration_name = first['init_args']['configuration']
     mirror_axes = first.get('inference_allowed_mirroring_axes')
+    if mirror_axes is not None:  # checked to be whole numbers; a numpy array (custom trainers) becomes a tuple
+        mirror_axes = tuple(int(a) for a in mirror_axes)
     configuration_manager = plans_manager.get_configuration(configuration_name)
     check_plans_for_inference(plans_manager, configuration_manager)
     if mirror_axes is not None and any(a < 0 or a >= len(configuration_manager.patch_size) for a in mirror_axes):

@@ -145,6 +145,13 @@ def test_the_golden_model_still_loads(model):
     assert p.allowed_mirroring_axes == (0, 1) and p.trainer_name == "nnUNetTrainer_5epochs"
 
 
+def test_mirroring_axes_stored_as_a_numpy_array_are_used(model):
+    """A custom trainer may keep its axes as a numpy array; the reference predicts with them, so do we."""
+    import numpy as np
+    _edit_checkpoint(model, lambda ck: ck.__setitem__("inference_allowed_mirroring_axes", np.array([0, 1])))
+    assert _load(model).allowed_mirroring_axes == (0, 1)
+
+
 def test_a_custom_trainers_own_build_error_keeps_its_traceback(model):
     """A trainer that builds its own network (U-Mamba style) and fails in its own code (a bug, a dependency's changed
     API) is not a plans problem: its TypeError keeps its traceback instead of a line telling to fix plans.json."""

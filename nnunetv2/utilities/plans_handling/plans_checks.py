@@ -98,14 +98,15 @@ def check_resampled_size(new_shape: Sequence[int], num_channels: int, target_spa
         return
     size = (f"an image of shape {[int(s) for s in new_shape]} ({needed / 2 ** 30:.3g} GiB), more than this machine's "
             f"memory ({memory_bytes / 2 ** 30:.3g} GiB)")
-    if spacing is not None and old_shape is not None and \
+    # a target spacing below 0.05 mm is no spacing of a real model: the plans' unit is wrong, whatever the image
+    metres = " Is it in metres instead of millimetres?" if min(target_spacing) < 0.05 else ""
+    if not metres and spacing is not None and old_shape is not None and \
             _voxel_factor(new_shape, old_shape) > _IMAGE_BLAMED_FACTOR:
         raise UserError(f"{case or 'An image'}: resampling its shape {[int(s) for s in old_shape]} from spacing "
                         f"{[float(s) for s in spacing]} to the configuration's spacing "
                         f"{[float(s) for s in target_spacing]} would give {size}.",
                         "Check the spacing in the image's header (nnU-Net spacings are in mm), or resample the "
                         "image closer to the model's spacing first.")
-    metres = " Is it in metres instead of millimetres?" if min(target_spacing) < 0.05 else ""
     raise UserError(f"Resampling to the target spacing {[float(s) for s in target_spacing]} of the {where} would "
                     f"give {size}.{metres}",
                     "Fix 'spacing' in the plans file (nnU-Net spacings are in mm).")
