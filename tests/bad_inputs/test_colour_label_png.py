@@ -38,17 +38,22 @@ def test_colour_label_png_is_named_as_colour(tmp_path, kind):
     assert "c0.png is a colour image" in text and "greyscale" in text and "4-D" not in text
 
 
-def test_verify_names_a_palette_label(tmp_path):
-    folder = tmp_path / "Dataset001_P"
+def _two_case_png_dataset(folder, save_label) -> None:
+    """A 2-case grey-png dataset whose label i is written by ``save_label(seg, i, path)``."""
     for sub in ("imagesTr", "labelsTr"):
         (folder / sub).mkdir(parents=True)
     for i in range(2):
         seg = np.zeros((12, 10), np.uint8)
         seg[2:6, 3:7] = 1
         Image.fromarray(np.full((12, 10), 100 + i, np.uint8)).save(folder / "imagesTr" / f"c{i}_0000.png")
-        (_palette(seg) if i == 1 else Image.fromarray(seg)).save(folder / "labelsTr" / f"c{i}.png")
+        save_label(seg, i, folder / "labelsTr" / f"c{i}.png")
     (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "grey"}, "labels": {"background": 0,
                                                      "a": 1}, "numTraining": 2, "file_ending": ".png"}))
+
+
+def test_verify_names_a_palette_label(tmp_path):
+    folder = tmp_path / "Dataset001_P"
+    _two_case_png_dataset(folder, lambda seg, i, f: (_palette(seg) if i == 1 else Image.fromarray(seg)).save(f))
     problems = dataset_problems(str(folder), num_processes=1)
     assert len(problems) == 1 and "c1.png is a colour image" in problems[0], problems
 
@@ -71,15 +76,7 @@ def test_grey_label_saved_as_rgb_is_one_label_map(tmp_path, mode):
 
 def test_verify_accepts_a_grey_label_saved_as_rgb(tmp_path):
     folder = tmp_path / "Dataset001_G"
-    for sub in ("imagesTr", "labelsTr"):
-        (folder / sub).mkdir(parents=True)
-    for i in range(2):
-        seg = np.zeros((12, 10), np.uint8)
-        seg[2:6, 3:7] = 1
-        Image.fromarray(np.full((12, 10), 100 + i, np.uint8)).save(folder / "imagesTr" / f"c{i}_0000.png")
-        Image.fromarray(seg).convert("RGB").save(folder / "labelsTr" / f"c{i}.png")
-    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "grey"}, "labels": {"background": 0,
-                                                     "a": 1}, "numTraining": 2, "file_ending": ".png"}))
+    _two_case_png_dataset(folder, lambda seg, i, f: Image.fromarray(seg).convert("RGB").save(f))
     assert dataset_problems(str(folder), num_processes=1) == []
 
 
