@@ -2,7 +2,8 @@
 
 Two runs of the same fold (a loop started twice, two GPUs given the same fold) would write the same checkpoints, log
 and validation files, the last writer winning. The claim is an advisory lock on the folder (``file_io.folder_lock``)
-held by the process that writes the files, so it ends with that process, however it ends.
+held by the process that writes the files, so it ends with that process, however it ends. A run refused right after
+its trainer was built takes the fold folder and log the trainer made away again (``ResultsFolderSnapshot``).
 """
 from __future__ import annotations
 
@@ -65,3 +66,24 @@ def expected_fold_folder(dataset_name: str, trainer_class_name: str, plans_ident
         return None
     return os.path.join(results, dataset_name, f"{trainer_class_name}__{plans_identifier}__{configuration}",
                         f"fold_{fold}")
+
+
+class ResultsFolderSnapshot:
+    """Which of a fold folder and its parents exist before the trainer is built: its constructor already creates
+    them and writes the citation into a new training log. A run refused right after (no such device) takes these
+    away again, so that it leaves no fold folder that looks like a started training."""
+
+    def __init__(self, fold_folder: Optional[str]):
+        self.folders = [] if fold_folder is None else [fold_folder, os.path.dirname(fold_folder),
+                                                       os.path.dirname(os.path.dirname(fold_folder))]
+        self.missing = [f for f in self.folders if not os.path.isdir(f)]
+        self.files = set(os.listdir(fold_folder)) if fold_folder is not None and os.path.isdir(fold_folder) else set()
+
+    def remove_what_the_trainer_added(self, log_file: Optional[str]) -> None:
+        if log_file is not None and self.folders and os.path.dirname(os.path.abspath(log_file)) == \
+                os.path.abspath(self.folders[0]) and os.path.basename(log_file) not in self.files:
+            with contextlib.suppress(OSError):
+                os.remove(log_file)
+        for folder in self.missing:  # deepest first; a folder something else wrote into stays
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)

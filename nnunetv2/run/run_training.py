@@ -26,7 +26,7 @@ import torch.multiprocessing as mp
 from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.file_io import load_json
 from nnunetv2.paths import nnUNet_preprocessed
-from nnunetv2.run._fold_claim import claim_fold_folder, expected_fold_folder
+from nnunetv2.run._fold_claim import ResultsFolderSnapshot, claim_fold_folder, expected_fold_folder
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 from nnunetv2.training.nnUNetTrainer import _ddp_sync
 from nnunetv2.training.nnUNetTrainer._preemption import TrainingInterrupted, forward_stop_signals, \
@@ -426,7 +426,7 @@ def run_training(dataset_name_or_id: Union[str, int],
         fold_folder = expected_fold_folder(dataset_name, trainer_class_name, plans_identifier, configuration, fold)
         with contextlib.ExitStack() as held:
             claim_fold_folder(fold_folder, held)
-            before = _ResultsFolderSnapshot(fold_folder)
+            before = ResultsFolderSnapshot(fold_folder)
             trainer = build_trainer()
             # checked on the trainer's device, not the requested one: a trainer may pick its own device, the only
             # way to train on a CPU-only machine for clients that cannot pass -device (MONAI's nnUNetV2Runner)
@@ -436,27 +436,6 @@ def run_training(dataset_name_or_id: Union[str, int],
                 before.remove_what_the_trainer_added(getattr(trainer, 'log_file', None))
                 raise
             _train_in_this_process(trainer, *train_args)
-
-
-class _ResultsFolderSnapshot:
-    """Which of a fold folder and its parents exist before the trainer is built: its constructor already creates
-    them and writes the citation into a new training log. A run refused right after (no such device) takes these
-    away again, so that it leaves no fold folder that looks like a started training."""
-
-    def __init__(self, fold_folder: Optional[str]):
-        self.folders = [] if fold_folder is None else [fold_folder, os.path.dirname(fold_folder),
-                                                       os.path.dirname(os.path.dirname(fold_folder))]
-        self.missing = [f for f in self.folders if not os.path.isdir(f)]
-        self.files = set(os.listdir(fold_folder)) if fold_folder is not None and os.path.isdir(fold_folder) else set()
-
-    def remove_what_the_trainer_added(self, log_file: Optional[str]) -> None:
-        if log_file is not None and self.folders and os.path.dirname(os.path.abspath(log_file)) == \
-                os.path.abspath(self.folders[0]) and os.path.basename(log_file) not in self.files:
-            with contextlib.suppress(OSError):
-                os.remove(log_file)
-        for folder in self.missing:  # deepest first; a folder something else wrote into stays
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)
 
 
 def run_training_entry_parser():
