@@ -25,6 +25,7 @@ from torch import nn
 from nnunetv2.configuration import compile_setting
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import load_json
+from nnunetv2.inference.out_of_memory import is_out_of_memory
 from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys, strip_state_dict_prefixes
 from nnunetv2.utilities.plans_handling.plans_checks import check_plans_for_inference
@@ -392,8 +393,10 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
         network = build_network(trainer_name, plans_manager, configuration_manager, dataset_json, num_input_channels,
                                 label_manager.num_segmentation_heads, trainer_class=trainer_class,
                                 trainer_lookup=trainer_lookup)
-    except (TypeError, ValueError, AssertionError, KeyError, IndexError) as e:
-        if not _raised_building_the_plans_network(e):
+    except (TypeError, ValueError, AssertionError, KeyError, IndexError, RuntimeError) as e:
+        # RuntimeError: dynamic_network_architectures' 'Invalid conv op' for a layer that is no convolution; our own
+        # UserErrors and running out of memory are no fault of the plans' values and pass through
+        if isinstance(e, UserError) or is_out_of_memory(e) or not _raised_building_the_plans_network(e):
             raise  # a trainer's own builder failed in its own code (a bug, a dependency's API): keep its traceback
         # the architecture comes from plans.json, which whoever shared the model wrote (or edited)
         raise UserError(f"The network that {os.path.join(model_training_output_dir, 'plans.json')} describes "

@@ -91,7 +91,9 @@ def test_checkpoint_values_of_the_wrong_kind(model, edit, fragment):
      "cannot be built: AssertionError"),
     (lambda plans, cfg: cfg["architecture"]["arch_kwargs"].__setitem__("nonlin", "torch.nn.Conv2d"),
      "cannot be built: TypeError"),
-], ids=["patch_size_string", "transpose_length", "n_stages_string", "nonlin_wrong_module"])
+    (lambda plans, cfg: cfg["architecture"]["arch_kwargs"].__setitem__("conv_op", "torch.nn.Identity"),
+     "cannot be built: RuntimeError: Invalid conv op"),
+], ids=["patch_size_string", "transpose_length", "n_stages_string", "nonlin_wrong_module", "conv_op_no_convolution"])
 def test_plans_that_cannot_describe_the_network(model, edit, fragment):
     path = _edit_plans(model, edit)
     with pytest.raises(UserError, match=fragment) as e:
