@@ -18,10 +18,23 @@ def compile_setting() -> Optional[bool]:
     return None if value is None else value.lower() in ("true", "1", "t")
 
 
+_FLAG_ON = ("1", "true", "t", "yes", "y", "on")
+_FLAG_OFF = ("", "0", "false", "f", "no", "n", "off")
+_flags_warned_about: set = set()
+
+
 def flag_from_env(name: str) -> bool:
     """On/off switches of our own (not the reference's variables, which keep their own spellings): 1/true/t/yes/on in
-    any case and with surrounding blanks is on, anything else or unset is off."""
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "t", "yes", "on")
+    any case and with surrounding blanks is on, unset or 0/false/f/no/off is off. Anything else is off too, with a
+    warning (once per value): ``nnUNet_cpu_fast=2`` must not quietly mean off."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _FLAG_ON:
+        return True
+    if value not in _FLAG_OFF and (name, value) not in _flags_warned_about:
+        _flags_warned_about.add((name, value))
+        logger.warning("Environment variable %s=%r is neither on (1, true, yes, on) nor off (0, false, no, off); "
+                       "taken as off.", name, os.environ.get(name))
+    return False
 
 
 def int_from_env(name: str, default: int) -> int:
