@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import numbers
 import os
 import re
 import traceback
@@ -28,6 +27,7 @@ from nnunetv2.file_io import load_json
 from nnunetv2.inference.out_of_memory import is_out_of_memory
 from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.checkpoint_io import load_checkpoint, require_keys, strip_state_dict_prefixes
+from nnunetv2.utilities.input_checks import is_whole_number
 from nnunetv2.utilities.plans_handling.plans_checks import check_plans_for_inference
 from nnunetv2.utilities.slow_torch_releases import warn_if_conv3d_is_slow
 
@@ -311,7 +311,7 @@ def check_checkpoint_contents(checkpoint: Dict[str, Any], fname: str, first: boo
         problems.append("'init_args' has no configuration name ('init_args': {'configuration': ...})")
     axes = checkpoint.get('inference_allowed_mirroring_axes')
     if axes is not None and (not isinstance(axes, (list, tuple, np.ndarray)) or
-                             not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes)):
+                             not all(is_whole_number(a) for a in axes)):
         problems.append(f"'inference_allowed_mirroring_axes' is {axes!r}, not a tuple of axis numbers")
     if problems:
         raise UserError(f"{fname} is not a usable nnU-Net checkpoint: {'; '.join(problems)}.",

@@ -11,6 +11,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from nnunetv2.errors import UserError
+from nnunetv2.utilities.input_checks import is_whole_number
 
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 _EXAMPLE = ('{"channel_names": {"0": "CT"}, "labels": {"background": 0, "tumor": 1}, '
@@ -58,10 +59,6 @@ def load_dataset_json(path_or_folder: str, validate: bool = False) -> dict:
     return content
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _label_problems(labels: Any, d: dict) -> List[str]:
     if not isinstance(labels, dict):
         return [f"'labels' must be an object mapping label names to integer values (or lists of integers for "
@@ -76,7 +73,7 @@ def _label_problems(labels: Any, d: dict) -> List[str]:
         if name == "ignore":
             continue
         if isinstance(v, list):
-            if not v or not all(_is_int(i) for i in v):
+            if not v or not all(is_whole_number(i) for i in v):
                 problems.append(f"label {name!r} has value {json.dumps(v)}: a region must be a non-empty list of "
                                 f"integers")
                 continue
@@ -84,7 +81,7 @@ def _label_problems(labels: Any, d: dict) -> List[str]:
             has_regions = has_regions or len(v) > 1
             if set(v) != {0}:
                 region_count += 1
-        elif _is_int(v):
+        elif is_whole_number(v):
             values.append(v)
             if v != 0:
                 region_count += 1
@@ -97,12 +94,12 @@ def _label_problems(labels: Any, d: dict) -> List[str]:
         bg = labels["background"]
         if isinstance(bg, list):
             problems.append(f"\"background\" must be the integer 0, not a list ({json.dumps(bg)})")
-        elif _is_int(bg) and bg != 0:
+        elif is_whole_number(bg) and bg != 0:
             problems.append(f"\"background\" must be 0, not {bg}")
 
     ignore = labels.get("ignore")
     if "ignore" in labels:
-        if not _is_int(ignore):
+        if not is_whole_number(ignore):
             problems.append(f"\"ignore\" must be a single integer, not {json.dumps(ignore)}")
             ignore = None
         elif values and ignore != max(values) + 1:
@@ -123,7 +120,7 @@ def _label_problems(labels: Any, d: dict) -> List[str]:
         if rco is None:
             problems.append(f"'labels' declares regions (values that are lists) but 'regions_class_order' is "
                             f"missing; add one output value per foreground region ({region_count})")
-        elif not isinstance(rco, list) or not all(_is_int(i) for i in rco):
+        elif not isinstance(rco, list) or not all(is_whole_number(i) for i in rco):
             problems.append(f"'regions_class_order' must be a list of integers, not {json.dumps(rco)}")
         elif len(rco) != region_count:
             problems.append(f"'regions_class_order' has {len(rco)} entries but 'labels' declares {region_count} "
@@ -171,7 +168,7 @@ def _problems(d: Any) -> List[str]:
     problems += _channel_problems(d)
     if "labels" in d:
         problems += _label_problems(d["labels"], d)
-    if "numTraining" in d and not _is_int(d["numTraining"]):
+    if "numTraining" in d and not is_whole_number(d["numTraining"]):
         problems.append(f"'numTraining' must be an integer (the number of training cases), not "
                         f"{json.dumps(d['numTraining'])}")
     if "file_ending" in d:

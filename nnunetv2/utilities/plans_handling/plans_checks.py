@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nnunetv2.errors import UserError
+from nnunetv2.utilities.input_checks import is_whole_number
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +133,6 @@ def check_resampled_not_empty(new_shape: Sequence[int], old_shape: Sequence[int]
         "the same unit).")
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
 def check_plans_for_inference(plans_manager, configuration_manager) -> None:
     """UserError naming the plans when the values prediction relies on have the wrong form: the transposes must be
     permutations of the three spatial axes and the patch size 2 or 3 positive integers (a model folder's plans come
@@ -143,12 +140,12 @@ def check_plans_for_inference(plans_manager, configuration_manager) -> None:
     where = getattr(plans_manager, '_where', 'plans')
     for key in ('transpose_forward', 'transpose_backward'):
         value = getattr(plans_manager, key)
-        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value) \
+        if not isinstance(value, (list, tuple)) or not all(is_whole_number(v) for v in value) \
                 or sorted(value) != [0, 1, 2]:
             raise UserError(f"The {where}: '{key}' is {value!r}, not a permutation of the axes [0, 1, 2].",
                             "Use the plans.json the model was trained with.")
     patch_size = configuration_manager.patch_size
     if not isinstance(patch_size, (list, tuple)) or len(patch_size) not in (2, 3) \
-            or not all(_is_int(p) and p > 0 for p in patch_size):
+            or not all(is_whole_number(p) and p > 0 for p in patch_size):
         raise UserError(f"The {getattr(configuration_manager, '_where', where)}: 'patch_size' is {patch_size!r}, "
                         f"not 2 or 3 positive whole numbers.", "Use the plans.json the model was trained with.")
