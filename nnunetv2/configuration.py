@@ -11,16 +11,28 @@ logger = logging.getLogger(__name__)
 ANISO_THRESHOLD = 3  # a spacing ratio above this makes resampling treat the out-of-plane axis separately
 
 
-def compile_setting() -> Optional[bool]:
-    """``nnUNet_compile``: None when unset (the trainer then compiles on CUDA, prediction does not), True for
-    true/1/t (any case), False for anything else."""
-    value = os.environ.get("nnUNet_compile")
-    return None if value is None else value.lower() in ("true", "1", "t")
-
-
 _FLAG_ON = ("1", "true", "t", "yes", "y", "on")
 _FLAG_OFF = ("", "0", "false", "f", "no", "n", "off")
 _flags_warned_about: set = set()
+
+_COMPILE_ON = ("true", "1", "t")
+
+
+def compile_setting() -> Optional[bool]:
+    """``nnUNet_compile``: None when unset (the trainer then compiles on CUDA, prediction does not), True for
+    true/1/t (any case), False for anything else, as in the reference. A value that reads as off but looks meant as
+    on or as nothing at all (``yes``, ``on``, ``maybe``) gets a warning once, so that nobody waits for a compiled
+    network that never comes."""
+    value = os.environ.get("nnUNet_compile")
+    if value is None:
+        return None
+    if value.lower() in _COMPILE_ON:
+        return True
+    if value.strip().lower() not in _FLAG_OFF and ("nnUNet_compile", value) not in _flags_warned_about:
+        _flags_warned_about.add(("nnUNet_compile", value))
+        logger.warning("Environment variable nnUNet_compile=%r is read as off: only true, 1 or t (any case) switch "
+                       "torch.compile on.", value)
+    return False
 
 
 def flag_from_env(name: str) -> bool:

@@ -34,3 +34,21 @@ def test_an_on_off_switch_with_another_value_is_off_with_a_warning(monkeypatch, 
         assert flag_from_env("nnUNet_test_switch") is False
     lines = [r.getMessage() for r in caplog.records if "nnUNet_test_switch='2'" in r.getMessage()]
     assert len(lines) == 1 and "taken as off" in lines[0]
+
+
+def test_nnUNet_compile_keeps_the_reference_spellings_and_warns_about_others(monkeypatch, caplog):
+    from nnunetv2.configuration import compile_setting
+    monkeypatch.delenv("nnUNet_compile", raising=False)
+    assert compile_setting() is None
+    for value, expected in (("T", True), ("true", True), ("1", True), ("f", False), ("False", False), ("0", False),
+                            ("no", False), ("", False)):
+        monkeypatch.setenv("nnUNet_compile", value)
+        assert compile_setting() is expected
+    assert not caplog.records
+    for value in ("yes", "on", " true"):  # the reference reads these as off: so do we, but not silently
+        monkeypatch.setenv("nnUNet_compile", value)
+        with caplog.at_level(logging.WARNING):
+            assert compile_setting() is False
+            assert compile_setting() is False
+        lines = [r.getMessage() for r in caplog.records if f"nnUNet_compile={value!r}" in r.getMessage()]
+        assert len(lines) == 1 and "read as off" in lines[0]
