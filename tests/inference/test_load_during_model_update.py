@@ -4,6 +4,7 @@ them one after the other; before, that gave exit 0 and a prediction by neither v
 fold 1 of the new one). The interleavings are made deterministic by patching the readers."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -26,7 +27,8 @@ MODEL = f"{TRAINER}__nnUNetPlans__3d_lowres"
 
 @pytest.fixture
 def model(tmp_path, monkeypatch):
-    """Version A installed (folds 0 and 1); version B (other weights, same plans) as a zip; B's first weight."""
+    """Version A installed (folds 0 and 1); version B (other weights; dataset.json and plans.json that differ from
+    A's by a 'version' entry only) as a zip; B's first weight."""
     results = tmp_path / "nnUNet_results"
     results.mkdir()
     monkeypatch.setenv("nnUNet_results", str(results))
@@ -40,7 +42,9 @@ def model(tmp_path, monkeypatch):
     zip_b = tmp_path / "B.zip"
     with zipfile.ZipFile(zip_b, "w") as zf:
         for name in ("dataset.json", "plans.json"):
-            zf.write(model_dir / name, f"{DATASET_NAME}/{MODEL}/{name}")
+            content = json.loads((model_dir / name).read_text())
+            (model_dir / name).write_text(json.dumps({**content, "version": "A"}))
+            zf.writestr(f"{DATASET_NAME}/{MODEL}/{name}", json.dumps({**content, "version": "B"}))
         for fold in (0, 1):
             zf.write(new_checkpoint, f"{DATASET_NAME}/{MODEL}/fold_{fold}/checkpoint_final.pth")
     key, value = next(iter(checkpoint["network_weights"].items()))
@@ -50,6 +54,11 @@ def model(tmp_path, monkeypatch):
 def _versions(loaded, weight_b) -> list:
     key, value = weight_b
     return ["B" if torch.equal(p[key], value) else "A" for p in loaded.parameters]
+
+
+def _all_versions(loaded, weight_b) -> list:
+    """Which version each thing the loader read came from: dataset.json, plans.json, then every fold's weights."""
+    return [loaded.dataset_json["version"], loaded.plans_manager.plans["version"], *_versions(loaded, weight_b)]
 
 
 def _markers(model_dir: Path) -> list:
@@ -71,6 +80,56 @@ def test_install_between_two_checkpoint_reads_is_not_mixed_in(model, monkeypatch
     assert _versions(loaded, weight_b) == ["B", "B"]
     assert len(calls) == 4  # read once more, all of it
     assert _markers(model_dir) == []
+
+
+@pytest.mark.parametrize("install_after", ["dataset.json", "plans.json"])
+def test_install_after_the_json_files_were_read_gives_one_version_of_everything(model, monkeypatch, install_after):
+    """The install lands after dataset.json (or after plans.json) was read and before the checkpoints are: without
+    the check that gave A's dataset.json (and plans) with B's weights, which a weights-only comparison misses."""
+    model_dir, zip_b, _, weight_b = model
+    real_json, real_load, installed = model_loading.load_json, model_loading.load_checkpoint, []
+
+    def install_once():
+        if not installed:
+            installed.append(True)
+            install_model_from_zip_file(zip_b)
+
+    def load_json(fname, *args, **kwargs):
+        content = real_json(fname, *args, **kwargs)
+        if install_after == "dataset.json":
+            install_once()
+        return content
+
+    def load_checkpoint(fname, *args, **kwargs):
+        install_once()  # plans.json has been read by now
+        return real_load(fname, *args, **kwargs)
+
+    monkeypatch.setattr(model_loading, "load_json", load_json)
+    monkeypatch.setattr(model_loading, "load_checkpoint", load_checkpoint)
+    loaded = model_loading.load_trained_model(str(model_dir), (0, 1))
+    assert installed == [True]
+    assert _all_versions(loaded, weight_b) == ["B", "B", "B", "B"]
+
+
+def test_a_writer_that_never_stops_gives_one_line_naming_the_folder(model, monkeypatch, tmp_path):
+    """Every read of fold 1 meets a newly replaced file: after the tries, one line naming the model folder."""
+    model_dir, _, new_checkpoint, _ = model
+    real_load, reads = model_loading.load_checkpoint, []
+
+    def load_checkpoint(fname, *args, **kwargs):
+        if os.path.basename(os.path.dirname(fname)) == "fold_1":
+            reads.append(fname)
+            staged = tmp_path / "staged.pth"
+            shutil.copy(new_checkpoint, staged)
+            os.replace(staged, fname)
+        return real_load(fname, *args, **kwargs)
+
+    monkeypatch.setattr(model_loading, "load_checkpoint", load_checkpoint)
+    with pytest.raises(UserError) as e:
+        model_loading.load_trained_model(str(model_dir), (0, 1))
+    assert len(reads) == model_loading._MODEL_READ_ATTEMPTS
+    assert "\n" not in str(e.value)
+    assert str(e.value).startswith(f"The files of the model in {model_dir} kept changing while they were read")
 
 
 def test_read_between_two_renames_of_an_install_waits_and_reads_again(model, monkeypatch):
@@ -161,14 +220,6 @@ def test_marker_of_a_killed_install_is_ignored_and_then_removed(model):
     install_model_from_zip_file(zip_b)
     assert _markers(model_dir) == []
     assert _versions(model_loading.load_trained_model(str(model_dir), (0, 1)), weight_b) == ["B", "B"]
-
-
-def test_files_that_never_stop_changing_give_one_line(model, monkeypatch):
-    model_dir = model[0]
-    counter = iter(range(10 ** 6))
-    monkeypatch.setattr(model_update, "file_identities", lambda paths: (next(counter),))
-    with pytest.raises(UserError, match="kept changing while they were read"):
-        model_loading.load_trained_model(str(model_dir), (0, 1))
 
 
 def test_install_of_a_new_model_places_no_marker(tmp_path, model, monkeypatch):
