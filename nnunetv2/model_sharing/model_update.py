@@ -28,12 +28,13 @@ from nnunetv2.file_io import folder_lock
 
 MODEL_UPDATE_PREFIX = ".nnunet_installing_"
 
-FileIdentity = Optional[Tuple[int, int, int, int]]
+FileIdentity = Optional[Tuple[int, int, int, int, int]]
 
 
 def file_identities(paths: Sequence[str]) -> Tuple[FileIdentity, ...]:
-    """(device, inode, size, mtime) of each file, None where it is missing: a file replaced by a rename or rewritten
-    in place gets another identity."""
+    """(device, inode, size, mtime, ctime) of each file, None where it is missing: a file replaced by a rename or
+    rewritten in place gets another identity. The change time is there for copies that rewrite a file in place and
+    then set its old modification time again (``cp -p``, ``rsync --inplace -t``): no tool can set it back."""
     identities = []
     for path in paths:
         try:
@@ -41,7 +42,7 @@ def file_identities(paths: Sequence[str]) -> Tuple[FileIdentity, ...]:
         except OSError:
             identities.append(None)
             continue
-        identities.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        identities.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return tuple(identities)
 
 

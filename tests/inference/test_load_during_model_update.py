@@ -111,6 +111,57 @@ def test_install_after_the_json_files_were_read_gives_one_version_of_everything(
     assert _all_versions(loaded, weight_b) == ["B", "B", "B", "B"]
 
 
+def test_model_rewritten_in_place_keeping_sizes_and_mtimes_is_read_again(model, monkeypatch, tmp_path):
+    """A copy of version B over A that keeps the files (``cp -p``, ``rsync --inplace -t``) lands after fold 0 was
+    read and sets the old modification times again: same inodes, sizes and mtimes, only the change times tell.
+    Without them the loader kept A's dataset.json, plans and fold 0 and took B's fold 1."""
+    model_dir, _, new_checkpoint, weight_b = model
+    checkpoint = torch.load(new_checkpoint, weights_only=False)
+    (tmp_path / "B").mkdir()
+    new_checkpoint = tmp_path / "B" / "checkpoint_final.pth"  # torch.save names its records after the file
+    torch.save(checkpoint, new_checkpoint)
+    checkpoint["network_weights"] = {k: v - 1 for k, v in checkpoint["network_weights"].items()}
+    new_content = {}
+    for fold in (0, 1):  # A again, saved the way B was: the files have the same sizes
+        torch.save(checkpoint, model_dir / f"fold_{fold}" / "checkpoint_final.pth")
+        new_content[model_dir / f"fold_{fold}" / "checkpoint_final.pth"] = new_checkpoint.read_bytes()
+    for name in ("dataset.json", "plans.json"):
+        new_content[model_dir / name] = (model_dir / name).read_bytes().replace(b'"version": "A"', b'"version": "B"')
+    assert all(len(content) == path.stat().st_size for path, content in new_content.items())
+    real_load, calls, unchanged = model_loading.load_checkpoint, [], []
+
+    def load_checkpoint(fname, *args, **kwargs):
+        calls.append(fname)
+        if len(calls) == 2:  # fold 0 has been read: B is copied over A now
+            old = {path: path.stat() for path in new_content}
+            _wait_for_a_later_change_time(max(st.st_ctime_ns for st in old.values()), tmp_path)
+            for path, content in new_content.items():
+                with open(path, "r+b") as f:
+                    f.write(content)
+                os.utime(path, ns=(old[path].st_atime_ns, old[path].st_mtime_ns))
+            for path in new_content:  # what a check without the change time looks at stayed the same
+                new = path.stat()
+                unchanged.append((new.st_ino, new.st_size, new.st_mtime_ns, new.st_ctime_ns == old[path].st_ctime_ns)
+                                 == (old[path].st_ino, old[path].st_size, old[path].st_mtime_ns, False))
+        return real_load(fname, *args, **kwargs)
+
+    monkeypatch.setattr(model_loading, "load_checkpoint", load_checkpoint)
+    loaded = model_loading.load_trained_model(str(model_dir), (0, 1))
+    assert unchanged == [True] * 4
+    assert _all_versions(loaded, weight_b) == ["B", "B", "B", "B"]
+
+
+def _wait_for_a_later_change_time(ctime_ns: int, folder: Path) -> None:
+    """Return once a file changed now gets a change time after ``ctime_ns`` (the kernel's clock for file times moves
+    in ticks of some milliseconds): a rewrite then shows in the change time for sure."""
+    probe, deadline = folder / "ctime_probe", time.monotonic() + 10
+    while time.monotonic() < deadline:
+        probe.write_bytes(b"")
+        if probe.stat().st_ctime_ns > ctime_ns:
+            break
+    probe.unlink()
+
+
 def test_a_writer_that_never_stops_gives_one_line_naming_the_folder(model, monkeypatch, tmp_path):
     """Every read of fold 1 meets a newly replaced file: after the tries, one line naming the model folder."""
     model_dir, _, new_checkpoint, _ = model
