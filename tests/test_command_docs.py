@@ -52,6 +52,16 @@ def test_every_command_and_flag_has_help(parsers):
             assert action.help and len(action.help.split()) >= 2, (command, action.option_strings or action.dest)
 
 
+def test_every_flag_with_a_default_says_it_in_its_help(parsers):
+    # the help is what `-h` shows: a value the flag takes when left out must be readable there too
+    for command, parser in parsers.items():
+        for action in parser._actions:
+            if action.required or action.default is None or isinstance(
+                    action, (argparse._HelpAction, argparse._StoreTrueAction, argparse._StoreFalseAction)):
+                continue
+            assert "default" in action.help.lower(), (command, action.option_strings, action.default)
+
+
 def test_examples_parse(gen, parsers):
     for _, commands in gen.SECTIONS:
         for command, example in commands:

@@ -228,7 +228,7 @@ def entry_point_generate_overlay_parser() -> argparse.ArgumentParser:
                         help="configuration name. Only used if --use_raw is not set! Default: "
                              "3d_fullres if available, else 2d")
     parser.add_argument("-overlay_intensity", type=float, required=False, default=0.6,
-                        help="overlay intensity. Higher = brighter/less transparent")
+                        help="overlay intensity. Higher = brighter/less transparent. Default: 0.6")
     return parser
 
 
