@@ -12,7 +12,7 @@ import os
 import pkgutil
 import re
 import sys
-from typing import Any, Iterable, Iterator, List, Optional
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 from nnunetv2.errors import UserError
 
@@ -96,11 +96,8 @@ def _import_or_skip(full_name: str) -> Optional[Any]:
                                 "Fix the file, or move it out of the folder.") from None
 
 
-def files_defining_class(folders: Iterable[str], class_name: str) -> List[str]:
-    """The .py files under ``folders`` whose source has a ``class <class_name>`` statement (text search only, no
-    import: used to tell the user which of several same-named classes a lookup picked)."""
-    pattern = re.compile(r"^[ \t]*class[ \t]+" + re.escape(class_name) + r"\b", re.MULTILINE)
-    found = []
+def _python_sources(folders: Iterable[str]) -> Iterator[Tuple[str, str]]:
+    """(path, source) of every readable .py file under ``folders``, in search order."""
     for folder in folders:
         for root, dirs, files in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if not d.startswith(('.', '__pycache__')))
@@ -110,11 +107,23 @@ def files_defining_class(folders: Iterable[str], class_name: str) -> List[str]:
                 path = os.path.join(root, name)
                 try:
                     with open(path, encoding='utf-8', errors='replace') as f:
-                        if pattern.search(f.read()):
-                            found.append(os.path.abspath(path))
+                        yield path, f.read()
                 except OSError:
                     continue
-    return found
+
+
+def files_defining_class(folders: Iterable[str], class_name: str) -> List[str]:
+    """The .py files under ``folders`` whose source has a ``class <class_name>`` statement (text search only, no
+    import: used to tell the user which of several same-named classes a lookup picked)."""
+    pattern = re.compile(r"^[ \t]*class[ \t]+" + re.escape(class_name) + r"\b", re.MULTILINE)
+    return [os.path.abspath(path) for path, source in _python_sources(folders) if pattern.search(source)]
+
+
+def classes_defined_in(folders: Iterable[str]) -> List[str]:
+    """Names of the public classes that the .py files under ``folders`` define (text search only, no import: the
+    candidates of a 'did you mean' for folders whose modules a failed lookup has already forgotten)."""
+    pattern = re.compile(r"^[ \t]*class[ \t]+([A-Za-z]\w*)", re.MULTILINE)
+    return sorted({name for _, source in _python_sources(folders) for name in pattern.findall(source)})
 
 
 def _may_define(module_file: Optional[str], class_name: str) -> bool:

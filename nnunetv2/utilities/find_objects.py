@@ -8,12 +8,13 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from typing import Optional, Type
+from typing import List, Optional, Type
 
 from nnunetv2.errors import UserError
 from nnunetv2.paths import nnUNet_extTrainer
 from nnunetv2.utilities.class_lookup import available_subclasses, close_matches  # noqa: F401 (close_matches: public)
-from nnunetv2.utilities.find_class_by_name import files_defining_class, recursive_find_python_class
+from nnunetv2.utilities.find_class_by_name import classes_defined_in, files_defining_class, \
+    recursive_find_python_class
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,11 @@ def recursive_find_trainer_class_by_name(trainer_name: str) -> Type:
     if trainer_class is None and ext_value:
         trainer_class = _search_external_folders(trainer_name, ext_value)
     if trainer_class is None:
-        similar = close_matches(trainer_name, available_subclasses(_TRAINER_PACKAGE, nnUNetTrainer))
+        # the nnUNet_extTrainer folders' modules are forgotten after their search: their class names come from
+        # their sources, so that a misspelt custom trainer is suggested too
+        candidates = (available_subclasses(_TRAINER_PACKAGE, nnUNetTrainer)
+                      + classes_defined_in(_ext_folders(ext_value)))
+        similar = close_matches(trainer_name, sorted(set(candidates)))
         hint = f"Did you mean: {', '.join(similar)}? " if similar else ""
         raise UserError(
             f"Could not find a trainer class named {trainer_name!r} in {package_folder} "
@@ -59,6 +64,11 @@ def recursive_find_trainer_class_by_name(trainer_name: str) -> Type:
                         "Derive your trainer from nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer.")
     _warn_if_defined_twice(trainer_class, trainer_name, package_folder, ext_value)
     return trainer_class
+
+
+def _ext_folders(ext_value: Optional[str]) -> List[str]:
+    """The existing folders of the ``os.pathsep``-separated ``nnUNet_extTrainer`` value, in order."""
+    return [p.strip() for p in (ext_value or "").split(os.pathsep) if p.strip() and os.path.isdir(p.strip())]
 
 
 def _defining_file(cls: type, ext_folders: list) -> str:
@@ -76,8 +86,7 @@ def _defining_file(cls: type, ext_folders: list) -> str:
 
 def _warn_if_defined_twice(trainer_class: type, trainer_name: str, package_folder: str, ext_value: str) -> None:
     """Several files defining a class of that name: the lookup takes the first in search order; say which."""
-    folders = [package_folder] + [p.strip() for p in (ext_value or "").split(os.pathsep)
-                                  if p.strip() and os.path.isdir(p.strip())]
+    folders = [package_folder] + _ext_folders(ext_value)
     files = files_defining_class(folders, trainer_name)
     if len(files) < 2:
         return

@@ -187,6 +187,28 @@ def test_trainer_lookup_external(monkeypatch, tmp_path):
         recursive_find_trainer_class_by_name("EngBNotATrainer")
 
 
+def test_trainer_lookup_suggests_external_trainers(monkeypatch, tmp_path):
+    """A misspelt custom trainer of an nnUNet_extTrainer folder is among the suggestions, as package ones are."""
+    pytest.importorskip("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    mod = f"engb_ext_tr_{uuid.uuid4().hex[:8]}"
+    _write(str(tmp_path / "sub" / f"{mod}.py"),
+           "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n"
+           "class EngBTinyTrainer(nnUNetTrainer):\n    pass\n")
+    monkeypatch.setenv("nnUNet_extTrainer", str(tmp_path))
+    with pytest.raises(UserError) as e:
+        recursive_find_trainer_class_by_name("EngBTinnyTrainer")
+    assert "Did you mean: EngBTinyTrainer" in str(e.value)
+
+
+def test_classes_defined_in(tmp_path):
+    from nnunetv2.utilities.find_class_by_name import classes_defined_in
+    _write(str(tmp_path / "a.py"), "class A(object):\n    class Inner:\n        pass\nclass _Private:\n    pass\n")
+    _write(str(tmp_path / "pkg" / "b.py"), "x = 'class NotCode'\nclass B:\n    pass\n")
+    _write(str(tmp_path / "notes.txt"), "class C:\n")
+    assert classes_defined_in([str(tmp_path), str(tmp_path / "missing")]) == ["A", "B", "Inner"]
+
+
 def test_trainer_lookup_with_stand_in_package(monkeypatch, tmp_path, capsys):
     """Until the real trainer package exists: the same checks against a stand-in nnunetv2.training package."""
     import importlib.util
