@@ -123,6 +123,11 @@ def recursive_find_reader_writer_by_name(rw_class_name: str) -> Type[BaseReaderW
             raise
         if hasattr(module, rw_class_name):
             return getattr(module, rw_class_name)
+    # the loop above imported every module of the package: what it offers is known now
+    from nnunetv2.utilities.class_lookup import available_subclasses, close_matches
+    available = [n for n in available_subclasses('nnunetv2.imageio', BaseReaderWriter) if n != 'BaseReaderWriter']
+    close = close_matches(rw_class_name, available, n=3)
+    hint = f"Did you mean {', '.join(close)}? " if close else ""
     raise UserError(f"Unable to find reader/writer class '{rw_class_name}'.",
-                    f"Custom readers/writers must be placed in the nnunetv2.imageio package "
-                    f"({os.path.dirname(nnunetv2.imageio.__file__)}).")
+                    f"{hint}Available: {', '.join(available)}. Custom readers/writers must be placed in the "
+                    f"nnunetv2.imageio package ({os.path.dirname(nnunetv2.imageio.__file__)}).")

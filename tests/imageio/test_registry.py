@@ -99,6 +99,12 @@ def test_find_by_name_builtin_and_missing():
     with pytest.raises(UserError) as e:
         recursive_find_reader_writer_by_name("NoSuchReaderIO")
     assert "NoSuchReaderIO" in str(e.value) and "nnunetv2.imageio" in str(e.value)
+    with pytest.raises(UserError) as e:
+        recursive_find_reader_writer_by_name("Tiff3dIO")  # a typo, e.g. in dataset.json or a plans file
+    assert "Did you mean Tiff3DIO?" in str(e.value)
+    available = str(e.value).split("Available: ")[1]
+    assert all(name in available for name in ("NaturalImage2DIO", "NibabelIOWithReorient", "SimpleITKIOWithReorient"))
+    assert "BaseReaderWriter" not in available
 
 
 def test_custom_reader_in_package_is_found_by_name(monkeypatch):
