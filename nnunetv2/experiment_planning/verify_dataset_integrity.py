@@ -184,10 +184,28 @@ def _file_name_problems(folder: str, dataset: Dict[str, dict], file_ending: str,
             elif sub == images_dir and not image_pattern.match(f):
                 problems.append(f"{os.path.join(sub, f)}: image names must be CASE_XXXX{file_ending} with a 4-digit "
                                 f"channel index (e.g. case1_0000{file_ending}).")
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+    from nnunetv2.imageio.tif_reader_writer import Tiff3DIO
+
+    # an image format that holds several channels per file (RGB png for R, G, B; not .tif, which 3-D readers take
+    # one channel per file), and most cases with one file: a case with a few more files has stray files, not
+    # missing ones
+    rgb_endings = set(NaturalImage2DIO.supported_file_endings) - set(Tiff3DIO.supported_file_endings)
+    one_file_layout = (num_channels > 1 and file_ending in rgb_endings
+                       and 2 * sum(len(e["images"]) == 1 for e in dataset.values()) > len(dataset))
     for identifier, entry in dataset.items():
         if len(entry["images"]) > num_channels:
             problems.append(channel_count_problem(len(entry["images"]), entry["images"], num_channels) + ".")
-        for c in range(num_channels):
+        first = os.path.join(images_dir, f"{identifier}_0000{file_ending}")
+        stray_files = one_file_layout and 1 < len(entry["images"]) < num_channels and first in entry["images"]
+        if stray_files:
+            # asking for the remaining _XXXX files would give a case of num_channels files of num_channels channels
+            # each: the extra files are what is wrong
+            extra = [os.path.basename(f) for f in sorted(entry["images"]) if f != first]
+            problems.append(f"{images_dir}: case {identifier} has {len(entry['images'])} image files, but the other "
+                            f"cases hold all {num_channels} channels in one file ({identifier}_0000{file_ending}). "
+                            f"Remove {', '.join(extra)}.")
+        for c in range(0 if stray_files else num_channels):
             expected = os.path.join(images_dir, f"{identifier}_{c:04d}{file_ending}")
             # one file may hold several channels (an RGB png for channel_names R, G, B): the channels it gives are
             # counted when the case is read, so only a case of several files must have one file per channel

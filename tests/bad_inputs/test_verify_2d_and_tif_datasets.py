@@ -47,6 +47,18 @@ def test_grey_png_in_an_rgb_dataset_is_named(tmp_path):
     assert "c1_0000.png" in problems[0] and "give 1 channel(s)" in problems[0] and "declares 3" in problems[0]
 
 
+def test_stray_channel_file_in_an_rgb_dataset_is_named_as_stray_not_as_a_missing_one(tmp_path):
+    # asking for c1_0002.png as well (the earlier advice) led to a case of 3 files of 3 channels each
+    from PIL import Image
+    folder = _png_dataset(str(tmp_path), n=4)
+    Image.open(os.path.join(folder, "imagesTr", "c1_0000.png")).save(os.path.join(folder, "imagesTr", "c1_0001.png"))
+    problems = dataset_problems(folder, num_processes=1)
+    assert len(problems) == 1, problems
+    assert "case c1 has 2 image files" in problems[0] and "Remove c1_0001.png" in problems[0]
+    assert "missing" not in problems[0]
+    assert sorted(os.listdir(os.path.join(folder, "imagesTr")))[:3] == ["c0_0000.png", "c1_0000.png", "c1_0001.png"]
+
+
 def test_missing_channel_file_of_a_multi_file_case_is_still_named(tmp_path):
     folder = os.path.join(str(tmp_path), "Dataset002_Two")
     for sub in ("imagesTr", "labelsTr"):
