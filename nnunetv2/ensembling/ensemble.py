@@ -87,19 +87,25 @@ def merge_files(list_of_files, output_filename_truncated: str, output_file_endin
         save_pickle(properties, output_filename_truncated + '.pkl')
 
 
-def _json_arg(value: Union[str, dict, None], default_file: str, what: str) -> dict:
+# A folder written by nnUNetv2_predict holds dataset.json and plans.json; a trained model's fold_X/validation folder
+# (a natural thing to ensemble) holds neither, and the command line has no option to name them.
+_MISSING_JSON_HINT = ("nnUNetv2_predict writes it into its output folder; for another folder (e.g. fold_X/validation "
+                      "of a trained model) copy dataset.json and plans.json from the model folder into the first "
+                      "input folder.")
+
+
+def _json_arg(value: Union[str, dict, None], default_file: str, what: str, hint: str = _MISSING_JSON_HINT) -> dict:
     if isinstance(value, dict):
         return value
     path = default_file if value is None else value
     if not os.path.isfile(path):
-        raise UserError(f"The {what} file {path} does not exist.",
-                        "The first input folder must contain it (nnUNetv2_predict writes it), or pass it explicitly.")
+        raise UserError(f"The {what} file {path} does not exist.", hint if value is None else "Check the path.")
     return load_json(path)
 
 
-def _dataset_json_arg(value: Union[str, dict, None], default_file: str) -> dict:
+def _dataset_json_arg(value: Union[str, dict, None], default_file: str, hint: str = _MISSING_JSON_HINT) -> dict:
     source = value if isinstance(value, str) else default_file if value is None else 'the dataset.json given'
-    return check_dataset_json_for_use(_json_arg(value, default_file, 'dataset.json'), source)
+    return check_dataset_json_for_use(_json_arg(value, default_file, 'dataset.json', hint), source)
 
 
 def _managers(plans: dict, dataset_json: dict):
@@ -188,8 +194,10 @@ def ensemble_crossvalidations(list_of_trained_model_folders: List[str], output_f
                               num_processes: int = default_num_processes, overwrite: bool = True) -> None:
     """Ensemble the cross-validation predictions of several trained models."""
     first = list_of_trained_model_folders[0]
-    dataset_json = _dataset_json_arg(None, os.path.join(first, 'dataset.json'))
-    plans = _json_arg(None, os.path.join(first, 'plans.json'), 'plans.json')
+    model_hint = "Pass trained model folders ($nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIGURATION): training " \
+                 "writes it there."
+    dataset_json = _dataset_json_arg(None, os.path.join(first, 'dataset.json'), model_hint)
+    plans = _json_arg(None, os.path.join(first, 'plans.json'), 'plans.json', model_hint)
     rw, label_manager = _managers(plans, dataset_json)
 
     owners = [_validation_files(m, folds) for m in list_of_trained_model_folders]

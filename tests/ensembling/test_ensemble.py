@@ -112,3 +112,25 @@ def test_golden_predictions_ensemble_like_reference(tmp_path, shared_dir, golden
         else:
             arr = sitk.GetArrayFromImage(sitk.ReadImage(str(f)))
         assert hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() == digest, key
+
+
+def test_folder_without_dataset_json_hint_names_a_fix_the_command_line_allows(tmp_path, monkeypatch, capsys):
+    # fold_X/validation folders of a trained model hold .npz files (--npz) but no dataset.json / plans.json; the
+    # command line cannot name them, so the hint must say what to copy where (not "pass it explicitly")
+    a, b = str(tmp_path / 'fold_0' / 'validation'), str(tmp_path / 'other')
+    _prediction_folder(a, 0)
+    _prediction_folder(b, 1)
+    os.remove(os.path.join(a, 'dataset.json'))
+    os.remove(os.path.join(a, 'plans.json'))
+    monkeypatch.setattr(sys, 'argv', ['x', '-i', a, b, '-o', str(tmp_path / 'o'), '-np', '1'])
+    with pytest.raises(SystemExit) as e:
+        entry_point_ensemble_folders()
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and len(err.strip().splitlines()) == 1
+    assert os.path.join(a, 'dataset.json') in err
+    assert 'copy dataset.json and plans.json from the model folder into the first input folder' in err
+    assert 'explicitly' not in err
+    # a path given explicitly (Python API) that does not exist gets a plain 'check the path'
+    with pytest.raises(UserError, match='does not exist. Check the path'):
+        ensemble_folders([b, a], str(tmp_path / 'o2'), num_processes=1,
+                         dataset_json_file_or_dict=str(tmp_path / 'nope.json'))
