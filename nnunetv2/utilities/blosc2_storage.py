@@ -129,17 +129,23 @@ def select_filter(arr: np.ndarray, blocks: Sequence[int], chunks: Sequence[int],
 
 
 def write_b2nd(arr: np.ndarray, filename: str, blocks: Sequence[int], chunks: Sequence[int], filters=None,
-               clevel: int = BLOSC2_CLEVEL, codec=None) -> None:
-    """Write ``arr`` as a blosc2 NDArray file, atomically (temporary name in the same folder, then rename)."""
+               clevel: int = BLOSC2_CLEVEL, codec=None, blosc2_defaults: bool = False) -> None:
+    """Write ``arr`` as a blosc2 NDArray file, atomically (temporary name in the same folder, then rename).
+
+    ``blosc2_defaults``: compress with blosc2's own default parameters (``filters``/``clevel``/``codec`` unused)."""
     blosc2 = _blosc2()
     codec = blosc2.Codec.LZ4HC if codec is None else codec
     arr = np.ascontiguousarray(arr)
-    if filters is None:
-        filters = [select_filter(arr, blocks, chunks, codec, clevel)]
-    cparams = {'codec': codec, 'filters': list(filters), 'nthreads': BLOSC2_NTHREADS, 'clevel': clevel}
+    if blosc2_defaults:
+        cparams = {}
+    else:
+        if filters is None:
+            filters = [select_filter(arr, blocks, chunks, codec, clevel)]
+        cparams = {'cparams': {'codec': codec, 'filters': list(filters), 'nthreads': BLOSC2_NTHREADS,
+                               'clevel': clevel}}
     with atomic_path(filename) as tmp:
         try:
-            blosc2.asarray(arr, urlpath=tmp, chunks=tuple(chunks), blocks=tuple(blocks), cparams=cparams)
+            blosc2.asarray(arr, urlpath=tmp, chunks=tuple(chunks), blocks=tuple(blocks), **cparams)
         except RuntimeError:
             raise_if_disk_full(filename)  # blosc2 says only "Error while creating the NDArray"
             raise

@@ -218,7 +218,10 @@ class nnUNetDatasetBlosc2(nnUNetBaseDataset):
             blocks_seg, chunks_seg = comp_blosc2_params(shape4, shape4[1:], seg.itemsize)
             if seg.ndim != 4:
                 blocks_seg, chunks_seg = blocks_seg[-seg.ndim:], chunks_seg[-seg.ndim:]
-        write_b2nd(seg, output_filename_truncated + '.b2nd', blocks_seg, chunks_seg)
+        # The reference stores this file with blosc2's default compression (ZSTD, clevel 5, SHUFFLE), not with the
+        # LZ4HC settings of the preprocessed data; keep that so a lowres stage run by either implementation gives
+        # the same files.
+        write_b2nd(seg, output_filename_truncated + '.b2nd', blocks_seg, chunks_seg, blosc2_defaults=True)
 
     @staticmethod
     def get_identifiers(folder: str) -> List[str]:

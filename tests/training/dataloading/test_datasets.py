@@ -105,3 +105,19 @@ def test_unreadable_npy_is_rewritten(npz_folder):
     (folder / 'case_001.npy').write_bytes(b'not a numpy file')
     unpacking._convert_to_npy(str(folder / 'case_001.npz'), verify_npy=True)
     np.testing.assert_array_equal(np.load(folder / 'case_001.npy'), cases['case_001'][0])
+
+
+def test_save_seg_uses_blosc2_default_compression_like_the_reference(tmp_path):
+    # predicted_next_stage/<cfg>/<case>.b2nd (cascade input written by a 3d_lowres validation): the reference writes
+    # it with blosc2's defaults (ZSTD, clevel 5, SHUFFLE in the last filter slot), observed by running nnU-Net 2.8.1's
+    # nnUNetDatasetBlosc2.save_seg, so lowres folds trained by either implementation leave the same kind of file
+    import blosc2
+    seg = ((np.random.RandomState(0).rand(14, 44, 37) > 0.7) * 2).astype(np.uint8)
+    for name, args in (('auto', ()), ('given', ((14, 36, 36), (14, 32, 32)))):
+        nnUNetDatasetBlosc2.save_seg(seg, str(tmp_path / name), *args)
+        arr = blosc2.open(str(tmp_path / f'{name}.b2nd'), mode='r')
+        cparams = arr.schunk.cparams
+        assert cparams.codec == blosc2.Codec.ZSTD and cparams.clevel == 5
+        assert list(cparams.filters) == [blosc2.Filter.NOFILTER] * 5 + [blosc2.Filter.SHUFFLE]
+        assert np.array_equal(arr[...], seg)
+    assert blosc2.open(str(tmp_path / 'given.b2nd'), mode='r').chunks == (14, 36, 36)
