@@ -136,16 +136,15 @@ def write_b2nd(arr: np.ndarray, filename: str, blocks: Sequence[int], chunks: Se
     blosc2 = _blosc2()
     codec = blosc2.Codec.LZ4HC if codec is None else codec
     arr = np.ascontiguousarray(arr)
-    if blosc2_defaults:
-        cparams = {}
-    else:
+    compression = {}  # blosc2's defaults
+    if not blosc2_defaults:
         if filters is None:
             filters = [select_filter(arr, blocks, chunks, codec, clevel)]
-        cparams = {'cparams': {'codec': codec, 'filters': list(filters), 'nthreads': BLOSC2_NTHREADS,
-                               'clevel': clevel}}
+        compression['cparams'] = {'codec': codec, 'filters': list(filters), 'nthreads': BLOSC2_NTHREADS,
+                                  'clevel': clevel}
     with atomic_path(filename) as tmp:
         try:
-            blosc2.asarray(arr, urlpath=tmp, chunks=tuple(chunks), blocks=tuple(blocks), **cparams)
+            blosc2.asarray(arr, urlpath=tmp, chunks=tuple(chunks), blocks=tuple(blocks), **compression)
         except RuntimeError:
             raise_if_disk_full(filename)  # blosc2 says only "Error while creating the NDArray"
             raise
