@@ -144,8 +144,7 @@ def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_
                             "Every folder must hold the probabilities (.npz) of the same cases.")
     rw, label_manager = _managers(plans, dataset_json)
     cases = sorted(all_files)
-    _guard_output_folder(output_folder, list_of_input_folders, cases, dataset_json['file_ending'],
-                         save_merged_probabilities)
+    _guard_output_folder(output_folder, list_of_input_folders, cases, dataset_json, save_merged_probabilities)
     save_json(dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
     starmap(merge_files,
             [([os.path.join(folder, c) for folder in list_of_input_folders], os.path.join(output_folder, c[:-4]),
@@ -153,14 +152,26 @@ def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_
             num_processes)
 
 
-def _guard_output_folder(output_folder: str, input_folders: List[str], cases: List[str], file_ending: str,
+def _guard_output_folder(output_folder: str, input_folders: List[str], cases: List[str], dataset_json: dict,
                          save_probabilities: bool) -> None:
     """Stop before writing if an output would replace an input or a file an earlier ensemble did not write."""
     refuse_input_as_output(output_folder, input_folders, _COMMAND)
-    names = ['dataset.json'] + [c[:-4] + file_ending for c in cases]
-    if save_probabilities:
-        names += cases + [c[:-4] + '.pkl' for c in cases]
-    check_output_files(output_folder, names, _COMMAND)
+    segmentations = [c[:-4] + dataset_json['file_ending'] for c in cases]
+    probabilities = cases + [c[:-4] + '.pkl' for c in cases]
+    names = ['dataset.json'] + segmentations + (probabilities if save_probabilities else [])
+
+    def reference_ensemble(folder: str) -> bool:
+        # the reference's nnUNetv2_ensemble of the same inputs leaves exactly their dataset.json and the cases'
+        # outputs, nothing else (no marker, no plans.json: a prediction folder or labelsTr does not look like that)
+        visible = [f for f in os.listdir(folder) if not f.startswith('.')]
+        if 'dataset.json' not in visible or not set(visible) <= set(['dataset.json'] + segmentations + probabilities):
+            return False
+        try:
+            return load_json(os.path.join(folder, 'dataset.json')) == dataset_json
+        except (OSError, UserError):  # unreadable or not JSON: not what the reference writes
+            return False
+
+    check_output_files(output_folder, names, _COMMAND, written_by_reference=reference_ensemble)
     claim_output_folder(output_folder, _COMMAND, {'input_folders': [os.path.abspath(f) for f in input_folders]})
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import atomic_path, maybe_mkdir_p
@@ -34,10 +34,12 @@ def refuse_input_as_output(output_folder: str, input_folders: Sequence[str], com
                             f"replaced.", "Pass a new or empty folder with -o.")
 
 
-def check_output_files(output_folder: str, output_names: Iterable[str], command: str, marker: str = None) -> None:
+def check_output_files(output_folder: str, output_names: Iterable[str], command: str, marker: str = None,
+                       written_by_reference: Optional[Callable[[str], bool]] = None) -> None:
     """Raise if one of ``output_names`` exists in ``output_folder`` and the folder was not written by ``command``.
     ``marker``: the file that shows it was (default ``marker_name(command)``; the predictor's is the reference's
-    ``predict_from_raw_data_args.json``)."""
+    ``predict_from_raw_data_args.json``). ``written_by_reference``: tells a folder the reference's run of the same
+    command left (it leaves no marker), so that a user who switched implementations can repeat the run."""
     marker = marker or marker_name(command)
     if not os.path.isdir(output_folder):
         if os.path.lexists(output_folder):
@@ -46,6 +48,8 @@ def check_output_files(output_folder: str, output_names: Iterable[str], command:
         return
     if os.path.isfile(os.path.join(output_folder, marker)):
         return  # an earlier run of this command wrote the folder: repeating the run may replace its outputs
+    if written_by_reference is not None and written_by_reference(output_folder):
+        return
     for name in output_names:
         path = os.path.join(output_folder, name)
         if os.path.lexists(path):

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import sys
 
 import numpy as np
@@ -134,3 +135,28 @@ def test_folder_without_dataset_json_hint_names_a_fix_the_command_line_allows(tm
     with pytest.raises(UserError, match='does not exist. Check the path'):
         ensemble_folders([b, a], str(tmp_path / 'o2'), num_processes=1,
                          dataset_json_file_or_dict=str(tmp_path / 'nope.json'))
+
+
+def test_rerun_into_a_folder_the_reference_ensemble_wrote_is_allowed_and_other_folders_are_not(tmp_path):
+    # A user who switched implementations repeats nnUNetv2_ensemble into the reference's output folder: it leaves
+    # no marker, only dataset.json and the outputs. Anything else there (plans.json of a prediction folder, a
+    # different dataset.json, a foreign file) still stops the run before it writes.
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    _prediction_folder(a, 0)
+    _prediction_folder(b, 1)
+    out = tmp_path / 'out'
+    ensemble_folders([a, b], str(out), save_merged_probabilities=True, num_processes=1)
+    os.remove(out / '.nnUNetv2_ensemble.json')  # now as the reference leaves it
+    (out / 'c0.nii.gz').write_bytes(b'stale')
+    ensemble_folders([a, b], str(out), num_processes=1)
+    assert sitk.ReadImage(str(out / 'c0.nii.gz')).GetSize() == (6, 5, 4)
+    for intruder, content in (('plans.json', '{}'), ('dataset.json', json.dumps({**DATASET_JSON, 'name': 'x'})),
+                              ('notes.txt', 'mine')):
+        folder = tmp_path / f'foreign_{intruder}'
+        shutil.copytree(out, folder)
+        os.remove(folder / '.nnUNetv2_ensemble.json')
+        (folder / intruder).write_text(content)
+        (folder / 'c0.nii.gz').write_bytes(b'keep me')
+        with pytest.raises(UserError, match='which it did not write'):
+            ensemble_folders([a, b], str(folder), num_processes=1)
+        assert (folder / 'c0.nii.gz').read_bytes() == b'keep me'
