@@ -60,6 +60,8 @@ def _add_device_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _setup_device(name: str):
     import torch
+
+    from nnunetv2.utilities.device_checks import require_available
     if name not in ('cpu', 'cuda', 'mps'):
         raise UserError(f"-device must be 'cpu', 'cuda' or 'mps', got '{name}'.")
     if name == 'cpu':
@@ -67,14 +69,10 @@ def _setup_device(name: str):
         return torch.device('cpu')
     if name == 'cuda':
         from nnunetv2.utilities.torch_threads import one_cpu_thread_for_gpu_work
-        if not torch.cuda.is_available():
-            raise UserError("-device cuda was requested but no CUDA GPU is available.",
-                            "Use -device cpu (slow) or run on a machine with a GPU.")
+        require_available(torch.device('cuda'), "-device cuda", "Use -device cpu")
         one_cpu_thread_for_gpu_work()
         return torch.device('cuda')
-    if not (hasattr(torch.backends, 'mps') and torch.backends.mps.is_available()):
-        raise UserError("-device mps was requested but Apple MPS is not available to PyTorch.",
-                        "Use -device cpu (or -device cuda on a machine with an NVIDIA GPU).")
+    require_available(torch.device('mps'), "-device mps", "Use -device cpu")
     return torch.device('mps')
 
 

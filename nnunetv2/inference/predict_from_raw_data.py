@@ -37,6 +37,7 @@ from nnunetv2.utilities import find_objects as _find_objects
 from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy  # noqa: F401
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.freed_memory import KEPT_FOR_NEXT_CASE_BYTES, release_freed_memory
+from nnunetv2.utilities.device_checks import require_available
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
 from nnunetv2.utilities.watched_pool import WatchedPool
 from nnunetv2.utilities.worker_processes import requested_processes, worker_count
@@ -285,6 +286,7 @@ class nnUNetPredictor(object):
         """The loop behind predict_from_data_iterator. predict_from_files_sequential calls it directly: clients
         override predict_from_data_iterator (other signatures, their own worker pools, other return values) and
         expect the sequential path not to go through their override; that path does not announce each case."""
+        self._require_device()  # before the iterator pins the first case's memory for it
         pool = None
         if requested_processes(num_processes_segmentation_export) > 0:  # None: one per CPU
             n_workers = worker_count(num_processes_segmentation_export, None)
@@ -436,10 +438,16 @@ class nnUNetPredictor(object):
                                     self.label_manager.num_segmentation_heads, gaussian, self.device,
                                     results_device, progress, pool, predict_tiles=predict_tiles)
 
+    def _require_device(self) -> None:
+        """The predictor's device exists here (the default is cuda; clients may set ``self.device`` after init)."""
+        require_available(self.device, f"nnUNetPredictor(device={self.device.type!r})",
+                          "Pass device=torch.device('cpu')")
+
     @torch.no_grad()  # not inference_mode: the trainer's validation may reuse the returned tensor
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> Union[np.ndarray, torch.Tensor]:
         if not isinstance(input_image, torch.Tensor) or input_image.ndim != 4:
             raise ValueError('input_image must be a 4D torch tensor (c, x, y, z); 2D images use a singleton x')
+        self._require_device()
         self.network = self.network.to(self.device)
         self.network.eval()
         empty_cache(self.device)

@@ -32,6 +32,7 @@ from nnunetv2.training.nnUNetTrainer import _ddp_sync
 from nnunetv2.training.nnUNetTrainer._preemption import TrainingInterrupted, forward_stop_signals, \
     stop_signal_of_exit_status
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+from nnunetv2.utilities.device_checks import require_available
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.slow_torch_releases import warn_if_conv3d_is_slow
 from nnunetv2.utilities.torch_threads import one_cpu_thread_for_gpu_work
@@ -145,11 +146,7 @@ def _parse_fold(fold: Union[int, str]):
 
 
 def _check_device(device: torch.device) -> None:
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise UserError("-device cuda was requested but no CUDA GPU is available to PyTorch.",
-                        "Use -device cpu (slow) or check your GPU driver / CUDA_VISIBLE_DEVICES.")
-    if device.type == 'mps' and not (hasattr(torch.backends, 'mps') and torch.backends.mps.is_available()):
-        raise UserError("-device mps was requested but Apple MPS is not available.", "Use -device cpu.")
+    require_available(device, f"-device {device.type}", "Use -device cpu")
 
 
 def _started_by_torchrun() -> bool:

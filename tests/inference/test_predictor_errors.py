@@ -329,3 +329,23 @@ def test_torch_release_with_slow_3d_convolutions_is_named(results, caplog, monke
     assert len(messages) == int(warned)
     if warned:
         assert "PyTorch 2.9.0+cu128" in messages[0] and "torch >= 2.10" in messages[0]
+
+
+@pytest.mark.parametrize('device', ['cuda', 'mps'], ids=['nvidia_gpu', 'apple_mps'])  # 'cuda' in an id skips w/o CUDA
+def test_predictor_on_a_device_this_torch_lacks_is_one_clear_error(results, golden_raw, tmp_path, monkeypatch,
+                                                                   device):
+    # nnUNetPredictor's default device is cuda: on a machine without one the first case used to stop with torch's
+    # "Found no NVIDIA driver" traceback from pinning its memory (after the model was loaded)
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: False)
+    p = nnUNetPredictor(use_mirroring=False, device=torch.device(device), allow_tqdm=False)
+    p.initialize_from_trained_model_folder(str(model_folder(results, DS2)), (0,))  # loads on the CPU, as before
+    out = tmp_path / 'out'
+    with pytest.raises(UserError, match=rf"nnUNetPredictor\(device='{device}'\) was requested but .* available to PyTorch"
+                                        rf".*device=torch.device\('cpu'\)"):
+        p.predict_from_files(str(golden_raw(DS2) / 'imagesTs'), str(out), num_processes_preprocessing=0,
+                             num_processes_segmentation_export=0)
+    assert not out.exists() or not [f for f in os.listdir(out) if f.endswith('.png')]
+    with pytest.raises(UserError, match='available to PyTorch'):
+        p.predict_sliding_window_return_logits(torch.zeros((1, 1, 32, 32)))
