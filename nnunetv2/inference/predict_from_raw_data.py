@@ -34,10 +34,10 @@ from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, comp
                                                           get_sliding_window_slicers, maybe_mirror_and_predict,
                                                           pad_to_patch_size, sliding_window_summary)
 from nnunetv2.utilities import find_objects as _find_objects
+from nnunetv2.utilities.device_checks import require_available
 from nnunetv2.utilities.file_path_utilities import check_workers_alive_and_busy  # noqa: F401
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.freed_memory import KEPT_FOR_NEXT_CASE_BYTES, release_freed_memory
-from nnunetv2.utilities.device_checks import require_available
 from nnunetv2.utilities.helpers import dummy_context, empty_cache
 from nnunetv2.utilities.watched_pool import WatchedPool
 from nnunetv2.utilities.worker_processes import requested_processes, worker_count
