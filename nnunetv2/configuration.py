@@ -28,11 +28,17 @@ def compile_setting() -> Optional[bool]:
         return None
     if value.lower() in _COMPILE_ON:
         return True
-    if value.strip().lower() not in _FLAG_OFF and ("nnUNet_compile", value) not in _flags_warned_about:
-        _flags_warned_about.add(("nnUNet_compile", value))
-        logger.warning("Environment variable nnUNet_compile=%r is read as off: only true, 1 or t (any case) switch "
-                       "torch.compile on.", value)
+    if value.strip().lower() not in _FLAG_OFF:
+        _warn_once("nnUNet_compile", value, "Environment variable nnUNet_compile=%r is read as off: only true, 1 or "
+                                            "t (any case) switch torch.compile on.")
     return False
+
+
+def _warn_once(name: str, value: str, message: str) -> None:
+    """Log ``message % value`` the first time ``name`` is seen with ``value`` (a switch is read again on every use)."""
+    if (name, value) not in _flags_warned_about:
+        _flags_warned_about.add((name, value))
+        logger.warning(message, value)
 
 
 def flag_from_env(name: str) -> bool:
@@ -42,10 +48,9 @@ def flag_from_env(name: str) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if value in _FLAG_ON:
         return True
-    if value not in _FLAG_OFF and (name, value) not in _flags_warned_about:
-        _flags_warned_about.add((name, value))
-        logger.warning("Environment variable %s=%r is neither on (1, true, yes, on) nor off (0, false, no, off); "
-                       "taken as off.", name, os.environ.get(name))
+    if value not in _FLAG_OFF:
+        _warn_once(name, os.environ.get(name), f"Environment variable {name}=%r is neither on (1, true, yes, on) nor "
+                                               f"off (0, false, no, off); taken as off.")
     return False
 
 

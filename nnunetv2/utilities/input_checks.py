@@ -19,10 +19,10 @@ from nnunetv2.errors import UserError
 _BLOCK_VOXELS = 1 << 24  # ~64 MB of float32 per block: bounded extra memory for the checks below
 
 
-
 def is_whole_number(value) -> bool:
     """A Python or numpy integer, not a bool (True is an int to Python, but never a count, label or axis)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
 
 def _blocks(a: np.ndarray) -> Iterator[np.ndarray]:
     """Views of ``a`` along its largest leading axis, each about ``_BLOCK_VOXELS`` elements."""
