@@ -11,6 +11,31 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 REFERENCE_VERSION = "2.8.1"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def checkout_warnings(repo: str = REPO, pythonpath: Optional[str] = None) -> List[str]:
+    """Why a side-by-side run might not compare this checkout with the reference: our side runs the installed
+    console scripts, which import the installed nnunetv2 (an editable install of another clone times that clone),
+    and the reference's interpreter inherits PYTHONPATH (an nnunetv2 on it would replace the reference)."""
+    import importlib.util
+    warnings = []
+    spec = importlib.util.find_spec("nnunetv2")
+    installed = os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else None
+    if installed is None or os.path.realpath(installed) != os.path.realpath(repo):
+        warnings.append(f"the installed nnunetv2 is {installed or 'missing'}, not this checkout ({repo}): our side "
+                        f"would time that one; run 'pip install -e {repo}' first")
+    pythonpath = os.environ.get("PYTHONPATH", "") if pythonpath is None else pythonpath
+    shadowing = [d for d in pythonpath.split(os.pathsep)
+                 if d and os.path.isfile(os.path.join(d, "nnunetv2", "__init__.py"))]
+    if shadowing:
+        warnings.append(f"PYTHONPATH holds an nnunetv2 ({', '.join(shadowing)}); the reference's interpreter would "
+                        f"import it instead of nnU-Net 2.8.1: unset PYTHONPATH")
+    return warnings
+
+
+for _warning in checkout_warnings():
+    sys.stderr.write(f"WARNING: {_warning}\n")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from _harness import measure, measure_tree  # noqa: E402
+from _harness import checkout_warnings, measure, measure_tree  # noqa: E402
 
 # held for 2 s: measure_tree sleeps 19x the cost of a poll between polls, which on a loaded machine passed 0.5 s and
 # missed the whole allocation (CI on 2 busy cores saw 77 MB)
@@ -26,3 +26,15 @@ def test_peak_memory_of_a_child_is_seen_and_can_be_switched_off(measure_fn):
 
 def test_exit_status_is_reported():
     assert measure([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ)).returncode == 3
+
+
+def test_checkout_warnings_name_another_checkout_and_a_shadowing_pythonpath(tmp_path):
+    import nnunetv2
+    installed_repo = str(Path(nnunetv2.__file__).resolve().parents[1])
+    assert checkout_warnings(installed_repo, pythonpath="") == []
+    other = checkout_warnings(str(tmp_path), pythonpath="")
+    assert len(other) == 1 and "not this checkout" in other[0] and str(tmp_path) in other[0]
+    (tmp_path / "nnunetv2").mkdir()
+    (tmp_path / "nnunetv2" / "__init__.py").write_text("")
+    shadowed = checkout_warnings(installed_repo, pythonpath=os.pathsep.join(["", str(tmp_path / "none"), str(tmp_path)]))
+    assert len(shadowed) == 1 and "unset PYTHONPATH" in shadowed[0] and str(tmp_path) in shadowed[0]
