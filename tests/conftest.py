@@ -13,6 +13,12 @@ from golden_data import GOLDEN_DATASETS, generate_golden_raw  # noqa: F401 (test
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("NNUNET_SHARED_DIR", REPO_ROOT.parent / "shared"))
 
+# A suite started in the background by a non-interactive shell (`bash .ci/run &`, nohup in a script) inherits SIGINT
+# ignored, and so would every process it starts; our commands then rightly leave Ctrl-C ignored, and the tests of
+# Ctrl-C handling would see nothing. Run the tests as a foreground job would.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture
 def deadline():
