@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import os
 import pydoc
+import sys
 import warnings
 from typing import Optional, Tuple, Union
 
@@ -18,8 +19,27 @@ class NetworkImportError(UserError, ImportError):
     and a UserError: one line at the command line)."""
 
 
-def _locate(dotted_name: str, what: str):
-    """``pydoc.locate``; a module that exists but fails to import (syntax error, missing dependency) is named."""
+# Modules whose import does something (starts a program, a GUI, a web browser): plans come with every shared model,
+# and naming one of these as a "class" would run it before any check on what the name is.
+_RUN_ON_IMPORT = frozenset({'this', 'antigravity', 'idlelib', 'turtledemo'})
+
+
+def _refuse_modules_that_run_on_import(dotted_name: str, what: str) -> None:
+    parts = dotted_name.split('.')
+    for i in range(1, len(parts) + 1):
+        module = '.'.join(parts[:i])
+        if module in sys.modules:
+            continue  # already imported: importing it again runs nothing
+        if parts[0] in _RUN_ON_IMPORT or parts[i - 1] == '__main__':
+            raise UserError(f"{what} '{dotted_name}' in the plans names the module '{module}', whose import runs a "
+                            f"program: refused.", "Name a torch.nn.Module subclass there in the plans file.")
+
+
+def locate_plans_name(dotted_name: str, what: str):
+    """The object a dotted name in the plans stands for (``pydoc.locate``; None if there is none). Modules that run
+    a program when imported are refused first; a module that exists but fails to import (syntax error, missing
+    dependency) is named."""
+    _refuse_modules_that_run_on_import(dotted_name, what)
     try:
         return pydoc.locate(dotted_name)
     except pydoc.ErrorDuringImport as e:
@@ -63,7 +83,7 @@ def _locate_network_class(arch_class_name: str):
 
     The fallback keeps old plans working whose class path no longer exists (e.g. ``...residual_unet.X``).
     """
-    nw_class = _locate(arch_class_name, 'network class')
+    nw_class = locate_plans_name(arch_class_name, 'network class')
     if nw_class is not None:
         return _require_module_class(nw_class, arch_class_name, "Network class", "architecture.network_class_name")
     warnings.warn(f"Network class {arch_class_name} not found by its dotted path. Searching "
@@ -102,7 +122,7 @@ def get_network_from_plans(arch_class_name: str, arch_kwargs: dict,
     architecture_kwargs = dict(**arch_kwargs)
     for ri in arch_kwargs_req_import:
         if architecture_kwargs[ri] is not None:
-            located = _locate(architecture_kwargs[ri], f"architecture argument '{ri}'")
+            located = locate_plans_name(architecture_kwargs[ri], f"architecture argument '{ri}'")
             if located is None:
                 raise NetworkImportError(f"Could not import '{architecture_kwargs[ri]}' (architecture argument "
                                          f"'{ri}' in the plans): {_why_not_importable(architecture_kwargs[ri])}.",

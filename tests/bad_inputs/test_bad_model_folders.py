@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -140,6 +141,26 @@ def test_plans_naming_a_function_as_layer_op_runs_no_code(model, tmp_path, key):
         _edit_plans(model, lambda plans, cfg: cfg["architecture"]["arch_kwargs"].__setitem__(key, name))
         with pytest.raises(UserError, match=f"'{key}' '{name}' .*not a torch.nn.Module class"):
             _load(model)
+
+
+@pytest.mark.parametrize("where", ["network_class_name", "conv_op"])
+@pytest.mark.parametrize("name, module", [("unittest.__main__.TestProgram", "unittest.__main__"),
+                                          ("antigravity.webbrowser", "antigravity")])
+def test_plans_naming_a_module_that_runs_a_program_when_imported_are_refused_before_the_import(model, where, name,
+                                                                                             module):
+    """Importing unittest.__main__ runs unittest with this command's arguments, antigravity opens a web browser:
+    a name in the plans must not start either just to find out that it is no network class."""
+    def edit(plans, cfg):
+        if where == "network_class_name":
+            cfg["architecture"]["network_class_name"] = name
+        else:
+            cfg["architecture"]["arch_kwargs"]["conv_op"] = name
+    _edit_plans(model, edit)
+    assert module not in sys.modules
+    with pytest.raises(UserError, match=f"'{name}' in the plans names the module '{module}', whose import runs a "
+                                        f"program: refused"):
+        _load(model)
+    assert module not in sys.modules
 
 
 def test_the_golden_model_still_loads(model):

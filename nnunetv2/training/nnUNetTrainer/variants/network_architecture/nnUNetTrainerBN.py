@@ -1,12 +1,10 @@
 """nnUNetTrainer with BatchNorm instead of the planned normalisation."""
-from pydoc import locate
-
 from dynamic_network_architectures.building_blocks.helper import get_matching_batchnorm
 from torch import nn
 
 from nnunetv2.errors import UserError
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans, locate_plans_name
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 
@@ -19,7 +17,9 @@ class nnUNetTrainerBN(nnUNetTrainer):
         if "norm_op" not in arch_kwargs:
             raise UserError(f"nnUNetTrainerBN cannot replace the normalisation: the architecture "
                             f"{configuration_manager.network_arch_class_name} has no 'norm_op' in its plans kwargs.")
-        conv_op = arch_kwargs["conv_op"] if isinstance(arch_kwargs["conv_op"], type) else locate(arch_kwargs["conv_op"])
+        conv_op = arch_kwargs["conv_op"]
+        if not isinstance(conv_op, type):
+            conv_op = locate_plans_name(conv_op, "Architecture argument 'conv_op'")
         if conv_op is None:
             raise UserError(f"nnUNetTrainerBN: cannot import conv_op {arch_kwargs['conv_op']!r} from the plans.")
         bn_class = get_matching_batchnorm(conv_op)
