@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from nnunetv2.errors import exit_on_user_error
+from nnunetv2.utilities.console_command import import_with_ctrl_c_deferred
 
 
 def print_license_warning() -> None:
@@ -29,6 +30,7 @@ def download_by_url_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def download_by_url() -> None:
     args = download_by_url_parser().parse_args()
+    import_with_ctrl_c_deferred('nnunetv2.model_sharing.model_download')  # Ctrl-C held back while numpy initialises
     from nnunetv2.model_sharing.model_download import download_and_install_from_url
     download_and_install_from_url(args.url)
 
@@ -44,6 +46,7 @@ def install_from_zip_entry_point_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def install_from_zip_entry_point() -> None:
     args = install_from_zip_entry_point_parser().parse_args()
+    import_with_ctrl_c_deferred('nnunetv2.model_sharing.model_import')  # Ctrl-C held back while numpy initialises
     from nnunetv2.model_sharing.model_import import install_model_from_zip_file
     install_model_from_zip_file(args.zip)
 
@@ -78,6 +81,7 @@ def export_pretrained_model_entry_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def export_pretrained_model_entry() -> None:
     args = export_pretrained_model_entry_parser().parse_args()
+    import_with_ctrl_c_deferred('nnunetv2.model_sharing.model_export')  # Ctrl-C held back while numpy initialises
     from nnunetv2.model_sharing.model_export import export_pretrained_model
     export_pretrained_model(dataset_name_or_id=args.d, output_file=args.o, configurations=args.c,
                             trainer=args.tr, plans_identifier=args.p, folds=args.f,
