@@ -9,9 +9,12 @@ have fewer barriers to wait at. They do the same arithmetic wherever no kernel's
   its own im2col kernel on one thread, oneDNN on several, and the two sum in different orders. Such modules are
   pinned: they run with the reference's thread count in whichever thread calls them (:func:`pinned_thread_count`).
 * anything else is checked, not assumed: one pass with a worker's thread count must equal one pass as the
-  reference runs it, bit for bit (:func:`concurrent_passes_match`), before the predictor uses the configuration.
-  Which kernels depend on the count is a property of the CPU: on a Zen 4 none but the pinned ones, on an Intel Xeon
-  with AVX-512 FP16 3x3x3 convolutions of small inputs too.
+  reference runs it, bit for bit, before the predictor uses the configuration. Which kernels depend on the count is
+  a property of the CPU: on a Zen 4 none but the pinned ones, and that plain check says yes. On an Intel Xeon with
+  AVX-512 FP16 3x3x3 convolutions of small inputs too (in the default 3d_fullres network the last encoder
+  convolution, 320 channels on 8x7x7), and it says no. Only then are the modules whose output depends on the count
+  on this CPU looked for (``cpu_thread_probe``), pinned as well, and the whole pass checked again
+  (:func:`worker_pins`). CPUs where the plain check says yes pay nothing for that search.
 
 Passes are the unit of work: the mirrored passes of one tile run concurrently too, and are summed in the reference's
 order (:func:`mirrored_predictions`), so the fp16 accumulation rounds exactly as in the reference.
@@ -28,6 +31,8 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from nnunetv2.inference.cpu_thread_probe import thread_dependent_modules
 
 _T = TypeVar('_T')
 _R = TypeVar('_R')
@@ -124,8 +129,8 @@ def thread_count_changes_result(network: Callable[[torch.Tensor], torch.Tensor],
 
 
 def _pass_with_fewer_threads(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, total_threads: int,
-                             per_worker: int):
-    """One pass over ``x`` in this thread with a worker's ``per_worker`` threads, its pinned modules with
+                             per_worker: int, pinned: Sequence[nn.Module]):
+    """One pass over ``x`` in this thread with a worker's ``per_worker`` threads, the modules in ``pinned`` with
     ``total_threads`` (as in a pool thread of :func:`concurrent_cpu_passes`). The thread count is restored after.
 
     In this thread and one pass after the other, not in a pool thread at the same time as the reference pass: torch
@@ -135,17 +140,39 @@ def _pass_with_fewer_threads(network: Callable[[torch.Tensor], torch.Tensor], x:
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(per_worker)
-        with pinned_thread_count(thread_sensitive_modules(network), total_threads), torch.no_grad():
+        with pinned_thread_count(pinned, total_threads), torch.no_grad():
             return _first_output(network(x))
     finally:
         torch.set_num_threads(previous)
 
 
-def concurrent_passes_match(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
-                            total_threads: int, workers: int) -> bool:
-    """Whether a pass as a worker of ``concurrent_cpu_passes(workers, thread_sensitive_modules(network))`` runs it
-    (``total_threads // workers`` threads, the pinned modules with ``total_threads``) equals, bit for bit, a pass with
-    ``total_threads`` threads (as the reference runs it), on a random tile. Costs two passes."""
+def worker_pins(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, reference: torch.Tensor,
+                total_threads: int, per_worker: int) -> Optional[List[nn.Module]]:
+    """The modules a worker (``per_worker`` threads) must run with ``total_threads`` besides
+    :func:`thread_sensitive_modules` for its pass over ``x`` to equal ``reference`` (the first output of the pass with
+    ``total_threads`` threads) in every bit; None where no such set was found.
+
+    First the plain check: a worker's pass with the pointwise convolutions pinned. Where it agrees (on a Zen 4, say)
+    the answer is no further modules, for one pass. Only where it does not are the modules that depend on the thread
+    count on this CPU searched for (:func:`thread_dependent_modules`, about two passes) and, if there are any, the
+    worker's pass is checked again with them pinned too (one pass more): the whole pass stays the gate, not the
+    module-by-module probe. All passes run in this thread one after the other (see :func:`_pass_with_fewer_threads`).
+    """
+    structural = thread_sensitive_modules(network)
+    if torch.equal(_pass_with_fewer_threads(network, x, total_threads, per_worker, structural), reference):
+        return []
+    found = thread_dependent_modules(network, x, total_threads, per_worker, skip=structural)
+    if found and torch.equal(_pass_with_fewer_threads(network, x, total_threads, per_worker, structural + found),
+                             reference):
+        return found
+    return None
+
+
+def concurrent_pass_pins(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
+                         total_threads: int, workers: int) -> Optional[List[nn.Module]]:
+    """:func:`worker_pins` for the workers of ``concurrent_cpu_passes(workers, ...)`` (``total_threads // workers``
+    threads each), on a random tile of ``tile_shape``: the pass with ``total_threads`` threads, then the check (one
+    pass where the plain check agrees, about four where it does not)."""
     x = torch.randn(tile_shape, generator=torch.Generator().manual_seed(1234))
     previous = torch.get_num_threads()
     try:
@@ -154,8 +181,13 @@ def concurrent_passes_match(network: Callable[[torch.Tensor], torch.Tensor], til
             reference = _first_output(network(x))
     finally:
         torch.set_num_threads(previous)
-    return torch.equal(_pass_with_fewer_threads(network, x, total_threads, max(1, total_threads // workers)),
-                       reference)
+    return worker_pins(network, x, reference, total_threads, max(1, total_threads // workers))
+
+
+def concurrent_passes_match(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
+                            total_threads: int, workers: int) -> bool:
+    """Whether workers' passes can equal the reference's in every bit (:func:`concurrent_pass_pins` finds pins)."""
+    return concurrent_pass_pins(network, tile_shape, total_threads, workers) is not None
 
 
 def ordered_map(pool: Optional[Executor], fn: Callable[[_T], _R], items: Iterable[_T], lookahead: int) -> Iterator[_R]:
@@ -212,13 +244,17 @@ def mirrored_predictions(pool: Optional[Executor], network: Callable[[torch.Tens
 
 def checked_mirrored_predictions(pool: Executor, network: Callable[[torch.Tensor], torch.Tensor],
                                  tiles: Iterable[torch.Tensor], variants: List[Tuple[int, ...]], lookahead: int,
-                                 total_threads: int, on_verdict: Callable[[bool], None]) -> Iterator[torch.Tensor]:
+                                 total_threads: int, on_verdict: Callable[[bool], None],
+                                 on_pinned: Optional[Callable[[List[nn.Module]], None]] = None) \
+        -> Iterator[torch.Tensor]:
     """:func:`mirrored_predictions` that first checks the concurrent configuration on the first real pass.
 
-    That pass runs twice, one after the other in this thread: with ``total_threads`` threads (as the reference runs
-    it; this result is used), then as a worker runs it (:func:`_pass_with_fewer_threads`). Where the two agree bit for
-    bit the other passes run on ``pool``, else one at a time in this thread with ``total_threads`` threads.
-    ``on_verdict`` gets the outcome, so the check costs one pass with a worker's threads, once.
+    That pass runs with ``total_threads`` threads, as the reference runs it (this result is used), then is checked
+    against passes as a worker runs it (:func:`worker_pins`), one after the other in this thread. Where one agrees bit
+    for bit the other passes run on ``pool``, the modules the check found to pin run with ``total_threads`` (on top of
+    ``pool``'s own pins, given when it was made), else one at a time in this thread with ``total_threads`` threads.
+    ``on_pinned`` gets those modules (none where the plain check agreed), then ``on_verdict`` the outcome. The check
+    costs one pass where the plain check agrees, about four where it does not, once.
     """
     one_pass = _pass_function(network)
     tiles = iter(tiles)
@@ -229,22 +265,26 @@ def checked_mirrored_predictions(pool: Executor, network: Callable[[torch.Tensor
     torch.set_num_threads(total_threads)
     try:
         reference = network(first)
-        candidate = _pass_with_fewer_threads(network, first, total_threads, per_worker)
+        pins = worker_pins(network, first, _first_output(reference), total_threads, per_worker)
     except BaseException:
         torch.set_num_threads(per_worker)
         raise
-    same = torch.equal(candidate, _first_output(reference))
+    same = pins is not None
+    if same and on_pinned is not None:
+        on_pinned(pins)
     on_verdict(same)
     if same:
         torch.set_num_threads(per_worker)
     rest = itertools.chain(((first, axes) for axes in variants[1:]), ((x, axes) for x in tiles for axes in variants))
-    outputs = itertools.chain([reference], ordered_map(pool if same else None, one_pass, rest, lookahead))
-    yield from _averaged_groups(outputs, len(variants))
+    with pinned_thread_count(pins or (), total_threads):
+        outputs = itertools.chain([reference], ordered_map(pool if same else None, one_pass, rest, lookahead))
+        yield from _averaged_groups(outputs, len(variants))
 
 
 class PassVerdicts:
-    """Outcomes of the concurrency check per network, tile shape, thread count and workers. Networks are held weakly
-    where they allow it, so a new network that happens to get a freed one's address is not taken for it."""
+    """Outcomes of the concurrency check per network, tile shape, thread count and workers, with the modules found to
+    need pinning where it said yes. Networks are held weakly where they allow it, so a new network that happens to get
+    a freed one's address is not taken for it."""
 
     def __init__(self):
         self._weak: 'weakref.WeakKeyDictionary' = weakref.WeakKeyDictionary()
@@ -257,13 +297,19 @@ class PassVerdicts:
             return self._by_id.setdefault(id(network), {})
 
     def get(self, network, key: tuple) -> Optional[bool]:
-        return self._table(network).get(key)
+        entry = self._table(network).get(key)
+        return None if entry is None else entry[0]
 
-    def set(self, network, key: tuple, verdict: bool) -> None:
-        self._table(network)[key] = verdict
+    def pinned(self, network, key: tuple) -> List[nn.Module]:
+        """The modules to pin besides :func:`thread_sensitive_modules` (none where the verdict is no or unknown)."""
+        entry = self._table(network).get(key)
+        return list(entry[1]) if entry is not None and entry[0] else []
+
+    def set(self, network, key: tuple, verdict: bool, pinned: Sequence[nn.Module] = ()) -> None:
+        self._table(network)[key] = (verdict, tuple(pinned))
 
     def all(self) -> List[bool]:
-        return [v for table in list(self._weak.values()) + list(self._by_id.values()) for v in table.values()]
+        return [v for table in list(self._weak.values()) + list(self._by_id.values()) for v, _ in table.values()]
 
 
 def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...], n_passes: int,
@@ -271,9 +317,11 @@ def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_sh
     """How many CPU forward passes run at once. ``requested`` > 0 (set by the user) is taken as is. Chosen
     automatically (0): at most 4, and only where the passes stay bit-identical to the reference's. That is checked
     once per network, tile shape and thread count (kept in ``verdicts``, key ``(tile_shape, threads, workers)``):
-    here with :func:`concurrent_passes_match`, or, with ``check_later``, by the caller on the first real pass (see
-    :func:`checked_mirrored_predictions`; the verdict is then left unset). The check costs about one pass, so it is
-    done only for at least two passes per worker; a known verdict applies from one pass per worker on."""
+    here with :func:`concurrent_pass_pins` (the modules it found to pin are kept with a yes), or, with
+    ``check_later``, by the caller on the first real pass (see :func:`checked_mirrored_predictions`; the verdict is
+    then left unset). The check costs about one pass (about four where the plain check says no and modules are
+    looked for), so it is done only for at least two passes per worker; a known verdict applies from one pass per
+    worker on."""
     if requested > 0:
         return requested
     total = torch.get_num_threads()
@@ -287,6 +335,7 @@ def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_sh
             return 1
         if check_later:
             return workers
-        verdict = concurrent_passes_match(network, tuple(tile_shape), total, workers)
-        verdicts.set(network, key, verdict)
+        pins = concurrent_pass_pins(network, tuple(tile_shape), total, workers)
+        verdict = pins is not None
+        verdicts.set(network, key, verdict, pins or ())
     return workers if verdict else 1

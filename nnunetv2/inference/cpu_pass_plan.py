@@ -63,21 +63,26 @@ def planned_passes(predictor, tile_shape: Tuple[int, ...], n_tiles: int) \
             predictor.network = fast
             stack.callback(setattr, predictor, 'network', original)
             workers = _fast_workers(requested, n_passes) if separate or n_tiles > 1 else 1
-            pinned = ()
         else:
             stack.enter_context(fast_transposed_convolutions(original))
             workers = predictor._concurrent_pass_workers(tile_shape, n_passes, check_later=separate) \
                 if separate or n_tiles > 1 else 1
-            pinned = thread_sensitive_modules(original) if workers > 1 else ()
+        key = (tuple(tile_shape), total_threads, workers)  # as choose_pass_workers files it
+        pinned = ()
+        if fast is None and workers > 1:
+            # the pointwise convolutions, and those found to depend on the thread count on this CPU (known once the
+            # check has said yes for this tile shape; while the check runs, it pins them itself)
+            pinned = thread_sensitive_modules(original) + predictor._pass_verdicts().pinned(original, key)
         pool = stack.enter_context(concurrent_cpu_passes(workers, pinned))
         predict_tiles = None
         if pool is not None and separate:
             network, verdicts = predictor.network, predictor._pass_verdicts()
-            key = (tuple(tile_shape), total_threads, workers)  # as choose_pass_workers files it
+            found = []
             if fast is None and requested <= 0 and verdicts.get(network, key) is None:
                 predict_tiles = partial(checked_mirrored_predictions, pool, network, variants=variants,
                                         lookahead=LOOKAHEAD, total_threads=total_threads,
-                                        on_verdict=lambda v: verdicts.set(network, key, v))
+                                        on_verdict=lambda v: verdicts.set(network, key, v, found),
+                                        on_pinned=found.extend)
             else:
                 predict_tiles = partial(mirrored_predictions, pool, network, variants=variants, lookahead=LOOKAHEAD)
         yield pool, predict_tiles

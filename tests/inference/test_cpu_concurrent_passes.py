@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from nnunetv2.inference.cpu_concurrent_passes import (checked_mirrored_predictions, concurrent_cpu_passes,
-                                                      concurrent_passes_match, mirrored_predictions,
-                                                      pinned_thread_count, thread_sensitive_modules)
+from nnunetv2.inference.cpu_concurrent_passes import (PassVerdicts, checked_mirrored_predictions,
+                                                      choose_pass_workers, concurrent_cpu_passes,
+                                                      concurrent_pass_pins, concurrent_passes_match,
+                                                      mirrored_predictions, pinned_thread_count,
+                                                      thread_sensitive_modules)
 from nnunetv2.inference.sliding_window_prediction import maybe_mirror_and_predict, mirror_variants
 from _fixed_threads import FixedThreadCount
 
@@ -204,5 +206,183 @@ def test_the_check_runs_its_two_passes_one_after_the_other_in_the_callers_thread
         assert log.calls[:2] == [(main, total), (main, max(1, total // 2))]
         assert all(name.startswith('nnunet_pass') for name, _ in log.calls[2:]) and len(log.calls) == 4
         assert torch.get_num_threads() == total
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _with_inner_echo() -> nn.Sequential:
+    """A network with one inner module whose output depends on the thread count (as a convolution whose sums split
+    differently with fewer threads on some CPU), between modules whose output does not."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv3d(1, 3, 1), _ThreadEcho(), nn.LeakyReLU(0.1))
+
+
+class _EchoingRoot(nn.Sequential):
+    """The network itself depends on the thread count too, outside any leaf: pinning leaves cannot make it exact."""
+
+    def forward(self, x):
+        return super().forward(x) + torch.get_num_threads()
+
+
+def _at_least_two_threads() -> int:
+    threads = torch.get_num_threads()
+    if threads < 2:
+        torch.set_num_threads(2)
+    return threads
+
+
+def _no_probe(*args, **kwargs):
+    raise AssertionError('the modules were probed although the plain check said yes')
+
+
+def test_where_the_plain_check_says_yes_nothing_is_probed(monkeypatch):
+    """On a CPU where a worker's pass with the pointwise convolutions pinned is already exact (the plain check), the
+    check is the same as without the probe: one pass with a worker's threads, no module looked at."""
+    import nnunetv2.inference.cpu_concurrent_passes as module
+    monkeypatch.setattr(module, 'thread_dependent_modules', _no_probe)
+    threads = _at_least_two_threads()
+    try:
+        total = torch.get_num_threads()
+        net = _unet()
+        assert concurrent_pass_pins(net, (1, 1, 16, 16, 16), total, 2) == []
+        assert concurrent_passes_match(net, (1, 1, 16, 16, 16), total, 2)
+        tiles = [torch.rand((1, 1, 16, 16, 16), generator=torch.Generator().manual_seed(i)) for i in range(2)]
+        variants = mirror_variants((0, 1, 2), 5)
+        calls, verdicts, pins = [], [], []
+        hook = net.register_forward_pre_hook(lambda m, a: calls.append(threading.current_thread().name))
+        with torch.no_grad():
+            sequential = [maybe_mirror_and_predict(net, t, (0, 1, 2)) for t in tiles]
+            calls.clear()
+            with concurrent_cpu_passes(2, thread_sensitive_modules(net)) as pool:
+                checked = list(checked_mirrored_predictions(pool, net, tiles, variants, 3, total, verdicts.append,
+                                                            pins.append))
+        hook.remove()
+        assert verdicts == [True] and pins == [[]]
+        assert all(torch.equal(a, b) for a, b in zip(checked, sequential)) and len(checked) == 2
+        assert len(calls) == 2 * 8 + 1  # the check: one pass more, as before the probe existed
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_where_the_plain_check_says_no_the_found_modules_are_pinned_and_the_check_says_yes():
+    """The inner module runs with a worker's thread count in the plain check, which says no; the probe finds it,
+    and with it pinned as well the whole pass is checked again and agrees."""
+    threads = _at_least_two_threads()
+    try:
+        total = torch.get_num_threads()
+        net = _with_inner_echo()
+        assert concurrent_pass_pins(net, (1, 1, 4, 4, 4), total, 2) == [net[1]]
+        assert concurrent_passes_match(net, (1, 1, 4, 4, 4), total, 2)
+        tiles = [torch.rand((1, 1, 4, 4, 4), generator=torch.Generator().manual_seed(i)) for i in range(3)]
+        variants = mirror_variants((0, 1, 2), 5)
+        roots, inner = [], []
+        root_hook = net.register_forward_pre_hook(
+            lambda m, a: roots.append((threading.current_thread().name, torch.get_num_threads())))
+        inner_hook = net[1].register_forward_hook(  # runs before the pin's own hook restores the count
+            lambda m, a, o: inner.append((threading.current_thread().name, torch.get_num_threads())))
+        verdicts, pins = [], []
+        with torch.no_grad():
+            sequential = [maybe_mirror_and_predict(net, t, (0, 1, 2)) for t in tiles]
+            roots.clear(), inner.clear()
+            with concurrent_cpu_passes(2, thread_sensitive_modules(net)) as pool:
+                checked = list(checked_mirrored_predictions(pool, net, tiles, variants, 3, total, verdicts.append,
+                                                            pins.append))
+        root_hook.remove(), inner_hook.remove()
+        assert verdicts == [True] and pins == [[net[1]]]
+        assert all(torch.equal(a, b) for a, b in zip(checked, sequential)) and len(checked) == 3
+        main = threading.current_thread().name
+        # the used pass, the plain check, the probe, the check with the found module pinned: in this thread, in turn
+        worker = max(1, total // 2)
+        assert roots[:4] == [(main, total), (main, worker), (main, total), (main, worker)]
+        assert len(roots) == 3 * 8 + 3
+        in_pool = [n for name, n in inner if name.startswith('nnunet_pass')]
+        assert in_pool and all(n == total for n in in_pool)
+        assert float(net[1](torch.ones(1))) == total  # pins removed once the predictions are done
+        assert torch.get_num_threads() == total
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_where_pinning_the_found_modules_does_not_suffice_the_passes_stay_one_at_a_time(monkeypatch):
+    """The network sums differently outside any leaf module: the probe finds the inner one, but with it pinned the
+    whole pass still differs, so the check says no and every pass runs as the reference runs it."""
+    import nnunetv2.inference.cpu_concurrent_passes as module
+    from nnunetv2.inference.cpu_thread_probe import thread_dependent_modules
+    probes = []
+    monkeypatch.setattr(module, 'thread_dependent_modules',
+                        lambda net, *a, **k: probes.append(net) or thread_dependent_modules(net, *a, **k))
+    threads = _at_least_two_threads()
+    try:
+        total = torch.get_num_threads()
+        torch.manual_seed(0)
+        net = _EchoingRoot(nn.Conv3d(1, 3, 1), _ThreadEcho())
+        assert concurrent_pass_pins(net, (1, 1, 4, 4, 4), total, 2) is None
+        assert probes == [net]
+        tiles = [torch.rand((1, 1, 4, 4, 4), generator=torch.Generator().manual_seed(i)) for i in range(2)]
+        variants = mirror_variants((0,), 5)
+        verdicts, pins, seen = [], [], []
+        hook = net.register_forward_pre_hook(lambda m, a: seen.append(threading.current_thread().name))
+        with torch.no_grad():
+            sequential = [maybe_mirror_and_predict(net, t, (0,)) for t in tiles]
+            seen.clear()
+            with concurrent_cpu_passes(2) as pool:
+                checked = list(checked_mirrored_predictions(pool, net, tiles, variants, 3, total, verdicts.append,
+                                                            pins.append))
+        hook.remove()
+        assert verdicts == [False] and pins == [] and len(probes) == 2
+        assert all(torch.equal(a, b) for a, b in zip(checked, sequential)) and len(checked) == 2
+        assert not any(name.startswith('nnunet_pass') for name in seen)
+        assert float(net[1](torch.ones(1))) == total  # nothing left pinned
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_check_made_before_the_passes_keeps_the_found_modules():
+    """Where tiles, not passes, are the unit of work, the check runs before the passes; it keeps what it found."""
+    threads = _at_least_two_threads()
+    try:
+        total = torch.get_num_threads()
+        workers = min(4, total)
+        net, verdicts = _with_inner_echo(), PassVerdicts()
+        assert choose_pass_workers(net, (1, 1, 4, 4, 4), 64, 0, verdicts) == workers
+        assert verdicts.get(net, ((1, 1, 4, 4, 4), total, workers)) is True
+        assert verdicts.pinned(net, ((1, 1, 4, 4, 4), total, workers)) == [net[1]]
+        assert verdicts.pinned(net, ((1, 1, 8, 8, 8), total, workers)) == []  # another tile shape: not checked yet
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_predictor_keeps_and_reuses_the_found_modules():
+    """The check runs on the first image; the second image (verdict known) pins the found module as well."""
+    from types import SimpleNamespace
+
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    threads = _at_least_two_threads()
+    try:
+        total = torch.get_num_threads()
+        p = nnUNetPredictor(device=torch.device('cpu'), allow_tqdm=False)
+        p.network = _with_inner_echo()
+        image = torch.rand((1, 8, 8, 8), generator=torch.Generator().manual_seed(3))
+        results = {}
+        for mode in (1, 0, 0):
+            p.configuration_manager = SimpleNamespace(patch_size=(8, 8, 8))
+            p.label_manager = SimpleNamespace(num_segmentation_heads=3)
+            p.allowed_mirroring_axes = (0, 1, 2)
+            p.list_of_parameters = [p.network.state_dict()]
+            p.cpu_concurrent_passes = mode
+            calls = []
+            hook = p.network[1].register_forward_hook(  # runs before the pin's own hook restores the count
+                lambda m, a, o, calls=calls: calls.append((threading.current_thread().name,
+                                                           torch.get_num_threads())))
+            results.setdefault(mode, []).append((p.predict_sliding_window_return_logits(image), calls))
+            hook.remove()
+        (sequential, _), = results[1]
+        (checked, _), (cached, cached_calls) = results[0]
+        assert torch.equal(checked, sequential) and torch.equal(cached, sequential)
+        assert p._pass_verdicts().all() == [True]
+        key = ((1, 1, 8, 8, 8), total, min(4, total))  # as choose_pass_workers files it
+        assert p._pass_verdicts().pinned(p.network, key) == [p.network[1]]
+        assert any(name.startswith('nnunet_pass') for name, _ in cached_calls)
+        assert all(n == total for _, n in cached_calls)
     finally:
         torch.set_num_threads(threads)

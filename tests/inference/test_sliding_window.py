@@ -201,7 +201,7 @@ def test_predictor_uses_concurrency_only_when_bit_identical(monkeypatch):
     predictor.network = SimpleNamespace(__call__=None)
     calls = []
     import nnunetv2.inference.cpu_concurrent_passes as module
-    monkeypatch.setattr(module, 'concurrent_passes_match', lambda *a: calls.append(a) or False)
+    monkeypatch.setattr(module, 'concurrent_pass_pins', lambda *a: calls.append(a) or None)
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 1
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 1
     assert len(calls) == 1  # checked once per network and tile shape
