@@ -35,6 +35,24 @@ class _ThreadEcho(nn.Module):
         return x * torch.get_num_threads()
 
 
+def _at_least_two_threads() -> int:
+    threads = torch.get_num_threads()
+    if threads < 2:
+        torch.set_num_threads(2)
+    return threads
+
+
+def _configure_tta_predictor(p, patch_size: tuple, concurrent_passes: int) -> None:
+    """What predict_sliding_window_return_logits needs of an initialised predictor (p.network set): 3 outputs,
+    mirroring on all axes, ``concurrent_passes`` as nnUNet_cpu_concurrent_passes would set it."""
+    from types import SimpleNamespace
+    p.configuration_manager = SimpleNamespace(patch_size=patch_size)
+    p.label_manager = SimpleNamespace(num_segmentation_heads=3)
+    p.allowed_mirroring_axes = (0, 1, 2)
+    p.list_of_parameters = [p.network.state_dict()]
+    p.cpu_concurrent_passes = concurrent_passes
+
+
 def test_thread_sensitive_modules_are_the_pointwise_convolutions():
     net = nn.Sequential(nn.Conv3d(2, 4, 1), nn.Conv3d(4, 4, 3), nn.Conv3d(4, 4, 1, stride=2), nn.Conv2d(4, 4, (1, 1)),
                         nn.ConvTranspose3d(4, 4, 1), nn.Conv3d(4, 4, 1, dilation=2))
@@ -126,22 +144,14 @@ def test_check_on_the_first_pass_falls_back_to_one_pass_at_a_time():
 
 def test_predictor_runs_a_single_tiles_mirrored_passes_concurrently():
     """One tile with TTA (8 passes): concurrent on the CPU, checked once, bit-identical to one pass at a time."""
-    from types import SimpleNamespace
-
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    threads = torch.get_num_threads()
-    if threads < 2:
-        torch.set_num_threads(2)
+    threads = _at_least_two_threads()
     try:
         results = {}
         p = nnUNetPredictor(device=torch.device('cpu'), allow_tqdm=False)
         p.network = _unet()
         for mode in (1, 0, 0):
-            p.configuration_manager = SimpleNamespace(patch_size=(16, 16, 16))
-            p.label_manager = SimpleNamespace(num_segmentation_heads=3)
-            p.allowed_mirroring_axes = (0, 1, 2)
-            p.list_of_parameters = [p.network.state_dict()]
-            p.cpu_concurrent_passes = mode
+            _configure_tta_predictor(p, (16, 16, 16), mode)
             calls = []
 
             def record(module, args, calls=calls):
@@ -222,13 +232,6 @@ class _EchoingRoot(nn.Sequential):
 
     def forward(self, x):
         return super().forward(x) + torch.get_num_threads()
-
-
-def _at_least_two_threads() -> int:
-    threads = torch.get_num_threads()
-    if threads < 2:
-        torch.set_num_threads(2)
-    return threads
 
 
 def _no_probe(*args, **kwargs):
@@ -354,8 +357,6 @@ def test_a_check_made_before_the_passes_keeps_the_found_modules():
 
 def test_predictor_keeps_and_reuses_the_found_modules():
     """The check runs on the first image; the second image (verdict known) pins the found module as well."""
-    from types import SimpleNamespace
-
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     threads = _at_least_two_threads()
     try:
@@ -365,11 +366,7 @@ def test_predictor_keeps_and_reuses_the_found_modules():
         image = torch.rand((1, 8, 8, 8), generator=torch.Generator().manual_seed(3))
         results = {}
         for mode in (1, 0, 0):
-            p.configuration_manager = SimpleNamespace(patch_size=(8, 8, 8))
-            p.label_manager = SimpleNamespace(num_segmentation_heads=3)
-            p.allowed_mirroring_axes = (0, 1, 2)
-            p.list_of_parameters = [p.network.state_dict()]
-            p.cpu_concurrent_passes = mode
+            _configure_tta_predictor(p, (8, 8, 8), mode)
             calls = []
             hook = p.network[1].register_forward_hook(  # runs before the pin's own hook restores the count
                 lambda m, a, o, calls=calls: calls.append((threading.current_thread().name,
