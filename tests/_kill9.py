@@ -164,6 +164,11 @@ def interrupted_while_starting(outcome: Outcome) -> bool:
     stderr = outcome.stderr
     if "Fatal Python error: init_import_site" in stderr:
         return True
+    # numpy turns a Ctrl-C that lands while its C extension initialises into an ImportError (status 1); without a
+    # 'sys.exit(' frame that happened while the console script imported the command's module, before our code ran
+    if (outcome.returncode == 1 and "Importing the numpy C-extensions failed" in stderr and "sys.exit(" not in stderr
+            and stderr.count("Traceback (most recent call last)") <= 2):
+        return True
     # a console script imports the entry point's module, then calls it in 'sys.exit(...)'; a KeyboardInterrupt from
     # inside the call would have been turned into status 130 by the entry point
     return (outcome.returncode == -signal.SIGINT and "sys.exit(" not in stderr and "multiprocessing" not in stderr

@@ -2,7 +2,7 @@
 import signal
 import sys
 
-from _kill9 import run_command
+from _kill9 import Outcome, interrupted_while_starting, run_command
 
 
 def test_commands_take_ctrl_c_even_when_pytest_ignores_it(monkeypatch):
@@ -48,3 +48,27 @@ def test_a_process_holding_the_output_is_reported_with_its_stacks(monkeypatch):
         raise AssertionError("the runner did not notice the process left holding the output")
     # faulthandler's dump of the child: the line of its sleep
     assert "its main process had ended with status" in message and 'File "<string>", line 4' in message, message
+
+
+NUMPY_INTERRUPTED = """Traceback (most recent call last):
+  File "numpy/_core/__init__.py", line 24, in <module>
+ImportError: PyCapsule_Import could not import module "datetime"
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "bin/nnUNetv2_evaluate_simple", line 5, in <module>
+    from nnunetv2.evaluation.evaluate_predictions import evaluate_simple_entry_point_command
+{call}ImportError:
+
+Importing the numpy C-extensions failed. This error can happen for
+"""
+
+
+def test_numpys_import_error_from_a_ctrl_c_is_an_interruption_only_before_the_entry_point():
+    def outcome(stderr):
+        return Outcome(returncode=1, stdout="", stderr=stderr, killed=True, seconds=0.2, left_behind=[])
+    assert interrupted_while_starting(outcome(NUMPY_INTERRUPTED.format(call="")))
+    # inside the entry point our code had taken over: there the Ctrl-C must have become 'interrupted' (130)
+    assert not interrupted_while_starting(outcome(NUMPY_INTERRUPTED.format(
+        call='  File "bin/nnUNetv2_x", line 8, in <module>\n    sys.exit(entry())\n')))
