@@ -27,9 +27,11 @@ fi
 numpy_features_above() {
     python3 - "$1" <<'PY'
 import sys
-import numpy
-core = getattr(numpy, "_core", None) or numpy.core
-dispatch = core._multiarray_umath.__cpu_dispatch__
+try:
+    from numpy._core import _multiarray_umath
+except ImportError:  # numpy < 2
+    from numpy.core import _multiarray_umath
+dispatch = _multiarray_umath.__cpu_dispatch__
 avx = {"AVX", "F16C", "FMA3", "AVX2", "X86_V3"}
 above = [f for f in dispatch if f.startswith("AVX512") or f == "X86_V4" or (sys.argv[1] == "sse4" and f in avx)]
 print(" ".join(above))
