@@ -146,8 +146,16 @@ def _pass_with_fewer_threads(network: Callable[[torch.Tensor], torch.Tensor], x:
         torch.set_num_threads(previous)
 
 
+# Where the plain check says no, finding and checking the modules to pin costs about four passes more (an Intel Xeon
+# with AVX-512 FP16, the default 3d_fullres network), and running two passes at a time gains about a fifth of a
+# pass each. With TTA, a one-tile image took 24 s before and 28 s with the search; three such images in one run
+# 63 s and 58 s. So the search is made only where at least this many passes stand to gain from it (see
+# PassVerdicts.may_search).
+PROBE_MIN_PASSES = 64
+
+
 def worker_pins(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, reference: torch.Tensor,
-                total_threads: int, per_worker: int) -> Optional[List[nn.Module]]:
+                total_threads: int, per_worker: int, may_search: bool = True) -> Optional[List[nn.Module]]:
     """The modules a worker (``per_worker`` threads) must run with ``total_threads`` besides
     :func:`thread_sensitive_modules` for its pass over ``x`` to equal ``reference`` (the first output of the pass with
     ``total_threads`` threads) in every bit; None where no such set was found.
@@ -156,11 +164,14 @@ def worker_pins(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     the answer is no further modules, for one pass. Only where it does not are the modules that depend on the thread
     count on this CPU searched for (:func:`thread_dependent_modules`, about two passes) and, if there are any, the
     worker's pass is checked again with them pinned too (one pass more): the whole pass stays the gate, not the
-    module-by-module probe. All passes run in this thread one after the other (see :func:`_pass_with_fewer_threads`).
+    module-by-module probe. Without ``may_search`` a no of the plain check is the answer. All passes run in this thread
+    one after the other (see :func:`_pass_with_fewer_threads`).
     """
     structural = thread_sensitive_modules(network)
     if torch.equal(_pass_with_fewer_threads(network, x, total_threads, per_worker, structural), reference):
         return []
+    if not may_search:
+        return None
     found = thread_dependent_modules(network, x, total_threads, per_worker, skip=structural)
     if found and torch.equal(_pass_with_fewer_threads(network, x, total_threads, per_worker, structural + found),
                              reference):
@@ -169,7 +180,7 @@ def worker_pins(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 
 
 def concurrent_pass_pins(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
-                         total_threads: int, workers: int) -> Optional[List[nn.Module]]:
+                         total_threads: int, workers: int, may_search: bool = True) -> Optional[List[nn.Module]]:
     """:func:`worker_pins` for the workers of ``concurrent_cpu_passes(workers, ...)`` (``total_threads // workers``
     threads each), on a random tile of ``tile_shape``: the pass with ``total_threads`` threads, then the check (one
     pass where the plain check agrees, about four where it does not)."""
@@ -181,7 +192,7 @@ def concurrent_pass_pins(network: Callable[[torch.Tensor], torch.Tensor], tile_s
             reference = _first_output(network(x))
     finally:
         torch.set_num_threads(previous)
-    return worker_pins(network, x, reference, total_threads, max(1, total_threads // workers))
+    return worker_pins(network, x, reference, total_threads, max(1, total_threads // workers), may_search)
 
 
 def concurrent_passes_match(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
@@ -245,8 +256,8 @@ def mirrored_predictions(pool: Optional[Executor], network: Callable[[torch.Tens
 def checked_mirrored_predictions(pool: Executor, network: Callable[[torch.Tensor], torch.Tensor],
                                  tiles: Iterable[torch.Tensor], variants: List[Tuple[int, ...]], lookahead: int,
                                  total_threads: int, on_verdict: Callable[[bool], None],
-                                 on_pinned: Optional[Callable[[List[nn.Module]], None]] = None) \
-        -> Iterator[torch.Tensor]:
+                                 on_pinned: Optional[Callable[[List[nn.Module]], None]] = None,
+                                 may_search: bool = True) -> Iterator[torch.Tensor]:
     """:func:`mirrored_predictions` that first checks the concurrent configuration on the first real pass.
 
     That pass runs with ``total_threads`` threads, as the reference runs it (this result is used), then is checked
@@ -254,7 +265,7 @@ def checked_mirrored_predictions(pool: Executor, network: Callable[[torch.Tensor
     for bit the other passes run on ``pool``, the modules the check found to pin run with ``total_threads`` (on top of
     ``pool``'s own pins, given when it was made), else one at a time in this thread with ``total_threads`` threads.
     ``on_pinned`` gets those modules (none where the plain check agreed), then ``on_verdict`` the outcome. The check
-    costs one pass where the plain check agrees, about four where it does not, once.
+    costs one pass where the plain check agrees, about four where it does not and ``may_search``, once.
     """
     one_pass = _pass_function(network)
     tiles = iter(tiles)
@@ -265,7 +276,7 @@ def checked_mirrored_predictions(pool: Executor, network: Callable[[torch.Tensor
     torch.set_num_threads(total_threads)
     try:
         reference = network(first)
-        pins = worker_pins(network, first, _first_output(reference), total_threads, per_worker)
+        pins = worker_pins(network, first, _first_output(reference), total_threads, per_worker, may_search)
     except BaseException:
         torch.set_num_threads(per_worker)
         raise
@@ -283,8 +294,10 @@ def checked_mirrored_predictions(pool: Executor, network: Callable[[torch.Tensor
 
 class PassVerdicts:
     """Outcomes of the concurrency check per network, tile shape, thread count and workers, with the modules found to
-    need pinning where it said yes. Networks are held weakly where they allow it, so a new network that happens to get
-    a freed one's address is not taken for it."""
+    need pinning where it said yes. A no of the plain check without the search for modules to pin (``searched=False``,
+    see :meth:`may_search`) holds until an image may search; the passes run one at a time under it are counted.
+    Networks are held weakly where they allow it, so a new network that happens to get a freed one's address is not
+    taken for it."""
 
     def __init__(self):
         self._weak: 'weakref.WeakKeyDictionary' = weakref.WeakKeyDictionary()
@@ -296,20 +309,38 @@ class PassVerdicts:
         except TypeError:  # not weakly referenceable
             return self._by_id.setdefault(id(network), {})
 
-    def get(self, network, key: tuple) -> Optional[bool]:
+    def get(self, network, key: tuple, may_search: bool = False) -> Optional[bool]:
+        """The verdict; None where there is none yet, or only a no without the search that ``may_search`` allows."""
         entry = self._table(network).get(key)
-        return None if entry is None else entry[0]
+        return None if entry is None or (may_search and not entry[2]) else entry[0]
+
+    def may_search(self, network, key: tuple, n_passes: int) -> bool:
+        """Whether an image of ``n_passes`` passes may search for modules to pin where the plain check says no: where
+        ``PROBE_MIN_PASSES`` passes stand to gain, counting this image's and as many again as ran one at a time under
+        an earlier no (a run that has predicted many images is likely to predict as many more; a one-image run of
+        a small image never searches)."""
+        entry = self._table(network).get(key)
+        earlier = entry[3] if entry is not None and not entry[2] else 0
+        return n_passes + earlier >= PROBE_MIN_PASSES
+
+    def count_passes(self, network, key: tuple, n_passes: int) -> None:
+        """``n_passes`` more ran one at a time under a no without the search."""
+        entry = self._table(network).get(key)
+        if entry is not None and not entry[2]:
+            entry[3] += n_passes
 
     def pinned(self, network, key: tuple) -> List[nn.Module]:
         """The modules to pin besides :func:`thread_sensitive_modules` (none where the verdict is no or unknown)."""
         entry = self._table(network).get(key)
         return list(entry[1]) if entry is not None and entry[0] else []
 
-    def set(self, network, key: tuple, verdict: bool, pinned: Sequence[nn.Module] = ()) -> None:
-        self._table(network)[key] = (verdict, tuple(pinned))
+    def set(self, network, key: tuple, verdict: bool, pinned: Sequence[nn.Module] = (), searched: bool = True,
+            passes: int = 0) -> None:
+        """The check's outcome; ``passes``: those of the image that ran under a no without the search."""
+        self._table(network)[key] = [verdict, tuple(pinned), verdict or searched, passes]
 
     def all(self) -> List[bool]:
-        return [v for table in list(self._weak.values()) + list(self._by_id.values()) for v, _ in table.values()]
+        return [e[0] for table in list(self._weak.values()) + list(self._by_id.values()) for e in table.values()]
 
 
 def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...], n_passes: int,
@@ -320,8 +351,8 @@ def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_sh
     here with :func:`concurrent_pass_pins` (the modules it found to pin are kept with a yes), or, with
     ``check_later``, by the caller on the first real pass (see :func:`checked_mirrored_predictions`; the verdict is
     then left unset). The check costs about one pass (about four where the plain check says no and modules are
-    looked for), so it is done only for at least two passes per worker; a known verdict applies from one pass per
-    worker on."""
+    looked for, where :meth:`PassVerdicts.may_search`), so it is done only for at least two passes per worker; a
+    known verdict applies from one pass per worker on."""
     if requested > 0:
         return requested
     total = torch.get_num_threads()
@@ -329,13 +360,16 @@ def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_sh
     if workers <= 1 or n_passes < workers:
         return 1
     key = (tuple(tile_shape), total, workers)
-    verdict = verdicts.get(network, key)
+    may_search = verdicts.may_search(network, key, n_passes)
+    verdict = verdicts.get(network, key, may_search)
     if verdict is None:
         if n_passes < 2 * workers:
             return 1
         if check_later:
             return workers
-        pins = concurrent_pass_pins(network, tuple(tile_shape), total, workers)
-        verdict = pins is not None
-        verdicts.set(network, key, verdict, pins or ())
+        pins = concurrent_pass_pins(network, tuple(tile_shape), total, workers, may_search)
+        verdicts.set(network, key, pins is not None, pins or (), searched=may_search, passes=n_passes)
+        return 1 if pins is None else workers
+    if not verdict:
+        verdicts.count_passes(network, key, n_passes)
     return workers if verdict else 1

@@ -77,12 +77,12 @@ def planned_passes(predictor, tile_shape: Tuple[int, ...], n_tiles: int) \
         predict_tiles = None
         if pool is not None and separate:
             network, verdicts = predictor.network, predictor._pass_verdicts()
-            found = []
-            if fast is None and requested <= 0 and verdicts.get(network, key) is None:
+            found, may_search = [], verdicts.may_search(network, key, n_passes)
+            if fast is None and requested <= 0 and verdicts.get(network, key, may_search) is None:
                 predict_tiles = partial(checked_mirrored_predictions, pool, network, variants=variants,
                                         lookahead=LOOKAHEAD, total_threads=total_threads,
-                                        on_verdict=lambda v: verdicts.set(network, key, v, found),
-                                        on_pinned=found.extend)
+                                        on_verdict=lambda v: verdicts.set(network, key, v, found, may_search, n_passes),
+                                        on_pinned=found.extend, may_search=may_search)
             else:
                 predict_tiles = partial(mirrored_predictions, pool, network, variants=variants, lookahead=LOOKAHEAD)
         yield pool, predict_tiles

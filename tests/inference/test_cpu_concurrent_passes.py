@@ -355,9 +355,11 @@ def test_a_check_made_before_the_passes_keeps_the_found_modules():
         torch.set_num_threads(threads)
 
 
-def test_predictor_keeps_and_reuses_the_found_modules():
+def test_predictor_keeps_and_reuses_the_found_modules(monkeypatch):
     """The check runs on the first image; the second image (verdict known) pins the found module as well."""
+    import nnunetv2.inference.cpu_concurrent_passes as module
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    monkeypatch.setattr(module, 'PROBE_MIN_PASSES', 8)  # one tile with TTA
     threads = _at_least_two_threads()
     try:
         total = torch.get_num_threads()
@@ -381,5 +383,73 @@ def test_predictor_keeps_and_reuses_the_found_modules():
         assert p._pass_verdicts().pinned(p.network, key) == [p.network[1]]
         assert any(name.startswith('nnunet_pass') for name, _ in cached_calls)
         assert all(n == total for _, n in cached_calls)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_an_image_too_small_to_pay_for_the_search_runs_one_pass_at_a_time_and_a_larger_one_searches():
+    """The search for modules to pin costs about four passes: a one-tile image (8 passes with TTA) keeps the plain
+    check's no (as before the search existed), and later images as small take that answer without checking again;
+    an image with enough passes checks again, searches and runs its passes concurrently."""
+    import nnunetv2.inference.cpu_concurrent_passes as module
+    from nnunetv2.inference.cpu_thread_probe import thread_dependent_modules
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    threads = _at_least_two_threads()
+    try:
+        total = torch.get_num_threads()
+        p = nnUNetPredictor(device=torch.device('cpu'), allow_tqdm=False)
+        p.network = _with_inner_echo()
+        _configure_tta_predictor(p, (8, 8, 8), 1)
+        small = torch.rand((1, 8, 8, 8), generator=torch.Generator().manual_seed(3))
+        large = torch.rand((1, 8, 8, 40), generator=torch.Generator().manual_seed(4))  # 9 tiles: 72 passes
+        sequential = [p.predict_sliding_window_return_logits(x) for x in (small, large)]
+        _configure_tta_predictor(p, (8, 8, 8), 0)
+        key = ((1, 1, 8, 8, 8), total, min(4, total))
+        original_probe, probes, calls = module.thread_dependent_modules, [], []
+        module.thread_dependent_modules = lambda *a, **k: probes.append(1) or original_probe(*a, **k)
+        hook = p.network.register_forward_pre_hook(lambda m, a: calls.append(threading.current_thread().name))
+        try:
+            for _ in range(2):
+                calls.clear()
+                assert torch.equal(p.predict_sliding_window_return_logits(small), sequential[0])
+                assert probes == [] and not any(n.startswith('nnunet_pass') for n in calls)
+                assert p._pass_verdicts().get(p.network, key) is False
+            assert len(calls) == 8  # the second small image: no check at all
+            calls.clear()
+            assert torch.equal(p.predict_sliding_window_return_logits(large), sequential[1])
+            assert probes == [1] and any(n.startswith('nnunet_pass') for n in calls)
+            assert p._pass_verdicts().get(p.network, key, may_search=True) is True
+            assert p._pass_verdicts().pinned(p.network, key) == [p.network[1]]
+        finally:
+            module.thread_dependent_modules = original_probe
+            hook.remove()
+        assert thread_dependent_modules is original_probe
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_after_enough_small_images_under_a_plain_no_the_next_one_searches(monkeypatch):
+    """A run of many small images: once as many passes as the search needs to pay off have run one at a time, the
+    next image searches (a run that has predicted many images is likely to predict as many more)."""
+    import nnunetv2.inference.cpu_concurrent_passes as module
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    monkeypatch.setattr(module, 'PROBE_MIN_PASSES', 24)  # three one-tile images with TTA
+    probes = []
+    original_probe = module.thread_dependent_modules
+    monkeypatch.setattr(module, 'thread_dependent_modules', lambda *a, **k: probes.append(1) or original_probe(*a, **k))
+    threads = _at_least_two_threads()
+    try:
+        p = nnUNetPredictor(device=torch.device('cpu'), allow_tqdm=False)
+        p.network = _with_inner_echo()
+        _configure_tta_predictor(p, (8, 8, 8), 1)
+        image = torch.rand((1, 8, 8, 8), generator=torch.Generator().manual_seed(3))
+        sequential = p.predict_sliding_window_return_logits(image)
+        _configure_tta_predictor(p, (8, 8, 8), 0)
+        searched_before = []
+        for _ in range(4):
+            assert torch.equal(p.predict_sliding_window_return_logits(image), sequential)
+            searched_before.append(len(probes))
+        assert searched_before == [0, 0, 1, 1]  # 8 + 8 passes ran one at a time, the third image (8 more) searched
+        assert p._pass_verdicts().all() == [True]
     finally:
         torch.set_num_threads(threads)
