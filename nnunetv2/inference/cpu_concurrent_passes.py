@@ -27,6 +27,7 @@ import weakref
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
@@ -195,12 +196,6 @@ def concurrent_pass_pins(network: Callable[[torch.Tensor], torch.Tensor], tile_s
     return worker_pins(network, x, reference, total_threads, max(1, total_threads // workers), may_search)
 
 
-def concurrent_passes_match(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...],
-                            total_threads: int, workers: int) -> bool:
-    """Whether workers' passes can equal the reference's in every bit (:func:`concurrent_pass_pins` finds pins)."""
-    return concurrent_pass_pins(network, tile_shape, total_threads, workers) is not None
-
-
 def ordered_map(pool: Optional[Executor], fn: Callable[[_T], _R], items: Iterable[_T], lookahead: int) -> Iterator[_R]:
     """``map(fn, items)`` computed on ``pool`` (None: in this thread), in order, at most ``lookahead`` items ahead."""
     if pool is None:
@@ -292,6 +287,14 @@ def checked_mirrored_predictions(pool: Executor, network: Callable[[torch.Tensor
         yield from _averaged_groups(outputs, len(variants))
 
 
+@dataclass
+class _Verdict:
+    concurrent: bool
+    pinned: Tuple[nn.Module, ...]
+    searched: bool  # a yes, or a no after the search for modules to pin (not only the plain check's no)
+    passes_since: int  # passes run one at a time under a no without the search
+
+
 class PassVerdicts:
     """Outcomes of the concurrency check per network, tile shape, thread count and workers, with the modules found to
     need pinning where it said yes. A no of the plain check without the search for modules to pin (``searched=False``,
@@ -312,7 +315,7 @@ class PassVerdicts:
     def get(self, network, key: tuple, may_search: bool = False) -> Optional[bool]:
         """The verdict; None where there is none yet, or only a no without the search that ``may_search`` allows."""
         entry = self._table(network).get(key)
-        return None if entry is None or (may_search and not entry[2]) else entry[0]
+        return None if entry is None or (may_search and not entry.searched) else entry.concurrent
 
     def may_search(self, network, key: tuple, n_passes: int) -> bool:
         """Whether an image of ``n_passes`` passes may search for modules to pin where the plain check says no: where
@@ -320,27 +323,28 @@ class PassVerdicts:
         an earlier no (a run that has predicted many images is likely to predict as many more; a one-image run of
         a small image never searches)."""
         entry = self._table(network).get(key)
-        earlier = entry[3] if entry is not None and not entry[2] else 0
+        earlier = entry.passes_since if entry is not None and not entry.searched else 0
         return n_passes + earlier >= PROBE_MIN_PASSES
 
     def count_passes(self, network, key: tuple, n_passes: int) -> None:
         """``n_passes`` more ran one at a time under a no without the search."""
         entry = self._table(network).get(key)
-        if entry is not None and not entry[2]:
-            entry[3] += n_passes
+        if entry is not None and not entry.searched:
+            entry.passes_since += n_passes
 
     def pinned(self, network, key: tuple) -> List[nn.Module]:
         """The modules to pin besides :func:`thread_sensitive_modules` (none where the verdict is no or unknown)."""
         entry = self._table(network).get(key)
-        return list(entry[1]) if entry is not None and entry[0] else []
+        return list(entry.pinned) if entry is not None and entry.concurrent else []
 
     def set(self, network, key: tuple, verdict: bool, pinned: Sequence[nn.Module] = (), searched: bool = True,
             passes: int = 0) -> None:
         """The check's outcome; ``passes``: those of the image that ran under a no without the search."""
-        self._table(network)[key] = [verdict, tuple(pinned), verdict or searched, passes]
+        self._table(network)[key] = _Verdict(verdict, tuple(pinned), verdict or searched, passes)
 
     def all(self) -> List[bool]:
-        return [e[0] for table in list(self._weak.values()) + list(self._by_id.values()) for e in table.values()]
+        return [e.concurrent for table in list(self._weak.values()) + list(self._by_id.values())
+                for e in table.values()]
 
 
 def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...], n_passes: int,

@@ -68,15 +68,16 @@ def planned_passes(predictor, tile_shape: Tuple[int, ...], n_tiles: int) \
             workers = predictor._concurrent_pass_workers(tile_shape, n_passes, check_later=separate) \
                 if separate or n_tiles > 1 else 1
         key = (tuple(tile_shape), total_threads, workers)  # as choose_pass_workers files it
+        verdicts = predictor._pass_verdicts()
         pinned = ()
         if fast is None and workers > 1:
             # the pointwise convolutions, and those found to depend on the thread count on this CPU (known once the
             # check has said yes for this tile shape; while the check runs, it pins them itself)
-            pinned = thread_sensitive_modules(original) + predictor._pass_verdicts().pinned(original, key)
+            pinned = thread_sensitive_modules(original) + verdicts.pinned(original, key)
         pool = stack.enter_context(concurrent_cpu_passes(workers, pinned))
         predict_tiles = None
         if pool is not None and separate:
-            network, verdicts = predictor.network, predictor._pass_verdicts()
+            network = predictor.network
             found, may_search = [], verdicts.may_search(network, key, n_passes)
             if fast is None and requested <= 0 and verdicts.get(network, key, may_search) is None:
                 predict_tiles = partial(checked_mirrored_predictions, pool, network, variants=variants,

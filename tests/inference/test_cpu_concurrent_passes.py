@@ -11,9 +11,8 @@ from torch import nn
 
 from nnunetv2.inference.cpu_concurrent_passes import (PassVerdicts, checked_mirrored_predictions,
                                                       choose_pass_workers, concurrent_cpu_passes,
-                                                      concurrent_pass_pins, concurrent_passes_match,
-                                                      mirrored_predictions, pinned_thread_count,
-                                                      thread_sensitive_modules)
+                                                      concurrent_pass_pins, mirrored_predictions,
+                                                      pinned_thread_count, thread_sensitive_modules)
 from nnunetv2.inference.sliding_window_prediction import maybe_mirror_and_predict, mirror_variants
 from _fixed_threads import FixedThreadCount
 
@@ -136,8 +135,8 @@ def test_check_on_the_first_pass_falls_back_to_one_pass_at_a_time():
                     seen.append(out)
         assert verdicts == [False]
         assert all(torch.equal(a, b) for a, b in zip(seen, sequential)) and len(seen) == 3
-        assert not concurrent_passes_match(net, (1, 1, 4, 4, 4), total, 2)
-        assert concurrent_passes_match(_unet(), (1, 1, 16, 16, 16), total, 2)
+        assert concurrent_pass_pins(net, (1, 1, 4, 4, 4), total, 2) is None
+        assert concurrent_pass_pins(_unet(), (1, 1, 16, 16, 16), total, 2) is not None
     finally:
         torch.set_num_threads(threads)
 
@@ -203,7 +202,7 @@ def test_the_check_runs_its_two_passes_one_after_the_other_in_the_callers_thread
     try:
         total = torch.get_num_threads()
         log = _CallLog()
-        assert concurrent_passes_match(log, (1, 1, 2, 2, 2), total, 2)
+        assert concurrent_pass_pins(log, (1, 1, 2, 2, 2), total, 2) is not None
         main = threading.current_thread().name
         assert log.calls == [(main, total), (main, max(1, total // 2))] and not log.overlapped
 
@@ -248,7 +247,6 @@ def test_where_the_plain_check_says_yes_nothing_is_probed(monkeypatch):
         total = torch.get_num_threads()
         net = _unet()
         assert concurrent_pass_pins(net, (1, 1, 16, 16, 16), total, 2) == []
-        assert concurrent_passes_match(net, (1, 1, 16, 16, 16), total, 2)
         tiles = [torch.rand((1, 1, 16, 16, 16), generator=torch.Generator().manual_seed(i)) for i in range(2)]
         variants = mirror_variants((0, 1, 2), 5)
         calls, verdicts, pins = [], [], []
@@ -275,7 +273,6 @@ def test_where_the_plain_check_says_no_the_found_modules_are_pinned_and_the_chec
         total = torch.get_num_threads()
         net = _with_inner_echo()
         assert concurrent_pass_pins(net, (1, 1, 4, 4, 4), total, 2) == [net[1]]
-        assert concurrent_passes_match(net, (1, 1, 4, 4, 4), total, 2)
         tiles = [torch.rand((1, 1, 4, 4, 4), generator=torch.Generator().manual_seed(i)) for i in range(3)]
         variants = mirror_variants((0, 1, 2), 5)
         roots, inner = [], []
