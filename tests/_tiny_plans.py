@@ -56,3 +56,31 @@ def tiny_unet_plans(dataset_name: str, spacing: Sequence[float] = (2.0, 2.0, 2.0
         patch_size=[16, 16, 16], median_image_size_in_voxels=[24, 24, 24], batch_dice=False,
         architecture=copy.deepcopy(TINY_PLAIN_UNET))
     return plans
+
+
+def write_tiny_model(folder, dataset_name: str, labels: dict, seed: int, fold='0') -> None:
+    """A trained-model folder (plans.json, dataset.json, fold_<fold>/checkpoint_final.pth) of ``tiny_unet_plans``
+    with one input channel and seeded random weights, as nnUNetv2_train would leave it."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    folder = Path(folder)
+    (folder / f'fold_{fold}').mkdir(parents=True)
+    plans = tiny_unet_plans(dataset_name)
+    dataset_json = {'channel_names': {'0': 'MRI'}, 'labels': labels, 'numTraining': 4, 'file_ending': '.nii.gz'}
+    (folder / 'plans.json').write_text(json.dumps(plans))
+    (folder / 'dataset.json').write_text(json.dumps(dataset_json))
+    cm = PlansManager(plans).get_configuration('3d_fullres')
+    torch.manual_seed(seed)
+    net = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                 cm.network_arch_init_kwargs_req_import, 1, len(labels), allow_init=True,
+                                 deep_supervision=True)
+    torch.save({'network_weights': net.state_dict(), 'trainer_name': 'nnUNetTrainer',
+                'init_args': {'plans': plans, 'configuration': '3d_fullres', 'fold': fold if fold == 'all' else
+                              int(fold), 'dataset_json': dataset_json, 'device': 'cpu'},
+                'inference_allowed_mirroring_axes': (0, 1, 2), 'current_epoch': 1000},
+               folder / f'fold_{fold}' / 'checkpoint_final.pth')

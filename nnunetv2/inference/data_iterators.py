@@ -39,6 +39,22 @@ def _as_tensor(item: dict) -> dict:
     return item
 
 
+def _reraise_failure_of_another_worker(queues: list, stopped: int) -> None:
+    """Worker ``stopped`` ended without queueing its next case because another worker failed: a failing worker
+    queues its exception and then raises the abort flag, which makes the others stop early (exit code 0). Raise that
+    exception, not "worker ``stopped`` died" about a case that was never wrong. Items still queued are dropped (the
+    run ends here anyway)."""
+    for other, q in enumerate(queues):
+        if other == stopped:
+            continue
+        try:
+            item = q.get(timeout=0.5)  # the failure may still be on its way through the pipe
+        except queue_module.Empty:
+            continue
+        if isinstance(item, WorkerFailure):
+            item.reraise("preprocessing worker")
+
+
 def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases: int, shared_args: tuple,
                  num_processes: int, pin_memory: bool, verbose: bool,
                  skipped: Optional[list] = None, case_names: Optional[Sequence[str]] = None,
@@ -79,6 +95,8 @@ def _round_robin(worker_fn, per_case_lists: List[Optional[Sequence]], num_cases:
                     break
                 except queue_module.Empty:
                     if not processes[w].is_alive() and queues[w].empty():
+                        if abort_event.is_set():
+                            _reraise_failure_of_another_worker(queues, w)
                         name = case_names[case] if case_names is not None else f"input case {case + 1}"
                         raise_worker_died("preprocessing worker", processes[w], "-npp", f"preprocessing {name}")
             if isinstance(item, WorkerFailure):

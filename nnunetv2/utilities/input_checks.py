@@ -14,7 +14,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2.errors import UserError
+from nnunetv2.errors import UserError, plain_numbers
 
 _BLOCK_VOXELS = 1 << 24  # ~64 MB of float32 per block: bounded extra memory for the checks below
 
@@ -148,6 +148,50 @@ def check_channel_count(num_channels: int, image_files: Sequence[str], expected:
     if problem is not None:
         raise UserError(problem + ".", "Each case needs exactly one image file per declared channel "
                                        "(CASE_0000, CASE_0001, ...), each holding one channel (RGB: 3 for a .png).")
+
+
+_ARRAY_HINT = ("nnU-Net takes images as numpy arrays (channels, z, y, x), 2-D images as (channels, 1, y, x), with "
+               "properties {'spacing': (sz, sy, sx)} in the same axis order (2-D: e.g. (999, sy, sx)); "
+               "SimpleITKIO().read_images([file_0000, ...]) returns both in this form.")
+
+
+def case_array_problem(data, properties) -> Optional[str]:
+    """What is wrong with an image handed to nnU-Net as an array (predict_single_npy_array, run_case_npy, ...), or
+    None. Readers always produce the right form; a caller's own array is often 3-D (no channel axis), a batch
+    (5-D), a torch tensor, or comes with no or a mis-sized spacing, which otherwise fail deep inside."""
+    if not isinstance(data, np.ndarray):
+        if type(data).__module__.startswith("torch"):
+            return "The image is a torch tensor, not a numpy array (use tensor.cpu().numpy())."
+        return f"The image is a {type(data).__name__}, not a numpy array."
+    if data.ndim != 4:
+        extra = " (a batch axis?)" if data.ndim == 5 else " (no channel axis: add it with image[None])" \
+            if data.ndim in (2, 3) else ""
+        return f"The image array has shape {tuple(data.shape)}: {data.ndim} axes{extra}, where 4 are needed."
+    if 0 in data.shape:
+        return f"The image array has shape {tuple(data.shape)}: no voxels."
+    if not isinstance(properties, dict) or "spacing" not in properties:
+        got = "have no 'spacing'" if isinstance(properties, dict) else \
+            f"are {'None' if properties is None else 'a ' + type(properties).__name__}"
+        return f"The image properties {got}; a dict with 'spacing' (one value per spatial axis) is needed."
+    spacing = properties["spacing"]
+    try:
+        if isinstance(spacing, (str, bytes)):
+            raise TypeError
+        values = [float(v) for v in spacing]
+    except (TypeError, ValueError):
+        return f"The image spacing {spacing!r} is not a sequence of numbers."
+    if len(values) != 3:
+        return (f"The image spacing {plain_numbers(spacing)} has {len(values)} value(s), but the image has 3 "
+                f"spatial axes (shape {tuple(data.shape)}).")
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        return f"The image spacing {plain_numbers(spacing)} is not positive and finite on every axis."
+    return None
+
+
+def check_case_array(data, properties) -> None:
+    problem = case_array_problem(data, properties)
+    if problem is not None:
+        raise UserError(problem, _ARRAY_HINT)
 
 
 def nonfinite_counts(images: np.ndarray) -> tuple:

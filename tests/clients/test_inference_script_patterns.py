@@ -11,7 +11,6 @@ returns. Model: a tiny PlainConvUNet with seeded random weights, made here.
 """
 from __future__ import annotations
 
-import json
 import multiprocessing
 
 import numpy as np
@@ -20,28 +19,12 @@ import SimpleITK as sitk
 import torch
 
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-from _tiny_plans import tiny_unet_plans
+from _tiny_plans import write_tiny_model
 
 
 def _model_folder(tmp_path_factory):
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     folder = tmp_path_factory.mktemp('Dataset077_Api') / 'nnUNetTrainer__nnUNetPlans__3d_fullres'
-    (folder / 'fold_0').mkdir(parents=True)
-    plans = tiny_unet_plans('Dataset077_Api')
-    dataset_json = {'channel_names': {'0': 'MRI'}, 'labels': {'background': 0, 'a': 1, 'b': 2}, 'numTraining': 4,
-                    'file_ending': '.nii.gz'}
-    (folder / 'plans.json').write_text(json.dumps(plans))
-    (folder / 'dataset.json').write_text(json.dumps(dataset_json))
-    cm = PlansManager(plans).get_configuration('3d_fullres')
-    torch.manual_seed(77)
-    net = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                 cm.network_arch_init_kwargs_req_import, 1, 3, allow_init=True, deep_supervision=True)
-    torch.save({'network_weights': net.state_dict(), 'trainer_name': 'nnUNetTrainer',
-                'init_args': {'plans': plans, 'configuration': '3d_fullres', 'fold': 0,
-                              'dataset_json': dataset_json, 'device': 'cpu'},
-                'inference_allowed_mirroring_axes': (0, 1, 2), 'current_epoch': 1000},
-               folder / 'fold_0' / 'checkpoint_final.pth')
+    write_tiny_model(folder, 'Dataset077_Api', {'background': 0, 'a': 1, 'b': 2}, seed=77)
     return folder
 
 

@@ -20,8 +20,8 @@ from nnunetv2.preprocessing.preprocessors.foreground_sampling import sample_fore
 from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
 from nnunetv2.utilities.plans_handling.plans_checks import (EmptyResamplingError, check_resampled_not_empty,
                                                          check_resampled_size, warn_if_much_upsampled)
-from nnunetv2.utilities.input_checks import (check_channel_count, check_integer_labels, check_single_channel_label,
-                                             non_integer_label_values)
+from nnunetv2.utilities.input_checks import (check_case_array, check_channel_count, check_integer_labels,
+                                             check_single_channel_label, non_integer_label_values)
 
 if TYPE_CHECKING:
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -74,6 +74,7 @@ class DefaultPreprocessor(object):
         """
         if isinstance(dataset_json, str):
             dataset_json = load_json(dataset_json)
+        check_case_array(data, properties)
         data = data.astype(np.float32)  # always a copy: everything below may work in place
         if seg is not None:
             if tuple(data.shape[1:]) != tuple(seg.shape[1:]):
