@@ -10,6 +10,7 @@ the reference's ``extractall``); a prediction loading the model meanwhile reads 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from typing import List
+from typing import Dict, List
 
 from nnunetv2.errors import UserError
 from nnunetv2.model_sharing.model_update import marking_model_updates
@@ -158,6 +159,32 @@ def _move_into_place(src: str, dst: str) -> None:
             os.replace(s, d)
 
 
+def _same_json_file(a: str, b: str) -> bool:
+    """Whether two files hold the same JSON (or, where either is not JSON, the same bytes)."""
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        da, db = fa.read(), fb.read()
+    if da == db:
+        return True
+    try:
+        return json.loads(da) == json.loads(db)
+    except ValueError:
+        return False
+
+
+def folds_left_from_an_older_version(staged_model: str, installed_model: str) -> List[str]:
+    """The ``fold_*`` folders of an installed model that an install leaves in place although the zip brings another
+    plans.json or dataset.json: they were trained for other plans (or labels), and the default folds of a prediction
+    would ensemble them with the zip's folds. Empty where the definition is unchanged (a zip of some folds of the
+    same model, e.g. one zip per fold)."""
+    def folds(folder: str) -> set:
+        return {n for n in os.listdir(folder) if n.startswith("fold_") and os.path.isdir(os.path.join(folder, n))}
+
+    changed = [n for n in ("plans.json", "dataset.json")
+               if os.path.isfile(os.path.join(staged_model, n)) and os.path.isfile(os.path.join(installed_model, n))
+               and not _same_json_file(os.path.join(staged_model, n), os.path.join(installed_model, n))]
+    return sorted(folds(installed_model) - folds(staged_model)) if changed else []
+
+
 def install_model_from_zip_file(zip_file: str) -> None:
     """Extract a model zip (members ``DatasetXXX_Name/...``) into ``nnUNet_results``."""
     results = nnUNet_results.require()
@@ -196,9 +223,21 @@ def install_model_from_zip_file(zip_file: str) -> None:
             # (model folders only: <dataset>/ensembles holds no model, and its listing is read as ensembles)
             updated = {os.path.join(results, *n.split("/")[:2]) for n in names
                        if n.rstrip("/").count("/") >= 2 and n.split("/")[1] != "ensembles"}
-            with marking_model_updates([d for d in updated if os.path.isdir(d)], tmp):
+            existing = sorted(d for d in updated if os.path.isdir(d))
+            left_over: Dict[str, List[str]] = {}
+            for d in existing:
+                staged = os.path.join(tmp, os.path.relpath(d, results))
+                if os.path.isdir(staged):
+                    left_over[d] = folds_left_from_an_older_version(staged, d)
+            with marking_model_updates(existing, tmp):
                 _move_into_place(tmp, results)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    for model_dir, folds in left_over.items():
+        if folds:
+            logger.warning(f"nnU-Net: {model_dir} keeps {', '.join(folds)} from before this install, but the zip "
+                           f"brought another plans.json or dataset.json: those folds were trained for other plans, "
+                           f"and a prediction with the default folds would ensemble them with the new ones. Delete "
+                           f"them, or predict with -f naming the new folds.")
     datasets = sorted({n.split("/")[0] for n in names})
     logger.info(f"Installed {sum(not i.is_dir() for i in infos)} files of {', '.join(datasets)} into {results}")

@@ -1,6 +1,8 @@
 """install_model_from_zip_file: round trip, refusal of unsafe archives (nothing written), golden zips."""
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
 import zipfile
@@ -211,3 +213,36 @@ def test_archive_larger_than_the_free_disk_space_is_refused(nnunet_dirs, tmp_pat
     monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10 ** 6, 10 ** 6 - 10000, 10000))
     install_model_from_zip_file(zip_file)  # exactly fits
     assert (nnunet_dirs["nnUNet_results"] / GOOD).read_bytes() == b"{}" * 5000
+
+
+def _model_zip(path, plans: dict, folds) -> str:
+    members = {f"{DATASET}/{MODEL}/plans.json": json.dumps(plans, indent=4).encode(),
+               f"{DATASET}/{MODEL}/dataset.json": b'{"labels": {"background": 0, "a": 1}}'}
+    for f in folds:
+        members[f"{DATASET}/{MODEL}/fold_{f}/checkpoint_final.pth"] = f"weights of fold {f}".encode()
+    return make_zip(str(path), members)
+
+
+def test_folds_of_an_older_version_left_by_an_update_are_named(nnunet_dirs, tmp_path, caplog):
+    """A new version of a model with fewer folds leaves the old version's other folds in place (as the reference's
+    install, which extracts over the folder). When the new version's plans differ, those folds belong to another
+    model: the install says which, and keeps every file (nothing of the user's is deleted)."""
+    model = nnunet_dirs["nnUNet_results"] / DATASET / MODEL
+    install_model_from_zip_file(_model_zip(tmp_path / "v1.zip", {"version": 1}, range(5)))
+    assert sorted(p.name for p in model.iterdir() if p.name.startswith("fold_")) == [f"fold_{f}" for f in range(5)]
+
+    # the same plans (only formatted differently): e.g. a model published as one zip per fold; nothing to say
+    with caplog.at_level(logging.WARNING):
+        install_model_from_zip_file(make_zip(str(tmp_path / "v1_fold0.zip"), {
+            f"{DATASET}/{MODEL}/plans.json": b'{"version":1}',
+            f"{DATASET}/{MODEL}/fold_0/checkpoint_final.pth": b"weights of fold 0, again"}))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    with caplog.at_level(logging.WARNING):
+        install_model_from_zip_file(_model_zip(tmp_path / "v2.zip", {"version": 2}, [0, 1]))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and f"{model} keeps fold_2, fold_3, fold_4 from before this install" in warnings[0]
+    assert "-f" in warnings[0]
+    assert (model / "fold_4" / "checkpoint_final.pth").read_bytes() == b"weights of fold 4"  # kept
+    assert (model / "fold_1" / "checkpoint_final.pth").read_bytes() == b"weights of fold 1"
+    assert json.loads((model / "plans.json").read_text()) == {"version": 2}
