@@ -19,9 +19,26 @@ from nnunetv2.utilities.input_checks import broken_link_problem
 _CHANNEL_SUFFIX = re.compile(r"_\d\d\d\d")
 
 
+_APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07"
+
+
+def is_appledouble(path: str) -> bool:
+    """Whether ``path`` is one of the ``._<name>`` files macOS writes beside every file it copies to a drive that
+    cannot hold its metadata (exFAT/FAT USB disks, many network shares). They carry the name of an image with the
+    image's ending but hold no image, so they are never a case."""
+    if not os.path.basename(path).startswith("._"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _APPLEDOUBLE_MAGIC
+    except OSError:
+        return False
+
+
 def sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
     """Names (not paths) of the plain files in ``folder`` ending with ``file_ending`` (case sensitive), sorted.
-    Our own temporary files (a writer killed mid-write leaves one behind) are not listed."""
+    Our own temporary files (a writer killed mid-write leaves one behind) and macOS's metadata files (``._<name>``)
+    are not listed."""
     try:
         entries = os.listdir(folder)
     except FileNotFoundError:
@@ -35,7 +52,8 @@ def sorted_files_with_ending(folder: str, file_ending: str) -> List[str]:
             continue
         path = os.path.join(folder, e)
         if os.path.isfile(path):
-            files.append(e)
+            if not is_appledouble(path):
+                files.append(e)
             continue
         problem = broken_link_problem(path)
         if problem is not None:  # skipping it would silently drop a case

@@ -95,3 +95,27 @@ def test_sorted_files_with_ending_leaves_out_our_temporary_files(tmp_path):
         (tmp_path / name).write_bytes(b'')
     (tmp_path / 'd.npz').mkdir()
     assert sorted_files_with_ending(str(tmp_path), '.npz') == ['.hidden.npz', 'a.npz', 'b.npz']
+
+
+def test_macos_metadata_files_are_not_cases(tmp_path):
+    """macOS writes ``._<name>`` beside every file it copies to an exFAT/FAT disk or a network share: same name and
+    ending as the image, no image inside (it starts with the AppleDouble magic). The reference takes them for cases
+    and fails reading them; they are left out wherever cases are listed. A file that merely starts with ``._`` is
+    still listed (it may be an image)."""
+    from nnunetv2.inference.input_handling import list_cases_in_folder
+    from nnunetv2.utilities.utils import sorted_files_with_ending
+    appledouble = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+    images, labels = tmp_path / "imagesTr", tmp_path / "labelsTr"
+    _touch(str(images), "case_a_0000.nii.gz", "case_a_0001.nii.gz")
+    _touch(str(labels), "case_a.nii.gz")
+    for folder, name in ((images, "._case_a_0000.nii.gz"), (images, "._case_a_0001.nii.gz"),
+                         (labels, "._case_a.nii.gz")):
+        (folder / name).write_bytes(appledouble)
+    assert list(get_identifiers_from_splitted_dataset_folder(str(images), ".nii.gz")) == ["case_a"]
+    assert create_lists_from_splitted_dataset_folder(str(images), ".nii.gz") == [
+        [str(images / "case_a_0000.nii.gz"), str(images / "case_a_0001.nii.gz")]]
+    assert sorted_files_with_ending(str(labels), ".nii.gz") == ["case_a.nii.gz"]
+    assert list_cases_in_folder(str(images), ".nii.gz", 2) == [
+        [str(images / "case_a_0000.nii.gz"), str(images / "case_a_0001.nii.gz")]]
+    (labels / "._case_b.nii.gz").write_bytes(b"\x1f\x8b not AppleDouble")
+    assert sorted_files_with_ending(str(labels), ".nii.gz") == ["._case_b.nii.gz", "case_a.nii.gz"]
