@@ -47,7 +47,7 @@ def load_source_dataset_json(source_folder: str, kind: str) -> dict:
         raise UserError(f"{kind} folder {source_folder} has no dataset.json (expected {file}).",
                         f"Give the path of the extracted {kind} task folder.")
     try:
-        with open(file) as f:
+        with open(file, encoding="utf-8-sig") as f:  # with or without a byte-order mark
             content = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"Cannot read {file}: {e}.", "Fix or replace the file (it must be valid JSON).") from None

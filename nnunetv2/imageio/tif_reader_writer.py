@@ -48,7 +48,7 @@ class Tiff3DIO(BaseReaderWriter):
             logger.warning("WARNING no spacing file found for %s %s\nAssuming spacing (1, 1, 1).", what, json_file)
             return (1, 1, 1)
         try:
-            with open(json_file) as f:
+            with open(json_file, encoding="utf-8-sig") as f:  # with or without a byte-order mark
                 spacing = json.load(f)['spacing']
         except (ValueError, KeyError, TypeError) as e:
             raise UserError(f"Spacing file {json_file} is not valid JSON of the form {{\"spacing\": [a, b, c]}} "

@@ -35,7 +35,8 @@ def load_dataset_json(path_or_folder: str, validate: bool = False) -> dict:
     """Load ``dataset.json`` (a file, or a dataset folder containing one); optionally check its content."""
     file = _dataset_json_file(path_or_folder)
     try:
-        with open(file, "r", encoding="utf-8") as f:
+        # utf-8-sig: also a file saved with a byte-order mark (Windows editors, PowerShell 5 write one)
+        with open(file, "r", encoding="utf-8-sig") as f:
             text = f.read()
     except FileNotFoundError:
         raise UserError(f"dataset.json not found: {file}.",

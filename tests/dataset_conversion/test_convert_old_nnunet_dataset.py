@@ -178,3 +178,11 @@ def test_cli_subprocess(nnunet_dirs, tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nnU-Net error: nnU-Net v1 task folder") and "Task001_Missing" in lines[0]
+
+
+def test_v1_dataset_json_with_a_byte_order_mark(nnunet_dirs, v1_task_factory):
+    """A task's dataset.json saved by a Windows editor (UTF-8 with byte-order mark) converts like any other."""
+    task = v1_task_factory()
+    (task / "dataset.json").write_bytes(b"\xef\xbb\xbf" + (task / "dataset.json").read_bytes())
+    convert(str(task), "Dataset005_Prostate")
+    assert (nnunet_dirs["nnUNet_raw"] / "Dataset005_Prostate" / "dataset.json").read_text() == EXPECTED_JSON

@@ -131,3 +131,16 @@ def test_golden_dataset_jsons_are_valid(shared_dir, golden_raw):
                "Dataset904_SynthSparse3D", "Dataset905_SynthBig3D"):
         d = load_dataset_json(str(golden_raw(ds)))
         assert dataset_json_problems(d) == [], ds
+
+
+def test_files_saved_with_a_byte_order_mark_are_read(tmp_path):
+    """Windows editors (Notepad before 2019, PowerShell 5's Out-File -Encoding utf8) save UTF-8 with a byte-order
+    mark and CRLF line ends; the reference's json.load stops at the mark ("Unexpected UTF-8 BOM")."""
+    from nnunetv2.file_io import load_json
+    from nnunetv2.imageio.tif_reader_writer import Tiff3DIO
+    text = json.dumps(GOOD, indent=2).replace("\n", "\r\n")
+    (tmp_path / "dataset.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_dataset_json(str(tmp_path), validate=True) == GOOD
+    assert load_json(str(tmp_path / "dataset.json")) == GOOD  # plans, splits, ... go through this one
+    (tmp_path / "case.json").write_bytes(b"\xef\xbb\xbf" + b'{"spacing": [3.0, 0.5, 0.75]}')
+    assert list(Tiff3DIO._read_sidecar(str(tmp_path / "case.json"), "image", True)) == [3.0, 0.5, 0.75]
