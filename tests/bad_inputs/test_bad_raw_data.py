@@ -167,3 +167,31 @@ def test_console_script_prints_one_line(clone_dataset):
     env = {k: os.environ[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     code, out = run_console(["nnUNetv2_extract_fingerprint", "-d", dataset_id, "-np", "1", "--no_pbar"], env)
     assert what in assert_clean_failure(code, out, path)
+
+
+def test_labels_outside_the_declared_range_fail_in_default_preprocessing(clone_dataset, capsys):
+    """A binary mask saved as 0/255 (declared labels 0..2): the reference preprocesses it and training stops at its
+    first batch ("index 255 is out of bounds"; on a GPU "device-side assert triggered"). The default preprocessor
+    names the file, the values and the likely cause; the raw data stays as it was."""
+    dataset_id, ds = clone_dataset()
+    label = ds / "labelsTr" / "case_002.nii.gz"
+    _rewrite(label, lambda a: (a > 0).astype(np.uint8) * 255)
+    snapshot = Snapshot(ds)
+    code, err = run_entry(plan_and_preprocess_entry, ["-d", dataset_id, "-np", "1", "-npfp", "1", "-c", "3d_fullres",
+                                                      "--no_pbar"], capsys)
+    line = assert_clean_failure(code, err, label)
+    assert "label value(s) 255, but dataset.json declares labels 0..2 only" in line and "Map 255 to 1" in line
+    snapshot.assert_unchanged()
+
+
+def test_label_range_check():
+    from nnunetv2.errors import UserError
+    from nnunetv2.utilities.input_checks import check_label_range
+    check_label_range(np.array([[0, 1, 3]], np.int16), "a.nii.gz", 3)  # the ignore label is the highest allowed
+    check_label_range(np.zeros((1, 0), np.uint8), "empty.nii.gz", 1)
+    with pytest.raises(UserError, match=r"b.nii.gz holds label value\(s\) -1, 7, but dataset.json declares labels "
+                                        r"0..3 only") as e:
+        check_label_range(np.array([[0, -1, 7, 7, 2]], np.int16), "b.nii.gz", 3)
+    assert "255" not in str(e.value)
+    with pytest.raises(UserError, match=r"1, 2, 3, 4, 5, \.\.\."):
+        check_label_range(np.arange(8, dtype=np.uint8), "c.png", 0)

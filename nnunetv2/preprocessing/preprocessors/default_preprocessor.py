@@ -21,7 +21,8 @@ from nnunetv2.preprocessing.resampling.default_resampling import compute_new_sha
 from nnunetv2.utilities.plans_handling.plans_checks import (EmptyResamplingError, check_resampled_not_empty,
                                                          check_resampled_size, warn_if_much_upsampled)
 from nnunetv2.utilities.input_checks import (check_case_array, check_channel_count, check_integer_labels,
-                                             check_single_channel_label, non_integer_label_values)
+                                             check_label_range, check_single_channel_label,
+                                             non_integer_label_values)
 
 if TYPE_CHECKING:
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -146,6 +147,10 @@ class DefaultPreprocessor(object):
             non_integer = non_integer_label_values(seg)  # free for integer files
             if type(self).run_case_npy is DefaultPreprocessor.run_case_npy:
                 check_integer_labels(seg, seg_file, non_integer)  # ours stores labels as integers: say so at once
+                if type(self).modify_seg_fn is DefaultPreprocessor.modify_seg_fn:  # else it may map the values
+                    label_manager = plans_manager.get_label_manager(dataset_json)
+                    check_label_range(seg, seg_file, max(label_manager.all_labels +
+                                                         [label_manager.ignore_label or 0]))
             _check_same_geometry(data, seg, data_properties, seg_properties, image_files, seg_file)
         else:
             seg, non_integer = None, []
