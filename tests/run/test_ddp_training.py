@@ -140,24 +140,38 @@ def _run_two_ranks(t2, tmp_path, name: str, launcher: str, epochs: int, validate
     for v in ("nnUNet_compile", "RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "MASTER_ADDR"):
         env.pop(v, None)
     train_args = ["321", "3d_fullres", "0", "-tr", name, "-device", "cpu"]
-    if launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               env.pop("MASTER_PORT"), "-m", "nnunetv2.run.run_training", *train_args]
+    if launcher == "two_nodes":
+        # two "nodes" of one process each, as `torchrun --nnodes 2 --node_rank R` on two machines: LOCAL_RANK is 0
+        # on both, the global ranks are 0 and 1
+        port = env.pop("MASTER_PORT")
+        nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",
+                                   str(r), "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port",
+                                   port, "-m", "nnunetv2.run.run_training", *train_args], env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(REPO_ROOT))
+                 for r in (0, 1)]
+        for node in nodes:
+            out, err = node.communicate(timeout=600)
+            assert node.returncode == 0, out[-3000:] + err[-5000:]
     else:
-        cmd = [sys.executable, "-m", "nnunetv2.run.run_training", *train_args, "-num_gpus", "2"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=str(REPO_ROOT))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        if launcher == "torchrun":
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                   env.pop("MASTER_PORT"), "-m", "nnunetv2.run.run_training", *train_args]
+        else:
+            cmd = [sys.executable, "-m", "nnunetv2.run.run_training", *train_args, "-num_gpus", "2"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=str(REPO_ROOT))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     recs = [json.loads((records / f"rank{r}.json").read_text()) for r in (0, 1)]
     return t2.fold_folder(t2.env["results"], name), recs
 
 
-def _check_ddp_run(t2, out: Path, recs, name: str, epochs: int, validated: bool) -> None:
+def _check_ddp_run(t2, out: Path, recs, name: str, epochs: int, validated: bool, two_nodes: bool = False) -> None:
     r0, r1 = recs
-    # -- both ranks in one gloo group of two, on the CPU, sharing the cores
+    # -- both ranks in one gloo group of two, on the CPU, sharing the cores of their node
     assert [r["rank"] for r in recs] == [0, 1] and all(r["is_ddp"] and r["world_size"] == 2 for r in recs)
     assert all(r["backend"] == "gloo" and r["device"] == "cpu" for r in recs)
-    assert all(r["threads"] == max(1, os.cpu_count() // 2) for r in recs)
-    assert [r["local_rank_env"] for r in recs] == ["0", "1"]  # set by torchrun, or by run_ddp for -num_gpus
+    assert all(r["threads"] == max(1, os.cpu_count() // (1 if two_nodes else 2)) for r in recs)
+    # set by torchrun (per node), or by run_ddp for -num_gpus
+    assert [r["local_rank_env"] for r in recs] == (["0", "0"] if two_nodes else ["0", "1"])
     assert all(r["network_type"] == "DistributedDataParallel" for r in recs)
 
     # -- global batch 2 split 1 + 1; the forced-foreground sample (the last of the global batch) is rank 1's
@@ -221,6 +235,16 @@ def test_torchrun_two_cpu_ranks(t2, tmp_path):
     name = "T2DDPTorchrunTrainer"
     out, recs = _run_two_ranks(t2, tmp_path, name, "torchrun", epochs=2, validate=True)
     _check_ddp_run(t2, out, recs, name, epochs=2, validated=True)
+
+
+@pytest.mark.slow
+def test_torchrun_two_nodes(t2, tmp_path):
+    """Multi-node: two torchrun agents (--nnodes 2, one process each) sharing one file system, one epoch and the
+    final validation. Everything only the first process may do (splits, checkpoints, log, summary) must be tied to
+    the global rank: LOCAL_RANK is 0 on every node."""
+    name = "T2DDPTwoNodesTrainer"
+    out, recs = _run_two_ranks(t2, tmp_path, name, "two_nodes", epochs=1, validate=True)
+    _check_ddp_run(t2, out, recs, name, epochs=1, validated=True, two_nodes=True)
 
 
 @pytest.mark.slow
