@@ -149,7 +149,7 @@ def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_
     starmap(merge_files,
             [([os.path.join(folder, c) for folder in list_of_input_folders], os.path.join(output_folder, c[:-4]),
               dataset_json['file_ending'], rw, label_manager, save_merged_probabilities) for c in cases],
-            num_processes)
+            num_processes, desc='Ensembling')
 
 
 def _guard_output_folder(output_folder: str, input_folders: List[str], cases: List[str], dataset_json: dict,
@@ -230,7 +230,7 @@ def ensemble_crossvalidations(list_of_trained_model_folders: List[str], output_f
         members = [os.path.join(m, f'fold_{o[case]}', 'validation', case)
                    for m, o in zip(list_of_trained_model_folders, owners)]
         jobs.append((members, out, ending, rw, label_manager, False))
-    starmap(merge_files, jobs, num_processes)
+    starmap(merge_files, jobs, num_processes, desc='Ensembling')
     _atomic_copy(os.path.join(first, 'plans.json'), os.path.join(output_folder, 'plans.json'))
     _atomic_copy(os.path.join(first, 'dataset.json'), os.path.join(output_folder, 'dataset.json'))
 

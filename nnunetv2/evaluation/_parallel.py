@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 from nnunetv2.utilities.watched_pool import WatchedPool
@@ -43,17 +44,33 @@ def _task_name(args: tuple) -> Optional[str]:
     return None if first is None else os.path.basename(first)
 
 
-def starmap(fn: Callable, list_of_args: Sequence[tuple], num_processes: Optional[int]) -> List[Any]:
+def _progress_bar(total: int, desc: Optional[str]):
+    """A progress bar on stderr where someone watches it (a terminal): evaluating, ensembling or postprocessing a
+    large folder takes minutes, and the reference shows nothing meanwhile. Not in logs, notebooks or pipes (nor for a
+    single task), where it would only add lines."""
+    from tqdm import tqdm
+    stderr_is_terminal = getattr(sys.stderr, "isatty", lambda: False)()
+    return tqdm(total=total, desc=desc, unit="case", disable=desc is None or total < 2 or not stderr_is_terminal)
+
+
+def starmap(fn: Callable, list_of_args: Sequence[tuple], num_processes: Optional[int],
+            desc: Optional[str] = None) -> List[Any]:
     """``[fn(*a) for a in list_of_args]`` in order; parallel when ``num_processes > 1`` and there are several tasks.
 
-    ``fn`` must be a module-level function (it is pickled by name for the workers).
+    ``fn`` must be a module-level function (it is pickled by name for the workers). ``desc`` names the work in a
+    progress bar (shown on a terminal only).
     """
     list_of_args = [tuple(a) for a in list_of_args]
     n = worker_count(num_processes, len(list_of_args))
-    if n <= 1 or requested_processes(num_processes) <= 1:
-        return [fn(*a) for a in list_of_args]
-    names = [_task_name(a) for a in list_of_args]
-    if _shared is not None:
-        return _shared.starmap(fn, list_of_args, names)
-    with WatchedPool(n, _WHAT, _FLAG) as pool:
-        return pool.starmap(fn, list_of_args, names)
+    with _progress_bar(len(list_of_args), desc) as bar:
+        if n <= 1 or requested_processes(num_processes) <= 1:
+            results = []
+            for a in list_of_args:
+                results.append(fn(*a))
+                bar.update()
+            return results
+        names = [_task_name(a) for a in list_of_args]
+        if _shared is not None:
+            return _shared.starmap(fn, list_of_args, names, on_done=bar.update)
+        with WatchedPool(n, _WHAT, _FLAG) as pool:
+            return pool.starmap(fn, list_of_args, names, on_done=bar.update)

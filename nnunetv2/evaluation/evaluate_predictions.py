@@ -274,9 +274,9 @@ def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: st
     args = [(os.path.join(folder_ref, f), os.path.join(folder_pred, f), image_reader_writer, regions_or_labels,
              ignore_label) for f in files_pred]
     if _dataset_labels is None:
-        results = starmap(compute_metrics, args, num_processes)
+        results = starmap(compute_metrics, args, num_processes, desc='Evaluating')
     else:
-        cases = starmap(_case_metrics, [(*a, _dataset_labels[1]) for a in args], num_processes)
+        cases = starmap(_case_metrics, [(*a, _dataset_labels[1]) for a in args], num_processes, desc='Evaluating')
         _warn_about_unknown_values(cases, _dataset_labels[0])
         results = [c[0] for c in cases]
     result = _summarize(results, regions_or_labels)

@@ -110,7 +110,7 @@ def _apply_to_files(files: Sequence[str], input_folder: str, output_folder: str,
     maybe_mkdir_p(output_folder)
     starmap(load_postprocess_save,
             [(os.path.join(input_folder, f), os.path.join(output_folder, f), rw, pp_fns, pp_fn_kwargs) for f in files],
-            num_processes)
+            num_processes, desc='Postprocessing')
 
 
 def _atomic_copy(src: str, dst: str) -> None:
