@@ -71,7 +71,12 @@ def atomic_path_named_by_writer(final_path: str) -> Iterator[str]:
     gave it, on failure nothing is moved. The temporary folder is removed either way.
     """
     folder, name = os.path.split(os.path.abspath(final_path))
-    tmp_dir = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=folder)
+    try:
+        tmp_dir = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=folder)
+    except OSError as e:  # e.g. the folder does not exist: name the file asked for, not the temporary folder
+        _raise_naming_final_path(e, lambda n: isinstance(n, str) and n.startswith(os.path.join(folder, TMP_PREFIX)),
+                                 final_path)
+        raise
     try:
         yield os.path.join(tmp_dir, name)
         for written in sorted(os.listdir(tmp_dir)):

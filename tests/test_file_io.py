@@ -211,3 +211,12 @@ def test_a_fork_from_another_thread_while_a_lock_is_being_opened_leaves_the_chil
         for pid in child:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
+
+
+def test_writer_path_in_a_missing_folder_names_the_file_asked_for(tmp_path):
+    target = tmp_path / "no_such_folder" / "case.nii.gz"
+    with pytest.raises(FileNotFoundError) as e:  # was: the temporary folder's name (.nnunet_tmp_...)
+        with atomic_path_named_by_writer(str(target)):
+            pass
+    assert e.value.filename == str(target)
+    assert TMP_PREFIX not in str(e.value)

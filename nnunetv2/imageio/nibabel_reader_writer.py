@@ -15,7 +15,7 @@ from nibabel.orientations import io_orientation, ornt_transform
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import atomic_path
 from nnunetv2.imageio._helpers import files_str, seg_output_dtype, stack_channels_float32, unreadable_file_error
-from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.imageio.base_reader_writer import BaseReaderWriter, check_write_properties
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def _check_case(fnames: List[str], arrays, spacings, affines) -> None:
 class NibabelIO(BaseReaderWriter):
     """Reads 3-D NIfTI without any reorientation (array axes = stored axes, reversed)."""
     supported_file_endings = ['.nii', '.nii.gz']
+    geometry_keys = ('nibabel_stuff',)
 
     def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]]) -> Tuple[np.ndarray, dict]:
         image_fnames = [str(f) for f in image_fnames]
@@ -81,6 +82,7 @@ class NibabelIO(BaseReaderWriter):
         return self.read_images((seg_fname,))
 
     def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
+        check_write_properties(type(self), properties, output_fname)
         data = seg.transpose((2, 1, 0)).astype(seg_output_dtype(seg), copy=False)
         img = nibabel.Nifti1Image(data, affine=properties['nibabel_stuff']['original_affine'])
         _save(img, output_fname)
@@ -98,6 +100,7 @@ class NibabelIOWithReorient(BaseReaderWriter):
     Writing reorients back, so output files have the orientation of the input.
     """
     supported_file_endings = ['.nii', '.nii.gz']
+    geometry_keys = ('nibabel_stuff', 'reoriented_affine')
 
     def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]]) -> Tuple[np.ndarray, dict]:
         image_fnames = [str(f) for f in image_fnames]
@@ -121,6 +124,7 @@ class NibabelIOWithReorient(BaseReaderWriter):
         return self.read_images((seg_fname,))
 
     def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
+        check_write_properties(type(self), properties, output_fname)
         stuff = properties['nibabel_stuff']
         data = seg.transpose((2, 1, 0)).astype(seg_output_dtype(seg), copy=False)
         img = nibabel.Nifti1Image(data, affine=stuff['reoriented_affine'])

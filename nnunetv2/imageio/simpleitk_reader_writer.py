@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import atomic_path_named_by_writer, raise_if_disk_full
 from nnunetv2.imageio._helpers import files_str, seg_output_dtype, stack_channels_float32, unreadable_file_error
-from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
+from nnunetv2.imageio.base_reader_writer import BaseReaderWriter, check_write_properties
 from nnunetv2.imageio.nifti_completeness import cut_off_nifti, incomplete_nifti, load_nifti_lazily
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def _array_and_spacing(img: sitk.Image, fname: str) -> Tuple[np.ndarray, List[np
 
 class SimpleITKIO(BaseReaderWriter):
     supported_file_endings = ['.nii.gz', '.nrrd', '.mha', '.gipl']
+    geometry_keys = ('sitk_stuff',)
 
     def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]]) -> Tuple[np.ndarray, dict]:
         return _read_case(image_fnames)
@@ -88,6 +89,7 @@ class SimpleITKIO(BaseReaderWriter):
         return self.read_images((seg_fname,))
 
     def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
+        check_write_properties(type(self), properties, output_fname)
         itk_img = _seg_to_sitk(seg, output_fname, properties)
         _write_sitk(itk_img, output_fname)
 
@@ -226,6 +228,7 @@ class SimpleITKIOWithReorient(SimpleITKIO):
 
     Not part of the automatic choice; select it with ``overwrite_image_reader_writer`` in dataset.json.
     """
+    geometry_keys = ('sitk_stuff', 'original_orientation')
 
     def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]], orientation: str = "RAS"
                     ) -> Tuple[np.ndarray, dict]:
@@ -242,6 +245,7 @@ class SimpleITKIOWithReorient(SimpleITKIO):
 
     def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
         # deliberate: uint8/uint16 rule (the reference always wrote uint8, corrupting labels >= 255)
+        check_write_properties(type(self), properties, output_fname)
         itk_img = _seg_to_sitk(seg, output_fname, properties)
         itk_img = sitk.DICOMOrient(itk_img, properties['sitk_stuff']['original_orientation'])
         _write_sitk(itk_img, output_fname)

@@ -7,6 +7,7 @@ therefore looks them up through the module when it calls them.
 """
 from __future__ import annotations
 
+import os
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.file_io import atomic_path_named_by_writer, load_json, save_npz_compressed, save_pickle
+from nnunetv2.imageio.base_reader_writer import check_write_properties
 
 # ~64 MiB of float32 per slab keeps the temporary of the nonlinearity small whatever the image size
 _SLAB_BYTES = 64 * 2 ** 20
@@ -120,8 +122,11 @@ def export_prediction_from_logits(predicted_array_or_file: Union[np.ndarray, tor
                                   num_threads_torch: int = default_num_processes) -> None:
     """Write ``<output_file_truncated><file_ending>`` (and ``.npz`` + ``.pkl`` with probabilities), atomically.
 
-    The segmentation is written last, so an existing segmentation implies complete probability files.
+    The segmentation is written last, so an existing segmentation implies complete probability files. The folder
+    of ``output_file_truncated`` (a str or a pathlib path) is created if missing.
     """
+    output_file_truncated = prepare_output_file(output_file_truncated, plans_manager, properties_dict,
+                                                dataset_json_dict_or_file)
     dataset_json, segmentation = segmentation_writing_probabilities(
         predicted_array_or_file, properties_dict, configuration_manager, plans_manager, dataset_json_dict_or_file,
         output_file_truncated, save_probabilities, num_threads_torch)
@@ -153,9 +158,26 @@ def segmentation_writing_probabilities(predicted_array_or_file: Union[np.ndarray
     return dataset_json, segmentation
 
 
+def prepare_output_file(output_file_truncated, plans_manager, properties_dict: dict,
+                        dataset_json_dict_or_file: Union[dict, str]) -> str:
+    """``output_file_truncated`` as a str, checked before any work is spent on it: the image properties hold the
+    geometry the model's writer restores (UserError otherwise), and its folder exists (created if not; the
+    reference creates only the folder of predict_from_files' first output and fails on any other)."""
+    output_file_truncated = os.fspath(output_file_truncated)
+    dataset_json = load_json(dataset_json_dict_or_file) if isinstance(dataset_json_dict_or_file, str) \
+        else dataset_json_dict_or_file
+    check_write_properties(plans_manager.image_reader_writer_class, properties_dict,
+                           output_file_truncated + dataset_json['file_ending'])
+    folder = os.path.dirname(output_file_truncated)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    return output_file_truncated
+
+
 def write_segmentation_atomically(writer, segmentation: np.ndarray, output_file: str, properties: dict) -> None:
     """``writer.write_seg`` into a temporary folder beside ``output_file`` (same file name, so the format is kept),
     then moved beside it under the name the writer chose (SimpleITK: ``x.nii.gz.nii.gz`` -> ``x.nii.gz``)."""
+    check_write_properties(type(writer), properties, output_file)  # named as the user knows it, not the temporary
     with atomic_path_named_by_writer(output_file) as tmp:
         writer.write_seg(segmentation, tmp, properties)
 

@@ -176,6 +176,38 @@ def num_image_channels(dataset_json: dict) -> int:
     return len(dataset_json['modality'] if 'modality' in dataset_json else dataset_json['channel_names'])
 
 
+def _fspath(value):
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def path_arguments(list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                   folder_with_segs_from_prev_stage=None):
+    """The predictor's folder and file arguments with pathlib paths turned into str. The reference tells folders
+    from lists by ``isinstance(x, str)``: a ``Path`` input folder failed with a TypeError, and a ``Path`` output
+    folder was taken for 'no output' (nothing written, arrays returned)."""
+    source = list_of_lists_or_source_folder
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    elif isinstance(source, (list, tuple)):
+        source = [[_fspath(f) for f in case] if isinstance(case, (list, tuple)) else _fspath(case) for case in source]
+    output = output_folder_or_list_of_truncated_output_files
+    if isinstance(output, os.PathLike):
+        output = os.fspath(output)
+    elif isinstance(output, (list, tuple)):
+        output = [_fspath(o) for o in output]
+    return source, output, _fspath(folder_with_segs_from_prev_stage)
+
+
+def _check_cases_are_lists(list_of_lists: Sequence) -> None:
+    """A list of file names instead of a list of cases would be read as cases whose 'files' are characters."""
+    names = [c for c in list_of_lists if isinstance(c, str)]
+    if names:
+        raise UserError(f"The input is a list of file names ({names[0]!r}{', ...' if len(list_of_lists) > 1 else ''}); "
+                        f"it must be a folder or a list of cases, each case a list of its channel files.",
+                        "E.g. [['a_0000.nii.gz'], ['b_0000.nii.gz']] for two one-channel cases, "
+                        "[['a_0000.nii.gz', 'a_0001.nii.gz']] for one case with two channels.")
+
+
 def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, List[List[str]]],
                                   output_folder_or_list_of_truncated_output_files: Union[None, str, List[str]],
                                   dataset_json: dict, num_input_image_channels: int,
@@ -191,6 +223,7 @@ def manage_input_and_output_lists(list_of_lists_or_source_folder: Union[str, Lis
         # the caller's own lists: a file's place in its list is its channel, whatever its name (as in the reference:
         # HD-BET passes [['t1.nii.gz']], or [['scan_0002.nii.gz']] for a single-channel model); the number of
         # channels is checked once the case is read (check_num_channels)
+        _check_cases_are_lists(list_of_lists_or_source_folder)
         list_of_lists = [list(c) for c in list_of_lists_or_source_folder]
         check_files_exist(list_of_lists)
     print(f'There are {len(list_of_lists)} cases in the source folder')

@@ -48,6 +48,9 @@ _replaceable = reference_names.ClientReplaceable(globals(), {
     'recursive_find_trainer_class_by_name': _find_objects})
 
 
+_OUR_EXPORT = _export.export_prediction_from_logits
+
+
 def _output_folder_of(output) -> Optional[str]:
     if isinstance(output, str):
         return output
@@ -190,6 +193,10 @@ class nnUNetPredictor(object):
                            num_processes_segmentation_export: int = default_num_processes,
                            folder_with_segs_from_prev_stage: str = None, num_parts: int = 1, part_id: int = 0):
         """Predict files (a folder or lists of channel files) with background preprocessing and export."""
+        list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files, \
+            folder_with_segs_from_prev_stage = input_handling.path_arguments(
+                list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                folder_with_segs_from_prev_stage)
         if not 0 <= part_id < num_parts:
             raise UserError(f"part_id must be in [0, num_parts - 1]; got part_id={part_id}, num_parts={num_parts}.",
                             "Counting starts at 0: with -num_parts 3 use -part_id 0, 1 and 2.")
@@ -246,6 +253,10 @@ class nnUNetPredictor(object):
         props = properties_or_list_of_properties
         if isinstance(props, dict):
             props = [props]
+        if truncated_ofname is not None:  # before any work: each can be written (and its folder exists)
+            export_function = self._segmentation_export_function()
+            truncated_ofname = [o if o is None else self._prepare_output_file(o, p, export_function)
+                                for o, p in zip(truncated_ofname, props)] + list(truncated_ofname[len(props):])
         num_processes = min(num_processes, len(images))
         return data_iterators.preprocessing_iterator_fromnpy(images, segs, props, truncated_ofname,
                                                              self.plans_manager, self.dataset_json,
@@ -263,6 +274,13 @@ class nnUNetPredictor(object):
         n_images = len(image_or_list_of_images) if isinstance(image_or_list_of_images, list) else 1
         return self.predict_from_data_iterator(iterator, save_probabilities,
                                                min(num_processes_segmentation_export, n_images))
+
+    def _prepare_output_file(self, output_file_truncated, properties, export_function):
+        """Checked (and its folder made) up front when our export will write it; a client's own export function
+        may write other files from other properties, so its outputs are left as given."""
+        if export_function is not _OUR_EXPORT:
+            return output_file_truncated
+        return _export.prepare_output_file(output_file_truncated, self.plans_manager, properties, self.dataset_json)
 
     # ----- the prediction loop ----------------------------------------------------------------------------------
     def _check_input_channels(self, data, name: str) -> None:
@@ -350,6 +368,9 @@ class nnUNetPredictor(object):
                                  output_file_truncated: str = None, save_or_return_probabilities: bool = False):
         """One image in memory, no worker processes. Writes files if ``output_file_truncated`` else returns the
         segmentation (and probabilities). ``image_properties`` is completed in place by the preprocessor."""
+        if output_file_truncated is not None:
+            output_file_truncated = self._prepare_output_file(output_file_truncated, image_properties,
+                                                              _replaceable('export_prediction_from_logits'))
         adapter = data_iterators.PreprocessAdapterFromNpy(
             [input_image], [segmentation_previous_stage], [image_properties], [output_file_truncated],
             self.plans_manager, self.dataset_json, self.configuration_manager, num_threads_in_multithreaded=1,
@@ -474,6 +495,10 @@ class nnUNetPredictor(object):
                                       save_probabilities: bool = False, overwrite: bool = True,
                                       folder_with_segs_from_prev_stage: str = None):
         """Preprocess, predict and export case by case in this process (no multiprocessing at all)."""
+        list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files, \
+            folder_with_segs_from_prev_stage = input_handling.path_arguments(
+                list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                folder_with_segs_from_prev_stage)
         arguments = {'list_of_lists_or_source_folder': list_of_lists_or_source_folder,
                      'output_folder_or_list_of_truncated_output_files':
                          output_folder_or_list_of_truncated_output_files,
