@@ -28,9 +28,36 @@ def _string_keyed(channel_names: dict) -> dict:
     return out
 
 
+class LabelValueError(UserError, ValueError):
+    """A label value that is not an integer (or a list of integers).
+
+    Also a ``ValueError`` because that is what the reference raised (from ``int()``) and callers may catch it.
+    """
+
+
 def _int_labels(labels: dict) -> dict:
     """A copy with lists/tuples turned into tuples of ints and scalars into ints."""
-    return {name: tuple(int(i) for i in v) if isinstance(v, (tuple, list)) else int(v) for name, v in labels.items()}
+    try:
+        return {name: tuple(int(i) for i in v) if isinstance(v, (tuple, list)) else int(v)
+                for name, v in labels.items()}
+    except (TypeError, ValueError):
+        pass
+    name, value = next((n, v) for n, v in labels.items()
+                       if not all(_is_int_like(i) for i in (v if isinstance(v, (tuple, list)) else [v])))
+    # nnU-Net v1 wrote the labels the other way round ({0: 'background', 1: 'tumor'}): a common leftover
+    inverted = all(_is_int_like(n) for n in labels) and all(isinstance(v, str) for v in labels.values())
+    raise LabelValueError(
+        f"labels maps label names to integer values, but label {name!r} has the value {value!r}"
+        f"{' (this looks like the nnU-Net v1 form, value -> name)' if inverted else ''}.",
+        "Write it as name -> value, e.g. labels={'background': 0, 'tumor': 1} (regions: a list of values).")
+
+
+def _is_int_like(value) -> bool:
+    try:
+        int(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def generate_dataset_json(output_folder: str,

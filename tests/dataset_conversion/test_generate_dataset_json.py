@@ -117,3 +117,17 @@ def test_regions_without_order_raise_and_write_nothing(tmp_path):
 def test_missing_output_folder(tmp_path):
     with pytest.raises(UserError, match="does_not_exist"):
         generate_dataset_json(str(tmp_path / "does_not_exist"), {"0": "CT"}, {"background": 0}, 1, ".nii.gz")
+
+
+def test_labels_in_the_v1_form_are_named(tmp_path):
+    # public conversion scripts carried over from nnU-Net v1 pass labels as value -> name; the reference fails with
+    # "invalid literal for int() with base 10: 'background'"
+    with pytest.raises(ValueError) as e:
+        generate_dataset_json(str(tmp_path), {0: 'CT'}, {0: 'background', 1: 'lesion'}, 3, '.nii.gz')
+    assert isinstance(e.value, UserError)
+    assert "label 0 has the value 'background' (this looks like the nnU-Net v1 form, value -> name)" in str(e.value)
+    assert "labels={'background': 0, 'tumor': 1}" in e.value.hint
+    with pytest.raises(UserError, match=r"label 'b' has the value \('1', 'x'\)\. Write it as"):
+        generate_dataset_json(str(tmp_path), {0: 'CT'}, {'background': 0, 'a': 1, 'b': ('1', 'x')}, 3, '.nii.gz',
+                              regions_class_order=(1, 2))
+    assert list(tmp_path.iterdir()) == []
