@@ -92,7 +92,14 @@ def check_model_folder(model_dir: str, folds: List[Union[int, str]], checkpoint_
                         "Check -d/-tr/-p/-c (or -m) and $nnUNet_results, or install the model first.")
     for f in ('dataset.json', 'plans.json'):
         if not os.path.isfile(os.path.join(model_dir, f)):
-            raise UserError(f"Model folder {model_dir} has no {f}; it is not a complete trained model folder.")
+            parent, name = os.path.split(os.path.normpath(model_dir))
+            hint = None
+            if re.fullmatch(r'fold_(\d+|all)', name) and os.path.isfile(os.path.join(parent, f)):
+                # scripts often hand over the fold folder that holds the checkpoint
+                fold = name[len('fold_'):]
+                hint = (f"{model_dir} is one fold of the model: pass the folder above it, {parent}, and choose the "
+                        f"fold with use_folds=({fold if fold != 'all' else repr(fold)},) (-f {fold}).")
+            raise UserError(f"Model folder {model_dir} has no {f}; it is not a complete trained model folder.", hint)
     if len(folds) == 0:
         raise UserError(f"No folds with {checkpoint_name} in model folder {model_dir}. Found: "
                         f"{_describe_folds(model_dir)}.", "Pass -f with existing folds or -chk with an existing file.")

@@ -158,3 +158,14 @@ def test_a_flat_list_of_file_names_is_refused(predictor, images, tmp_path, as_pa
         assert "The input is a list of file names" in str(e.value) and "a_0000.nii.gz" in str(e.value)
         assert "[['a_0000.nii.gz', 'a_0001.nii.gz']]" in e.value.hint
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_fold_folder_given_as_model_folder_points_to_its_parent(predictor, tmp_path_factory):
+    folder = tmp_path_factory.mktemp('Dataset080_Fold') / 'nnUNetTrainer__nnUNetPlans__3d_fullres'
+    write_tiny_model(folder, 'Dataset080_Fold', {'background': 0, 'a': 1}, seed=80)
+    p = nnUNetPredictor(use_mirroring=False, perform_everything_on_device=False, device=torch.device('cpu'))
+    with pytest.raises(UserError) as e:
+        p.initialize_from_trained_model_folder(str(folder / 'fold_0'), use_folds=(0,))
+    assert f"{folder / 'fold_0'} has no dataset.json" in e.value.message
+    assert e.value.hint == (f"{folder / 'fold_0'} is one fold of the model: pass the folder above it, {folder}, and "
+                            f"choose the fold with use_folds=(0,) (-f 0).")
