@@ -53,13 +53,17 @@ class BaseReaderWriter(ABC):
 _GEOMETRY_SOURCES = (('sitk_stuff', 'SimpleITKIO'), ('nibabel_stuff', 'NibabelIO / NibabelIOWithReorient'))
 
 
+def _defining_class(cls, name: str):
+    return next((c for c in getattr(cls, '__mro__', ()) if name in vars(c)), None)
+
+
 def write_properties_problem(writer_class, properties, output_fname: str) -> Optional[str]:
     """Why ``writer_class`` cannot write ``output_fname`` with these image properties (they lack the geometry its
     read_images would have stored), or None. Properties from another reader than the model's, or made by hand
     ({'spacing': ...}), otherwise fail as a bare KeyError once the prediction is done."""
     keys = tuple(getattr(writer_class, 'geometry_keys', ()) or ())
-    if not keys:
-        return None
+    if not keys or _defining_class(writer_class, 'write_seg') is not _defining_class(writer_class, 'geometry_keys'):
+        return None  # a subclass with its own write_seg may keep its geometry elsewhere
     entry = properties
     for depth, key in enumerate(keys):
         if not isinstance(entry, dict) or key not in entry:

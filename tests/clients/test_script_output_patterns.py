@@ -169,3 +169,21 @@ def test_a_fold_folder_given_as_model_folder_points_to_its_parent(predictor, tmp
     assert f"{folder / 'fold_0'} has no dataset.json" in e.value.message
     assert e.value.hint == (f"{folder / 'fold_0'} is one fold of the model: pass the folder above it, {folder}, and "
                             f"choose the fold with use_folds=(0,) (-f 0).")
+
+
+def test_writer_subclass_with_its_own_write_seg_is_not_checked():
+    """A project's reader/writer derived from SimpleITKIO that stores its geometry its own way (and writes with it)
+    must not be held to SimpleITKIO's 'sitk_stuff'."""
+    import numpy as np
+    from nnunetv2.imageio.base_reader_writer import write_properties_problem
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    class OwnGeometryIO(SimpleITKIO):
+        def write_seg(self, seg: np.ndarray, output_fname: str, properties: dict) -> None:
+            pass
+
+    class SameWriterIO(SimpleITKIO):
+        pass
+
+    assert write_properties_problem(OwnGeometryIO, {'spacing': [1, 1, 1], 'own': {}}, 'x.nii.gz') is None
+    assert "['sitk_stuff']" in write_properties_problem(SameWriterIO, {'spacing': [1, 1, 1]}, 'x.nii.gz')
