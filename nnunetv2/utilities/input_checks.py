@@ -77,17 +77,18 @@ def check_integer_labels(seg: np.ndarray, label_file: str, bad: Optional[List[fl
                         f"them.", "Round the label map (e.g. np.round) and save it with an integer pixel type.")
 
 
-def check_label_range(seg: np.ndarray, label_file: str, highest_label: int) -> None:
-    """UserError if the label map holds values below 0 or above the highest label dataset.json declares (its ignore
-    label included). Training would otherwise stop at its first batch with "index 255 is out of bounds" (on a GPU:
-    "device-side assert triggered"), or, with regions, train on such voxels as background without a word. Two
-    passes over the map (min and max); the values are looked up only when something is wrong."""
+def check_label_range(seg: np.ndarray, label_file: str, highest_label: int, lowest_label: int = 0) -> None:
+    """UserError if the label map (of ``label_file``) holds values below ``lowest_label`` or above the highest label
+    dataset.json declares (its ignore label included). Training would otherwise stop at its first batch with "index
+    255 is out of bounds" (on a GPU: "device-side assert triggered"), or, with regions, train on such voxels as
+    background without a word. Two passes over the map (min and max); the values are looked up only when something
+    is wrong."""
     if seg.size == 0:
         return
     low, high = seg.min(), seg.max()
-    if low >= 0 and high <= highest_label:
+    if low >= lowest_label and high <= highest_label:
         return
-    bad = np.unique(seg[(seg < 0) | (seg > highest_label)])
+    bad = np.unique(seg[(seg < lowest_label) | (seg > highest_label)])
     shown = ", ".join(f"{v:g}" for v in bad[:5].tolist()) + (", ..." if bad.size > 5 else "")
     hint = ("Binary masks saved with 255 for foreground? Map 255 to 1 (or to the label it stands for). "
             if 255 in bad and highest_label < 255 else "")

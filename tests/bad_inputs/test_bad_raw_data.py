@@ -189,6 +189,7 @@ def test_label_range_check():
     from nnunetv2.utilities.input_checks import check_label_range
     check_label_range(np.array([[0, 1, 3]], np.int16), "a.nii.gz", 3)  # the ignore label is the highest allowed
     check_label_range(np.zeros((1, 0), np.uint8), "empty.nii.gz", 1)
+    check_label_range(np.array([[-1, 0, 1]], np.int8), "preprocessed.nii.gz", 1, lowest_label=-1)
     with pytest.raises(UserError, match=r"b.nii.gz holds label value\(s\) -1, 7, but dataset.json declares labels "
                                         r"0..3 only") as e:
         check_label_range(np.array([[0, -1, 7, 7, 2]], np.int16), "b.nii.gz", 3)

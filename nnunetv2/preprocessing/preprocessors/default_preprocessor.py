@@ -147,10 +147,6 @@ class DefaultPreprocessor(object):
             non_integer = non_integer_label_values(seg)  # free for integer files
             if type(self).run_case_npy is DefaultPreprocessor.run_case_npy:
                 check_integer_labels(seg, seg_file, non_integer)  # ours stores labels as integers: say so at once
-                if type(self).modify_seg_fn is DefaultPreprocessor.modify_seg_fn:  # else it may map the values
-                    label_manager = plans_manager.get_label_manager(dataset_json)
-                    check_label_range(seg, seg_file, max(label_manager.all_labels +
-                                                         [label_manager.ignore_label or 0]))
             _check_same_geometry(data, seg, data_properties, seg_properties, image_files, seg_file)
         else:
             seg, non_integer = None, []
@@ -178,6 +174,15 @@ class DefaultPreprocessor(object):
         from nnunetv2.utilities.blosc2_storage import comp_blosc2_params
         data, seg, properties = self.run_case(image_files, seg_file, plans_manager, configuration_manager,
                                               dataset_json)
+        if seg_file is not None and type(self).run_case_npy is DefaultPreprocessor.run_case_npy:
+            # what training will read, so after modify_seg_fn (which may map values); -1 marks outside the nonzero
+            # region. Here and not in run_case: prediction reads previous-stage segmentations through run_case,
+            # and those are checked against the model's labels where they are used
+            if isinstance(dataset_json, str):
+                dataset_json = load_json(dataset_json)
+            label_manager = plans_manager.get_label_manager(dataset_json)
+            check_label_range(seg, seg_file, max(label_manager.all_labels + [label_manager.ignore_label or 0]),
+                              lowest_label=-1)
         data, seg = data.astype(np.float32, copy=False), seg.astype(np.int16, copy=False)
         patch_size = tuple(configuration_manager.patch_size)
         blocks, chunks = comp_blosc2_params(data.shape, patch_size, data.itemsize)
