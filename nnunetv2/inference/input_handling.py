@@ -17,6 +17,7 @@ import sys
 from typing import List, Optional, Sequence, Tuple, Union
 
 from nnunetv2.errors import UserError
+from nnunetv2.file_io import json_safe, maybe_mkdir_p, save_json
 from nnunetv2.utilities.output_guard import check_output_files
 from nnunetv2.utilities.utils import sorted_files_with_ending
 
@@ -174,6 +175,39 @@ def check_no_overwrite(output_files: Sequence[str], input_files: Sequence[str]) 
 def num_image_channels(dataset_json: dict) -> int:
     """The number of input channels a model takes (dataset.json's 'channel_names', or 'modality' of old ones)."""
     return len(dataset_json['modality'] if 'modality' in dataset_json else dataset_json['channel_names'])
+
+
+def output_folder_of(output) -> Optional[str]:
+    """The folder predictions go to: the output folder, or that of the first truncated output name; None for
+    predictions returned in memory."""
+    if isinstance(output, str):
+        return output
+    if output is not None and len(output) > 0:
+        return os.path.dirname(output[0]) or '.'
+    return None
+
+
+def write_bookkeeping_files(output_folder: str, arguments: dict, dataset_json: dict, plans: dict) -> None:
+    """The files every prediction folder holds beside the predictions; the marker first (it tells later runs that
+    the folder holds predictions, see ``written_by_predict``)."""
+    maybe_mkdir_p(output_folder)
+    save_json(json_safe(arguments), os.path.join(output_folder, PREDICT_MARKER))
+    save_json(dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
+    save_json(plans, os.path.join(output_folder, 'plans.json'), sort_keys=False)
+
+
+def check_cascade_input(previous_stage_name: Optional[str], folder_with_segs_from_prev_stage) -> None:
+    """A cascade stage needs the previous stage's predictions, and only a cascade stage takes them."""
+    if previous_stage_name is not None and folder_with_segs_from_prev_stage is None:
+        raise UserError(f"The requested configuration is a cascaded network. It requires the segmentations of "
+                        f"the previous stage ({previous_stage_name}) as input.",
+                        "Predict that stage first and pass its output folder with -prev_stage_predictions.")
+    if previous_stage_name is None and folder_with_segs_from_prev_stage is not None:
+        # the reference appends the maps anyway and fails later with a confusing channel-count error
+        raise UserError(f"Previous-stage predictions were given ({folder_with_segs_from_prev_stage}) but the "
+                        f"model's configuration is not a cascade stage (its plans name no previous_stage).",
+                        "Leave out -prev_stage_predictions, or predict with the cascade configuration "
+                        "(e.g. -c 3d_cascade_fullres).")
 
 
 def _fspath(value):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 import nnunetv2.inference.export_prediction as _export
 from nnunetv2.configuration import compile_setting, default_num_processes, int_from_env
 from nnunetv2.errors import UserError
-from nnunetv2.file_io import json_safe, maybe_mkdir_p, save_json
+from nnunetv2.file_io import maybe_mkdir_p, save_json  # noqa: F401 - module-level names clients use
 from nnunetv2.inference import data_iterators, forked_export_workers, input_handling, model_loading, reference_names
 from nnunetv2.inference.export_prediction import (convert_predicted_logits_to_segmentation_with_correct_shape,
                                                   export_prediction_from_logits)
@@ -49,14 +49,6 @@ _replaceable = reference_names.ClientReplaceable(globals(), {
 
 
 _OUR_EXPORT = _export.export_prediction_from_logits
-
-
-def _output_folder_of(output) -> Optional[str]:
-    if isinstance(output, str):
-        return output
-    if output is not None and len(output) > 0:
-        return os.path.dirname(output[0]) or '.'
-    return None
 
 
 class nnUNetPredictor(object):
@@ -154,10 +146,7 @@ class nnUNetPredictor(object):
             save_probabilities)
 
     def _write_bookkeeping_files(self, output_folder: str, arguments: dict) -> None:
-        maybe_mkdir_p(output_folder)
-        save_json(json_safe(arguments), os.path.join(output_folder, input_handling.PREDICT_MARKER))  # first
-        save_json(self.dataset_json, os.path.join(output_folder, 'dataset.json'), sort_keys=False)
-        save_json(self.plans_manager.plans, os.path.join(output_folder, 'plans.json'), sort_keys=False)
+        input_handling.write_bookkeeping_files(output_folder, arguments, self.dataset_json, self.plans_manager.plans)
 
     def _prepare_prediction(self, arguments: dict, list_of_lists_or_source_folder,
                             output_folder_or_list_of_truncated_output_files, folder_with_segs_from_prev_stage,
@@ -167,7 +156,7 @@ class nnUNetPredictor(object):
         cases = self._manage_input_and_output_lists(  # checks first: nothing is written for a refused run
             list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
             folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
-        output_folder = _output_folder_of(output_folder_or_list_of_truncated_output_files)
+        output_folder = input_handling.output_folder_of(output_folder_or_list_of_truncated_output_files)
         if output_folder is not None:
             input_handling.check_no_overwrite(
                 [os.path.join(output_folder, f) for f in input_handling.BOOKKEEPING_FILES], [])
@@ -175,16 +164,8 @@ class nnUNetPredictor(object):
         return cases
 
     def _check_cascade_input(self, folder_with_segs_from_prev_stage) -> None:
-        if self.configuration_manager.previous_stage_name is not None and folder_with_segs_from_prev_stage is None:
-            raise UserError(f"The requested configuration is a cascaded network. It requires the segmentations of "
-                            f"the previous stage ({self.configuration_manager.previous_stage_name}) as input.",
-                            "Predict that stage first and pass its output folder with -prev_stage_predictions.")
-        if self.configuration_manager.previous_stage_name is None and folder_with_segs_from_prev_stage is not None:
-            # the reference appends the maps anyway and fails later with a confusing channel-count error
-            raise UserError(f"Previous-stage predictions were given ({folder_with_segs_from_prev_stage}) but the "
-                            f"model's configuration is not a cascade stage (its plans name no previous_stage).",
-                            "Leave out -prev_stage_predictions, or predict with the cascade configuration "
-                            "(e.g. -c 3d_cascade_fullres).")
+        input_handling.check_cascade_input(self.configuration_manager.previous_stage_name,
+                                           folder_with_segs_from_prev_stage)
 
     def predict_from_files(self, list_of_lists_or_source_folder: Union[str, List[List[str]]],
                            output_folder_or_list_of_truncated_output_files: Union[str, None, List[str]],
