@@ -97,6 +97,26 @@ def check_label_range(seg: np.ndarray, label_file: str, highest_label: int, lowe
                     f"nnUNetv2_plan_and_preprocess --verify_dataset_integrity lists every such file.")
 
 
+def check_labels_are_channels(seg: np.ndarray, label_file: str, labels: Sequence[int],
+                              ignore_label: Optional[int]) -> None:
+    """Without regions, training takes label value k for output channel k, so the declared labels must be 0..n-1. With
+    a gap ({0, 1, 3}) a voxel of 3 names a channel the network does not have, and training stops at its first batch
+    with an index error. UserError where such a voxel exists (a declared gap that no file uses trains as in the
+    reference); free for consecutive labels."""
+    n = len(labels)
+    if sorted(labels) == list(range(n)) or seg.size == 0 or seg.max() < n:
+        return
+    bad = np.unique(seg[(seg >= n) & (seg != (-2 if ignore_label is None else ignore_label))])
+    if bad.size == 0:
+        return
+    shown = ", ".join(f"{v:g}" for v in bad[:5].tolist()) + (", ..." if bad.size > 5 else "")
+    raise UserError(f"{label_file} holds label value(s) {shown}, but the labels dataset.json declares "
+                    f"({', '.join(map(str, sorted(labels)))}) are not consecutive: training takes label k for output "
+                    f"channel k of {n}.", "Renumber the labels 0, 1, 2, ... in dataset.json and in the label files "
+                                          "(nnUNetv2_plan_and_preprocess --verify_dataset_integrity names every "
+                                          "problem of a dataset).")
+
+
 _folders_warned_about_non_integer_labels: set = set()
 
 

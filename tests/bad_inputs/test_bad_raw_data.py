@@ -196,3 +196,34 @@ def test_label_range_check():
     assert "255" not in str(e.value)
     with pytest.raises(UserError, match=r"1, 2, 3, 4, 5, \.\.\."):
         check_label_range(np.arange(8, dtype=np.uint8), "c.png", 0)
+
+
+def test_labels_with_a_gap_fail_in_default_preprocessing(clone_dataset, capsys):
+    """dataset.json declares labels 0, 1, 3 and the files use 3: training takes label k for output channel k (3
+    channels here), so the reference stops at its first batch with an index error; the default preprocessor names
+    file and value. The raw data stays as it was."""
+    dataset_id, ds = clone_dataset()
+    dj = json.loads((ds / "dataset.json").read_text())
+    names = [k for k, v in dj["labels"].items() if v == 2]
+    dj["labels"][names[0]] = 3
+    (ds / "dataset.json").write_text(json.dumps(dj))
+    for label in sorted((ds / "labelsTr").glob("*.nii.gz")):
+        _rewrite(label, lambda a: np.where(a == 2, 3, a).astype(a.dtype))
+    snapshot = Snapshot(ds)
+    code, err = run_entry(plan_and_preprocess_entry, ["-d", dataset_id, "-np", "1", "-npfp", "1", "-c", "3d_fullres",
+                                                      "--no_pbar"], capsys)
+    assert code == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "holds label value(s) 3, but the labels dataset.json declares (0, 1, 3) are not consecutive" in line
+    assert "Renumber the labels 0, 1, 2" in line
+    snapshot.assert_unchanged()
+
+
+def test_labels_are_channels_check():
+    from nnunetv2.errors import UserError
+    from nnunetv2.utilities.input_checks import check_labels_are_channels
+    check_labels_are_channels(np.array([0, 1, 3]), "a.nii.gz", [0, 1, 2, 3], None)  # consecutive: nothing to check
+    check_labels_are_channels(np.array([0, 1, 1]), "b.nii.gz", [0, 1, 3], None)  # the gap is never used
+    check_labels_are_channels(np.array([0, 1, 4, -1]), "c.nii.gz", [0, 1, 3], 4)  # ignore label and outside mask
+    with pytest.raises(UserError, match=r"d.nii.gz holds label value\(s\) 3, but"):
+        check_labels_are_channels(np.array([0, 3, 4]), "d.nii.gz", [0, 1, 3], 4)

@@ -21,8 +21,8 @@ from nnunetv2.preprocessing.resampling.default_resampling import compute_new_sha
 from nnunetv2.utilities.plans_handling.plans_checks import (EmptyResamplingError, check_resampled_not_empty,
                                                          check_resampled_size, warn_if_much_upsampled)
 from nnunetv2.utilities.input_checks import (check_case_array, check_channel_count, check_integer_labels,
-                                             check_label_range, check_single_channel_label,
-                                             non_integer_label_values)
+                                             check_label_range, check_labels_are_channels,
+                                             check_single_channel_label, non_integer_label_values)
 
 if TYPE_CHECKING:
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -183,6 +183,8 @@ class DefaultPreprocessor(object):
             label_manager = plans_manager.get_label_manager(dataset_json)
             check_label_range(seg, seg_file, max(label_manager.all_labels + [label_manager.ignore_label or 0]),
                               lowest_label=-1)
+            if not label_manager.has_regions:
+                check_labels_are_channels(seg, seg_file, label_manager.all_labels, label_manager.ignore_label)
         data, seg = data.astype(np.float32, copy=False), seg.astype(np.int16, copy=False)
         patch_size = tuple(configuration_manager.patch_size)
         blocks, chunks = comp_blosc2_params(data.shape, patch_size, data.itemsize)
