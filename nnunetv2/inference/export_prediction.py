@@ -125,10 +125,11 @@ def export_prediction_from_logits(predicted_array_or_file: Union[np.ndarray, tor
     The segmentation is written last, so an existing segmentation implies complete probability files. The folder
     of ``output_file_truncated`` (a str or a pathlib path) is created if missing.
     """
-    output_file_truncated = prepare_output_file(output_file_truncated, plans_manager, properties_dict,
-                                                dataset_json_dict_or_file)
-    dataset_json, segmentation = segmentation_writing_probabilities(
-        predicted_array_or_file, properties_dict, configuration_manager, plans_manager, dataset_json_dict_or_file,
+    dataset_json = load_json(dataset_json_dict_or_file) if isinstance(dataset_json_dict_or_file, str) \
+        else dataset_json_dict_or_file
+    output_file_truncated = prepare_output_file(output_file_truncated, plans_manager, properties_dict, dataset_json)
+    _, segmentation = segmentation_writing_probabilities(
+        predicted_array_or_file, properties_dict, configuration_manager, plans_manager, dataset_json,
         output_file_truncated, save_probabilities, num_threads_torch)
     writer = plans_manager.image_reader_writer_class()
     write_segmentation_atomically(writer, segmentation, output_file_truncated + dataset_json['file_ending'],
@@ -158,14 +159,11 @@ def segmentation_writing_probabilities(predicted_array_or_file: Union[np.ndarray
     return dataset_json, segmentation
 
 
-def prepare_output_file(output_file_truncated, plans_manager, properties_dict: dict,
-                        dataset_json_dict_or_file: Union[dict, str]) -> str:
+def prepare_output_file(output_file_truncated, plans_manager, properties_dict: dict, dataset_json: dict) -> str:
     """``output_file_truncated`` as a str, checked before any work is spent on it: the image properties hold the
     geometry the model's writer restores (UserError otherwise), and its folder exists (created if not; the
     reference creates only the folder of predict_from_files' first output and fails on any other)."""
     output_file_truncated = os.fspath(output_file_truncated)
-    dataset_json = load_json(dataset_json_dict_or_file) if isinstance(dataset_json_dict_or_file, str) \
-        else dataset_json_dict_or_file
     check_write_properties(plans_manager.image_reader_writer_class, properties_dict,
                            output_file_truncated + dataset_json['file_ending'])
     folder = os.path.dirname(output_file_truncated)

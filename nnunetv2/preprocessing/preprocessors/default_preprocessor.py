@@ -172,14 +172,14 @@ class DefaultPreprocessor(object):
         overrides or patches that method changes what preprocessing writes)."""
         from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
         from nnunetv2.utilities.blosc2_storage import comp_blosc2_params
+        if isinstance(dataset_json, str):
+            dataset_json = load_json(dataset_json)
         data, seg, properties = self.run_case(image_files, seg_file, plans_manager, configuration_manager,
                                               dataset_json)
         if seg_file is not None and type(self).run_case_npy is DefaultPreprocessor.run_case_npy:
             # what training will read, so after modify_seg_fn (which may map values); -1 marks outside the nonzero
             # region. Here and not in run_case: prediction reads previous-stage segmentations through run_case,
             # and those are checked against the model's labels where they are used
-            if isinstance(dataset_json, str):
-                dataset_json = load_json(dataset_json)
             label_manager = plans_manager.get_label_manager(dataset_json)
             check_label_range(seg, seg_file, max(label_manager.all_labels + [label_manager.ignore_label or 0]),
                               lowest_label=-1)
