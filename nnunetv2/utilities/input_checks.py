@@ -90,11 +90,28 @@ def check_label_range(seg: np.ndarray, label_file: str, highest_label: int, lowe
         return
     bad = np.unique(seg[(seg < lowest_label) | (seg > highest_label)])
     shown = ", ".join(f"{v:g}" for v in bad[:5].tolist()) + (", ..." if bad.size > 5 else "")
-    hint = ("Binary masks saved with 255 for foreground? Map 255 to 1 (or to the label it stands for). "
-            if 255 in bad and highest_label < 255 else "")
+    mask_value = next((v for v in (255, 65535) if v in bad and highest_label < v), None)
+    hint = (f"Binary masks saved with {mask_value} for foreground? Map {mask_value} to 1 (or to the label it stands "
+            f"for). " if mask_value is not None else "")
     raise UserError(f"{label_file} holds label value(s) {shown}, but dataset.json declares labels 0..{highest_label} "
                     f"only.", f"{hint}Fix the label file, or declare the values under 'labels' in dataset.json; "
                     f"nnUNetv2_plan_and_preprocess --verify_dataset_integrity lists every such file.")
+
+
+def check_labels_fit_int16(seg: np.ndarray, label_file: str, highest_label: int) -> None:
+    """UserError if the label map holds values that a 16-bit label map cannot hold. Preprocessing stores labels as
+    int16, and the cast would wrap them without a word: 65535, the foreground of 16-bit binary masks, becomes -1,
+    which marks voxels outside the image's nonzero region, so training would learn that object as background.
+    Undeclared values are named as ``check_label_range`` names them; declared ones above 32767 get their own line."""
+    if seg.size == 0:
+        return
+    limits = np.iinfo(np.int16)
+    if seg.min() >= limits.min and seg.max() <= limits.max:
+        return
+    check_label_range(seg, label_file, highest_label, lowest_label=-1)
+    raise UserError(f"{label_file}: dataset.json declares labels up to {highest_label}, but nnU-Net stores label maps "
+                    f"as 16-bit integers (at most {limits.max}).",
+                    "Renumber the labels 0, 1, 2, ... in dataset.json and in the label files.")
 
 
 def check_labels_are_channels(seg: np.ndarray, label_file: str, labels: Sequence[int],

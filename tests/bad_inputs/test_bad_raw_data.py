@@ -227,3 +227,34 @@ def test_labels_are_channels_check():
     check_labels_are_channels(np.array([0, 1, 4, -1]), "c.nii.gz", [0, 1, 3], 4)  # ignore label and outside mask
     with pytest.raises(UserError, match=r"d.nii.gz holds label value\(s\) 3, but"):
         check_labels_are_channels(np.array([0, 3, 4]), "d.nii.gz", [0, 1, 3], 4)
+
+
+def test_16_bit_binary_masks_fail_in_default_preprocessing(clone_dataset, capsys):
+    """Binary masks saved as 16-bit 0/65535: 65535 fits no declared label, and preprocessing's int16 label storage
+    would wrap it to -1 (outside the image), so the reference preprocessed them without a word and training learnt
+    the object as background. The default preprocessor names the file, the value and the likely cause; the raw data
+    stays as it was."""
+    dataset_id, ds = clone_dataset()
+    for label in sorted((ds / "labelsTr").glob("*.nii.gz")):
+        _rewrite(label, lambda a: (a > 0).astype(np.uint16) * 65535)
+    snapshot = Snapshot(ds)
+    code, err = run_entry(plan_and_preprocess_entry, ["-d", dataset_id, "-np", "1", "-npfp", "1", "-c", "3d_fullres",
+                                                      "--no_pbar"], capsys)
+    assert code == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "holds label value(s) 65535, but dataset.json declares labels 0..2 only" in line
+    assert "Map 65535 to 1" in line
+    snapshot.assert_unchanged()
+
+
+def test_labels_fit_int16_check():
+    from nnunetv2.errors import UserError
+    from nnunetv2.utilities.input_checks import check_labels_fit_int16
+    check_labels_fit_int16(np.array([0, 1, -1, 32767], np.float32), "a.nii.gz", 1)  # fits: the range check's job
+    check_labels_fit_int16(np.zeros(0, np.uint16), "empty.nii.gz", 1)
+    with pytest.raises(UserError, match=r"b.nii.gz holds label value\(s\) 65535, but dataset.json declares labels "
+                                        r"0..2 only"):
+        check_labels_fit_int16(np.array([0, 65535], np.uint16), "b.nii.gz", 2)
+    with pytest.raises(UserError, match=r"c.nii.gz: dataset.json declares labels up to 40000, but nnU-Net stores "
+                                        r"label maps as 16-bit integers"):
+        check_labels_fit_int16(np.array([0, 40000], np.float32), "c.nii.gz", 40000)

@@ -22,7 +22,8 @@ from nnunetv2.utilities.plans_handling.plans_checks import (EmptyResamplingError
                                                          check_resampled_size, warn_if_much_upsampled)
 from nnunetv2.utilities.input_checks import (check_case_array, check_channel_count, check_integer_labels,
                                              check_label_range, check_labels_are_channels,
-                                             check_single_channel_label, non_integer_label_values)
+                                             check_labels_fit_int16, check_single_channel_label,
+                                             non_integer_label_values)
 
 if TYPE_CHECKING:
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -129,6 +130,9 @@ class DefaultPreprocessor(object):
             properties['class_locations'] = self._sample_foreground_locations(seg, collect_for_this,
                                                                               verbose=self.verbose)
             seg = self.modify_seg_fn(seg, plans_manager, dataset_json, configuration_manager)
+            # before the cast below, which would wrap such values (65535 to -1, 'outside the image') without a word
+            check_labels_fit_int16(seg, getattr(self, '_label_file', None) or 'The segmentation',
+                                   max(label_manager.all_labels + [label_manager.ignore_label or 0]))
         seg = seg.astype(np.int16 if np.max(seg) > 127 else np.int8, copy=False)
         return data, seg, properties
 
@@ -151,13 +155,14 @@ class DefaultPreprocessor(object):
         else:
             seg, non_integer = None, []
         self._case_name = ', '.join(map(str, image_files))  # for the messages of run_case_npy
+        self._label_file = seg_file
         try:
             data, seg_out, properties = self.run_case_npy(data, seg, data_properties, plans_manager,
                                                           configuration_manager, dataset_json)
         except EmptyResamplingError as e:
             raise UserError(f"{', '.join(map(str, image_files))}: {e.message}", e.hint) from None
         finally:
-            self._case_name = None
+            self._case_name = self._label_file = None
         if non_integer and seg_out is not None and np.asarray(seg_out).dtype.kind in 'iub':
             # the labels came out as integers (our run_case_npy, or a subclass's that calls it): 0.9999 became 0
             # without a word. A run_case_npy that keeps continuous maps (regression targets) passes
