@@ -81,7 +81,8 @@ def check_label_range(seg: np.ndarray, label_file: str, highest_label: int, lowe
     """UserError if the label map (of ``label_file``) holds values below ``lowest_label`` or above the highest label
     dataset.json declares (its ignore label included). Training would otherwise stop at its first batch with "index
     255 is out of bounds" (on a GPU: "device-side assert triggered"), or, with regions, train on such voxels as
-    background without a word. Two passes over the map (min and max); the values are looked up only when something
+    background without a word; negative values too (the default preprocessor checks a label file's own ones before
+    cropping marks the voxels outside the image with -1). Two passes over the map (min and max); the values are looked up only when something
     is wrong."""
     if seg.size == 0:
         return
@@ -93,9 +94,14 @@ def check_label_range(seg: np.ndarray, label_file: str, highest_label: int, lowe
     mask_value = next((v for v in (255, 65535) if v in bad and highest_label < v), None)
     hint = (f"Binary masks saved with {mask_value} for foreground? Map {mask_value} to 1 (or to the label it stands "
             f"for). " if mask_value is not None else "")
+    fix = "Fix the label file, or declare the values under 'labels' in dataset.json"
+    if bad[0] < 0:  # labels are never negative
+        hint += ("Negative values marking unannotated voxels? Declare an ignore label in dataset.json (the highest "
+                 f"label value, e.g. \"ignore\": {highest_label + 1}) and give those voxels that value. ")
+        fix = "Fix the label file"
     raise UserError(f"{label_file} holds label value(s) {shown}, but dataset.json declares labels 0..{highest_label} "
-                    f"only.", f"{hint}Fix the label file, or declare the values under 'labels' in dataset.json; "
-                    f"nnUNetv2_plan_and_preprocess --verify_dataset_integrity lists every such file.")
+                    f"only.", f"{hint}{fix}; nnUNetv2_plan_and_preprocess --verify_dataset_integrity lists every "
+                              f"such file.")
 
 
 def check_labels_fit_int16(seg: np.ndarray, label_file: str, highest_label: int) -> None:

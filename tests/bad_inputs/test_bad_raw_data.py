@@ -258,3 +258,20 @@ def test_labels_fit_int16_check():
     with pytest.raises(UserError, match=r"c.nii.gz: dataset.json declares labels up to 40000, but nnU-Net stores "
                                         r"label maps as 16-bit integers"):
         check_labels_fit_int16(np.array([0, 40000], np.float32), "c.nii.gz", 40000)
+
+
+def test_negative_labels_fail_in_default_preprocessing(clone_dataset, capsys):
+    """-1 marking unannotated voxels (other frameworks' ignore index): preprocessing's own -1 marks voxels outside the
+    image, which training reads as background, so the reference trained them as background without a word. The
+    default preprocessor names the file and the value and points to nnU-Net's ignore label; the raw data stays."""
+    dataset_id, ds = clone_dataset()
+    label = ds / "labelsTr" / "case_001.nii.gz"
+    _rewrite(label, lambda a: np.where(np.arange(a.shape[0])[:, None, None] < 2, -1, a.astype(np.int16)))
+    snapshot = Snapshot(ds)
+    code, err = run_entry(plan_and_preprocess_entry, ["-d", dataset_id, "-np", "1", "-npfp", "1", "-c", "3d_fullres",
+                                                      "--no_pbar"], capsys)
+    line = assert_clean_failure(code, err, label)
+    assert "holds label value(s) -1, but dataset.json declares labels 0..2 only" in line
+    assert 'Declare an ignore label in dataset.json (the highest label value, e.g. "ignore": 3)' in line
+    assert "declare the values under" not in line
+    snapshot.assert_unchanged()

@@ -92,6 +92,13 @@ class DefaultPreprocessor(object):
         original_spacing = [properties['spacing'][i] for i in plans_manager.transpose_forward]
 
         properties['shape_before_cropping'] = data.shape[1:]
+        if seg is not None and type(self).modify_seg_fn is DefaultPreprocessor.modify_seg_fn and seg.min() < 0:
+            # before cropping marks the voxels outside the image with -1: a label file's own negative values (other
+            # frameworks' 'not annotated') would be trained as background without a word. A subclass's
+            # modify_seg_fn may map them, so only without one
+            label_manager = plans_manager.get_label_manager(dataset_json)
+            check_label_range(seg, getattr(self, '_label_file', None) or 'The segmentation',
+                              max(label_manager.all_labels + [label_manager.ignore_label or 0]))
         data, seg, bbox = crop_to_nonzero(data, seg)
         properties['bbox_used_for_cropping'] = bbox
         properties['shape_after_cropping_and_before_resampling'] = data.shape[1:]
