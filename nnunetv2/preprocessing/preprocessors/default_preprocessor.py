@@ -92,10 +92,11 @@ class DefaultPreprocessor(object):
         original_spacing = [properties['spacing'][i] for i in plans_manager.transpose_forward]
 
         properties['shape_before_cropping'] = data.shape[1:]
-        if seg is not None and type(self).modify_seg_fn is DefaultPreprocessor.modify_seg_fn and seg.min() < 0:
+        if getattr(self, '_training_labels', False) and type(self).modify_seg_fn is DefaultPreprocessor.modify_seg_fn \
+                and seg.min() < 0:
             # before cropping marks the voxels outside the image with -1: a label file's own negative values (other
             # frameworks' 'not annotated') would be trained as background without a word. A subclass's
-            # modify_seg_fn may map them, so only without one
+            # modify_seg_fn may map them, so only without one; previous-stage segmentations are checked where used
             label_manager = plans_manager.get_label_manager(dataset_json)
             check_label_range(seg, getattr(self, '_label_file', None) or 'The segmentation',
                               max(label_manager.all_labels + [label_manager.ignore_label or 0]))
@@ -186,8 +187,12 @@ class DefaultPreprocessor(object):
         from nnunetv2.utilities.blosc2_storage import comp_blosc2_params
         if isinstance(dataset_json, str):
             dataset_json = load_json(dataset_json)
-        data, seg, properties = self.run_case(image_files, seg_file, plans_manager, configuration_manager,
-                                              dataset_json)
+        self._training_labels = seg_file is not None
+        try:
+            data, seg, properties = self.run_case(image_files, seg_file, plans_manager, configuration_manager,
+                                                  dataset_json)
+        finally:
+            self._training_labels = False
         if seg_file is not None and type(self).run_case_npy is DefaultPreprocessor.run_case_npy:
             # what training will read, so after modify_seg_fn (which may map values); -1 marks outside the nonzero
             # region. Here and not in run_case: prediction reads previous-stage segmentations through run_case,
