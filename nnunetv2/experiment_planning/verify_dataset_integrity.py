@@ -272,7 +272,7 @@ def _determine_reader(dataset_json: dict, cases: Dict[str, dict], max_tries: int
 
 def dataset_problems(folder: str, num_processes: int = 8) -> List[str]:
     """Every problem of the raw dataset in ``folder`` (empty list: the dataset is fine)."""
-    from nnunetv2.utilities.dataset_json import dataset_json_problems, load_dataset_json
+    from nnunetv2.utilities.dataset_json import dataset_json_problems, load_dataset_json, num_training_mismatch
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
@@ -289,9 +289,9 @@ def dataset_problems(folder: str, num_processes: int = 8) -> List[str]:
     file_ending = dataset_json["file_ending"]
     num_channels = len(dataset_json.get("channel_names", dataset_json.get("modality", {})))
     dataset = get_filenames_of_train_images_and_targets(folder, dataset_json)
-    if len(dataset) != dataset_json["numTraining"]:
-        problems.append(f"{dj_file}: numTraining is {dataset_json['numTraining']} but {len(dataset)} training "
-                        f"case(s) were found. Correct numTraining or add/remove cases.")
+    mismatch = num_training_mismatch(dataset_json, len(dataset))
+    if mismatch is not None:
+        problems.append(f"{dj_file}: {mismatch}. Correct numTraining or add/remove cases.")
     if "dataset" in dataset_json:
         problems += _listed_file_problems(dataset)
     else:

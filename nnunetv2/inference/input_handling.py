@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from typing import List, Optional, Sequence, Tuple, Union
 
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import json_safe, maybe_mkdir_p, save_json
+from nnunetv2.utilities.other_endings import warn_other_endings
 from nnunetv2.utilities.output_guard import check_output_files
 from nnunetv2.utilities.utils import sorted_files_with_ending
 
 _CHANNEL = re.compile(r"_(\d\d\d\d)$")
-# CASE_XXXX.<some ending>: named like an input image, whatever its ending
-_IMAGE_LIKE = re.compile(r"^.+_\d\d\d\d\.[A-Za-z][A-Za-z0-9.]*$")
 # every folder the predictor writes into holds this file (the reference writes it too): it marks predictions
 PREDICT_MARKER = 'predict_from_raw_data_args.json'
 BOOKKEEPING_FILES = (PREDICT_MARKER, 'dataset.json', 'plans.json')
@@ -72,7 +70,7 @@ def list_cases_in_folder(folder: str, file_ending: str, num_channels: int) -> Li
                         f"Convert the images to {file_ending} and name them CASE_XXXX{file_ending}.")
     bad = [f for f in images if _channel_of(f, file_ending) is None]
     if not bad:
-        _warn_other_endings(folder, names, file_ending)
+        warn_other_endings(folder, names, file_ending, "the model's file ending", "are not predicted")
     if bad:
         raise UserError(f"Input file {os.path.join(folder, bad[0])} does not follow the naming CASE_XXXX{file_ending} "
                         f"(XXXX = 4-digit channel index){f' ({len(bad)} such files)' if len(bad) > 1 else ''}.",
@@ -81,27 +79,6 @@ def list_cases_in_folder(folder: str, file_ending: str, num_channels: int) -> Li
     for f in images:
         cases.setdefault(_case_id(f, file_ending), []).append(os.path.join(folder, f))
     return [cases[c] for c in sorted(cases)]
-
-
-_warned_about_other_endings: set = set()
-
-
-def _warn_other_endings(folder: str, names: Sequence[str], file_ending: str) -> None:
-    """Files named like inputs (CASE_XXXX.<ending>) but with another ending than the model's are not read: say so,
-    as they are cases (or channels) the user meant to predict and no output will be written for them."""
-    from nnunetv2.imageio.reader_writer_registry import LIST_OF_IO_CLASSES
-    # image formats only: a CASE_XXXX.json is the spacing side-car of the .tif case CASE_XXXX (identifiers often end
-    # in 4 digits), .npz/.pkl the probabilities of an earlier prediction into this folder
-    image_endings = tuple({e.lower() for c in LIST_OF_IO_CLASSES for e in c.supported_file_endings})
-    other = [f for f in names if not f.endswith(file_ending) and _IMAGE_LIKE.match(f)
-             and f.lower().endswith(image_endings)]
-    key = (os.path.abspath(folder), file_ending, tuple(other))
-    if other and key not in _warned_about_other_endings:  # the folder is listed more than once per run
-        _warned_about_other_endings.add(key)
-        print(f"WARNING: {len(other)} file(s) in {folder} are named like input images but do not end with "
-              f"{file_ending} (the model's file ending) and are not predicted: {', '.join(other[:5])}"
-              f"{', ...' if len(other) > 5 else ''}. Convert them to {file_ending} if they are meant as inputs.",
-              file=sys.stderr, flush=True)
 
 
 def check_files_exist(list_of_lists: Sequence[Sequence[str]]) -> None:

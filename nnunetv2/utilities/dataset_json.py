@@ -257,3 +257,11 @@ def check_raw_dataset_json(dataset_json: dict, source: str, need_num_training: b
     if problems:
         raise UserError(f"{source} {'; '.join(problems)}.", f"Example of the required keys: {_EXAMPLE}")
     return dataset_json
+
+
+def num_training_mismatch(dataset_json: dict, num_cases_found: int) -> Optional[str]:
+    """"numTraining is X but N training case(s) were found", or None where they agree (or numTraining is missing)."""
+    declared = dataset_json.get("numTraining")
+    if declared is None or declared == num_cases_found:
+        return None
+    return f"numTraining is {declared} but {num_cases_found} training case(s) were found"

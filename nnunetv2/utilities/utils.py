@@ -149,6 +149,9 @@ def get_filenames_of_train_images_and_targets(raw_dataset_folder: str, dataset_j
                         "Put the training images there, or list the cases under a 'dataset' key in dataset.json.")
     identifiers = get_identifiers_from_splitted_dataset_folder(images_folder, file_ending)
     images = create_lists_from_splitted_dataset_folder(images_folder, file_ending, identifiers)
+    from nnunetv2.utilities.other_endings import warn_other_endings
+    warn_other_endings(images_folder, sorted(os.listdir(images_folder)), file_ending, "dataset.json's file_ending",
+                       "are left out of the dataset")
     labels_folder = os.path.join(raw_dataset_folder, "labelsTr")
     return {str(i): {"images": im, "label": os.path.join(labels_folder, str(i) + file_ending)}
             for i, im in zip(identifiers, images)}

@@ -275,3 +275,24 @@ def test_negative_labels_fail_in_default_preprocessing(clone_dataset, capsys):
     assert 'Declare an ignore label in dataset.json (the highest label value, e.g. "ignore": 3)' in line
     assert "declare the values under" not in line
     snapshot.assert_unchanged()
+
+
+def test_case_saved_with_another_ending_is_named(clone_dataset, capsys):
+    """One case converted to .nii among .nii.gz files: cases are listed by dataset.json's file_ending, so the reference
+    planned and preprocessed the others without a word (numTraining, which planning uses, counting it still). Both
+    are named once; planning and preprocessing go on as before."""
+    dataset_id, ds = clone_dataset()
+    image = ds / "imagesTr" / "case_001_0000.nii.gz"
+    label = ds / "labelsTr" / "case_001.nii.gz"
+    for f in (image, label):
+        sitk.WriteImage(sitk.ReadImage(str(f)), str(f)[:-len(".gz")])
+        f.unlink()
+    n_declared = json.loads((ds / "dataset.json").read_text())["numTraining"]
+    code, err = run_entry(plan_and_preprocess_entry, ["-d", dataset_id, "-np", "1", "-npfp", "1", "-c", "3d_fullres",
+                                                      "--no_pbar"], capsys)
+    assert code == 0
+    warnings = [line for line in err.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 2, err
+    assert f"{ds / 'imagesTr'} are named like images but do not end with .nii.gz (dataset.json's file_ending) and " \
+           f"are left out of the dataset: case_001_0000.nii." in warnings[0]
+    assert f"numTraining is {n_declared} but {n_declared - 1} training case(s) were found" in warnings[1]

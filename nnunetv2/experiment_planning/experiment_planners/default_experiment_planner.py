@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from copy import deepcopy
 from typing import List, Optional, Tuple, Union
 
@@ -57,7 +58,7 @@ class ExperimentPlanner(object):
                  preprocessor_name: str = 'DefaultPreprocessor', plans_name: str = 'nnUNetPlans',
                  overwrite_target_spacing: Union[List[float], Tuple[float, ...]] = None,
                  suppress_transpose: bool = False):
-        from nnunetv2.utilities.dataset_json import check_raw_dataset_json
+        from nnunetv2.utilities.dataset_json import check_raw_dataset_json, num_training_mismatch
         from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
         self.dataset_name = str(maybe_convert_to_dataset_name(dataset_name_or_id))
@@ -70,6 +71,10 @@ class ExperimentPlanner(object):
                             hint="Experiment planning needs the raw dataset in nnUNet_raw.")
         self.dataset_json = check_raw_dataset_json(load_json(dataset_json_file), dataset_json_file)
         self.dataset = get_filenames_of_train_images_and_targets(self.raw_dataset_folder, self.dataset_json)
+        mismatch = num_training_mismatch(self.dataset_json, len(self.dataset))
+        if mismatch is not None:  # planned with numTraining all the same, as the reference does
+            print(f"WARNING: {dataset_json_file}: {mismatch}. Planning uses numTraining (the dataset's size caps the "
+                  f"batch size); correct it if the cases found are the dataset.", file=sys.stderr, flush=True)
         self.dataset_fingerprint = load_fingerprint_or_fail(preprocessed_folder, self.dataset_name)
 
         self.anisotropy_threshold = ANISO_THRESHOLD
