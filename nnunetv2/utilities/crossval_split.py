@@ -70,3 +70,10 @@ def check_fold_has_cases(train_keys: Optional[Sequence], val_keys: Optional[Sequ
                         f"training and one validation case.",
                         "Put cases into the empty list of that fold, or train with fold 'all' (all cases for "
                         "training and validation).")
+
+
+def cases_in_no_fold(splits: List[dict], identifiers: Iterable[str]) -> List[str]:
+    """The identifiers (sorted) that no fold of ``splits`` trains or validates on: typically cases added to the
+    dataset after splits_final.json was made, which that split never uses (nor does the reference, without a word)."""
+    used = {i for split in splits for key in ('train', 'val') for i in split[key]}
+    return sorted(set(identifiers) - used)

@@ -75,9 +75,17 @@ def do_split(trainer) -> Tuple[List[str], List[str]]:
     else:
         trainer.print_to_log_file("Using splits from existing split file:", splits_file)
         splits = load_json(splits_file)
-        from nnunetv2.utilities.crossval_split import check_splits
+        from nnunetv2.utilities.crossval_split import cases_in_no_fold, check_splits
         check_splits(splits, splits_file, dataset.identifiers)  # else an unknown id is blamed on preprocessing
         trainer.print_to_log_file(f"The split file contains {len(splits)} splits.")
+        unused = cases_in_no_fold(splits, dataset.identifiers)
+        if unused:
+            shown = ', '.join(unused[:5]) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+            trainer.print_to_log_file(
+                f"WARNING: {len(unused)} preprocessed case(s) are in no fold of {splits_file}, so no fold trains or "
+                f"validates on them: {shown}. Cases added after the split was made? Add them to the folds, or "
+                f"delete the file for a new 5-fold split (of all cases; it changes every fold). Ignore this if they "
+                f"are held out on purpose.")
 
     trainer.print_to_log_file("Desired fold for training: %d" % trainer.fold)
     if trainer.fold < len(splits):
