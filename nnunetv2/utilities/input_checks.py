@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import re
+import sys
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -285,3 +286,31 @@ def nonfinite_voxels_in_nifti(path: str) -> int:
             return 0
         nan, inf = nonfinite_counts(img.dataobj.get_unscaled())
     return nan + inf
+
+
+def labels_in_no_case(found: set, foreground: Sequence, label_names: dict) -> List[str]:
+    """The foreground labels / regions (``foreground``: the label manager's, as ints or sequences) that are not in
+    ``found`` (class_locations keys that at least one case holds: ints, or tuples for regions), each as
+    ``'name' (value)`` with its name from dataset.json's ``labels`` (``label_names``: name -> int or list)."""
+    def key(value):
+        return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else int(value)
+    names = {}
+    for name, value in label_names.items():
+        names.setdefault(key(value), name)
+    missing = [key(k) for k in foreground if key(k) not in found]
+    return [f"'{names[k]}' ({', '.join(map(str, k)) if isinstance(k, tuple) else k})" if k in names else str(k)
+            for k in missing]
+
+
+def warn_labels_in_no_case(found: set, label_manager, dataset_json: dict, num_cases: int, where: str) -> None:
+    """Print one warning if a foreground label (or region) that dataset.json declares occurs in none of the
+    ``num_cases`` preprocessed cases of ``where``: training has nothing to learn it from and the model will predict it
+    nowhere (label files all background, or a label declared that the files never use)."""
+    foreground = label_manager.foreground_regions if label_manager.has_regions else label_manager.foreground_labels
+    missing = labels_in_no_case(found, foreground, dataset_json.get('labels', {}))
+    if missing:
+        what = "region(s)" if label_manager.has_regions else "label(s)"
+        print(f"WARNING: {what} {', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''} of dataset.json occur "
+              f"in none of the {num_cases} training case(s) of {where}: training has nothing to learn them from, and "
+              f"the model will predict them nowhere. Check the label files and the labels dataset.json declares.",
+              file=sys.stderr, flush=True)

@@ -296,3 +296,29 @@ def test_case_saved_with_another_ending_is_named(clone_dataset, capsys):
     assert f"{ds / 'imagesTr'} are named like images but do not end with .nii.gz (dataset.json's file_ending) and " \
            f"are left out of the dataset: case_001_0000.nii." in warnings[0]
     assert f"numTraining is {n_declared} but {n_declared - 1} training case(s) were found" in warnings[1]
+
+
+def test_declared_label_in_no_case_is_named(clone_dataset, capsys):
+    """dataset.json declares a label that no label file uses: the reference trains an output channel that never sees
+    a voxel of it, without a word. Preprocessing names it once per configuration and goes on (the files are fine)."""
+    dataset_id, ds = clone_dataset()
+    dj = json.loads((ds / "dataset.json").read_text())
+    dj["labels"]["never_drawn"] = max(dj["labels"].values()) + 1
+    (ds / "dataset.json").write_text(json.dumps(dj))
+    code, err = run_entry(plan_and_preprocess_entry, ["-d", dataset_id, "-np", "1", "-npfp", "1", "-c", "3d_fullres",
+                                                      "--no_pbar"], capsys)
+    assert code == 0
+    warnings = [line for line in err.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1, err
+    assert f"label(s) 'never_drawn' ({dj['labels']['never_drawn']}) of dataset.json occur in none of the " in \
+           warnings[0] and "(3d_fullres)" in warnings[0]
+
+
+def test_labels_in_no_case():
+    from nnunetv2.utilities.input_checks import labels_in_no_case
+    names = {"background": 0, "liver": 1, "tumor": 2, "vessel": 3}
+    assert labels_in_no_case({1, 3}, [1, 2, 3], names) == ["'tumor' (2)"]
+    assert labels_in_no_case({1, 2, 3}, [1, 2, 3], names) == []
+    regions = {"background": 0, "whole": [1, 2, 3], "core": [2, 3], "enhancing": 3}
+    assert labels_in_no_case({(1, 2, 3), 3}, [(1, 2, 3), [2, 3], 3], regions) == ["'core' (2, 3)"]
+    assert labels_in_no_case(set(), [7], names) == ["7"]

@@ -23,7 +23,7 @@ from nnunetv2.utilities.plans_handling.plans_checks import (EmptyResamplingError
 from nnunetv2.utilities.input_checks import (check_case_array, check_channel_count, check_integer_labels,
                                              check_label_range, check_labels_are_channels,
                                              check_labels_fit_int16, check_single_channel_label,
-                                             non_integer_label_values)
+                                             non_integer_label_values, warn_labels_in_no_case)
 
 if TYPE_CHECKING:
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -193,6 +193,9 @@ class DefaultPreprocessor(object):
                                                   dataset_json)
         finally:
             self._training_labels = False
+        # the labels / regions this case holds (the worker pool collects them to name those no case holds)
+        self._labels_found = [key for key, locations in properties.get('class_locations', {}).items()
+                              if len(locations)]
         if seg_file is not None and type(self).run_case_npy is DefaultPreprocessor.run_case_npy:
             # what training will read, so after modify_seg_fn (which may map values); -1 marks outside the nonzero
             # region. Here and not in run_case: prediction reads previous-stage segmentations through run_case,
@@ -270,8 +273,11 @@ class DefaultPreprocessor(object):
         try:
             tasks = [(case, (os.path.join(staging, case), entry['images'], entry['label']))
                      for case, entry in dataset.items()]
-            run_cases_in_workers(self, tasks, plans_manager.plans, configuration_name, dataset_json,
-                                 num_processes, show_progress_bar=getattr(self, 'show_progress_bar', True))
+            found = run_cases_in_workers(self, tasks, plans_manager.plans, configuration_name, dataset_json,
+                                         num_processes, show_progress_bar=getattr(self, 'show_progress_bar', True))
+            if found is not None:
+                warn_labels_in_no_case(found, plans_manager.get_label_manager(dataset_json), dataset_json,
+                                       len(tasks), f"{dataset_name} ({configuration_name})")
             replace_folder(staging, output_directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

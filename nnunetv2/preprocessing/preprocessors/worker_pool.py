@@ -44,12 +44,20 @@ def _worker_main(worker_id: int, task_queue, connection) -> None:
                 plans_manager = PlansManager(plans)
                 configuration_manager = plans_manager.get_configuration(configuration_name)
                 current_run = run_id
+            preprocessor._labels_found = None  # set by our run_case_save (not by an override that skips it)
             preprocessor.run_case_save(output_filename_truncated, image_files, seg_file, plans_manager,
                                        configuration_manager, dataset_json)
+            found = getattr(preprocessor, '_labels_found', None)
+            found = None if found is None else [_plain(key) for key in found]
         except BaseException as e:  # report everything, including SystemExit in the worker
             _report(connection, ('error', worker_id, case, WorkerFailure(e)))
             return
-        _report(connection, ('done', worker_id, case, None))
+        _report(connection, ('done', worker_id, case, found))
+
+
+def _plain(key):
+    """A class_locations key (an int or a tuple of them, possibly numpy's) as plain Python."""
+    return tuple(int(k) for k in key) if isinstance(key, (tuple, list)) else int(key)
 
 
 def _report(connection, message) -> None:
@@ -143,6 +151,7 @@ class _RunState:
         self.current: Dict[int, Optional[str]] = {i: None for i in range(n_workers)}
         self.finished = 0
         self.bar = bar
+        self.labels_found: Optional[set] = set()  # None once a case did not say (a run_case_save of a subclass)
 
     def handle(self, message) -> None:
         kind, worker_id, case, payload = message
@@ -152,6 +161,10 @@ class _RunState:
             self.current[worker_id] = None
             self.finished += 1
             self.bar.update()
+            if payload is None or self.labels_found is None:
+                self.labels_found = None
+            else:
+                self.labels_found.update(payload)
         else:
             payload.reraise(f"preprocessing worker (case {case})")
 
@@ -168,10 +181,11 @@ class _RunState:
 
 
 def run_cases_in_workers(preprocessor, tasks: Sequence[Task], plans: dict, configuration_name: str,
-                         dataset_json: dict, num_processes: int, show_progress_bar: bool = True) -> None:
-    """Process ``tasks`` with ``num_processes`` spawned workers; returns when all are done, raises on failure."""
+                         dataset_json: dict, num_processes: int, show_progress_bar: bool = True) -> Optional[set]:
+    """Process ``tasks`` with ``num_processes`` spawned workers; returns when all are done, raises on failure. Returns
+    the labels and regions (class_locations keys) that at least one case holds, or None where a case did not say."""
     if not tasks:
-        return
+        return None
     n_workers = worker_count(num_processes, len(tasks))
     setup = pickle.dumps((preprocessor, plans, configuration_name, dataset_json))
     run_id = next(_run_counter)
@@ -188,6 +202,7 @@ def run_cases_in_workers(preprocessor, tasks: Sequence[Task], plans: dict, confi
                 state.receive(connections, POLL_SECONDS)
                 _check_workers_alive(workers.processes, state, connections)
         succeeded = True
+        return state.labels_found
     finally:
         if session is None:
             workers.close(graceful=succeeded)
