@@ -189,6 +189,19 @@ def _init_ddp_process(device: torch.device, rank: Optional[int] = None, world_si
         torch.set_num_threads(cpu_threads_per_process(local_world_size))
 
 
+def setup_ddp(rank: int, world_size: int) -> None:
+    """Join the process group as ``rank`` of ``world_size`` (MASTER_ADDR/MASTER_PORT from the environment; NCCL where
+    CUDA is available, else gloo), as the reference's function of this name did for its ``run_ddp``: for training
+    scripts built on a copy of it."""
+    _init_ddp_process(torch.device('cuda' if torch.cuda.is_available() else 'cpu'), rank, world_size)
+
+
+def cleanup_ddp() -> None:
+    """Leave the process group that ``setup_ddp`` (or a training) joined; nothing if there is none."""
+    if dist.is_initialized():
+        _ddp_sync.destroy_process_groups()
+
+
 def _check_gpu_of_this_process(index: int) -> None:
     """Before joining the process group: a torchrun started with more processes per node than the node has GPUs
     would otherwise stop those ranks with CUDA's 'invalid device ordinal' traceback (-num_gpus checks this up front)."""
