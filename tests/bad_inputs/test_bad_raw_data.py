@@ -322,3 +322,17 @@ def test_labels_in_no_case():
     regions = {"background": 0, "whole": [1, 2, 3], "core": [2, 3], "enhancing": 3}
     assert labels_in_no_case({(1, 2, 3), 3}, [(1, 2, 3), [2, 3], 3], regions) == ["'core' (2, 3)"]
     assert labels_in_no_case(set(), [7], names) == ["7"]
+
+
+def test_empty_image_warns_in_fingerprint(clone_dataset, capsys, caplog):
+    """An image whose every voxel is 0 (a failed conversion): the reference fingerprints and preprocesses it without a
+    word, and training learns that case's labels from nothing. The fingerprint names it and goes on."""
+    dataset_id, ds = clone_dataset()
+    image = ds / "imagesTr" / "case_002_0000.nii.gz"
+    _rewrite(image, lambda a: np.zeros_like(a))
+    with caplog.at_level(logging.WARNING):
+        code, _ = run_entry(extract_fingerprint_entry, ["-d", dataset_id, "-np", "1", "--no_pbar"], capsys)
+    assert code == 0
+    named = [r.getMessage() for r in caplog.records if "every voxel of" in r.getMessage()]
+    assert named == [f"WARNING: every voxel of {image} is 0: an empty image (a failed conversion or export?). "
+                     f"Training learns its labels from nothing; replace or remove the case."]

@@ -91,6 +91,10 @@ def _read_and_crop(image_files: List[str], segmentation_file: str, reader_writer
     warn_non_integer_labels(segmentation, segmentation_file, logger)
     shape_before_crop = images.shape[1:]
     images, segmentation, _ = crop_to_nonzero(images, segmentation)
+    if images.shape[1:] == shape_before_crop and images.size and not np.any(images):
+        # (only where cropping removed nothing: anything cropped away was zero, so something else was not)
+        logger.warning("WARNING: every voxel of %s is 0: an empty image (a failed conversion or export?). Training "
+                       "learns its labels from nothing; replace or remove the case.", ', '.join(map(str, image_files)))
     return images, segmentation, shape_before_crop, properties['spacing']
 
 
