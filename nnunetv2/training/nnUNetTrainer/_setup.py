@@ -221,6 +221,48 @@ def check_preprocessed_folder(folder: Optional[str], dataset_name: str, configur
                         f"(or nnUNetv2_plan_and_preprocess) first.")
 
 
+def check_preprocessed_matches_plans(folder: Optional[str], plans_manager, configuration_manager,
+                                     configuration_name: str) -> None:
+    """UserError when the preprocessed data were resampled to another spacing than the plans now give: plans edited
+    (or planned again) after preprocessing, without preprocessing again. Training would learn at the old spacing
+    while predictions resample images to the new one. The reference trains on such data without a word.
+
+    Judged on the first case (a preprocessing run replaces the whole folder, so all cases come from one run): the
+    shape the default preprocessor gives it at the plans' spacing against the stored shape. Read: one .pkl and one
+    .b2nd header. Only for the default preprocessor itself (a subclass may resample otherwise)."""
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+    if folder is None or not os.path.isdir(folder) or configuration_manager.preprocessor_class is not DefaultPreprocessor:
+        return
+    cases = sorted(f[:-len(".b2nd")] for f in os.listdir(folder) if f.endswith(".b2nd") and not f.endswith("_seg.b2nd")
+                   and not f.startswith("."))
+    if not cases or not os.path.isfile(os.path.join(folder, cases[0] + ".pkl")):
+        return
+    import blosc2
+    from nnunetv2.file_io import load_pickle
+    properties = load_pickle(os.path.join(folder, cases[0] + ".pkl"))
+    before, spacing = properties.get("shape_after_cropping_and_before_resampling"), properties.get("spacing")
+    if before is None or spacing is None:
+        return
+    stored = tuple(int(i) for i in blosc2.open(os.path.join(folder, cases[0] + ".b2nd"), mode="r").shape[1:])
+    original = [spacing[i] for i in plans_manager.transpose_forward]
+    target = list(configuration_manager.spacing)
+    if len(target) < len(before):  # 2d: the slice axis is not resampled
+        target = [original[0]] + target
+    if len(target) != len(before):
+        return
+    expected = tuple(int(i) for i in compute_new_shape(before, original, target))
+    if expected != stored:
+        dataset_id = plans_manager.dataset_name[7:10] if plans_manager.dataset_name.startswith("Dataset") \
+            else plans_manager.dataset_name
+        raise UserError(f"The preprocessed data in {folder} do not fit the plans: case {cases[0]} is stored with "
+                        f"shape {stored}, but the spacing the plans give configuration {configuration_name!r} "
+                        f"({[float(t) for t in target]}) makes it {expected}. Were the plans changed after "
+                        f"preprocessing?",
+                        f"Preprocess again: nnUNetv2_preprocess -d {dataset_id} -plans_name "
+                        f"{plans_manager.plans_name} -c {configuration_name} (or give edited plans a new name).")
+
+
 def maybe_wrap_deep_supervision(trainer, loss: torch.nn.Module, last_weight_always_zero: bool = False):
     """Wrap ``loss`` in DeepSupervisionWrapper with the default weights when the trainer uses deep supervision."""
     if not trainer.enable_deep_supervision:
