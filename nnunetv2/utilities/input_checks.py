@@ -83,8 +83,8 @@ def check_label_range(seg: np.ndarray, label_file: str, highest_label: int, lowe
     dataset.json declares (its ignore label included). Training would otherwise stop at its first batch with "index
     255 is out of bounds" (on a GPU: "device-side assert triggered"), or, with regions, train on such voxels as
     background without a word; negative values too (the default preprocessor checks a label file's own ones before
-    cropping marks the voxels outside the image with -1). Two passes over the map (min and max); the values are looked up only when something
-    is wrong."""
+    cropping marks the voxels outside the image with -1). Two passes over the map (min and max); the values are
+    looked up only when something is wrong."""
     if seg.size == 0:
         return
     low, high = seg.min(), seg.max()

@@ -194,8 +194,8 @@ class DefaultPreprocessor(object):
         finally:
             self._training_labels = False
         # the labels / regions this case holds (the worker pool collects them to name those no case holds)
-        self._labels_found = [key for key, locations in properties.get('class_locations', {}).items()
-                              if len(locations)]
+        found = properties.get('class_locations')  # (a subclass's run_case_npy may not compute them)
+        self._labels_found = None if found is None else [key for key, locations in found.items() if len(locations)]
         if seg_file is not None and type(self).run_case_npy is DefaultPreprocessor.run_case_npy:
             # what training will read, so after modify_seg_fn (which may map values); -1 marks outside the nonzero
             # region. Here and not in run_case: prediction reads previous-stage segmentations through run_case,

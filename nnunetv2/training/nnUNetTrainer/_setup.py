@@ -232,7 +232,8 @@ def check_preprocessed_matches_plans(folder: Optional[str], plans_manager, confi
     .b2nd header. Only for the default preprocessor itself (a subclass may resample otherwise)."""
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
-    if folder is None or not os.path.isdir(folder) or configuration_manager.preprocessor_class is not DefaultPreprocessor:
+    if folder is None or not os.path.isdir(folder) \
+            or configuration_manager.preprocessor_class is not DefaultPreprocessor:
         return
     cases = sorted(f[:-len(".b2nd")] for f in os.listdir(folder) if f.endswith(".b2nd") and not f.endswith("_seg.b2nd")
                    and not f.startswith("."))

@@ -46,8 +46,9 @@ def test_data_of_another_spacing_are_refused(tmp_path):
     with pytest.raises(UserError) as e:
         check_preprocessed_matches_plans(str(folder), PLANS, _configuration([2.0, 0.8, 0.8]), "3d_fullres")
     line = e.value.one_line()
-    assert f"The preprocessed data in {folder} do not fit the plans: case case_000 is stored with shape (30, 30, 30), " \
-           f"but the spacing the plans give configuration '3d_fullres' ([2.0, 0.8, 0.8]) makes it (30, 38, 38)" in line
+    assert f"The preprocessed data in {folder} do not fit the plans: case case_000 is stored with shape " \
+           f"(30, 30, 30), but the spacing the plans give configuration '3d_fullres' ([2.0, 0.8, 0.8]) makes it " \
+           f"(30, 38, 38)" in line
     assert "nnUNetv2_preprocess -d 321 -plans_name nnUNetPlans -c 3d_fullres" in line
 
 
