@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import distributed as dist
 
+from nnunetv2.errors import UserError
 from nnunetv2.utilities.collate_outputs import collate_outputs
 
 
@@ -138,3 +139,19 @@ def debug_information(trainer) -> Dict[str, str]:
     dct["device"] = str(trainer.device)
     dct["torch_version"] = torch_version
     return dct
+
+
+def check_weights_finite(network: torch.nn.Module, epoch: int) -> None:
+    """UserError when the network's weights are no longer finite after a training epoch: training diverged, and SGD
+    never brings NaN weights back, so every later epoch (and checkpoint) would be wasted; the reference trains on
+    until the last epoch. Checked before the epoch's checkpoints are written, so those of earlier epochs stay as they
+    are (the training loop also checks before each time-based checkpoint). One device synchronisation per epoch. (With mixed precision on a GPU, steps with inf/NaN gradients are
+    skipped by the gradient scaler and leave the weights finite: a NaN loss there is no divergence by itself.)"""
+    finite = [torch.isfinite(p).all() for p in network.parameters()]
+    if not finite or bool(torch.stack(finite).all()):
+        return
+    raise UserError(f"Training diverged in epoch {epoch}: the network's weights are no longer finite (NaN or inf), so "
+                    f"no later epoch could learn anything. No checkpoint was written with them; those written before "
+                    f"are kept.",
+                    "Train with a lower learning rate (a trainer subclass with a smaller initial_lr) and check the "
+                    "images for extreme intensities; nnUNetv2_train --c continues from checkpoint_latest.pth.")

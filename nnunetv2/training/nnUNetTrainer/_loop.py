@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import torch
 
-from nnunetv2.training.nnUNetTrainer import _ddp_sync, _preemption, _training_data
+from nnunetv2.training.nnUNetTrainer import _ddp_sync, _epoch, _preemption, _training_data
 
 
 def run_training(trainer) -> None:
@@ -56,10 +56,12 @@ def _run_epochs(trainer) -> None:
                     _stop(trainer, iteration, train_outputs, lr_state, signum)
                 train_outputs.append(trainer.train_step(batch))
                 if clock.due():
+                    _epoch.check_weights_finite(trainer.network, epoch)  # no checkpoint of diverged weights
                     _preemption.write_resume_checkpoint(trainer, iteration + 1, train_outputs, lr_state,
                                                         _preemption.rng_state(trainer.device))
                     clock.restart()
             trainer.on_train_epoch_end(train_outputs)
+            _epoch.check_weights_finite(trainer.network, epoch)  # diverged: stop before any checkpoint of them
 
             # a stop during validation resumes at its start, with the random state it had then
             rng_after_training = _preemption.rng_state(trainer.device)

@@ -241,11 +241,16 @@ def check_preprocessed_matches_plans(folder: Optional[str], plans_manager, confi
         return
     import blosc2
     from nnunetv2.file_io import load_pickle
-    properties = load_pickle(os.path.join(folder, cases[0] + ".pkl"))
+    try:
+        properties = load_pickle(os.path.join(folder, cases[0] + ".pkl"))
+        stored = tuple(int(i) for i in blosc2.open(os.path.join(folder, cases[0] + ".b2nd"), mode="r").shape[1:])
+    except Exception:  # a damaged file: named where the data are read, with what to do about it
+        return
+    if not isinstance(properties, dict):
+        return
     before, spacing = properties.get("shape_after_cropping_and_before_resampling"), properties.get("spacing")
     if before is None or spacing is None:
         return
-    stored = tuple(int(i) for i in blosc2.open(os.path.join(folder, cases[0] + ".b2nd"), mode="r").shape[1:])
     original = [spacing[i] for i in plans_manager.transpose_forward]
     target = list(configuration_manager.spacing)
     if len(target) < len(before):  # 2d: the slice axis is not resampled
