@@ -141,14 +141,19 @@ def debug_information(trainer) -> Dict[str, str]:
     return dct
 
 
+def weights_are_finite(network: torch.nn.Module) -> bool:
+    """Whether every parameter of ``network`` is finite (one device synchronisation)."""
+    finite = [torch.isfinite(p).all() for p in network.parameters()]
+    return not finite or bool(torch.stack(finite).all())
+
+
 def check_weights_finite(network: torch.nn.Module, epoch: int) -> None:
     """UserError when the network's weights are no longer finite after a training epoch: training diverged, and SGD
     never brings NaN weights back, so every later epoch (and checkpoint) would be wasted; the reference trains on
     until the last epoch. Checked before the epoch's checkpoints are written, so those of earlier epochs stay as they
-    are (the training loop also checks before each time-based checkpoint). One device synchronisation per epoch. (With mixed precision on a GPU, steps with inf/NaN gradients are
+    are (the training loop writes no time-based checkpoint of such weights). One device synchronisation per epoch. (With mixed precision on a GPU, steps with inf/NaN gradients are
     skipped by the gradient scaler and leave the weights finite: a NaN loss there is no divergence by itself.)"""
-    finite = [torch.isfinite(p).all() for p in network.parameters()]
-    if not finite or bool(torch.stack(finite).all()):
+    if weights_are_finite(network):
         return
     raise UserError(f"Training diverged in epoch {epoch}: the network's weights are no longer finite (NaN or inf), so "
                     f"no later epoch could learn anything. No checkpoint was written with them; those written before "

@@ -56,9 +56,11 @@ def _run_epochs(trainer) -> None:
                     _stop(trainer, iteration, train_outputs, lr_state, signum)
                 train_outputs.append(trainer.train_step(batch))
                 if clock.due():
-                    _epoch.check_weights_finite(trainer.network, epoch)  # no checkpoint of diverged weights
-                    _preemption.write_resume_checkpoint(trainer, iteration + 1, train_outputs, lr_state,
-                                                        _preemption.rng_state(trainer.device))
+                    # no checkpoint of diverged weights; the epoch's end stops the training (all ranks at once: the
+                    # clocks of DDP ranks need not agree on the iteration)
+                    if _epoch.weights_are_finite(trainer.network):
+                        _preemption.write_resume_checkpoint(trainer, iteration + 1, train_outputs, lr_state,
+                                                            _preemption.rng_state(trainer.device))
                     clock.restart()
             trainer.on_train_epoch_end(train_outputs)
             _epoch.check_weights_finite(trainer.network, epoch)  # diverged: stop before any checkpoint of them

@@ -90,3 +90,27 @@ def test_finite_weights_pass():
         network.bias[1] = float("inf")
     with pytest.raises(UserError, match="epoch 7"):
         check_weights_finite(network, 7)
+
+
+def test_no_time_based_checkpoint_of_nan_weights(monkeypatch):
+    """A time-based checkpoint due after the weights became NaN is not written; the epoch's end stops the training."""
+    from nnunetv2.training.nnUNetTrainer import _preemption
+
+    class AlwaysDue:
+        def __init__(self, interval):
+            pass
+
+        def due(self):
+            return True
+
+        def restart(self):
+            pass
+
+    written = []
+    monkeypatch.setattr(_preemption, "CheckpointClock", AlwaysDue)
+    monkeypatch.setattr(_preemption, "write_resume_checkpoint",
+                        lambda trainer, iteration, *args: written.append((trainer.current_epoch, iteration)))
+    trainer = _DivergingTrainer(diverges_in_epoch=1)
+    with pytest.raises(UserError, match="Training diverged in epoch 1"):
+        _loop.run_training(trainer)
+    assert written == [(0, 1), (0, 2)]  # epoch 0 only: from the first step of epoch 1 the weights are NaN
