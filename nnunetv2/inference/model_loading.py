@@ -8,6 +8,7 @@ cannot be found the network is built from the plans (same network for every trai
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import re
@@ -420,3 +421,15 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
     network.load_state_dict(parameters[0])
     return LoadedModel(plans_manager, configuration_manager, parameters, maybe_compile(network), dataset_json,
                        trainer_name, mirror_axes, label_manager)
+
+
+def training_spacings(model_training_output_dir: str) -> Optional[np.ndarray]:
+    """The spacings of the model's training images (``spacings`` of its dataset_fingerprint.json, one row per image,
+    in file axis order), or None where the folder has no readable fingerprint (models shared without one)."""
+    path = os.path.join(model_training_output_dir, 'dataset_fingerprint.json')
+    try:
+        with open(path, 'rb') as f:
+            spacings = np.array(json.loads(f.read().decode('utf-8-sig'))['spacings'], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return spacings if spacings.ndim == 2 and spacings.size and np.all(spacings > 0) else None

@@ -106,6 +106,7 @@ class nnUNetPredictor(object):
             m.plans_manager, m.configuration_manager, m.parameters
         self.network, self.dataset_json, self.trainer_name = m.network, m.dataset_json, m.trainer_name
         self.allowed_mirroring_axes, self.label_manager = m.inference_allowed_mirroring_axes, m.label_manager
+        self._training_spacings = model_loading.training_spacings(model_training_output_dir)  # to name odd inputs
 
     def manual_initialization(self, network: nn.Module, plans_manager, configuration_manager,
                               parameters: Optional[List[dict]], dataset_json: dict, trainer_name: str,
@@ -307,6 +308,8 @@ class nnUNetPredictor(object):
                 print(f'perform_everything_on_device: {self.perform_everything_on_device}')
                 properties = preprocessed['data_properties']
                 self._check_input_channels(data, name)
+                input_handling.warn_if_spacing_far_from_training(properties, getattr(self, '_training_spacings', None),
+                                                                 name)
                 if pool is not None:
                     pool.wait_for_capacity(results, allowed_queued=2)
                 prediction = self.predict_logits_from_preprocessed_data(data).cpu().numpy()
