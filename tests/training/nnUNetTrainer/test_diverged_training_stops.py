@@ -7,22 +7,9 @@ import pytest
 import torch
 
 from nnunetv2.errors import UserError
+from _stub_augmenter import StubAugmenter
 from nnunetv2.training.nnUNetTrainer import _loop
 from nnunetv2.training.nnUNetTrainer._epoch import check_weights_finite
-
-
-class _Augmenter:
-    initialized = True
-
-    def __init__(self):
-        self.killed = 0
-
-    def __next__(self):
-        return {"data": None}
-
-    def _kill_workers(self):
-        self.killed += 1
-        self.initialized = False
 
 
 class _DivergingTrainer:
@@ -38,7 +25,7 @@ class _DivergingTrainer:
     def __init__(self, diverges_in_epoch: int):
         self.diverges_in_epoch = diverges_in_epoch
         self.network = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
-        self.dataloader_train, self.dataloader_val = _Augmenter(), _Augmenter()
+        self.dataloader_train, self.dataloader_val = StubAugmenter(), StubAugmenter()
         self.epochs_ended = []
 
     def on_train_start(self):

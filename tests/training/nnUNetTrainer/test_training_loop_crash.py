@@ -5,21 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from _stub_augmenter import StubAugmenter
 from nnunetv2.training.nnUNetTrainer import _loop
-
-
-class _Augmenter:
-    initialized = True
-
-    def __init__(self):
-        self.killed = 0
-
-    def __next__(self):
-        return {"data": None}
-
-    def _kill_workers(self):
-        self.killed += 1
-        self.initialized = False
 
 
 class _CrashingTrainer:
@@ -31,7 +18,7 @@ class _CrashingTrainer:
 
     def __init__(self, fails_in: str):
         self.fails_in = fails_in
-        self.dataloader_train, self.dataloader_val = _Augmenter(), _Augmenter()
+        self.dataloader_train, self.dataloader_val = StubAugmenter(), StubAugmenter()
 
     def on_train_start(self):
         if self.fails_in == "on_train_start":
