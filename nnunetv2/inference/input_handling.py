@@ -292,18 +292,21 @@ def _check_previous_stage_files(folder: Optional[str], seg_files: List[Optional[
                         "Predict the previous stage into -prev_stage_predictions first.")
 
 
-def spacing_far_from_training(spacing, training: Optional["np.ndarray"], factor: float = 4.0) -> Optional[str]:
+def spacing_far_from_training(spacing, training: Optional["np.ndarray"], factor: float = 4.0,
+                              ignored_axes: Sequence[int] = ()) -> Optional[str]:
     """Why the spacing of an image to predict looks wrong, or None: an axis more than ``factor`` times finer than the
     finest, or coarser than the coarsest, spacing of that axis among the model's training images (``training``: one
     row per image, as in dataset_fingerprint.json). Such an image is resampled by that much before the network sees
     it; mostly the header is wrong (cm or m instead of mm, or no spacing stored and 1 assumed), and the prediction is
-    then empty or nonsense, without a word from the reference."""
+    then empty or nonsense, without a word from the reference. ``ignored_axes``: axes the configuration does not
+    resample (the slice axis of a 2d configuration)."""
     import numpy as np
     if training is None or spacing is None or len(spacing) != training.shape[1]:
         return None
     spacing = np.asarray(spacing, dtype=np.float64)
     low, high = training.min(axis=0), training.max(axis=0)
-    far = [i for i in range(len(spacing)) if spacing[i] * factor < low[i] or spacing[i] > high[i] * factor]
+    far = [i for i in range(len(spacing)) if i not in ignored_axes
+           and (spacing[i] * factor < low[i] or spacing[i] > high[i] * factor)]
     if not far:
         return None
     ranges = "; ".join(f"axis {i}: {spacing[i]:g} vs {low[i]:g}" + (f"-{high[i]:g}" if high[i] != low[i] else "")
@@ -313,9 +316,10 @@ def spacing_far_from_training(spacing, training: Optional["np.ndarray"], factor:
             f"Check the file's header: spacing in mm (not cm or m), or no spacing stored and 1 assumed")
 
 
-def warn_if_spacing_far_from_training(properties, training: Optional["np.ndarray"], name: str) -> None:
+def warn_if_spacing_far_from_training(properties, training: Optional["np.ndarray"], name: str,
+                                      ignored_axes: Sequence[int] = ()) -> None:
     """Print a warning (stderr) naming the case when :func:`spacing_far_from_training` finds its spacing odd."""
     spacing = properties.get('spacing') if isinstance(properties, dict) else None
-    problem = spacing_far_from_training(spacing, training)
+    problem = spacing_far_from_training(spacing, training, ignored_axes=ignored_axes)
     if problem is not None:
         print(f"WARNING: {name}: {problem}.", file=sys.stderr, flush=True)

@@ -308,8 +308,9 @@ class nnUNetPredictor(object):
                 print(f'perform_everything_on_device: {self.perform_everything_on_device}')
                 properties = preprocessed['data_properties']
                 self._check_input_channels(data, name)
-                input_handling.warn_if_spacing_far_from_training(properties, getattr(self, '_training_spacings', None),
-                                                                 name)
+                input_handling.warn_if_spacing_far_from_training(
+                    properties, getattr(self, '_training_spacings', None), name,
+                    self.plans_manager.transpose_forward[:1] if len(self.configuration_manager.patch_size) == 2 else ())
                 if pool is not None:
                     pool.wait_for_capacity(results, allowed_queued=2)
                 prediction = self.predict_logits_from_preprocessed_data(data).cpu().numpy()

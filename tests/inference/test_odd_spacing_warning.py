@@ -56,3 +56,9 @@ def test_predictor_warns_for_the_odd_case_only(tmp_path, capsys):
     assert len(warnings) == 1 and warnings[0].startswith("WARNING: in_cm: its spacing (0.2, 0.2, 0.2) is far from")
     assert sorted(os.listdir(tmp_path / 'out'))[:2] == ['dataset.json', 'fine_mm.nii.gz']
     assert (tmp_path / 'out' / 'in_cm.nii.gz').is_file()
+
+
+def test_the_slice_axis_of_a_2d_configuration_is_not_judged():
+    """A 2d model of 3-D training volumes predicting a .png (slice spacing 999): that axis is never resampled."""
+    assert spacing_far_from_training([999.0, 0.8, 0.8], TRAINING, ignored_axes=(0,)) is None
+    assert "axis 1" in spacing_far_from_training([999.0, 0.08, 0.8], TRAINING, ignored_axes=(0,))
