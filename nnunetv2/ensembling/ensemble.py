@@ -142,6 +142,7 @@ def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_
             raise UserError(f"The input folders do not contain the same cases: {folder} lacks "
                             f"{_few(all_files - files)}.",
                             "Every folder must hold the probabilities (.npz) of the same cases.")
+    _warn_if_labels_differ(list_of_input_folders, dataset_json)
     rw, label_manager = _managers(plans, dataset_json)
     cases = sorted(all_files)
     _guard_output_folder(output_folder, list_of_input_folders, cases, dataset_json, save_merged_probabilities)
@@ -150,6 +151,27 @@ def ensemble_folders(list_of_input_folders: List[str], output_folder: str, save_
             [([os.path.join(folder, c) for folder in list_of_input_folders], os.path.join(output_folder, c[:-4]),
               dataset_json['file_ending'], rw, label_manager, save_merged_probabilities) for c in cases],
             num_processes, desc='Ensembling')
+
+
+def _warn_if_labels_differ(input_folders: Sequence[str], dataset_json: dict) -> None:
+    """Warn (stderr) for each input folder whose dataset.json declares other labels (names or values) or another
+    regions_class_order than the dataset.json the ensemble uses: its probabilities are averaged channel by channel all
+    the same, which means nothing where channel k is another structure in another model (the reference averaged them
+    without a word). Folders without a readable dataset.json are not judged."""
+    used = (dataset_json.get('labels'), dataset_json.get('regions_class_order'))
+    for folder in input_folders:
+        path = os.path.join(folder, 'dataset.json')
+        try:
+            other = load_json(path)
+        except Exception:  # missing or unreadable: the folder's probabilities are all there is to go by
+            continue
+        if not isinstance(other, dict) or (other.get('labels'), other.get('regions_class_order')) == used:
+            continue
+        print(f"WARNING: {path} declares other labels than the dataset.json this ensemble uses "
+              f"({other.get('labels')} vs {used[0]}"
+              f"{'' if other.get('regions_class_order') == used[1] else ', or another regions_class_order'}); its "
+              f"probabilities are averaged channel by channel all the same. Ensemble only models of the same labels.",
+              file=sys.stderr, flush=True)
 
 
 def _guard_output_folder(output_folder: str, input_folders: List[str], cases: List[str], dataset_json: dict,

@@ -160,3 +160,19 @@ def test_rerun_into_a_folder_the_reference_ensemble_wrote_is_allowed_and_other_f
         with pytest.raises(UserError, match='which it did not write'):
             ensemble_folders([a, b], str(folder), num_processes=1)
         assert (folder / 'c0.nii.gz').read_bytes() == b'keep me'
+
+
+def test_folders_of_other_labels_are_named(tmp_path, capsys):
+    """Two models whose channel 1 and 2 are other structures (their dataset.json labels differ): the reference averaged
+    their probabilities without a word. The ensemble is made as before, with one warning naming the folder."""
+    a, b, c = str(tmp_path / 'a'), str(tmp_path / 'b'), str(tmp_path / 'c')
+    for folder, seed in ((a, 0), (b, 1), (c, 2)):
+        _prediction_folder(folder, seed)
+    other = dict(DATASET_JSON, labels={'background': 0, 'liver': 1, 'spleen': 2})
+    with open(os.path.join(b, 'dataset.json'), 'w') as f:
+        json.dump(other, f)
+    ensemble_folders([a, b, c], str(tmp_path / 'out'), num_processes=1)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('WARNING')]
+    assert len(warnings) == 1 and warnings[0].startswith(f"WARNING: {os.path.join(b, 'dataset.json')} declares other "
+                                                         f"labels than the dataset.json this ensemble uses")
+    assert os.path.isfile(tmp_path / 'out' / 'c1.nii.gz')
