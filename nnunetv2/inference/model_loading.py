@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import sys
 import traceback
 import warnings
 from collections.abc import Mapping
@@ -395,6 +396,13 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
                         "Use the checkpoint file the model's training wrote.")
     if device is not None:
         warn_if_conv3d_is_slow(device, len(configuration_manager.patch_size))
+    from nnunetv2.inference.trained_plans import preprocessing_differences
+    differences = preprocessing_differences(first['init_args'].get('plans'), plans_manager, configuration_name)
+    if differences:
+        print(f"WARNING: {os.path.join(model_training_output_dir, 'plans.json')} prepares images otherwise than the "
+              f"plans {files[0]} was trained with: {'; '.join(differences)}. Predictions use plans.json; put back the "
+              f"plans of the training (the checkpoint holds them) unless the change is meant.", file=sys.stderr,
+              flush=True)
     num_input_channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
     label_manager = plans_manager.get_label_manager(dataset_json)
     try:
