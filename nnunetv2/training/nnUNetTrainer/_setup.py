@@ -229,11 +229,11 @@ def check_preprocessed_matches_plans(folder: Optional[str], plans_manager, confi
 
     Judged on the first case (a preprocessing run replaces the whole folder, so all cases come from one run): the
     shape the default preprocessor gives it at the plans' spacing against the stored shape. Read: one .pkl and one
-    .b2nd header. Only for the default preprocessor itself (a subclass may resample otherwise)."""
-    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    .b2nd header. Only for the default preprocessor itself (a subclass may resample otherwise), judged by the name the
+    plans give: training never needs the preprocessor class, which may not be importable where it trains."""
     from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
     if folder is None or not os.path.isdir(folder) \
-            or configuration_manager.preprocessor_class is not DefaultPreprocessor:
+            or getattr(configuration_manager, 'preprocessor_name', None) != 'DefaultPreprocessor':
         return
     cases = sorted(f[:-len(".b2nd")] for f in os.listdir(folder) if f.endswith(".b2nd") and not f.endswith("_seg.b2nd")
                    and not f.startswith("."))

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from nnunetv2.errors import UserError
-from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 from nnunetv2.training.nnUNetTrainer._setup import check_preprocessed_matches_plans
 
@@ -25,8 +24,9 @@ def _folder(tmp_path, stored_shape, before=(20, 30, 30), spacing=(3.0, 1.0, 1.0)
     return folder
 
 
-def _configuration(spacing, preprocessor=DefaultPreprocessor):
-    return SimpleNamespace(spacing=spacing, preprocessor_class=preprocessor)
+def _configuration(spacing, preprocessor_name='DefaultPreprocessor'):
+    # no preprocessor_class: the check must not need it (training never imports the preprocessor)
+    return SimpleNamespace(spacing=spacing, preprocessor_name=preprocessor_name)
 
 
 def test_data_of_the_plans_spacing_pass(tmp_path):
@@ -53,10 +53,8 @@ def test_data_of_another_spacing_are_refused(tmp_path):
 
 
 def test_other_preprocessors_and_empty_folders_are_not_judged(tmp_path):
-    class ResamplesOtherwise(DefaultPreprocessor):
-        pass
     folder = _folder(tmp_path, (30, 30, 30))
-    check_preprocessed_matches_plans(str(folder), PLANS, _configuration([2.0, 0.8, 0.8], ResamplesOtherwise), "x")
+    check_preprocessed_matches_plans(str(folder), PLANS, _configuration([2.0, 0.8, 0.8], 'ResamplesOtherwise'), "x")
     empty = tmp_path / "empty"
     empty.mkdir()
     check_preprocessed_matches_plans(str(empty), PLANS, _configuration([2.0, 0.8, 0.8]), "3d_fullres")
