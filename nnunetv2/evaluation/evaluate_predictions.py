@@ -192,6 +192,21 @@ def _warn_about_unknown_values(cases: list, dataset_json_file: str) -> None:
                            len(bad), what, dataset_json_file, first_file, ', '.join(map(str, first_values)))
 
 
+def _warn_about_labels_in_no_reference(results: List[dict], regions_or_labels, folder_ref: str) -> None:
+    """One warning for the labels (regions) that no reference file holds: their Dice is 0 wherever they are predicted
+    and NaN elsewhere, in every case, which looks like a model that failed (a wrong reference folder, or references
+    saved with other values, e.g. 0/255 masks evaluated with -l 1). Free: the metrics count the reference voxels."""
+    if not results:
+        return
+    absent = [r for r in regions_or_labels
+              if all(res['metrics'].get(r, {}).get('n_ref', 1) == 0 for res in results)]
+    if absent:
+        logger.warning("Label(s) or region(s) %s occur in none of the %d reference file(s) in %s: their Dice is 0 "
+                       "wherever they are predicted and NaN elsewhere. The wrong reference folder, or references "
+                       "saved with other values (e.g. 0/255 masks)?", ', '.join(map(str, absent)), len(results),
+                       folder_ref)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # folders
 def _require_folder(folder: str, what: str) -> None:
@@ -275,10 +290,13 @@ def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: st
              ignore_label) for f in files_pred]
     if _dataset_labels is None:
         results = starmap(compute_metrics, args, num_processes, desc='Evaluating')
+        _warn_about_labels_in_no_reference(results, regions_or_labels, folder_ref)
     else:
         cases = starmap(_case_metrics, [(*a, _dataset_labels[1]) for a in args], num_processes, desc='Evaluating')
         _warn_about_unknown_values(cases, _dataset_labels[0])
         results = [c[0] for c in cases]
+        if not any(c[1] for c in cases):  # (references of unknown values are named above: the likelier cause)
+            _warn_about_labels_in_no_reference(results, regions_or_labels, folder_ref)
     result = _summarize(results, regions_or_labels)
     if output_file is not None:
         save_summary_json(result, output_file)
