@@ -275,7 +275,10 @@ def build_network(trainer_name: str, plans_manager, configuration_manager, datas
 
 
 def maybe_compile(network: nn.Module) -> nn.Module:
-    if compile_setting() and not hasattr(network, '_orig_mod'):
+    """``network`` compiled where nnUNet_compile asks for it; one compiled already, or wrapped for DDP (the trainer's
+    final validation hands its training network over), is left as it is."""
+    if compile_setting() and not hasattr(network, '_orig_mod') \
+            and not isinstance(network, nn.parallel.DistributedDataParallel):
         print('Using torch.compile')
         return torch.compile(network)
     return network

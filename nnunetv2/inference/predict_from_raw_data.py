@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 import nnunetv2.inference.export_prediction as _export
-from nnunetv2.configuration import compile_setting, default_num_processes, int_from_env
+from nnunetv2.configuration import default_num_processes, int_from_env
 from nnunetv2.errors import UserError
 from nnunetv2.file_io import maybe_mkdir_p, save_json  # noqa: F401 - module-level names clients use
 from nnunetv2.inference import data_iterators, forked_export_workers, input_handling, model_loading, reference_names
@@ -121,13 +121,7 @@ class nnUNetPredictor(object):
         self.trainer_name = trainer_name
         self.allowed_mirroring_axes = inference_allowed_mirroring_axes
         self.label_manager = plans_manager.get_label_manager(dataset_json)
-        if compile_setting():
-            inner = network.module if hasattr(network, 'module') and isinstance(network, nn.parallel.DistributedDataParallel) \
-                else network
-            from torch._dynamo import OptimizedModule
-            if inner is network and not isinstance(network, OptimizedModule):
-                print('Using torch.compile')
-                self.network = torch.compile(self.network)
+        self.network = model_loading.maybe_compile(network)
 
     @staticmethod
     def auto_detect_available_folds(model_training_output_dir, checkpoint_name):

@@ -37,7 +37,9 @@ def test_an_on_off_switch_with_another_value_is_off_with_a_warning(monkeypatch, 
 
 
 def test_nnUNet_compile_keeps_the_reference_spellings_and_warns_about_others(monkeypatch, caplog):
+    from nnunetv2 import configuration
     from nnunetv2.configuration import compile_setting
+    monkeypatch.setattr(configuration, "_flags_warned_about", set())  # warned once per process: maybe by a test before
     monkeypatch.delenv("nnUNet_compile", raising=False)
     assert compile_setting() is None
     for value, expected in (("T", True), ("true", True), ("1", True), ("f", False), ("False", False), ("0", False),
