@@ -29,3 +29,14 @@ def test_tif_side_cars_of_four_digit_case_names_are_not_named(tmp_path, capsys):
         (tmp_path / n).write_bytes(b"x")
     assert len(list_cases_in_folder(str(tmp_path), ".tif", 1)) == 2
     assert capsys.readouterr().err == ""
+
+
+def test_macos_metadata_files_are_not_named(tmp_path, capsys):
+    """macOS's ._<name> files beside copied images carry an image's name but are no image: not named as left out."""
+    from nnunetv2.utilities.utils import _APPLEDOUBLE_MAGIC
+    (tmp_path / "a_0000.png").write_bytes(b"x")
+    (tmp_path / "b_0000.nii.gz").write_bytes(b"x")
+    (tmp_path / "._b_0000.nii.gz").write_bytes(_APPLEDOUBLE_MAGIC + b"\0" * 60)
+    assert list_cases_in_folder(str(tmp_path), ".png", 3) == [[str(tmp_path / "a_0000.png")]]
+    err = capsys.readouterr().err
+    assert "1 file(s)" in err and "b_0000.nii.gz" in err and "._b_0000" not in err
