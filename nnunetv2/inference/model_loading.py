@@ -8,7 +8,6 @@ cannot be found the network is built from the plans (same network for every trai
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import re
@@ -437,10 +436,9 @@ def load_trained_model(model_training_output_dir: str, use_folds, checkpoint_nam
 def training_spacings(model_training_output_dir: str) -> Optional[np.ndarray]:
     """The spacings of the model's training images (``spacings`` of its dataset_fingerprint.json, one row per image,
     in file axis order), or None where the folder has no readable fingerprint (models shared without one)."""
-    path = os.path.join(model_training_output_dir, 'dataset_fingerprint.json')
     try:
-        with open(path, 'rb') as f:
-            spacings = np.array(json.loads(f.read().decode('utf-8-sig'))['spacings'], dtype=np.float64)
-    except (OSError, ValueError, KeyError, TypeError):
+        fingerprint = load_json(os.path.join(model_training_output_dir, 'dataset_fingerprint.json'))
+        spacings = np.array(fingerprint['spacings'], dtype=np.float64)
+    except (OSError, UserError, ValueError, KeyError, TypeError):
         return None
     return spacings if spacings.ndim == 2 and spacings.size and np.all(spacings > 0) else None

@@ -78,6 +78,17 @@ def check_integer_labels(seg: np.ndarray, label_file: str, bad: Optional[List[fl
                         f"them.", "Round the label map (e.g. np.round) and save it with an integer pixel type.")
 
 
+def highest_label(label_manager) -> int:
+    """The highest value a label map of the dataset may hold: its highest label, or its ignore label."""
+    return max(label_manager.all_labels + [label_manager.ignore_label or 0])
+
+
+def label_key(value):
+    """A label or region as class_locations keys it, in plain Python: an int, or a tuple of ints for a region (from
+    dataset.json's lists, or numpy's integers in keys that crossed a process boundary)."""
+    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else int(value)
+
+
 def check_label_range(seg: np.ndarray, label_file: str, highest_label: int, lowest_label: int = 0) -> None:
     """UserError if the label map (of ``label_file``) holds values below ``lowest_label`` or above the highest label
     dataset.json declares (its ignore label included). Training would otherwise stop at its first batch with "index
@@ -292,12 +303,10 @@ def labels_in_no_case(found: set, foreground: Sequence, label_names: dict) -> Li
     """The foreground labels / regions (``foreground``: the label manager's, as ints or sequences) that are not in
     ``found`` (class_locations keys that at least one case holds: ints, or tuples for regions), each as
     ``'name' (value)`` with its name from dataset.json's ``labels`` (``label_names``: name -> int or list)."""
-    def key(value):
-        return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else int(value)
     names = {}
     for name, value in label_names.items():
-        names.setdefault(key(value), name)
-    missing = [key(k) for k in foreground if key(k) not in found]
+        names.setdefault(label_key(value), name)
+    missing = [label_key(k) for k in foreground if label_key(k) not in found]
     return [f"'{names[k]}' ({', '.join(map(str, k)) if isinstance(k, tuple) else k})" if k in names else str(k)
             for k in missing]
 

@@ -22,7 +22,7 @@ from nnunetv2.utilities.plans_handling.plans_checks import (EmptyResamplingError
                                                          check_resampled_size, warn_if_much_upsampled)
 from nnunetv2.utilities.input_checks import (check_case_array, check_channel_count, check_integer_labels,
                                              check_label_range, check_labels_are_channels,
-                                             check_labels_fit_int16, check_single_channel_label,
+                                             check_labels_fit_int16, check_single_channel_label, highest_label,
                                              non_integer_label_values, warn_labels_in_no_case)
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class DefaultPreprocessor(object):
             # modify_seg_fn may map them, so only without one; previous-stage segmentations are checked where used
             label_manager = plans_manager.get_label_manager(dataset_json)
             check_label_range(seg, getattr(self, '_label_file', None) or 'The segmentation',
-                              max(label_manager.all_labels + [label_manager.ignore_label or 0]))
+                              highest_label(label_manager))
         data, seg, bbox = crop_to_nonzero(data, seg)
         properties['bbox_used_for_cropping'] = bbox
         properties['shape_after_cropping_and_before_resampling'] = data.shape[1:]
@@ -140,7 +140,7 @@ class DefaultPreprocessor(object):
             seg = self.modify_seg_fn(seg, plans_manager, dataset_json, configuration_manager)
             # before the cast below, which would wrap such values (65535 to -1, 'outside the image') without a word
             check_labels_fit_int16(seg, getattr(self, '_label_file', None) or 'The segmentation',
-                                   max(label_manager.all_labels + [label_manager.ignore_label or 0]))
+                                   highest_label(label_manager))
         seg = seg.astype(np.int16 if np.max(seg) > 127 else np.int8, copy=False)
         return data, seg, properties
 
@@ -201,7 +201,7 @@ class DefaultPreprocessor(object):
             # region. Here and not in run_case: prediction reads previous-stage segmentations through run_case,
             # and those are checked against the model's labels where they are used
             label_manager = plans_manager.get_label_manager(dataset_json)
-            check_label_range(seg, seg_file, max(label_manager.all_labels + [label_manager.ignore_label or 0]),
+            check_label_range(seg, seg_file, highest_label(label_manager),
                               lowest_label=-1)
             if not label_manager.has_regions:
                 check_labels_are_channels(seg, seg_file, label_manager.all_labels, label_manager.ignore_label)

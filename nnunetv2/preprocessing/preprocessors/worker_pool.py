@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
+from nnunetv2.utilities.input_checks import label_key
 from nnunetv2.utilities.worker_processes import WorkerFailure, raise_worker_died, start_worker, worker_count
 
 POLL_SECONDS = 0.1
@@ -48,16 +49,11 @@ def _worker_main(worker_id: int, task_queue, connection) -> None:
             preprocessor.run_case_save(output_filename_truncated, image_files, seg_file, plans_manager,
                                        configuration_manager, dataset_json)
             found = getattr(preprocessor, '_labels_found', None)
-            found = None if found is None else [_plain(key) for key in found]
+            found = None if found is None else [label_key(key) for key in found]
         except BaseException as e:  # report everything, including SystemExit in the worker
             _report(connection, ('error', worker_id, case, WorkerFailure(e)))
             return
         _report(connection, ('done', worker_id, case, found))
-
-
-def _plain(key):
-    """A class_locations key (an int or a tuple of them, possibly numpy's) as plain Python."""
-    return tuple(int(k) for k in key) if isinstance(key, (tuple, list)) else int(key)
 
 
 def _report(connection, message) -> None:

@@ -151,8 +151,9 @@ def check_weights_finite(network: torch.nn.Module, epoch: int) -> None:
     """UserError when the network's weights are no longer finite after a training epoch: training diverged, and SGD
     never brings NaN weights back, so every later epoch (and checkpoint) would be wasted; the reference trains on
     until the last epoch. Checked before the epoch's checkpoints are written, so those of earlier epochs stay as they
-    are (the training loop writes no time-based checkpoint of such weights). One device synchronisation per epoch. (With mixed precision on a GPU, steps with inf/NaN gradients are
-    skipped by the gradient scaler and leave the weights finite: a NaN loss there is no divergence by itself.)"""
+    are (the training loop writes no time-based checkpoint of such weights). One device synchronisation per epoch.
+    (With mixed precision on a GPU, steps with inf/NaN gradients are skipped by the gradient scaler and leave the
+    weights finite: a NaN loss there is no divergence by itself.)"""
     if weights_are_finite(network):
         return
     raise UserError(f"Training diverged in epoch {epoch}: the network's weights are no longer finite (NaN or inf), so "

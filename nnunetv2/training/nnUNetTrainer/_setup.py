@@ -215,10 +215,23 @@ def check_preprocessed_folder(folder: Optional[str], dataset_name: str, configur
         return
     has_data = os.path.isdir(folder) and any(f.endswith((".b2nd", ".npz")) for f in os.listdir(folder))
     if not has_data:
-        dataset_id = dataset_name[7:10] if dataset_name.startswith("Dataset") else dataset_name
         raise UserError(f"No preprocessed data for configuration {configuration_name!r} in {folder}.",
-                        f"Run 'nnUNetv2_preprocess -d {dataset_id} -plans_name {plans_name} -c {configuration_name}' "
+                        f"Run '{_preprocess_command(dataset_name, plans_name, configuration_name)}' "
                         f"(or nnUNetv2_plan_and_preprocess) first.")
+
+
+def _preprocess_command(dataset_name: str, plans_name: str, configuration_name: str) -> str:
+    """The nnUNetv2_preprocess command line that (re)makes a configuration's preprocessed data."""
+    dataset_id = dataset_name[7:10] if dataset_name.startswith("Dataset") else dataset_name
+    return f"nnUNetv2_preprocess -d {dataset_id} -plans_name {plans_name} -c {configuration_name}"
+
+
+def check_preprocessed_data(trainer) -> None:
+    """The configuration's preprocessed data exist and fit the plans (both checks below)."""
+    check_preprocessed_folder(trainer.preprocessed_dataset_folder, trainer.plans_manager.dataset_name,
+                              trainer.configuration_name, trainer.plans_manager.plans_name)
+    check_preprocessed_matches_plans(trainer.preprocessed_dataset_folder, trainer.plans_manager,
+                                     trainer.configuration_manager, trainer.configuration_name)
 
 
 def check_preprocessed_matches_plans(folder: Optional[str], plans_manager, configuration_manager,
@@ -235,11 +248,11 @@ def check_preprocessed_matches_plans(folder: Optional[str], plans_manager, confi
     if folder is None or not os.path.isdir(folder) \
             or getattr(configuration_manager, 'preprocessor_name', None) != 'DefaultPreprocessor':
         return
-    cases = sorted(f[:-len(".b2nd")] for f in os.listdir(folder) if f.endswith(".b2nd") and not f.endswith("_seg.b2nd")
-                   and not f.startswith("."))
+    import blosc2
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+    cases = sorted(nnUNetDatasetBlosc2.get_identifiers(folder))
     if not cases or not os.path.isfile(os.path.join(folder, cases[0] + ".pkl")):
         return
-    import blosc2
     from nnunetv2.file_io import load_pickle
     try:
         properties = load_pickle(os.path.join(folder, cases[0] + ".pkl"))
@@ -259,14 +272,12 @@ def check_preprocessed_matches_plans(folder: Optional[str], plans_manager, confi
         return
     expected = tuple(int(i) for i in compute_new_shape(before, original, target))
     if expected != stored:
-        dataset_id = plans_manager.dataset_name[7:10] if plans_manager.dataset_name.startswith("Dataset") \
-            else plans_manager.dataset_name
+        command = _preprocess_command(plans_manager.dataset_name, plans_manager.plans_name, configuration_name)
         raise UserError(f"The preprocessed data in {folder} do not fit the plans: case {cases[0]} is stored with "
                         f"shape {stored}, but the spacing the plans give configuration {configuration_name!r} "
                         f"({[float(t) for t in target]}) makes it {expected}. Were the plans changed after "
                         f"preprocessing?",
-                        f"Preprocess again: nnUNetv2_preprocess -d {dataset_id} -plans_name "
-                        f"{plans_manager.plans_name} -c {configuration_name} (or give edited plans a new name).")
+                        f"Preprocess again: {command} (or give edited plans a new name).")
 
 
 def maybe_wrap_deep_supervision(trainer, loss: torch.nn.Module, last_weight_always_zero: bool = False):

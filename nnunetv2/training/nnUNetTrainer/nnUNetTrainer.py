@@ -183,10 +183,7 @@ class nnUNetTrainer(object):
         if self.is_ddp:
             self.network = _setup.wrap_for_ddp(self.network, self.device)
         self.loss = self._build_loss()
-        _setup.check_preprocessed_folder(self.preprocessed_dataset_folder, self.plans_manager.dataset_name,
-                                         self.configuration_name, self.plans_manager.plans_name)
-        _setup.check_preprocessed_matches_plans(self.preprocessed_dataset_folder, self.plans_manager,
-                                                self.configuration_manager, self.configuration_name)
+        _setup.check_preprocessed_data(self)
         self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
         self.was_initialized = True
         self.logger.update_config({"hparas": {
