@@ -442,3 +442,20 @@ def training_spacings(model_training_output_dir: str) -> Optional[np.ndarray]:
     except (OSError, UserError, ValueError, KeyError, TypeError):
         return None
     return spacings if spacings.ndim == 2 and spacings.size and np.all(spacings > 0) else None
+
+
+def average_over_folds(network: nn.Module, parameters: Sequence[dict], predict) -> torch.Tensor:
+    """The average, on the CPU, of ``predict()`` run once with each fold's weights (``parameters``) loaded into
+    ``network``: summed in fold order and divided once, in the dtype ``predict`` returns."""
+    prediction = None
+    for params in parameters:
+        # a torch.compile'd network keeps the original module (plain state-dict keys) in _orig_mod
+        getattr(network, '_orig_mod', network).load_state_dict(params)
+        logits = predict().to('cpu')
+        if prediction is None:
+            prediction = logits
+        else:
+            prediction += logits
+    if len(parameters) > 1:
+        prediction /= len(parameters)
+    return prediction

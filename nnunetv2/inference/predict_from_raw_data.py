@@ -376,17 +376,8 @@ class nnUNetPredictor(object):
         n_threads = torch.get_num_threads()
         torch.set_num_threads(min(default_num_processes, n_threads))
         try:
-            prediction = None
-            for params in self.list_of_parameters:
-                # a torch.compile'd network keeps the original module (plain state-dict keys) in _orig_mod
-                getattr(self.network, '_orig_mod', self.network).load_state_dict(params)
-                logits = self.predict_sliding_window_return_logits(data).to('cpu')
-                if prediction is None:
-                    prediction = logits
-                else:
-                    prediction += logits
-            if len(self.list_of_parameters) > 1:
-                prediction /= len(self.list_of_parameters)
+            prediction = model_loading.average_over_folds(self.network, self.list_of_parameters,
+                                                          lambda: self.predict_sliding_window_return_logits(data))
             if self.verbose:
                 print('Prediction done')
             return prediction
