@@ -23,6 +23,19 @@ def _v1_hint() -> str:
             f"nnUNet_preprocessed and nnUNet_results instead.")
 
 
+def _expanded(value: str) -> str:
+    """``value`` with a leading ``~`` and ``$VARIABLE``s expanded, where it does not already name an existing path.
+
+    Shells leave both alone inside quotes (``export nnUNet_results="~/results"``), and so do ``os.environ[...] =
+    "~/..."`` in notebooks and .env files; taken literally, the data would go to a folder named ``~`` below the
+    working directory (which ``rm -rf ~`` then deletes the home folder for). An existing folder of that literal name
+    is still used as it is."""
+    if "~" not in value[:1] and "$" not in value:
+        return value
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    return value if expanded == value or os.path.exists(value) else expanded
+
+
 class _EnvPath(os.PathLike):
     """A path taken from environment variable ``env_var_name`` whenever it is used."""
 
@@ -34,7 +47,8 @@ class _EnvPath(os.PathLike):
     def get(self) -> Optional[str]:
         # set to nothing (`export nnUNet_raw=` in a script whose variable was empty) counts as unset: as a path, ""
         # would quietly mean the current folder
-        return os.environ.get(self.env_var_name) or None
+        value = os.environ.get(self.env_var_name) or None
+        return None if value is None else _expanded(value)
 
     def is_set(self) -> bool:
         return self.get() is not None

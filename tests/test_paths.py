@@ -73,3 +73,24 @@ def test_configuration_bad_env_value_falls_back(tmp_path):
     out = subprocess.run([sys.executable, "-c", "from nnunetv2.configuration import default_num_processes as d; "
                           "print(d)"], env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "8" and "nnUNet_def_n_proc" in out.stderr
+
+
+def test_quoted_tilde_and_variables_are_expanded(monkeypatch, tmp_path):
+    """`export nnUNet_results="~/results"` (quotes keep the shell from expanding) or os.environ in a notebook: the
+    data goes below the home folder, not into a folder named '~' below the working directory."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("nnUNet_results", "~/results")
+    assert os.fspath(nnUNet_results) == str(home / "results")
+    monkeypatch.setenv("nnUNet_raw", "$DATA_ROOT/raw")
+    assert os.path.join(nnUNet_raw, "Dataset001_X") == str(tmp_path / "data" / "raw" / "Dataset001_X")
+    monkeypatch.setenv("nnUNet_raw", "${DATA_ROOT}/raw")
+    assert str(nnUNet_raw) == str(tmp_path / "data" / "raw")
+    assert not (tmp_path / "~").exists()
+    # an existing folder of the literal name stays in use (data written there by an earlier run)
+    (tmp_path / "~" / "results").mkdir(parents=True)
+    assert os.fspath(nnUNet_results) == "~/results"
+    monkeypatch.setenv("nnUNet_raw", "$UNSET_VARIABLE_XYZ/raw")
+    assert str(nnUNet_raw) == "$UNSET_VARIABLE_XYZ/raw"

@@ -26,8 +26,7 @@ def _dataset_json_file(path_or_folder: str) -> str:
         return path
     if not os.path.isdir(path):
         raise UserError(f"The dataset folder {path} does not exist.",
-                        "Check the dataset id/name and the environment variable nnUNet_raw (a '~' in it is not "
-                        "expanded; write the full path).")
+                        "Check the dataset id/name and the environment variable nnUNet_raw.")
     return os.path.join(path, "dataset.json")
 
 

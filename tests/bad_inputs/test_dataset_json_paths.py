@@ -1,5 +1,5 @@
 """Where dataset.json cannot be found, the message names the right path: a missing raw dataset folder (nnUNet_raw
-pointing elsewhere, e.g. with an unexpanded '~') is named as such instead of "dataset.json not found: <folder>",
+pointing elsewhere) is named as such instead of "dataset.json not found: <folder>",
 and a folder called dataset.json is named once instead of as ".../dataset.json/dataset.json"."""
 from __future__ import annotations
 
