@@ -121,6 +121,12 @@ def test_variants_at_reference_module_paths(module):
         assert issubclass(cls, nnUNetTrainer) and cls.__name__ == name
         # subclasses keep the reference constructor (spec 03 §2.1)
         assert list(inspect.signature(cls.__init__).parameters)[:6] == HOOKS["__init__"]
+        # and pass the pre-2.6 unpack_dataset on to the base: a subclass of theirs written for 2.1-2.5 calls
+        # super().__init__(plans, configuration, fold, dataset_json, unpack_dataset, device) (U-Mamba's SegResNet
+        # trainer on nnUNetTrainerNoDeepSupervision)
+        if "__init__" in vars(cls):
+            assert "unpack_dataset" in inspect.signature(cls.__init__).parameters, name
+            assert "unpack_dataset)" in inspect.getsource(cls.__init__), name
 
 
 def test_trainer_lookup_finds_variants():

@@ -67,8 +67,8 @@ def _primus_preset(name: str) -> staticmethod:
 
 class AbstractPrimus(nnUNetTrainer_warmup):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device("cuda"), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.initial_lr = 3e-4
         self.weight_decay = 5e-2
         self.enable_deep_supervision = False
@@ -131,23 +131,23 @@ class nnUNet_Primus_L_Trainer(AbstractPrimus):
 
 class nnUNet_Primus_M_Trainer_BS8(nnUNet_Primus_M_Trainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device("cuda"), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         # the configuration manager is cached per plans manager, so this edit is what initialize() sees
         self.configuration_manager.configuration["batch_size"] = 8
 
 
 class nnUNet_Primus_M_Trainer_BS8_2e4(nnUNet_Primus_M_Trainer_BS8):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device("cuda"), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.initial_lr = 2e-4
 
 
 class nnUNet_Trainer_BS8(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device("cuda"), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.configuration_manager.configuration["batch_size"] = 8
 
 
@@ -191,27 +191,27 @@ def _force_patch_and_batch(plans: dict, configuration: str, patch_size) -> None:
 
 class _Primus_S_96_BS1(nnUNet_Primus_S_Trainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+                 device: torch.device = torch.device("cuda"), unpack_dataset: bool = None):
         _force_patch_and_batch(plans, configuration, (96, 96, 96))
-        super().__init__(plans, configuration, fold, dataset_json, device)
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
 
 
 class _Primus_B_96_BS1(nnUNet_Primus_B_Trainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+                 device: torch.device = torch.device("cuda"), unpack_dataset: bool = None):
         _force_patch_and_batch(plans, configuration, (96, 96, 96))
-        super().__init__(plans, configuration, fold, dataset_json, device)
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
 
 
 class _Primus_M_96_BS1(nnUNet_Primus_M_Trainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+                 device: torch.device = torch.device("cuda"), unpack_dataset: bool = None):
         _force_patch_and_batch(plans, configuration, (96, 96, 96))
-        super().__init__(plans, configuration, fold, dataset_json, device)
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
 
 
 class _Primus_L_48_BS1(nnUNet_Primus_L_Trainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+                 device: torch.device = torch.device("cuda"), unpack_dataset: bool = None):
         _force_patch_and_batch(plans, configuration, (48, 48, 48))
-        super().__init__(plans, configuration, fold, dataset_json, device)
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)

@@ -14,8 +14,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 class nnUNetTrainerBenchmark_5epochs(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         if self.fold != 0:
             raise UserError(f"{self.__class__.__name__} only runs on fold 0, got fold {self.fold}.")
         if not torch.cuda.is_available() or self.device.type != 'cuda':

@@ -9,8 +9,8 @@ from nnunetv2.utilities.label_handling.label_handling import determine_num_input
 
 class nnUNetTrainerBenchmark_5epochs_noDataLoading(nnUNetTrainerBenchmark_5epochs):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self._set_batch_size_and_oversample()
         num_input_channels = determine_num_input_channels(self.plans_manager, self.configuration_manager,
                                                           self.dataset_json)

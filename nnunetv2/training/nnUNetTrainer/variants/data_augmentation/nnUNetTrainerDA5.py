@@ -93,6 +93,6 @@ class nnUNetTrainerDA5Segord0(nnUNetTrainerDA5):
 
 class nnUNetTrainerDA5_10epochs(nnUNetTrainerDA5):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.num_epochs = 10

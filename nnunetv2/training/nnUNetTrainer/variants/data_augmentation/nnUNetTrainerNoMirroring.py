@@ -26,8 +26,8 @@ class nnUNetTrainer_onlyMirror01(nnUNetTrainer):
 
 class nnUNetTrainer_onlyMirror01_1500ep(nnUNetTrainer_onlyMirror01):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.num_epochs = 1500
 
 

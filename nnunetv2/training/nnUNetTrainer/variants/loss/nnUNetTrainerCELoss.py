@@ -20,6 +20,6 @@ class nnUNetTrainerCELoss(nnUNetTrainer):
 
 class nnUNetTrainerCELoss_5epochs(nnUNetTrainerCELoss):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.num_epochs = 5

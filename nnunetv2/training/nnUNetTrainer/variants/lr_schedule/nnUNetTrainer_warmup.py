@@ -37,8 +37,8 @@ class nnUNetTrainer_warmup(nnUNetTrainer):
     optimiser (and its momentum) is kept across the switch."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device("cuda"), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.warmup_duration_whole_net = 50
         self.num_epochs = 1000
         self.training_stage = None  # None, 'warmup_all' or 'train'

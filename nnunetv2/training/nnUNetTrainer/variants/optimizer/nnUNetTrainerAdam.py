@@ -24,8 +24,8 @@ class nnUNetTrainerVanillaAdam(nnUNetTrainer):
 def _with_lr(base, lr: float, name: str):
     """A subclass of ``base`` whose constructor sets ``initial_lr``."""
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        base.__init__(self, plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        base.__init__(self, plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.initial_lr = lr
     return type(name, (base,), {"__init__": __init__, "__module__": __name__})
 

@@ -35,8 +35,8 @@ class nnUNetTrainerAdanCosAnneal(nnUNetTrainerAdan):
 
 def _with_lr(base, lr: float, name: str):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        base.__init__(self, plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        base.__init__(self, plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.initial_lr = lr
     return type(name, (base,), {"__init__": __init__, "__module__": __name__})
 

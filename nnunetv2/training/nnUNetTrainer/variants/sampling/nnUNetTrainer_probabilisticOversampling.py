@@ -12,8 +12,8 @@ class nnUNetTrainer_probabilisticOversampling(nnUNetTrainer):
     (batch 2 -> 0.5), so the expected amount of oversampling is unchanged."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.probabilistic_oversampling = True
         batch_size = self.configuration_manager.batch_size
         first_forced = round(batch_size * (1 - self.oversample_foreground_percent))
@@ -33,13 +33,13 @@ class nnUNetTrainer_probabilisticOversampling(nnUNetTrainer):
 
 class nnUNetTrainer_probabilisticOversampling_033(nnUNetTrainer_probabilisticOversampling):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.oversample_foreground_percent = 0.33
 
 
 class nnUNetTrainer_probabilisticOversampling_010(nnUNetTrainer_probabilisticOversampling):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+                 device: torch.device = torch.device('cuda'), unpack_dataset: bool = None):
+        super().__init__(plans, configuration, fold, dataset_json, device, unpack_dataset)
         self.oversample_foreground_percent = 0.1
