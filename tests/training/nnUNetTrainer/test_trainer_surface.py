@@ -262,3 +262,33 @@ def test_build_network_architecture_binds_historical_signatures_by_name(form):
         assert isinstance(_setup.build_network(trainer), torch.nn.Identity)
     assert calls == [expected]
     assert any(issubclass(x.category, DeprecationWarning) for x in w) == (form == "2.3")
+
+
+def test_batchnorm_variant_builds_through_the_base_builder_and_leaves_the_plans(monkeypatch):
+    """nnUNetTrainerBN hands its BatchNorm kwargs to nnUNetTrainer.build_network_architecture (a user's patch of it
+    applies to the BN trainer as well), without changing the configuration manager it was given (which is cached per
+    plans manager: a later build from it keeps the planned InstanceNorm)."""
+    from _tiny_plans import tiny_unet_plans
+    from nnunetv2.training.nnUNetTrainer.variants.network_architecture.nnUNetTrainerBN import nnUNetTrainerBN
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans_manager = PlansManager(tiny_unet_plans("Dataset321_BN"))
+    configuration_manager = plans_manager.get_configuration("3d_fullres")
+    seen = []
+    original = nnUNetTrainer.build_network_architecture
+
+    def patched(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                enable_deep_supervision=True):
+        seen.append(configuration_manager.network_arch_init_kwargs["norm_op"])
+        return original(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                        enable_deep_supervision)
+
+    monkeypatch.setattr(nnUNetTrainer, "build_network_architecture", staticmethod(patched))
+    net = nnUNetTrainerBN.build_network_architecture(plans_manager, configuration_manager, 1, 2, False)
+    assert seen == ["torch.nn.modules.batchnorm.BatchNorm3d"]
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+    assert configuration_manager.network_arch_init_kwargs["norm_op"].endswith("InstanceNorm3d")
+    plain = nnUNetTrainer.build_network_architecture(plans_manager, plans_manager.get_configuration("3d_fullres"),
+                                                     1, 2, False)
+    assert any(isinstance(m, torch.nn.InstanceNorm3d) for m in plain.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in plain.modules())

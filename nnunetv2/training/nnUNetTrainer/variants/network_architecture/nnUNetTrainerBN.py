@@ -1,10 +1,12 @@
 """nnUNetTrainer with BatchNorm instead of the planned normalisation."""
+import copy
+
 from dynamic_network_architectures.building_blocks.helper import get_matching_batchnorm
 from torch import nn
 
 from nnunetv2.errors import UserError
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.get_network_from_plans import get_network_from_plans, locate_plans_name
+from nnunetv2.utilities.get_network_from_plans import locate_plans_name
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 
@@ -25,7 +27,12 @@ class nnUNetTrainerBN(nnUNetTrainer):
         bn_class = get_matching_batchnorm(conv_op)
         arch_kwargs["norm_op"] = bn_class.__module__ + "." + bn_class.__name__
         arch_kwargs["norm_op_kwargs"] = {"eps": 1e-5, "affine": True}
-        return get_network_from_plans(configuration_manager.network_arch_class_name, arch_kwargs,
-                                      configuration_manager.network_arch_init_kwargs_req_import,
-                                      num_input_channels, num_output_channels, allow_init=True,
-                                      deep_supervision=enable_deep_supervision)
+        # built by nnUNetTrainer's builder (a user's patch of it applies here too), from a copy of the configuration
+        # manager: the one passed in (cached per plans manager) keeps its planned normalisation
+        bn_manager = copy.copy(configuration_manager)
+        bn_manager.configuration = dict(configuration_manager.configuration)
+        bn_manager.configuration["architecture"] = dict(configuration_manager.configuration["architecture"],
+                                                        arch_kwargs=arch_kwargs)
+        bn_manager._cache = {}
+        return nnUNetTrainer.build_network_architecture(plans_manager, bn_manager, num_input_channels,
+                                                        num_output_channels, enable_deep_supervision)
