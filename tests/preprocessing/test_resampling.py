@@ -149,3 +149,27 @@ def test_no_resampling_and_lookup():
     assert recursive_find_resampling_fn_by_name('resample_torch_fornnunet') is resample_torch_fornnunet
     with pytest.raises(RuntimeError, match="no_such_fn"):
         recursive_find_resampling_fn_by_name('no_such_fn')
+
+
+def test_cubic_in_plane_then_linear_along_z_equals_skimage_then_map_coordinates_bitwise():
+    """With order_z 1 the float64 in-plane result is interpolated again before the float32 cast, so its last bits
+    show: they must be skimage's own (a faster separable cubic differed by an ulp of float32 after the cast; found by
+    benchmarks/preprocessing_fuzz.py, plans with order_z 1 only)."""
+    rng = np.random.default_rng(1107)
+    data = (rng.normal(100, 50, (2, 10, 18, 22))).astype(np.float32)
+    new_shape = (14, 12, 10)
+    out = resample_data_or_seg_to_shape(data, new_shape, (0.65, 5.4, 2.6), (3.4, 0.62, 9.9), is_seg=False,
+                                        order=3, order_z=1, force_separate_z=None)
+    do_separate_z, axis = determine_do_sep_z_and_axis(None, (0.65, 5.4, 2.6), (3.4, 0.62, 9.9))
+    assert do_separate_z and axis == 1
+    inplane_shape = (new_shape[0], data.shape[2], new_shape[2])
+    expected = np.zeros_like(out)
+    for c in range(2):  # in-plane per slice along the low-resolution axis 1, then along it alone
+        inplane = np.stack([resize(data[c, :, k].astype(float), (new_shape[0], new_shape[2]), 3, mode='edge',
+                                   anti_aliasing=False) for k in range(data.shape[2])], axis=1)
+        assert inplane.shape == inplane_shape
+        grid = np.mgrid[:new_shape[0], :new_shape[1], :new_shape[2]].astype(float)
+        for a in range(3):
+            grid[a] = inplane_shape[a] / new_shape[a] * (grid[a] + 0.5) - 0.5
+        expected[c] = map_coordinates(inplane, grid, order=1, mode='nearest')
+    assert out.dtype == np.float32 and np.array_equal(out, expected)

@@ -101,9 +101,9 @@ def resize_like_skimage(img: np.ndarray, new_shape: Sequence[int], order: int,
     its own value range), exactly as if resize were called once per sub-image. May return ``img`` itself when
     nothing changes.
 
-    ``out_dtype``: the type the caller will store the result in. For order 1 the result then converts to exactly
-    the values skimage's would (float64 itself: skimage's own numbers, computed by scipy at its speed); without it,
-    or for order 3, values agree with skimage's to ~1e-13 relative.
+    ``out_dtype``: the type the caller will store the result in. The result then converts to exactly the values
+    skimage's would (float64 itself: skimage's own numbers, computed by scipy at its speed); without it, values agree
+    with skimage's to ~1e-13 relative.
     """
     img = np.asarray(img, dtype=np.float64)
     new_shape = tuple(int(s) for s in new_shape)
@@ -115,7 +115,8 @@ def resize_like_skimage(img: np.ndarray, new_shape: Sequence[int], order: int,
     if img.size == 0 or any(s == 0 for s in new_shape):
         raise ValueError(f"cannot resize an image of shape {img.shape} to {new_shape}")
     exact_order_1 = order == 1 and out_dtype is not None
-    if order not in (1, 3) or (exact_order_1 and np.finfo(np.float64).resolution >= _resolution(out_dtype)):
+    if order not in (1, 3) or (out_dtype is not None and np.finfo(np.float64).resolution >= _resolution(out_dtype)):
+        # stored in float64 (or finer), every last bit shows (also after further interpolation): scipy's own numbers
         return _resize_with_scipy(img, new_shape, order, batch_axes)
     out = zoom_axes(img, new_shape, order, axes)
     if out is img:
