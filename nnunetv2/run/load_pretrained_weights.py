@@ -14,6 +14,11 @@ from nnunetv2.errors import UserError
 from nnunetv2.training.nnUNetTrainer._setup import unwrap_network
 
 
+class PretrainedWeightsMismatch(UserError, AssertionError):
+    """The checkpoint's layers do not fit the network. Also an ``AssertionError``: that is what the reference raised,
+    and fine-tuning scripts catch it to fall back to loading the encoder alone."""
+
+
 def _device_of(network: torch.nn.Module) -> torch.device:
     for tensor in network.parameters():
         return tensor.device
@@ -46,9 +51,10 @@ def load_pretrained_weights(network, fname, verbose=False):
     problems = _mismatches(model_dict, pretrained_dict)
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in total)" if len(problems) > 5 else "")
-        raise UserError(f"The pretrained weights in {fname} do not fit this network: {shown}.",
-                        "Pretrained weights must come from the same architecture (only the segmentation output "
-                        "layers may differ); use a plans file transferred with nnUNetv2_move_plans_between_datasets.")
+        raise PretrainedWeightsMismatch(f"The pretrained weights in {fname} do not fit this network: {shown}.",
+                                        "Pretrained weights must come from the same architecture (only the "
+                                        "segmentation output layers may differ); use a plans file transferred with "
+                                        "nnUNetv2_move_plans_between_datasets.")
 
     pretrained_dict = {k: v for k, v in pretrained_dict.items() if k in model_dict and ".seg_layers." not in k}
     model_dict.update(pretrained_dict)
