@@ -84,12 +84,14 @@ def test_run_in_process_and_in_workers_agree_and_reuse_file(small_dataset):
     out = small_dataset["nnUNet_preprocessed"] / "Dataset811_FpSmall" / "dataset_fingerprint.json"
     assert set(fp1) == {'foreground_intensity_properties_per_channel', 'median_relative_size_after_cropping',
                         'shapes_after_crop', 'spacings'}
-    assert set(fp1['foreground_intensity_properties_per_channel']) == {'0', '1'}
+    # computed: channels named by int, as the reference returns them; the file has json's string keys
+    assert set(fp1['foreground_intensity_properties_per_channel']) == {0, 1}
     assert len(fp1['shapes_after_crop']) == 4 and all(len(s) == 3 for s in fp1['shapes_after_crop'])
     fp2 = _extractor(2).run(overwrite_existing=True)
-    assert fp2 == fp1 and json.loads(out.read_text()) == fp1
+    assert fp2 == fp1 and json.loads(out.read_text()) == json.loads(json.dumps(fp1))
+    assert set(json.loads(out.read_text())['foreground_intensity_properties_per_channel']) == {'0', '1'}
     # an existing file is loaded, not recomputed
-    doctored = dict(fp1, median_relative_size_after_cropping=0.123)
+    doctored = dict(json.loads(out.read_text()), median_relative_size_after_cropping=0.123)
     out.write_text(json.dumps(doctored))
     assert _extractor(2).run(overwrite_existing=False)['median_relative_size_after_cropping'] == 0.123
     assert not [f for f in os.listdir(out.parent) if f.startswith(".nnunet_tmp_")]

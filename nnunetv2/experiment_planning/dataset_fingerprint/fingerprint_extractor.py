@@ -228,7 +228,10 @@ class DatasetFingerprintExtractor(object):
             fingerprint = self._aggregate(results, identifiers)
         _warn_single_slice_cases(fingerprint, [self.dataset[k]['images'][0] for k in identifiers])
         save_json(fingerprint, properties_file)  # atomic: a failed write leaves no partial file
-        return fingerprint
+        # a freshly computed fingerprint names its channels by int, as the reference's does (callers index it with
+        # 0, 1, ...); the file (and a fingerprint read back from it) has json's string keys
+        channels = fingerprint['foreground_intensity_properties_per_channel']
+        return dict(fingerprint, foreground_intensity_properties_per_channel={int(c): v for c, v in channels.items()})
 
     def _run_summarised(self, identifiers: List[str], reader_writer_class, num_samples: int,
                         num_channels: int) -> dict:
