@@ -347,10 +347,24 @@ class PassVerdicts:
                 for e in table.values()]
 
 
+# where the predictor's networks come from: their modules keep no state between calls and may run in several threads
+_STATELESS_MODULE_PACKAGES = ("torch.nn.", "dynamic_network_architectures.")
+
+
+def built_from_stateless_modules(network: Callable) -> bool:
+    """Whether ``network`` is a torch module made only of torch's and dynamic_network_architectures' layers. Anything
+    else (a client's wrapper put into ``predictor.network``: another runtime's model with a single infer request, a
+    TensorRT context, a module that keeps state between calls) may not be called from several threads at once."""
+    if not isinstance(network, nn.Module) or isinstance(network, torch.jit.ScriptModule):
+        return False
+    return all(type(m).__module__.startswith(_STATELESS_MODULE_PACKAGES) for m in network.modules())
+
+
 def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...], n_passes: int,
                         requested: int, verdicts: PassVerdicts, check_later: bool = False) -> int:
     """How many CPU forward passes run at once. ``requested`` > 0 (set by the user) is taken as is. Chosen
-    automatically (0): at most 4, and only where the passes stay bit-identical to the reference's. That is checked
+    automatically (0): at most 4, only for networks :func:`built_from_stateless_modules`, and only where the passes
+    stay bit-identical to the reference's. That is checked
     once per network, tile shape and thread count (kept in ``verdicts``, key ``(tile_shape, threads, workers)``):
     here with :func:`concurrent_pass_pins` (the modules it found to pin are kept with a yes), or, with
     ``check_later``, by the caller on the first real pass (see :func:`checked_mirrored_predictions`; the verdict is
@@ -359,6 +373,8 @@ def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_sh
     known verdict applies from one pass per worker on."""
     if requested > 0:
         return requested
+    if not built_from_stateless_modules(network):
+        return 1  # called as the reference calls it: one pass at a time, in the caller's thread
     total = torch.get_num_threads()
     workers = min(4, total)
     if workers <= 1 or n_passes < workers:

@@ -17,6 +17,15 @@ from nnunetv2.inference.sliding_window_prediction import maybe_mirror_and_predic
 from _fixed_threads import FixedThreadCount
 
 
+@pytest.fixture(autouse=True)
+def _test_modules_count_as_stateless(monkeypatch):
+    """The stand-in networks below (defined here, wrapped by _fixed_threads) keep no state between calls: let the
+    automatic choice treat them like torch's and dynamic_network_architectures' layers."""
+    import nnunetv2.inference.cpu_concurrent_passes as module
+    monkeypatch.setattr(module, '_STATELESS_MODULE_PACKAGES',
+                        module._STATELESS_MODULE_PACKAGES + (__name__, FixedThreadCount.__module__))
+
+
 def _unet(dim: int = 3) -> nn.Module:
     """A small U-Net whose passes do the same arithmetic on every CPU (see _fixed_threads)."""
     from dynamic_network_architectures.architectures.unet import PlainConvUNet

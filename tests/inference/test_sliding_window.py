@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from nnunetv2.inference.sliding_window_prediction import (accumulate_tiles, compute_gaussian,
                                                           compute_steps_for_sliding_window, concurrent_cpu_passes,
@@ -185,20 +186,19 @@ def test_thread_count_probe_detects_thread_dependent_results():
 
 
 def test_predictor_uses_concurrency_only_when_bit_identical(monkeypatch):
-    from types import SimpleNamespace
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     monkeypatch.setattr(torch, 'get_num_threads', lambda: 4)
     monkeypatch.setattr(torch, 'set_num_threads', lambda n: None)
     predictor = nnUNetPredictor(device=CPU)
     assert predictor.cpu_concurrent_passes == 0  # automatic choice by default
-    predictor.network = lambda x: x + 1
+    predictor.network = nn.Identity()
     assert predictor._concurrent_pass_workers((1, 1, 8, 12), n_passes=7) == 1  # too few passes to pay the check
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 4
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=5) == 4  # checked already: one per worker
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=3) == 1  # fewer passes than workers
     predictor = nnUNetPredictor(device=CPU)
     predictor.cpu_concurrent_passes = 0
-    predictor.network = SimpleNamespace(__call__=None)
+    predictor.network = nn.Identity()
     calls = []
     import nnunetv2.inference.cpu_concurrent_passes as module
     monkeypatch.setattr(module, 'concurrent_pass_pins', lambda *a: calls.append(a) or None)
@@ -207,3 +207,11 @@ def test_predictor_uses_concurrency_only_when_bit_identical(monkeypatch):
     assert len(calls) == 1  # checked once per network and tile shape
     predictor.cpu_concurrent_passes = 3  # set by the user: taken as is
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 3
+    # a network of the client's own (another runtime's model put into predictor.network) is called as the reference
+    # calls it, one pass at a time, without any check; a number set by the user still applies
+    predictor.cpu_concurrent_passes = 0
+    predictor.network = lambda x: x + 1
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 1
+    assert len(calls) == 1
+    predictor.cpu_concurrent_passes = 2
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 2
