@@ -2,11 +2,18 @@
 both computing the same randomly drawn cases, and compares what they return, exactly."""
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import os
 import pickle
+import shutil
+import signal
 import subprocess
 import sys
-from typing import Callable, Dict, List, Optional, Tuple
+import tempfile
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -74,6 +81,42 @@ def save_result(result_file: str, outcomes: dict, seconds: float) -> None:
         pickle.dump({"outcomes": outcomes, "seconds": seconds, "package": nnunetv2.__file__}, f)
 
 
+class _OverTimeLimit(BaseException):  # not an Exception: outcome_or_error must not record it as a refusal
+    pass
+
+
+def _over_time_limit(signum, frame):
+    raise _OverTimeLimit()
+
+
+def drive_cases(keys: List, compute: Callable[[object], dict], result_file: str,
+                time_limit_s: Optional[float] = None) -> None:
+    """The driver's loop: ``compute(key)`` for every key, quietly (no log warnings, no console output), timed, a
+    refusal recorded as an error; one that runs longer than ``time_limit_s`` is stopped and marked ``timed_out``."""
+    import logging
+    import warnings
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    if time_limit_s:
+        signal.signal(signal.SIGALRM, _over_time_limit)
+    outcomes, seconds = {}, 0.0
+    for key in keys:
+        start = time.perf_counter()
+        if time_limit_s:
+            signal.setitimer(signal.ITIMER_REAL, time_limit_s)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                outcomes[key] = outcome_or_error(lambda: compute(key))
+        except _OverTimeLimit:
+            outcomes[key] = {"timed_out": True, "error": None}
+        finally:
+            if time_limit_s:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        outcomes[key]["seconds"] = time.perf_counter() - start
+        seconds += outcomes[key]["seconds"]
+    save_result(result_file, outcomes, seconds)
+
+
 def outcome_or_error(fn: Callable[[], dict]) -> dict:
     """``fn()`` (a dict of results) with ``error: None``, or ``{"error": "Type: message"}`` if it raised: a refusal
     is compared like a result (both sides refusing is agreement)."""
@@ -112,3 +155,38 @@ def print_summary(what: str, n: int, differing: int, refused_both: int, ref: dic
     print(f"{n} {what}: {n - differing} agree ({refused_both} refused by both), {differing} differ; time ours "
           f"{ours['seconds']:.1f} s, reference {ref['seconds']:.1f} s "
           f"(ratio {ours['seconds'] / max(ref['seconds'], 1e-9):.2f})")
+
+
+def trial_arguments(description: str, driver_nargs: int) -> argparse.ArgumentParser:
+    """The options every trial has (--seed, --reference-python, --reference-venv, --keep and the hidden --driver
+    with ``driver_nargs`` values); the trial adds its own."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference-python", default=None, help="python of an env with nnunetv2==2.8.1")
+    p.add_argument("--reference-venv", default=os.path.join(tempfile.gettempdir(), "nnunet_ref_venv"))
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--driver", nargs=driver_nargs, help=argparse.SUPPRESS)
+    return p
+
+
+def run_both(args, script: str, driver_args: List[str], base: str,
+             env_of_side: Callable[[str], Dict[str, str]] = lambda side: {}) -> Tuple[dict, dict]:
+    """(reference result, our result) of the driver, the reference first."""
+    from _harness import default_reference_python, reference_python
+    ref_python = reference_python(args.reference_python or default_reference_python(), args.reference_venv)
+    ref = run_driver("ref", ref_python, script, driver_args, base, env_of_side("ref"))
+    ours = run_driver("ours", sys.executable, script, driver_args, base, env_of_side("ours"))
+    return ref, ours
+
+
+@contextlib.contextmanager
+def work_folder(prefix: str, keep: bool) -> Iterator[str]:
+    """A temporary folder, deleted afterwards unless ``keep``."""
+    base = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield base
+    finally:
+        if keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)

@@ -13,18 +13,12 @@ the reference from a temporary folder), and the two ``dataset_fingerprint.json``
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import json
 import os
-import shutil
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _fuzz_harness import compare_outcomes, print_summary, run_driver  # noqa: E402
+from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_arguments, work_folder  # noqa: E402
 
 FIRST_ID = 800
 
@@ -82,58 +76,31 @@ def _write_dataset(raw: str, dataset_id: int, seed: int) -> None:
 
 
 def drive(first_id: int, n_datasets: int, result_file: str) -> None:
-    import logging
-    import warnings
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
-    from _fuzz_harness import outcome_or_error, save_result
+    from _fuzz_harness import drive_cases
     from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
-    outcomes, seconds = {}, 0.0
-    for i in range(n_datasets):
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            outcomes[i] = outcome_or_error(
-                lambda: {"fingerprint": DatasetFingerprintExtractor(first_id + i, num_processes=1).run()})
-        seconds += time.perf_counter() - start
-    save_result(result_file, outcomes, seconds)
+    drive_cases(list(range(n_datasets)),
+                lambda i: {"fingerprint": DatasetFingerprintExtractor(first_id + i, num_processes=1).run()},
+                result_file)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = trial_arguments(__doc__, driver_nargs=3)
     p.add_argument("--datasets", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reference-python", default=None, help="python of an env with nnunetv2==2.8.1")
-    p.add_argument("--reference-venv", default=os.path.join(tempfile.gettempdir(), "nnunet_ref_venv"))
-    p.add_argument("--keep", action="store_true", help="keep the work folder")
-    p.add_argument("--driver", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.driver:
         drive(int(args.driver[0]), int(args.driver[1]), args.driver[2])
         return 0
 
-    from _harness import default_reference_python, reference_python
-    ref_python = reference_python(args.reference_python or default_reference_python(), args.reference_venv)
-    base = tempfile.mkdtemp(prefix="nnunet_fingerprint_fuzz_")
-    try:
+    with work_folder("nnunet_fingerprint_fuzz_", args.keep) as base:
         raw = os.path.join(base, "raw")
         for i in range(args.datasets):
             _write_dataset(raw, FIRST_ID + i, args.seed * 100003 + i)
-        driver_args = [str(FIRST_ID), str(args.datasets)]
-        results = {}
-        for side, python in (("ref", ref_python), ("ours", sys.executable)):
-            env = {"nnUNet_raw": raw, "nnUNet_preprocessed": os.path.join(base, f"pre_{side}"),
-                   "OMP_NUM_THREADS": "1"}
-            results[side] = run_driver(side, python, __file__, driver_args, base, env)
-        datasets = list(range(args.datasets))
-        differing, refused_both = compare_outcomes(results["ref"], results["ours"], datasets,
+        ref, ours = run_both(args, __file__, [str(FIRST_ID), str(args.datasets)], base, lambda side: {
+            "nnUNet_raw": raw, "nnUNet_preprocessed": os.path.join(base, f"pre_{side}"), "OMP_NUM_THREADS": "1"})
+        differing, refused_both = compare_outcomes(ref, ours, list(range(args.datasets)),
                                                    lambda i: f"Dataset{FIRST_ID + i:03d} (seed {args.seed})")
-        print_summary("datasets", args.datasets, differing, refused_both, results["ref"], results["ours"])
+        print_summary("datasets", args.datasets, differing, refused_both, ref, ours)
         return 1 if differing else 0
-    finally:
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,17 +20,11 @@ disagreeing case and a summary; exit status 1 if anything differs.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import os
-import shutil
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _fuzz_harness import compare_outcomes, print_summary, run_driver  # noqa: E402
+from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_arguments, work_folder  # noqa: E402
 
 KINDS = ["export", "export", "export", "windows", "labels", "components", "counts"]
 
@@ -206,55 +200,27 @@ def _kind(seed: int) -> str:
 
 
 def drive(first_seed: int, n_cases: int, result_file: str) -> None:
-    import logging
-    import warnings
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
     import numpy as np
-    from _fuzz_harness import outcome_or_error, save_result
-    outcomes, seconds = {}, 0.0
-    for i in range(n_cases):
-        seed = first_seed + i
-        rng = np.random.default_rng(seed)
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            outcomes[i] = outcome_or_error(lambda: CASES[_kind(seed)](rng))
-        outcomes[i]["seconds"] = time.perf_counter() - start
-        seconds += outcomes[i]["seconds"]
-    save_result(result_file, outcomes, seconds)
+    from _fuzz_harness import drive_cases
+    drive_cases(list(range(n_cases)),
+                lambda i: CASES[_kind(first_seed + i)](np.random.default_rng(first_seed + i)), result_file)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = trial_arguments(__doc__, driver_nargs=3)
     p.add_argument("--cases", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reference-python", default=None, help="python of an env with nnunetv2==2.8.1")
-    p.add_argument("--reference-venv", default=os.path.join(tempfile.gettempdir(), "nnunet_ref_venv"))
-    p.add_argument("--keep", action="store_true", help="keep the work folder")
-    p.add_argument("--driver", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.driver:
         drive(int(args.driver[0]), int(args.driver[1]), args.driver[2])
         return 0
 
-    from _harness import default_reference_python, reference_python
-    ref_python = reference_python(args.reference_python or default_reference_python(), args.reference_venv)
-    base = tempfile.mkdtemp(prefix="nnunet_inference_fuzz_")
-    try:
-        driver_args = [str(args.seed), str(args.cases)]
-        env = {"OMP_NUM_THREADS": "1"}
-        ref = run_driver("ref", ref_python, __file__, driver_args, base, env)
-        ours = run_driver("ours", sys.executable, __file__, driver_args, base, env)
-        cases = list(range(args.cases))
+    with work_folder("nnunet_inference_fuzz_", args.keep) as base:
+        ref, ours = run_both(args, __file__, [str(args.seed), str(args.cases)], base,
+                             lambda side: {"OMP_NUM_THREADS": "1"})
         differing, refused_both = compare_outcomes(
-            ref, ours, cases, lambda i: f"{_kind(args.seed + i)} case seed {args.seed + i}")
+            ref, ours, list(range(args.cases)), lambda i: f"{_kind(args.seed + i)} case seed {args.seed + i}")
         print_summary("cases", args.cases, differing, refused_both, ref, ours)
         return 1 if differing else 0
-    finally:
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

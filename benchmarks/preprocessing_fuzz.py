@@ -15,17 +15,11 @@ as agreement. Prints the first difference of each disagreeing case and a summary
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import os
-import shutil
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _fuzz_harness import compare_outcomes, print_summary, run_driver  # noqa: E402
+from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_arguments, work_folder  # noqa: E402
 SCHEMES = ["CTNormalization", "ZScoreNormalization", "RescaleTo01Normalization", "NoNormalization"]
 
 
@@ -122,52 +116,31 @@ def _draw_case(seed: int):
 
 
 def drive(first_seed: int, n_cases: int, result_file: str) -> None:
-    import logging
-    import warnings
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
-    from _fuzz_harness import outcome_or_error, save_result
+    from _fuzz_harness import drive_cases
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    outcomes, seconds = {}, 0.0
-    for i in range(n_cases):
+
+    def preprocess(i: int) -> dict:
         data, seg, properties, plans, configuration, dataset_json = _draw_case(first_seed + i)
         plans_manager = PlansManager(plans)
+        out_data, out_seg, out_props = DefaultPreprocessor(verbose=False).run_case_npy(
+            data, seg, properties, plans_manager, plans_manager.get_configuration(configuration), dataset_json)
+        return {"data": out_data, "seg": out_seg, "properties": out_props}
 
-        def run() -> dict:
-            out_data, out_seg, out_props = DefaultPreprocessor(verbose=False).run_case_npy(
-                data, seg, properties, plans_manager, plans_manager.get_configuration(configuration), dataset_json)
-            return {"data": out_data, "seg": out_seg, "properties": out_props}
-
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            outcomes[i] = outcome_or_error(run)
-        outcomes[i]["seconds"] = time.perf_counter() - start
-        seconds += outcomes[i]["seconds"]
-    save_result(result_file, outcomes, seconds)
+    drive_cases(list(range(n_cases)), preprocess, result_file)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = trial_arguments(__doc__, driver_nargs=3)
     p.add_argument("--cases", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reference-python", default=None, help="python of an env with nnunetv2==2.8.1")
-    p.add_argument("--reference-venv", default=os.path.join(tempfile.gettempdir(), "nnunet_ref_venv"))
-    p.add_argument("--keep", action="store_true", help="keep the work folder")
-    p.add_argument("--driver", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.driver:
         drive(int(args.driver[0]), int(args.driver[1]), args.driver[2])
         return 0
 
-    from _harness import default_reference_python, reference_python
-    ref_python = reference_python(args.reference_python or default_reference_python(), args.reference_venv)
-    base = tempfile.mkdtemp(prefix="nnunet_preprocessing_fuzz_")
-    try:
-        driver_args = [str(args.seed), str(args.cases)]
-        env = {"OMP_NUM_THREADS": "1"}
-        ref = run_driver("ref", ref_python, __file__, driver_args, base, env)
-        ours = run_driver("ours", sys.executable, __file__, driver_args, base, env)
+    with work_folder("nnunet_preprocessing_fuzz_", args.keep) as base:
+        ref, ours = run_both(args, __file__, [str(args.seed), str(args.cases)], base,
+                             lambda side: {"OMP_NUM_THREADS": "1"})
         cases = list(range(args.cases))
         differing, refused_both = compare_outcomes(ref, ours, cases, lambda i: f"case seed {args.seed + i}")
         timed = [i for i in cases[1:] if not ref["outcomes"][i]["error"] and not ours["outcomes"][i]["error"]]
@@ -177,11 +150,6 @@ def main() -> int:
                   f"{ratios[len(ratios) // 2]:.2f}")
         print_summary("cases", args.cases, differing, refused_both, ref, ours)
         return 1 if differing else 0
-    finally:
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
