@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -170,9 +171,13 @@ def interrupted_while_starting(outcome: Outcome) -> bool:
             and stderr.count("Traceback (most recent call last)") <= 2):
         return True
     # a console script imports the entry point's module, then calls it in 'sys.exit(...)'; a KeyboardInterrupt from
-    # inside the call would have been turned into status 130 by the entry point
-    return (outcome.returncode == -signal.SIGINT and "sys.exit(" not in stderr and "multiprocessing" not in stderr
-            and stderr.count("Traceback (most recent call last)") <= 1)
+    # inside the call would have been turned into status 130 by the entry point. While importing, every frame of the
+    # one traceback is a module's top level or the import machinery (a module being imported may be multiprocessing's
+    # own: its name alone tells nothing)
+    frames = re.findall(r'File "([^"]*)", line \d+, in (\S+)', stderr)
+    return (outcome.returncode == -signal.SIGINT and "sys.exit(" not in stderr
+            and stderr.count("Traceback (most recent call last)") <= 1
+            and all(name == "<module>" or file.startswith("<frozen ") for file, name in frames))
 
 
 def assert_clean_interruption(outcome: Outcome, expected_status: int, where: str = "") -> None:

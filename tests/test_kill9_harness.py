@@ -72,3 +72,27 @@ def test_numpys_import_error_from_a_ctrl_c_is_an_interruption_only_before_the_en
     # inside the entry point our code had taken over: there the Ctrl-C must have become 'interrupted' (130)
     assert not interrupted_while_starting(outcome(NUMPY_INTERRUPTED.format(
         call='  File "bin/nnUNetv2_x", line 8, in <module>\n    sys.exit(entry())\n')))
+
+
+IMPORT_INTERRUPTED = """Traceback (most recent call last):
+  File "bin/nnUNetv2_apply_postprocessing", line 5, in <module>
+    from nnunetv2.postprocessing.remove_connected_components import entry_point_apply_postprocessing_command
+  File "nnunetv2/utilities/watched_pool.py", line 16, in <module>
+    import multiprocessing.pool
+  File "lib/python3.11/multiprocessing/pool.py", line 19, in <module>
+    import queue
+  File "<frozen importlib._bootstrap>", line 1176, in _find_and_load
+  File "<frozen importlib._bootstrap_external>", line 1122, in get_filename
+{worker}KeyboardInterrupt
+"""
+
+
+def test_a_ctrl_c_while_importing_multiprocessing_is_an_interruption_while_starting():
+    """Seen on a loaded machine: a Ctrl-C 0.2 s after the start landed while the console script imported
+    multiprocessing.pool; only the import machinery and modules' top levels are on the stack. A traceback from inside
+    a function (a worker's loop) is not excused."""
+    def outcome(stderr):
+        return Outcome(returncode=-signal.SIGINT, stdout="", stderr=stderr, killed=True, seconds=0.2, left_behind=[])
+    assert interrupted_while_starting(outcome(IMPORT_INTERRUPTED.format(worker="")))
+    assert not interrupted_while_starting(outcome(IMPORT_INTERRUPTED.format(
+        worker='  File "lib/python3.11/multiprocessing/pool.py", line 114, in worker\n')))
