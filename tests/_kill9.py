@@ -171,13 +171,15 @@ def interrupted_while_starting(outcome: Outcome) -> bool:
             and stderr.count("Traceback (most recent call last)") <= 2):
         return True
     # a console script imports the entry point's module, then calls it in 'sys.exit(...)'; a KeyboardInterrupt from
-    # inside the call would have been turned into status 130 by the entry point. While importing, every frame of the
-    # one traceback is a module's top level or the import machinery (a module being imported may be multiprocessing's
-    # own: its name alone tells nothing)
+    # inside the call would have been turned into status 130 by the entry point. So: the one traceback starts at the
+    # script's top level and never reaches 'sys.exit(' (whatever the imported modules run meanwhile, multiprocessing's
+    # own modules included); a worker process's traceback would start in multiprocessing's bootstrap instead
     frames = re.findall(r'File "([^"]*)", line \d+, in (\S+)', stderr)
     return (outcome.returncode == -signal.SIGINT and "sys.exit(" not in stderr
             and stderr.count("Traceback (most recent call last)") <= 1
-            and all(name == "<module>" or file.startswith("<frozen ") for file, name in frames))
+            and bool(frames) and frames[0][1] == "<module>"
+            and not any(file.endswith(("multiprocessing/process.py", "multiprocessing/spawn.py",
+                                       "multiprocessing/forkserver.py")) for file, _ in frames))
 
 
 def assert_clean_interruption(outcome: Outcome, expected_status: int, where: str = "") -> None:
