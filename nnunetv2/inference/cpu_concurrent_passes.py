@@ -351,19 +351,30 @@ class PassVerdicts:
 _STATELESS_MODULE_PACKAGES = ("torch.nn.", "dynamic_network_architectures.")
 
 
-def built_from_stateless_modules(network: Callable) -> bool:
-    """Whether ``network`` is a torch module made only of torch's and dynamic_network_architectures' layers. Anything
-    else (a client's wrapper put into ``predictor.network``: another runtime's model with a single infer request, a
-    TensorRT context, a module that keeps state between calls) may not be called from several threads at once."""
+def may_run_in_threads(network: Callable) -> bool:
+    """Whether ``network`` may run several passes at once in other threads without anyone noticing: a torch module
+    made only of torch's and dynamic_network_architectures' layers, with no forward hook on any of them (nor a global
+    one). Anything else is called as the reference calls it, one pass at a time in the caller's thread: a client's
+    wrapper put into ``predictor.network`` (another runtime's model with a single infer request, a TensorRT context,
+    a module that keeps state between calls), or hooks that collect features or statistics pass by pass."""
     if not isinstance(network, nn.Module) or isinstance(network, torch.jit.ScriptModule):
         return False
-    return all(type(m).__module__.startswith(_STATELESS_MODULE_PACKAGES) for m in network.modules())
+    return (all(type(m).__module__.startswith(_STATELESS_MODULE_PACKAGES) for m in network.modules())
+            and not has_forward_hooks(network))
+
+
+def has_forward_hooks(network: nn.Module) -> bool:
+    """Whether a forward (pre-)hook is registered on any module of ``network``, or for all modules."""
+    from torch.nn.modules import module as module_hooks
+    if module_hooks._global_forward_hooks or module_hooks._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in network.modules())
 
 
 def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...], n_passes: int,
                         requested: int, verdicts: PassVerdicts, check_later: bool = False) -> int:
     """How many CPU forward passes run at once. ``requested`` > 0 (set by the user) is taken as is. Chosen
-    automatically (0): at most 4, only for networks :func:`built_from_stateless_modules`, and only where the passes
+    automatically (0): at most 4, only for networks that :func:`may_run_in_threads`, and only where the passes
     stay bit-identical to the reference's. That is checked
     once per network, tile shape and thread count (kept in ``verdicts``, key ``(tile_shape, threads, workers)``):
     here with :func:`concurrent_pass_pins` (the modules it found to pin are kept with a yes), or, with
@@ -373,7 +384,7 @@ def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_sh
     known verdict applies from one pass per worker on."""
     if requested > 0:
         return requested
-    if not built_from_stateless_modules(network):
+    if not may_run_in_threads(network):
         return 1  # called as the reference calls it: one pass at a time, in the caller's thread
     total = torch.get_num_threads()
     workers = min(4, total)

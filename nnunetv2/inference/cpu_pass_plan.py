@@ -26,13 +26,17 @@ from nnunetv2.inference.sliding_window_prediction import mirror_variants
 LOOKAHEAD = 8  # passes in flight at most (each holds its tile and its logits)
 
 
-def passes_run_separately(predictor) -> bool:
-    """Whether a tile's mirrored passes may run as separate jobs: not where a subclass (or the instance) predicts a
-    tile its own way, nor where they are batched."""
+def tile_prediction_overridden(predictor) -> bool:
+    """Whether a subclass (or the instance) predicts a tile its own way (``_internal_maybe_mirror_and_predict``)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    return '_internal_maybe_mirror_and_predict' not in predictor.__dict__ and \
-        type(predictor)._internal_maybe_mirror_and_predict is nnUNetPredictor._internal_maybe_mirror_and_predict \
-        and getattr(predictor, 'tta_passes_per_batch', 1) <= 1
+    return '_internal_maybe_mirror_and_predict' in predictor.__dict__ or \
+        type(predictor)._internal_maybe_mirror_and_predict is not nnUNetPredictor._internal_maybe_mirror_and_predict
+
+
+def passes_run_separately(predictor) -> bool:
+    """Whether a tile's mirrored passes may run as separate jobs: not where a tile is predicted another way, nor where
+    they are batched."""
+    return not tile_prediction_overridden(predictor) and getattr(predictor, 'tta_passes_per_batch', 1) <= 1
 
 
 def _fast_workers(requested: int, n_passes: int) -> int:
@@ -65,8 +69,11 @@ def planned_passes(predictor, tile_shape: Tuple[int, ...], n_tiles: int) \
             workers = _fast_workers(requested, n_passes) if separate or n_tiles > 1 else 1
         else:
             stack.enter_context(fast_transposed_convolutions(original))
+            # a subclass predicting a tile its own way is called as by the reference (tile after tile, in the
+            # caller's thread) unless the user asked for concurrent passes
+            tiles_may_overlap = n_tiles > 1 and (requested > 0 or not tile_prediction_overridden(predictor))
             workers = predictor._concurrent_pass_workers(tile_shape, n_passes, check_later=separate) \
-                if separate or n_tiles > 1 else 1
+                if separate or tiles_may_overlap else 1
         key = (tuple(tile_shape), total_threads, workers)  # as choose_pass_workers files it
         verdicts = predictor._pass_verdicts()
         pinned = ()

@@ -19,11 +19,14 @@ from _fixed_threads import FixedThreadCount
 
 @pytest.fixture(autouse=True)
 def _test_modules_count_as_stateless(monkeypatch):
-    """The stand-in networks below (defined here, wrapped by _fixed_threads) keep no state between calls: let the
-    automatic choice treat them like torch's and dynamic_network_architectures' layers."""
+    """The stand-in networks below (defined here, wrapped by _fixed_threads) keep no state between calls, and the
+    hooks these tests register only watch which thread runs a pass: let the automatic choice treat the networks like
+    torch's and dynamic_network_architectures' layers without hooks (tests/inference/test_sliding_window.py checks
+    that real hooks and foreign modules turn it off)."""
     import nnunetv2.inference.cpu_concurrent_passes as module
     monkeypatch.setattr(module, '_STATELESS_MODULE_PACKAGES',
                         module._STATELESS_MODULE_PACKAGES + (__name__, FixedThreadCount.__module__))
+    monkeypatch.setattr(module, 'has_forward_hooks', lambda network: False)
 
 
 def _unet(dim: int = 3) -> nn.Module:

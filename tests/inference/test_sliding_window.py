@@ -215,3 +215,15 @@ def test_predictor_uses_concurrency_only_when_bit_identical(monkeypatch):
     assert len(calls) == 1
     predictor.cpu_concurrent_passes = 2
     assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 2
+    # so is a network with a forward hook (features or statistics collected pass by pass), also a global one
+    predictor.cpu_concurrent_passes = 0
+    predictor.network = nn.Sequential(nn.Identity())
+    handle = predictor.network[0].register_forward_hook(lambda m, a, o: None)
+    assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 1
+    handle.remove()
+    handle = nn.modules.module.register_module_forward_pre_hook(lambda m, a: None)
+    try:
+        assert predictor._concurrent_pass_workers((1, 1, 8, 8), n_passes=64) == 1
+    finally:
+        handle.remove()
+    assert len(calls) == 1  # none of these was checked
