@@ -28,8 +28,8 @@ def _expanded(value: str) -> str:
 
     Shells leave both alone inside quotes (``export nnUNet_results="~/results"``), and so do ``os.environ[...] =
     "~/..."`` in notebooks and .env files; taken literally, the data would go to a folder named ``~`` below the
-    working directory (which ``rm -rf ~`` then deletes the home folder for). An existing folder of that literal name
-    is still used as it is."""
+    working directory, and an ``rm -rf ~`` meant to clean it up would delete the home folder. An existing folder of
+    that literal name is still used as it is."""
     if "~" not in value[:1] and "$" not in value:
         return value
     expanded = os.path.expandvars(os.path.expanduser(value))

@@ -374,9 +374,9 @@ def has_forward_hooks(network: nn.Module) -> bool:
 def choose_pass_workers(network: Callable[[torch.Tensor], torch.Tensor], tile_shape: Tuple[int, ...], n_passes: int,
                         requested: int, verdicts: PassVerdicts, check_later: bool = False) -> int:
     """How many CPU forward passes run at once. ``requested`` > 0 (set by the user) is taken as is. Chosen
-    automatically (0): at most 4, only for networks that :func:`may_run_in_threads`, and only where the passes
-    stay bit-identical to the reference's. That is checked
-    once per network, tile shape and thread count (kept in ``verdicts``, key ``(tile_shape, threads, workers)``):
+    automatically (0): at most 4, only for networks that :func:`may_run_in_threads`, and only where the passes stay
+    bit-identical to the reference's. That is checked once per network, tile shape and thread count (kept in
+    ``verdicts``, key ``(tile_shape, threads, workers)``):
     here with :func:`concurrent_pass_pins` (the modules it found to pin are kept with a yes), or, with
     ``check_later``, by the caller on the first real pass (see :func:`checked_mirrored_predictions`; the verdict is
     then left unset). The check costs about one pass (about four where the plain check says no and modules are
