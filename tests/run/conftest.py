@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from _training_env import one_process_training_env
+
 DATASET_ID = 321
 DATASET_NAME = "Dataset321_T2Tiny"
 
@@ -54,19 +56,9 @@ def tiny_env(tiny_preprocessed, tmp_path, monkeypatch):
     process, one export worker and one torch thread (the test machine's cores are shared)."""
     results = tmp_path / "results"
     results.mkdir()
-    monkeypatch.setenv("nnUNet_raw", str(tiny_preprocessed["raw"]))
-    monkeypatch.setenv("nnUNet_preprocessed", str(tiny_preprocessed["preprocessed"]))
-    monkeypatch.setenv("nnUNet_results", str(results))
-    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
-    monkeypatch.delenv("nnUNet_compile", raising=False)
-    import nnunetv2.configuration
-    monkeypatch.setattr(nnunetv2.configuration, "default_num_processes", 1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield {"results": results, "preprocessed": tiny_preprocessed["preprocessed"] / DATASET_NAME,
-           "raw": tiny_preprocessed["raw"] / DATASET_NAME}
-    torch.set_num_threads(threads)
+    with one_process_training_env(monkeypatch, tiny_preprocessed["raw"], tiny_preprocessed["preprocessed"], results):
+        yield {"results": results, "preprocessed": tiny_preprocessed["preprocessed"] / DATASET_NAME,
+               "raw": tiny_preprocessed["raw"] / DATASET_NAME}
 
 
 def write_ext_trainer(folder: Path, class_name: str, num_epochs: int, iterations: int, val_iterations: int,

@@ -55,6 +55,7 @@ from nnunetv2.training.nnUNetTrainer.variants.network_architecture.nnUNetTrainer
     nnUNetTrainerNoDeepSupervision
 from nnunetv2.utilities.network_initialization import InitWeights_He
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from _training_env import one_process_training_env
 
 DATASET_ID = 324
 DATASET_NAME = "Dataset324_CustomNetTrainers"
@@ -317,23 +318,13 @@ def custom_dataset(tmp_path_factory):
 def env(custom_dataset, tmp_path, monkeypatch):
     results = tmp_path / "results"
     results.mkdir()
-    monkeypatch.setenv("nnUNet_raw", str(custom_dataset["raw"]))
-    monkeypatch.setenv("nnUNet_preprocessed", str(custom_dataset["preprocessed"]))
-    monkeypatch.setenv("nnUNet_results", str(results))
-    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
-    monkeypatch.delenv("nnUNet_compile", raising=False)
-    import nnunetv2.configuration
-    monkeypatch.setattr(nnunetv2.configuration, "default_num_processes", 1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     BUILD_CALLS.clear()
     STEPS.clear()
     pp = custom_dataset["preprocessed"] / DATASET_NAME
-    yield {"results": results, "pp": pp, "raw": custom_dataset["raw"] / DATASET_NAME,
-           "plans": json.loads((pp / "nnUNetPlans.json").read_text()),
-           "dataset_json": json.loads((pp / "dataset.json").read_text())}
-    torch.set_num_threads(threads)
+    with one_process_training_env(monkeypatch, custom_dataset["raw"], custom_dataset["preprocessed"], results):
+        yield {"results": results, "pp": pp, "raw": custom_dataset["raw"] / DATASET_NAME,
+               "plans": json.loads((pp / "nnUNetPlans.json").read_text()),
+               "dataset_json": json.loads((pp / "dataset.json").read_text())}
 
 
 def _model_folder(results, trainer_name):
