@@ -128,10 +128,9 @@ def outcome_or_error(fn: Callable[[], dict]) -> dict:
         return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
 
 
-def compare_outcomes(ref: dict, ours: dict, keys: List, describe: Callable[[object], str],
-                     values_of: Callable[[object, dict], object] = lambda key, outcome: outcome) -> Tuple[int, int]:
-    """Print each disagreeing outcome; returns (number differing, number refused by both). ``values_of`` turns an
-    outcome into what is compared (e.g. loads files it names); entries named ``seconds`` are never compared."""
+def compare_outcomes(ref: dict, ours: dict, keys: List, describe: Callable[[object], str]) -> Tuple[int, int]:
+    """Print each disagreeing outcome; returns (number differing, number refused by both). Entries named ``seconds``
+    are never compared."""
     differing = refused_both = 0
     for key in keys:
         r, o = ref["outcomes"][key], ours["outcomes"][key]
@@ -143,7 +142,7 @@ def compare_outcomes(ref: dict, ours: dict, keys: List, describe: Callable[[obje
                 print(f"DIFFERENT {describe(key)}: reference {r['error'] or 'ran'}; ours {o['error'] or 'ran'}")
             continue
         strip = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
-        diff = first_difference(values_of(key, strip(r)), values_of(key, strip(o)))
+        diff = first_difference(strip(r), strip(o))
         if diff:
             differing += 1
             print(f"DIFFERENT {describe(key)}: {diff}")
