@@ -25,4 +25,9 @@ class DeepSupervisionWrapper(nn.Module):
                 raise TypeError(f"DeepSupervisionWrapper: all arguments must be lists or tuples, argument {i} is "
                                 f"{type(a).__name__}")
         weights = self.weight_factors if self.weight_factors is not None else (1,) * len(args[0])
+        n_outputs = min(len(a) for a in args) if args else 0
+        # zip would quietly drop the outputs beyond the last weight; name the mismatch instead
+        if n_outputs > len(weights):
+            raise ValueError(f"DeepSupervisionWrapper: {n_outputs} outputs but only {len(weights)} weight factors "
+                             f"{list(weights)}; give one weight per deep-supervision output")
         return sum(w * self.loss(*inputs) for *inputs, w in zip(*args, weights) if w != 0.0)
