@@ -9,6 +9,7 @@ import torch
 from batchgenerators.dataloading.data_loader import DataLoader
 from threadpoolctl import ThreadpoolController
 
+from nnunetv2.errors import UserError, plain_numbers
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetBaseDataset
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
@@ -31,10 +32,15 @@ def crop_and_pad(arr, lbs: Sequence[int], ubs: Sequence[int], pad_value, dtype=N
     """``arr[..., lbs:ubs]`` over the trailing ``len(lbs)`` axes; the parts of the box outside the array are filled
     with ``pad_value``. Works on numpy arrays, memory maps and blosc2 NDArrays (only the inside part is read).
 
+    A box that misses the array entirely along some axis (possible only with ``pad_sides``) gives zeros, not
+    ``pad_value``: the reference's crop does so, and loaders must draw the same batches.
+
     Returns a writable array owned by the caller (never a view into a memory map).
     """
     lead = arr.shape[:arr.ndim - len(lbs)]
     shape = arr.shape[-len(lbs):]
+    if any(hi <= 0 or lo >= s for lo, hi, s in zip(lbs, ubs, shape)):
+        return np.zeros((*lead, *(int(hi - lo) for lo, hi in zip(lbs, ubs))), dtype=dtype or arr.dtype)
     src = tuple(slice(max(lo, 0), min(hi, s)) for lo, hi, s in zip(lbs, ubs, shape))
     inside = arr[(slice(None),) * len(lead) + src]  # no Ellipsis: blosc2 < 4 fails when it stands for no axis
     # blosc2 slicing already returns a fresh array; views (memory maps, in-memory arrays) must be copied because
@@ -167,7 +173,15 @@ class nnUNetDataLoader(DataLoader):
             selected_class = None
             if not force_fg and self.has_ignore:
                 selected_class = self.annotated_classes_key
-                if class_locations is None or len(class_locations.get(selected_class, ())) == 0:
+                if class_locations is None or selected_class not in class_locations:
+                    # preprocessing records the annotated voxels under this key only when the dataset had its
+                    # ignore label then; sampling anywhere instead would quietly train on another patch mix
+                    raise UserError(
+                        f"The case's foreground locations (class_locations) lack the annotated voxels' entry "
+                        f"{plain_numbers(selected_class)} that training with an ignore label samples from: the "
+                        f"data were preprocessed without the ignore label (or by another tool).",
+                        hint="Preprocess again (nnUNetv2_preprocess) with the current dataset.json.")
+                if len(class_locations[selected_class]) == 0:
                     warnings.warn('No annotated pixels in image!')
                     selected_class = None
             elif force_fg:
