@@ -273,6 +273,11 @@ def compute_metrics_on_folder(folder_ref: str, folder_pred: str, output_file: st
     _require_folder(folder_ref, 'reference')
     _require_folder(folder_pred, 'prediction')
     files_pred = sorted_files_with_ending(folder_pred, file_ending)
+    if not files_pred:
+        # the reference fails here with an IndexError; a summary of NaNs written instead would hide the wrong folder
+        # or file ending behind a plausible-looking result
+        raise UserError(f"There are no predictions ending with {file_ending} in {folder_pred}: nothing to evaluate.",
+                        "Check the prediction folder and the file ending.")
     if not chill:
         present = set(files_pred)
         missing = [f for f in sorted_files_with_ending(folder_ref, file_ending) if f not in present]
