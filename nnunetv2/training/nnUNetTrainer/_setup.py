@@ -280,15 +280,14 @@ def check_preprocessed_matches_plans(folder: Optional[str], plans_manager, confi
                         f"Preprocess again: {command} (or give edited plans a new name).")
 
 
-def maybe_wrap_deep_supervision(trainer, loss: torch.nn.Module, last_weight_always_zero: bool = False):
+def maybe_wrap_deep_supervision(trainer, loss: torch.nn.Module):
     """Wrap ``loss`` in DeepSupervisionWrapper with the default weights when the trainer uses deep supervision."""
     if not trainer.enable_deep_supervision:
         return loss
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-    is_ddp = trainer.is_ddp and not last_weight_always_zero
     # _do_i_compile is asked only under DDP, where the answer matters: overrides that log see the reference's calls
-    weights = deep_supervision_weights(len(trainer._get_deep_supervision_scales()), is_ddp,
-                                       is_ddp and trainer._do_i_compile())
+    weights = deep_supervision_weights(len(trainer._get_deep_supervision_scales()), trainer.is_ddp,
+                                       trainer.is_ddp and trainer._do_i_compile())
     return DeepSupervisionWrapper(loss, weights)
 
 

@@ -14,8 +14,9 @@ class nnUNetTrainerCELoss(nnUNetTrainer):
                             "regions).", "Use nnUNetTrainer or nnUNetTrainerDiceLoss.")
         loss = RobustCrossEntropyLoss(
             weight=None, ignore_index=self.label_manager.ignore_label if self.label_manager.has_ignore_label else -100)
-        # the lowest-resolution output always gets weight 0 here, also under DDP
-        return _setup.maybe_wrap_deep_supervision(self, loss, last_weight_always_zero=True)
+        # deep-supervision weights as for every other trainer: under DDP without torch.compile the lowest output
+        # keeps a tiny weight, since a parameter without gradient stops DDP at the second iteration
+        return _setup.maybe_wrap_deep_supervision(self, loss)
 
 
 class nnUNetTrainerCELoss_5epochs(nnUNetTrainerCELoss):
