@@ -12,19 +12,29 @@ Each case is drawn from its own seeded generator, identically under both interpr
   either Dice class), 2-D or 3-D float32 logits, label-map targets (with or without the channel axis, integer or
   float, ignored voxels, sometimes all of them), one-hot or region targets, a loss mask, and sometimes wrapped in
   ``DeepSupervisionWrapper`` over several resolutions; the loss and its gradient w.r.t. the logits are compared;
-* ``trainer``: an ``nnUNetTrainer`` built the public way on random plans (2-D/3-D, random strides and patch sizes,
-  anisotropic ones among them, batch Dice or not) and a dataset.json with labels, regions and/or an ignore label,
-  with and without deep supervision: ``_get_deep_supervision_scales``,
-  ``configure_rotation_dummyDA_mirroring_and_inital_patch_size`` and ``_build_loss`` (its weights, then the loss
-  and gradient on random network outputs and targets of the right shapes);
+* ``trainer``: ``nnUNetTrainer`` or a shipped variant (loss, mirroring, augmentation, no deep supervision) built
+  the public way on random plans (2-D/3-D, random strides and patch sizes, anisotropic ones among them, batch Dice
+  or not) and a dataset.json with labels, regions and/or an ignore label, with and without deep supervision:
+  ``_get_deep_supervision_scales``, ``configure_rotation_dummyDA_mirroring_and_inital_patch_size`` and
+  ``_build_loss`` (its weights, then the loss and gradient on random network outputs and targets of the right
+  shapes); half of them also build the seeded network and run one or two epochs of a few ``train_step`` /
+  ``validation_step`` calls through the epoch hooks (losses, tp/fp/fn, logged pseudo Dice and its moving average,
+  learning rates, weights after), and half pretend to be one rank of a DDP run (world size and rank faked) for
+  ``_set_batch_size_and_oversample`` and the deep-supervision weights;
 * ``train_transforms`` / ``val_transforms``: ``nnUNetTrainer.get_training_transforms`` /
   ``get_validation_transforms`` with random arguments (patch size, rotation, deep-supervision scales, mirror axes,
   dummy 2-D augmentation, masking for normalization, cascade with foreground labels, regions, ignore label) applied
   to a few random samples after seeding ``random``, ``numpy`` and ``torch`` alike; every output tensor compared;
+* ``regions``: ``ConvertSegmentationToRegionsTransform`` (ours is a faster subclass) on label maps of several
+  dtypes with regions as ints, lists and tuples, empty, repeated or out of the dtype's range;
 * ``poly``: ``PolyLRScheduler`` over random explicit and implicit steps (past the end too); the learning rates and
   the scheduler's ``state_dict``;
 * ``patch_size``: ``get_patch_size`` for random patch sizes, angles (ranges, scalars, negative, beyond 90 degrees)
   and scale ranges.
+
+Left out on purpose (documented differences): deep supervision with a two-stage network (one output: weight 1 in
+ours, 0 and a NaN loss in the reference), ``ddp=True`` with batch Dice outside DDP (the reference fails without a
+process group) and the loss variants' lowest deep-supervision weight under DDP without compile (1e-6 in ours).
 
 One driver process per side (ours: this checkout; the reference from a temporary folder) computes every case with
 one torch thread and deterministic algorithms; results are compared exactly (a case both sides refuse counts as
@@ -38,7 +48,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_arguments, work_folder  # noqa: E402
 
-KINDS = ["loss", "loss", "loss", "loss", "counts", "trainer", "trainer", "trainer", "train_transforms",
+KINDS = ["loss", "loss", "loss", "loss", "counts", "regions", "trainer", "trainer", "trainer", "train_transforms",
          "train_transforms", "val_transforms", "poly", "patch_size"]
 # shipped trainers whose loss, rotation/mirroring or augmentation differs from nnUNetTrainer's (the base most often)
 TRAINERS = ["nnUNetTrainer"] * 6 + [
@@ -46,6 +56,8 @@ TRAINERS = ["nnUNetTrainer"] * 6 + [
     "nnUNetTrainerTopk10LossLS01", "nnUNetTrainerDiceTopK10Loss", "nnUNetTrainerNoDeepSupervision",
     "nnUNetTrainerDA5", "nnUNetTrainerNoDA", "nnUNetTrainer_DASegOrd0_NoMirroring", "nnUNetTrainer_noDummy2DDA",
     "nnUNetTrainerNoMirroring", "nnUNetTrainer_onlyMirror01", "nnUNetTrainer_250epochs_NoMirroring"]
+LOSS_VARIANTS = ["nnUNetTrainerCELoss", "nnUNetTrainerDiceLoss", "nnUNetTrainerDiceCELoss_noSmooth",
+                 "nnUNetTrainerTopk10Loss", "nnUNetTrainerTopk10LossLS01", "nnUNetTrainerDiceTopK10Loss"]
 AUGMENTING_TRAINERS = ["nnUNetTrainer"] * 6 + [
     "nnUNetTrainerDA5", "nnUNetTrainerDA5ord0", "nnUNetTrainerDA5Segord0", "nnUNetTrainerNoDA",
     "nnUNetTrainer_DASegOrd0", "nnUNetTrainer_onlyMirror01_DASegOrd0"]
@@ -107,6 +119,11 @@ def _logits(rng, shape, half: bool = False):
     if half and rng.random() < 0.15:
         x = x.to(torch.float16 if rng.random() < 0.5 else torch.bfloat16)
     return x
+
+
+def _ignore_value(rng, n_classes: int) -> int:
+    """The ignore label: the one after the last class, as nnU-Net plans it, or a larger value (e.g. 255)."""
+    return n_classes if rng.random() < 0.7 else int(rng.choice([255, int(rng.integers(n_classes + 1, 40))]))
 
 
 def _dice_kwargs(rng, with_clip: bool) -> dict:
@@ -187,7 +204,7 @@ def _loss_case(rng) -> dict:
     if kind in ("ce", "topk"):
         ce_kwargs = {}
         if rng.random() < 0.4:
-            ce_kwargs["ignore_index"] = n_classes
+            ce_kwargs["ignore_index"] = _ignore_value(rng, n_classes)
         if rng.random() < 0.3:
             ce_kwargs["label_smoothing"] = float(rng.choice([0.1, float(rng.uniform(0, 0.5))]))
         if rng.random() < 0.3:
@@ -207,7 +224,7 @@ def _loss_case(rng) -> dict:
     weight_ce = float(rng.choice([1, 1, 0, 0.5, 2]))
     weight_dice = float(rng.choice([1, 1, 0, 0.5, 2]))
     if kind in ("dc_ce", "dc_topk"):
-        ignore_label = n_classes if rng.random() < 0.5 else None
+        ignore_label = _ignore_value(rng, n_classes) if rng.random() < 0.5 else None
         dice_kwargs = _dice_kwargs(rng, with_clip=False)
         dice_class = MemoryEfficientSoftDiceLoss if rng.random() < 0.5 else SoftDiceLoss
         ce_kwargs = {}
@@ -370,7 +387,43 @@ def _trainer_case(rng) -> dict:
     out.update(_loss_and_grad(loss, logits if scales is not None else logits[0], target()))
     if n_stages >= 2 and rng.random() < 0.5:  # a one-stage U-Net has no decoder output to train
         out["steps"] = _trainer_steps(rng, trainer, loss, patch, batch_size, target)
+    if rng.random() < 0.5:
+        out["ddp"] = _ddp_pieces(rng, trainer)
     return out
+
+
+def _ddp_pieces(rng, trainer) -> dict:
+    """What one rank of a pretended DDP run sets up: its share of the batch and of the foreground oversampling
+    (``_set_batch_size_and_oversample``) and the deep-supervision weights of ``_build_loss``. The process group
+    is faked by replacing torch.distributed's world size and rank for the duration."""
+    import torch.distributed as dist
+    world_size = int(rng.integers(1, 9))
+    rank = int(rng.integers(0, world_size))
+    trainer.configuration_manager.configuration["batch_size"] = int(rng.integers(1, 20))
+    trainer.oversample_foreground_percent = float(rng.choice([0.33, 0.0, 1.0, 0.5, float(rng.uniform(0, 1))]))
+    saved = dist.get_world_size, dist.get_rank
+    dist.get_world_size = lambda group=None: world_size
+    dist.get_rank = lambda group=None: rank
+    trainer.is_ddp = True
+    try:
+        out = {"args": [world_size, rank, trainer.configuration_manager.batch_size,
+                        trainer.oversample_foreground_percent]}
+        trainer._set_batch_size_and_oversample()
+        out["batch_size"] = trainer.batch_size
+        out["oversample"] = trainer.oversample_foreground_percent
+        loss = trainer._build_loss()
+        out["loss_class"] = type(loss).__name__
+        if hasattr(loss, "weight_factors"):
+            if type(trainer).__name__ in LOSS_VARIANTS:
+                # on purpose, these give the lowest output 1e-6 here (as nnUNetTrainer), the reference 0, which
+                # stops DDP (documentation/differences_from_reference.md): only the number of weights is compared
+                out["n_weight_factors"] = len(loss.weight_factors)
+            else:
+                out["weight_factors"] = [float(w) for w in loss.weight_factors]
+        return out
+    finally:
+        dist.get_world_size, dist.get_rank = saved
+        trainer.is_ddp = False
 
 
 def _trainer_steps(rng, trainer, loss, patch, batch_size: int, target) -> dict:
@@ -526,6 +579,39 @@ def _counts_case(rng) -> dict:
             "dtypes": [str(c.dtype) for c in counts]}
 
 
+def _regions_case(rng) -> dict:
+    """``ConvertSegmentationToRegionsTransform`` as the pipelines import it (ours is a faster subclass) on label maps
+    of several dtypes, with regions given as ints, lists and tuples (one label, several, none, repeated, values the
+    dtype cannot hold, negative)."""
+    import numpy as np
+    import torch
+    try:  # what our pipelines use
+        from nnunetv2.training.data_augmentation.pipelines import ConvertSegmentationToRegionsTransform
+    except ImportError:  # the reference's pipelines use batchgeneratorsv2's own
+        from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
+    dims = int(rng.choice([2, 3]))
+    n_labels = int(rng.integers(1, 6))
+    spatial = [int(v) for v in (rng.integers(1, 20, 2) if dims == 2 else rng.integers(1, 9, 3))]
+    dtype = str(rng.choice(["int16", "int16", "int8", "uint8", "int32", "int64", "float32"]))
+    seg = rng.integers(-1 if dtype != "uint8" else 0, n_labels + 2, (int(rng.integers(1, 3)), *spatial))
+    if rng.random() < 0.2:
+        seg[seg == n_labels + 1] = 200 if dtype == "uint8" else 130
+    seg = torch.from_numpy(seg.astype(getattr(np, dtype)))
+
+    def region():
+        r = rng.random()
+        if r < 0.3:
+            return int(rng.integers(-1, n_labels + 2))
+        labels = [int(v) for v in rng.integers(-1, n_labels + 2, int(rng.integers(0, 4)))]
+        if rng.random() < 0.15:
+            labels.append(int(rng.choice([130, 200, 300, 70000])))
+        return labels if r < 0.7 else tuple(labels)
+    regions = [region() for _ in range(int(rng.integers(1, 6)))]
+    channel = int(rng.integers(0, seg.shape[0]))
+    out = ConvertSegmentationToRegionsTransform(regions=regions, channel_in_seg=channel)(segmentation=seg)
+    return {"args": repr((dtype, regions, channel)), "regions": _numpy(out["segmentation"])}
+
+
 def _poly_case(rng) -> dict:
     import torch
     from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
@@ -588,6 +674,8 @@ def drive(first_seed: int, n_cases: int, result_file: str) -> None:
             return _trainer_case(rng)
         if kind in ("train_transforms", "val_transforms"):
             return _transforms_case(rng, kind == "train_transforms")
+        if kind == "regions":
+            return _regions_case(rng)
         if kind == "counts":
             return _counts_case(rng)
         if kind == "poly":
