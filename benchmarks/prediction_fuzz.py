@@ -1,0 +1,482 @@
+"""Differential trial, not a speed benchmark: does a whole prediction from a trained model folder (reading the raw
+images, preprocessing, sliding window with the network, export) give the reference's (2.8.1) files on random
+models and images?
+
+    python benchmarks/prediction_fuzz.py [--cases 30] [--seed 0] [--tolerance 1e-6] [--reference-python PATH] [--keep]
+
+Every case is one fabricated model folder and one input folder, written once by this process and predicted by both
+sides into their own output folders. Drawn per case, from its own seeded generator:
+
+* the model: a ``2d`` or ``3d_fullres`` configuration, PlainConvUNet or ResidualEncoderUNet of 2-4 stages with 2-16
+  features, anisotropic kernels and strides, a patch smaller or larger than the images, 1-3 input channels each with
+  CT, z-score (with or without the nonzero mask), no or 0-1 rescaling normalization, plain labels, regions
+  (``regions_class_order``) or an ignore label, a random axis order (``transpose_forward``), a target spacing away
+  from the images' (so resampling up, down and, anisotropic, along z separately), scipy- or torch-based resampling,
+  one or two folds of seeded random weights, and the mirroring axes stored in the checkpoint;
+* the images: 1-2 per case, 3-D NIfTI (2-D models predict them slice by slice; read with SimpleITK, nibabel or
+  nibabel with reorientation) with random spacings, origins and directions (axis permutations with flips, or
+  oblique), sometimes a single slice, or 2-D images as NIfTI or PNG (grey or one RGB file); float32/64, int16,
+  uint8/16 voxels, zero borders for cropping, sometimes a constant channel;
+* the prediction: ``predict_from_files`` (one preprocessing and one export process) on the folder or on lists of files
+  and output names, ``predict_from_files_sequential`` or the ``nnUNetv2_predict_from_modelfolder`` command; mirroring on/off, tile step 0.5/0.75/1, Gaussian weighting
+  on/off, ``perform_everything_on_device`` (ignored on CPU), probabilities saved or not, and on our side sometimes
+  ``nnUNet_cpu_concurrent_passes=1`` (one pass at a time) or ``=2`` (forced, unchecked) instead of the default
+  automatic choice.
+
+Compared: the names of the written files, every segmentation (values, dtype and geometry) exactly, the properties
+pickle and the copied dataset.json/plans.json exactly, and the probabilities within ``--tolerance``: both sides run
+the same torch on the same weights in the same order, so they should be bit-identical; the tolerance only leaves room
+for kernels that round a value differently on a differently laid-out array (seen at 3e-8 by inference_fuzz.py). The
+largest |difference| seen is printed either way. Exit status 1 if anything differs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _fuzz_harness import (compare_outcomes, drive_cases, print_summary, run_both, trial_arguments,  # noqa: E402
+                           work_folder)
+
+_NETWORKS = "dynamic_network_architectures.architectures.unet."
+# how a case is predicted: predict_from_files on a folder or on lists of files, predict_from_files_sequential, the
+# command (the ones starting processes, whose start dominates a tiny case, less often)
+ENTRIES = ["files", "lists", "sequential", "sequential", "sequential", "command"]
+
+
+# ----- fabrication (this process, once per case) ----------------------------------------------------------------------
+def _architecture(rng, dims: int, anisotropic_axis, n_channels: int):
+    """(architecture dict of plans.json, the per-axis product of the strides): a tiny U-Net whose first stages keep
+    ``anisotropic_axis`` (if any) at full resolution with kernel 1 there, as the planner does for thick slices."""
+    n_stages = int(rng.integers(2, 5))
+    base = int(rng.choice([2, 4]))
+    features = [min(16, base * 2 ** i) for i in range(n_stages)]
+    flat_stages = int(rng.integers(1, n_stages)) if anisotropic_axis is not None else 0
+    kernels, strides = [], []
+    for s in range(n_stages):
+        kernel, stride = [3] * dims, [1 if s == 0 else 2] * dims
+        if anisotropic_axis is not None and s < flat_stages:
+            kernel[anisotropic_axis] = 1
+            stride[anisotropic_axis] = 1
+        kernels.append(kernel)
+        strides.append(stride)
+    conv = "Conv3d" if dims == 3 else "Conv2d"
+    kwargs = {"n_stages": n_stages, "features_per_stage": features, "conv_op": f"torch.nn.modules.conv.{conv}",
+              "kernel_sizes": kernels, "strides": strides, "conv_bias": True,
+              "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dims}d",
+              "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
+              "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
+              "n_conv_per_stage_decoder": [int(rng.integers(1, 3))] * (n_stages - 1)}
+    if rng.random() < 0.5:
+        name, kwargs["n_blocks_per_stage"] = "ResidualEncoderUNet", [1] + [int(rng.integers(1, 3))] * (n_stages - 1)
+    else:
+        name, kwargs["n_conv_per_stage"] = "PlainConvUNet", [int(rng.integers(1, 3))] * n_stages
+    import numpy as np
+    total_stride = [int(v) for v in np.prod(np.array(strides), axis=0)]
+    return ({"network_class_name": _NETWORKS + name, "arch_kwargs": kwargs,
+             "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}, total_stride)
+
+
+def _network(architecture: dict, n_channels: int, n_outputs: int, seed: int):
+    """The architecture with seeded random weights (built here with dynamic_network_architectures directly, so the
+    checkpoint does not depend on either side's builder); the heads' biases spread so that several labels win."""
+    import pydoc
+    import torch
+    kwargs = dict(architecture["arch_kwargs"])
+    for key in architecture["_kw_requires_import"]:
+        if kwargs[key] is not None:
+            kwargs[key] = pydoc.locate(kwargs[key])
+    torch.manual_seed(seed)
+    network = pydoc.locate(architecture["network_class_name"])(input_channels=n_channels, num_classes=n_outputs,
+                                                               deep_supervision=True, **kwargs)
+    with torch.no_grad():
+        for head in network.decoder.seg_layers:
+            head.bias.copy_(torch.randn(n_outputs) * 0.5)
+    return network
+
+
+def _labels(rng):
+    """(dataset.json labels, regions_class_order or None, number of network outputs)."""
+    n = int(rng.integers(1, 4))
+    kind = rng.choice(["labels", "labels", "regions", "ignore"])
+    if kind == "regions" and n >= 2:
+        regions = {"background": 0, "whole": list(range(1, n + 1)), "inner": list(range(2, n + 1)), "top": n}
+        return regions, [1, 2, n], 3
+    labels = {"background": 0, **{f"l{i}": i for i in range(1, n + 1)}}
+    if kind == "ignore":
+        labels["ignore"] = n + 1
+    return labels, None, n + 1
+
+
+def _direction(rng, dims: int):
+    import numpy as np
+    kind = rng.choice(["identity", "permuted", "oblique"])
+    if kind == "identity":
+        return np.eye(dims)
+    if kind == "permuted":
+        m = np.eye(dims)[rng.permutation(dims)]
+        return m * rng.choice([-1, 1], dims)[:, None]
+    a = rng.uniform(-0.6, 0.6)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    if dims == 2:
+        return rot
+    m = np.eye(3)
+    axes = [int(v) for v in rng.choice(3, 2, replace=False)]
+    m[np.ix_(axes, axes)] = rot
+    return m
+
+
+def _image(rng, shape, n_channels: int, png: bool):
+    """Channels of one image (numpy order) of a random dtype, some constant, with zero borders on some so that
+    cropping removes them."""
+    import numpy as np
+    channels = []
+    for c in range(n_channels):
+        if png:
+            x = rng.integers(0, 256, shape).astype(np.uint8)
+        else:
+            dtype = rng.choice([np.float32, np.float32, np.int16, np.float64, np.uint8, np.uint16])
+            x = rng.normal(rng.uniform(-100, 300), rng.uniform(1, 200), shape)
+            if np.dtype(dtype).kind == "u":
+                x = np.clip(x, 0, np.iinfo(dtype).max)
+            x = x.astype(dtype)
+            if rng.random() < 0.1:
+                x[...] = x.flat[0]
+        channels.append(x)
+    if rng.random() < 0.5:
+        border = tuple(slice(int(rng.integers(0, max(1, s // 4))), s - int(rng.integers(0, max(1, s // 4))))
+                       for s in shape)
+        mask = np.zeros(shape, bool)
+        mask[border] = True
+        channels = [np.where(mask, x, 0).astype(x.dtype) for x in channels]
+    return channels
+
+
+def _intensity_properties(rng) -> dict:
+    mean = float(rng.uniform(-50, 200))
+    std = float(rng.uniform(5, 150))
+    lo, hi = mean - float(rng.uniform(0.5, 3)) * std, mean + float(rng.uniform(0.5, 3)) * std
+    return {"max": hi + 10, "mean": mean, "median": mean + float(rng.uniform(-5, 5)), "min": lo - 10,
+            "percentile_00_5": lo, "percentile_99_5": hi, "std": std}
+
+
+def fabricate(seed: int, folder: str) -> dict:
+    """Write case ``seed``'s model folder (``model``) and input folder (``input``) under ``folder``; returns the
+    prediction options (also written as ``case.json``)."""
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+    rng = np.random.default_rng(seed)
+    image_kind = rng.choice(["3d", "3d", "3d", "2d_nifti", "2d_png"])
+    configuration = "3d_fullres" if image_kind == "3d" and rng.random() < 0.7 else "2d"
+    png = image_kind == "2d_png"
+    rgb = png and rng.random() < 0.4  # one file holding three channels
+    n_channels = 3 if rgb else 1 if png else int(rng.integers(1, 4))
+    reader = "SimpleITKIO"
+    if png:
+        reader = "NaturalImage2DIO"
+    elif image_kind == "3d" and rng.random() < 0.4:
+        reader = str(rng.choice(["NibabelIO", "NibabelIOWithReorient"]))
+    dims = 3 if configuration == "3d_fullres" else 2
+
+    # spacings in numpy axis order; a thick-slice axis sometimes
+    if image_kind == "3d":
+        spacing = [float(v) for v in rng.uniform(0.5, 2, 3)]
+        if rng.random() < 0.4:
+            spacing[int(rng.integers(0, 3))] *= float(rng.uniform(3, 6))
+        transpose = [int(v) for v in rng.permutation(3)] if rng.random() < 0.4 else [0, 1, 2]
+        spacing_t = [spacing[i] for i in transpose]
+    else:
+        spacing = [float(v) for v in rng.uniform(0.5, 2, 2)]
+        transpose = [0, 1, 2]
+        spacing_t = [999.0, *spacing]
+    # the configuration's target spacing (after transposition), up or down from the images'
+    target = [float(s * f) for s, f in zip(spacing_t, rng.uniform(0.6, 1.6, 3))]
+    if rng.random() < 0.25:
+        target = list(spacing_t)
+    if dims == 3 and rng.random() < 0.3:
+        target[int(rng.integers(0, 3))] *= float(rng.uniform(3, 5))  # anisotropic target: z separately
+    config_spacing = target if dims == 3 else target[1:]
+    anisotropic_axis = None
+    if max(config_spacing) > 2.5 * min(config_spacing):
+        anisotropic_axis = int(np.argmax(config_spacing))
+    architecture, total_stride = _architecture(rng, dims, anisotropic_axis, n_channels)
+    # at least 4 voxels per axis, and more than one at the bottleneck, whose instance norm refuses a single voxel
+    multiples = [max(int(rng.integers(1, 4)), -(-4 // st)) for st in total_stride]
+    if max(multiples) == 1:
+        multiples[int(rng.integers(0, dims))] = 2
+    patch = [st * m for st, m in zip(total_stride, multiples)]
+
+    labels, regions_class_order, n_outputs = _labels(rng)
+    schemes = [str(rng.choice(["CTNormalization", "ZScoreNormalization", "NoNormalization",
+                               "RescaleTo01Normalization"])) for _ in range(n_channels)]
+    if png and rng.random() < 0.5:
+        schemes = ["RGBTo01Normalization"] * n_channels
+    use_mask = [bool(s == "ZScoreNormalization" and rng.random() < 0.5) for s in schemes]
+    resampling = "resample_torch_fornnunet" if rng.random() < 0.3 else "resample_data_or_seg_to_shape"
+
+    def resampling_kwargs(is_seg: bool, order: int) -> dict:
+        if resampling == "resample_torch_fornnunet":
+            return {"is_seg": is_seg, "force_separate_z": None, "memefficient_seg_resampling": False}
+        return {"is_seg": is_seg, "order": order, "order_z": 0, "force_separate_z": None}
+
+    file_ending = ".png" if png else ".nii.gz"
+    dataset_json = {"channel_names": {str(c): f"ch{c}" for c in range(n_channels)}, "labels": labels,
+                    "numTraining": 10, "file_ending": file_ending}
+    if regions_class_order:
+        dataset_json["regions_class_order"] = regions_class_order
+    median_shape = [int(v) for v in rng.integers(6, 24, 3)]
+    plans = {
+        "dataset_name": "Dataset997_PredictionFuzz", "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": spacing_t, "original_median_shape_after_transp": median_shape,
+        "image_reader_writer": reader, "transpose_forward": transpose,
+        "transpose_backward": [int(i) for i in np.argsort(transpose)],
+        "configurations": {configuration: {
+            "data_identifier": f"nnUNetPlans_{configuration}", "preprocessor_name": "DefaultPreprocessor",
+            "batch_size": 2, "patch_size": patch, "median_image_size_in_voxels": median_shape[-dims:],
+            "spacing": config_spacing, "normalization_schemes": schemes, "use_mask_for_norm": use_mask,
+            "resampling_fn_data": resampling, "resampling_fn_data_kwargs": resampling_kwargs(False, 3),
+            "resampling_fn_seg": resampling, "resampling_fn_seg_kwargs": resampling_kwargs(True, 1),
+            "resampling_fn_probabilities": resampling,
+            "resampling_fn_probabilities_kwargs": resampling_kwargs(False, 1),
+            "architecture": architecture, "batch_dice": bool(rng.random() < 0.5)}},
+        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {str(c): _intensity_properties(rng)
+                                                        for c in range(n_channels)}}
+    model = os.path.join(folder, "model")
+    os.makedirs(model)
+    with open(os.path.join(model, "dataset.json"), "w") as f:
+        json.dump(dataset_json, f, indent=1)
+    with open(os.path.join(model, "plans.json"), "w") as f:
+        json.dump(plans, f, indent=1)
+    folds = [0] if rng.random() < 0.6 else [0, 1]
+    mirroring = [None, tuple(range(dims)), tuple(int(a) for a in sorted(rng.choice(dims, 1)))][int(rng.integers(3))]
+    for fold in folds:
+        network = _network(architecture, n_channels, n_outputs, seed * 10 + fold)
+        os.makedirs(os.path.join(model, f"fold_{fold}"))
+        torch.save({"network_weights": network.state_dict(),
+                    "init_args": {"plans": plans, "configuration": configuration, "fold": fold,
+                                  "dataset_json": dataset_json, "device": "cpu"},
+                    "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": mirroring,
+                    "current_epoch": 1000}, os.path.join(model, f"fold_{fold}", "checkpoint_final.pth"))
+
+    inputs = os.path.join(folder, "input")
+    os.makedirs(inputs)
+    for k in range(int(rng.integers(1, 3))):
+        # image shape (numpy order) around the patch (resampled to the target) so that tiles overlap or pad
+        if image_kind == "3d":
+            patch_t = patch if dims == 3 else [int(rng.integers(2, 9)), *patch]
+            in_target_order = [max(2, int(round(p * f))) for p, f in zip(patch_t, rng.uniform(0.5, 2.2, 3))]
+            shape_t = [max(2, int(round(n * t / s))) for n, t, s in zip(in_target_order, target, spacing_t)]
+            if rng.random() < 0.1:
+                shape_t[int(rng.integers(0, 3))] = 1  # a single slice
+            shape = [0, 0, 0]
+            for axis_t, axis in enumerate(transpose):
+                shape[axis] = min(40, shape_t[axis_t])
+        else:
+            shape = [min(48, max(3, int(round(p * f * t / s))))
+                     for p, f, t, s in zip(patch, rng.uniform(0.5, 2.2, 2), target[1:], spacing_t[1:])]
+        channels = _image(rng, shape, n_channels, png)
+        if rgb:
+            channels = [np.stack(channels, -1)]
+        spacing_k = [s * float(rng.uniform(0.9, 1.1)) if rng.random() < 0.3 else s for s in spacing]
+        direction = _direction(rng, len(shape))
+        origin = [float(v) for v in rng.uniform(-100, 100, len(shape))]
+        for c, x in enumerate(channels):
+            path = os.path.join(inputs, f"case{k}_{c:04d}{file_ending}")
+            if png:
+                from PIL import Image
+                Image.fromarray(x).save(path)
+                continue
+            img = sitk.GetImageFromArray(x)
+            img.SetSpacing(spacing_k[::-1])  # SimpleITK lists axes in reverse numpy order
+            img.SetOrigin(origin)
+            img.SetDirection([float(v) for v in direction.flatten()])
+            sitk.WriteImage(img, path)
+
+    options = {"configuration": configuration, "folds": folds, "entry": str(rng.choice(ENTRIES)),
+               "use_mirroring": bool(rng.random() < 0.6), "tile_step_size": float(rng.choice([0.5, 0.75, 1.0])),
+               "use_gaussian": bool(rng.random() < 0.7), "on_device": bool(rng.random() < 0.5),
+               "save_probabilities": bool(rng.random() < 0.6),
+               "concurrent_passes": [None, None, None, "1", "1", "2"][int(rng.integers(6))],
+               "description": f"{image_kind} images, {configuration}, {architecture['network_class_name'][len(_NETWORKS):]}"
+                              f" {len(architecture['arch_kwargs']['features_per_stage'])} stages, patch {patch}, "
+                              f"{n_channels} ch {schemes}, {'regions' if regions_class_order else 'labels'}, "
+                              f"{resampling}, {reader}{' RGB' if rgb else ''}, folds {folds}, mirroring {mirroring}"}
+    options["description"] += (f"; {options['entry']}, tta {options['use_mirroring']}, step {options['tile_step_size']}"
+                               f", gaussian {options['use_gaussian']}, probabilities {options['save_probabilities']}"
+                               f", concurrent passes {options['concurrent_passes'] or 'default'}")
+    with open(os.path.join(folder, "case.json"), "w") as f:
+        json.dump(options, f, indent=1)
+    return options
+
+
+# ----- prediction (one driver process per side) -----------------------------------------------------------------------
+def _command(options: dict, model: str, inputs: str, output: str, env: dict) -> None:
+    """The installed nnUNetv2_predict_from_modelfolder of this interpreter's nnunetv2, found through its entry point
+    (the console script may not sit next to the interpreter)."""
+    launcher = ("import sys\nfrom importlib.metadata import entry_points\n"
+                "ep = [e for e in entry_points(group='console_scripts') if e.name == sys.argv[1]][0]\n"
+                "sys.argv = sys.argv[1:]\nsys.exit(ep.load()())")
+    cmd = [sys.executable, "-c", launcher, "nnUNetv2_predict_from_modelfolder", "-i", inputs, "-o", output,
+           "-m", model, "-f", *[str(f) for f in options["folds"]], "-step_size", str(options["tile_step_size"]),
+           "-npp", "1", "-nps", "1", "-device", "cpu", "--disable_progress_bar"]
+    if not options["use_mirroring"]:
+        cmd.append("--disable_tta")
+    if options["save_probabilities"]:
+        cmd.append("--save_probabilities")
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = proc.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        raise RuntimeError(f"command failed ({proc.returncode}): {tail[0][:250]}")
+
+
+def _read_outputs(output: str) -> dict:
+    """Everything the prediction wrote: file names, segmentations (with geometry), probabilities, properties."""
+    import numpy as np
+    import SimpleITK as sitk
+    out = {"files": sorted(os.listdir(output))}
+    for name in out["files"]:
+        path = os.path.join(output, name)
+        if name.endswith(".nii.gz"):
+            img = sitk.ReadImage(path)
+            out[name] = {"array": sitk.GetArrayFromImage(img), "spacing": img.GetSpacing(),
+                         "origin": img.GetOrigin(), "direction": img.GetDirection(),
+                         "pixel": img.GetPixelIDTypeAsString()}
+        elif name.endswith(".png"):
+            from PIL import Image
+            with Image.open(path) as im:
+                out[name] = {"array": np.asarray(im), "mode": im.mode}
+        elif name.endswith(".npz"):
+            with np.load(path) as z:
+                out[name] = {k: z[k] for k in z.files}
+        elif name.endswith(".pkl"):
+            with open(path, "rb") as f:
+                out[name] = pickle.load(f)
+        elif name in ("dataset.json", "plans.json"):
+            with open(path) as f:
+                out[name] = json.load(f)
+    return out
+
+
+def _predict(case_folder: str, side: str) -> dict:
+    with open(os.path.join(case_folder, "case.json")) as f:
+        options = json.load(f)
+    model, inputs = os.path.join(case_folder, "model"), os.path.join(case_folder, "input")
+    output = os.path.join(case_folder, f"output_{side}")
+    # read when the predictor is made; the reference has no such setting and ignores it
+    if options["concurrent_passes"]:
+        os.environ["nnUNet_cpu_concurrent_passes"] = options["concurrent_passes"]
+    else:
+        os.environ.pop("nnUNet_cpu_concurrent_passes", None)
+    if options["entry"] == "command":
+        _command(options, model, inputs, output, dict(os.environ))
+        return _read_outputs(output)
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    predictor = nnUNetPredictor(tile_step_size=options["tile_step_size"], use_gaussian=options["use_gaussian"],
+                                use_mirroring=options["use_mirroring"],
+                                perform_everything_on_device=options["on_device"], device=torch.device("cpu"),
+                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(model, tuple(options["folds"]), "checkpoint_final.pth")
+    if options["entry"] == "lists":
+        names = sorted(os.listdir(inputs))
+        cases = sorted({n[:-len("_0000") - len(predictor.dataset_json["file_ending"])] for n in names})
+        lists = [[os.path.join(inputs, n) for n in names if n.startswith(case + "_")] for case in cases]
+        predictor.predict_from_files(lists, [os.path.join(output, case) for case in cases],
+                                     save_probabilities=options["save_probabilities"], overwrite=True,
+                                     num_processes_preprocessing=1, num_processes_segmentation_export=1)
+    elif options["entry"] == "files":
+        predictor.predict_from_files(inputs, output, save_probabilities=options["save_probabilities"],
+                                     overwrite=True, num_processes_preprocessing=1,
+                                     num_processes_segmentation_export=1)
+    else:
+        os.makedirs(output, exist_ok=True)
+        predictor.predict_from_files_sequential(inputs, output, save_probabilities=options["save_probabilities"],
+                                                overwrite=True)
+    return _read_outputs(output)
+
+
+def drive(base: str, n_cases: int, result_file: str) -> None:
+    side = os.environ["PREDICTION_FUZZ_SIDE"]
+    drive_cases(list(range(n_cases)), lambda i: _predict(os.path.join(base, f"case{i}"), side), result_file,
+                time_limit_s=300)
+
+
+# ----- comparison --------------------------------------------------------------------------------------------------------
+def _split_probabilities(outcome: dict):
+    """(the outcome without the probability arrays, {file name: probabilities})."""
+    rest, probabilities = {}, {}
+    for key, value in outcome.items():
+        if key.endswith(".npz") and isinstance(value, dict) and "probabilities" in value:
+            probabilities[key] = value["probabilities"]
+            value = {k: v for k, v in value.items() if k != "probabilities"}
+        rest[key] = value
+    return rest, probabilities
+
+
+def compare(ref: dict, ours: dict, keys, describe, tolerance: float):
+    """compare_outcomes on everything but the probabilities, which may differ by ``tolerance``; returns (differing,
+    refused by both, largest |difference| of the probabilities, number of probability files compared)."""
+    import numpy as np
+    stripped = {side: dict(result, outcomes={}) for side, result in (("ref", ref), ("ours", ours))}
+    probs = {"ref": {}, "ours": {}}
+    for side, result in (("ref", ref), ("ours", ours)):
+        for key in keys:
+            stripped[side]["outcomes"][key], probs[side][key] = _split_probabilities(result["outcomes"][key])
+    differing = refused_both = n_files = 0
+    worst = 0.0
+    for key in keys:
+        exact_differs, refused = compare_outcomes(stripped["ref"], stripped["ours"], [key], describe)
+        refused_both += refused
+        if ref["outcomes"][key]["error"] or ours["outcomes"][key]["error"]:
+            differing += exact_differs
+            continue
+        case_differs = bool(exact_differs)
+        for name, a in probs["ref"][key].items():
+            b = probs["ours"][key].get(name)
+            if b is None or a.shape != b.shape or a.dtype != b.dtype:
+                continue  # already reported: the stripped npz entry lists the same keys on both sides
+            n_files += 1
+            delta = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+            worst = max(worst, delta)
+            if delta > tolerance:
+                case_differs = True
+                print(f"DIFFERENT {describe(key)}: /{name}/probabilities max |d| {delta:.3g} > {tolerance:g}")
+            elif delta:
+                print(f"within tolerance {describe(key)}: /{name}/probabilities max |d| {delta:.3g}")
+        if case_differs:
+            differing += 1
+    return differing, refused_both, worst, n_files
+
+
+def main() -> int:
+    p = trial_arguments(__doc__, driver_nargs=3)
+    p.add_argument("--cases", type=int, default=30)
+    p.add_argument("--tolerance", type=float, default=1e-6,
+                   help="largest |difference| of a probability still counted as agreement")
+    args = p.parse_args()
+    if args.driver:
+        drive(args.driver[0], int(args.driver[1]), args.driver[2])
+        return 0
+
+    with work_folder("nnunet_prediction_fuzz_", args.keep) as base:
+        descriptions = {}
+        for i in range(args.cases):
+            descriptions[i] = fabricate(args.seed + i, os.path.join(base, f"case{i}"))["description"]
+        # each side writes into output folders of its own name
+        ref, ours = run_both(args, __file__, [base, str(args.cases)], base,
+                             lambda side: {"PREDICTION_FUZZ_SIDE": side})
+        keys = list(range(args.cases))
+        differing, refused_both, worst, n_files = compare(
+            ref, ours, keys, lambda i: f"case seed {args.seed + i} ({descriptions[i]})", args.tolerance)
+        print_summary("cases", args.cases, differing, refused_both, ref, ours)
+        print(f"probabilities: {n_files} files compared, max |d| {worst:.3g} (tolerance {args.tolerance:g})")
+        return 1 if differing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
