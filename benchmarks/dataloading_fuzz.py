@@ -1,23 +1,26 @@
 """Differential trial, not a speed benchmark: does our training data loader draw bit for bit the reference's (2.8.1)
 batches from random preprocessed datasets and loader settings?
 
-    python benchmarks/dataloading_fuzz.py [--cases 60] [--seed 0] [--batches 3] [--reference-python PATH] [--keep]
+    python benchmarks/dataloading_fuzz.py [--cases 200] [--seed 0] [--batches 3] [--reference-python PATH] [--keep]
 
 Each case is drawn from its own seeded generator and its dataset written once, with blosc2 and numpy directly (no
 implementation's writer), in one of the formats both sides read: ``.b2nd`` + ``_seg.b2nd`` + ``.pkl`` with random
-chunks and blocks, the legacy ``.npz`` + ``.pkl``, or ``.npz`` unpacked to ``.npy``. A dataset holds 1-6 cases of 1-3
+chunks and blocks, the legacy ``.npz`` + ``.pkl``, or ``.npz`` unpacked to ``.npy``. A dataset holds 1-7 cases of 1-3
 channels, 2-D (one slice) or 3-D of random shapes (single slices, axes shorter than the patch), float32 images and
-int8/int16 labels: a few or many classes, regions, an ignore label, a case without foreground; the foreground
-locations of the properties are sampled like preprocessing does, or missing, None, empty, or without the annotated
-voxels' key. Some datasets are a cascade stage with the previous stage's segmentations (one occasionally missing).
-The loader gets a 2-D or 3-D patch size (2-D patches from 3-D data, patches larger than the image), a final patch
-size, a batch size, oversampling 0/0.33/1/random, probabilistic oversampling, sampling probabilities (sometimes of
-the wrong length), pad sides, and no transforms, the trainer's validation transforms or its training transforms
-(random mirror axes, dummy 2-D augmentation, masks for normalization; with and without deep supervision). The dataset comes from ``infer_dataset_class`` (all cases or a subset of identifiers) or from the
-trainer's ``get_tr_and_val_datasets`` (``do_split``) with a random fold, with or without a random
-``splits_final.json``. Both sides seed numpy, random and torch alike and draw several consecutive batches; data,
-target (every deep-supervision level), keys, the split and the loader's padding are compared exactly. A case both
-sides refuse counts as agreement. Exit status 1 if anything differs.
+int8/int16 labels (-1 outside the nonzero mask in some): a few or many classes, regions, an ignore label, a case
+without foreground; the foreground locations of the properties are sampled like preprocessing does, or missing, None,
+empty, or without the annotated voxels' key. Some datasets are a cascade stage with the previous stage's
+segmentations (one occasionally missing). The loader gets a 2-D or 3-D patch size (2-D patches from 3-D data,
+patches larger than the image), a final patch size, a batch size, oversampling 0/0.33/1/random, probabilistic
+oversampling, sampling probabilities (sometimes of the wrong length), pad sides, and no transforms, the trainer's
+validation transforms or its training transforms (random mirror axes, dummy 2-D augmentation, masks for
+normalization; with and without deep supervision; the blur always by FFT, see ``_blur_without_timing``). The
+dataset comes from ``infer_dataset_class`` (all cases or a subset of identifiers) or from the trainer's
+``get_tr_and_val_datasets`` (``do_split``) with a random fold, with or without a random ``splits_final.json``. Both
+sides seed numpy, random and torch alike and draw several consecutive batches; data, target (every
+deep-supervision level), keys, the split and the loader's padding are compared exactly. A case both sides refuse
+counts as agreement; documented differences (a fold without training cases, float rounding on strided patches of
+``.npz`` data under the training transforms) are counted apart. Exit status 1 if anything differs.
 """
 from __future__ import annotations
 
@@ -202,6 +205,11 @@ def _write_dataset(case_folder: str, seed: int) -> None:
     if spec["access"] == "subset":
         spec["identifiers"] = sorted(str(v) for v in rng.choice(identifiers, int(rng.integers(1, n_cases + 1)),
                                                                   replace=False))[::-1]  # unsorted on purpose
+        if rng.random() < 0.05:
+            spec["identifiers"].append("case_999")  # a case the folder lacks: fails once (if ever) sampled
+    if rng.random() < 0.03:  # a stray file beside the cases: the format cannot be told
+        with open(os.path.join(data_folder, "notes.txt"), "w") as f:
+            f.write("stray")
     elif spec["access"] == "trainer":
         spec["fold"] = "all" if rng.random() < 0.15 else int(rng.integers(0, 6))
         if with_splits_file:
@@ -371,7 +379,7 @@ def _by_design(ref_outcome: dict, our_outcome: dict) -> bool:
 
 def main() -> int:
     p = trial_arguments(__doc__, driver_nargs=4)
-    p.add_argument("--cases", type=int, default=60)
+    p.add_argument("--cases", type=int, default=200)
     p.add_argument("--batches", type=int, default=3, help="consecutive batches drawn per case")
     args = p.parse_args()
     if args.driver:
