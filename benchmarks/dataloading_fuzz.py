@@ -225,7 +225,6 @@ def _write_dataset(case_folder: str, seed: int) -> None:
 
 
 def _batch_arrays(batch) -> dict:
-    import numpy as np
     target = batch["target"]
     return {"data": batch["data"].numpy(),
             "target": [t.numpy() for t in target] if isinstance(target, (list, tuple)) else target.numpy(),
