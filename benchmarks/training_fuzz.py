@@ -12,7 +12,8 @@ Each case is drawn from its own seeded generator, identically under both interpr
   either Dice class), 2-D or 3-D float32 logits, label-map targets (with or without the channel axis, integer or
   float, ignored voxels, sometimes all of them), one-hot or region targets, a loss mask, and sometimes wrapped in
   ``DeepSupervisionWrapper`` over several resolutions; the loss and its gradient w.r.t. the logits are compared;
-* ``trainer``: ``nnUNetTrainer`` or a shipped variant (loss, mirroring, augmentation, no deep supervision) built
+* ``trainer``: ``nnUNetTrainer`` or a shipped variant (loss, mirroring, augmentation, no deep supervision,
+  optimizer, learning-rate schedule, batch norm) built
   the public way on random plans (2-D/3-D, random strides and patch sizes, anisotropic ones among them, batch Dice
   or not) and a dataset.json with labels, regions and/or an ignore label, with and without deep supervision:
   ``_get_deep_supervision_scales``, ``configure_rotation_dummyDA_mirroring_and_inital_patch_size`` and
@@ -55,7 +56,9 @@ TRAINERS = ["nnUNetTrainer"] * 6 + [
     "nnUNetTrainerCELoss", "nnUNetTrainerDiceLoss", "nnUNetTrainerDiceCELoss_noSmooth", "nnUNetTrainerTopk10Loss",
     "nnUNetTrainerTopk10LossLS01", "nnUNetTrainerDiceTopK10Loss", "nnUNetTrainerNoDeepSupervision",
     "nnUNetTrainerDA5", "nnUNetTrainerNoDA", "nnUNetTrainer_DASegOrd0_NoMirroring", "nnUNetTrainer_noDummy2DDA",
-    "nnUNetTrainerNoMirroring", "nnUNetTrainer_onlyMirror01", "nnUNetTrainer_250epochs_NoMirroring"]
+    "nnUNetTrainerNoMirroring", "nnUNetTrainer_onlyMirror01", "nnUNetTrainer_250epochs_NoMirroring",
+    "nnUNetTrainerAdam", "nnUNetTrainerVanillaAdam3en4", "nnUNetTrainerAdam1en3", "nnUNetTrainerCosAnneal",
+    "nnUNetTrainer_warmup", "nnUNetTrainerBN", "nnUNetTrainer_5epochs"]
 LOSS_VARIANTS = ["nnUNetTrainerCELoss", "nnUNetTrainerDiceLoss", "nnUNetTrainerDiceCELoss_noSmooth",
                  "nnUNetTrainerTopk10Loss", "nnUNetTrainerTopk10LossLS01", "nnUNetTrainerDiceTopK10Loss"]
 AUGMENTING_TRAINERS = ["nnUNetTrainer"] * 6 + [
@@ -400,7 +403,9 @@ def _ddp_pieces(rng, trainer) -> dict:
     import torch.distributed as dist
     world_size = int(rng.integers(1, 9))
     rank = int(rng.integers(0, world_size))
-    trainer.configuration_manager.configuration["batch_size"] = int(rng.integers(1, 20))
+    # now and then fewer samples than ranks, which both refuse (with other exceptions)
+    trainer.configuration_manager.configuration["batch_size"] = int(
+        rng.integers(1, world_size) if world_size > 1 and rng.random() < 0.1 else world_size + rng.integers(0, 12))
     trainer.oversample_foreground_percent = float(rng.choice([0.33, 0.0, 1.0, 0.5, float(rng.uniform(0, 1))]))
     saved = dist.get_world_size, dist.get_rank
     dist.get_world_size = lambda group=None: world_size
@@ -409,7 +414,11 @@ def _ddp_pieces(rng, trainer) -> dict:
     try:
         out = {"args": [world_size, rank, trainer.configuration_manager.batch_size,
                         trainer.oversample_foreground_percent]}
-        trainer._set_batch_size_and_oversample()
+        try:
+            trainer._set_batch_size_and_oversample()
+        except Exception:
+            out["refused"] = True
+            return out
         out["batch_size"] = trainer.batch_size
         out["oversample"] = trainer.oversample_foreground_percent
         loss = trainer._build_loss()
