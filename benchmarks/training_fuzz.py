@@ -30,6 +30,8 @@ Each case is drawn from its own seeded generator, identically under both interpr
   dtypes with regions as ints, lists and tuples, empty, repeated or out of the dtype's range;
 * ``poly``: ``PolyLRScheduler`` over random explicit and implicit steps (past the end too); the learning rates and
   the scheduler's ``state_dict``;
+* ``warmup``: the warm-up / offset schedules (``Lin_incr_LRScheduler``, ``Lin_incr_offset_LRScheduler``,
+  ``PolyLRScheduler_offset``) over random steps;
 * ``patch_size``: ``get_patch_size`` for random patch sizes, angles (ranges, scalars, negative, beyond 90 degrees)
   and scale ranges.
 
@@ -50,7 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_arguments, work_folder  # noqa: E402
 
 KINDS = ["loss", "loss", "loss", "loss", "counts", "regions", "trainer", "trainer", "trainer", "train_transforms",
-         "train_transforms", "val_transforms", "poly", "patch_size"]
+         "train_transforms", "val_transforms", "poly", "warmup", "patch_size"]
 # shipped trainers whose loss, rotation/mirroring or augmentation differs from nnUNetTrainer's (the base most often)
 TRAINERS = ["nnUNetTrainer"] * 6 + [
     "nnUNetTrainerCELoss", "nnUNetTrainerDiceLoss", "nnUNetTrainerDiceCELoss_noSmooth", "nnUNetTrainerTopk10Loss",
@@ -650,6 +652,44 @@ def _poly_case(rng) -> dict:
     return {"lrs": lrs, "last_lr": scheduler.get_last_lr(), "state": repr(sorted(state.items()))}
 
 
+def _warmup_case(rng) -> dict:
+    """The warm-up / offset schedules of ``lr_scheduler.warmup`` (warm-up and Primus trainers) over random steps:
+    the learning rates they set. Under current torch the reference's schedules have no ``get_last_lr()`` (their
+    ``step`` never records it) and its ``CosineAnnealingLR_offset`` cannot be built (it hands torch a removed
+    ``verbose`` argument); ours do both (documentation/differences_from_reference.md). So ``get_last_lr`` is not
+    compared, and where the normal construction fails the cosine schedule is built as older torch built it (torch's
+    own constructor without that argument) to compare its steps."""
+    import torch
+    from nnunetv2.training.lr_scheduler import warmup
+    name = str(rng.choice(["Lin_incr_LRScheduler", "Lin_incr_offset_LRScheduler", "PolyLRScheduler_offset",
+                           "CosineAnnealingLR_offset"]))
+    lr = float(rng.choice([1e-2, 3e-4, float(rng.uniform(1e-5, 1))]))
+    max_steps = int(rng.choice([50, 1000, int(rng.integers(2, 60))]))
+    start = int(rng.integers(0, max_steps))
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr, momentum=0.99, nesterov=True)
+    if name == "Lin_incr_LRScheduler":
+        scheduler = warmup.Lin_incr_LRScheduler(optimizer, lr, max_steps)
+    elif name == "Lin_incr_offset_LRScheduler":
+        scheduler = warmup.Lin_incr_offset_LRScheduler(optimizer, lr, max_steps, start)
+    elif name == "CosineAnnealingLR_offset":
+        eta_min = float(rng.choice([0, 1e-6]))
+        try:
+            scheduler = warmup.CosineAnnealingLR_offset(optimizer, max_steps, eta_min, offset=start)
+        except TypeError:
+            scheduler = warmup.CosineAnnealingLR_offset.__new__(warmup.CosineAnnealingLR_offset)
+            scheduler.offset = start
+            torch.optim.lr_scheduler.CosineAnnealingLR.__init__(scheduler, optimizer, max_steps, eta_min)
+    else:
+        scheduler = warmup.PolyLRScheduler_offset(optimizer, lr, max_steps, start,
+                                                  float(rng.choice([0.9, float(rng.uniform(0.1, 3))])))
+    lrs = [optimizer.param_groups[0]["lr"]]
+    for _ in range(int(rng.integers(1, 30))):
+        r = rng.random()
+        scheduler.step(None if r < 0.5 else int(rng.integers(0, max_steps + 1)))
+        lrs.append(optimizer.param_groups[0]["lr"])
+    return {"args": [name, lr, max_steps, start], "lrs": lrs, "ctr": getattr(scheduler, "ctr", None)}
+
+
 def _patch_size_case(rng) -> dict:
     import numpy as np
     from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
@@ -695,6 +735,8 @@ def drive(first_seed: int, n_cases: int, result_file: str) -> None:
             return _regions_case(rng)
         if kind == "counts":
             return _counts_case(rng)
+        if kind == "warmup":
+            return _warmup_case(rng)
         if kind == "poly":
             return _poly_case(rng)
         return _patch_size_case(rng)
