@@ -60,12 +60,12 @@ TRAINERS = ["nnUNetTrainer"] * 6 + [
     "nnUNetTrainerDA5", "nnUNetTrainerNoDA", "nnUNetTrainer_DASegOrd0_NoMirroring", "nnUNetTrainer_noDummy2DDA",
     "nnUNetTrainerNoMirroring", "nnUNetTrainer_onlyMirror01", "nnUNetTrainer_250epochs_NoMirroring",
     "nnUNetTrainerAdam", "nnUNetTrainerVanillaAdam3en4", "nnUNetTrainerAdam1en3", "nnUNetTrainerCosAnneal",
-    "nnUNetTrainer_warmup", "nnUNetTrainerBN", "nnUNetTrainer_5epochs"]
+    "nnUNetTrainer_warmup", "nnUNetTrainerBN", "nnUNetTrainer_5epochs", "nnUNetTrainer_onlyMirror01_DA5"]
 LOSS_VARIANTS = ["nnUNetTrainerCELoss", "nnUNetTrainerDiceLoss", "nnUNetTrainerDiceCELoss_noSmooth",
                  "nnUNetTrainerTopk10Loss", "nnUNetTrainerTopk10LossLS01", "nnUNetTrainerDiceTopK10Loss"]
 AUGMENTING_TRAINERS = ["nnUNetTrainer"] * 6 + [
     "nnUNetTrainerDA5", "nnUNetTrainerDA5ord0", "nnUNetTrainerDA5Segord0", "nnUNetTrainerNoDA",
-    "nnUNetTrainer_DASegOrd0", "nnUNetTrainer_onlyMirror01_DASegOrd0"]
+    "nnUNetTrainer_DASegOrd0", "nnUNetTrainer_onlyMirror01_DASegOrd0", "nnUNetTrainer_onlyMirror01_DA5"]
 
 
 def _trainer_class(name: str):
@@ -454,8 +454,12 @@ def _trainer_steps(rng, trainer, loss, patch, batch_size: int, target) -> dict:
     def batch():
         return {"data": torch.from_numpy(rng.normal(0, 1, (batch_size, 1, *patch)).astype(np.float32)),
                 "target": target()}
+    n_epochs = int(rng.integers(1, 3))  # two epochs: the pseudo Dice's moving average too
+    if hasattr(trainer, "warmup_duration_whole_net"):  # the warm-up trainer: switch to the poly schedule early
+        trainer.warmup_duration_whole_net = int(rng.integers(1, 3))
+        n_epochs = int(rng.integers(1, 4))
     epochs = []
-    for epoch in range(int(rng.integers(1, 3))):  # two epochs: the pseudo Dice's moving average too
+    for epoch in range(n_epochs):
         trainer.current_epoch = epoch
         trainer.on_train_epoch_start()
         train_outputs = [trainer.train_step(batch()) for _ in range(int(rng.integers(1, 3)))]
