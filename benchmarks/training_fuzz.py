@@ -233,12 +233,17 @@ def _loss_case(rng) -> dict:
         dice_kwargs = _dice_kwargs(rng, with_clip=False)
         dice_class = MemoryEfficientSoftDiceLoss if rng.random() < 0.5 else SoftDiceLoss
         ce_kwargs = {}
+        if rng.random() < 0.2:
+            ce_kwargs["label_smoothing"] = float(rng.choice([0.1, float(rng.uniform(0, 0.5))]))
+        if kind == "dc_ce" and rng.random() < 0.2:
+            ce_kwargs["weight"] = torch.from_numpy(rng.uniform(0.1, 3, n_classes).astype(np.float32))
         if kind == "dc_topk":
             ce_kwargs["k"] = float(rng.choice([10, 5, 50]))
             loss = DC_and_topk_loss(dice_kwargs, ce_kwargs, weight_ce, weight_dice, ignore_label)
         else:
             loss = DC_and_CE_loss(dice_kwargs, ce_kwargs, weight_ce, weight_dice, ignore_label, dice_class)
-        out["args"] = [dice_kwargs, dict(ce_kwargs), weight_ce, weight_dice, ignore_label, dice_class.__name__]
+        out["args"] = [dice_kwargs, {k: _numpy(v) for k, v in ce_kwargs.items()}, weight_ce, weight_dice, ignore_label,
+                       dice_class.__name__]
         logits = logits_of(n_classes)
         targets = [_label_target(rng, (batch, *s), n_classes, ignore_label, "channel") for s in shapes]
     else:  # dc_bce: region targets, the last channel marking ignored voxels with use_ignore_label
