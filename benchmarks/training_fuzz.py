@@ -45,6 +45,7 @@ agreement). Prints the first difference of each disagreeing case and a summary; 
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -68,6 +69,7 @@ AUGMENTING_TRAINERS = ["nnUNetTrainer"] * 6 + [
     "nnUNetTrainer_DASegOrd0", "nnUNetTrainer_onlyMirror01_DASegOrd0", "nnUNetTrainer_onlyMirror01_DA5"]
 
 
+@functools.lru_cache(maxsize=None)  # one lookup per class and process: the cases time the trainers, not the search
 def _trainer_class(name: str):
     import nnunetv2
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
