@@ -13,31 +13,33 @@ Each case is drawn from its own seeded generator, identically under both interpr
   float, ignored voxels, sometimes all of them), one-hot or region targets, a loss mask, and sometimes wrapped in
   ``DeepSupervisionWrapper`` over several resolutions; the loss and its gradient w.r.t. the logits are compared;
 * ``trainer``: ``nnUNetTrainer`` or a shipped variant (loss, mirroring, augmentation, no deep supervision,
-  optimizer, learning-rate schedule, batch norm) built
-  the public way on random plans (2-D/3-D, random strides and patch sizes, anisotropic ones among them, batch Dice
-  or not) and a dataset.json with labels, regions and/or an ignore label, with and without deep supervision:
-  ``_get_deep_supervision_scales``, ``configure_rotation_dummyDA_mirroring_and_inital_patch_size`` and
-  ``_build_loss`` (its weights, then the loss and gradient on random network outputs and targets of the right
-  shapes); half of them also build the seeded network and run one or two epochs of a few ``train_step`` /
+  optimizer, learning-rate schedule, batch norm) built the public way on random plans (2-D/3-D, random strides and
+  patch sizes, anisotropic ones among them, batch Dice or not) and a dataset.json with labels, regions and/or an
+  ignore label, with and without deep supervision: ``_get_deep_supervision_scales``,
+  ``configure_rotation_dummyDA_mirroring_and_inital_patch_size`` and ``_build_loss`` (its weights, then the loss
+  and gradient on random network outputs and targets of the right shapes); half of them also build the seeded
+  network and run one or two epochs (three for the warm-up trainer) of a few ``train_step`` /
   ``validation_step`` calls through the epoch hooks (losses, tp/fp/fn, logged pseudo Dice and its moving average,
   learning rates, weights after), and half pretend to be one rank of a DDP run (world size and rank faked) for
   ``_set_batch_size_and_oversample`` and the deep-supervision weights;
-* ``train_transforms`` / ``val_transforms``: ``nnUNetTrainer.get_training_transforms`` /
-  ``get_validation_transforms`` with random arguments (patch size, rotation, deep-supervision scales, mirror axes,
-  dummy 2-D augmentation, masking for normalization, cascade with foreground labels, regions, ignore label) applied
-  to a few random samples after seeding ``random``, ``numpy`` and ``torch`` alike; every output tensor compared;
+* ``train_transforms`` / ``val_transforms``: ``get_training_transforms`` of nnUNetTrainer or an augmentation
+  variant (DA5, NoDA, DASegOrd0, ...) / nnUNetTrainer's ``get_validation_transforms`` with random arguments (patch
+  size, rotation, deep-supervision scales, mirror axes, dummy 2-D augmentation, masking for normalization, cascade
+  with foreground labels, regions, ignore label) applied to a few random samples after seeding ``random``,
+  ``numpy`` and ``torch`` alike; every output tensor compared;
 * ``regions``: ``ConvertSegmentationToRegionsTransform`` (ours is a faster subclass) on label maps of several
   dtypes with regions as ints, lists and tuples, empty, repeated or out of the dtype's range;
 * ``poly``: ``PolyLRScheduler`` over random explicit and implicit steps (past the end too); the learning rates and
   the scheduler's ``state_dict``;
 * ``warmup``: the warm-up / offset schedules (``Lin_incr_LRScheduler``, ``Lin_incr_offset_LRScheduler``,
-  ``PolyLRScheduler_offset``) over random steps;
+  ``PolyLRScheduler_offset``, ``CosineAnnealingLR_offset``) over random steps (their learning rates);
 * ``patch_size``: ``get_patch_size`` for random patch sizes, angles (ranges, scalars, negative, beyond 90 degrees)
   and scale ranges.
 
 Left out on purpose (documented differences): deep supervision with a two-stage network (one output: weight 1 in
 ours, 0 and a NaN loss in the reference), ``ddp=True`` with batch Dice outside DDP (the reference fails without a
-process group) and the loss variants' lowest deep-supervision weight under DDP without compile (1e-6 in ours).
+process group), the loss variants' lowest deep-supervision weight under DDP without compile (1e-6 in ours) and
+the warm-up schedules' ``get_last_lr()`` (missing in the reference).
 
 One driver process per side (ours: this checkout; the reference from a temporary folder) computes every case with
 one torch thread and deterministic algorithms; results are compared exactly (a case both sides refuse counts as
@@ -54,7 +56,8 @@ from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_argum
 
 KINDS = ["loss", "loss", "loss", "loss", "counts", "regions", "trainer", "trainer", "trainer", "train_transforms",
          "train_transforms", "val_transforms", "poly", "warmup", "patch_size"]
-# shipped trainers whose loss, rotation/mirroring or augmentation differs from nnUNetTrainer's (the base most often)
+# shipped trainers whose loss, rotation/mirroring, augmentation, optimizer, schedule or network differs from
+# nnUNetTrainer's (the base drawn most often)
 TRAINERS = ["nnUNetTrainer"] * 6 + [
     "nnUNetTrainerCELoss", "nnUNetTrainerDiceLoss", "nnUNetTrainerDiceCELoss_noSmooth", "nnUNetTrainerTopk10Loss",
     "nnUNetTrainerTopk10LossLS01", "nnUNetTrainerDiceTopK10Loss", "nnUNetTrainerNoDeepSupervision",
