@@ -523,10 +523,12 @@ def _transform_args(rng, training: bool) -> tuple:
         rotation = rng.choice(["pm15", "pm30", "pm180", "scalar"])
         rotation = {"pm15": (-np.pi / 12, np.pi / 12), "pm30": (-np.pi / 6, np.pi / 6), "pm180": (-np.pi, np.pi),
                     "scalar": float(rng.uniform(-1, 1))}[str(rotation)]
-        axes_options = [(), (0,), (1,), (0, 1)] + ([(2,), (0, 1, 2), (1, 2)] if dims == 3 else [])
+        axes_options = [None, (), (0,), (1,), (0, 1)] + ([(2,), (0, 1, 2), (1, 2)] if dims == 3 else [])
         mirror_axes = axes_options[int(rng.integers(0, len(axes_options)))]
         use_mask = None if rng.random() < 0.5 else [bool(v) for v in rng.random(n_channels) < 0.6]
-        kwargs = {"patch_size": patch if rng.random() < 0.5 else tuple(patch), "rotation_for_DA": rotation,
+        patch_as = {"list": patch, "tuple": tuple(patch), "array": np.array(patch)}[
+            str(rng.choice(["list", "tuple", "array"]))]
+        kwargs = {"patch_size": patch_as, "rotation_for_DA": rotation,
                   "mirror_axes": mirror_axes, "do_dummy_2d_data_aug": dummy_2d, "use_mask_for_norm": use_mask,
                   **kwargs}
         # the data loader hands over a larger patch than the final one (room for rotation and scaling)
