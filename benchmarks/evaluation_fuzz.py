@@ -642,10 +642,33 @@ def main() -> int:
                 print(f"by design {describe(i)}: {why}")
         compared = [i for i in range(args.cases) if i not in by_design]
         differing, refused_both = compare_outcomes(ref, ours, compared, describe)
+        differing += _load_reference_postprocessing_files(base, ref, compared, describe)
         print_summary("cases compared", len(compared), differing, refused_both, ref, ours)
         if by_design:
             print(f"{len(by_design)} more differ by design (documentation/differences_from_reference.md)")
         return 1 if differing else 0
+
+
+def _load_reference_postprocessing_files(base: str, ref: dict, keys, describe) -> int:
+    """Users keep their postprocessing.pkl files when they swap implementations: does ours load each one the
+    reference wrote (nnUNetv2_apply_postprocessing -pp_pkl_file) as the same functions and arguments? The number
+    that do not."""
+    from nnunetv2.postprocessing._safe_pickle import load_postprocessing_pickle
+    work, failed = os.path.realpath(os.path.join(base, "ref")), 0
+    for i in keys:
+        relative = os.path.join(f"c{i:04d}", "pred", "postprocessing.pkl")
+        written = (ref["outcomes"][i].get("files") or {}).get(relative)
+        if written is None:
+            continue
+        try:
+            loaded = _plain(tuple(load_postprocessing_pickle(os.path.join(work, relative))), work)
+        except Exception as e:  # noqa: BLE001 (any failure to load it is the finding)
+            loaded = f"{type(e).__name__}: {e}"
+        if loaded != written["pickle"]:
+            failed += 1
+            print(f"DIFFERENT {describe(i)}: the reference's postprocessing.pkl loads in ours as {loaded!r}, "
+                  f"written {written['pickle']!r}")
+    return failed
 
 
 def _by_design(ref: dict, ours: dict) -> str:
