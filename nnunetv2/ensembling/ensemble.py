@@ -19,8 +19,8 @@ import numpy as np
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import starmap
-from nnunetv2.file_io import atomic_path, load_json, load_pickle, maybe_mkdir_p, save_json, save_npz_compressed, \
-    save_pickle
+from nnunetv2.file_io import atomic_path, atomic_path_named_by_writer, load_json, load_pickle, maybe_mkdir_p, \
+    save_json, save_npz_compressed, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.utilities.console_command import as_command
 from nnunetv2.utilities.dataset_json import check_dataset_json_for_use
@@ -80,7 +80,9 @@ def merge_files(list_of_files, output_filename_truncated: str, output_file_endin
     properties = _load_properties(list_of_files[0])  # geometry is that of the first member
     probabilities = average_probabilities(list_of_files)
     segmentation = label_manager.convert_probabilities_to_segmentation(probabilities)
-    with atomic_path(output_filename_truncated + output_file_ending) as tmp:
+    # the writer names its files after the path it is given (the TIFF writer adds CASE.json): it writes into a
+    # private folder under the final name, and everything it wrote is moved out
+    with atomic_path_named_by_writer(output_filename_truncated + output_file_ending) as tmp:
         image_reader_writer.write_seg(segmentation, tmp, properties)
     if save_probabilities:
         save_npz_compressed(output_filename_truncated + '.npz', probabilities=probabilities)

@@ -21,8 +21,8 @@ from nnunetv2.errors import UserError, exit_on_user_error
 from nnunetv2.evaluation._parallel import shared_pool, starmap
 from nnunetv2.evaluation.evaluate_predictions import (compute_metrics_on_folder, load_summary_json,
                                                       region_or_label_to_mask)
-from nnunetv2.file_io import atomic_path, finished_files, folder_lock, json_safe, load_json, maybe_mkdir_p, \
-    save_json, save_pickle
+from nnunetv2.file_io import atomic_path, atomic_path_named_by_writer, finished_files, folder_lock, json_safe, \
+    load_json, maybe_mkdir_p, save_json, save_pickle
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 from nnunetv2.imageio.simpleitk_reader_writer import read_seg_in_own_type
 from nnunetv2.postprocessing._components import largest_components
@@ -76,7 +76,8 @@ def load_postprocess_save(segmentation_file: str, output_fname: str, image_reade
                           pp_fns: List[Callable], pp_fn_kwargs: List[dict]) -> None:
     seg, props = _read_for_postprocessing(segmentation_file, image_reader_writer, pp_fns)
     seg = apply_postprocessing(seg[0], pp_fns, pp_fn_kwargs)
-    with atomic_path(output_fname) as tmp:
+    # under the final name in a private folder: the TIFF writer's spacing side-car takes its name from this path
+    with atomic_path_named_by_writer(output_fname) as tmp:
         image_reader_writer.write_seg(seg, tmp, props)
 
 
