@@ -1,17 +1,19 @@
 """Differential trial, not a speed benchmark: do evaluation, ensembling, postprocessing and the choice of the best
 configuration write the reference's (2.8.1) files and return its values on random folders?
 
-    python benchmarks/evaluation_fuzz.py [--cases 40] [--seed 0] [--np 1] [--reference-python PATH] [--keep]
+    python benchmarks/evaluation_fuzz.py [--cases 200] [--seed 0] [--np 1] [--reference-python PATH] [--keep]
 
 Each case is drawn from its own seeded generator and written once into a template folder, which is then copied
 for each side, so that both read the same inputs and each writes its own outputs. A case is one of:
 
-* ``evaluate``: random 2-D/3-D segmentations (.nii.gz, or .png) of a few labels, with empty references or
-  predictions (NaN Dice), labels absent from both, an ignore label, regions, files in one folder only, through
+* ``evaluate``: random 2-D/3-D segmentations (.nii.gz, .png or .tif with or without spacing side-cars; 8 to 32-bit
+  and float label files) of a few labels, with empty references or predictions (NaN Dice), labels absent from both,
+  an ignore label, regions, files in one folder only, predictions of another shape, through
   ``compute_metrics_on_folder`` (label 0 and regions in the list included), ``compute_metrics_on_folder_simple``
   or ``compute_metrics_on_folder2``, with and without ``chill``;
 * ``ensemble``: 1-5 folders of probabilities (.npz, float32 or float16, ties included) with the properties (.pkl)
-  an export writes, labels or regions, through ``ensemble_folders`` with and without the merged probabilities;
+  an export writes, labels or regions, written as .nii.gz, .png or .tif, through ``ensemble_folders`` with and
+  without the merged probabilities;
 * ``postprocessing``: predictions with several components per label, ground truth, labels, regions or an ignore
   label, through ``determine_postprocessing`` and then ``apply_postprocessing_to_folder`` on another folder;
 * ``find_best``: a fake nnUNet_results tree (1-4 trained configurations or trainers, 1-3 folds, validation
@@ -70,6 +72,8 @@ def _perturb(rng, seg, labels):
 
 DIRECTIONS = [(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0),
               (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0)]
+# segmentation formats: (file ending, the reader/writer that plans name)
+FORMATS = {"nii": (".nii.gz", "SimpleITKIO"), "png": (".png", "NaturalImage2DIO"), "tif": (".tif", "Tiff3DIO")}
 LABEL_TYPES = ["uint8", "uint8", "uint8", "uint16", "int16", "int32", "float32"]  # what label files come as
 
 
@@ -80,9 +84,16 @@ def _geometry(rng, two_d: bool):
     return spacing, origin, DIRECTIONS[int(rng.integers(0, len(DIRECTIONS)))]
 
 
-def _write_image(seg, path: str, geometry, dtype: str = "uint8") -> None:
-    """A segmentation as SimpleITK would write it: .png as 2-D uint8, anything else 3-D of ``dtype`` with geometry."""
+def _write_image(seg, path: str, geometry, dtype: str = "uint8", sidecar: bool = True) -> None:
+    """A segmentation file: .png as 2-D uint8; .tif of ``dtype`` with its spacing side-car CASE.json (if
+    ``sidecar``); else 3-D of ``dtype`` with geometry, written by SimpleITK."""
     import SimpleITK as sitk
+    if path.endswith(".tif"):
+        import tifffile
+        tifffile.imwrite(path, seg.astype(dtype))
+        if sidecar:
+            _save_json({"spacing": list(geometry[0])}, path[:-4] + ".json")
+        return
     if path.endswith(".png"):
         sitk.WriteImage(sitk.GetImageFromArray(seg[0] if seg.ndim == 3 else seg), path)
         return
@@ -145,9 +156,15 @@ def _save_json(obj, path: str) -> None:
 
 def _draw_evaluate(rng, folder: str) -> dict:
     import numpy as np
-    reader = "png" if rng.random() < 0.2 else "nii"
-    two_d = reader == "png" or rng.random() < 0.3
-    ending = ".png" if reader == "png" else ".nii.gz"
+    reader = str(rng.choice(["nii", "nii", "nii", "nii", "png", "tif"]))
+    api = str(rng.choice(["folder", "folder", "simple", "folder2"]))
+    # evaluate_simple's ending is that of the folder's first file, and side-cars sort first: a known difference
+    sidecars = api != "simple" and rng.random() < 0.7
+    # where the reader is chosen by the .tif ending (not Tiff3DIO passed in), both implementations take a 2-D
+    # reader, which reads a 3-D stack of 3 or 4 slices as colour channels; ours then reads an empty one as its one
+    # grey channel, or refuses one of several components per voxel (both by design): these get 2-D images
+    two_d = reader == "png" or (reader == "tif" and api != "folder") or rng.random() < 0.3
+    ending = FORMATS[reader][0]
     n_labels = int(rng.integers(1, 5))
     kind = str(rng.choice(["labels", "labels", "regions", "ignore"]))
     labels, order, fg, ignore = _labels_of(rng, n_labels, kind)
@@ -169,13 +186,12 @@ def _draw_evaluate(rng, folder: str) -> dict:
         if ignore is not None and rng.random() < 0.7:
             gt[tuple(slice(0, max(1, s // 3)) for s in shape)] = ignore
         name = f"case_{case:02d}{ending}"
-        _write_image(gt, os.path.join(folder, "gt", name), geometry, ref_type)
+        _write_image(gt, os.path.join(folder, "gt", name), geometry, ref_type, sidecars)
         if (rng.random() > 0.1 or case == 0) and not no_predictions:
-            _write_image(pred, os.path.join(folder, "pred", name), geometry, pred_type)
+            _write_image(pred, os.path.join(folder, "pred", name), geometry, pred_type, sidecars)
     if rng.random() < 0.1:  # a prediction without reference
         _write_image(_blobs(rng, [1, 8, 8] if two_d else [3, 8, 8], present), os.path.join(
-            folder, "pred", f"extra{ending}"), geometry, pred_type)
-    api = str(rng.choice(["folder", "folder", "simple", "folder2"]))
+            folder, "pred", f"extra{ending}"), geometry, pred_type, sidecars)
     spec = {"kind": "evaluate", "api": api, "ending": ending, "chill": bool(rng.random() < 0.6),
             "output": str(rng.choice(["summary.json", "out/summary.json", "none"]))}
     if api == "folder":
@@ -190,8 +206,7 @@ def _draw_evaluate(rng, folder: str) -> dict:
         spec.update(labels=([0] if rng.random() < 0.2 else []) + list(range(1, n_labels + 1)), ignore_label=ignore)
     else:
         _save_json(_dataset_json(labels, order, ending, n_cases), os.path.join(folder, "dataset.json"))
-        _save_json(_plans("Dataset999_Fuzz", ["3d_fullres"], "NaturalImage2DIO" if reader == "png" else
-                          "SimpleITKIO"), os.path.join(folder, "plans.json"))
+        _save_json(_plans("Dataset999_Fuzz", ["3d_fullres"], FORMATS[reader][1]), os.path.join(folder, "plans.json"))
     return spec
 
 
@@ -211,7 +226,8 @@ def _random_probabilities(rng, n_channels: int, shape, regions: bool, ties: bool
 
 def _draw_ensemble(rng, folder: str) -> dict:
     import numpy as np
-    png = rng.random() < 0.15  # NaturalImage2DIO writes the segmentations
+    fmt = str(rng.choice(["nii"] * 6 + ["png", "tif"]))  # the format the ensemble writes
+    png = fmt == "png"
     two_d = png or rng.random() < 0.3
     n_labels = int(rng.integers(1, 5))
     kind = str(rng.choice(["labels", "labels", "regions", "ignore"]))
@@ -220,8 +236,8 @@ def _draw_ensemble(rng, folder: str) -> dict:
     n_channels = len(fg) if regions else n_labels + 1
     n_folders = int(rng.choice([1, 2, 2, 3, 4, 5]))
     n_cases = int(rng.integers(1, 5))
-    dataset_json = _dataset_json(labels, order, ".png" if png else ".nii.gz", n_cases)
-    plans = _plans("Dataset999_Fuzz", ["3d_fullres"], "NaturalImage2DIO" if png else "SimpleITKIO")
+    dataset_json = _dataset_json(labels, order, FORMATS[fmt][0], n_cases)
+    plans = _plans("Dataset999_Fuzz", ["3d_fullres"], FORMATS[fmt][1])
     ties = bool(rng.random() < 0.3)
     shapes = [([1] if two_d else [int(rng.integers(2, 8))]) + [int(v) for v in rng.integers(4, 16, 2)]
               for _ in range(n_cases)]
@@ -244,8 +260,11 @@ def _draw_ensemble(rng, folder: str) -> dict:
                 origin = [o + k for o in origin]  # the members disagree: the first folder's properties count
             np.savez_compressed(os.path.join(sub, f"case_{case:02d}.npz"), probabilities=probabilities)
             with open(os.path.join(sub, f"case_{case:02d}.pkl"), "wb") as f:
-                pickle.dump({"spacing": (999.0, 1.0, 1.0)} if png else _properties(shape, (spacing, origin, direction)),
-                            f)
+                if fmt == "nii":
+                    properties = _properties(shape, (spacing, origin, direction))
+                else:  # what those readers return
+                    properties = {"spacing": (999.0, 1.0, 1.0) if png else list(spacing)}
+                pickle.dump(properties, f)
     _save_json(dataset_json, os.path.join(folder, "dataset_arg.json"))
     _save_json(plans, os.path.join(folder, "plans_arg.json"))
     return {"kind": "ensemble", "n_folders": n_folders, "save_probabilities": bool(rng.random() < 0.5),
@@ -254,15 +273,16 @@ def _draw_ensemble(rng, folder: str) -> dict:
 
 
 def _draw_postprocessing(rng, folder: str) -> dict:
-    png = rng.random() < 0.15  # NaturalImage2DIO reads and writes the segmentations
+    fmt = str(rng.choice(["nii"] * 6 + ["png", "tif"]))
+    png = fmt == "png"
     two_d = png or rng.random() < 0.25
-    ending = ".png" if png else ".nii.gz"
+    ending = FORMATS[fmt][0]
     n_labels = int(rng.integers(1, 4))
     kind = str(rng.choice(["labels", "labels", "regions", "ignore"]))
     labels, order, fg, ignore = _labels_of(rng, n_labels, kind)
     n_cases = int(rng.integers(1, 5))
     dataset_json = _dataset_json(labels, order, ending, n_cases)
-    plans = _plans("Dataset999_Fuzz", ["3d_fullres"], "NaturalImage2DIO" if png else "SimpleITKIO")
+    plans = _plans("Dataset999_Fuzz", ["3d_fullres"], FORMATS[fmt][1])
     all_labels = list(range(1, n_labels + 1))
     for sub in ("gt", "pred", "test"):
         os.makedirs(os.path.join(folder, sub))
@@ -501,6 +521,11 @@ def _read_file(path: str, work: str):
         return {"voxels": sitk.GetArrayFromImage(image), "pixel_type": image.GetPixelIDTypeAsString(),
                 "spacing": image.GetSpacing(), "origin": image.GetOrigin(), "direction": image.GetDirection(),
                 "content_sha1": hashlib.sha1(content).hexdigest()}
+    if path.endswith(".tif"):
+        import tifffile
+        with open(path, "rb") as f:
+            raw = f.read()
+        return {"voxels": tifffile.imread(path), "sha1": hashlib.sha1(raw).hexdigest()}
     if path.endswith(".npz"):
         with np.load(path) as z:
             return {"arrays": {k: z[k] for k in z.files}}
@@ -544,6 +569,8 @@ def _run_evaluate(spec: dict, folder: str, np_: int):
     if spec["api"] == "folder":
         if spec["reader"] == "png":
             from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO as Reader
+        elif spec["reader"] == "tif":
+            from nnunetv2.imageio.tif_reader_writer import Tiff3DIO as Reader
         else:
             from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO as Reader
         regions_or_labels = [tuple(r) if isinstance(r, list) else r for r in spec["regions_or_labels"]]
@@ -614,7 +641,7 @@ def drive(n_cases: int, np_: int, result_file: str) -> None:
 
 def main() -> int:
     p = trial_arguments(__doc__, driver_nargs=3)
-    p.add_argument("--cases", type=int, default=40)
+    p.add_argument("--cases", type=int, default=200)
     p.add_argument("--np", type=int, default=1, help="num_processes of every call (1: no worker processes)")
     args = p.parse_args()
     if args.driver:
