@@ -9,17 +9,19 @@ sides into their own output folders. Drawn per case, from its own seeded generat
 
 * the model: a ``2d`` or ``3d_fullres`` configuration, PlainConvUNet or ResidualEncoderUNet of 2-4 stages with 2-16
   features, anisotropic kernels and strides, a patch smaller or larger than the images, 1-3 input channels each with
-  CT, z-score (with or without the nonzero mask), no or 0-1 rescaling normalization, plain labels, regions
-  (``regions_class_order``) or an ignore label, a random axis order (``transpose_forward``), a target spacing away
-  from the images' (so resampling up, down and, anisotropic, along z separately), scipy- or torch-based resampling,
-  one or two folds of seeded random weights, and the mirroring axes stored in the checkpoint;
+  CT, z-score (with or without the nonzero mask), no or 0-1 rescaling normalization, plain labels (1-3, or 300 for a
+  uint16 segmentation), regions (``regions_class_order``) or an ignore label, a random axis order
+  (``transpose_forward``), a target spacing away from the images' (so resampling up, down and, anisotropic, along z
+  separately), scipy- or torch-based resampling, one or two folds (or fold ``all``) of seeded random weights, and the
+  mirroring axes stored in the checkpoint;
 * the images: 1-2 per case, 3-D NIfTI (2-D models predict them slice by slice; read with SimpleITK, nibabel or
   nibabel with reorientation) with random spacings, origins and directions (axis permutations with flips, or
   oblique), sometimes a single slice, or 2-D images as NIfTI or PNG (grey or one RGB file); float32/64, int16,
   uint8/16 voxels, zero borders for cropping, sometimes a constant channel;
 * the prediction: ``predict_from_files`` (one preprocessing and one export process) on the folder or on lists of files
-  and output names, ``predict_from_files_sequential`` or the ``nnUNetv2_predict_from_modelfolder`` command; mirroring on/off, tile step 0.5/0.75/1, Gaussian weighting
-  on/off, ``perform_everything_on_device`` (ignored on CPU), probabilities saved or not, and on our side sometimes
+  and output names, ``predict_from_files_sequential`` or the ``nnUNetv2_predict_from_modelfolder`` command;
+  mirroring on/off, tile step 0.5/0.75/1, Gaussian weighting on/off, ``perform_everything_on_device`` (ignored on
+  CPU), probabilities saved or not, and on our side sometimes
   ``nnUNet_cpu_concurrent_passes=1`` (one pass at a time) or ``=2`` (forced, unchecked) instead of the default
   automatic choice.
 
@@ -43,11 +45,13 @@ from _fuzz_harness import (compare_outcomes, drive_cases, print_summary, run_bot
 
 _NETWORKS = "dynamic_network_architectures.architectures.unet."
 # how a case is predicted: predict_from_files on a folder or on lists of files, predict_from_files_sequential, the
-# command (the ones starting processes, whose start dominates a tiny case, less often)
-ENTRIES = ["files", "lists", "sequential", "sequential", "sequential", "command"]
+# command. Those starting processes less often: a start takes several seconds (the reference's command ~20 s), the
+# prediction of a tiny case well under one
+ENTRIES = ["files", "lists", "sequential", "sequential", "sequential", "sequential", "sequential", "sequential",
+           "command"]
 
 
-# ----- fabrication (this process, once per case) ----------------------------------------------------------------------
+# ----- fabrication (this process, once per case) --------------------------------------------------------------------
 def _architecture(rng, dims: int, anisotropic_axis, n_channels: int):
     """(architecture dict of plans.json, the per-axis product of the strides): a tiny U-Net whose first stages keep
     ``anisotropic_axis`` (if any) at full resolution with kernel 1 there, as the planner does for thick slices."""
@@ -100,7 +104,7 @@ def _network(architecture: dict, n_channels: int, n_outputs: int, seed: int):
 
 def _labels(rng):
     """(dataset.json labels, regions_class_order or None, number of network outputs)."""
-    n = int(rng.integers(1, 4))
+    n = int(rng.integers(1, 4)) if rng.random() < 0.95 else 300  # more than 255 labels: a uint16 segmentation
     kind = rng.choice(["labels", "labels", "regions", "ignore"])
     if kind == "regions" and n >= 2:
         regions = {"background": 0, "whole": list(range(1, n + 1)), "inner": list(range(2, n + 1)), "top": n}
@@ -252,10 +256,10 @@ def fabricate(seed: int, folder: str) -> dict:
         json.dump(dataset_json, f, indent=1)
     with open(os.path.join(model, "plans.json"), "w") as f:
         json.dump(plans, f, indent=1)
-    folds = [0] if rng.random() < 0.6 else [0, 1]
+    folds = [[0], [0], [0, 1], ["all"]][int(rng.integers(4))]
     mirroring = [None, tuple(range(dims)), tuple(int(a) for a in sorted(rng.choice(dims, 1)))][int(rng.integers(3))]
-    for fold in folds:
-        network = _network(architecture, n_channels, n_outputs, seed * 10 + fold)
+    for index, fold in enumerate(folds):
+        network = _network(architecture, n_channels, n_outputs, seed * 10 + index)
         os.makedirs(os.path.join(model, f"fold_{fold}"))
         torch.save({"network_weights": network.state_dict(),
                     "init_args": {"plans": plans, "configuration": configuration, "fold": fold,
@@ -297,24 +301,25 @@ def fabricate(seed: int, folder: str) -> dict:
             img.SetDirection([float(v) for v in direction.flatten()])
             sitk.WriteImage(img, path)
 
+    network_name = architecture["network_class_name"][len(_NETWORKS):]
+    n_stages = architecture["arch_kwargs"]["n_stages"]
     options = {"configuration": configuration, "folds": folds, "entry": str(rng.choice(ENTRIES)),
                "use_mirroring": bool(rng.random() < 0.6), "tile_step_size": float(rng.choice([0.5, 0.75, 1.0])),
                "use_gaussian": bool(rng.random() < 0.7), "on_device": bool(rng.random() < 0.5),
                "save_probabilities": bool(rng.random() < 0.6),
-               "concurrent_passes": [None, None, None, "1", "1", "2"][int(rng.integers(6))],
-               "description": f"{image_kind} images, {configuration}, {architecture['network_class_name'][len(_NETWORKS):]}"
-                              f" {len(architecture['arch_kwargs']['features_per_stage'])} stages, patch {patch}, "
-                              f"{n_channels} ch {schemes}, {'regions' if regions_class_order else 'labels'}, "
-                              f"{resampling}, {reader}{' RGB' if rgb else ''}, folds {folds}, mirroring {mirroring}"}
-    options["description"] += (f"; {options['entry']}, tta {options['use_mirroring']}, step {options['tile_step_size']}"
-                               f", gaussian {options['use_gaussian']}, probabilities {options['save_probabilities']}"
-                               f", concurrent passes {options['concurrent_passes'] or 'default'}")
+               "concurrent_passes": [None, None, None, "1", "1", "2"][int(rng.integers(6))]}
+    options["description"] = (
+        f"{image_kind} images, {configuration}, {network_name} {n_stages} stages, patch {patch}, {n_channels} ch "
+        f"{schemes}, {'regions' if regions_class_order else 'labels'}, {resampling}, {reader}{' RGB' if rgb else ''}, "
+        f"folds {folds}, mirroring {mirroring}; {options['entry']}, tta {options['use_mirroring']}, step "
+        f"{options['tile_step_size']}, gaussian {options['use_gaussian']}, probabilities "
+        f"{options['save_probabilities']}, concurrent passes {options['concurrent_passes'] or 'default'}")
     with open(os.path.join(folder, "case.json"), "w") as f:
         json.dump(options, f, indent=1)
     return options
 
 
-# ----- prediction (one driver process per side) -----------------------------------------------------------------------
+# ----- prediction (one driver process per side) ---------------------------------------------------------------------
 def _command(options: dict, model: str, inputs: str, output: str, env: dict) -> None:
     """The installed nnUNetv2_predict_from_modelfolder of this interpreter's nnunetv2, found through its entry point
     (the console script may not sit next to the interpreter)."""
@@ -400,13 +405,25 @@ def _predict(case_folder: str, side: str) -> dict:
     return _read_outputs(output)
 
 
+def _predict_keeping_threads(case_folder: str, side: str) -> dict:
+    """_predict, with torch's thread count put back afterwards: the reference's torch resampling sets it to 4 and
+    does not restore it when the resampling raises (an image resampled to no slices), so that every later case of
+    its driver would compute its convolutions with 4 threads, whose sums may round differently from 2 threads'."""
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        return _predict(case_folder, side)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def drive(base: str, n_cases: int, result_file: str) -> None:
     side = os.environ["PREDICTION_FUZZ_SIDE"]
-    drive_cases(list(range(n_cases)), lambda i: _predict(os.path.join(base, f"case{i}"), side), result_file,
-                time_limit_s=300)
+    drive_cases(list(range(n_cases)), lambda i: _predict_keeping_threads(os.path.join(base, f"case{i}"), side),
+                result_file, time_limit_s=300)
 
 
-# ----- comparison --------------------------------------------------------------------------------------------------------
+# ----- comparison ---------------------------------------------------------------------------------------------------
 def _split_probabilities(outcome: dict):
     """(the outcome without the probability arrays, {file name: probabilities})."""
     rest, probabilities = {}, {}
