@@ -84,13 +84,13 @@ def _geometry(rng, two_d: bool):
     return spacing, origin, DIRECTIONS[int(rng.integers(0, len(DIRECTIONS)))]
 
 
-def _write_image(seg, path: str, geometry, dtype: str = "uint8", sidecar: bool = True) -> None:
+def _write_image(seg, path: str, geometry, dtype: str = "uint8", sidecar: bool = True, flat: bool = False) -> None:
     """A segmentation file: .png as 2-D uint8; .tif of ``dtype`` with its spacing side-car CASE.json (if
-    ``sidecar``); else 3-D of ``dtype`` with geometry, written by SimpleITK."""
+    ``sidecar``), a single slice as a 2-D image if ``flat``; else 3-D of ``dtype`` with geometry, by SimpleITK."""
     import SimpleITK as sitk
     if path.endswith(".tif"):
         import tifffile
-        tifffile.imwrite(path, seg.astype(dtype))
+        tifffile.imwrite(path, (seg[0] if flat and seg.shape[0] == 1 else seg).astype(dtype))
         if sidecar:
             _save_json({"spacing": list(geometry[0])}, path[:-4] + ".json")
         return
@@ -164,6 +164,7 @@ def _draw_evaluate(rng, folder: str) -> dict:
     # reader, which reads a 3-D stack of 3 or 4 slices as colour channels; ours then reads an empty one as its one
     # grey channel, or refuses one of several components per voxel (both by design): these get 2-D images
     two_d = reader == "png" or (reader == "tif" and api != "folder") or rng.random() < 0.3
+    flat = reader == "tif" and api != "folder"  # and as 2-D files: (1, y, 4) would read as 4 colour channels
     ending = FORMATS[reader][0]
     n_labels = int(rng.integers(1, 5))
     kind = str(rng.choice(["labels", "labels", "regions", "ignore"]))
@@ -186,12 +187,12 @@ def _draw_evaluate(rng, folder: str) -> dict:
         if ignore is not None and rng.random() < 0.7:
             gt[tuple(slice(0, max(1, s // 3)) for s in shape)] = ignore
         name = f"case_{case:02d}{ending}"
-        _write_image(gt, os.path.join(folder, "gt", name), geometry, ref_type, sidecars)
+        _write_image(gt, os.path.join(folder, "gt", name), geometry, ref_type, sidecars, flat)
         if (rng.random() > 0.1 or case == 0) and not no_predictions:
-            _write_image(pred, os.path.join(folder, "pred", name), geometry, pred_type, sidecars)
+            _write_image(pred, os.path.join(folder, "pred", name), geometry, pred_type, sidecars, flat)
     if rng.random() < 0.1:  # a prediction without reference
         _write_image(_blobs(rng, [1, 8, 8] if two_d else [3, 8, 8], present), os.path.join(
-            folder, "pred", f"extra{ending}"), geometry, pred_type, sidecars)
+            folder, "pred", f"extra{ending}"), geometry, pred_type, sidecars, flat)
     spec = {"kind": "evaluate", "api": api, "ending": ending, "chill": bool(rng.random() < 0.6),
             "output": str(rng.choice(["summary.json", "out/summary.json", "none"]))}
     if api == "folder":
