@@ -455,8 +455,13 @@ def compare(ref: dict, ours: dict, keys, describe, tolerance: float):
         case_differs = bool(exact_differs)
         for name, a in probs["ref"][key].items():
             b = probs["ours"][key].get(name)
-            if b is None or a.shape != b.shape or a.dtype != b.dtype:
-                continue  # already reported: the stripped npz entry lists the same keys on both sides
+            if b is None:
+                continue  # already reported: the list of files or of the npz's keys differs
+            if a.shape != b.shape or a.dtype != b.dtype:
+                case_differs = True
+                print(f"DIFFERENT {describe(key)}: /{name}/probabilities {a.shape} {a.dtype} (reference) vs "
+                      f"{b.shape} {b.dtype} (ours)")
+                continue
             n_files += 1
             delta = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
             worst = max(worst, delta)
