@@ -56,11 +56,14 @@ class NaturalImage2DIO(BaseReaderWriter):
     def read_images(self, image_fnames: Union[List[str], Tuple[str, ...]]) -> Tuple[np.ndarray, dict]:
         arrays = [_to_channels_first(_imread(str(f)), str(f)) for f in image_fnames]
         if len(arrays) > 1:
-            shapes = [a.shape[1:] for a in arrays]
+            # the colour layout counts too: a grey file beside an RGB one would change how many channels the case
+            # has depending on how each file happened to be saved
+            shapes = [a.shape for a in arrays]
             if any(s != shapes[0] for s in shapes[1:]):
-                raise UserError(f"The channel files of one case have different image sizes "
-                                f"({[a.shape[2:] for a in arrays]}): {', '.join(map(str, image_fnames))}.",
-                                "All channels of a case must have the same height and width.")
+                raise UserError(f"The channel files of one case differ in size or colour layout (channels, 1, "
+                                f"height, width: {shapes}): {', '.join(map(str, image_fnames))}.",
+                                "Save all channel files of a case with the same height and width, and all grey or "
+                                "all in the same colour mode.")
         return stack_channels_float32(arrays, [str(f) for f in image_fnames]), {'spacing': (999, 1, 1)}
 
     def read_seg(self, seg_fname: str) -> Tuple[np.ndarray, dict]:

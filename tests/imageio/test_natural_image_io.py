@@ -64,5 +64,18 @@ def test_bad_inputs_are_one_line_user_errors(tmp_path):
     assert str(bad) in str(e.value) and "\n" not in str(e.value)
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a_0000.png")
     Image.fromarray(np.zeros((5, 4), np.uint8)).save(tmp_path / "a_0001.png")
-    with pytest.raises(UserError, match="different image sizes"):
+    with pytest.raises(UserError, match="differ in size or colour layout"):
         NaturalImage2DIO().read_images([str(tmp_path / "a_0000.png"), str(tmp_path / "a_0001.png")])
+
+
+def test_grey_and_rgb_channel_files_of_one_case_are_refused(tmp_path):
+    # the reference refuses such a case too; stacking them would give 1 + 3 channels where dataset.json says 2
+    Image.fromarray(np.zeros((4, 5), np.uint8)).save(tmp_path / "m_0000.png")
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(tmp_path / "m_0001.png")
+    with pytest.raises(UserError, match="colour layout") as e:
+        NaturalImage2DIO().read_images([str(tmp_path / "m_0000.png"), str(tmp_path / "m_0001.png")])
+    assert "\n" not in str(e.value)
+    # two RGB files of one case still give six channels
+    Image.fromarray(np.ones((4, 5, 3), np.uint8)).save(tmp_path / "m_0000.png")
+    data, _ = NaturalImage2DIO().read_images([str(tmp_path / "m_0000.png"), str(tmp_path / "m_0001.png")])
+    assert data.shape == (6, 1, 4, 5)
