@@ -235,6 +235,12 @@ class SimpleITKIOWithReorient(SimpleITKIO):
         original_orientations = []
 
         def reorient(img: sitk.Image) -> sitk.Image:
+            # DICOM orientation codes exist only for 3-D images; SimpleITK's own complaint is a multi-line C++ trace
+            if img.GetDimension() != 3:
+                raise UserError(f"{image_fnames[len(original_orientations)]} is a {img.GetDimension()}-D image: "
+                                f"SimpleITKIOWithReorient reorients only 3-D images.",
+                                "Use SimpleITKIO for 2-D images and for 4-D files, or save each channel as its own "
+                                "3-D file.")
             original_orientations.append(
                 sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(img.GetDirection()))
             return sitk.DICOMOrient(img, orientation)

@@ -195,3 +195,14 @@ def test_read_seg_in_own_type_same_values_as_read_seg(tmp_path, dtype):
     patched = SimpleITKIO()
     patched.read_seg = lambda fname: (np.zeros((1, 1, 1, 1), np.float32), {})
     assert read_seg_in_own_type(patched, f)[0].shape == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("shape", [(5, 6), (2, 3, 4, 5)])
+def test_reorient_reader_refuses_non_3d_images_in_one_line(tmp_path, shape):
+    arr = np.zeros(shape, np.int16)
+    img = sitk.JoinSeries([sitk.GetImageFromArray(v) for v in arr]) if arr.ndim == 4 else sitk.GetImageFromArray(arr)
+    fname = str(tmp_path / "c_0000.nii.gz")
+    sitk.WriteImage(img, fname)
+    with pytest.raises(UserError) as e:
+        SimpleITKIOWithReorient().read_images([fname])
+    assert fname in str(e.value) and "\n" not in str(e.value)
