@@ -2,7 +2,8 @@
 images, preprocessing, sliding window with the network, export) give the reference's (2.8.1) files on random
 models and images?
 
-    python benchmarks/prediction_fuzz.py [--cases 30] [--seed 0] [--tolerance 1e-6] [--reference-python PATH] [--keep]
+    python benchmarks/prediction_fuzz.py [--cases 30] [--seed 0] [--cascade 0.25] [--resume 0.5]
+                                         [--tolerance 1e-6] [--reference-python PATH] [--keep]
 
 Every case is one fabricated model folder and one input folder, written once by this process and predicted by both
 sides into their own output folders. Drawn per case, from its own seeded generator:
@@ -24,6 +25,22 @@ sides into their own output folders. Drawn per case, from its own seeded generat
   CPU), probabilities saved or not, and on our side sometimes ``nnUNet_cpu_concurrent_passes=1`` (one pass at a
   time) instead of the default automatic choice (concurrent only where checked bit-identical; a forced ``=2``
   skips that check and is documented to differ in the last bits on some CPUs, so it is not drawn).
+
+A share of the cases (``--cascade``, drawn apart from the case's own stream, so that ``--cascade 0 --resume 0``
+gives the plain cases the trial had before) is a cascade instead: a ``3d_lowres`` model folder (its plans naming
+``next_stage``) and a ``3d_cascade_fullres`` one (``previous_stage`` 3d_lowres, inheriting ``3d_fullres`` and
+sometimes with resampling and normalization of its own; its network takes the image channels plus one one-hot
+channel per foreground label), labels, regions or an ignore label, 3-D NIfTI images. Each side predicts the way users
+do: the low-resolution stage into a folder, then the second stage with ``folder_with_segs_from_prev_stage`` (or
+``-prev_stage_predictions`` of the command) on that folder; the low-resolution spacing is coarser, so its
+segmentation is resampled back to the image and then to the full-resolution spacing. Sometimes the previous stage's
+files are rewritten with another spacing in their headers (same voxels: the image's geometry counts, on both sides) or
+one slice short (both refuse). Both stages' outputs are compared.
+
+Another share (``--resume``) of the cases not predicted with the command use ``predict_from_files`` twice: first one
+part of a ``num_parts``/``part_id`` split, then (sometimes after deleting one written file, a segmentation or a
+``.npz``) the whole folder with ``overwrite=False``. Also compared: which files the part wrote, and which files the
+second call wrote anew (the cases it skipped must stay as they were).
 
 Compared: the names of the written files, every segmentation (values, dtype and geometry) exactly, the properties
 pickle and the copied dataset.json/plans.json exactly, and the probabilities within ``--tolerance``: both sides run
@@ -319,20 +336,196 @@ def fabricate(seed: int, folder: str) -> dict:
     return options
 
 
+# ----- the cascade: a 3d_lowres model and the 3d_cascade_fullres model that reads its predictions -------------------
+def _configuration(rng, spacing: list, patch: list, architecture: dict, n_channels: int, identifier: str) -> dict:
+    """One configuration of plans.json (numpy axis order after the transposition) with its own normalization and
+    resampling draws."""
+    schemes = [str(rng.choice(["CTNormalization", "ZScoreNormalization", "NoNormalization",
+                               "RescaleTo01Normalization"])) for _ in range(n_channels)]
+    resampling = "resample_torch_fornnunet" if rng.random() < 0.3 else "resample_data_or_seg_to_shape"
+
+    def resampling_kwargs(is_seg: bool, order: int) -> dict:
+        if resampling == "resample_torch_fornnunet":
+            return {"is_seg": is_seg, "force_separate_z": None, "memefficient_seg_resampling": False}
+        return {"is_seg": is_seg, "order": order, "order_z": 0, "force_separate_z": None}
+
+    return {"data_identifier": identifier, "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+            "patch_size": patch, "median_image_size_in_voxels": [16, 16, 16], "spacing": spacing,
+            "normalization_schemes": schemes,
+            "use_mask_for_norm": [bool(s == "ZScoreNormalization" and rng.random() < 0.5) for s in schemes],
+            "resampling_fn_data": resampling, "resampling_fn_data_kwargs": resampling_kwargs(False, 3),
+            "resampling_fn_seg": resampling, "resampling_fn_seg_kwargs": resampling_kwargs(True, 1),
+            "resampling_fn_probabilities": resampling,
+            "resampling_fn_probabilities_kwargs": resampling_kwargs(False, 1),
+            "architecture": architecture, "batch_dice": bool(rng.random() < 0.5)}
+
+
+def _small_patch(rng, total_stride: list) -> list:
+    multiples = [max(int(rng.integers(1, 3)), -(-4 // st)) for st in total_stride]
+    if max(multiples) == 1:
+        multiples[int(rng.integers(0, 3))] = 2
+    return [st * m for st, m in zip(total_stride, multiples)]
+
+
+def _save_folds(model: str, folds: list, architecture: dict, n_inputs: int, n_outputs: int, seed: int,
+                plans: dict, configuration: str, dataset_json: dict, mirroring) -> None:
+    import torch
+    os.makedirs(model)
+    with open(os.path.join(model, "dataset.json"), "w") as f:
+        json.dump(dataset_json, f, indent=1)
+    with open(os.path.join(model, "plans.json"), "w") as f:
+        json.dump(plans, f, indent=1)
+    for index, fold in enumerate(folds):
+        network = _network(architecture, n_inputs, n_outputs, seed + index)
+        os.makedirs(os.path.join(model, f"fold_{fold}"))
+        torch.save({"network_weights": network.state_dict(),
+                    "init_args": {"plans": plans, "configuration": configuration, "fold": fold,
+                                  "dataset_json": dataset_json, "device": "cpu"},
+                    "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": mirroring,
+                    "current_epoch": 1000}, os.path.join(model, f"fold_{fold}", "checkpoint_final.pth"))
+
+
+def fabricate_cascade(seed: int, folder: str) -> dict:
+    """Write case ``seed`` as a cascade under ``folder``: ``model_lowres`` (configuration ``3d_lowres``, whose plans
+    name ``next_stage``), ``model`` (``3d_cascade_fullres``: ``previous_stage`` 3d_lowres, inheriting 3d_fullres; its
+    network takes the image channels plus one channel per foreground label) and ``input`` (3-D NIfTI only: the
+    cascade exists for 3-D configurations). Both model folders hold the same plans, as the trainer writes them.
+    Returns the prediction options (also written as ``case.json``); ``prev`` says how the predicted low-resolution
+    segmentations reach the second stage: as written, with another spacing in their header (same voxels: the
+    image's geometry is used), or one slice short (both sides refuse a shape unlike the image's)."""
+    import numpy as np
+    import SimpleITK as sitk
+    rng = np.random.default_rng([seed, 1])  # not the plain cases' stream: those stay what they were for a seed
+    n_channels = int(rng.integers(1, 3))
+    reader = "SimpleITKIO" if rng.random() < 0.6 else str(rng.choice(["NibabelIO", "NibabelIOWithReorient"]))
+    spacing = [float(v) for v in rng.uniform(0.6, 1.6, 3)]
+    if rng.random() < 0.3:
+        spacing[int(rng.integers(0, 3))] *= float(rng.uniform(3, 5))
+    transpose = [int(v) for v in rng.permutation(3)] if rng.random() < 0.4 else [0, 1, 2]
+    spacing_t = [spacing[i] for i in transpose]
+    full = [float(s * f) for s, f in zip(spacing_t, rng.uniform(0.7, 1.3, 3))]
+    # the low-resolution stage is coarser, so its prediction is resampled back to the image and then again to the
+    # full-resolution spacing by the second stage's preprocessing
+    low = [float(s * f) for s, f in zip(full, rng.uniform(1.4, 2.5, 3))]
+
+    n = int(rng.integers(1, 4))
+    kind = str(rng.choice(["labels", "labels", "regions", "ignore"]))
+    if kind == "regions" and n >= 2:
+        labels, regions_class_order, n_outputs = ({"background": 0, "whole": list(range(1, n + 1)),
+                                                   "inner": list(range(2, n + 1)), "top": n}, [1, 2, n], 3)
+    else:
+        labels, regions_class_order, n_outputs = {"background": 0, **{f"l{i}": i for i in range(1, n + 1)}}, None, \
+            n + 1
+        if kind == "ignore":
+            labels["ignore"] = n + 1
+    n_foreground = n  # labels 1..n: the ignore label and the background get no channel
+
+    def anisotropic(sp):
+        return int(np.argmax(sp)) if max(sp) > 2.5 * min(sp) else None
+
+    arch_full, stride_full = _architecture(rng, 3, anisotropic(full), n_channels)
+    arch_low, stride_low = _architecture(rng, 3, anisotropic(low), n_channels)
+    patch_full, patch_low = _small_patch(rng, stride_full), _small_patch(rng, stride_low)
+    dataset_json = {"channel_names": {str(c): f"ch{c}" for c in range(n_channels)}, "labels": labels,
+                    "numTraining": 10, "file_ending": ".nii.gz"}
+    if regions_class_order:
+        dataset_json["regions_class_order"] = regions_class_order
+    fullres = _configuration(rng, full, patch_full, arch_full, n_channels, "nnUNetPlans_3d_fullres")
+    lowres = _configuration(rng, low, patch_low, arch_low, n_channels, "nnUNetPlans_3d_lowres")
+    lowres_only = {k: v for k, v in lowres.items() if v != fullres.get(k)}
+    cascade = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    if rng.random() < 0.5:  # the second stage with resampling or normalization of its own
+        own = _configuration(rng, full, patch_full, arch_full, n_channels, "nnUNetPlans_3d_fullres")
+        for key in ("resampling_fn_seg", "resampling_fn_seg_kwargs", "normalization_schemes", "use_mask_for_norm"):
+            cascade[key] = own[key]
+    plans = {
+        "dataset_name": "Dataset996_CascadeFuzz", "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": spacing_t, "original_median_shape_after_transp": [16, 16, 16],
+        "image_reader_writer": reader, "transpose_forward": transpose,
+        "transpose_backward": [int(i) for i in np.argsort(transpose)],
+        "configurations": {"3d_fullres": fullres,
+                           "3d_lowres": {"inherits_from": "3d_fullres", **lowres_only,
+                                         "next_stage": "3d_cascade_fullres"},
+                           "3d_cascade_fullres": cascade},
+        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {str(c): _intensity_properties(rng)
+                                                        for c in range(n_channels)}}
+    folds = [[[0], [0], [0, 1], ["all"]][int(rng.integers(4))] for _ in range(2)]
+    mirroring = [None, (0, 1, 2), (int(rng.integers(3)),)][int(rng.integers(3))]
+    # laid out as in nnUNet_results, so that nnUNetv2_predict finds them by dataset id and configuration
+    results = os.path.join(folder, "results", plans["dataset_name"])
+    _save_folds(os.path.join(results, "nnUNetTrainer__nnUNetPlans__3d_lowres"), folds[0], arch_low, n_channels,
+                n_outputs, seed * 10 + 5, plans, "3d_lowres", dataset_json, mirroring)
+    _save_folds(os.path.join(results, "nnUNetTrainer__nnUNetPlans__3d_cascade_fullres"), folds[1], arch_full,
+                n_channels + n_foreground, n_outputs, seed * 10 + 7, plans, "3d_cascade_fullres", dataset_json,
+                mirroring)
+
+    inputs = os.path.join(folder, "input")
+    os.makedirs(inputs)
+    for k in range(int(rng.integers(1, 3))):
+        in_full = [max(3, int(round(p * f))) for p, f in zip(patch_full, rng.uniform(0.6, 1.8, 3))]
+        shape_t = [max(3, min(28, int(round(m * t / s)))) for m, t, s in zip(in_full, full, spacing_t)]
+        shape = [0, 0, 0]
+        for axis_t, axis in enumerate(transpose):
+            shape[axis] = shape_t[axis_t]
+        channels = _image(rng, shape, n_channels, False)
+        direction = _direction(rng, 3)
+        origin = [float(v) for v in rng.uniform(-100, 100, 3)]
+        for c, x in enumerate(channels):
+            img = sitk.GetImageFromArray(x)
+            img.SetSpacing(spacing[::-1])
+            img.SetOrigin(origin)
+            img.SetDirection([float(v) for v in direction.flatten()])
+            sitk.WriteImage(img, os.path.join(inputs, f"case{k}_{c:04d}.nii.gz"))
+
+    options = {"cascade": True, "folds": folds[1], "folds_lowres": folds[0], "entry": str(rng.choice(ENTRIES)),
+               "use_mirroring": bool(rng.random() < 0.6), "tile_step_size": float(rng.choice([0.5, 0.75, 1.0])),
+               "use_gaussian": bool(rng.random() < 0.7), "on_device": bool(rng.random() < 0.5),
+               "save_probabilities": bool(rng.random() < 0.6),
+               "concurrent_passes": None if rng.random() < 0.7 else "1",
+               "prev": str(rng.choice(["as_written"] * 6 + ["respaced", "one_slice_short"])),
+               "command": str(rng.choice(["nnUNetv2_predict", "nnUNetv2_predict_from_modelfolder"]))}
+    options["description"] = (
+        f"CASCADE 3d_lowres {low_str(low)} patch {patch_low} -> 3d_cascade_fullres {low_str(full)} patch "
+        f"{patch_full}, {n_channels} ch + {n_foreground} one-hot, {kind if not regions_class_order else 'regions'}, "
+        f"{reader}, transpose {transpose}, folds {folds}, mirroring {mirroring}, own second-stage settings "
+        f"{len(cascade) > 2}; {options['entry']}, tta {options['use_mirroring']}, step {options['tile_step_size']}, "
+        f"gaussian {options['use_gaussian']}, probabilities {options['save_probabilities']}, concurrent passes "
+        f"{options['concurrent_passes'] or 'default'}, previous stage {options['prev']}"
+        f"{', ' + options['command'] if options['entry'] == 'command' else ''}")
+    with open(os.path.join(folder, "case.json"), "w") as f:
+        json.dump(options, f, indent=1)
+    return options
+
+
+def low_str(spacing: list) -> str:
+    return "[" + ", ".join(f"{s:.2f}" for s in spacing) + "]"
+
+
 # ----- prediction (one driver process per side) ---------------------------------------------------------------------
-def _command(options: dict, model: str, inputs: str, output: str, env: dict) -> None:
+def _command(options: dict, model: str, inputs: str, output: str, env: dict, folds=None, prev=None) -> None:
     """The installed nnUNetv2_predict_from_modelfolder of this interpreter's nnunetv2, found through its entry point
     (the console script may not sit next to the interpreter)."""
     launcher = ("import sys\nfrom importlib.metadata import entry_points\n"
                 "ep = [e for e in entry_points(group='console_scripts') if e.name == sys.argv[1]][0]\n"
                 "sys.argv = sys.argv[1:]\nsys.exit(ep.load()())")
-    cmd = [sys.executable, "-c", launcher, "nnUNetv2_predict_from_modelfolder", "-i", inputs, "-o", output,
-           "-m", model, "-f", *[str(f) for f in options["folds"]], "-step_size", str(options["tile_step_size"]),
+    if options.get("command") == "nnUNetv2_predict":
+        # the model by dataset id and configuration, from the nnUNet_results its folder sits in
+        results, trainer_folder = os.path.split(model)
+        env = dict(env, nnUNet_results=os.path.dirname(results))
+        which = ["nnUNetv2_predict", "-d", os.path.basename(results)[len("Dataset"):len("Dataset") + 3],
+                 "-c", trainer_folder.split("__")[-1]]
+    else:
+        which = ["nnUNetv2_predict_from_modelfolder", "-m", model]
+    cmd = [sys.executable, "-c", launcher, *which, "-i", inputs, "-o", output,
+           "-f", *[str(f) for f in folds or options["folds"]], "-step_size", str(options["tile_step_size"]),
            "-npp", "1", "-nps", "1", "-device", "cpu", "--disable_progress_bar"]
     if not options["use_mirroring"]:
         cmd.append("--disable_tta")
     if options["save_probabilities"]:
         cmd.append("--save_probabilities")
+    if prev:
+        cmd += ["-prev_stage_predictions", prev]
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = proc.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
@@ -370,39 +563,103 @@ def _read_outputs(output: str) -> dict:
 def _predict(case_folder: str, side: str) -> dict:
     with open(os.path.join(case_folder, "case.json")) as f:
         options = json.load(f)
-    model, inputs = os.path.join(case_folder, "model"), os.path.join(case_folder, "input")
+    inputs = os.path.join(case_folder, "input")
     output = os.path.join(case_folder, f"output_{side}")
     # read when the predictor is made; the reference has no such setting and ignores it
     if options["concurrent_passes"]:
         os.environ["nnUNet_cpu_concurrent_passes"] = options["concurrent_passes"]
     else:
         os.environ.pop("nnUNet_cpu_concurrent_passes", None)
+    if not options.get("cascade"):
+        resumed = _predict_stage(options, os.path.join(case_folder, "model"), inputs, output, options["folds"], None)
+        return {**_read_outputs(output), **(resumed or {})}
+    # as users run a cascade: the low-resolution stage into a folder of its own, then the second stage reading it
+    low = os.path.join(case_folder, f"output_{side}_lowres")
+    models = os.path.join(case_folder, "results", "Dataset996_CascadeFuzz", "nnUNetTrainer__nnUNetPlans__")
+    resumed = _predict_stage(options, models + "3d_lowres", inputs, low, options["folds_lowres"], None)
+    outcome = {f"lowres/{k}": v for k, v in {**_read_outputs(low), **(resumed or {})}.items()}
+    prev = low if options["prev"] == "as_written" else _altered_previous_stage(low, options["prev"],
+                                                                               f"{low}_{options['prev']}")
+    resumed = _predict_stage(options, models + "3d_cascade_fullres", inputs, output, options["folds"], prev)
+    outcome.update({**_read_outputs(output), **(resumed or {})})
+    return outcome
+
+
+def _altered_previous_stage(folder: str, how: str, into: str) -> str:
+    """A copy of the low-resolution stage's segmentations, with another spacing in their headers (``respaced``) or
+    without their last slice (``one_slice_short``), written the same way by both sides' drivers."""
+    import SimpleITK as sitk
+    os.makedirs(into)
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".nii.gz"):
+            continue
+        img = sitk.ReadImage(os.path.join(folder, name))
+        if how == "respaced":
+            img.SetSpacing([s * 1.7 for s in img.GetSpacing()])
+        else:
+            a = sitk.GetArrayFromImage(img)[:-1]
+            new = sitk.GetImageFromArray(a)
+            new.CopyInformation(img[:, :, :-1])
+            img = new
+        sitk.WriteImage(img, os.path.join(into, name))
+    return into
+
+
+def _predict_stage(options: dict, model: str, inputs: str, output: str, folds: list, prev) -> None:
     if options["entry"] == "command":
-        _command(options, model, inputs, output, dict(os.environ))
-        return _read_outputs(output)
+        _command(options, model, inputs, output, dict(os.environ), folds, prev)
+        return
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     predictor = nnUNetPredictor(tile_step_size=options["tile_step_size"], use_gaussian=options["use_gaussian"],
                                 use_mirroring=options["use_mirroring"],
                                 perform_everything_on_device=options["on_device"], device=torch.device("cpu"),
                                 verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(model, tuple(options["folds"]), "checkpoint_final.pth")
-    if options["entry"] == "lists":
-        names = sorted(os.listdir(inputs))
-        cases = sorted({n[:-len("_0000") - len(predictor.dataset_json["file_ending"])] for n in names})
-        lists = [[os.path.join(inputs, n) for n in names if n.startswith(case + "_")] for case in cases]
-        predictor.predict_from_files(lists, [os.path.join(output, case) for case in cases],
-                                     save_probabilities=options["save_probabilities"], overwrite=True,
-                                     num_processes_preprocessing=1, num_processes_segmentation_export=1)
-    elif options["entry"] == "files":
-        predictor.predict_from_files(inputs, output, save_probabilities=options["save_probabilities"],
-                                     overwrite=True, num_processes_preprocessing=1,
-                                     num_processes_segmentation_export=1)
+    predictor.initialize_from_trained_model_folder(model, tuple(folds), "checkpoint_final.pth")
+    if options["entry"] in ("lists", "files"):
+        source, destination = inputs, output
+        if options["entry"] == "lists":
+            names = sorted(os.listdir(inputs))
+            cases = sorted({n[:-len("_0000") - len(predictor.dataset_json["file_ending"])] for n in names})
+            source = [[os.path.join(inputs, n) for n in names if n.startswith(case + "_")] for case in cases]
+            destination = [os.path.join(output, case) for case in cases]
+
+        def predict(**kwargs):
+            predictor.predict_from_files(source, destination, save_probabilities=options["save_probabilities"],
+                                         num_processes_preprocessing=1, num_processes_segmentation_export=1,
+                                         folder_with_segs_from_prev_stage=prev, **kwargs)
+        if not options.get("resume"):
+            predict(overwrite=True)
+            return None
+        return _resume(options["resume"], output, predict)
     else:
         os.makedirs(output, exist_ok=True)
         predictor.predict_from_files_sequential(inputs, output, save_probabilities=options["save_probabilities"],
-                                                overwrite=True)
-    return _read_outputs(output)
+                                                overwrite=True, folder_with_segs_from_prev_stage=prev)
+
+
+def _resume(resume: dict, output: str, predict) -> dict:
+    """One part of a num_parts split, then (after removing one written file when ``resume['drop']``) the whole
+    folder again with overwrite=False: which files the part wrote, and which the second call (re)wrote (a new file,
+    or another inode, modification time or size: the two sides replace files differently, but both must leave
+    a finished case alone)."""
+    predict(overwrite=True, num_parts=resume["num_parts"], part_id=resume["part_id"])
+    first = sorted(os.listdir(output)) if os.path.isdir(output) else []
+    if resume["drop"]:
+        written = [n for n in first if n.endswith(".npz")] or [n for n in first if n.endswith(".nii.gz") or
+                                                                 n.endswith(".png")]
+        if written:
+            os.remove(os.path.join(output, written[0]))
+
+    def stamps() -> dict:
+        return {n: (s.st_ino, s.st_mtime_ns, s.st_size) for n in os.listdir(output)
+                for s in [os.stat(os.path.join(output, n))]} if os.path.isdir(output) else {}
+    before = stamps()
+    predict(overwrite=False)
+    after = stamps()
+    return {"resume/part_files": first,
+            "resume/rewritten": sorted(n for n in after if before.get(n) != after[n]
+                                       and n != "predict_from_raw_data_args.json")}
 
 
 def _predict_keeping_threads(case_folder: str, side: str) -> dict:
@@ -480,15 +737,39 @@ def main() -> int:
     p.add_argument("--cases", type=int, default=30)
     p.add_argument("--tolerance", type=float, default=1e-6,
                    help="largest |difference| of a probability still counted as agreement")
+    p.add_argument("--cascade", type=float, default=0.25,
+                   help="share of the cases that are a 3d_lowres + 3d_cascade_fullres pair")
+    p.add_argument("--resume", type=float, default=0.2,
+                   help="share of the cases not predicted by the command that are predicted with predict_from_files "
+                        "as one part of a num_parts split first, then finished with overwrite=False")
     args = p.parse_args()
     if args.driver:
         drive(args.driver[0], int(args.driver[1]), args.driver[2])
         return 0
 
+    import numpy as np
     with work_folder("nnunet_prediction_fuzz_", args.keep) as base:
         descriptions = {}
         for i in range(args.cases):
-            descriptions[i] = fabricate(args.seed + i, os.path.join(base, f"case{i}"))["description"]
+            # whether a case is a cascade is drawn apart from the case's own stream (so --cascade 0 gives the cases
+            # of the trial before the cascade was added)
+            make = fabricate_cascade if np.random.default_rng([args.seed + i, 2]).random() < args.cascade \
+                else fabricate
+            options = make(args.seed + i, os.path.join(base, f"case{i}"))
+            draw = np.random.default_rng([args.seed + i, 3])
+            if options["entry"] != "command" and draw.random() < args.resume:
+                # predicted part by part into a half-filled folder, then finished with overwrite=False (both are
+                # predict_from_files' arguments)
+                if options["entry"] not in ("files", "lists"):
+                    options["entry"] = str(draw.choice(["files", "lists"]))
+                    options["description"] = options["description"].replace("; sequential,", f"; {options['entry']},")
+                n_parts = int(draw.integers(2, 4))
+                options["resume"] = {"num_parts": n_parts, "part_id": int(draw.integers(0, n_parts)),
+                                     "drop": bool(draw.random() < 0.5)}
+                options["description"] += f"; resumed {options['resume']}"
+                with open(os.path.join(base, f"case{i}", "case.json"), "w") as f:
+                    json.dump(options, f, indent=1)
+            descriptions[i] = options["description"]
         # each side writes into output folders of its own name
         ref, ours = run_both(args, __file__, [base, str(args.cases)], base,
                              lambda side: {"PREDICTION_FUZZ_SIDE": side})
