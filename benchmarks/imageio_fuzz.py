@@ -7,8 +7,8 @@ The files are drawn from seeded generators and written once, before either side 
 slices included) of 1-3 channel files per case and a label file, voxel types uint8 ... float64, random spacings,
 origins and directions (axis permutations, flips, oblique rotations), as .nii.gz/.nii/.mha/.nrrd through SimpleITK,
 as .nii/.nii.gz through nibabel with random qform/sform affines and codes (sometimes scaled data, sometimes 4-D,
-sometimes big-endian), as .png (grey, RGB, RGBA) and as .tif volumes and 2-D .tif (some big-endian) with or without the
-spacing side-car json; float voxels sometimes hold NaN and infinities. Some cases
+sometimes big-endian), as .png (grey 8/16-bit, RGB, RGBA, grey+alpha, palette, 1-bit) or .bmp, and as .tif
+volumes and 2-D .tif (some big-endian) with or without the spacing side-car json; float voxels sometimes hold NaN and infinities. Some cases
 get channel files that disagree (shape, spacing, origin).
 
 Each case names one reader/writer (SimpleITKIO, SimpleITKIOWithReorient, NibabelIO, NibabelIOWithReorient,
@@ -185,18 +185,29 @@ def _write_png_case(rng, folder: str, name: str, n_channels: int) -> dict:
     from skimage import io
     shape = [int(rng.integers(1, 12)), int(rng.integers(1, 12))]
     images = []
+    from PIL import Image
+    ending = ".bmp" if rng.random() < 0.1 else ".png"
     for c in range(n_channels):
-        mode = rng.choice(["grey", "grey", "rgb", "rgba"])
-        dtype = "uint16" if mode == "grey" and rng.random() < 0.3 else "uint8"
-        sh = shape + ([3] if mode == "rgb" else [4] if mode == "rgba" else [])
+        mode = rng.choice(["grey", "grey", "grey", "rgb", "rgb", "rgba", "grey+alpha", "palette", "1-bit"])
+        dtype = "uint16" if mode == "grey" and ending == ".png" and rng.random() < 0.3 else "uint8"
+        sh = shape + ([3] if mode == "rgb" else [4] if mode == "rgba" else [2] if mode == "grey+alpha" else [])
         if c > 0 and rng.random() < 0.08:
             sh[0] += 1
-        path = os.path.join(folder, f"{name}_{c:04d}.png")
-        io.imsave(path, _voxels(rng, sh, dtype).astype(dtype), check_contrast=False)
+        path = os.path.join(folder, f"{name}_{c:04d}{ending}")
+        arr = _voxels(rng, sh, dtype).astype(dtype)
+        if mode in ("palette", "1-bit") or (ending == ".bmp" and mode in ("grey+alpha", "rgba")):
+            # PIL's own modes: a colour table of 256 entries, one bit per pixel; BMP without alpha
+            img = Image.fromarray(arr if arr.ndim == 2 else arr[..., 0])
+            img = img.convert("P" if mode == "palette" else "1" if mode == "1-bit" else "L")
+            img.save(path)
+        elif ending == ".bmp":
+            Image.fromarray(arr.astype("uint8")).save(path)
+        else:
+            io.imsave(path, arr, check_contrast=False)
         images.append(path)
-    seg = os.path.join(folder, f"{name}.png")
-    io.imsave(seg, _labels(rng, shape, "uint8"), check_contrast=False)
-    return {"kind": "png", "ending": ".png", "images": images, "seg": seg, "reader": "NaturalImage2DIO",
+    seg = os.path.join(folder, f"{name}{ending}")
+    Image.fromarray(_labels(rng, shape, "uint8")).save(seg)
+    return {"kind": ending[1:], "ending": ending, "images": images, "seg": seg, "reader": "NaturalImage2DIO",
             "info": f"{shape}"}
 
 
