@@ -79,5 +79,11 @@ class NaturalImage2DIO(BaseReaderWriter):
         from skimage import io
         if seg.ndim != 3 or seg.shape[0] != 1:
             raise ValueError(f"NaturalImage2DIO.write_seg expects shape (1, X, Y), got {seg.shape} for {output_fname}")
+        dtype = seg_output_dtype(seg)
+        if dtype != np.uint8 and str(output_fname).lower().endswith('.bmp'):
+            # BMP has no 16-bit grey mode; the imaging library's complaint would not say which file or why
+            raise UserError(f"Cannot write {output_fname}: it holds label values up to {int(np.max(seg))}, but a "
+                            f".bmp file stores only 8-bit values (labels up to 254 are written as uint8).",
+                            "Use .png or .tif, which store 16-bit labels.")
         with atomic_path(str(output_fname)) as tmp:
-            io.imsave(tmp, seg[0].astype(seg_output_dtype(seg), copy=False), check_contrast=False)
+            io.imsave(tmp, seg[0].astype(dtype, copy=False), check_contrast=False)

@@ -79,3 +79,16 @@ def test_grey_and_rgb_channel_files_of_one_case_are_refused(tmp_path):
     Image.fromarray(np.ones((4, 5, 3), np.uint8)).save(tmp_path / "m_0000.png")
     data, _ = NaturalImage2DIO().read_images([str(tmp_path / "m_0000.png"), str(tmp_path / "m_0001.png")])
     assert data.shape == (6, 1, 4, 5)
+
+
+def test_write_seg_of_16_bit_labels_to_bmp_is_one_line(tmp_path):
+    # BMP has no 16-bit grey mode: both implementations cannot write it, ours says so in one line naming the file
+    seg = np.zeros((1, 4, 5), np.int16)
+    seg[0, 0, 0] = 300
+    out = str(tmp_path / "s.bmp")
+    with pytest.raises(UserError) as e:
+        NaturalImage2DIO().write_seg(seg, out, {'spacing': (999, 1, 1)})
+    assert out in str(e.value) and "\n" not in str(e.value)
+    seg[0, 0, 0] = 254  # still 8-bit: written
+    NaturalImage2DIO().write_seg(seg, out, {'spacing': (999, 1, 1)})
+    assert NaturalImage2DIO().read_seg(out)[0].max() == 254
