@@ -8,8 +8,8 @@ slices included) of 1-3 channel files per case and a label file, voxel types uin
 origins and directions (axis permutations, flips, oblique rotations), as .nii.gz/.nii/.mha/.nrrd through SimpleITK,
 as .nii/.nii.gz through nibabel with random qform/sform affines and codes (sometimes scaled data, sometimes 4-D,
 sometimes big-endian), as .png (grey 8/16-bit, RGB, RGBA, grey+alpha, palette, 1-bit) or .bmp, and as .tif
-volumes and 2-D .tif (some big-endian) with or without the spacing side-car json; float voxels sometimes hold NaN and infinities. Some cases
-get channel files that disagree (shape, spacing, origin).
+volumes and 2-D .tif (some big-endian) with or without the spacing side-car json; float voxels sometimes hold NaN
+and infinities. Some cases get channel files that disagree (shape, spacing, origin).
 
 Each case names one reader/writer (SimpleITKIO, SimpleITKIOWithReorient, NibabelIO, NibabelIOWithReorient,
 Tiff3DIO, NaturalImage2DIO). Each side runs, per case, in one process: ``read_images`` on the channel files,
