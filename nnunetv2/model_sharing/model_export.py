@@ -130,6 +130,10 @@ def _ensemble_members(ensembles_dir: str, trainer: str, plans_identifier: str, c
     for name in sorted(d for d in os.listdir(ensembles_dir) if os.path.isdir(os.path.join(ensembles_dir, d))
                        and not d.startswith((TMP_PREFIX, MODEL_UPDATE_PREFIX))):  # no ensembles: see _listing
         ens_dir = os.path.join(ensembles_dir, name)
+        if name.count("___") < 2:
+            # not ensemble___<models>___<folds> (a folder made by hand): no ensemble of the exported models, and
+            # no reason to refuse the export either
+            continue
         identifiers, _ = convert_ensemble_folder_to_model_identifiers_and_folds(ens_dir)
         parsed = [convert_identifier_to_trainer_plans_config(i) for i in identifiers]
         if not all(len(p) == 3 and p[0] == trainer and p[1] == plans_identifier and p[2] in configurations
