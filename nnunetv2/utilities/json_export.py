@@ -29,10 +29,14 @@ def _fix_value(v: Any) -> Any:
 
 def recursive_fix_for_json_export(my_dict: dict) -> None:
     """In place: numpy integer keys → int; numpy scalars → Python scalars; arrays → lists; lists/tuples converted
-    element-wise keeping their type; ``torch.device`` → str. Key order is kept."""
-    items = [(int(k) if isinstance(k, np.integer) else k, _fix_value(v)) for k, v in my_dict.items()]
-    my_dict.clear()
-    my_dict.update(items)
+    element-wise keeping their type; ``torch.device`` → str. A converted key is re-inserted, so it moves behind the
+    keys that stay (as in the reference: the JSON files written list keys in the same order)."""
+    for k in list(my_dict):
+        if isinstance(k, np.integer):
+            value = my_dict.pop(k)
+            my_dict[int(k)] = _fix_value(value)
+        else:
+            my_dict[k] = _fix_value(my_dict[k])
 
 
 def fix_types_iterable(iterable: Iterable, output_type: Type) -> Any:

@@ -20,9 +20,17 @@ def test_recursive_fix_for_json_export():
     recursive_fix_for_json_export(d)
     assert d == {3: "x", "a": 1.5, "b": True, "c": [1, 2], "d": [1, (2.5, "s"), {"e": 7}], "f": (4,), "g": "cpu",
                  "h": {1: [0.5]}, "i": "keep", "j": None}
-    assert type(list(d)[0]) is int and type(d["a"]) is float and type(d["b"]) is bool and type(d["c"][0]) is int
+    assert type(list(d)[-1]) is int and type(d["a"]) is float and type(d["b"]) is bool and type(d["c"][0]) is int
     assert type(d["d"][1]) is tuple and type(d["f"][0]) is int
     json.dumps(d)  # serialisable now
+
+
+def test_recursive_fix_for_json_export_moves_numpy_keys_last():
+    # the reference re-inserts each converted key, so written JSON lists those keys after the others, in order
+    d = {np.int64(2): "a", "x": 1, np.uint8(0): "b", "y": np.int64(5)}
+    recursive_fix_for_json_export(d)
+    assert list(d.items()) == [("x", 1), ("y", 5), (2, "a"), (0, "b")]
+    assert all(type(k) in (int, str) for k in d)
 
 
 def test_fix_types_iterable():
