@@ -2,7 +2,7 @@
 images, preprocessing, sliding window with the network, export) give the reference's (2.8.1) files on random
 models and images?
 
-    python benchmarks/prediction_fuzz.py [--cases 30] [--seed 0] [--cascade 0.25] [--resume 0.5]
+    python benchmarks/prediction_fuzz.py [--cases 30] [--seed 0] [--cascade 0.25] [--resume 0.2] [--arrays 0.3]
                                          [--tolerance 1e-6] [--reference-python PATH] [--keep]
 
 Every case is one fabricated model folder and one input folder, written once by this process and predicted by both
@@ -41,6 +41,18 @@ Another share (``--resume``) of the cases not predicted with the command use ``p
 part of a ``num_parts``/``part_id`` split, then (sometimes after deleting one written file, a segmentation or a
 ``.npz``) the whole folder with ``overwrite=False``. Also compared: which files the part wrote, and which files the
 second call wrote anew (the cases it skipped must stay as they were).
+
+Another share (``--arrays``, of the plain cases not resumed; its own stream, so ``--arrays 0`` gives the cases as
+before) goes through the in-memory entry points that other tools call: the images are read with the plans' reader
+(sometimes cast to float64, float16 or int16, as a caller's loader might give them), their properties reduced to
+``{'spacing': ...}`` when nothing is written, and handed to ``predict_single_npy_array`` (returned, or written with
+``output_file_truncated``; probabilities returned or saved), ``predict_from_list_of_npy_arrays`` (returned or
+written), ``predict_from_data_iterator`` over ``preprocessing_iterator_fromnpy``, ``predict_logits_from_preprocessed_data``
+on the preprocessor's ``run_case_npy`` output (both compared) or ``predict_sliding_window_return_logits`` on a seeded
+random tensor with the first fold's weights. Sometimes the predictor is set up with ``manual_initialization`` (the
+network built here from plans.json, the checkpoints' weights handed over) instead of
+``initialize_from_trained_model_folder``. What is returned (its kind: tuple, list, tensor with its dtype, array,
+None; segmentations exactly, probabilities and logits within the tolerance) and what is written are compared.
 
 Compared: the names of the written files, every segmentation (values, dtype and geometry) exactly, the properties
 pickle and the copied dataset.json/plans.json exactly, and the probabilities within ``--tolerance``: both sides run
@@ -570,6 +582,8 @@ def _predict(case_folder: str, side: str) -> dict:
         os.environ["nnUNet_cpu_concurrent_passes"] = options["concurrent_passes"]
     else:
         os.environ.pop("nnUNet_cpu_concurrent_passes", None)
+    if options.get("arrays"):
+        return _predict_arrays(options, case_folder, side)
     if not options.get("cascade"):
         resumed = _predict_stage(options, os.path.join(case_folder, "model"), inputs, output, options["folds"], None)
         return {**_read_outputs(output), **(resumed or {})}
@@ -583,6 +597,130 @@ def _predict(case_folder: str, side: str) -> dict:
     resumed = _predict_stage(options, models + "3d_cascade_fullres", inputs, output, options["folds"], prev)
     outcome.update({**_read_outputs(output), **(resumed or {})})
     return outcome
+
+
+# ----- the in-memory entry points (what TotalSegmentator, MONAI and challenge containers call) ----------------------
+ARRAY_ENTRIES = ["single", "single_files", "list", "list_files", "iterator", "iterator_files", "logits", "sliding"]
+
+
+def _manual_initialization(predictor, model: str, folds: list) -> None:
+    """What a caller holding a network does instead of initialize_from_trained_model_folder: builds the architecture
+    of plans.json itself (without deep supervision: same parameters), loads the first fold and hands over all
+    folds' weights."""
+    import pydoc
+    import torch
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    with open(os.path.join(model, "plans.json")) as f:
+        plans = json.load(f)
+    with open(os.path.join(model, "dataset.json")) as f:
+        dataset_json = json.load(f)
+    plans_manager = PlansManager(plans)
+    configuration = next(iter(plans["configurations"]))
+    configuration_manager = plans_manager.get_configuration(configuration)
+    parameters, mirroring = [], None
+    for fold in folds:
+        checkpoint = torch.load(os.path.join(model, f"fold_{fold}", "checkpoint_final.pth"), map_location="cpu",
+                                weights_only=False)
+        parameters.append(checkpoint["network_weights"])
+        mirroring = checkpoint["inference_allowed_mirroring_axes"]
+    architecture = plans["configurations"][configuration]["architecture"]
+    kwargs = dict(architecture["arch_kwargs"])
+    for key in architecture["_kw_requires_import"]:
+        if kwargs[key] is not None:
+            kwargs[key] = pydoc.locate(kwargs[key])
+    n_outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+    network = pydoc.locate(architecture["network_class_name"])(
+        input_channels=len(dataset_json["channel_names"]), num_classes=n_outputs, deep_supervision=False, **kwargs)
+    network.load_state_dict(parameters[0])
+    network.eval()
+    predictor.manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
+                                    "nnUNetTrainer", mirroring)
+
+
+def _record(prefix: str, value, out: dict) -> None:
+    """A returned value into the outcome: its kind (tuple, list, tensor, array, None) and for arrays their values;
+    floating arrays under ``<prefix>.npz`` so that they are compared within the tolerance, like the files'
+    probabilities."""
+    import numpy as np
+    import torch
+    out[f"{prefix}/kind"] = type(value).__name__
+    if isinstance(value, (tuple, list)):
+        out[f"{prefix}/len"] = len(value)
+        for i, v in enumerate(value):
+            _record(f"{prefix}[{i}]", v, out)
+        return
+    if isinstance(value, torch.Tensor):
+        out[f"{prefix}/torch_dtype"] = str(value.dtype)
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            out[f"{prefix}.npz"] = {"probabilities": value}
+        else:
+            out[prefix] = value
+    elif value is not None:
+        out[f"{prefix}/value"] = repr(value)
+
+
+def _predict_arrays(options: dict, case_folder: str, side: str) -> dict:
+    """The case's images read with the plans' reader and handed to one of the predictor's in-memory entry points;
+    what it returns and what it wrote."""
+    import numpy as np
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    arrays = options["arrays"]
+    model = os.path.join(case_folder, "model")
+    predictor = nnUNetPredictor(tile_step_size=options["tile_step_size"], use_gaussian=options["use_gaussian"],
+                                use_mirroring=options["use_mirroring"],
+                                perform_everything_on_device=options["on_device"], device=torch.device("cpu"),
+                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    if arrays["manual"]:
+        _manual_initialization(predictor, model, options["folds"])
+    else:
+        predictor.initialize_from_trained_model_folder(model, tuple(options["folds"]), "checkpoint_final.pth")
+    inputs = os.path.join(case_folder, "input")
+    ending = predictor.dataset_json["file_ending"]
+    names = sorted(os.listdir(inputs))
+    cases = sorted({n[:-len("_0000") - len(ending)] for n in names})
+    reader = predictor.plans_manager.image_reader_writer_class()
+    images, properties = [], []
+    for case in cases:
+        image, props = reader.read_images([os.path.join(inputs, n) for n in names if n.startswith(case + "_")])
+        images.append(image.astype(arrays["cast"]) if arrays.get("cast") else image)
+        # writing files needs the reader's geometry; returned arrays only the spacing (as documented)
+        properties.append({"spacing": props["spacing"]} if arrays["spacing_only"] else props)
+    output = os.path.join(case_folder, f"output_{side}")
+    os.makedirs(output)
+    entry, probabilities = arrays["entry"], arrays["probabilities"]
+    files = entry.endswith("_files")
+    truncated = [os.path.join(output, c) for c in cases] if files else None
+    out = {}
+    if entry in ("single", "single_files"):
+        for i, (image, props) in enumerate(zip(images, properties)):
+            _record(f"returned{i}", predictor.predict_single_npy_array(
+                image, props, None, truncated[i] if files else None, probabilities), out)
+    elif entry in ("list", "list_files"):
+        _record("returned", predictor.predict_from_list_of_npy_arrays(
+            images, None, properties, truncated, num_processes=1, save_probabilities=probabilities,
+            num_processes_segmentation_export=1), out)
+    elif entry in ("iterator", "iterator_files"):
+        from nnunetv2.inference.data_iterators import preprocessing_iterator_fromnpy
+        iterator = preprocessing_iterator_fromnpy(images, None, properties, truncated, predictor.plans_manager,
+                                                  predictor.dataset_json, predictor.configuration_manager, 1)
+        _record("returned", predictor.predict_from_data_iterator(iterator, probabilities, 1), out)
+    elif entry == "logits":
+        preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+        for i, (image, props) in enumerate(zip(images, properties)):
+            data, _, _ = preprocessor.run_case_npy(image, None, props, predictor.plans_manager,
+                                                   predictor.configuration_manager, predictor.dataset_json)
+            _record(f"preprocessed{i}", data, out)
+            _record(f"logits{i}", predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)), out)
+    else:  # the sliding window alone, with the first fold's weights, on a random tensor of the image's shape
+        generator = torch.Generator().manual_seed(arrays["tensor_seed"])
+        x = torch.randn(images[0].shape, generator=generator, dtype=torch.float32)
+        predictor.network.load_state_dict(predictor.list_of_parameters[0])
+        predictor.network.eval()
+        _record("logits", predictor.predict_sliding_window_return_logits(x), out)
+    return {**out, **_read_outputs(output)}
 
 
 def _altered_previous_stage(folder: str, how: str, into: str) -> str:
@@ -745,6 +883,9 @@ def main() -> int:
     p.add_argument("--resume", type=float, default=0.2,
                    help="share of the cases not predicted by the command that are predicted with predict_from_files "
                         "as one part of a num_parts split first, then finished with overwrite=False")
+    p.add_argument("--arrays", type=float, default=0.3,
+                   help="share of the plain cases (not cascades, not resumed) predicted through an in-memory entry "
+                        "point (numpy arrays, a data iterator, preprocessed tensors, the sliding window) instead")
     args = p.parse_args()
     if args.driver:
         drive(args.driver[0], int(args.driver[1]), args.driver[2])
@@ -752,7 +893,7 @@ def main() -> int:
 
     import numpy as np
     with work_folder("nnunet_prediction_fuzz_", args.keep) as base:
-        descriptions = {}
+        descriptions, arrays = {}, {}
         for i in range(args.cases):
             # whether a case is a cascade is drawn apart from the case's own stream (so --cascade 0 gives the cases
             # of the trial before the cascade was added)
@@ -772,6 +913,22 @@ def main() -> int:
                 options["description"] += f"; resumed {options['resume']}"
                 with open(os.path.join(base, f"case{i}", "case.json"), "w") as f:
                     json.dump(options, f, indent=1)
+            draw = np.random.default_rng([args.seed + i, 4])  # its own stream: --arrays 0 leaves the cases as before
+            if not options.get("cascade") and not options.get("resume") and draw.random() < args.arrays:
+                entry = str(draw.choice(ARRAY_ENTRIES))
+                options["arrays"] = {"entry": entry, "manual": bool(draw.random() < 0.35),
+                                     "spacing_only": bool(not entry.endswith("_files") and draw.random() < 0.6),
+                                     "probabilities": bool(draw.random() < 0.5),
+                                     "tensor_seed": int(draw.integers(0, 2 ** 31)),
+                                     # callers hand over arrays of whatever dtype their loader gave
+                                     "cast": [None, None, None, "float64", "float16", "int16"][int(draw.integers(6))]}
+                options["description"] = options["description"].split("; ")[0] + (
+                    f"; ARRAYS {options['arrays']}, tta {options['use_mirroring']}, step {options['tile_step_size']}, "
+                    f"gaussian {options['use_gaussian']}, concurrent passes {options['concurrent_passes'] or 'default'}")
+                with open(os.path.join(base, f"case{i}", "case.json"), "w") as f:
+                    json.dump(options, f, indent=1)
+                how = entry + (" (manual_initialization)" if options["arrays"]["manual"] else "")
+                arrays[how] = arrays.get(how, 0) + 1
             descriptions[i] = options["description"]
         # each side writes into output folders of its own name
         ref, ours = run_both(args, __file__, [base, str(args.cases)], base,
@@ -781,6 +938,8 @@ def main() -> int:
             ref, ours, keys, lambda i: f"case seed {args.seed + i} ({descriptions[i]})", args.tolerance)
         print_summary("cases", args.cases, differing, refused_both, ref, ours)
         print(f"probabilities: {n_files} files compared, max |d| {worst:.3g} (tolerance {args.tolerance:g})")
+        if arrays:
+            print("in-memory entry points: " + ", ".join(f"{e} {n}" for e, n in sorted(arrays.items())))
         return 1 if differing else 0
 
 
