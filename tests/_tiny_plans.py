@@ -1,6 +1,7 @@
 """Small one-channel plans with a 3d_fullres configuration (patch 8x16x16): enough for the preprocessor, no
 network. Shared by the tests of the preprocessor and of prediction's preprocessing workers; ``tiny_unet_plans``
-adds a real tiny network for the tests of clients' usage patterns."""
+adds a real tiny network for the tests of clients' usage patterns; ``tiff_label_plans_and_dataset`` is what
+the TIFF segmentation writers of ensembling and postprocessing read."""
 from __future__ import annotations
 
 import copy
@@ -84,3 +85,14 @@ def write_tiny_model(folder, dataset_name: str, labels: dict, seed: int, fold='0
                               int(fold), 'dataset_json': dataset_json, 'device': 'cpu'},
                 'inference_allowed_mirroring_axes': (0, 1, 2), 'current_epoch': 1000},
                folder / f'fold_{fold}' / 'checkpoint_final.pth')
+
+
+def tiff_label_plans_and_dataset() -> tuple:
+    """Plans without configurations and a one-label dataset.json for .tif files: all that writing segmentations
+    (ensembling, postprocessing) reads. Fresh dicts on every call."""
+    plans = {"dataset_name": "Dataset999_T", "plans_name": "nnUNetPlans", "image_reader_writer": "Tiff3DIO",
+             "label_manager": "LabelManager", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+             "configurations": {}}
+    dataset = {"channel_names": {"0": "x"}, "labels": {"background": 0, "a": 1}, "numTraining": 1,
+               "file_ending": ".tif"}
+    return plans, dataset

@@ -11,12 +11,9 @@ import tifffile
 
 from nnunetv2.postprocessing.remove_connected_components import (apply_postprocessing_to_folder,
                                                                   remove_all_but_largest_component_from_segmentation)
+from _tiny_plans import tiff_label_plans_and_dataset
 
-PLANS = {"dataset_name": "Dataset999_T", "plans_name": "nnUNetPlans", "image_reader_writer": "Tiff3DIO",
-         "label_manager": "LabelManager", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-         "configurations": {}}
-DATASET = {"channel_names": {"0": "x"}, "labels": {"background": 0, "a": 1}, "numTraining": 1,
-           "file_ending": ".tif"}
+PLANS, DATASET = tiff_label_plans_and_dataset()
 
 
 def test_sidecar_beside_each_tiff_and_nothing_hidden_left(tmp_path):
