@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -106,6 +106,29 @@ def _hook(trainer, name: str, before=None, after=None) -> None:
     setattr(trainer, name, wrapped)
 
 
+def _next_stage_predictions(args, plans_name: str) -> Dict[str, Any]:
+    """What the final validation of a cascade's first stage left for the next stage (case file -> arrays); empty for
+    other configurations. The folder is shared by all folds, so it is found from nnUNet_results, not the fold's."""
+    import numpy as np
+    folder = os.path.join(os.environ["nnUNet_results"], args.dataset_name,
+                          f"{args.trainer}__{plans_name}__{args.configuration}", "predicted_next_stage")
+    found: Dict[str, Any] = {}
+    for root, _, names in sorted(os.walk(folder)):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            key = os.path.relpath(path, folder)
+            if name.endswith(".npz"):
+                with np.load(path) as z:
+                    found[key] = {k: z[k] for k in z.files}
+            elif name.endswith(".b2nd"):
+                import blosc2
+                found[key] = blosc2.open(path, mode="r")[:]
+            else:
+                with open(path, "rb") as f:
+                    found[key] = hashlib.md5(f.read()).hexdigest()
+    return found
+
+
 def _train_and_record(args, events: List[Event], phase: List[str], placeholders: Dict[str, str]) -> None:
     import numpy as np
     import torch
@@ -113,7 +136,7 @@ def _train_and_record(args, events: List[Event], phase: List[str], placeholders:
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
     pre = os.path.join(os.environ["nnUNet_preprocessed"], args.dataset_name)
-    with open(os.path.join(pre, PLANS + ".json")) as f:
+    with open(os.path.join(pre, args.plans + ".json")) as f:
         plans = json.load(f)
     plans["continue_training"] = False  # the reference's trainer pops this key (run_training sets it)
     with open(os.path.join(pre, "dataset.json")) as f:
@@ -127,7 +150,8 @@ def _train_and_record(args, events: List[Event], phase: List[str], placeholders:
         events.append((step, what, _plain(value, placeholders)))
 
     phase[0] = "construction"
-    trainer = cls(plans=plans, configuration=args.configuration, fold=0, dataset_json=dataset_json,
+    fold = args.fold if args.fold == "all" else int(args.fold)
+    trainer = cls(plans=plans, configuration=args.configuration, fold=fold, dataset_json=dataset_json,
                   device=torch.device("cpu"))
     trainer.num_epochs = args.epochs
     trainer.num_iterations_per_epoch = args.iterations
@@ -184,11 +208,16 @@ def _train_and_record(args, events: List[Event], phase: List[str], placeholders:
         with open(os.path.join(trainer.output_folder, "validation", "summary.json")) as f:
             record("end", "validation summary.json", json.load(f))
         record("end", "RNG states after the final validation", _rng_states())
+        record("end", "predicted_next_stage", _next_stage_predictions(args, plans["plans_name"]))
     # the training log's name holds the start time
     files = sorted(re.sub(r"\d{4}(_\d+){5}", "<time>", f) for f in os.listdir(trainer.output_folder))
     record("end", "output files", files)
-    with open(os.path.join(pre, "splits_final.json")) as f:
-        record("end", "splits_final.json", json.load(f))
+    split_file = os.path.join(pre, "splits_final.json")
+    if os.path.isfile(split_file):  # fold "all" writes none
+        with open(split_file) as f:
+            record("end", "splits_final.json", json.load(f))
+    else:
+        record("end", "splits_final.json", None)
     record("end", "draws after the run", {"python": random.random(), "numpy": np.random.rand(3),
                                           "torch": torch.rand(3)})
 
@@ -335,26 +364,35 @@ def _run_quietly(cmd: List[str], env: Dict[str, str], cwd: str) -> None:
         raise SystemExit(f"failed (exit {proc.returncode}): {' '.join(cmd)}")
 
 
-def _prepare(dataset: int, ref_python: str, base: str) -> str:
-    """nnUNet_preprocessed holding ``dataset`` generated, planned and preprocessed (tiny plans) by the reference."""
+def reference_preprocess(dataset: int, ref_python: str, base: str, cut: Callable[[dict], dict],
+                         configurations: List[str]) -> str:
+    """nnUNet_preprocessed holding the raw ``dataset`` (in ``base``/raw) planned by the reference, its plans cut down
+    by ``cut`` to ``PLANS`` and ``configurations`` preprocessed with them by the reference."""
     from _harness import console_script
-    name, configuration = DATASETS[dataset]
     raw, pre = os.path.join(base, "raw"), os.path.join(base, "preprocessed")
-    os.makedirs(raw, exist_ok=True)
-    _run_quietly(["bash", "generate.sh"], dict(os.environ, nnUNet_raw=raw), os.path.join(SHARED, "reference", name))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(nnUNet_raw=raw, nnUNet_preprocessed=pre, nnUNet_results=os.path.join(base, "unused"))
-    print(f"planning and preprocessing {name} ({configuration}, {PLANS}) with the reference ...", flush=True)
     _run_quietly([console_script(ref_python, "nnUNetv2_plan_and_preprocess"), "-d", str(dataset), "--no_pp",
                   "-npfp", "2"], env, base)
-    plans_dir = os.path.join(pre, name)
+    plans_dir = os.path.join(pre, next(d for d in os.listdir(pre) if d.startswith(f"Dataset{dataset:03d}_")))
     with open(os.path.join(plans_dir, "nnUNetPlans.json")) as f:
-        plans = _tiny_plans(json.load(f), configuration)
+        plans = cut(json.load(f))
     with open(os.path.join(plans_dir, PLANS + ".json"), "w") as f:
         json.dump(plans, f, indent=4)
     _run_quietly([console_script(ref_python, "nnUNetv2_preprocess"), "-d", str(dataset), "-plans_name", PLANS,
-                  "-c", configuration, "-np", "2"], env, base)
+                  "-c", *configurations, "-np", *["2"] * len(configurations)], env, base)
     return pre
+
+
+def _prepare(dataset: int, ref_python: str, base: str) -> str:
+    """nnUNet_preprocessed holding ``dataset`` generated, planned and preprocessed (tiny plans) by the reference."""
+    name, configuration = DATASETS[dataset]
+    raw = os.path.join(base, "raw")
+    os.makedirs(raw, exist_ok=True)
+    _run_quietly(["bash", "generate.sh"], dict(os.environ, nnUNet_raw=raw), os.path.join(SHARED, "reference", name))
+    print(f"planning and preprocessing {name} ({configuration}, {PLANS}) with the reference ...", flush=True)
+    return reference_preprocess(dataset, ref_python, base, lambda plans: _tiny_plans(plans, configuration),
+                                [configuration])
 
 
 def _side_folder(source: str, base: str, side: str, name: str) -> str:
@@ -366,19 +404,36 @@ def _side_folder(source: str, base: str, side: str, name: str) -> str:
     return pre
 
 
-def _run_side(side: str, python: str, args, dataset: int, trainer: str, source: str, base: str) -> Tuple[dict, float]:
-    """One seeded training under ``python``: (record, wall seconds of the driver process)."""
+@dataclass
+class TrainingRun:
+    """One seeded training, as the driver is told it."""
+    dataset_name: str
+    configuration: str
+    trainer: str
+    epochs: int
+    iterations: int
+    val_iterations: int
+    final_validation: bool
+    fold: str = "0"  # "0".."4" or "all"
+    plans: str = PLANS
+
+    def driver_args(self) -> List[str]:
+        return (["--dataset-name", self.dataset_name, "--configuration", self.configuration, "--trainer",
+                 self.trainer, "--epochs", str(self.epochs), "--iterations", str(self.iterations),
+                 "--val-iterations", str(self.val_iterations), "--fold", self.fold, "--plans", self.plans]
+                + (["--final-validation"] if self.final_validation else []))
+
+
+def _run_side(side: str, python: str, run: TrainingRun, source: str, base: str) -> Tuple[dict, float]:
+    """One seeded training under ``python``: (record, wall seconds of the driver process). Each side keeps one
+    nnUNet_results below ``base``, so a later run (a cascade's second stage) finds what an earlier one wrote."""
     from _harness import measure
-    name, configuration = DATASETS[dataset]
-    result = os.path.join(base, f"{side}_{dataset}_{trainer}.pkl")
-    cmd = [python, os.path.abspath(__file__), "--driver", "--result", result, "--dataset-name", name,
-           "--configuration", configuration, "--trainer", trainer, "--epochs", str(args.epochs),
-           "--iterations", str(args.iterations), "--val-iterations", str(args.val_iterations)]
-    if args.final_validation:
-        cmd.append("--final-validation")
+    result = os.path.join(base, f"{side}_{run.dataset_name}_{run.configuration}_{run.trainer}.pkl")
+    cmd = [python, os.path.abspath(__file__), "--driver", "--result", result] + run.driver_args()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if side == "ours":  # this checkout, whatever the interpreter has installed
         env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+    name = run.dataset_name
     env.update(nnUNet_raw=os.path.join(base, "raw"), nnUNet_preprocessed=_side_folder(source, base, side, name),
                nnUNet_results=os.path.join(base, f"results_{side}"), nnUNet_n_proc_DA="0", nnUNet_compile="f",
                nnUNet_def_n_proc="1")
@@ -409,6 +464,8 @@ def main() -> int:
     p.add_argument("--dataset-name", help=argparse.SUPPRESS)
     p.add_argument("--configuration", help=argparse.SUPPRESS)
     p.add_argument("--trainer", help=argparse.SUPPRESS)
+    p.add_argument("--fold", default="0", help=argparse.SUPPRESS)
+    p.add_argument("--plans", default=PLANS, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.driver:
@@ -426,8 +483,10 @@ def main() -> int:
         for dataset in args.datasets:
             source = args.preprocessed or _prepare(dataset, ref_python, base)
             for trainer in args.trainers:
-                ref, ref_s = _run_side("ref", ref_python, args, dataset, trainer, source, base)
-                ours, ours_s = _run_side("ours", sys.executable, args, dataset, trainer, source, base)
+                run = TrainingRun(DATASETS[dataset][0], DATASETS[dataset][1], trainer, args.epochs, args.iterations,
+                                  args.val_iterations, args.final_validation)
+                ref, ref_s = _run_side("ref", ref_python, run, source, base)
+                ours, ours_s = _run_side("ours", sys.executable, run, source, base)
                 packages.update(ours=ours["package"], ref=ref["package"])
                 verdict = compare(ref, ours)
                 rows.append((DATASETS[dataset][0], trainer, verdict, ours_s, ref_s))
