@@ -73,3 +73,17 @@ def test_rescale_and_rgb_and_nonorm():
 def test_bad_constructor_arguments():
     with pytest.raises(UserError):
         ZScoreNormalization(intensityproperties=[1, 2])
+
+
+@pytest.mark.parametrize("image_dtype,target", [(np.float64, np.float32), (np.float64, np.float16),
+                                                (np.float32, np.float16), (np.uint8, np.float16)])
+def test_rgb_rounds_like_the_reference(image_dtype, target):
+    """Cast to the target type first, then divide in it: dividing in float64 and casting afterwards rounds some
+    values to the neighbouring float (seen by benchmarks/utilities_fuzz.py)."""
+    img = (np.random.default_rng(0).random((40, 50)) * 255).astype(image_dtype)
+    before = img.copy()
+    out = RGBTo01Normalization(target_dtype=target).run(img)
+    expected = img.astype(target) / target(255)
+    assert out.dtype == target
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(img, before)  # the caller's image is left alone

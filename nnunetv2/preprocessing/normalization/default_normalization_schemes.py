@@ -119,4 +119,6 @@ class RGBTo01Normalization(ImageNormalization):
         if lo < 0 or hi > 255:
             raise UserError(f"RGBTo01Normalization expects intensities in [0, 255], got [{lo}, {hi}].",
                             hint="Use this scheme only for 8-bit RGB images (channel name 'rgb_to_0_1').")
-        return (image / 255.).astype(self.target_dtype, copy=False)
+        # cast first, then divide in the target type (as the reference does): dividing in float64 and casting
+        # afterwards rounds some values differently; not in place, so the caller's image stays as it was
+        return image.astype(self.target_dtype, copy=False) / 255.
