@@ -29,6 +29,13 @@ def test_determine_do_sep_z_and_axis(force, cur, new, expected):
     assert determine_do_sep_z_and_axis(force, cur, new) == expected
 
 
+def test_low_resolution_axis_is_a_numpy_integer():
+    """The axis is the element of get_lowres_axis's array, a NumPy integer as in the reference (callers that check
+    its type or pickle the result see the same)."""
+    _, axis = determine_do_sep_z_and_axis(None, (5.0, 1.0, 1.0), (5.0, 1.0, 1.0))
+    assert axis == 0 and type(axis) is type(get_lowres_axis((5.0, 1.0, 1.0))[0])
+
+
 def test_threshold_and_helpers():
     assert determine_do_sep_z_and_axis(None, (2.5, 1, 1), (2.5, 1, 1), separate_z_anisotropy_threshold=2) == (True, 0)
     assert get_do_separate_z((3.1, 1, 1)) and not get_do_separate_z((3, 1, 1))

@@ -64,7 +64,7 @@ def determine_do_sep_z_and_axis(force_separate_z: bool, current_spacing, new_spa
             # e.g. spacing (0.24, 1.25, 1.25): two equally coarse axes -> no single out-of-plane axis
             do_separate_z, axis = False, None
         elif len(axis) == 1:
-            axis = int(axis[0])
+            axis = axis[0]  # kept a NumPy integer, as the reference returns it
         else:  # pragma: no cover - an empty axis set cannot come out of get_lowres_axis
             raise RuntimeError("could not determine the low-resolution axis")
     return do_separate_z, axis
