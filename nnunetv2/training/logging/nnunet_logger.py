@@ -40,6 +40,13 @@ def _next_ema(previous: Any, value: Any) -> Any:
     return previous * 0.9 + 0.1 * value
 
 
+def _ema_for(emas: List[Any], value: Any, step: int) -> Any:
+    """The moving average to log with a pseudo Dice for ``step``, with the reference's indexing: the first one
+    starts it, later ones continue from ``emas[step - 1]``. So rewriting epoch 0 averages with the entry it
+    replaces (index -1), and a step after a gap in the list raises IndexError, as in the reference."""
+    return _next_ema(emas[step - 1], value) if len(emas) > 0 else value
+
+
 class LocalLogger(object):
     """The eight per-epoch lists (one entry per epoch) that are stored in checkpoints and plotted."""
 
@@ -85,9 +92,7 @@ class nnUNetLogger(LocalLogger):
     def log(self, key, value, epoch: int):
         super().log(key, value, epoch)
         if key == 'mean_fg_dice':
-            emas = self.my_fantastic_logging['ema_fg_dice']
-            new_ema = _next_ema(emas[epoch - 1], value) if epoch > 0 and len(emas) >= epoch else value
-            super().log('ema_fg_dice', new_ema, epoch)
+            super().log('ema_fg_dice', _ema_for(self.my_fantastic_logging['ema_fg_dice'], value, epoch), epoch)
 
 
 class WandbLogger(object):
@@ -151,9 +156,7 @@ class MetaLogger(object):
         for lg in self.loggers:
             lg.log(key, value, step)
         if key == 'mean_fg_dice':
-            emas = self.local_logger.get_value('ema_fg_dice', None)
-            new_ema = _next_ema(emas[step - 1], value) if step > 0 and len(emas) >= step else value
-            self.log('ema_fg_dice', new_ema, step)
+            self.log('ema_fg_dice', _ema_for(self.local_logger.get_value('ema_fg_dice', None), value, step), step)
 
     def log_summary(self, key: str, value: Any):
         for lg in self.loggers:

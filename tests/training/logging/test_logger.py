@@ -102,3 +102,16 @@ def test_progress_png_has_curves(tmp_path, monkeypatch):
     assert blue[top:middle].sum() > 500  # epoch time
     assert blue[middle:bottom].sum() > 500  # learning rate
     assert not any(n.startswith('.nnunet_tmp_') for n in os.listdir(tmp_path))
+
+
+@pytest.mark.parametrize("make", [lambda: MetaLogger('/nonexistent', False), nnUNetLogger])
+def test_ema_indexing_follows_the_reference(make, monkeypatch):
+    """Rewriting epoch 0's pseudo Dice averages it with the moving average it replaces (the reference reads
+    ``ema[step - 1]``, i.e. ``ema[-1]``); a pseudo Dice for an epoch after a gap raises IndexError as there."""
+    monkeypatch.delenv('nnUNet_wandb_enabled', raising=False)
+    lg = make()
+    lg.log('mean_fg_dice', 0.5, 0)
+    lg.log('mean_fg_dice', 0.7, 0)
+    assert lg.get_value('ema_fg_dice', None) == pytest.approx([0.9 * 0.5 + 0.1 * 0.7])
+    with pytest.raises(IndexError):
+        lg.log('mean_fg_dice', 0.6, 2)
