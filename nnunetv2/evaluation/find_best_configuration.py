@@ -223,8 +223,8 @@ def print_inference_instructions(inference_info_dict: dict, instructions_file: O
 
 
 def dumb_trainer_config_plans_to_trained_models_dict(trainers: List[str], configs: List[str], plans: List[str]):
-    """All combinations, trainers outermost, then configurations, then plans."""
-    return [{'plans': p, 'configuration': c, 'trainer': t} for t in trainers for c in configs for p in plans]
+    """All combinations, trainers outermost, then configurations, then plans; a tuple, as the reference returns."""
+    return tuple({'plans': p, 'configuration': c, 'trainer': t} for t in trainers for c in configs for p in plans)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -130,9 +130,10 @@ def test_missing_trained_model_and_case_sets(tree):
 
 
 def test_helpers():
-    assert dumb_trainer_config_plans_to_trained_models_dict(['A', 'B'], ['2d'], ['p', 'q']) == [
+    # a tuple, as the reference returns (callers may concatenate it with their own tuples)
+    assert dumb_trainer_config_plans_to_trained_models_dict(['A', 'B'], ['2d'], ['p', 'q']) == (
         {'plans': 'p', 'configuration': '2d', 'trainer': 'A'}, {'plans': 'q', 'configuration': '2d', 'trainer': 'A'},
-        {'plans': 'p', 'configuration': '2d', 'trainer': 'B'}, {'plans': 'q', 'configuration': '2d', 'trainer': 'B'}]
+        {'plans': 'p', 'configuration': '2d', 'trainer': 'B'}, {'plans': 'q', 'configuration': '2d', 'trainer': 'B'})
     assert generate_inference_command('Dataset1_X', '3d_cascade_fullres', folds=(0,), save_npz=True) == (
         'nnUNetv2_predict -d Dataset1_X -i INPUT_FOLDER -o OUTPUT_FOLDER -f  0 -tr nnUNetTrainer '
         '-c 3d_cascade_fullres -p nnUNetPlans --save_probabilities')
