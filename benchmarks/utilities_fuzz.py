@@ -1,0 +1,520 @@
+"""Differential trial, not a speed benchmark: do the small helpers that third-party code imports from nnunetv2 (the
+compatibility surface: cropping, one-hot labels, normalization, resampling, path/name/json helpers, collation,
+cross-validation splits, loggers, networks from plans) answer as the reference's (2.8.1) do, on random inputs?
+
+    python benchmarks/utilities_fuzz.py [--cases 400] [--seed 0] [--reference-python PATH] [--keep]
+
+Each case is drawn from its own seeded generator, identically under both interpreters (the same numpy), and is one of:
+
+* ``crop``: ``create_nonzero_mask``, ``crop_to_nonzero`` (with and without a segmentation, random ``nonzero_label``;
+  the caller's segmentation afterwards too), ``get_bbox_from_mask`` and ``bounding_box_to_slice`` of
+  ``nnunetv2.preprocessing.cropping.cropping`` on 2-D/3-D images of several dtypes with zero borders, holes, or no
+  nonzero voxel at all;
+* ``onehot``: ``convert_labelmap_to_one_hot`` on numpy (several dtypes, labels as list/array, missing and extra labels,
+  output dtypes) and torch label maps;
+* ``norm``: the default normalization schemes (``ZScoreNormalization``, ``CTNormalization``, ``NoNormalization``,
+  ``RescaleTo01Normalization``, ``RGBTo01Normalization``) with and without the mask, random intensity properties,
+  target dtypes and image dtypes (constant images included), and ``get_normalization_scheme`` of random channel names;
+* ``resample``: ``compute_new_shape``, ``get_do_separate_z``, ``get_lowres_axis``, ``determine_do_sep_z_and_axis``,
+  ``resample_data_or_seg_to_shape`` / ``_to_spacing`` (orders 0/1/3, ``order_z``, forced separate z),
+  ``resample_torch_simple`` / ``resample_torch_fornnunet`` and ``recursive_find_resampling_fn_by_name``;
+* ``misc``: ``collate_outputs``, ``generate_crossval_split``, the ``file_path_utilities`` helpers (identifiers,
+  ``get_output_folder``, fold strings, ensemble names, path parsing), ``dumb_trainer_config_plans_to_trained_models_dict``,
+  ``softmax_helper_dim0/1``, ``fix_types_iterable``, ``get_allowed_n_proc_DA`` under ``nnUNet_n_proc_DA`` and
+  ``recursive_find_trainer_class_by_name``;
+* ``logger``: ``MetaLogger`` / ``LocalLogger``: random ``log`` sequences (the moving average of the pseudo Dice),
+  ``get_value``, ``get_checkpoint`` / ``load_checkpoint``;
+* ``network``: ``get_network_from_plans`` of small PlainConvUNet / ResidualEncoderUNet architectures (2-D/3-D, deep
+  supervision on/off/default, with and without initialisation) under a seeded torch, then ``InitWeights_He``: every
+  weight and the output on a random input.
+
+One driver process per side computes every case; every item is compared exactly (values, dtypes, shapes, refusal or
+not; a case both refuse agrees). Prints the first difference of each disagreeing case and a summary; exit status 1 if
+anything differs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_arguments, work_folder  # noqa: E402
+
+KINDS = ["crop", "crop", "onehot", "norm", "norm", "resample", "resample", "misc", "misc", "logger", "network"]
+REFUSED = "refused"
+
+
+def _attempt(fn):
+    """The value of ``fn()`` made comparable, or REFUSED with the exception type: each item on its own."""
+    try:
+        return _comparable(fn())
+    except Exception:  # ours refuses with its own messages and types (UserError where the reference asserts)
+        return REFUSED
+
+
+def _comparable(v):
+    import inspect
+    import numpy as np
+    import torch
+    if isinstance(v, torch.Tensor):
+        return {"tensor": v.detach().cpu().numpy(), "dtype": str(v.dtype)}
+    if inspect.isclass(v) or inspect.isfunction(v):
+        return f"<{v.__name__}>"
+    if isinstance(v, slice):
+        return ("slice", v.start, v.stop, v.step)
+    if isinstance(v, dict):
+        return {"dict": [[_comparable(k), _comparable(x)] for k, x in v.items()]}
+    if isinstance(v, (list, tuple)):
+        return [type(v).__name__, [_comparable(x) for x in v]]
+    if isinstance(v, np.ndarray):
+        return v
+    if isinstance(v, np.generic):
+        return ("np", type(v).__name__, v.item())
+    return (type(v).__name__, v)
+
+
+def _image(rng, n_channels: int, shape, dtype):
+    """Random image with zero borders, a hole, sometimes no nonzero voxel at all."""
+    import numpy as np
+    data = np.zeros((n_channels, *shape), dtype=dtype)
+    if rng.random() < 0.1:
+        return data
+    lo = [int(rng.integers(0, s)) for s in shape]
+    hi = [int(rng.integers(a + 1, s + 1)) for a, s in zip(lo, shape)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    for c in range(n_channels):
+        if rng.random() < 0.2 and c > 0:
+            continue
+        block = rng.standard_normal([b - a for a, b in zip(lo, hi)]) * 50 + (50 if rng.random() < 0.5 else 0)
+        data[c][box] = block.astype(dtype) if np.dtype(dtype).kind != "u" else np.abs(block).astype(dtype)
+    if rng.random() < 0.5:  # a hole inside
+        centre = [(a + b) // 2 for a, b in zip(lo, hi)]
+        data[(slice(None),) + tuple(slice(c, c + 1) for c in centre)] = 0
+    if rng.random() < 0.2:  # a stray voxel elsewhere
+        data[(0,) + tuple(int(rng.integers(0, s)) for s in shape)] = 1
+    return data
+
+
+def _shape(rng, two_d=None):
+    if two_d is None:
+        two_d = rng.random() < 0.3
+    return tuple(int(rng.integers(1, 12)) for _ in range(2 if two_d else 3))
+
+
+def _seg(rng, shape, dtype, n_labels: int = 3):
+    import numpy as np
+    seg = rng.integers(0, n_labels + 1, size=shape)
+    seg[rng.random(shape) < 0.5] = 0
+    return seg.astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _crop_case(rng) -> dict:
+    import numpy as np
+    from nnunetv2.preprocessing.cropping import cropping as C
+    shape = _shape(rng)
+    dtype = rng.choice(["float32", "int16", "uint8", "float64"])
+    data = _image(rng, int(rng.integers(1, 4)), shape, dtype)
+    seg_dtype = rng.choice(["int8", "int16", "int32", "float32", "none", "none"])
+    seg = None if seg_dtype == "none" else _seg(rng, (1, *shape), seg_dtype)
+    nonzero_label = int(rng.choice([-1, -1, 0, 2, -5]))
+    out: Dict[str, Any] = {"ndim": len(shape)}
+    out["mask"] = _attempt(lambda: C.create_nonzero_mask(data.copy()))
+    mask = rng.random(shape) < rng.choice([0.0, 0.01, 0.3])
+    out["bbox"] = _attempt(lambda: C.get_bbox_from_mask(mask))
+    out["slice"] = _attempt(lambda: C.bounding_box_to_slice(C.get_bbox_from_mask(mask)))
+    d, s = data.copy(), None if seg is None else seg.copy()
+    default_label = rng.random() < 0.2
+    out["crop"] = _attempt(lambda: C.crop_to_nonzero(d, s) if default_label else C.crop_to_nonzero(d, s, nonzero_label))
+    out["seg_after"] = s
+    out["data_after"] = d
+    return out
+
+
+def _onehot_case(rng) -> dict:
+    import numpy as np
+    import torch
+    from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
+    shape = _shape(rng)
+    n = int(rng.integers(1, 6))
+    out: Dict[str, Any] = {}
+    seg = _seg(rng, shape, rng.choice(["int8", "uint8", "int16", "int32", "int64", "float32"]), n)
+    labels = list(range(n + 1))
+    if rng.random() < 0.3:
+        labels = sorted(rng.choice(np.arange(0, n + 3), size=int(rng.integers(1, n + 2)), replace=False).tolist())
+    if rng.random() < 0.1:
+        labels = labels + [300]
+    as_ = rng.choice(["list", "array", "tuple"])
+    lab = labels if as_ == "list" else (tuple(labels) if as_ == "tuple" else np.array(labels))
+    odt = rng.choice([None, np.float32, np.uint8, bool, np.int16])
+    out["numpy"] = _attempt(lambda: convert_labelmap_to_one_hot(seg.copy(), lab, odt) if odt is not None
+                            else convert_labelmap_to_one_hot(seg.copy(), lab))
+    # torch: the reference scatters by label value, so only consecutive labels 0..n-1 give a one-hot map
+    tseg = torch.from_numpy(rng.integers(0, n + 1, size=shape).astype(rng.choice(["int64", "int16", "uint8"])))
+    tdt = rng.choice([None, "float32", "bool", "float16"])
+    tl = list(range(n + 1)) if rng.random() < 0.8 else list(range(n + 2))
+    out["torch"] = _attempt(lambda: convert_labelmap_to_one_hot(tseg.clone(), tl, getattr(torch, tdt))
+                            if tdt is not None else convert_labelmap_to_one_hot(tseg.clone(), tl))
+    return out
+
+
+NORMALIZATIONS = ["ZScoreNormalization", "CTNormalization", "NoNormalization", "RescaleTo01Normalization",
+                  "RGBTo01Normalization"]
+CHANNEL_NAMES = ["CT", "ct", "noNorm", "nonorm", "zscore", "ZScore", "rescale_to_0_1", "rgb_to_0_1", "RGB_to_0_1",
+                 "T2", "MRI", "", "ADC", "Rescale_To_0_1"]
+
+
+def _norm_case(rng) -> dict:
+    import numpy as np
+    from nnunetv2.preprocessing.normalization import default_normalization_schemes as N
+    from nnunetv2.preprocessing.normalization.map_channel_name_to_normalization import get_normalization_scheme
+    shape = _shape(rng)
+    name = str(rng.choice(NORMALIZATIONS))
+    dtype = rng.choice(["float32", "float64", "int16", "uint8", "float16", "int32"])
+    img = _image(rng, 1, shape, dtype)[0]
+    if rng.random() < 0.1:
+        img[:] = 7 if np.dtype(dtype).kind != "f" else 0.5
+    if name == "RGBTo01Normalization" and rng.random() < 0.7:
+        img = np.clip(img, 0, 255)
+    seg = _seg(rng, shape, "int16") if rng.random() < 0.7 else None
+    if seg is not None and rng.random() < 0.5:
+        seg[img == 0] = -1
+    props = None
+    if rng.random() < 0.9:
+        lo = float(rng.normal(-100, 200))
+        props = {"mean": float(rng.normal(0, 100)), "std": float(abs(rng.normal(0, 50))) * (rng.random() < 0.95),
+                 "percentile_00_5": lo, "percentile_99_5": lo + float(abs(rng.normal(0, 300))) * (rng.random() < 0.95),
+                 "min": lo - 10, "max": lo + 500, "median": 0.0}
+    use_mask = rng.choice([True, False, None])
+    target = rng.choice([np.float32, np.float64, np.float16])
+    out: Dict[str, Any] = {"no_properties": props is None}
+
+    def run():
+        scheme = getattr(N, name)(use_mask_for_norm=use_mask, intensityproperties=props, target_dtype=target)
+        return scheme.run(img.copy(), None if seg is None else seg.copy())
+    out["normalized"] = _attempt(run)
+    out["leaves_zero"] = _attempt(lambda: getattr(N, name).leaves_pixels_outside_mask_at_zero)
+    cname = str(rng.choice(CHANNEL_NAMES))
+    out["scheme"] = _attempt(lambda: get_normalization_scheme(cname))
+    return out
+
+
+def _resample_case(rng) -> dict:
+    import numpy as np
+    import torch
+    from nnunetv2.preprocessing.resampling import default_resampling as D
+    from nnunetv2.preprocessing.resampling import resample_torch as T
+    from nnunetv2.preprocessing.resampling.utils import recursive_find_resampling_fn_by_name
+    two_d = rng.random() < 0.3
+    shape = tuple(int(rng.integers(1, 10)) for _ in range(2 if two_d else 3))
+    dim = len(shape)
+    cur = [float(rng.choice([0.5, 1.0, 1.0, 2.0, 3.3, 5.0])) for _ in range(dim)]
+    new = [float(c * rng.choice([0.5, 0.7, 1.0, 1.0, 1.6, 2.0, 4.0])) for c in cur]
+    if rng.random() < 0.2:
+        new = list(cur)
+    out: Dict[str, Any] = {"ndim": dim}
+    out["new_shape"] = _attempt(lambda: D.compute_new_shape(shape, cur, new))
+    out["sep_z_cur"] = _attempt(lambda: D.get_do_separate_z(cur, float(rng.choice([3, 2, 1.5]))))
+    out["lowres_axis"] = _attempt(lambda: D.get_lowres_axis(new))
+    fsz = rng.choice([None, True, False])
+    out["sep_and_axis"] = _attempt(lambda: D.determine_do_sep_z_and_axis(fsz, cur, new, 3))
+    is_seg = rng.random() < 0.35
+    nc = int(rng.integers(1, 3))
+    if is_seg:
+        data = rng.integers(-1, 4, size=(nc, *shape)).astype(rng.choice(["int8", "int16", "float32"]))
+    else:
+        data = (rng.standard_normal((nc, *shape)) * 10).astype(rng.choice(["float32", "float64", "int16", "float16"]))
+    order, order_z = int(rng.choice([0, 1, 3])), int(rng.choice([0, 1]))
+    target = [int(x) for x in np.maximum(1, np.round(np.array(shape) * np.array(cur) / np.array(new)))]
+    if rng.random() < 0.1:
+        target = list(shape)
+    out["to_shape"] = _attempt(lambda: D.resample_data_or_seg_to_shape(data.copy(), target, cur, new, is_seg, order,
+                                                                        order_z, fsz))
+    out["to_spacing"] = _attempt(lambda: D.resample_data_or_seg_to_spacing(data.copy(), cur, new, is_seg, order,
+                                                                            order_z, fsz))
+    if not two_d or rng.random() < 0.5:
+        as_tensor = rng.random() < 0.5
+        inp = torch.from_numpy(data.copy()) if as_tensor else data.copy()
+        mem = rng.random() < 0.3
+        out["torch_simple"] = _attempt(lambda: T.resample_torch_simple(inp, target, is_seg, num_threads=1,
+                                                                       memefficient_seg_resampling=mem))
+        inp2 = torch.from_numpy(data.copy()) if as_tensor else data.copy()
+        out["torch_fornnunet"] = _attempt(lambda: T.resample_torch_fornnunet(
+            inp2, target, cur, new, is_seg, num_threads=1, memefficient_seg_resampling=mem, force_separate_z=fsz))
+    fn = str(rng.choice(["resample_data_or_seg_to_shape", "resample_torch_fornnunet", "resample_torch_simple",
+                         "resample_data_or_seg_to_spacing", "no_such_fn", "compute_new_shape"]))
+    out["by_name"] = _attempt(lambda: recursive_find_resampling_fn_by_name(fn))
+    return out
+
+
+TRAINERS = ["nnUNetTrainer", "nnUNetTrainerNoMirroring", "nnUNetTrainerDiceTopK10Loss", "nnUNetTrainer_5epochs",
+            "nnUNetTrainerDA5", "nnUNetTrainerNoDeepSupervision", "nnUNetTrainerCELoss", "nnUNetTrainer_NoSuch",
+            "nnUNetTrainerBN", "nnUNetTrainer_250epochs", "nnunettrainer"]
+
+
+def _misc_case(rng) -> dict:
+    import numpy as np
+    import torch
+    from nnunetv2.evaluation.find_best_configuration import dumb_trainer_config_plans_to_trained_models_dict
+    from nnunetv2.utilities import file_path_utilities as F
+    from nnunetv2.utilities.collate_outputs import collate_outputs
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+    from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnunetv2.utilities.helpers import softmax_helper_dim0, softmax_helper_dim1
+    from nnunetv2.utilities.json_export import fix_types_iterable
+    out: Dict[str, Any] = {}
+
+    # collate_outputs: per key scalars, arrays or lists, now and then something it cannot collate
+    n_out = int(rng.integers(1, 4))
+    kinds = {f"k{i}": str(rng.choice(["float", "int", "np_float", "array", "list", "str", "none"]))
+             for i in range(int(rng.integers(1, 4)))}
+    outputs = []
+    for _ in range(n_out):
+        o: Dict[str, Any] = {}
+        for k, kind in kinds.items():
+            o[k] = {"float": lambda: float(rng.random()), "int": lambda: int(rng.integers(0, 9)),
+                    "np_float": lambda: np.float32(rng.random()), "array": lambda: rng.random(3).astype(np.float32),
+                    "list": lambda: [int(x) for x in rng.integers(0, 5, size=int(rng.integers(0, 3)))],
+                    "str": lambda: "s", "none": lambda: None}[kind]()
+        outputs.append(o)
+    out["collate"] = _attempt(lambda: collate_outputs(outputs))
+
+    # cross-validation splits
+    ids = [f"case_{i:03d}" for i in rng.permutation(int(rng.integers(1, 15)))]
+    if rng.random() < 0.3:
+        ids = np.array(ids)
+    seed, n_splits = int(rng.choice([12345, 0, 7])), int(rng.choice([2, 3, 5, 5, 10]))
+    out["splits"] = _attempt(lambda: generate_crossval_split(ids, seed, n_splits))
+
+    # file path helpers
+    tr, pl = str(rng.choice(["nnUNetTrainer", "T_x", "A__B"])), str(rng.choice(["nnUNetPlans", "nnUNetResEncUNetMPlans"]))
+    cfg = str(rng.choice(["3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"]))
+    out["identifier"] = _attempt(lambda: F.convert_trainer_plans_config_to_identifier(tr, pl, cfg))
+    ident = f"{tr}__{pl}__{cfg}"
+    out["from_identifier"] = _attempt(lambda: F.convert_identifier_to_trainer_plans_config(f"/x/{ident}"))
+    ds = str(rng.choice(["Dataset001_A", "Dataset123_Liver", "Dataset999_Z"]))
+    fold = rng.choice([None, 0, 3, "all", "1"])
+    out["output_folder"] = _attempt(lambda: F.get_output_folder(ds, tr, pl, cfg, fold).replace(
+        os.environ["nnUNet_results"], "<results>"))
+    folds = [int(x) for x in rng.choice(5, size=int(rng.integers(1, 6)), replace=False)]
+    if rng.random() < 0.2:
+        folds = ["all"]
+    out["folds_str"] = _attempt(lambda: F.folds_tuple_to_string(tuple(folds)))
+    fstr = str(rng.choice(["0_1_2", "all", "3", "0_all", "x"]))
+    out["folds_tuple"] = _attempt(lambda: F.folds_string_to_tuple(fstr))
+    tr2 = str(rng.choice(["nnUNetTrainer", "nnUNetTrainerDA5"]))
+    out["ensemble_name"] = _attempt(lambda: F.get_ensemble_name(f"/r/{ds}/{ident}", f"/r/{ds}/{tr2}__{pl}__2d",
+                                                                tuple(folds)))
+    out["ensemble_name_dtrc"] = _attempt(lambda: F.get_ensemble_name_from_d_tr_c(ds, tr, pl, cfg, tr2, pl, "2d",
+                                                                                 tuple(folds)).replace(
+        os.environ["nnUNet_results"], "<results>"))
+    ens = f"ensemble___{ident}___{tr2}__{pl}__2d___{F.folds_tuple_to_string(tuple(folds)) if folds != ['all'] else 'all'}"
+    out["ensemble_parse"] = _attempt(lambda: F.convert_ensemble_folder_to_model_identifiers_and_folds(ens))
+    parts = ["/home", "u", ds, ident] + ([f"fold_{rng.choice([0, 'all'])}"] if rng.random() < 0.6 else []) + (
+        ["validation"] if rng.random() < 0.3 else [])
+    if rng.random() < 0.15:
+        parts = [p for p in parts if p != ds]
+    if rng.random() < 0.1:
+        parts[3] = "onlyone"
+    out["parse_path"] = _attempt(lambda: F.parse_dataset_trainer_plans_configuration_from_path("/".join(parts)))
+    trs, cfgs, pls = (list(rng.choice(x, size=int(rng.integers(1, 3)), replace=False)) for x in
+                      (["nnUNetTrainer", "T2"], ["2d", "3d_fullres", "3d_lowres"], ["nnUNetPlans", "P"]))
+    out["dumb"] = _attempt(lambda: dumb_trainer_config_plans_to_trained_models_dict([str(t) for t in trs],
+                                                                                   [str(c) for c in cfgs],
+                                                                                   [str(p) for p in pls]))
+    # helpers
+    x = torch.from_numpy((rng.standard_normal((2, 3, 4)) * 5).astype(rng.choice(["float32", "float64"])))
+    out["softmax0"] = _attempt(lambda: softmax_helper_dim0(x.clone()))
+    out["softmax1"] = _attempt(lambda: softmax_helper_dim1(x.clone()))
+    pool = [1, 2.5, np.float32(3.5), np.int64(4), True, np.bool_(False)]
+    it = [pool[int(rng.integers(0, len(pool)))] for _ in range(int(rng.integers(0, 4)))]
+    otype = rng.choice([list, tuple])
+    out["fix_types"] = _attempt(lambda: fix_types_iterable(it, otype))
+    # get_allowed_n_proc_DA reads the variable when called
+    value = rng.choice([None, "0", "1", "3", "12", "999"])
+    old = os.environ.pop("nnUNet_n_proc_DA", None)
+    try:
+        if value is not None:
+            os.environ["nnUNet_n_proc_DA"] = str(value)
+        out["n_proc_DA"] = _attempt(get_allowed_n_proc_DA)
+    finally:
+        os.environ.pop("nnUNet_n_proc_DA", None)
+        if old is not None:
+            os.environ["nnUNet_n_proc_DA"] = old
+    name = str(rng.choice(TRAINERS))
+    out["trainer_class"] = _attempt(lambda: recursive_find_trainer_class_by_name(name))
+    return out
+
+
+LOG_KEYS = ["mean_fg_dice", "dice_per_class_or_region", "train_losses", "val_losses", "lrs", "epoch_start_timestamps",
+            "epoch_end_timestamps", "ema_fg_dice", "not_a_key"]
+
+
+def _logger_case(rng) -> dict:
+    import numpy as np
+    from nnunetv2.training.logging import nnunet_logger as L
+    out: Dict[str, Any] = {}
+    lg = L.MetaLogger("/nonexistent_folder", False) if rng.random() < 0.7 else L.LocalLogger()
+    calls = []
+    for epoch in range(int(rng.integers(1, 5))):
+        for key in rng.permutation(LOG_KEYS[:7]):
+            if rng.random() < 0.85:
+                calls.append((str(key), epoch))
+        if rng.random() < 0.15:
+            calls.append((str(rng.choice(LOG_KEYS)), int(rng.integers(0, epoch + 3))))
+    values = []
+    # one number type per run: ours restores a Python-float moving average read from a checkpoint to the pseudo
+    # Dice's NumPy type, so mixing Python floats and float32 in one run is not compared (see the README)
+    number = [float, np.float32, np.float64][int(rng.integers(0, 3))]
+    for key, epoch in calls:
+        v = [float(x) for x in rng.random(3)] if key == "dice_per_class_or_region" else number(rng.random())
+        values.append(_attempt(lambda: lg.log(key, v, epoch)))
+    out["log_results"] = values
+    out["checkpoint"] = _attempt(lambda: dict(lg.get_checkpoint()))
+    key = str(rng.choice(LOG_KEYS))
+    step = rng.choice([None, 0, 1, -1, 5])
+    out["get_value"] = _attempt(lambda: lg.get_value(key, None if step is None else int(step)))
+    fresh = L.MetaLogger("/nonexistent_folder", True) if rng.random() < 0.5 else L.LocalLogger()
+    ck = lg.get_checkpoint()
+    _attempt(lambda: fresh.load_checkpoint(ck))
+    out["reloaded"] = _attempt(lambda: dict(fresh.get_checkpoint()))
+    out["reloaded_then_log"] = _attempt(lambda: fresh.log("mean_fg_dice", number(0.5), len(ck["mean_fg_dice"])))
+    out["reloaded_ema"] = _attempt(lambda: fresh.get_value("ema_fg_dice", None))
+    return out
+
+
+def _network_case(rng) -> dict:
+    import torch
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.network_initialization import InitWeights_He
+    dim = 2 if rng.random() < 0.4 else 3
+    n_stages = int(rng.integers(1, 4))
+    res = rng.random() < 0.4
+    strides = [[1] * dim] + [[int(rng.choice([1, 2, 2])) for _ in range(dim)] for _ in range(n_stages - 1)]
+    kernels = [[int(rng.choice([1, 3, 3])) for _ in range(dim)] for _ in range(n_stages)]
+    feats = [min(int(rng.choice([2, 4, 8])) * 2 ** i, 16) for i in range(n_stages)]
+    kwargs = {"n_stages": n_stages, "features_per_stage": feats, "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
+              "kernel_sizes": kernels, "strides": strides,
+              "n_conv_per_stage" if not res else "n_blocks_per_stage": [int(rng.integers(1, 3))] * n_stages,
+              "n_conv_per_stage_decoder": [1] * (n_stages - 1), "conv_bias": True,
+              "norm_op": str(rng.choice([f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
+                                     f"torch.nn.modules.batchnorm.BatchNorm{dim}d"])),
+              "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
+              "nonlin": str(rng.choice(["torch.nn.LeakyReLU", "torch.nn.ReLU"])), "nonlin_kwargs": {"inplace": True}}
+    req = ["conv_op", "norm_op", "dropout_op", "nonlin"]
+    if rng.random() < 0.1:
+        req = req[:2]  # nonlin left as a string: both should refuse when building
+    cls = ("dynamic_network_architectures.architectures.unet.ResidualEncoderUNet" if res else
+           "dynamic_network_architectures.architectures.unet.PlainConvUNet")
+    cin, cout = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    ds = rng.choice([None, True, False])
+    allow_init = rng.random() < 0.7
+    seed = int(rng.integers(0, 2 ** 31))
+    out: Dict[str, Any] = {}
+    patch = [int(4 * rng.integers(1, 4)) * 2 ** (n_stages - 1) for _ in range(dim)]
+    x = torch.from_numpy(rng.standard_normal((1, cin, *patch)).astype("float32"))
+
+    def build():
+        torch.manual_seed(seed)
+        net = get_network_from_plans(cls, dict(kwargs), req, cin, cout, allow_init=allow_init, deep_supervision=ds)
+        result = {"class": type(net).__name__, "deep_supervision": net.decoder.deep_supervision,
+                  "weights": {k: v.numpy().copy() for k, v in net.state_dict().items()}}
+        net.apply(InitWeights_He(float(rng.choice([1e-2, 0.0]))))
+        result["he_weights"] = {k: v.numpy().copy() for k, v in net.state_dict().items()}
+        net.eval()
+        with torch.no_grad():
+            y = net(x)
+        result["output"] = [t.numpy() for t in y] if isinstance(y, (list, tuple)) else y.numpy()
+        return result
+    out["network"] = _attempt(build)
+    return out
+
+
+CASES = {"crop": _crop_case, "onehot": _onehot_case, "norm": _norm_case, "resample": _resample_case,
+         "misc": _misc_case, "logger": _logger_case, "network": _network_case}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# documented differences (documentation/differences_from_reference.md): an item that differs only so is left out
+
+def _documented(out_ref: dict, out_ours: dict):
+    """(reason, item) of each item where the two outcomes differ in a documented way."""
+    import numpy as np
+    found = []
+    refused = lambda v: isinstance(v, str) and v == REFUSED  # noqa: E731
+    if "ensemble_name_dtrc" in out_ref and refused(out_ref["ensemble_name_dtrc"]) \
+            and not refused(out_ours["ensemble_name_dtrc"]):
+        found.append(("get_ensemble_name_from_d_tr_c returns the name (the reference None)", "ensemble_name_dtrc"))
+    if out_ref.get("ndim") == 2:
+        for item in ("bbox", "slice", "crop", "torch_fornnunet"):
+            if item in out_ref and refused(out_ref[item]) and not refused(out_ours[item]):
+                found.append(("2-D bounding boxes, cropping and torch resampling of (c, x, y) data answered (the "
+                              "reference handles 3-D only)", item))
+                if item == "crop":  # ours then wrote the label outside the mask into the caller's segmentation
+                    found.append(("2-D bounding boxes, cropping and torch resampling of (c, x, y) data answered (the "
+                                  "reference handles 3-D only)", "seg_after"))
+    if out_ref.get("no_properties") and refused(out_ref["normalized"]) and not refused(out_ours["normalized"]):
+        found.append(("normalization schemes built without intensityproperties (the reference asserts a dict)",
+                      "normalized"))
+    for item in ("to_shape", "to_spacing"):
+        if item in out_ref and isinstance(out_ref[item], np.ndarray) and 0 in out_ref[item].shape \
+                and refused(out_ours[item]):
+            found.append(("resampling to 0 voxels along an axis refused (the reference returns an empty array)", item))
+    return found
+
+
+def _kind(seed: int) -> str:
+    import numpy as np
+    return KINDS[int(np.random.default_rng([seed, 2]).integers(0, len(KINDS)))]
+
+
+def drive(first_seed: int, n_cases: int, result_file: str) -> None:
+    import numpy as np
+    import torch
+    from _fuzz_harness import drive_cases
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    drive_cases(list(range(n_cases)),
+                lambda i: CASES[_kind(first_seed + i)](np.random.default_rng(first_seed + i)), result_file)
+
+
+def main() -> int:
+    p = trial_arguments(__doc__, driver_nargs=3)
+    p.add_argument("--cases", type=int, default=400)
+    args = p.parse_args()
+    if args.driver:
+        drive(int(args.driver[0]), int(args.driver[1]), args.driver[2])
+        return 0
+
+    with work_folder("nnunet_utilities_fuzz_", args.keep) as base:
+        ref, ours = run_both(args, __file__, [str(args.seed), str(args.cases)], base,
+                             lambda side: {"OMP_NUM_THREADS": "1"})
+        kinds: Dict[str, int] = {}
+        for i in range(args.cases):
+            kinds[_kind(args.seed + i)] = kinds.get(_kind(args.seed + i), 0) + 1
+        print(f"{args.cases} cases (seed {args.seed}): " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
+        designed: Dict[str, int] = {}
+        n_designed = 0
+        for i in range(args.cases):
+            r, o = ref["outcomes"][i], ours["outcomes"][i]
+            if r["error"] or o["error"]:
+                continue
+            found = _documented(r, o)
+            for reason, item in found:
+                designed[reason] = designed.get(reason, 0) + 1
+                r.pop(item), o.pop(item)
+            n_designed += bool(found)
+        differing, refused_both = compare_outcomes(
+            ref, ours, list(range(args.cases)), lambda i: f"{_kind(args.seed + i)} case seed {args.seed + i}")
+        for reason, n in sorted(designed.items()):
+            print(f"BY DESIGN ({n} items): {reason}")
+        print_summary("cases", args.cases, differing, refused_both, ref, ours)
+        print(f"{n_designed} cases had items that differ by design (left out of the comparison)")
+        return 1 if differing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
