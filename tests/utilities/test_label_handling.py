@@ -169,6 +169,15 @@ def test_determine_num_input_channels():
     assert determine_num_input_channels(_PM(), "3d_fullres", legacy) == 1
 
 
+def test_determine_num_input_channels_checks_the_labels_also_without_a_cascade():
+    """The label manager is built for every configuration, as in the reference: a dataset.json whose labels cannot
+    be used is refused here rather than when the network's outputs are set up."""
+    from nnunetv2.errors import UserError
+    broken = {"channel_names": {"0": "T1"}, "labels": {"a": 1}}  # no background
+    with pytest.raises(UserError):
+        determine_num_input_channels(_PM(), "3d_fullres", broken)
+
+
 def test_get_labelmanager_class_from_plans(capsys):
     assert get_labelmanager_class_from_plans({}) is LabelManager
     assert "No label manager specified" in capsys.readouterr().out

@@ -291,9 +291,10 @@ def determine_num_input_channels(plans_manager, configuration_or_config_manager,
         config_manager = plans_manager.get_configuration(configuration_or_config_manager)
     else:
         config_manager = configuration_or_config_manager
+    # built for every configuration, as in the reference: unusable labels are refused here too
+    label_manager = plans_manager.get_label_manager(dataset_json)
     channels = dataset_json["modality"] if "modality" in dataset_json else dataset_json["channel_names"]
     num_input_channels = len(channels)
     if getattr(config_manager, "previous_stage_name", None) is not None:
-        label_manager = plans_manager.get_label_manager(dataset_json)
         num_input_channels += len(label_manager.foreground_labels)
     return num_input_channels
