@@ -12,7 +12,9 @@ Each case is one of:
              ``ConfigurationManager`` (resampling functions compared by name and keyword arguments), and the
              ``LabelManager`` from ``get_label_manager``: its properties, ``filter_background``,
              ``apply_inference_nonlin`` / ``convert_logits_to_segmentation`` /
-             ``convert_probabilities_to_segmentation`` on seeded random logits (numpy and torch).
+             ``convert_probabilities_to_segmentation`` on seeded random logits (numpy and torch);
+             ``determine_num_input_channels`` for every configuration (by manager and by name; ``channel_names``
+             and the older ``modality`` key).
   names      a random tree of ``Dataset###_Name`` folders (and files) under nnUNet_raw / _preprocessed / _results:
              ``find_candidate_datasets``, ``convert_id_to_dataset_name``, ``convert_dataset_name_to_id``,
              ``maybe_convert_to_dataset_name`` for ids, digit strings and names.
@@ -349,17 +351,27 @@ def _drive_plans(case: dict) -> dict:
     import copy
     import numpy as np
     import torch
-    from nnunetv2.utilities.label_handling.label_handling import LabelManager, get_labelmanager_class_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import (LabelManager, determine_num_input_channels,
+                                                                 get_labelmanager_class_from_plans)
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     plans = case["plans"]
     out: Dict[str, Any] = {}
     pm = PlansManager(copy.deepcopy(plans))
     out["plans"] = {p: _attempt(lambda: getattr(pm, p)) for p in PLANS_PROPERTIES}
     configs = {}
+    dj_modality = {("modality" if k == "channel_names" else k): v for k, v in case["dataset_json"].items()}
     for name in list(plans["configurations"]) + ["not_a_configuration"]:
         def one(name=name):
             cm = pm.get_configuration(name)
-            return {p: _attempt(lambda: getattr(cm, p)) for p in CONFIGURATION_PROPERTIES}
+            result = {p: _attempt(lambda: getattr(cm, p)) for p in CONFIGURATION_PROPERTIES}
+            # by manager and by name, with channel_names and with the older 'modality' key
+            result["num_input_channels"] = _attempt(
+                lambda: determine_num_input_channels(pm, cm, copy.deepcopy(case["dataset_json"])))
+            result["num_input_channels_by_name"] = _attempt(
+                lambda: determine_num_input_channels(pm, name, copy.deepcopy(case["dataset_json"])))
+            result["num_input_channels_modality"] = _attempt(
+                lambda: determine_num_input_channels(pm, cm, copy.deepcopy(dj_modality)))
+            return result
         configs[name] = _attempt(one)
     out["configurations"] = configs
     out["plans_unchanged"] = pm.plans == plans
