@@ -195,7 +195,7 @@ def _norm_case(rng) -> dict:
         scheme = getattr(N, name)(use_mask_for_norm=use_mask, intensityproperties=props, target_dtype=target)
         return scheme.run(img.copy(), None if seg is None else seg.copy())
     out["normalized"] = _attempt(run)
-    out["leaves_zero"] = _attempt(lambda: getattr(N, name).leaves_pixels_outside_mask_at_zero)
+    out["leaves_zero"] = _attempt(lambda: getattr(N, name).leaves_pixels_outside_mask_at_zero_if_use_mask_for_norm_is_true)
     cname = str(rng.choice(CHANNEL_NAMES))
     out["scheme"] = _attempt(lambda: get_normalization_scheme(cname))
     return out
@@ -391,7 +391,7 @@ def _network_case(rng) -> dict:
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.network_initialization import InitWeights_He
     dim = 2 if rng.random() < 0.4 else 3
-    n_stages = int(rng.integers(1, 4))
+    n_stages = int(rng.integers(2, 5)) if rng.random() < 0.95 else 1  # one stage: both refuse (no decoder)
     res = rng.random() < 0.4
     strides = [[1] * dim] + [[int(rng.choice([1, 2, 2])) for _ in range(dim)] for _ in range(n_stages - 1)]
     kernels = [[int(rng.choice([1, 3, 3])) for _ in range(dim)] for _ in range(n_stages)]
@@ -414,7 +414,7 @@ def _network_case(rng) -> dict:
     allow_init = rng.random() < 0.7
     seed = int(rng.integers(0, 2 ** 31))
     out: Dict[str, Any] = {}
-    patch = [int(4 * rng.integers(1, 4)) * 2 ** (n_stages - 1) for _ in range(dim)]
+    patch = [int(rng.integers(1, 4 if dim == 3 else 8)) * 2 ** (n_stages - 1) for _ in range(dim)]
     x = torch.from_numpy(rng.standard_normal((1, cin, *patch)).astype("float32"))
 
     def build():
