@@ -20,8 +20,9 @@ Each case is drawn from its own seeded generator, identically under both interpr
   ``resample_torch_simple`` / ``resample_torch_fornnunet`` and ``recursive_find_resampling_fn_by_name``;
 * ``misc``: ``collate_outputs``, ``generate_crossval_split``, the ``file_path_utilities`` helpers (identifiers,
   ``get_output_folder``, fold strings, ensemble names, path parsing), ``dumb_trainer_config_plans_to_trained_models_dict``,
-  ``softmax_helper_dim0/1``, ``fix_types_iterable``, ``get_allowed_n_proc_DA`` under ``nnUNet_n_proc_DA`` and
-  ``recursive_find_trainer_class_by_name``;
+  ``softmax_helper_dim0/1``, ``fix_types_iterable``, ``get_allowed_n_proc_DA`` under ``nnUNet_n_proc_DA``,
+  ``recursive_find_trainer_class_by_name``, ``dummy_context``, ``empty_cache`` and the constants ``ANISO_THRESHOLD``,
+  ``default_num_processes``;
 * ``logger``: ``MetaLogger`` / ``LocalLogger``: random ``log`` sequences (the moving average of the pseudo Dice),
   ``get_value``, ``get_checkpoint`` / ``load_checkpoint``;
 * ``resave``: ``resample_and_save`` (a cascade's low-resolution logits, numpy or torch, float32/float16, to the next
@@ -351,6 +352,18 @@ def _misc_case(rng) -> dict:
             os.environ["nnUNet_n_proc_DA"] = old
     name = str(rng.choice(TRAINERS))
     out["trainer_class"] = _attempt(lambda: recursive_find_trainer_class_by_name(name))
+    # constants and context helpers that custom trainers use directly
+    from nnunetv2.configuration import ANISO_THRESHOLD, default_num_processes
+    from nnunetv2.utilities.helpers import dummy_context, empty_cache
+    out["constants"] = _comparable([ANISO_THRESHOLD, default_num_processes])
+    out["empty_cache_cpu"] = _attempt(lambda: empty_cache(torch.device("cpu")))
+
+    def in_context():
+        with dummy_context() as c:
+            if rng.random() < 0.5:
+                raise KeyError("passes through")
+            return c
+    out["dummy_context"] = _attempt(in_context)
     return out
 
 
