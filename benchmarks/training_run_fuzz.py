@@ -31,7 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -75,15 +75,13 @@ class Case:
     val_iterations: int
     final_validation: bool
     cascade: bool
-    seed: int = 0
-    notes: List[str] = field(default_factory=list)
-
-    @property
-    def configuration(self) -> str:
-        return "3d_fullres" if self.three_d else "2d"
+    configuration: str  # "2d" (single slices, or slices of 3-D images) or "3d_fullres" (the cascade: its 2nd stage)
+    zero_outside: bool  # images 0 outside an ellipsoid: cropped to it, seg -1 outside, normalization in the mask
 
     def describe(self) -> str:
-        return (f"{'3-D' if self.three_d else '2-D'}{' cascade' if self.cascade else ''}, {len(self.shapes)} cases "
+        what = "cascade" if self.cascade else self.configuration
+        return (f"{'3-D' if self.three_d else '2-D'} {what}, {len(self.shapes)} cases "
+                f"{'(0 outside an ellipsoid) ' if self.zero_outside else ''}"
                 f"{'x'.join(map(str, self.shapes[0]))}.., spacing {self.spacing}, channels {'/'.join(self.channels)}, "
                 f"{self.label_kind} ({self.n_classes}, absent in {len(self.absent_in)}), patch {self.patch}, "
                 f"batch {self.batch_size}, {self.trainer}, fold {self.fold}, {self.epochs}x{self.iterations}"
@@ -97,13 +95,18 @@ def draw_case(rng: random.Random, cascade_share: float) -> Case:
     if three_d:
         spacing = (rng.choice([1.0, 1.5, 3.0, 4.0]), rng.choice([0.8, 1.0]), 1.0)
         shapes = [(rng.randint(8, 20), rng.randint(12, 24), rng.randint(12, 24)) for _ in range(n_cases)]
-        patch = [rng.choice([8, 16]), rng.choice([16, 24]), rng.choice([16, 24])]
+        # a patch 4 slices deep makes the trainer augment in 2-D (an anisotropic patch)
+        patch = [rng.choice([4, 8, 16]), rng.choice([16, 24]), rng.choice([16, 24])]
     else:
         spacing = (1.0, rng.choice([0.5, 1.0]), 1.0)
         shapes = [(1, rng.randint(20, 48), rng.randint(20, 48)) for _ in range(n_cases)]
         patch = [rng.choice([16, 32, 48]), rng.choice([32, 48])]
     # strides of 2 where the patch allows two halvings, now and then 1 (anisotropic pooling)
     per_axis = [[1, 2, 2] if p % 4 == 0 and rng.random() < 0.8 else [1, 1, 1] for p in patch]
+    configuration = "3d_fullres" if three_d else "2d"
+    if three_d and not cascade and rng.random() < 0.25:  # 2-D training on slices of the volumes
+        configuration, patch = "2d", patch[1:]
+        per_axis = per_axis[1:]
     strides = [list(s) for s in zip(*per_axis)]
     label_kind = rng.choice(LABEL_KINDS)
     n_classes = rng.randint(1, 3)
@@ -114,7 +117,8 @@ def draw_case(rng: random.Random, cascade_share: float) -> Case:
                 shapes=shapes, spacing=spacing, label_kind=label_kind, n_classes=n_classes, absent_in=absent_in,
                 patch=patch, strides=strides, batch_size=rng.randint(2, 3), trainer=rng.choice(TRAINERS), fold=fold,
                 epochs=rng.randint(1, 2), iterations=rng.randint(2, 3), val_iterations=rng.randint(1, 2),
-                final_validation=rng.random() < (0.25 if three_d else 0.5), cascade=cascade)
+                final_validation=rng.random() < (0.25 if three_d else 0.5), cascade=cascade,
+                configuration=configuration, zero_outside=rng.random() < 0.3)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -152,6 +156,10 @@ def _image_and_seg(case: Case, index: int, rng) -> Tuple[List, object]:
         lo = [int(rng.integers(0, s)) for s in shape]
         seg[tuple(slice(a, a + 1 + int(rng.integers(0, max(1, s // 3)))) for a, s in zip(lo, shape))] = \
             case.n_classes + 1
+    inside = np.ones(shape, bool)
+    if case.zero_outside:  # an ellipsoid over ~70 % of each in-plane axis (all slices)
+        grid = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape[1:]], indexing="ij")
+        inside[:] = sum(g ** 2 for g in grid) <= 0.7 ** 2
     images = []
     for scheme in case.channels:
         noise = rng.normal(size=shape).astype(np.float32)
@@ -159,6 +167,7 @@ def _image_and_seg(case: Case, index: int, rng) -> Tuple[List, object]:
             images.append((noise * 300 + seg * 150 - 200).round().astype(np.float32))
         else:
             images.append((noise + seg).astype(np.float32) * float(rng.uniform(0.5, 50)) + float(rng.uniform(-5, 50)))
+        images[-1][~inside] = 0
     return images, seg
 
 
@@ -241,8 +250,16 @@ def run_case(case: Case, seed: int, ref_python: str, work: str) -> List[Tuple[st
     for run in runs_of(case):
         ref, ref_s = _run_side("ref", ref_python, run, source, base)
         ours, ours_s = _run_side("ours", sys.executable, run, source, base)
-        rows.append((run.configuration, compare(ref, ours), ours_s, ref_s))
+        verdict = compare(ref, ours)
+        if run.configuration == "3d_lowres":
+            verdict.text += f", {len(_next_stage_files(ours))} next-stage predictions"
+        rows.append((run.configuration, verdict, ours_s, ref_s))
     return rows
+
+
+def _next_stage_files(record: dict) -> Dict[str, object]:
+    """The ``predicted_next_stage`` files a first stage's record holds (a cascade with none would test nothing)."""
+    return next((value for _, what, value in record["events"] if what == "predicted_next_stage"), {})
 
 
 def main() -> int:

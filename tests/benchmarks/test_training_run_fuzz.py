@@ -33,7 +33,7 @@ def test_regions_are_lists_and_the_ignore_label_is_the_highest_value():
 
 
 def test_a_cascade_gets_a_lowres_stage_at_twice_the_spacing_and_a_second_stage_after_it():
-    case = _case(three_d=True, cascade=True, patch=[8, 16, 16], strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]])
+    case = _case(three_d=True, cascade=True, configuration="3d_fullres", patch=[8, 16, 16], strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]])
     plans = tiny_plans(_reference_like_plans(), case)
     configurations = plans["configurations"]
     assert plans["plans_name"] == "nnUNetPlansTiny"
