@@ -147,6 +147,34 @@ def test_one_hot():
     assert convert_labelmap_to_one_hot(seg_t, torch.tensor([0, 1, 2]), output_dtype=torch.bool).dtype == torch.bool
 
 
+@pytest.mark.parametrize("bbox,rows", [([[-1, 2], [0, 3]], [0, 1]),   # starts before the image
+                                       ([[3, 6], [0, 3]], [3]),       # ends after it
+                                       ([[-5, -2], [0, 3]], []),      # entirely outside: background only
+                                       ([[1, 4], [0, 3]], [1, 2, 3])])
+def test_revert_cropping_with_a_box_beyond_the_image(bbox, rows):
+    """Only the part of the crop that lies inside the image is put back, as the reference does (it clips the box);
+    ours used to fail to broadcast."""
+    lm = LabelManager({"background": 0, "a": 1}, None)
+    p = np.full((2, 3, 3), 0.25, dtype=np.float32)
+    for probabilities in (p, torch.from_numpy(p)):
+        out = np.asarray(lm.revert_cropping_on_probabilities(probabilities, bbox, [4, 3]))
+        inside = np.zeros(4, dtype=bool)
+        inside[rows] = True
+        assert out.shape == (2, 4, 3)
+        np.testing.assert_array_equal(out[1][inside], 0.25)
+        np.testing.assert_array_equal(out[1][~inside], 0)
+        np.testing.assert_array_equal(out[0][~inside], 1)
+
+
+def test_revert_cropping_box_covers_the_last_axes():
+    """A box with fewer axes than the probabilities applies to the last ones (the reference's rule)."""
+    lm = LabelManager({"background": 0, "a": 1}, None)
+    p = np.full((2, 4, 2), 0.25, dtype=np.float32)
+    out = lm.revert_cropping_on_probabilities(p, [[1, 3]], [4, 3])
+    np.testing.assert_array_equal(out[1][:, 1:3], 0.25)
+    np.testing.assert_array_equal(out[1][:, 0], 0)
+
+
 class _CM:
     def __init__(self, prev):
         self.previous_stage_name = prev

@@ -236,8 +236,18 @@ class LabelManager(object):
             reverted = torch.zeros(shape, dtype=predicted_probabilities.dtype, device=predicted_probabilities.device)
         if not self.has_regions:
             reverted[0] = 1
-        slicer = (slice(None),) + tuple(slice(int(lo), int(hi)) for lo, hi in bbox)
-        reverted[slicer] = predicted_probabilities
+        # the box covers the last len(bbox) axes; a box reaching beyond the image puts back only the part inside
+        # it, and one lying wholly outside puts back nothing (both as the reference)
+        leading = (slice(None),) * (len(shape) - len(bbox))
+        into, taken = [], []
+        for (lo, hi), size in zip(bbox, shape[len(shape) - len(bbox):]):
+            lo, hi = int(lo), int(hi)
+            if hi <= 0 or lo >= size:
+                return reverted
+            start, stop = max(lo, 0), min(hi, size)
+            into.append(slice(start, stop))
+            taken.append(slice(start - lo, stop - lo))
+        reverted[leading + tuple(into)] = predicted_probabilities[leading + tuple(taken)]
         return reverted
 
 
