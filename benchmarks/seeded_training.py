@@ -106,6 +106,19 @@ def _hook(trainer, name: str, before=None, after=None) -> None:
     setattr(trainer, name, wrapped)
 
 
+def _validation_probabilities(output_folder: str) -> Dict[str, Any]:
+    """The validation folder's file names (segmentations are compared through summary.json) and the arrays of its
+    ``.npz`` probabilities (``--npz``)."""
+    import numpy as np
+    folder = os.path.join(output_folder, "validation")
+    found: Dict[str, Any] = {"files": sorted(os.listdir(folder))}
+    for name in found["files"]:
+        if name.endswith(".npz"):
+            with np.load(os.path.join(folder, name)) as z:
+                found[name] = {k: z[k] for k in z.files}
+    return found
+
+
 def _next_stage_predictions(args, plans_name: str) -> Dict[str, Any]:
     """What the final validation of a cascade's first stage left for the next stage (case file -> arrays); empty for
     other configurations. The folder is shared by all folds, so it is found from nnUNet_results, not the fold's."""
@@ -204,9 +217,10 @@ def _train_and_record(args, events: List[Event], phase: List[str], placeholders:
     record("end", "checkpoint_final.pth", checkpoint)
     if args.final_validation:
         phase[0] = "final validation"
-        trainer.perform_actual_validation(False)
+        trainer.perform_actual_validation(args.npz)
         with open(os.path.join(trainer.output_folder, "validation", "summary.json")) as f:
             record("end", "validation summary.json", json.load(f))
+        record("end", "validation probabilities", _validation_probabilities(trainer.output_folder))
         record("end", "RNG states after the final validation", _rng_states())
         record("end", "predicted_next_stage", _next_stage_predictions(args, plans["plans_name"]))
     # the training log's name holds the start time
@@ -416,12 +430,13 @@ class TrainingRun:
     final_validation: bool
     fold: str = "0"  # "0".."4" or "all"
     plans: str = PLANS
+    npz: bool = False  # the final validation also saves probabilities
 
     def driver_args(self) -> List[str]:
         return (["--dataset-name", self.dataset_name, "--configuration", self.configuration, "--trainer",
                  self.trainer, "--epochs", str(self.epochs), "--iterations", str(self.iterations),
                  "--val-iterations", str(self.val_iterations), "--fold", self.fold, "--plans", self.plans]
-                + (["--final-validation"] if self.final_validation else []))
+                + (["--final-validation"] if self.final_validation else []) + (["--npz"] if self.npz else []))
 
 
 def _run_side(side: str, python: str, run: TrainingRun, source: str, base: str) -> Tuple[dict, float]:
@@ -466,6 +481,7 @@ def main() -> int:
     p.add_argument("--trainer", help=argparse.SUPPRESS)
     p.add_argument("--fold", default="0", help=argparse.SUPPRESS)
     p.add_argument("--plans", default=PLANS, help=argparse.SUPPRESS)
+    p.add_argument("--npz", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.driver:

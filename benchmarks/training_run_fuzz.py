@@ -74,6 +74,7 @@ class Case:
     iterations: int
     val_iterations: int
     final_validation: bool
+    npz: bool  # the final validation saves probabilities too
     cascade: bool
     configuration: str  # "2d" (single slices, or slices of 3-D images) or "3d_fullres" (the cascade: its 2nd stage)
     zero_outside: bool  # images 0 outside an ellipsoid: cropped to it, seg -1 outside, normalization in the mask
@@ -85,7 +86,8 @@ class Case:
                 f"{'x'.join(map(str, self.shapes[0]))}.., spacing {self.spacing}, channels {'/'.join(self.channels)}, "
                 f"{self.label_kind} ({self.n_classes}, absent in {len(self.absent_in)}), patch {self.patch}, "
                 f"batch {self.batch_size}, {self.trainer}, fold {self.fold}, {self.epochs}x{self.iterations}"
-                f"(+{self.val_iterations}){', final validation' if self.final_validation else ''}")
+                f"(+{self.val_iterations})"
+                f"{', final validation' + (' with --npz' if self.npz else '') if self.final_validation else ''}")
 
 
 def draw_case(rng: random.Random, cascade_share: float) -> Case:
@@ -117,7 +119,7 @@ def draw_case(rng: random.Random, cascade_share: float) -> Case:
                 shapes=shapes, spacing=spacing, label_kind=label_kind, n_classes=n_classes, absent_in=absent_in,
                 patch=patch, strides=strides, batch_size=rng.randint(2, 3), trainer=rng.choice(TRAINERS), fold=fold,
                 epochs=rng.randint(1, 2), iterations=rng.randint(2, 3), val_iterations=rng.randint(1, 2),
-                final_validation=rng.random() < (0.25 if three_d else 0.5), cascade=cascade,
+                final_validation=rng.random() < (0.25 if three_d else 0.5), npz=rng.random() < 0.5, cascade=cascade,
                 configuration=configuration, zero_outside=rng.random() < 0.3)
 
 
@@ -234,7 +236,7 @@ def runs_of(case: Case) -> List[TrainingRun]:
     so that every case has a prediction for the second)."""
     def run(configuration: str, fold: str, final_validation: bool) -> TrainingRun:
         return TrainingRun(DATASET_NAME, configuration, case.trainer, case.epochs, case.iterations,
-                           case.val_iterations, final_validation, fold=fold)
+                           case.val_iterations, final_validation, fold=fold, npz=case.npz)
     if case.cascade:
         return [run("3d_lowres", "all", True), run("3d_cascade_fullres", case.fold, case.final_validation)]
     return [run(case.configuration, case.fold, case.final_validation)]
