@@ -29,6 +29,9 @@ Each case is drawn from its own seeded generator, identically under both interpr
   stage's shape; labels, regions, an ignore label or 300 labels; scipy- or torch-based resampling, transposed axes,
   2-D configurations; dataset.json as a dict or a file; the default, blosc2 and numpy dataset classes): the file it
   writes read back (values, dtype, shape, blosc2 chunks and blocks) and torch's thread count afterwards;
+* ``revert``: ``LabelManager.revert_cropping_on_probabilities`` (numpy or torch probabilities of float16/32/64, ties,
+  2-D/3-D crop boxes as lists, tuples or arrays, inside, touching or reaching beyond the image), the segmentation of
+  the result, ``apply_inference_nonlin`` and ``convert_logits_to_segmentation`` of the same input;
 * ``network``: ``get_network_from_plans`` of small PlainConvUNet / ResidualEncoderUNet architectures (2-D/3-D, deep
   supervision on/off/default, with and without initialisation) under a seeded torch, then ``InitWeights_He``: every
   weight and the output on a random input.
@@ -47,7 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_arguments, work_folder  # noqa: E402
 
 KINDS = ["crop", "crop", "onehot", "norm", "norm", "resample", "resample", "misc", "misc", "logger", "network",
-         "resave"]
+         "resave", "revert"]
 REFUSED = "refused"
 
 
@@ -535,8 +538,61 @@ def _resave_case(rng) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _revert_case(rng) -> dict:
+    """``LabelManager.revert_cropping_on_probabilities`` and what follows it: probabilities of several types back
+    into the uncropped shape (crop boxes inside, touching or beyond the image), then to a segmentation."""
+    import numpy as np
+    import torch
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    n = int(rng.integers(1, 6))
+    labels = {"background": 0, **{f"l{i}": i for i in range(1, n + 1)}}
+    regions_class_order = None
+    kind = str(rng.choice(["labels", "regions", "ignore"]))
+    if kind == "regions" and n >= 2:
+        labels = {"background": 0, "whole": list(range(1, n + 1)), "top": n}
+        regions_class_order = [1, n]
+    elif kind == "ignore":
+        labels["ignore"] = n + 1
+    manager = LabelManager(labels, regions_class_order)
+    dim = 2 if rng.random() < 0.3 else 3
+    crop = [int(v) for v in rng.integers(1, 8, dim)]
+    full = [c + int(rng.integers(0, 6)) for c in crop]
+    lo = [int(rng.integers(0, f - c + 1)) for f, c in zip(full, crop)]
+    bbox = [[a, a + c] for a, c in zip(lo, crop)]
+    if rng.random() < 0.3:  # a box reaching beyond the image on some axis, or lying wholly outside it
+        axis = int(rng.integers(0, dim))
+        if rng.random() < 0.5:
+            shift = -bbox[axis][0] - int(rng.integers(1, crop[axis] + 3))
+        else:
+            shift = full[axis] - bbox[axis][1] + int(rng.integers(1, crop[axis] + 3))
+        bbox[axis] = [bbox[axis][0] + shift, bbox[axis][1] + shift]
+    if rng.random() < 0.1:  # a box of the last axes only (the crop then spans the leading ones)
+        bbox = bbox[1:]
+        full = [crop[0]] + full[1:]
+    form = str(rng.choice(["list"] * 5 + ["tuple", "array"]))
+    box = bbox if form == "list" else (tuple(tuple(b) for b in bbox) if form == "tuple" else np.array(bbox))
+    dtype = str(rng.choice(["float32", "float32", "float16", "float64"]))
+    probabilities = rng.random((manager.num_segmentation_heads, *crop)).astype(dtype)
+    if rng.random() < 0.3:
+        probabilities = np.round(probabilities * 2) / 2  # ties
+    as_torch = rng.random() < 0.5
+    p = torch.from_numpy(probabilities) if as_torch else probabilities
+    out: Dict[str, Any] = {"box_form": form}
+    out["reverted"] = _attempt(lambda: manager.revert_cropping_on_probabilities(p, box, full))
+    out["input_unchanged"] = bool(np.array_equal(np.asarray(p), probabilities))
+
+    def segmentation():
+        reverted = manager.revert_cropping_on_probabilities(p, box, full)
+        return manager.convert_probabilities_to_segmentation(reverted)
+    out["segmentation"] = _attempt(segmentation)
+    out["nonlin"] = _attempt(lambda: manager.apply_inference_nonlin(p))
+    out["seg_from_logits"] = _attempt(lambda: manager.convert_logits_to_segmentation(p))
+    return out
+
+
 CASES = {"crop": _crop_case, "onehot": _onehot_case, "norm": _norm_case, "resample": _resample_case,
-         "misc": _misc_case, "logger": _logger_case, "network": _network_case, "resave": _resave_case}
+         "misc": _misc_case, "logger": _logger_case, "network": _network_case, "resave": _resave_case,
+         "revert": _revert_case}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -562,6 +618,11 @@ def _documented(out_ref: dict, out_ours: dict):
         for item in ["call", "files"] + list(out_ours["files"]):
             found.append(("2-D bounding boxes, cropping and torch resampling of (c, x, y) data answered (the "
                           "reference handles 3-D only)", item))
+    if out_ref.get("box_form") in ("tuple", "array"):
+        for item in ("reverted", "segmentation"):
+            if refused(out_ref[item]) and not refused(out_ours[item]):
+                found.append(("crop boxes as tuples or arrays accepted by revert_cropping_on_probabilities (the "
+                              "reference's integer check takes lists only)", item))
     if out_ref.get("no_properties") and refused(out_ref["normalized"]) and not refused(out_ours["normalized"]):
         found.append(("normalization schemes built without intensityproperties (the reference asserts a dict)",
                       "normalized"))
