@@ -19,7 +19,9 @@ as a driver that:
 * records, in the order they happen: the initial weights, every batch (case keys, data, target), every loss and the
   weights after every ``train_step``, every validation step's outputs, the random generators' states, the final
   weights, optimizer state, ``checkpoint_final.pth`` (logged values without timestamps), the output files, the split
-  and the validation ``summary.json`` (paths normalised).
+  and the validation ``summary.json`` (paths normalised) with the validation folder's file names (and probabilities,
+  which the driver saves on request), and a cascade's ``predicted_next_stage`` files. The driver also takes a fold,
+  a plans name and ``--npz`` (used by ``training_run_fuzz.py``, which imports this script's driver and comparison).
 
 The two records are then walked side by side and the first difference is reported: what, at which step, max |delta|.
 A trainer that both sides refuse for a dataset (e.g. cross-entropy on a region dataset) counts as agreement; the
