@@ -32,6 +32,10 @@ Each case is drawn from its own seeded generator, identically under both interpr
 * ``revert``: ``LabelManager.revert_cropping_on_probabilities`` (numpy or torch probabilities of float16/32/64, ties,
   2-D/3-D crop boxes as lists, tuples or arrays, inside, touching or reaching beyond the image), the segmentation of
   the result, ``apply_inference_nonlin`` and ``convert_logits_to_segmentation`` of the same input;
+* ``overlay``: ``select_slice_to_plot``, ``select_slice_to_plot2``, ``generate_overlay`` (grey, grey with a channel
+  axis, RGB; with and without a mapping) and ``hex_to_rgb`` of ``nnunetv2.utilities.overlay_plots``;
+* ``unpack``: ``unpack_dataset`` (one process; with/without segmentations, overwriting stale ``.npy`` files or not,
+  verifying) on random ``.npz`` files: every file afterwards, byte for byte;
 * ``network``: ``get_network_from_plans`` of small PlainConvUNet / ResidualEncoderUNet architectures (2-D/3-D, deep
   supervision on/off/default, with and without initialisation) under a seeded torch, then ``InitWeights_He``: every
   weight and the output on a random input.
@@ -50,7 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_arguments, work_folder  # noqa: E402
 
 KINDS = ["crop", "crop", "onehot", "norm", "norm", "resample", "resample", "misc", "misc", "logger", "network",
-         "resave", "revert"]
+         "resave", "revert", "overlay", "unpack"]
 REFUSED = "refused"
 
 
@@ -591,9 +595,77 @@ def _revert_case(rng) -> dict:
     return out
 
 
+def _overlay_case(rng) -> dict:
+    """The pure helpers of ``nnunetv2.utilities.overlay_plots``."""
+    import numpy as np
+    from nnunetv2.utilities import overlay_plots as O
+    shape = [int(v) for v in rng.integers(1, 9, 3)]
+    n = int(rng.integers(0, 5))
+    seg = _seg(rng, shape, str(rng.choice(["uint8", "int16", "int32"])), n)
+    image = (rng.standard_normal(shape) * 100).astype(str(rng.choice(["float32", "int16", "uint8", "float64"])))
+    if rng.random() < 0.1:
+        image[:] = 3
+    out: Dict[str, Any] = {}
+    out["slice"] = _attempt(lambda: O.select_slice_to_plot(image, seg))
+    out["slice2"] = _attempt(lambda: O.select_slice_to_plot2(image, seg))
+    k = int(rng.integers(0, shape[0]))
+    img2d = image[k]
+    form = str(rng.choice(["2d", "2d", "grey_channel", "rgb"]))
+    if form == "grey_channel":
+        img2d = img2d[:, :, None]
+    elif form == "rgb":
+        img2d = np.stack([img2d] * 3, -1)
+    mapping = None
+    if rng.random() < 0.3:
+        mapping = {int(v): i for i, v in enumerate(np.unique(seg[k]))}
+    intensity = float(rng.choice([0.6, 0.3, 1.0]))
+    out["constant_image"] = bool(img2d.min() == img2d.max())
+    out["overlay"] = _attempt(lambda: O.generate_overlay(img2d, seg[k], mapping, overlay_intensity=intensity))
+    hexes = ["ff0000", "00FF7f", "abc", "12345g", "0a0b0c"]
+    h = hexes[int(rng.integers(0, len(hexes)))]
+    out["hex"] = _attempt(lambda: O.hex_to_rgb(h))
+    return out
+
+
+def _unpack_case(rng) -> dict:
+    """``unpack_dataset`` (MONAI's runner calls it) on a folder of random preprocessed ``.npz`` files, some already
+    unpacked (stale ``.npy`` files), one without a segmentation now and then: the files afterwards, byte for byte."""
+    import hashlib
+    import shutil
+    import tempfile
+    import numpy as np
+    from nnunetv2.training.dataloading.utils import unpack_dataset
+    folder = tempfile.mkdtemp()
+    try:
+        for i in range(int(rng.integers(1, 4))):
+            shape = [int(v) for v in rng.integers(1, 6, 3)]
+            arrays = {"data": rng.standard_normal((int(rng.integers(1, 3)), *shape)).astype(
+                str(rng.choice(["float32", "float16"]))),
+                "seg": rng.integers(-1, 3, (1, *shape)).astype(str(rng.choice(["int8", "int16"])))}
+            if rng.random() < 0.1:
+                del arrays["seg"]
+            np.savez_compressed(os.path.join(folder, f"case_{i}.npz"), **arrays)
+            if rng.random() < 0.3:  # unpacked before, from other data
+                np.save(os.path.join(folder, f"case_{i}.npy"), np.zeros(2, dtype=np.float32))
+            if rng.random() < 0.2:
+                np.save(os.path.join(folder, f"case_{i}_seg.npy"), np.ones(2, dtype=np.int8))
+        unpack_seg, overwrite, verify = (bool(rng.random() < p) for p in (0.8, 0.3, 0.3))
+        out: Dict[str, Any] = {"call": _attempt(lambda: unpack_dataset(folder, unpack_seg, overwrite, 1, verify))}
+        if out["call"] == REFUSED:
+            # what a refused call leaves differs: the reference's pool finishes the other files, ours (one process)
+            # stops at the first broken one
+            return out
+        for f in sorted(os.listdir(folder)):
+            with open(os.path.join(folder, f), "rb") as fh:
+                out[f] = hashlib.sha256(fh.read()).hexdigest() if f.endswith(".npy") else "npz"
+        return out
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 CASES = {"crop": _crop_case, "onehot": _onehot_case, "norm": _norm_case, "resample": _resample_case,
          "misc": _misc_case, "logger": _logger_case, "network": _network_case, "resave": _resave_case,
-         "revert": _revert_case}
+         "revert": _revert_case, "overlay": _overlay_case, "unpack": _unpack_case}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -627,6 +699,9 @@ def _documented(out_ref: dict, out_ours: dict):
             if refused(out_ref[item]) and not refused(out_ours[item]):
                 found.append(("crop boxes as tuples or arrays accepted by revert_cropping_on_probabilities (the "
                               "reference's integer check takes lists only)", item))
+    if out_ref.get("constant_image") and "overlay" in out_ref and not refused(out_ref["overlay"]):
+        found.append(("generate_overlay of a constant image: ours scales it to 0 and overlays the labels (the "
+                      "reference divides by 0 and casts NaN)", "overlay"))
     if out_ref.get("no_properties") and refused(out_ref["normalized"]) and not refused(out_ours["normalized"]):
         found.append(("normalization schemes built without intensityproperties (the reference asserts a dict)",
                       "normalized"))
