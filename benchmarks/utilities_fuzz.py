@@ -21,7 +21,8 @@ Each case is drawn from its own seeded generator, identically under both interpr
 * ``misc``: ``collate_outputs``, ``generate_crossval_split``, the ``file_path_utilities`` helpers (identifiers,
   ``get_output_folder``, fold strings, ensemble names, path parsing), ``dumb_trainer_config_plans_to_trained_models_dict``,
   ``softmax_helper_dim0/1``, ``fix_types_iterable``, ``get_allowed_n_proc_DA`` under ``nnUNet_n_proc_DA``,
-  ``recursive_find_trainer_class_by_name``, ``dummy_context``, ``empty_cache`` and the constants ``ANISO_THRESHOLD``,
+  ``recursive_find_trainer_class_by_name``, ``check_workers_alive_and_busy`` (on stand-ins for the pool, its workers
+  and the pending results), ``dummy_context``, ``empty_cache`` and the constants ``ANISO_THRESHOLD``,
   ``default_num_processes``;
 * ``logger``: ``MetaLogger`` / ``LocalLogger``: random ``log`` sequences (the moving average of the pseudo Dice),
   ``get_value``, ``get_checkpoint`` / ``load_checkpoint``;
@@ -365,6 +366,25 @@ def _misc_case(rng) -> dict:
     from nnunetv2.utilities.helpers import dummy_context, empty_cache
     out["constants"] = _comparable([ANISO_THRESHOLD, default_num_processes])
     out["empty_cache_cpu"] = _attempt(lambda: empty_cache(torch.device("cpu")))
+
+    # check_workers_alive_and_busy on stand-ins for the pool, its workers and the pending results
+    class _Flag:
+        def __init__(self, value: bool):
+            self.value = value
+
+        def is_alive(self) -> bool:
+            return self.value
+
+        def ready(self) -> bool:
+            return self.value
+
+    class _Pool:
+        def __init__(self, n: int):
+            self._pool = [None] * n
+    workers = [_Flag(bool(rng.random() < 0.97)) for _ in range(int(rng.integers(0, 4)))]
+    results = [_Flag(bool(rng.random() < 0.5)) for _ in range(int(rng.integers(0, 8)))]
+    pool, queued = _Pool(int(rng.integers(1, 4))), int(rng.integers(0, 3))
+    out["workers_busy"] = _attempt(lambda: F.check_workers_alive_and_busy(pool, workers, results, queued))
 
     def in_context():
         with dummy_context() as c:
