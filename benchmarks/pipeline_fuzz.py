@@ -1,15 +1,19 @@
 """Differential trial, not a speed benchmark: the whole planning + preprocessing pipeline, end to end through the
 console commands, on random raw datasets: does ours leave the reference's (2.8.1) files on disk?
 
-    python benchmarks/pipeline_fuzz.py [--datasets 5] [--seed 0] [--reference-python PATH] [--keep]
+    python benchmarks/pipeline_fuzz.py [--datasets 5] [--seed 0] [--faults 0.2] [--reference-python PATH] [--keep]
 
 Each dataset is drawn from its own seeded generator and written once under a temporary nnUNet_raw as
 ``Dataset<id>_Pipe<i>``: `.nii.gz`, `.nii`, `.mha`, `.nrrd`, `.png` (2-D, grey or RGB) or `.tif` (3-D with the
 spacing side-car, sometimes without naming ``Tiff3DIO``), 2-D or 3-D, 1-3 channels named for every normalization
 (CT, MRI/anything -> z-score, noNorm, rescale_to_0_1, rgb_to_0_1), sometimes an ``overwrite_image_reader_writer``
-(NibabelIO, NibabelIOWithReorient, SimpleITKIOWithReorient, Tiff3DIO), plain labels, regions with
-``regions_class_order`` or an ignore label, isotropic or anisotropic spacings, larger volumes now and then (so that
-3d_lowres and the cascade are planned), 2-10 cases with or without zero borders, an ``imagesTs`` folder sometimes.
+(NibabelIO, NibabelIOWithReorient, SimpleITKIOWithReorient, Tiff3DIO), permuted/flipped directions, plain labels,
+regions with ``regions_class_order``, an ignore label (also with regions), label files of several types, cases
+without foreground, isotropic or anisotropic spacings, single slices, larger volumes now and then (so that 3d_lowres
+and the cascade are planned), 2-10 cases with or without zero borders and with plain or odd names, an ``imagesTs``
+folder sometimes, the legacy ``modality`` key or a wrong ``numTraining`` now and then. A share of the SimpleITK-format
+datasets (``--faults``) gets one mistake in its last case: a label value not declared, a label one column short, a
+missing label file, a NaN image voxel, a label with another origin or spacing, a stray extra channel file.
 Then a random sequence of commands is drawn: ``nnUNetv2_plan_and_preprocess`` with random flags (``-c`` subsets,
 ``--verify_dataset_integrity``, ``-pl`` of several planners, ``-gpu_memory_target``, ``-overwrite_plans_name``,
 ``-overwrite_target_spacing``, ``--no_pp``, ``--clean``), or ``nnUNetv2_extract_fingerprint`` +
@@ -18,7 +22,10 @@ another planner or a rerun. Each side gets its own copy of the raw dataset and i
 the same command lines through its own console scripts (ours: those installed beside this interpreter with
 PYTHONPATH on this checkout; the reference's beside its python, run from the work folder without PYTHONPATH),
 stopping at the first command that fails. Compared: each command's success (both failing agrees; the last lines
-of both messages are printed), the set of files under nnUNet_preprocessed and nnUNet_raw afterwards, every JSON
+of both messages are printed; where ours refuses and the reference goes on, a refusal that
+documentation/differences_from_reference.md lists is counted apart as by design: ``-c`` naming only configurations
+the plans lack, an undeclared label value, a NaN image voxel, an image/label shape mismatch, an origin mismatch under
+``--verify_dataset_integrity``), the set of files under nnUNet_preprocessed and nnUNet_raw afterwards, every JSON
 file by value (floats exactly), every ``.pkl`` by value (paths normalised), every ``.b2nd`` array bit for bit with
 shape, dtype, chunks and blocks, and every other file (gt_segmentations) byte for byte. Exit status 1 if anything
 differs.
@@ -55,7 +62,7 @@ def _draw_dataset(rng) -> dict:
     channel_names = ({"0": "R", "1": "G", "2": "B"} if rgb and rng.random() < 0.5 else
                      {str(c): ("rgb_to_0_1" if rgb and rng.random() < 0.7 else str(rng.choice(schemes)))
                       for c in range(n_channels)})
-    label_kind = str(rng.choice(["plain", "plain", "regions", "ignore"]))
+    label_kind = str(rng.choice(["plain", "plain", "regions", "ignore", "regions_ignore"]))
     n_labels = int(rng.integers(1, 4))
     reader = None
     if rng.random() < 0.25:
@@ -68,7 +75,8 @@ def _draw_dataset(rng) -> dict:
     big = not two_d and rng.random() < 0.3
     return {"two_d": two_d, "ending": ending, "rgb": rgb, "n_channels": n_channels, "channel_names": channel_names,
             "label_kind": label_kind, "n_labels": n_labels, "reader": reader, "big": big,
-            "n_cases": int(rng.integers(2, 5 if big else 11)), "anisotropic": rng.random() < 0.4, "borders": rng.random() < 0.5,
+            "n_cases": int(rng.integers(2, 5 if big else 11)), "anisotropic": rng.random() < 0.4,
+            "borders": rng.random() < 0.5,
             "dtype": str(rng.choice(["uint8", "int16", "float32"])), "imagesTs": rng.random() < 0.3,
             "uint16_png": ending == ".png" and not rgb and rng.random() < 0.3,
             "oriented": ending in SITK_ENDINGS and rng.random() < 0.3,
@@ -79,9 +87,11 @@ def _draw_dataset(rng) -> dict:
 
 def _labels_entry(spec: dict) -> Tuple[dict, Optional[list]]:
     n = spec["n_labels"]
-    if spec["label_kind"] == "regions":
+    if spec["label_kind"].startswith("regions"):
         # nested regions: region k holds labels k..n (the usual whole/core/enhancing layout)
         labels = {"background": 0, **{f"r{k}": (list(range(k, n + 1)) if k < n else n) for k in range(1, n + 1)}}
+        if spec["label_kind"] == "regions_ignore":
+            labels["ignore"] = n + 1
         return labels, list(range(1, n + 1))
     labels = {"background": 0, **{f"l{k}": k for k in range(1, n + 1)}}
     if spec["label_kind"] == "ignore":
@@ -98,7 +108,7 @@ def _case_arrays(rng, spec: dict, shape: List[int]):
             centre = [int(rng.integers(0, s)) for s in shape]
             radius = [max(1, int(rng.integers(1, max(2, s // 3)))) for s in shape]
             seg[tuple(slice(max(0, c - r), c + r) for c, r in zip(centre, radius))] = label
-    if spec["label_kind"] == "ignore" and rng.random() < 0.8:
+    if spec["label_kind"].endswith("ignore") and rng.random() < 0.8:
         box = [int(rng.integers(0, s)) for s in shape]
         seg[tuple(slice(b, b + max(1, s // 4)) for b, s in zip(box, shape))] = spec["n_labels"] + 1
     mask = np.ones(shape, dtype=bool)
@@ -196,7 +206,47 @@ def _write_case(rng, spec: dict, folder: str, seg_folder: Optional[str], name: s
                     os.path.join(seg_folder, f"{name}{ending}"))
 
 
-def write_dataset(raw: str, dataset_id: int, seed: int) -> Tuple[str, dict]:
+# a mistake in the last case, as users make them; the refusals of ours that differences_from_reference.md documents
+# (the reference goes on) are counted apart
+FAULTS = ["undeclared_label", "shape_mismatch", "missing_label", "nan_image", "origin_mismatch", "spacing_mismatch",
+          "extra_channel"]
+DOCUMENTED_REFUSALS = {"undeclared_label", "nan_image", "shape_mismatch"}
+
+
+def _inject_fault(fault: str, folder: str, case: str, spec: dict) -> None:
+    import numpy as np
+    import SimpleITK as sitk
+    ending = spec["ending"]
+    label_file = os.path.join(folder, "labelsTr", case + ending)
+    image_file = os.path.join(folder, "imagesTr", f"{case}_0000{ending}")
+    if fault == "missing_label":
+        os.remove(label_file)
+        return
+    if fault == "extra_channel":
+        shutil.copy(image_file, os.path.join(folder, "imagesTr", f"{case}_{spec['n_channels']:04d}{ending}"))
+        return
+    target = image_file if fault == "nan_image" else label_file
+    itk = sitk.ReadImage(target)
+    array = sitk.GetArrayFromImage(itk)
+    if fault == "undeclared_label":
+        array.flat[array.size // 2] = 255 if array.dtype != np.int16 else 300
+    elif fault == "nan_image":
+        array = array.astype(np.float32)
+        array.flat[array.size // 3] = np.nan
+    elif fault == "shape_mismatch":
+        array = np.ascontiguousarray(array[..., :-1])
+    new = sitk.GetImageFromArray(array)
+    new.SetSpacing(itk.GetSpacing())
+    new.SetOrigin(itk.GetOrigin())
+    new.SetDirection(itk.GetDirection())
+    if fault == "origin_mismatch":
+        new.SetOrigin([o + 5.0 for o in itk.GetOrigin()])
+    elif fault == "spacing_mismatch":
+        new.SetSpacing([v * 1.1 for v in itk.GetSpacing()])
+    sitk.WriteImage(new, target)
+
+
+def write_dataset(raw: str, dataset_id: int, seed: int, p_fault: float) -> Tuple[str, dict]:
     """Write the dataset; returns its folder name and what was drawn."""
     import numpy as np
     rng = np.random.default_rng(seed)
@@ -211,8 +261,14 @@ def write_dataset(raw: str, dataset_id: int, seed: int) -> Tuple[str, dict]:
         _write_case(rng, spec, os.path.join(folder, "imagesTr"), os.path.join(folder, "labelsTr"), case_name)
     for case in range(int(rng.integers(1, 3)) if spec["imagesTs"] else 0):
         _write_case(rng, spec, os.path.join(folder, "imagesTs"), None, f"test{case:03d}")
+    spec["fault"] = None
+    if spec["ending"] in SITK_ENDINGS and rng.random() < p_fault:
+        spec["fault"] = str(rng.choice(FAULTS))
+        _inject_fault(spec["fault"], folder, case_name, spec)
     labels, regions_class_order = _labels_entry(spec)
-    dataset_json = {"channel_names": spec["channel_names"], "labels": labels, "numTraining": spec["n_cases"],
+    # now and then the legacy "modality" key, or a numTraining that does not count the cases
+    dataset_json = {"modality" if rng.random() < 0.1 else "channel_names": spec["channel_names"], "labels": labels,
+                    "numTraining": spec["n_cases"] + (int(rng.choice([-1, 1])) if rng.random() < 0.15 else 0),
                     "file_ending": spec["ending"]}
     if regions_class_order:
         dataset_json["regions_class_order"] = regions_class_order
@@ -254,6 +310,8 @@ def _configurations(rng) -> Optional[List[str]]:
         return None  # the default 2d 3d_fullres 3d_lowres
     pool = ["2d", "3d_fullres", "3d_lowres"]
     chosen = [str(c) for c in rng.permutation(pool)[:int(rng.integers(1, 4))]]
+    if chosen == ["3d_lowres"] and rng.random() < 0.7:  # mostly planned only for large volumes: rarely alone
+        chosen.append("3d_fullres")
     return chosen
 
 
@@ -402,16 +460,21 @@ def _planned(folder: str) -> str:
     return "; ".join(out) or "no plans"
 
 
-def _by_design(cmd: List[str], our_output: str) -> bool:
-    """A refusal of ours documented in differences_from_reference.md where the reference went on."""
-    return "-c" in cmd and "None of the requested configurations" in our_output
+def _by_design(cmd: List[str], our_output: str, spec: dict) -> bool:
+    """A refusal of ours documented in differences_from_reference.md where the reference went on: ``-c`` naming only
+    configurations the plans lack, or a documented check of faulty input (one line, no traceback)."""
+    if "-c" in cmd and "None of the requested configurations" in our_output:
+        return True
+    if spec["fault"] == "origin_mismatch" and "--verify_dataset_integrity" in cmd:
+        return "nnU-Net error" in our_output and "Traceback" not in our_output
+    return spec["fault"] in DOCUMENTED_REFUSALS and "nnU-Net error" in our_output and "Traceback" not in our_output
 
 
 def run_case(i: int, args, base: str, template: str, ref_python: str) -> Tuple[List[str], dict]:
     import numpy as np
     seed = args.seed * 100003 + i
     dataset_id = FIRST_ID + i
-    name, spec = write_dataset(template, dataset_id, seed)
+    name, spec = write_dataset(template, dataset_id, seed, args.faults)
     commands = draw_commands(np.random.default_rng(seed + 7), dataset_id, spec)
     outcome = {"name": name, "spec": spec, "commands": commands}
     for side in ("ref", "ours"):
@@ -426,10 +489,10 @@ def run_case(i: int, args, base: str, template: str, ref_python: str) -> Tuple[L
         o = outcome["ours"][k] if k < len(outcome["ours"]) else None
         if r is None and o is None:
             break
-        if r is not None and o is not None and r[0] == 0 and o[0] != 0 and _by_design(cmd, o[1]):
-            # documented: the reference skips every configuration its plans lack and exits 0, ours names them; the
-            # folders then differ by what the reference went on to write (gt_segmentations), so they are not compared
-            outcome["by_design"] = f"{cmd[0]} -c naming only configurations the plans lack: ours {o[1][-200:]}"
+        if r is not None and o is not None and r[0] == 0 and o[0] != 0 and _by_design(cmd, o[1], spec):
+            # documented refusals of ours where the reference goes on: the folders then differ by what the reference
+            # went on to write, so they are not compared
+            outcome["by_design"] = f"{cmd[0]}: ours {o[1][-300:]}"
             return problems, outcome
         if (r is None) != (o is None) or (r[0] == 0) != (o[0] == 0):
             problems.append(f"{cmd[0]}: reference {'not run' if r is None else f'exit {r[0]}: {r[1]}'}; "
@@ -454,13 +517,16 @@ def _describe(outcome: dict) -> str:
             f"{', big' if s['big'] else ''}{', anisotropic' if s['anisotropic'] else ''}"
             f"{', reader ' + s['reader'] if s['reader'] else ''}{', oriented' if s['oriented'] else ''}"
             f"{', single slices' if s['single_slices'] else ''}{', empty cases' if s['p_empty'] else ''}"
-            f"{', odd names' if s['names'] == 'odd' else ''}, labels {s['seg_dtype']}")
+            f"{', odd names' if s['names'] == 'odd' else ''}, labels {s['seg_dtype']}"
+            f"{', FAULT ' + s['fault'] if s['fault'] else ''}")
     return f"{outcome['name']} ({what})\n    " + "\n    ".join(" ".join(c) for c in outcome["commands"])
 
 
 def main() -> int:
     p = trial_arguments(__doc__, driver_nargs=1)
     p.add_argument("--datasets", type=int, default=5)
+    p.add_argument("--faults", type=float, default=0.2, help="share of the .nii.gz/.nii/.mha/.nrrd datasets given a "
+                   "mistake in their last case")
     args = p.parse_args()
     ref_python = reference_python(args.reference_python or default_reference_python(), args.reference_venv)
     differing = refused = by_design = 0
