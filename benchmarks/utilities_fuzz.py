@@ -32,7 +32,8 @@ Each case is drawn from its own seeded generator, identically under both interpr
   writes read back (values, dtype, shape, blosc2 chunks and blocks) and torch's thread count afterwards;
 * ``revert``: ``LabelManager.revert_cropping_on_probabilities`` (numpy or torch probabilities of float16/32/64, ties,
   2-D/3-D crop boxes as lists, tuples or arrays, inside, touching or reaching beyond the image), the segmentation of
-  the result, ``apply_inference_nonlin`` and ``convert_logits_to_segmentation`` of the same input;
+  the result, ``apply_inference_nonlin`` and ``convert_logits_to_segmentation`` of the same input; the manager built
+  with ``force_use_labels`` and a caller's ``inference_nonlin`` now and then;
 * ``overlay``: ``select_slice_to_plot``, ``select_slice_to_plot2``, ``generate_overlay`` (grey, grey with a channel
   axis, RGB; with and without a mapping) and ``hex_to_rgb`` of ``nnunetv2.utilities.overlay_plots``;
 * ``unpack``: ``unpack_dataset`` (one process; with/without segmentations, overwriting stale ``.npy`` files or not,
@@ -578,7 +579,10 @@ def _revert_case(rng) -> dict:
         regions_class_order = [1, n]
     elif kind == "ignore":
         labels["ignore"] = n + 1
-    manager = LabelManager(labels, regions_class_order)
+    # the constructor's other arguments: regions used as plain labels, a caller's own nonlinearity
+    force = bool(rng.random() < 0.15)
+    nonlin = [None, None, None, torch.sigmoid, lambda x: torch.softmax(x, 0)][int(rng.integers(0, 5))]
+    manager = LabelManager(labels, regions_class_order, force_use_labels=force, inference_nonlin=nonlin)
     dim = 2 if rng.random() < 0.3 else 3
     crop = [int(v) for v in rng.integers(1, 8, dim)]
     full = [c + int(rng.integers(0, 6)) for c in crop]
