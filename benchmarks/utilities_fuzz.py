@@ -19,7 +19,8 @@ Each case is drawn from its own seeded generator, identically under both interpr
   ``resample_data_or_seg_to_shape`` / ``_to_spacing`` (orders 0/1/3, ``order_z``, forced separate z),
   ``resample_torch_simple`` / ``resample_torch_fornnunet`` and ``recursive_find_resampling_fn_by_name``;
 * ``misc``: ``collate_outputs``, ``generate_crossval_split``, the ``file_path_utilities`` helpers (identifiers,
-  ``get_output_folder``, fold strings, ensemble names, path parsing), ``dumb_trainer_config_plans_to_trained_models_dict``,
+  ``get_output_folder``, fold strings, ensemble names, path parsing),
+  ``dumb_trainer_config_plans_to_trained_models_dict``,
   ``softmax_helper_dim0/1``, ``fix_types_iterable``, ``get_allowed_n_proc_DA`` under ``nnUNet_n_proc_DA``,
   ``recursive_find_trainer_class_by_name``, ``check_workers_alive_and_busy`` (on stand-ins for the pool, its workers
   and the pending results), ``dummy_context``, ``empty_cache`` and the constants ``ANISO_THRESHOLD``,
@@ -118,7 +119,6 @@ def _shape(rng, two_d=None):
 
 
 def _seg(rng, shape, dtype, n_labels: int = 3):
-    import numpy as np
     seg = rng.integers(0, n_labels + 1, size=shape)
     seg[rng.random(shape) < 0.5] = 0
     return seg.astype(dtype)
@@ -127,7 +127,6 @@ def _seg(rng, shape, dtype, n_labels: int = 3):
 # ---------------------------------------------------------------------------------------------------------------------
 
 def _crop_case(rng) -> dict:
-    import numpy as np
     from nnunetv2.preprocessing.cropping import cropping as C
     shape = _shape(rng)
     dtype = rng.choice(["float32", "int16", "uint8", "float64"])
@@ -211,7 +210,8 @@ def _norm_case(rng) -> dict:
         scheme = getattr(N, name)(use_mask_for_norm=use_mask, intensityproperties=props, target_dtype=target)
         return scheme.run(img.copy(), None if seg is None else seg.copy())
     out["normalized"] = _attempt(run)
-    out["leaves_zero"] = _attempt(lambda: getattr(N, name).leaves_pixels_outside_mask_at_zero_if_use_mask_for_norm_is_true)
+    flag = "leaves_pixels_outside_mask_at_zero_if_use_mask_for_norm_is_true"
+    out["leaves_zero"] = _attempt(lambda: getattr(getattr(N, name), flag))
     cname = str(rng.choice(CHANNEL_NAMES))
     out["scheme"] = _attempt(lambda: get_normalization_scheme(cname))
     return out
@@ -306,7 +306,8 @@ def _misc_case(rng) -> dict:
     out["splits"] = _attempt(lambda: generate_crossval_split(ids, seed, n_splits))
 
     # file path helpers
-    tr, pl = str(rng.choice(["nnUNetTrainer", "T_x", "A__B"])), str(rng.choice(["nnUNetPlans", "nnUNetResEncUNetMPlans"]))
+    tr = str(rng.choice(["nnUNetTrainer", "T_x", "A__B"]))
+    pl = str(rng.choice(["nnUNetPlans", "nnUNetResEncUNetMPlans"]))
     cfg = str(rng.choice(["3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"]))
     out["identifier"] = _attempt(lambda: F.convert_trainer_plans_config_to_identifier(tr, pl, cfg))
     ident = f"{tr}__{pl}__{cfg}"
@@ -327,7 +328,8 @@ def _misc_case(rng) -> dict:
     out["ensemble_name_dtrc"] = _attempt(lambda: F.get_ensemble_name_from_d_tr_c(ds, tr, pl, cfg, tr2, pl, "2d",
                                                                                  tuple(folds)).replace(
         os.environ["nnUNet_results"], "<results>"))
-    ens = f"ensemble___{ident}___{tr2}__{pl}__2d___{F.folds_tuple_to_string(tuple(folds)) if folds != ['all'] else 'all'}"
+    folds_part = F.folds_tuple_to_string(tuple(folds)) if folds != ["all"] else "all"
+    ens = f"ensemble___{ident}___{tr2}__{pl}__2d___{folds_part}"
     out["ensemble_parse"] = _attempt(lambda: F.convert_ensemble_folder_to_model_identifiers_and_folds(ens))
     parts = ["/home", "u", ds, ident] + ([f"fold_{rng.choice([0, 'all'])}"] if rng.random() < 0.6 else []) + (
         ["validation"] if rng.random() < 0.3 else [])
