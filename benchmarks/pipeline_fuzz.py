@@ -70,13 +70,15 @@ def _draw_dataset(rng) -> dict:
                    ".nii": ["NibabelIO", "NibabelIOWithReorient"], ".mha": ["SimpleITKIOWithReorient"],
                    ".nrrd": ["SimpleITKIO"], ".tif": ["Tiff3DIO"], ".png": ["NaturalImage2DIO"]}[ending]
         reader = str(rng.choice(options))
+        if two_d and reader.startswith("Nibabel") and rng.random() < 0.8:
+            reader = None  # the nibabel readers refuse 2-D files (both sides): rarely worth a case
     if ending == ".tif" and reader is None and rng.random() < 0.7:
         reader = "Tiff3DIO"
     big = not two_d and rng.random() < 0.3
     return {"two_d": two_d, "ending": ending, "rgb": rgb, "n_channels": n_channels, "channel_names": channel_names,
             "label_kind": label_kind, "n_labels": n_labels, "reader": reader, "big": big,
             "n_cases": int(rng.integers(2, 5 if big else 11)), "anisotropic": rng.random() < 0.4,
-            "borders": rng.random() < 0.5,
+            "borders": rng.random() < 0.5, "inplane": float(rng.uniform(0.5, 1.5)),
             "dtype": str(rng.choice(["uint8", "int16", "float32"])), "imagesTs": rng.random() < 0.3,
             "uint16_png": ending == ".png" and not rgb and rng.random() < 0.3,
             "oriented": ending in SITK_ENDINGS and rng.random() < 0.3,
@@ -170,7 +172,9 @@ def _write_case(rng, spec: dict, folder: str, seg_folder: Optional[str], name: s
             [int(v) for v in rng.integers(low + low // 3, int(high * 1.4), 2)]
         if spec["single_slices"] and rng.random() < 0.3:
             shape[0] = 1
-        inplane = float(rng.uniform(0.5, 1.5))
+        # the dataset's in-plane spacing, a little different per case (a factor 2 between cases would resample
+        # the large volumes below the size at which 3d_lowres is planned)
+        inplane = spec["inplane"] * float(rng.uniform(0.9, 1.1))
         spacing = [inplane * (float(rng.uniform(3, 6)) if spec["anisotropic"] else float(rng.uniform(0.8, 1.2))),
                    inplane, inplane * float(rng.uniform(0.9, 1.1))]
     origin = [float(v) for v in rng.uniform(-100, 100, len(shape))]
