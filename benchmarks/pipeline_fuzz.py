@@ -24,8 +24,8 @@ PYTHONPATH on this checkout; the reference's beside its python, run from the wor
 stopping at the first command that fails. Compared: each command's success (both failing agrees; the last lines
 of both messages are printed; where ours refuses and the reference goes on, a refusal that
 documentation/differences_from_reference.md lists is counted apart as by design: ``-c`` naming only configurations
-the plans lack, an undeclared label value, a NaN image voxel, an image/label shape mismatch, an origin mismatch under
-``--verify_dataset_integrity``), the set of files under nnUNet_preprocessed and nnUNet_raw afterwards, every JSON
+the plans lack, an undeclared label value, a NaN image voxel, an image/label shape mismatch, a stray channel file,
+an origin mismatch under ``--verify_dataset_integrity``), the set of files under nnUNet_preprocessed and nnUNet_raw afterwards, every JSON
 file by value (floats exactly), every ``.pkl`` by value (paths normalised), every ``.b2nd`` array bit for bit with
 shape, dtype, chunks and blocks, and every other file (gt_segmentations) byte for byte. Exit status 1 if anything
 differs.
@@ -215,7 +215,7 @@ def _write_case(rng, spec: dict, folder: str, seg_folder: Optional[str], name: s
 # (the reference goes on) are counted apart
 FAULTS = ["undeclared_label", "shape_mismatch", "missing_label", "nan_image", "origin_mismatch", "spacing_mismatch",
           "extra_channel"]
-DOCUMENTED_REFUSALS = {"undeclared_label", "nan_image", "shape_mismatch"}
+DOCUMENTED_REFUSALS = {"undeclared_label", "nan_image", "shape_mismatch", "extra_channel"}
 
 
 def _inject_fault(fault: str, folder: str, case: str, spec: dict) -> None:
