@@ -25,10 +25,11 @@ stopping at the first command that fails. Compared: each command's success (both
 of both messages are printed; where ours refuses and the reference goes on, a refusal that
 documentation/differences_from_reference.md lists is counted apart as by design: ``-c`` naming only configurations
 the plans lack, an undeclared label value, a NaN image voxel, an image/label shape mismatch, a stray channel file,
-an origin mismatch under ``--verify_dataset_integrity``), the set of files under nnUNet_preprocessed and nnUNet_raw afterwards, every JSON
-file by value (floats exactly), every ``.pkl`` by value (paths normalised), every ``.b2nd`` array bit for bit with
-shape, dtype, chunks and blocks, and every other file (gt_segmentations) byte for byte. Exit status 1 if anything
-differs.
+an origin mismatch under ``--verify_dataset_integrity``), the set of files under nnUNet_preprocessed and
+nnUNet_raw afterwards, every JSON file by value (floats exactly), every ``.pkl`` by value (paths normalised), every
+``.b2nd`` array bit for bit with shape, dtype, chunks, blocks and codec, and every other file (gt_segmentations)
+byte for byte. What a command refused by both left behind is not compared (ours refuses some mistakes before it
+writes anything, the reference part-way through). Exit status 1 if anything differs.
 """
 from __future__ import annotations
 
