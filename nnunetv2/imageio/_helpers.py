@@ -38,18 +38,18 @@ def one_line(text: str, max_len: int = 300) -> str:
     return s if len(s) <= max_len else s[:max_len - 3] + "..."
 
 
-def unreadable_file_error(fname: str, reason: BaseException, what: str = "image") -> UserError:
-    """UserError for a file that is missing or that the reading library rejects."""
+def unreadable_file_error(fname: str, reason: BaseException) -> UserError:
+    """UserError for a file that is missing or that the reading library rejects. The readers read label files
+    through the same code as images, so the message names neither: the path says which it is."""
     if os.path.islink(fname) and not os.path.exists(fname):
         from nnunetv2.utilities.input_checks import broken_link_problem  # utilities sit above imageio
-        return UserError(f"The {what} file {broken_link_problem(fname)}.", "Point the link to the real file, or "
-                                                                          "remove it.")
+        return UserError(f"The file {broken_link_problem(fname)}.", "Point the link to the real file, or remove it.")
     if not os.path.exists(fname):
-        return UserError(f"The {what} file {fname} does not exist.",
+        return UserError(f"The file {fname} does not exist.",
                          "Check the path and the file naming (CASE_XXXX<ending> for images, CASE<ending> for labels).")
     if os.path.isdir(fname):
-        return UserError(f"The {what} path {fname} is a folder, not a file.", "Pass the image file itself.")
-    return UserError(f"Could not read {what} file {fname}: {one_line(reason)}",
+        return UserError(f"The path {fname} is a folder, not a file.", "Pass the image or label file itself.")
+    return UserError(f"Could not read file {fname}: {one_line(reason)}",
                      "The file may be corrupt or truncated, or not in the format its ending says; re-export it.")
 
 

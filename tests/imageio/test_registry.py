@@ -68,7 +68,7 @@ def test_unknown_ending_and_unreadable_example_are_user_errors(tmp_path, capsys)
     bad.write_bytes(b"garbage")
     with pytest.raises(UserError) as e:
         determine_reader_writer_from_file_ending(".nii.gz", str(bad), verbose=False)
-    assert str(bad) in str(e.value) and "SimpleITKIO: Could not read image file" in str(e.value)
+    assert str(bad) in str(e.value) and "SimpleITKIO: Could not read file" in str(e.value)
     out = capsys.readouterr()
     assert out.out == "" and "Traceback" not in out.err
     with pytest.raises(UserError):

@@ -153,6 +153,17 @@ def test_missing_and_corrupt_files_are_one_line_user_errors(tmp_path, vol):
     assert str(corrupt) in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("io_class", ["SimpleITKIO", "NibabelIO", "Tiff3DIO", "NaturalImage2DIO"])
+def test_missing_label_file_is_not_called_an_image(tmp_path, io_class):
+    """Label files are read through the images' code: the message must not call a missing label an image."""
+    import nnunetv2.imageio.reader_writer_registry as registry
+    cls = registry.recursive_find_reader_writer_by_name(io_class)
+    missing = str(tmp_path / "labelsTr" / f"case{cls.supported_file_endings[0]}")
+    with pytest.raises(UserError) as e:
+        cls().read_seg(missing)
+    assert str(e.value).startswith(f"The file {missing} does not exist.") and "image file" not in str(e.value)
+
+
 def test_reorient_reads_ras_and_writes_back_original_orientation(tmp_path, vol):
     f = write_sitk(tmp_path / "a_0000.nii.gz", vol)
     data, props = SimpleITKIOWithReorient().read_images([f])
