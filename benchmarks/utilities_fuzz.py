@@ -58,6 +58,7 @@ from _fuzz_harness import compare_outcomes, print_summary, run_both, trial_argum
 
 KINDS = ["crop", "crop", "onehot", "norm", "norm", "resample", "resample", "misc", "misc", "logger", "network",
          "resave", "revert", "overlay", "unpack"]
+ENTRY_KINDS = ["trainer", "export"]  # only with --entry-points (see _kind)
 REFUSED = "refused"
 
 
@@ -689,9 +690,241 @@ def _unpack_case(rng) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# entry points (drawn only with --entry-points, so that the kinds and draws of the cases above stay as they were)
+
+def _tiny_plans_module():
+    """tests/_tiny_plans.py loaded by its path: putting the checkout on sys.path would shadow the reference."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "_tiny_plans_fuzz", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
+                                         "_tiny_plans.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _entry_dataset(rng, dataset_id: int):
+    """A fabricated preprocessed dataset (plans with 3d_fullres, 3d_lowres and 3d_cascade_fullres; dataset.json)
+    under nnUNet_preprocessed: (dataset name, plans, dataset.json)."""
+    import copy
+    import json
+    from nnunetv2 import paths
+    name = f"Dataset{dataset_id:03d}_EntryFuzz"
+    plans = _tiny_plans_module().tiny_unet_plans(name)
+    plans["plans_name"] = "nnUNetPlans"
+    full = plans["configurations"]["3d_fullres"]
+    low = copy.deepcopy(full)
+    low.update(data_identifier="nnUNetPlans_3d_lowres", next_stage=["3d_cascade_fullres"])
+    full["batch_size"] = int(rng.integers(1, 4))
+    plans["configurations"]["3d_lowres"] = low
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    n_labels = int(rng.integers(1, 4))
+    dataset_json = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, **{f"l{i}": i for i in
+                                                                                  range(1, n_labels + 1)}},
+                    "numTraining": 4, "file_ending": ".nii.gz"}
+    folder = os.path.join(paths.nnUNet_preprocessed, name)
+    for identifier in ("nnUNetPlans_3d_fullres", "nnUNetPlans_3d_lowres"):  # what initialize() looks at
+        os.makedirs(os.path.join(folder, identifier), exist_ok=True)
+        for fname in ("case_0.b2nd", "case_0.pkl"):
+            open(os.path.join(folder, identifier, fname), "wb").close()
+    for fname, content in (("nnUNetPlans.json", plans), ("dataset.json", dataset_json)):
+        with open(os.path.join(folder, fname), "w") as f:
+            json.dump(content, f)
+    return name, plans, dataset_json
+
+
+def _relative(path, *roots):
+    """A path made comparable: relative to the nnUNet folders (both sides use the same ones)."""
+    if path is None:
+        return path
+    path = str(path)
+    from nnunetv2 import paths
+    for label, root in (("preprocessed", str(paths.nnUNet_preprocessed)), ("results", str(paths.nnUNet_results))):
+        if path.startswith(root):
+            return f"<{label}>{path[len(root):]}"
+    return path
+
+
+def _trainer_summary(trainer) -> dict:
+    return {"class": type(trainer).__name__, "plans_name": trainer.plans_manager.plans_name,
+            "configuration": trainer.configuration_name, "fold": _comparable(trainer.fold),
+            "device": str(trainer.device), "output_folder": _relative(trainer.output_folder),
+            "output_folder_base": _relative(trainer.output_folder_base),
+            "preprocessed_folder": _relative(trainer.preprocessed_dataset_folder),
+            "segs_from_previous_stage": _relative(trainer.folder_with_segs_from_previous_stage),
+            "is_cascaded": bool(trainer.is_cascaded), "was_initialized": bool(trainer.was_initialized),
+            "num_epochs": int(trainer.num_epochs), "deep_supervision": bool(trainer.enable_deep_supervision),
+            "current_epoch": int(trainer.current_epoch), "batch_size": int(trainer.configuration_manager.batch_size)}
+
+
+def _trainer_case(rng) -> dict:
+    """``get_trainer_from_args`` and ``maybe_load_checkpoint`` of ``nnunetv2.run.run_training`` on a fabricated
+    preprocessed dataset: dataset given as id/str id/name, trainers known and unknown, configurations present,
+    cascaded or missing, folds as int/str/'all'/out of range, plans identifiers present or not, devices; then
+    continuing without or with a checkpoint (written by the same side), validation only, pretrained weights
+    (a file, a missing file, a folder): what the trainer ends up with, and refusals."""
+    import shutil
+    import torch
+    from nnunetv2 import paths
+    from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
+    dataset_id = int(rng.integers(900, 990))
+    name, plans, dataset_json = _entry_dataset(rng, dataset_id)
+    try:
+        dataset = [dataset_id, str(dataset_id), name, "notanid"][int(rng.choice(4, p=[0.1, 0.4, 0.4, 0.1]))]
+        configuration = str(rng.choice(["3d_fullres"] * 4 + ["3d_lowres", "3d_cascade_fullres", "2d"]))
+        fold = [0, 1, 4, "0", "3", "all", 5, -1, "x"][int(rng.choice(9, p=[.2, .1, .1, .15, .1, .15, .08, .06, .06]))]
+        trainer_name = str(rng.choice(["nnUNetTrainer"] * 4 + ["nnUNetTrainer_5epochs",
+                                       "nnUNetTrainerNoDeepSupervision", "nnUNetTrainer_DoesNotExist"]))
+        plans_identifier = "nnUNetPlans" if rng.random() < 0.9 else "nnUNetResEncUNetMPlans"
+        device = torch.device(str(rng.choice(["cpu", "cpu", "cpu", "cuda"])))
+        out: Dict[str, Any] = {"args": [_comparable(dataset), configuration, _comparable(fold), trainer_name,
+                                        plans_identifier, str(device)]}
+
+        def build(continue_training=False):
+            return get_trainer_from_args(dataset, configuration, fold, trainer_name, plans_identifier,
+                                         continue_training, device)
+        try:
+            trainer = build()
+        except Exception:
+            out["trainer"] = REFUSED
+            return out
+        out["trainer"] = _trainer_summary(trainer)
+        if device.type != "cpu":
+            return out
+        out["folder_files"] = sorted(f.split("_")[0] for f in os.listdir(trainer.output_folder))
+        action = str(rng.choice(["continue_none", "continue", "validation_none", "validation", "pretrained",
+                                 "pretrained_missing", "pretrained_folder", "continue_and_pretrained", "nothing"]))
+        out["action"] = action
+        if action in ("continue", "validation", "pretrained", "continue_and_pretrained"):
+            first = build()
+            first.initialize()
+            first.current_epoch = int(rng.integers(1, 5))
+            checkpoint = {"continue": "checkpoint_latest.pth", "continue_and_pretrained": "checkpoint_latest.pth"}.get(
+                action, "checkpoint_final.pth")
+            first.save_checkpoint(os.path.join(first.output_folder, checkpoint))
+            weights = os.path.join(first.output_folder, checkpoint)
+        else:
+            weights = os.path.join(trainer.output_folder, "nonexistent.pth")
+            if action == "pretrained_folder":
+                weights = trainer.output_folder
+        continue_training = action.startswith("continue")
+        validation_only = action.startswith("validation")
+        pretrained = weights if action.startswith("pretrained") or action == "continue_and_pretrained" else None
+        try:
+            second = build(continue_training)
+            maybe_load_checkpoint(second, continue_training, validation_only, pretrained)
+            out["loaded"] = _trainer_summary(second)
+            if second.was_initialized:
+                out["weights"] = {k: v.detach().cpu().numpy() for k, v in second.network.state_dict().items()}
+                if action != "nothing" and not action.endswith(("_none", "_missing", "_folder")):
+                    ref_weights = torch.load(weights, map_location="cpu", weights_only=False)["network_weights"]
+                    out["same_as_saved"] = all(torch.equal(v.cpu(), ref_weights[k].cpu())
+                                               for k, v in second.network.state_dict().items())
+                out.pop("weights")  # random initialisation differs between the sides' seeds; equality is enough
+        except Exception:
+            out["loaded"] = REFUSED
+        return out
+    finally:
+        for root in (paths.nnUNet_preprocessed, paths.nnUNet_results):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _export_case(rng) -> dict:
+    """``export_prediction_from_logits``: random logits (numpy or torch, float32/16) of label or region plans,
+    cropped and resampled, transposed axes, with or without probabilities, dataset.json as dict or file: the files
+    written (segmentation read back with its geometry; npz and pkl contents)."""
+    import json
+    import pickle
+    import shutil
+    import tempfile
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+    from nnunetv2.inference.export_prediction import export_prediction_from_logits
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    name = "Dataset991_ExportFuzz"
+    plans = _tiny_plans_module().tiny_plans(name)
+    transpose = [[0, 1, 2], [2, 0, 1], [1, 0, 2]][int(rng.integers(0, 3))]
+    plans["transpose_forward"] = transpose
+    plans["transpose_backward"] = [int(i) for i in np.argsort(transpose)]
+    config = plans["configurations"]["3d_fullres"]
+    if rng.random() < 0.3:
+        config["resampling_fn_probabilities"] = "resample_torch_fornnunet"
+        config["resampling_fn_probabilities_kwargs"] = {"is_seg": False, "force_separate_z": None,
+                                                        "memefficient_seg_resampling": False}
+    n = int(rng.integers(1, 4))
+    labels: Dict[str, Any] = {"background": 0, **{f"l{i}": i for i in range(1, n + 1)}}
+    regions = n >= 2 and rng.random() < 0.25
+    dataset_json: Dict[str, Any] = {"channel_names": {"0": "MRI"}, "labels": labels, "numTraining": 2,
+                                    "file_ending": ".nii.gz"}
+    if regions:
+        dataset_json["labels"] = {"background": 0, "whole": list(range(1, n + 1)), "top": n}
+        dataset_json["regions_class_order"] = [1, n]
+    pm = PlansManager(plans)
+    cm = pm.get_configuration("3d_fullres")
+    heads = pm.get_label_manager(dataset_json).num_segmentation_heads
+    # the image as read (array axes), transposed, then cropped (box and shapes in the transposed order, as the
+    # preprocessor records them), then resampled to the configuration's spacing
+    original = [int(v) for v in rng.integers(3, 9, 3)]
+    spacing_orig = [float(v) for v in rng.choice([0.5, 1.0, 1.5, 3.0], 3)]
+    original_t = [original[t] for t in transpose]
+    lo = [int(rng.integers(0, 2)) for _ in range(3)]
+    hi = [int(o - rng.integers(0, 2)) for o in original_t]
+    bbox = [[a, b] for a, b in zip(lo, hi)]
+    cropped_t = [b - a for a, b in bbox]
+    spacing_t = [spacing_orig[t] for t in transpose]
+    target = [float(v) for v in rng.choice([0.5, 1.0, 2.0], 3)]
+    config["spacing"] = target
+    cm = PlansManager(plans).get_configuration("3d_fullres")
+    pm = PlansManager(plans)
+    shape = [max(1, int(round(c * s / t))) for c, s, t in zip(cropped_t, spacing_t, target)]
+    if rng.random() < 0.3:
+        shape = list(cropped_t)
+        cm.configuration["spacing"] = spacing_t
+    logits = rng.normal(0, 3, (heads, *shape)).astype(np.float16 if rng.random() < 0.2 else np.float32)
+    predicted = torch.from_numpy(logits) if rng.random() < 0.5 else logits
+    props = {"spacing": spacing_orig, "shape_before_cropping": original_t, "bbox_used_for_cropping": bbox,
+             "shape_after_cropping_and_before_resampling": cropped_t,
+             "sitk_stuff": {"spacing": tuple(spacing_orig[::-1]), "origin": tuple(float(v) for v in rng.normal(0, 5, 3)),
+                            "direction": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)}}
+    save_probabilities = bool(rng.random() < 0.5)
+    folder = tempfile.mkdtemp()
+    try:
+        dj: Any = dataset_json
+        if rng.random() < 0.3:
+            dj = os.path.join(folder, "dataset.json")
+            with open(dj, "w") as f:
+                json.dump(dataset_json, f)
+        missing_folder = bool(rng.random() < 0.2)
+        out_dir = os.path.join(folder, "out", "sub") if missing_folder else folder
+        out: Dict[str, Any] = {"missing_folder": missing_folder, "call": _attempt(lambda: export_prediction_from_logits(
+            predicted, props, cm, pm, dj, os.path.join(out_dir, "case"), save_probabilities, 1))}
+        out["input_unchanged"] = bool(np.array_equal(np.asarray(predicted), logits))
+        files = sorted(os.path.relpath(os.path.join(r, f), folder) for r, _, fs in os.walk(folder) for f in fs
+                       if f != "dataset.json")
+        out["files"] = files
+        for f in files:
+            path = os.path.join(folder, f)
+            if f.endswith(".nii.gz"):
+                img = sitk.ReadImage(path)
+                out[f] = {"array": sitk.GetArrayFromImage(img), "spacing": img.GetSpacing(),
+                          "origin": img.GetOrigin(), "direction": img.GetDirection()}
+            elif f.endswith(".npz"):
+                with np.load(path) as z:
+                    out[f] = {k: z[k] for k in z.files}
+            elif f.endswith(".pkl"):
+                with open(path, "rb") as fh:
+                    out[f] = _comparable(pickle.load(fh))
+        return out
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 CASES = {"crop": _crop_case, "onehot": _onehot_case, "norm": _norm_case, "resample": _resample_case,
          "misc": _misc_case, "logger": _logger_case, "network": _network_case, "resave": _resave_case,
-         "revert": _revert_case, "overlay": _overlay_case, "unpack": _unpack_case}
+         "revert": _revert_case, "overlay": _overlay_case, "unpack": _unpack_case, "trainer": _trainer_case,
+         "export": _export_case}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -717,6 +950,16 @@ def _documented(out_ref: dict, out_ours: dict):
         for item in ["call", "files"] + list(out_ours["files"]):
             found.append(("2-D bounding boxes, cropping and torch resampling of (c, x, y) data answered (the "
                           "reference handles 3-D only)", item))
+    if out_ref.get("missing_folder") and refused(out_ref["call"]) and not refused(out_ours["call"]):
+        for item in ["call", "files"] + list(out_ours["files"]):
+            found.append(("export_prediction_from_logits creates the missing folder of its output file (the "
+                          "reference fails)", item))
+    if "trainer" in out_ref and out_ref["args"][0][0] == "int" \
+            and refused(out_ref["trainer"]) and not refused(out_ours["trainer"]):
+        for item in ["trainer", "folder_files", "action", "loaded", "same_as_saved"]:
+            if item in out_ours:
+                found.append(("get_trainer_from_args takes a dataset id as an int (the reference calls startswith "
+                              "on it)", item))
     if out_ref.get("unsigned_seg_negative_label") and refused(out_ref["crop"]) and not refused(out_ours["crop"]):
         found.append(("crop_to_nonzero widens an unsigned segmentation to hold a negative label (the reference fails)",
                       "crop"))
@@ -738,35 +981,47 @@ def _documented(out_ref: dict, out_ours: dict):
     return found
 
 
-def _kind(seed: int) -> str:
+def _kind(seed: int, entry_points: bool = False) -> str:
+    """The kind of a case: from KINDS as it always was, or (--entry-points) from ENTRY_KINDS on a stream of its
+    own, so that adding entry-point kinds changes no earlier seed's kind or draws."""
     import numpy as np
+    if entry_points:
+        return ENTRY_KINDS[int(np.random.default_rng([seed, 3]).integers(0, len(ENTRY_KINDS)))]
     return KINDS[int(np.random.default_rng([seed, 2]).integers(0, len(KINDS)))]
 
 
-def drive(first_seed: int, n_cases: int, result_file: str) -> None:
+def drive(first_seed: int, n_cases: int, entry_points: bool, result_file: str) -> None:
     import numpy as np
     import torch
     from _fuzz_harness import drive_cases
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     drive_cases(list(range(n_cases)),
-                lambda i: CASES[_kind(first_seed + i)](np.random.default_rng(first_seed + i)), result_file)
+                lambda i: CASES[_kind(first_seed + i, entry_points)](np.random.default_rng(first_seed + i)),
+                result_file)
 
 
 def main() -> int:
-    p = trial_arguments(__doc__, driver_nargs=3)
+    p = trial_arguments(__doc__, driver_nargs=4)
     p.add_argument("--cases", type=int, default=400)
+    p.add_argument("--entry-points", action="store_true",
+                   help="draw only the entry-point kinds (trainer, export) instead of the helpers'")
     args = p.parse_args()
     if args.driver:
-        drive(int(args.driver[0]), int(args.driver[1]), args.driver[2])
+        drive(int(args.driver[0]), int(args.driver[1]), args.driver[2] == "1", args.driver[3])
         return 0
+    entry = args.entry_points
 
     with work_folder("nnunet_utilities_fuzz_", args.keep) as base:
-        ref, ours = run_both(args, __file__, [str(args.seed), str(args.cases)], base,
-                             lambda side: {"OMP_NUM_THREADS": "1"})
+        env = {"OMP_NUM_THREADS": "1"}
+        if entry:  # the fabricated datasets and the trainers' output folders; each case removes its own
+            env.update(nnUNet_preprocessed=os.path.join(base, "preprocessed"),
+                       nnUNet_results=os.path.join(base, "results"))
+        ref, ours = run_both(args, __file__, [str(args.seed), str(args.cases), "1" if entry else "0"], base,
+                             lambda side: env)
         kinds: Dict[str, int] = {}
         for i in range(args.cases):
-            kinds[_kind(args.seed + i)] = kinds.get(_kind(args.seed + i), 0) + 1
+            kinds[_kind(args.seed + i, entry)] = kinds.get(_kind(args.seed + i, entry), 0) + 1
         print(f"{args.cases} cases (seed {args.seed}): " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
         designed: Dict[str, int] = {}
         n_designed = 0
@@ -780,7 +1035,7 @@ def main() -> int:
                 r.pop(item, None), o.pop(item, None)
             n_designed += bool(found)
         differing, refused_both = compare_outcomes(
-            ref, ours, list(range(args.cases)), lambda i: f"{_kind(args.seed + i)} case seed {args.seed + i}")
+            ref, ours, list(range(args.cases)), lambda i: f"{_kind(args.seed + i, entry)} case seed {args.seed + i}")
         for reason, n in sorted(designed.items()):
             print(f"BY DESIGN ({n} items): {reason}")
         print_summary("cases", args.cases, differing, refused_both, ref, ours)
