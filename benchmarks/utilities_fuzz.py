@@ -2,7 +2,7 @@
 compatibility surface: cropping, one-hot labels, normalization, resampling, path/name/json helpers, collation,
 cross-validation splits, loggers, networks from plans) answer as the reference's (2.8.1) do, on random inputs?
 
-    python benchmarks/utilities_fuzz.py [--cases 400] [--seed 0] [--reference-python PATH] [--keep]
+    python benchmarks/utilities_fuzz.py [--cases 400] [--seed 0] [--entry-points] [--reference-python PATH] [--keep]
 
 Each case is drawn from its own seeded generator, identically under both interpreters (the same numpy), and is one of:
 
@@ -42,6 +42,20 @@ Each case is drawn from its own seeded generator, identically under both interpr
 * ``network``: ``get_network_from_plans`` of small PlainConvUNet / ResidualEncoderUNet architectures (2-D/3-D, deep
   supervision on/off/default, with and without initialisation) under a seeded torch, then ``InitWeights_He``: every
   weight and the output on a random input.
+
+With ``--entry-points`` every case is instead one of two kinds drawn on a stream of their own (the kinds above and
+their draws are unchanged without the flag, so earlier seeds' results stay valid):
+
+* ``trainer``: ``get_trainer_from_args`` on a fabricated preprocessed dataset (plans with 3d_fullres, 3d_lowres and
+  a cascade; dataset as int/str id or name or garbage; known, variant and unknown trainers; present, cascaded and
+  missing configurations; folds as int/str/'all'/out of range; missing plans; cpu or cuda device): class, plans name,
+  configuration, fold, device, folders, was_initialized, epochs, deep supervision; then ``maybe_load_checkpoint``
+  (continue without or with a checkpoint the same side wrote, validation only with or without checkpoint_final,
+  pretrained weights as a file, a missing file or a folder, continue plus pretrained): the trainer afterwards and
+  whether its weights are the saved ones;
+* ``export``: ``export_prediction_from_logits`` (numpy/torch float32/16 logits, labels or regions, transposed axes,
+  cropped and resampled by scipy or torch, with or without probabilities, dataset.json dict or file, an output
+  folder that does not exist yet): the segmentation read back with its geometry, the npz and pkl contents.
 
 One driver process per side computes every case; every item is compared exactly (values, dtypes, shapes, refusal or
 not; a case both refuse agrees). Prints the first difference of each disagreeing case and a summary; exit status 1 if
