@@ -218,9 +218,9 @@ class nnUNetDatasetBlosc2(nnUNetBaseDataset):
             blocks_seg, chunks_seg = comp_blosc2_params(shape4, shape4[1:], seg.itemsize)
             if seg.ndim != 4:
                 blocks_seg, chunks_seg = blocks_seg[-seg.ndim:], chunks_seg[-seg.ndim:]
-        # The reference stores this file with blosc2's default compression (ZSTD, clevel 5, SHUFFLE), not with the
-        # LZ4HC settings of the preprocessed data; keep that so a lowres stage run by either implementation gives
-        # the same files.
+        # The reference stores this file with the installed blosc2's default compression (ZSTD and SHUFFLE; clevel
+        # 5 up to blosc2 4.15, 1 from 4.16), not with the LZ4HC settings of the preprocessed data; keep that so a
+        # lowres stage run by either implementation gives the same files.
         write_b2nd(seg, output_filename_truncated + '.b2nd', blocks_seg, chunks_seg, blosc2_defaults=True)
 
     @staticmethod
