@@ -158,12 +158,20 @@ def assert_ran(outcome: Outcome, what: str) -> None:
                                      f"--- stderr\n{outcome.stderr[-5000:]}")
 
 
+# the interpreter's own start, before it handles SIGINT: tens of milliseconds; a silent death later is not excused
+STARTING_S = 0.5
+
+
 def interrupted_while_starting(outcome: Outcome) -> bool:
     """Ctrl-C while the interpreter was still starting or importing the command's module (its first second or so,
     before any of our code runs): the default SIGINT action, or Python's own KeyboardInterrupt traceback. Only the
     main process exists then."""
     stderr = outcome.stderr
     if "Fatal Python error: init_import_site" in stderr:
+        return True
+    # killed by the signal itself, silently, in the first instant: the interpreter had not yet installed its
+    # KeyboardInterrupt handler (seen at 0.045 s); once it has, every SIGINT becomes a traceback or our status 130
+    if outcome.returncode == -signal.SIGINT and not stderr.strip() and outcome.seconds < STARTING_S:
         return True
     # numpy turns a Ctrl-C that lands while its C extension initialises into an ImportError (status 1); without a
     # 'sys.exit(' frame that happened while the console script imported the command's module, before our code ran

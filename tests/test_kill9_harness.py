@@ -107,3 +107,15 @@ def test_a_ctrl_c_while_importing_is_an_interruption_while_starting():
     assert not interrupted_while_starting(outcome(WORKER_INTERRUPTED))
     assert not interrupted_while_starting(outcome(IMPORT_INTERRUPTED.replace(
         "    from nnunetv2", "    sys.exit(main())\n    from nnunetv2")))
+
+
+def test_silent_death_by_sigint_is_an_interruption_only_in_the_interpreters_first_instant():
+    """Before the interpreter installs its KeyboardInterrupt handler, SIGINT's default action ends it without a word
+    (seen 0.045 s after the start); later, a silent death by SIGINT means our handling failed."""
+    def outcome(seconds, stderr=""):
+        return Outcome(returncode=-signal.SIGINT, stdout="", stderr=stderr, killed=True, seconds=seconds,
+                       left_behind=[])
+    assert interrupted_while_starting(outcome(0.045))
+    assert not interrupted_while_starting(outcome(3.0))
+    assert not interrupted_while_starting(Outcome(returncode=0, stdout="", stderr="", killed=True, seconds=0.045,
+                                                  left_behind=[]))
