@@ -80,6 +80,27 @@ ENTRIES = ["files", "lists", "sequential", "sequential", "sequential", "sequenti
            "command"]
 
 
+def _draw_prediction_settings(rng) -> dict:
+    """How a case is predicted (entry point, TTA, step, Gaussian, device, probabilities, concurrent passes), drawn in
+    this order for single models and cascades alike."""
+    return {"entry": str(rng.choice(ENTRIES)),
+            "use_mirroring": bool(rng.random() < 0.6), "tile_step_size": float(rng.choice([0.5, 0.75, 1.0])),
+            "use_gaussian": bool(rng.random() < 0.7), "on_device": bool(rng.random() < 0.5),
+            "save_probabilities": bool(rng.random() < 0.6),
+            "concurrent_passes": None if rng.random() < 0.7 else "1"}
+
+
+def _settings_text(options: dict) -> str:
+    return (f"{options['entry']}, tta {options['use_mirroring']}, step {options['tile_step_size']}, gaussian "
+            f"{options['use_gaussian']}, probabilities {options['save_probabilities']}, concurrent passes "
+            f"{options['concurrent_passes'] or 'default'}")
+
+
+def _write_case_json(case_folder: str, options: dict) -> None:
+    with open(os.path.join(case_folder, "case.json"), "w") as f:
+        json.dump(options, f, indent=1)
+
+
 # ----- fabrication (this process, once per case) --------------------------------------------------------------------
 def _architecture(rng, dims: int, anisotropic_axis, n_channels: int):
     """(architecture dict of plans.json, the per-axis product of the strides): a tiny U-Net whose first stages keep
@@ -332,19 +353,12 @@ def fabricate(seed: int, folder: str) -> dict:
 
     network_name = architecture["network_class_name"][len(_NETWORKS):]
     n_stages = architecture["arch_kwargs"]["n_stages"]
-    options = {"configuration": configuration, "folds": folds, "entry": str(rng.choice(ENTRIES)),
-               "use_mirroring": bool(rng.random() < 0.6), "tile_step_size": float(rng.choice([0.5, 0.75, 1.0])),
-               "use_gaussian": bool(rng.random() < 0.7), "on_device": bool(rng.random() < 0.5),
-               "save_probabilities": bool(rng.random() < 0.6),
-               "concurrent_passes": None if rng.random() < 0.7 else "1"}
+    options = {"configuration": configuration, "folds": folds, **_draw_prediction_settings(rng)}
     options["description"] = (
         f"{image_kind} images, {configuration}, {network_name} {n_stages} stages, patch {patch}, {n_channels} ch "
         f"{schemes}, {'regions' if regions_class_order else 'labels'}, {resampling}, {reader}{' RGB' if rgb else ''}, "
-        f"folds {folds}, mirroring {mirroring}; {options['entry']}, tta {options['use_mirroring']}, step "
-        f"{options['tile_step_size']}, gaussian {options['use_gaussian']}, probabilities "
-        f"{options['save_probabilities']}, concurrent passes {options['concurrent_passes'] or 'default'}")
-    with open(os.path.join(folder, "case.json"), "w") as f:
-        json.dump(options, f, indent=1)
+        f"folds {folds}, mirroring {mirroring}; {_settings_text(options)}")
+    _write_case_json(folder, options)
     return options
 
 
@@ -490,23 +504,16 @@ def fabricate_cascade(seed: int, folder: str) -> dict:
             img.SetDirection([float(v) for v in direction.flatten()])
             sitk.WriteImage(img, os.path.join(inputs, f"case{k}_{c:04d}.nii.gz"))
 
-    options = {"cascade": True, "folds": folds[1], "folds_lowres": folds[0], "entry": str(rng.choice(ENTRIES)),
-               "use_mirroring": bool(rng.random() < 0.6), "tile_step_size": float(rng.choice([0.5, 0.75, 1.0])),
-               "use_gaussian": bool(rng.random() < 0.7), "on_device": bool(rng.random() < 0.5),
-               "save_probabilities": bool(rng.random() < 0.6),
-               "concurrent_passes": None if rng.random() < 0.7 else "1",
+    options = {"cascade": True, "folds": folds[1], "folds_lowres": folds[0], **_draw_prediction_settings(rng),
                "prev": str(rng.choice(["as_written"] * 8 + ["respaced"] * 2 + ["one_slice_short"])),
                "command": str(rng.choice(["nnUNetv2_predict", "nnUNetv2_predict_from_modelfolder"]))}
     options["description"] = (
         f"CASCADE 3d_lowres {low_str(low)} patch {patch_low} -> 3d_cascade_fullres {low_str(full)} patch "
         f"{patch_full}, {n_channels} ch + {n_foreground} one-hot, {kind if not regions_class_order else 'regions'}, "
         f"{reader}, transpose {transpose}, folds {folds}, mirroring {mirroring}, own second-stage settings "
-        f"{len(cascade) > 2}; {options['entry']}, tta {options['use_mirroring']}, step {options['tile_step_size']}, "
-        f"gaussian {options['use_gaussian']}, probabilities {options['save_probabilities']}, concurrent passes "
-        f"{options['concurrent_passes'] or 'default'}, previous stage {options['prev']}"
+        f"{len(cascade) > 2}; {_settings_text(options)}, previous stage {options['prev']}"
         f"{', ' + options['command'] if options['entry'] == 'command' else ''}")
-    with open(os.path.join(folder, "case.json"), "w") as f:
-        json.dump(options, f, indent=1)
+    _write_case_json(folder, options)
     return options
 
 
@@ -911,8 +918,7 @@ def main() -> int:
                 options["resume"] = {"num_parts": n_parts, "part_id": int(draw.integers(0, n_parts)),
                                      "drop": bool(draw.random() < 0.5)}
                 options["description"] += f"; resumed {options['resume']}"
-                with open(os.path.join(base, f"case{i}", "case.json"), "w") as f:
-                    json.dump(options, f, indent=1)
+                _write_case_json(os.path.join(base, f"case{i}"), options)
             draw = np.random.default_rng([args.seed + i, 4])  # its own stream: --arrays 0 leaves the cases as before
             if not options.get("cascade") and not options.get("resume") and draw.random() < args.arrays:
                 entry = str(draw.choice(ARRAY_ENTRIES))
@@ -925,8 +931,7 @@ def main() -> int:
                 options["description"] = options["description"].split("; ")[0] + (
                     f"; ARRAYS {options['arrays']}, tta {options['use_mirroring']}, step {options['tile_step_size']}, "
                     f"gaussian {options['use_gaussian']}, concurrent passes {options['concurrent_passes'] or 'default'}")
-                with open(os.path.join(base, f"case{i}", "case.json"), "w") as f:
-                    json.dump(options, f, indent=1)
+                _write_case_json(os.path.join(base, f"case{i}"), options)
                 how = entry + (" (manual_initialization)" if options["arrays"]["manual"] else "")
                 arrays[how] = arrays.get(how, 0) + 1
             descriptions[i] = options["description"]
