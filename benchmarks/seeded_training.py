@@ -108,23 +108,26 @@ def _hook(trainer, name: str, before=None, after=None) -> None:
     setattr(trainer, name, wrapped)
 
 
+def _npz_arrays(path: str) -> Dict[str, Any]:
+    import numpy as np
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
 def _validation_probabilities(output_folder: str) -> Dict[str, Any]:
     """The validation folder's file names (segmentations are compared through summary.json) and the arrays of its
     ``.npz`` probabilities (``--npz``)."""
-    import numpy as np
     folder = os.path.join(output_folder, "validation")
     found: Dict[str, Any] = {"files": sorted(os.listdir(folder))}
     for name in found["files"]:
         if name.endswith(".npz"):
-            with np.load(os.path.join(folder, name)) as z:
-                found[name] = {k: z[k] for k in z.files}
+            found[name] = _npz_arrays(os.path.join(folder, name))
     return found
 
 
 def _next_stage_predictions(args, plans_name: str) -> Dict[str, Any]:
     """What the final validation of a cascade's first stage left for the next stage (case file -> arrays); empty for
     other configurations. The folder is shared by all folds, so it is found from nnUNet_results, not the fold's."""
-    import numpy as np
     folder = os.path.join(os.environ["nnUNet_results"], args.dataset_name,
                           f"{args.trainer}__{plans_name}__{args.configuration}", "predicted_next_stage")
     found: Dict[str, Any] = {}
@@ -133,8 +136,7 @@ def _next_stage_predictions(args, plans_name: str) -> Dict[str, Any]:
             path = os.path.join(root, name)
             key = os.path.relpath(path, folder)
             if name.endswith(".npz"):
-                with np.load(path) as z:
-                    found[key] = {k: z[k] for k in z.files}
+                found[key] = _npz_arrays(path)
             elif name.endswith(".b2nd"):
                 import blosc2
                 found[key] = blosc2.open(path, mode="r")[:]
